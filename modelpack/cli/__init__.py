@@ -1,0 +1,55 @@
+"""Command line: parse, call one library function, render. The one error boundary lives here."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import typer
+from typer.exceptions import TyperException
+
+from modelpack.cli._app import Settings, app
+from modelpack.errors import ModelpackError
+
+# Command modules register themselves on `app` when imported.
+from modelpack.cli import _commands  # noqa: F401,E402  isort: skip
+
+__all__ = ["app", "main"]
+
+
+def _err(message: str) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `modelpack` console script. Returns (and exits with) the process exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    if "--verbose" in args or "-v" in args:
+        Settings.verbose = True
+    code = 0
+    try:
+        app(args=args, prog_name="modelpack", standalone_mode=False)
+    except ModelpackError as e:
+        if Settings.verbose:
+            traceback.print_exc()
+        _err(str(e))
+        code = e.exit_code
+    except typer.Exit as e:
+        code = e.exit_code
+    except TyperException as e:  # click's usage errors: bad flag, missing argument, unknown command
+        e.show()  # type: ignore[attr-defined]
+        code = 2
+    except (typer.Abort, KeyboardInterrupt):
+        _err("interrupted")
+        code = 130
+    except BrokenPipeError:
+        code = 0
+    except Exception as e:  # a bug, not a user mistake: say so plainly
+        if Settings.verbose:
+            traceback.print_exc()
+        _err(f"internal error: {type(e).__name__}: {e} (run with --verbose for the traceback)")
+        code = 1
+    if argv is None:
+        sys.exit(code)
+    return code

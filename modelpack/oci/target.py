@@ -1,0 +1,78 @@
+"""The one interface every place content lives behind: a registry repository or an OCI layout directory.
+
+Copy, push, pull, promote and rollback are written once against this protocol, so every verb works the same
+against a remote registry and against a local layout (the embedded default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Protocol
+
+from modelpack.oci.model import Descriptor
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress event: `done` of `total` bytes of the blob `digest` moved. The CLI renders these."""
+
+    digest: str
+    done: int
+    total: int
+    what: str = "blob"  # "blob", "skip" (already there), "mount"
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+def no_progress(_: Progress) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class RawManifest:
+    """Manifest bytes exactly as stored, with the media type they were stored under."""
+
+    raw: bytes
+    media_type: str
+    digest: str
+
+
+class Target(Protocol):
+    """A repository-scoped content store: blobs by digest, manifests by digest or tag, tags, referrers."""
+
+    def describe(self) -> str:
+        """A human name for messages, e.g. `127.0.0.1:5000/acme/iris` or `oci:/path/to/layout`."""
+        ...
+
+    def has_blob(self, digest: str) -> bool: ...
+
+    def read_blob(self, desc: Descriptor) -> AbstractContextManager[Iterator[bytes]]:
+        """Yields the blob in chunks; raises DigestMismatchError at the end if they do not hash to desc."""
+        ...
+
+    def write_blob(
+        self, desc: Descriptor, chunks: Iterable[bytes], progress: ProgressFn = no_progress
+    ) -> None:
+        """Stores a blob, verifying digest and size; nothing is kept under the digest when they differ."""
+        ...
+
+    def get_manifest(self, ref: str) -> RawManifest:
+        """`ref` is a tag or a digest. Raises NotFoundError when absent."""
+        ...
+
+    def put_manifest(self, ref: str, manifest: RawManifest) -> str:
+        """Stores the exact bytes under a tag or their digest; returns the digest the target reports."""
+        ...
+
+    def list_tags(self) -> list[str]: ...
+
+    def delete_tag(self, tag: str) -> None:
+        """Removes one tag only; never deletes the manifest (its other tags stay)."""
+        ...
+
+    def referrers(self, digest: str, artifact_type: str | None = None) -> list[Descriptor]:
+        """Manifests whose `subject` is `digest`."""
+        ...
