@@ -1,0 +1,69 @@
+"""Where the build came from: the git commit, branch, remote and dirty state of the project directory.
+
+The remote URL is recorded without any userinfo (CI checkouts often embed a token in it).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+Runner = Callable[[Sequence[str], Path], "str | None"]
+
+
+def run_git(args: Sequence[str], cwd: Path) -> str | None:
+    """Runs git; None when git is missing, the directory is no checkout, or the command fails."""
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+@dataclass(frozen=True)
+class GitInfo:
+    commit: str
+    branch: str | None
+    remote: str | None
+    dirty: bool
+    commit_time: int  # seconds since the epoch: the default mtime of every tar entry
+    tag: str | None  # an exact tag on HEAD, e.g. "v1.4.0"
+
+    def to_json(self) -> dict[str, object]:
+        return {"commit": self.commit, "branch": self.branch, "remote": self.remote, "dirty": self.dirty}
+
+
+def scrub_url(url: str) -> str:
+    """Drops credentials from a remote URL (https://user:token@host/x -> https://host/x)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.scheme and "@" in parts.netloc:
+        host = parts.netloc.rsplit("@", 1)[1]
+        return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return url
+
+
+def git_info(directory: Path, run: Runner = run_git) -> GitInfo | None:
+    commit = run(["rev-parse", "HEAD"], directory)
+    if not commit:
+        return None
+    branch = run(["rev-parse", "--abbrev-ref", "HEAD"], directory)
+    remote = run(["config", "--get", "remote.origin.url"], directory)
+    status = run(["status", "--porcelain", "--untracked-files=no", "--", "."], directory)
+    when = run(["show", "-s", "--format=%ct", "HEAD"], directory)
+    tag = run(["describe", "--tags", "--exact-match", "HEAD"], directory)
+    return GitInfo(
+        commit=commit,
+        branch=None if branch in (None, "HEAD") else branch,
+        remote=scrub_url(remote) if remote else None,
+        dirty=bool(status),
+        commit_time=int(when) if when and when.isdigit() else 0,
+        tag=tag or None,
+    )
