@@ -17,9 +17,7 @@ Runner = Callable[[Sequence[str], Path], "str | None"]
 def run_git(args: Sequence[str], cwd: Path) -> str | None:
     """Runs git; None when git is missing, the directory is no checkout, or the command fails."""
     try:
-        out = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30, check=False
-        )
+        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None

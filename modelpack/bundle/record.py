@@ -117,7 +117,9 @@ class Record:
                 created=str(obj["created"]),
                 files=tuple(FileEntry(f["path"], f["sha256"], int(f["size"])) for f in obj.get("files", [])),
                 datasets=tuple(DatasetEntry(**d) for d in obj.get("datasets", [])),
-                metrics={k: Metric(float(m["value"]), m.get("dataset")) for k, m in obj.get("metrics", {}).items()},
+                metrics={
+                    k: Metric(float(m["value"]), m.get("dataset")) for k, m in obj.get("metrics", {}).items()
+                },
                 params=dict(obj.get("params", {})),
                 git=obj.get("git"),
                 lock=LockSummary(

@@ -12,7 +12,7 @@ from modelpack.cli._app import Settings, app
 from modelpack.errors import ModelpackError
 
 # Command modules register themselves on `app` when imported.
-from modelpack.cli import _commands  # noqa: F401,E402  isort: skip
+from modelpack.cli import _commands  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]
 
