@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 
 import httpx
 import pytest
+from fixtures.engine import Engine
 from fixtures.registry import RegistryProcess
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -113,3 +115,18 @@ def test_tls_registry_requires_credentials(tls_registry: RegistryProcess) -> Non
 def test_tls_registry_certificate_is_not_publicly_trusted(tls_registry: RegistryProcess) -> None:
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{tls_registry.url}/v2/", timeout=10)
+
+
+@pytest.mark.engine
+def test_base_image_runs_python_from_the_registry(docker_engine: Engine) -> None:
+    client = docker_engine.client
+    # Pull by registry reference, as a user's build would; drop the local tag first so the pull is real.
+    client.images.remove(docker_engine.base_ref)
+    client.images.pull(docker_engine.base_ref)
+    output = client.containers.run(
+        docker_engine.base_ref,
+        ["python3", "-c", "import platform; print(platform.python_version())"],
+        network_mode="host",
+        remove=True,
+    )
+    assert re.fullmatch(r"3\.11\.\d+", output.decode().strip())
