@@ -1,0 +1,57 @@
+"""`python -m modelpack.serve [flags]`: the serving image's command and `modelpack serve`'s process."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from modelpack.serve.config import ConfigError, env_of, load
+
+
+def parse_args(argv: Sequence[str]) -> tuple[Path | None, dict[str, Any]]:
+    parser = argparse.ArgumentParser(
+        prog="python -m modelpack.serve",
+        description="Serve one model over the Open Inference Protocol (KServe V2 REST).",
+        epilog="example: python -m modelpack.serve --name iris --handler onnx --model model.onnx "
+        "--model-dir ./models --port 8080",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="serving config JSON (default: $MODELPACK_SERVING_CONFIG or /opt/modelpack/serving.json)",
+    )
+    parser.add_argument("--name")
+    parser.add_argument("--version")
+    parser.add_argument("--handler", help='"onnx" or "module:Class"')
+    parser.add_argument("--model", help="for onnx: the model file relative to --model-dir")
+    parser.add_argument("--model-dir")
+    parser.add_argument("--code-dir")
+    parser.add_argument("--bundle-digest")
+    parser.add_argument("--host")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--workers", type=int)
+    parser.add_argument("--inference", choices=["inline", "thread"])
+    parser.add_argument("--onnx-threads", type=int)
+    parser.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
+    args = vars(parser.parse_args(argv))
+    config_path = args.pop("config")
+    return config_path, args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    config_path, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        config = load(config_path, env_of(), overrides)
+    except ConfigError as exc:
+        print(f"modelpack.serve: {exc}", file=sys.stderr)
+        return 2
+    from modelpack.serve.server import run  # deferred: uvicorn is not needed to report a config error
+
+    return run(config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""The ASGI application: Open Inference Protocol (KServe V2) REST routes plus /metadata.
+
+Hand-written rather than a framework because every route is a few lines and the request path is the hot
+loop the runtime benchmark measures. Every failure becomes a JSON `{"error": "..."}`: 400 for a request
+the client can fix, 404 for an unknown model or route, 413 for a body over `max_body_bytes`, 500 when the
+handler raises or returns something unencodable, 503 until the model is loaded. Tracebacks go to the log,
+never to the client, and no request can stop the server.
+
+NaN and infinities in outputs are written as the JavaScript tokens NaN/Infinity, as Python's json (and
+MLServer) do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from modelpack import __version__
+from modelpack.serve.config import ServingConfig
+from modelpack.serve.handlers import LoadedModel, OnnxHandler, load_handler
+from modelpack.serve.tensors import Array, EncodeError, TensorError, decode_input, encode_output
+
+Scope = Mapping[str, Any]
+Receive = Callable[[], Awaitable[Mapping[str, Any]]]
+Send = Callable[[Mapping[str, Any]], Awaitable[None]]
+Loader = Callable[[ServingConfig], LoadedModel]
+
+log = logging.getLogger("modelpack.serve")
+
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class RequestError(Exception):
+    """A request the client must fix; `status` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def default_loader(config: ServingConfig) -> LoadedModel:
+    return load_handler(config.handler, config.model_dir, config.code_dir, config.model, config.onnx_threads)
+
+
+class ServingApp:
+    """ASGI 3 app serving one model; `load()` runs once (the lifespan startup calls it in a thread)."""
+
+    def __init__(self, config: ServingConfig, loader: Loader = default_loader) -> None:
+        self.config = config
+        self._loader = loader
+        self.model: LoadedModel | None = None
+        self._executor = ThreadPoolExecutor(1, "predict") if config.inference == "thread" else None
+        prefix = f"/v2/models/{config.name}"
+        self._model_paths = (
+            {prefix: "", f"{prefix}/versions/{config.version}": ""} if config.version else {prefix: ""}
+        )
+
+    def load(self) -> None:
+        self.model = self._loader(self.config)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await asyncio.to_thread(self.load)
+                except Exception as exc:
+                    log.error("model %s could not be loaded: %s", self.config.name, exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                log.info("model %s loaded", self.config.name)
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                if self._executor is not None:
+                    self._executor.shutdown(wait=False)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            status, body = await self._route(scope, receive)
+        except RequestError as exc:
+            status, body = exc.status, {"error": str(exc)}
+        except Exception:
+            log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
+            status, body = 500, {"error": "internal server error (details in the server log)"}
+        payload = json.dumps(body, separators=(",", ":")).encode()
+        headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _route(self, scope: Scope, receive: Receive) -> tuple[int, Any]:
+        method, path = scope["method"], scope["path"].rstrip("/") or "/"
+        if path.startswith("/v2/models/"):
+            return await self._model_route(method, path, receive)
+        if method != "GET":
+            raise RequestError(f"method {method} not allowed on {path}; use GET", 405)
+        if path == "/v2/health/live":
+            return 200, {"live": True}
+        if path == "/v2/health/ready":
+            return (200, {"ready": True}) if self.model else (503, {"ready": False})
+        if path == "/v2":
+            return 200, {"name": "modelpack", "version": __version__, "extensions": []}
+        if path == "/metadata":
+            return 200, self._metadata()
+        raise RequestError(f"no route {path}", 404)
+
+    async def _model_route(self, method: str, path: str, receive: Receive) -> tuple[int, Any]:
+        base, _, action = path.rpartition("/")
+        if action in ("ready", "infer") and base in self._model_paths:
+            pass
+        elif path in self._model_paths:
+            base, action = path, ""
+        else:
+            raise RequestError(f"model not found at {path}; this server serves '{self.config.name}'", 404)
+        wanted = "POST" if action == "infer" else "GET"
+        if method != wanted:
+            raise RequestError(f"method {method} not allowed on {path}; use {wanted}", 405)
+        if action == "ready":
+            ready = self.model is not None
+            return (200 if ready else 503), {"name": self.config.name, "ready": ready}
+        model = self.model
+        if model is None:
+            raise RequestError(f"model '{self.config.name}' is still loading", 503)
+        if action == "":
+            return 200, self._model_metadata(model)
+        body = await _read_body(receive, self.config.max_body_bytes)
+        return 200, await self._infer(model, body)
+
+    def _model_metadata(self, model: LoadedModel) -> dict[str, Any]:
+        return {
+            "name": self.config.name,
+            "versions": [self.config.version] if self.config.version else [],
+            "platform": model.platform,
+            "inputs": [spec.to_json() for spec in model.inputs or ()],
+            "outputs": [spec.to_json() for spec in model.outputs or ()],
+        }
+
+    def _metadata(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "name": c.name,
+            "version": c.version,
+            "handler": c.handler,
+            "bundle_digest": c.bundle_digest,
+            "index_digest": c.index_digest,
+            "record_summary": dict(c.record_summary),
+            "ready": self.model is not None,
+            "runtime": {"name": "modelpack", "version": __version__},
+        }
+
+    async def _infer(self, model: LoadedModel, body: bytes) -> dict[str, Any]:
+        request = _parse(body)
+        inputs = _inputs(model, request["inputs"])
+        wanted = _wanted_outputs(model, request.get("outputs"))
+        if self._executor is None:
+            outputs = _predict(model, inputs, wanted)
+        else:
+            loop = asyncio.get_running_loop()
+            outputs = await loop.run_in_executor(self._executor, _predict, model, inputs, wanted)
+        request_id = request.get("id")
+        return {
+            "model_name": self.config.name,
+            "model_version": self.config.version,
+            "id": request_id if isinstance(request_id, str) else str(uuid.uuid4()),
+            "outputs": outputs,
+        }
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise RequestError("client disconnected before sending the whole body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(f"request body is larger than {limit} bytes (max_body_bytes)", 413)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _parse(body: bytes) -> dict[str, Any]:
+    try:
+        request = json.loads(body)
+    except RecursionError:
+        raise RequestError("request body is nested too deeply") from None
+    except ValueError as exc:
+        raise RequestError(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(request, dict):
+        raise RequestError("request body must be a JSON object with 'inputs'")
+    inputs = request.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise RequestError("request needs 'inputs': a non-empty list of tensors")
+    if "id" in request and not isinstance(request["id"], str):
+        raise RequestError("'id' must be a string")
+    if "parameters" in request and not isinstance(request["parameters"], dict):
+        raise RequestError("'parameters' must be an object")
+    return request
+
+
+def _inputs(model: LoadedModel, raw: list[Any]) -> dict[str, Array]:
+    inputs: dict[str, Array] = {}
+    for tensor in raw:
+        name = tensor.get("name") if isinstance(tensor, dict) else None
+        spec = model.input_spec(name) if isinstance(name, str) else None
+        if model.inputs is not None and spec is None and isinstance(name, str):
+            known = ", ".join(s.name for s in model.inputs)
+            raise RequestError(f"unknown input '{name}'; the model's inputs are: {known}")
+        try:
+            name, array = decode_input(tensor, spec)
+        except TensorError as exc:
+            raise RequestError(str(exc)) from None
+        if name in inputs:
+            raise RequestError(f"input '{name}' is given twice")
+        inputs[name] = array
+    for spec in model.inputs or ():
+        if spec.name not in inputs:
+            raise RequestError(f"missing input '{spec.name}' ({spec.datatype} {list(spec.shape)})")
+    return inputs
+
+
+def _wanted_outputs(model: LoadedModel, raw: object) -> list[str] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in raw
+    ):
+        raise RequestError("'outputs' must be a list of objects with a 'name'")
+    names = [o["name"] for o in raw]
+    known = [s.name for s in model.outputs] if model.outputs is not None else None
+    for name in names:
+        if known is not None and name not in known:
+            raise RequestError(f"unknown output '{name}'; the model's outputs are: {', '.join(known)}")
+    return names or None
+
+
+def _predict(model: LoadedModel, inputs: dict[str, Array], wanted: list[str] | None) -> list[dict[str, Any]]:
+    handler = model.handler
+    try:
+        if isinstance(handler, OnnxHandler):
+            result: object = handler.run(inputs, wanted)
+        else:
+            result = handler.predict(inputs)
+    except EncodeError as exc:
+        raise RequestError(str(exc), 500) from None
+    except Exception as exc:
+        log.exception("handler failed")
+        raise RequestError(f"handler failed: {type(exc).__name__}: {exc}", 500) from None
+    if isinstance(result, np.ndarray):
+        result = {"output": result}
+    if not isinstance(result, Mapping):
+        raise RequestError(f"handler returned {type(result).__name__}, not a dict of arrays or an array", 500)
+    names = wanted if wanted is not None else list(result)
+    outputs = []
+    for name in names:
+        if name not in result:
+            raise RequestError(
+                f"unknown output '{name}'; the handler returned: {', '.join(map(str, result))}"
+            )
+        try:
+            outputs.append(encode_output(str(name), result[name]))
+        except EncodeError as exc:
+            raise RequestError(str(exc), 500) from None
+    return outputs

@@ -1,0 +1,184 @@
+"""The serving config: one JSON file written into the image at build time, overridable by CLI flags.
+
+Schema (JSON object; only `name` is required):
+
+    name            str   model name in V2 URLs (/v2/models/{name}/...)
+    version         str   model version reported by /v2/models/{name} and /metadata     (default "")
+    handler         str   "onnx" or "module:Class" (a custom handler, see handlers.py)   (default "onnx")
+    model           str   for "onnx": the .onnx file's path relative to model_dir        (default none)
+    model_dir       str   directory holding the weights (the bundle's models/)           (default /models)
+    code_dir        str   directory put first on sys.path for custom handlers            (default /code)
+    bundle_digest   str   digest of the bundle artifact manifest, shown by /metadata     (default none)
+    record_summary  dict  e.g. {"metrics": {...}, "revision": ...}, shown by /metadata   (default {})
+    host            str   listen address                                                (default 0.0.0.0)
+    port            int   listen port; env PORT overrides it                             (default 8080)
+    workers         int   uvicorn worker processes; env WORKERS overrides it             (default 1)
+    inference       str   "inline" (on the event loop) or "thread" (a worker thread)   (default "inline")
+    onnx_threads    int   onnxruntime intra-op threads, 0 = onnxruntime's default       (default 0)
+    max_body_bytes  int   largest request body accepted, else 413                      (default 64 MiB)
+    log_level       str   uvicorn log level                                             (default "info")
+
+The file's path comes from `--config`, else env MODELPACK_SERVING_CONFIG, else /opt/modelpack/serving.json.
+The release's index digest cannot be inside the image (the index contains the image), so /metadata reports
+it from env MODELPACK_INDEX_DIGEST when that is set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CONFIG_PATH = Path("/opt/modelpack/serving.json")
+CONFIG_ENV = "MODELPACK_SERVING_CONFIG"
+INDEX_DIGEST_ENV = "MODELPACK_INDEX_DIGEST"
+
+
+class ConfigError(ValueError):
+    """The serving config is missing, not JSON, or has a wrong key or value; the message says which."""
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """Everything the runtime needs to start; see the module docstring for each field."""
+
+    name: str
+    version: str = ""
+    handler: str = "onnx"
+    model: str | None = None
+    model_dir: Path = Path("/models")
+    code_dir: Path = Path("/code")
+    bundle_digest: str | None = None
+    index_digest: str | None = None
+    record_summary: Mapping[str, Any] = field(default_factory=dict)
+    host: str = "0.0.0.0"
+    port: int = 8080
+    workers: int = 1
+    inference: str = "inline"
+    onnx_threads: int = 0
+    max_body_bytes: int = 64 * 1024 * 1024
+    log_level: str = "info"
+
+    def to_json(self) -> dict[str, Any]:
+        """The config as JSON-safe data (paths as strings), so a worker process can rebuild it."""
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["model_dir"] = str(self.model_dir)
+        out["code_dir"] = str(self.code_dir)
+        out["record_summary"] = dict(self.record_summary)
+        return out
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,),
+    "version": (str,),
+    "handler": (str,),
+    "model": (str, type(None)),
+    "model_dir": (str,),
+    "code_dir": (str,),
+    "bundle_digest": (str, type(None)),
+    "index_digest": (str, type(None)),
+    "record_summary": (dict,),
+    "host": (str,),
+    "port": (int,),
+    "workers": (int,),
+    "inference": (str,),
+    "onnx_threads": (int,),
+    "max_body_bytes": (int,),
+    "log_level": (str,),
+}
+
+
+def from_mapping(data: Mapping[str, Any], where: str) -> ServingConfig:
+    """Validate a parsed config (file contents, flags or both) and build the dataclass."""
+    unknown = sorted(set(data) - set(_TYPES))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key '{unknown[0]}'; known keys: {', '.join(_TYPES)}")
+    for key, value in data.items():
+        allowed = _TYPES[key]
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
+            names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+            raise ConfigError(f"{where}: '{key}' must be {names}, got {value!r:.60}")
+    if not data.get("name"):
+        raise ConfigError(f"{where}: 'name' (the model name served under /v2/models/NAME) is required")
+    values = dict(data)
+    for key in ("model_dir", "code_dir"):
+        if key in values:
+            values[key] = Path(values[key])
+    config = ServingConfig(**values)
+    _check(config, where)
+    return config
+
+
+def _check(config: ServingConfig, where: str) -> None:
+    if not 0 < config.port < 65536:
+        raise ConfigError(f"{where}: 'port' must be 1..65535, got {config.port}")
+    if config.workers < 1:
+        raise ConfigError(f"{where}: 'workers' must be at least 1, got {config.workers}")
+    if config.inference not in ("inline", "thread"):
+        raise ConfigError(f'{where}: \'inference\' must be "inline" or "thread", got {config.inference!r}')
+    if config.handler != "onnx" and config.handler.count(":") != 1:
+        raise ConfigError(f'{where}: \'handler\' must be "onnx" or "module:Class", got {config.handler!r}')
+    if config.handler == "onnx" and not config.model:
+        raise ConfigError(f"{where}: handler \"onnx\" needs 'model', the .onnx path relative to model_dir")
+    if config.max_body_bytes < 1 or config.onnx_threads < 0:
+        raise ConfigError(f"{where}: 'max_body_bytes' must be positive and 'onnx_threads' not negative")
+
+
+def load(
+    path: Path | None, env: Mapping[str, str], overrides: Mapping[str, Any] | None = None
+) -> ServingConfig:
+    """The config from `path` (else env, else the default path when it exists), env and flag overrides.
+
+    Precedence, lowest first: built-in defaults, the file, env PORT/WORKERS/MODELPACK_INDEX_DIGEST, flags
+    (the environment beats the file because `docker run -e PORT=...` must move a built image's port).
+    """
+    explicit = path or (Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else None)
+    file_path = explicit or DEFAULT_CONFIG_PATH
+    data: dict[str, Any] = {}
+    if explicit is not None or file_path.is_file():
+        data.update(_read(file_path))
+        where = str(file_path)
+    else:
+        where = "command line"
+    for key, var in (("port", "PORT"), ("workers", "WORKERS")):
+        if env.get(var):
+            try:
+                data[key] = int(env[var])
+            except ValueError:
+                raise ConfigError(f"environment {var}={env[var]!r} is not an integer") from None
+    if env.get(INDEX_DIGEST_ENV):
+        data["index_digest"] = env[INDEX_DIGEST_ENV]
+    data.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if "name" not in data and explicit is None:
+        raise ConfigError(
+            f"no serving config: {file_path} does not exist; pass --config FILE, set {CONFIG_ENV}, "
+            "or give --name and --handler"
+        )
+    return from_mapping(data, where)
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"serving config {path} cannot be read: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"serving config {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"serving config {path} must be a JSON object")
+    return data
+
+
+def with_overrides(config: ServingConfig, **changes: Any) -> ServingConfig:
+    """A copy with some fields changed (tests and `modelpack serve` adjust host/port this way)."""
+    return replace(config, **changes)
+
+
+def env_of() -> Mapping[str, str]:
+    """The process environment, read once at the edge so the rest takes env as a parameter."""
+    return dict(os.environ)

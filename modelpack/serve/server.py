@@ -1,0 +1,47 @@
+"""Running the app under uvicorn (httptools, uvloop when installed), one process or `workers` of them."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import uvicorn
+
+from modelpack.serve.app import ServingApp
+from modelpack.serve.config import ServingConfig, from_mapping
+
+# Worker processes rebuild the config from this variable: uvicorn starts workers from an import string.
+RESOLVED_ENV = "MODELPACK_SERVE_RESOLVED_CONFIG"
+
+STARTUP_FAILED = 3  # uvicorn's own exit code for a failed lifespan startup
+
+
+def create_app() -> ServingApp:
+    """uvicorn factory for worker processes (`workers` > 1)."""
+    return ServingApp(from_mapping(json.loads(os.environ[RESOLVED_ENV]), RESOLVED_ENV))
+
+
+def run(config: ServingConfig) -> int:
+    """Serve until SIGINT/SIGTERM; the exit code is STARTUP_FAILED if the model did not load."""
+    logging.basicConfig(
+        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    common: dict[str, Any] = {
+        "host": config.host,
+        "port": config.port,
+        "http": "httptools",
+        "loop": "auto",
+        "lifespan": "on",
+        "access_log": False,  # a log line per request costs more than the inference of a small model
+        "log_level": config.log_level,
+        "timeout_graceful_shutdown": 10,
+    }
+    if config.workers > 1:
+        os.environ[RESOLVED_ENV] = json.dumps(config.to_json())
+        uvicorn.run("modelpack.serve.server:create_app", factory=True, workers=config.workers, **common)
+        return 0
+    server = uvicorn.Server(uvicorn.Config(ServingApp(config), **common))
+    server.run()
+    return 0 if server.started else STARTUP_FAILED
