@@ -1,0 +1,289 @@
+"""RegistryRepository: one repository of a registry, behind the Target protocol.
+
+Manifests travel as raw bytes end to end (a retag is GET bytes + PUT the same bytes), every pulled byte
+is verified against its digest, and a tag is removed without touching the manifest it pointed at.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import secrets
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from modelpack.errors import DigestMismatchError, NotFoundError, RegistryError
+from modelpack.oci import digest as digests
+from modelpack.oci import mediatypes
+from modelpack.oci.model import MAX_MANIFEST_BYTES, Descriptor, Manifest
+from modelpack.oci.target import Progress, ProgressFn, RawManifest, no_progress
+from modelpack.registry import referrers as _referrers
+from modelpack.registry.auth import repository_scope
+from modelpack.registry.transport import RegistryClient
+from modelpack.registry.upload import BlobOpener, UploadOptions, UploadResult, blob_exists, push_blob
+from modelpack.registry.upload_source import OneShotSource
+
+STREAM_CHUNK = 1 << 20
+ANN_TAG_TOMBSTONE = "dev.modelpack.tag-tombstone"
+
+
+class RegistryRepository:
+    """`client` is shared by every repository of one registry; `name` is the repository path."""
+
+    def __init__(self, client: RegistryClient, name: str, *, upload: UploadOptions = UploadOptions()) -> None:
+        self.client = client
+        self.name = name
+        self.upload_options = upload
+
+    def __repr__(self) -> str:
+        return f"RegistryRepository({self.describe()!r})"
+
+    def describe(self) -> str:
+        return f"{self.client.registry}/{self.name}"
+
+    def _scope(self, *actions: str) -> list[str]:
+        return [repository_scope(self.name, *actions)]
+
+    # blobs
+
+    def has_blob(self, digest: str) -> bool:
+        return blob_exists(self.client, self.name, digests.validate(digest))
+
+    @contextlib.contextmanager
+    def read_blob(self, desc: Descriptor) -> Iterator[Iterator[bytes]]:
+        response = self.client.send(
+            "GET", f"/v2/{self.name}/blobs/{desc.digest}", scopes=self._scope("pull"), stream=True
+        )
+        try:
+            if response.status_code != 200:
+                response.read()
+                raise self.client.status_error(response, f"blob {desc.digest}", self.describe())
+            yield self._verified(response, desc)
+        finally:
+            response.close()
+
+    def _verified(self, response: httpx.Response, desc: Descriptor) -> Iterator[bytes]:
+        verifier = digests.Verifier(desc.digest, desc.size, what=f"blob {desc.digest} from {self.describe()}")
+        try:
+            for chunk in response.iter_bytes(STREAM_CHUNK):
+                verifier.update(chunk)
+                yield chunk
+        except httpx.TransportError as e:
+            raise self.client.transport_error(e) from None
+        verifier.check()
+
+    def download_blob(self, desc: Descriptor, dest: Path, progress: ProgressFn = no_progress) -> None:
+        """Stream a blob to `dest`; it appears there only once its digest and size were verified."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        try:
+            with os.fdopen(fd, "wb") as out, self.read_blob(desc) as chunks:
+                done = 0
+                for chunk in chunks:
+                    out.write(chunk)
+                    done += len(chunk)
+                    progress(Progress(desc.digest, done, desc.size))
+            os.replace(tmp, dest)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def push_blob(
+        self,
+        desc: Descriptor,
+        open_at: BlobOpener,
+        progress: ProgressFn = no_progress,
+        mount_from: str | None = None,
+    ) -> UploadResult:
+        """Upload from a re-readable source (resumable); HEAD-skips and mounts from `mount_from` first."""
+        return push_blob(
+            self.client,
+            self.name,
+            desc,
+            open_at,
+            progress=progress,
+            mount_from=mount_from,
+            options=self.upload_options,
+        )
+
+    def write_blob(
+        self, desc: Descriptor, chunks: Iterable[bytes], progress: ProgressFn = no_progress
+    ) -> None:
+        """Upload from a one-shot stream: resumable within the current chunk, which is kept in memory."""
+        opts = self.upload_options
+        source = OneShotSource(chunks, keep=opts.chunk_size)
+        # A restart re-reads from byte 0, so a monolithic PUT is only safe within what the source keeps.
+        small = dataclasses.replace(opts, monolithic_max=min(opts.monolithic_max, opts.chunk_size))
+        push_blob(self.client, self.name, desc, source.open_at, progress=progress, options=small)
+
+    # manifests
+
+    def get_manifest(self, ref: str) -> RawManifest:
+        response = self.client.send(
+            "GET",
+            f"/v2/{self.name}/manifests/{ref}",
+            scopes=self._scope("pull"),
+            headers={"Accept": mediatypes.MANIFEST_ACCEPT},
+            stream=True,
+        )
+        try:
+            if response.status_code != 200:
+                response.read()
+                raise self.client.status_error(response, _what(ref), self.describe())
+            raw = self._read_capped(response, ref)
+        finally:
+            response.close()
+        media_type = response.headers.get("content-type", "").split(";")[0].strip()
+        try:
+            media_type = json.loads(raw).get("mediaType") or media_type
+        except (ValueError, AttributeError):
+            raise RegistryError(f"{_what(ref)} in {self.describe()} is not valid JSON") from None
+        actual = digests.of_bytes(raw)
+        expected = ref if digests.is_digest(ref) else response.headers.get("docker-content-digest")
+        if expected and expected.startswith("sha256:") and expected != actual:
+            raise DigestMismatchError(
+                f"{_what(ref)} from {self.describe()} hashes to {actual}, expected {expected}; refused"
+            )
+        return RawManifest(raw=raw, media_type=media_type, digest=actual)
+
+    def _read_capped(self, response: httpx.Response, ref: str) -> bytes:
+        declared = response.headers.get("content-length")
+        too_big = (
+            f"{_what(ref)} in {self.describe()} is over the {MAX_MANIFEST_BYTES}-byte manifest limit; refused"
+        )
+        if declared and declared.isdigit() and int(declared) > MAX_MANIFEST_BYTES:
+            raise RegistryError(too_big)
+        buf = bytearray()
+        try:
+            for chunk in response.iter_bytes(STREAM_CHUNK):
+                buf += chunk
+                if len(buf) > MAX_MANIFEST_BYTES:
+                    raise RegistryError(too_big)
+        except httpx.TransportError as e:
+            raise self.client.transport_error(e) from None
+        return bytes(buf)
+
+    def resolve(self, ref: str) -> Descriptor:
+        """HEAD a manifest: its descriptor (media type, digest, size) without its body."""
+        response = self.client.send(
+            "HEAD",
+            f"/v2/{self.name}/manifests/{ref}",
+            scopes=self._scope("pull"),
+            headers={"Accept": mediatypes.MANIFEST_ACCEPT},
+        )
+        if response.status_code != 200:
+            raise self.client.status_error(response, _what(ref), self.describe())
+        found = response.headers.get("docker-content-digest")
+        if not found:  # not every registry sends it on HEAD; the body settles it
+            manifest = self.get_manifest(ref)
+            return Descriptor(manifest.media_type, manifest.digest, len(manifest.raw))
+        media_type = response.headers.get("content-type", "").split(";")[0].strip()
+        return Descriptor(media_type, found, int(response.headers.get("content-length") or 0))
+
+    def put_manifest(self, ref: str, manifest: RawManifest) -> str:
+        if len(manifest.raw) > MAX_MANIFEST_BYTES:
+            raise RegistryError(
+                f"manifest of {len(manifest.raw)} bytes is over the {MAX_MANIFEST_BYTES}-byte limit"
+            )
+        expected = digests.of_bytes(manifest.raw)
+        if digests.is_digest(ref) and ref != expected:
+            raise DigestMismatchError(f"manifest bytes hash to {expected}, not to {ref}; refused")
+        response = self.client.send(
+            "PUT",
+            f"/v2/{self.name}/manifests/{ref}",
+            scopes=self._scope("pull", "push"),
+            headers={"Content-Type": manifest.media_type},
+            body=manifest.raw,
+        )
+        if response.status_code not in (200, 201, 202):
+            raise self.client.status_error(response, f"push of manifest {_what(ref)}", self.describe())
+        reported = response.headers.get("docker-content-digest")
+        if reported and reported != expected:
+            raise DigestMismatchError(
+                f"{self.describe()} stored manifest {expected} as {reported} (it rewrote the bytes); refused"
+            )
+        return expected
+
+    def delete_manifest(self, digest: str) -> None:
+        """Deletes a manifest and with it every tag on it. Use delete_tag to remove a single tag."""
+        response = self.client.send(
+            "DELETE",
+            f"/v2/{self.name}/manifests/{digests.validate(digest)}",
+            scopes=self._scope("pull", "push", "delete"),
+        )
+        if response.status_code not in (200, 202, 204):
+            raise self.client.status_error(response, f"deletion of manifest {digest}", self.describe())
+
+    # tags
+
+    def list_tags(self, page_size: int | None = None) -> list[str]:
+        tags: list[str] = []
+        url: str | None = f"/v2/{self.name}/tags/list"
+        params = {"n": str(page_size)} if page_size else None
+        while url is not None:
+            response = self.client.send("GET", url, scopes=self._scope("pull"), params=params)
+            if response.status_code == 404:
+                raise NotFoundError(f"repository {self.name} not found in {self.client.registry}")
+            if response.status_code != 200:
+                raise self.client.status_error(response, "tag list", self.describe())
+            try:
+                tags += [t for t in (response.json().get("tags") or []) if isinstance(t, str)]
+            except (ValueError, AttributeError):
+                raise RegistryError(f"tag list of {self.describe()} is not valid JSON") from None
+            next_link = response.links.get("next", {}).get("url")
+            url = str(response.request.url.join(next_link)) if next_link else None
+            params = None  # the Link URL carries its own query
+        return tags
+
+    def delete_tag(self, tag: str) -> None:
+        """Remove one tag, never its siblings: distribution cannot delete a tag alone, so (as regclient
+        does) the tag is first pointed at a tiny manifest unique to this call, which is then deleted by
+        its digest; no other tag can share that digest."""
+        previous = self.resolve(tag)
+        empty = Descriptor(
+            mediatypes.OCI_EMPTY, digests.of_bytes(mediatypes.EMPTY_JSON), len(mediatypes.EMPTY_JSON)
+        )
+        self.push_blob(empty, lambda offset: iter([mediatypes.EMPTY_JSON[offset:]]))
+        tombstone = Manifest(
+            config=empty,
+            layers=(),
+            artifact_type="application/vnd.modelpack.tag-tombstone.v1",
+            annotations={ANN_TAG_TOMBSTONE: secrets.token_hex(16)},
+        )
+        raw = tombstone.to_bytes()
+        placeholder = self.put_manifest(tag, RawManifest(raw, mediatypes.OCI_MANIFEST, digests.of_bytes(raw)))
+        try:
+            self.delete_manifest(placeholder)
+        except RegistryError as e:
+            raise RegistryError(
+                f"{self.describe()} refused to delete tag {tag} ({e}); "
+                f"{tag} now points at an empty placeholder {placeholder}",
+                hint="the registry may have deletes disabled (storage.delete.enabled)",
+            ) from None
+        # The manifest the tag pointed at, and so its other tags, must still be there.
+        self.resolve(previous.digest)
+
+    # referrers
+
+    def referrers(self, digest: str, artifact_type: str | None = None) -> list[Descriptor]:
+        return _referrers.list_referrers(self, digest, artifact_type)
+
+    def add_referrer(self, desc: Descriptor, subject_digest: str) -> None:
+        """Record `desc` (an already pushed manifest whose subject is `subject_digest`) in the fallback
+        tag index when the registry has no referrers API (a registry with the API indexes it itself)."""
+        _referrers.add_referrer(self, desc, subject_digest)
+
+
+def _what(ref: str) -> str:
+    return f"manifest {ref}" if digests.is_digest(ref) else f"tag {ref}"
+
+
+def manifest_json(raw: RawManifest) -> dict[str, Any]:
+    value = json.loads(raw.raw)
+    return value if isinstance(value, dict) else {}

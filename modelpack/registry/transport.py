@@ -1,0 +1,298 @@
+"""RegistryClient: one httpx.Client per registry, with auth, retries, timeouts and error mapping.
+
+Everything that talks HTTP to a registry goes through `RegistryClient.send`, so retry policy, credentials
+and the wording of errors live in one place. Request bodies are passed as factories so a retry (or the
+resend after a 401) streams the body again from its source instead of holding it in memory.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import ssl
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from modelpack.errors import AuthError, NotFoundError, RegistryError
+from modelpack.registry.auth import Authenticator, CredentialSource
+from modelpack.registry.dockerconfig import credentials_from_docker
+from modelpack.registry.reference import DOCKER_HUB, DOCKER_HUB_API, is_loopback
+
+log = logging.getLogger("modelpack.registry")
+
+Body = bytes | Callable[[], Iterable[bytes]] | None
+RETRY_STATUS = frozenset({429, 502, 503, 504})
+USER_AGENT = "modelpack"
+
+
+class ConnectionLost(RegistryError):
+    """The connection broke or timed out mid-request (the registry may hold part of what was sent)."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, bounded in attempts and in total time."""
+
+    attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 20.0
+    max_total: float = 120.0
+
+
+def default_timeout() -> httpx.Timeout:
+    # httpx's 5 s default would abort a multi-GiB blob PUT or a slow registry's commit of it.
+    return httpx.Timeout(connect=10.0, read=300.0, write=300.0, pool=60.0)
+
+
+class RegistryClient:
+    """A registry's HTTP endpoint. `transport`, `clock`, `sleep` and `credentials` are injectable."""
+
+    def __init__(
+        self,
+        registry: str,
+        *,
+        credentials: CredentialSource | None = None,
+        transport: httpx.BaseTransport | None = None,
+        ca_file: str | Path | None = None,
+        insecure: bool = False,
+        plain_http: bool | None = None,
+        retry: RetryPolicy = RetryPolicy(),
+        timeout: httpx.Timeout | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+        event_hooks: Mapping[str, list[Callable[..., Any]]] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.api_host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
+        if plain_http is None:
+            # As docker does for loopback registries; a CA file says the caller expects TLS there.
+            plain_http = is_loopback(self.api_host) and ca_file is None and not insecure
+        self.plain_http = plain_http
+        self.base_url = f"{'http' if plain_http else 'https'}://{self.api_host}"
+        verify: bool | ssl.SSLContext = True
+        if insecure:
+            verify = False
+        elif ca_file is not None:
+            verify = ssl.create_default_context(cafile=str(ca_file))
+        self.retry = retry
+        self._clock, self._sleep, self._jitter = clock, sleep, jitter
+        self.auth = Authenticator(
+            registry, credentials if credentials is not None else credentials_from_docker(), clock, registry
+        )
+        self.http = httpx.Client(
+            transport=transport,
+            verify=verify,
+            timeout=timeout or default_timeout(),
+            follow_redirects=True,  # blob GETs redirect to storage; httpx drops Authorization cross-origin
+            headers={"User-Agent": USER_AGENT},
+            event_hooks={k: list(v) for k, v in (event_hooks or {}).items()},
+            limits=httpx.Limits(max_connections=16, max_keepalive_connections=8),
+        )
+
+    def __repr__(self) -> str:
+        return f"RegistryClient({self.base_url!r})"
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def url(self, path_or_url: str) -> str:
+        return path_or_url if "://" in path_or_url else self.base_url + path_or_url
+
+    def send(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        scopes: Sequence[str] = (),
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        body: Body = None,
+        stream: bool = False,
+        retry: bool = True,
+    ) -> httpx.Response:
+        """One logical request: authenticated, retried on 429/502/503/504 and torn connections when
+        `retry`, with the body re-made from its factory on each attempt. 401/403 raise AuthError;
+        other statuses are returned for the caller to judge. A streamed response must be closed."""
+        url = self.url(path_or_url)
+        started = self._clock()
+        attempt = 0
+        authorization = self.auth.authorization(scopes, self._send_plain)
+        reauthenticated = False
+        while True:
+            attempt += 1
+            request = self._build(method, url, headers, params, body, authorization)
+            try:
+                response = self.http.send(request, stream=True)
+            except httpx.TransportError as e:
+                if not retry or _is_tls_error(e) or not self._may_retry(attempt, started, None):
+                    raise self.transport_error(e) from None
+                log.debug("%s %s: %s; retrying", method, _loggable(url), type(e).__name__)
+                self._backoff(attempt, None)
+                continue
+            status = response.status_code
+            log.debug("%s %s -> %d", method, _loggable(url), status)
+            if status == 401 and not reauthenticated:
+                response.close()
+                authorization = self.auth.after_unauthorized(
+                    response, scopes, authorization, self._send_plain
+                )
+                reauthenticated = True
+                continue
+            if status == 401:
+                response.close()
+                raise self.auth.error(scopes, refused=True)
+            if status == 403:
+                response.close()
+                raise (
+                    self.auth.error(scopes, refused=True)
+                    if authorization
+                    else AuthError(
+                        f"{self.registry} denied {method} {_path(url)}",
+                        hint=f"run `modelpack login {self.registry}`",
+                    )
+                )
+            if status in RETRY_STATUS and retry and self._may_retry(attempt, started, response):
+                response.close()
+                self._backoff(attempt, response)
+                continue
+            if not stream:
+                try:
+                    response.read()
+                except httpx.TransportError as e:
+                    response.close()
+                    if not retry or not self._may_retry(attempt, started, None):
+                        raise self.transport_error(e) from None
+                    self._backoff(attempt, None)
+                    continue
+            return response
+
+    def _send_plain(self, request: httpx.Request) -> httpx.Response:
+        """For the token service: retried like any request, never re-authenticated."""
+        started, attempt = self._clock(), 0
+        while True:
+            attempt += 1
+            try:
+                response = self.http.send(request)
+            except httpx.TransportError as e:
+                if _is_tls_error(e) or not self._may_retry(attempt, started, None):
+                    raise self.transport_error(e) from None
+                self._backoff(attempt, None)
+                continue
+            if response.status_code in RETRY_STATUS and self._may_retry(attempt, started, response):
+                self._backoff(attempt, response)
+                continue
+            return response
+
+    def _build(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        params: Mapping[str, str] | None,
+        body: Body,
+        authorization: str | None,
+    ) -> httpx.Request:
+        h = dict(headers or {})
+        if authorization:
+            h["Authorization"] = authorization
+        content: Any = body() if callable(body) else body
+        return self.http.build_request(method, url, headers=h, params=params, content=content)
+
+    def _may_retry(self, attempt: int, started: float, response: httpx.Response | None) -> bool:
+        if attempt >= self.retry.attempts:
+            return False
+        return self._clock() - started + self._delay(attempt, response) <= self.retry.max_total
+
+    def _delay(self, attempt: int, response: httpx.Response | None) -> float:
+        if response is not None:
+            after = _retry_after(response.headers.get("retry-after"), time.time())
+            if after is not None:
+                return min(after, self.retry.max_total)
+        backoff = min(self.retry.max_delay, self.retry.base_delay * 2.0 ** (attempt - 1))
+        return float(backoff * (0.5 + self._jitter() / 2))
+
+    def _backoff(self, attempt: int, response: httpx.Response | None) -> None:
+        self._sleep(self._delay(attempt, response))
+
+    def transport_error(self, e: httpx.TransportError) -> RegistryError:
+        if _is_tls_error(e):
+            return RegistryError(
+                f"TLS verification of {self.api_host} failed: its certificate is signed by an unknown CA",
+                hint="pass --ca-file with the registry's CA certificate, or --insecure to skip verification",
+            )
+        if isinstance(e, httpx.ConnectError):
+            return RegistryError(
+                f"cannot connect to {self.api_host}: {_reason(e)}",
+                hint="is the registry running and the host:port right?",
+            )
+        if isinstance(e, httpx.TimeoutException):
+            return ConnectionLost(f"{self.api_host} timed out ({type(e).__name__})")
+        return ConnectionLost(f"connection to {self.api_host} broke: {_reason(e)}")
+
+    def status_error(self, response: httpx.Response, what: str, where: str) -> NotFoundError | RegistryError:
+        """Map an unexpected answer to an error naming what was asked and where."""
+        status = response.status_code
+        if status == 404:
+            return NotFoundError(f"{what} not found in {where}")
+        detail = _error_detail(response)
+        return RegistryError(f"{what} in {where}: {self.api_host} answered HTTP {status}{detail}")
+
+
+def _is_tls_error(e: BaseException) -> bool:
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e) or type(e).__name__
+    if "Connection refused" in text or "Errno 111" in text:
+        return "connection refused"
+    return text.splitlines()[0][:200]
+
+
+def _error_detail(response: httpx.Response) -> str:
+    try:
+        errors = response.json().get("errors") or []
+        first = errors[0]
+        return f" ({first.get('code')}: {first.get('message')})"
+    except (ValueError, AttributeError, IndexError, TypeError, httpx.ResponseNotRead):
+        return ""
+
+
+def _retry_after(value: str | None, now: float) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def _path(url: str) -> str:
+    return httpx.URL(url).path
+
+
+def _loggable(url: str) -> str:
+    # Query strings may carry signed storage URLs or upload state: keep them out of logs.
+    return str(httpx.URL(url).copy_with(query=None))
