@@ -38,6 +38,7 @@ _DATATYPE_OF_KIND_SIZE = {(dt.kind, dt.itemsize): name for name, dt in DTYPES.it
 
 # numpy kinds of the array inferred from JSON data that each target kind accepts.
 _ACCEPTS = {"b": "b", "u": "iu", "i": "iu", "f": "iuf"}
+_WHAT = {"b": "booleans", "u": "integers", "i": "integers", "f": "numbers"}
 
 
 class TensorError(ValueError):
@@ -126,7 +127,7 @@ def _check_against_spec(name: str, shape: tuple[int, ...], datatype: str, spec: 
         )
 
 
-def _data(name: str, data: object, datatype: str, shape: tuple[int, ...]) -> Array:
+def _data(name: str, data: Any, datatype: str, shape: tuple[int, ...]) -> Array:
     if not isinstance(data, list):
         data = [data]  # a scalar is a one-element tensor, as other V2 servers accept it
     try:
@@ -138,25 +139,47 @@ def _data(name: str, data: object, datatype: str, shape: tuple[int, ...]) -> Arr
         raise TensorError(
             f"input '{name}': 'data' has {inferred.size} elements, shape {list(shape)} needs {count}"
         )
-    array = _bytes_in(name, inferred) if datatype == "BYTES" else _numeric(name, inferred, DTYPES[datatype])
+    array = (
+        _bytes_in(name, inferred) if datatype == "BYTES" else _numeric(name, data, inferred, DTYPES[datatype])
+    )
     return array.reshape(shape)
 
 
-def _numeric(name: str, inferred: Array, dtype: np.dtype[Any]) -> Array:
+def _numeric(name: str, data: list[Any], inferred: Array, dtype: np.dtype[Any]) -> Array:
     datatype = datatype_of(dtype)
     if inferred.size == 0:
         return np.zeros(0, dtype=dtype)
-    if inferred.dtype.kind not in _ACCEPTS[dtype.kind]:
-        what = {"b": "booleans", "u": "integers", "i": "integers", "f": "numbers"}[dtype.kind]
-        raise TensorError(f"input '{name}': 'data' must be {what} for datatype {datatype}")
+    kind = inferred.dtype.kind
+    if kind not in _ACCEPTS[dtype.kind] and not (kind in "fO" and dtype.kind in "iuf"):
+        raise TensorError(f"input '{name}': 'data' must be {_WHAT[dtype.kind]} for datatype {datatype}")
+    if (kind == "f" and dtype.kind in "iu") or kind == "O":
+        # numpy makes int64/uint64 mixes float64 and big ints objects: check the JSON values exactly.
+        return _exact(name, np.asarray(data, dtype=object), dtype)
     if dtype.kind in "iu" and inferred.dtype != dtype:
-        info = np.iinfo(dtype)
-        low, high = int(inferred.min()), int(inferred.max())
-        if low < info.min or high > info.max:
-            raise TensorError(
-                f"input '{name}': value {low if low < info.min else high} is out of range for {datatype}"
-            )
+        _check_range(name, int(inferred.min()), int(inferred.max()), dtype)
     return inferred.astype(dtype, copy=False)
+
+
+def _exact(name: str, values: Array, dtype: np.dtype[Any]) -> Array:
+    items = values.ravel().tolist()
+    wanted = int if dtype.kind in "iu" else int | float
+    if not all(isinstance(item, wanted) and not isinstance(item, bool) for item in items):
+        raise TensorError(
+            f"input '{name}': 'data' must be {_WHAT[dtype.kind]} for datatype {datatype_of(dtype)}"
+        )
+    if dtype.kind in "iu":
+        _check_range(name, min(items), max(items), dtype)
+    try:
+        return np.array(items, dtype=dtype)
+    except OverflowError:
+        raise TensorError(f"input '{name}': a value is out of range for {datatype_of(dtype)}") from None
+
+
+def _check_range(name: str, low: int, high: int, dtype: np.dtype[Any]) -> None:
+    info = np.iinfo(dtype)
+    if low < info.min or high > info.max:
+        bad = low if low < info.min else high
+        raise TensorError(f"input '{name}': value {bad} is out of range for {datatype_of(dtype)}")
 
 
 def _bytes_in(name: str, inferred: Array) -> Array:
