@@ -1,0 +1,1 @@
+"""Packfile -> bundle artifact + record: lockfiles, dataset hashes, metrics and params, golden cases."""
