@@ -129,8 +129,10 @@ class _Counter:
 
     def stream(self, chunks: Iterable[bytes], start: int, length: int) -> Iterator[bytes]:
         done, left = start, length
-        for chunk in chunks:
-            if left <= 0:
+        source = iter(chunks)
+        while left > 0:  # checked before pulling, so the source is never read past this chunk's end
+            chunk = next(source, None)
+            if chunk is None:
                 break
             if len(chunk) > left:
                 chunk = chunk[:left]
@@ -139,6 +141,9 @@ class _Counter:
             self.sent += len(chunk)
             yield chunk
             self.progress(Progress(self.desc.digest, done, self.desc.size))
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()  # let a file-backed source release its handle now
         if left > 0:
             raise DigestMismatchError(
                 f"source of blob {self.desc.digest} ended {left} bytes short of its {self.desc.size} bytes"
