@@ -106,7 +106,9 @@ class Descriptor:
             size=size,
             annotations=_str_map(obj.get("annotations")),
             artifact_type=obj.get("artifactType"),
-            platform=Platform.from_json(obj["platform"]) if isinstance(obj.get("platform"), Mapping) else None,
+            platform=Platform.from_json(obj["platform"])
+            if isinstance(obj.get("platform"), Mapping)
+            else None,
             urls=tuple(obj.get("urls") or ()),
             data=base64.b64decode(data) if isinstance(data, str) else None,
         )
@@ -133,7 +135,7 @@ class _Document:
         return len(self.to_bytes())
 
     def descriptor(self, **kw: Any) -> Descriptor:
-        media_type = getattr(self, "media_type")
+        media_type = getattr(self, "media_type")  # noqa: B009 - declared by the subclasses, not here
         return Descriptor(media_type=media_type, digest=self.digest, size=self.size, **kw)
 
 
