@@ -19,6 +19,7 @@ from modelpack.oci import digest, mediatypes
 from modelpack.oci.layout import LayoutStore, default_store_path
 from modelpack.oci.model import Descriptor, Index, Manifest, Platform
 from modelpack.oci.target import Progress, RawManifest, Target
+from modelpack.transfer import copy_graph
 from tests import schemacheck
 
 
@@ -107,13 +108,36 @@ def test_wrong_digest_or_size_keeps_nothing(tmp_path: Path) -> None:
     assert store.tags() == [] and not store.has_blob(digest.of_bytes(raw))
 
 
-def test_manifest_needs_its_blobs_first(tmp_path: Path) -> None:
+def test_manifest_may_name_blobs_held_elsewhere(tmp_path: Path) -> None:
+    # A serving image's base layers stay in the base image's repository; the store keeps only ours.
     store = LayoutStore(tmp_path)
-    missing = Descriptor(mediatypes.OCI_LAYER_TAR, digest.of_bytes(b"nope"), 4)
-    m = Manifest(config=store.put_blob_bytes(b"{}", mediatypes.OCI_EMPTY), layers=(missing,))
-    with pytest.raises(NotFoundError, match="write the blobs"):
-        store.put_document(m, "v1")
-    assert store.tags() == []
+    base_layer = Descriptor(mediatypes.OCI_LAYER_GZIP, digest.of_bytes(b"base"), 4)
+    m = Manifest(config=store.put_blob_bytes(b"{}", mediatypes.OCI_EMPTY), layers=(base_layer,))
+    store.put_document(m, "v1")
+    assert store.get_manifest("v1").digest == m.digest
+    assert store.gc(grace_seconds=0).removed_blobs == 0
+
+
+def test_the_copy_engine_copies_a_release_between_layouts(tmp_path: Path) -> None:
+    src, dst = LayoutStore(tmp_path / "a"), LayoutStore(tmp_path / "b")
+    bundle = _artifact(src, b"bundle")
+    src.put_document(bundle)
+    index = Index(manifests=(bundle.descriptor(platform=Platform("unknown", "unknown")),))
+    src.put_document(index, "1.0.0")
+    report = Manifest(
+        config=src.put_blob_bytes(b"{}", mediatypes.OCI_EMPTY),
+        layers=(src.put_blob_bytes(b'{"ok":1}'),),
+        artifact_type=mediatypes.TEST_REPORT_ARTIFACT,
+        subject=index.descriptor(),
+    )
+    src.put_document(report)
+    result = copy_graph(src, dst, "1.0.0", "prod", referrers=True)
+    assert result.digest == index.digest and result.referrers == 1
+    assert dst.tags() == ["prod"] and dst.get_manifest("prod").raw == index.to_bytes()
+    assert [d.digest for d in dst.referrers(index.digest)] == [report.digest]
+    again = copy_graph(src, dst, "1.0.0", "prod", referrers=True)
+    assert again.blobs_copied == 0
+    _check_layout(tmp_path / "b")
 
 
 def test_progress_reports_bytes_and_skips(tmp_path: Path) -> None:

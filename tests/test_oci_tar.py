@@ -19,6 +19,7 @@ from modelpack.oci.tar import (
     entries_from,
     layer_digest,
     safe_extract,
+    source_date_epoch,
     tar_chunks,
     tar_size,
     with_parents,
@@ -251,3 +252,11 @@ def test_existing_files_need_force(tmp_path: Path) -> None:
 def test_garbage_is_not_a_tar(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not a valid tar"):
         safe_extract([b"x" * 700], tmp_path / "d")
+
+
+def test_source_date_epoch() -> None:
+    assert source_date_epoch({}) == 0
+    assert source_date_epoch({"SOURCE_DATE_EPOCH": "1700000000"}) == 1700000000
+    for bad in ("yesterday", "-5", "1.5", str(8**11)):
+        with pytest.raises(InputError):
+            source_date_epoch({"SOURCE_DATE_EPOCH": bad})

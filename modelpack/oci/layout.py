@@ -3,6 +3,8 @@
 Any tool that reads OCI layouts (skopeo `oci:DIR:TAG`, oras, crane) reads what we write. Tags are
 `org.opencontainers.image.ref.name` annotations on index.json entries, one entry per tag. Referrers (manifests
 with a `subject`) put by digest get an untagged index.json entry so they can be found and are kept by gc.
+A manifest may name blobs the store does not hold: a serving image's base layers stay in the base image's
+repository and are never pulled here (the copy engine finds them through its fallbacks).
 
 Crash and concurrency safety:
 - A blob is written under `blobs/.tmp/`, verified, fsynced and renamed to its digest name: a crash leaves
@@ -31,6 +33,7 @@ from modelpack.errors import DigestMismatchError, ModelpackError, NotFoundError,
 from modelpack.oci import canonical, digest, gc, mediatypes
 from modelpack.oci.gc import GcResult
 from modelpack.oci.model import MAX_MANIFEST_BYTES, Descriptor, Index, Manifest, parse
+from modelpack.oci.statcache import StatCache
 from modelpack.oci.target import Progress, ProgressFn, RawManifest, no_progress
 
 LAYOUT_VERSION = "1.0.0"
@@ -82,6 +85,9 @@ class LayoutStore:
     def stat_cache_path(self) -> Path:
         """Where the bundle builder keeps its stat cache for this store (outside the OCI layout proper)."""
         return self.root / "cache" / "stat.sqlite"
+
+    def stat_cache(self) -> StatCache:
+        return StatCache(self.stat_cache_path)
 
     def blob_path(self, dgst: str) -> Path:
         algorithm, hexpart = digest.validate(dgst).split(":", 1)
@@ -261,7 +267,6 @@ class LayoutStore:
             raise UsageError(f"manifest bytes hash to {found}, not to the digest {ref} they were put under")
         if not by_digest:
             check_tag(ref)
-        self._check_children(doc)
         desc = Descriptor(manifest.media_type, found, len(manifest.raw), artifact_type=doc.artifact_type)
         self.write_blob(desc, [manifest.raw])
         if by_digest and doc.subject is None:
@@ -282,15 +287,6 @@ class LayoutStore:
         raw = doc.to_bytes()
         dgst = self.put_manifest(tag or doc.digest, RawManifest(raw, doc.media_type, doc.digest))
         return Descriptor(doc.media_type, dgst, len(raw), artifact_type=doc.artifact_type)
-
-    def _check_children(self, doc: Manifest | Index) -> None:
-        if isinstance(doc, Manifest):
-            for blob in (doc.config, *doc.layers):
-                if not blob.urls and not self.has_blob(blob.digest):
-                    raise NotFoundError(
-                        f"manifest names blob {blob.digest}, which is not in {self.describe()}",
-                        hint="write the blobs before the manifest",
-                    )
 
     def list_tags(self) -> list[str]:
         names = {e.annotations.get(mediatypes.ANN_REF_NAME) for e in self.read_index().manifests}

@@ -17,7 +17,7 @@ import itertools
 import os
 import stat as stat_mode
 import tarfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -175,6 +175,19 @@ def _check_mtime(mtime: int) -> int:
     if not isinstance(mtime, int) or isinstance(mtime, bool) or not 0 <= mtime <= MAX_MTIME:
         raise InputError(f"tar mtime {mtime!r} must be an integer from 0 to {MAX_MTIME} (SOURCE_DATE_EPOCH?)")
     return mtime
+
+
+def source_date_epoch(environ: Mapping[str, str] = os.environ) -> int:
+    """The tar mtime from `SOURCE_DATE_EPOCH` (reproducible-builds.org), else 0."""
+    value = environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not value:
+        return 0
+    if not value.isdigit():
+        raise InputError(
+            f"SOURCE_DATE_EPOCH={value!r} is not a whole number of seconds",
+            hint="e.g. $(git log -1 --format=%ct)",
+        )
+    return _check_mtime(int(value))
 
 
 def header(entry: TarEntry, mtime: int = 0) -> bytes:
