@@ -72,6 +72,7 @@ class Record:
     build: Mapping[str, str] = field(default_factory=dict)
     tests: Mapping[str, Any] = field(default_factory=dict)  # cases digest, gates
     security: Mapping[str, Any] = field(default_factory=dict)  # pickle scan findings
+    serving: Mapping[str, Any] = field(default_factory=dict)  # handler, model file, port
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -100,6 +101,8 @@ class Record:
             out["tests"] = dict(self.tests)
         if self.security:
             out["security"] = dict(self.security)
+        if self.serving:
+            out["serving"] = dict(self.serving)
         return out
 
     def to_bytes(self) -> bytes:
@@ -134,6 +137,7 @@ class Record:
                 build=dict(obj.get("build", {})),
                 tests=dict(obj.get("tests", {})),
                 security=dict(obj.get("security", {})),
+                serving=dict(obj.get("serving", {})),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"malformed modelpack record: {e}") from None

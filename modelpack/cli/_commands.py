@@ -1,1 +1,3 @@
 """Imports every command module so each registers its commands on the app."""
+
+from modelpack.cli import build_cmds  # noqa: F401

@@ -1,0 +1,187 @@
+"""Packfile -> bundle artifact in the local store: layers, model config, record, manifest, tag.
+
+Speed comes from the stat cache: a layer whose files have the same stat identity as last time is not
+read again (its digest and size come from the cache, and its blob is already in the store), so an
+unchanged 10 GB model rebuilds in milliseconds. A cold build reads each file once: it is hashed for the
+record and for its layer in the same pass that writes the layer into the store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelpack.bundle import plan
+from modelpack.bundle.datasets import hash_datasets
+from modelpack.bundle.git import GitInfo
+from modelpack.bundle.lockfile import load_lock
+from modelpack.bundle.modelconfig import model_config
+from modelpack.bundle.record import FileEntry, Record, build_environment
+from modelpack.errors import InputError
+from modelpack.oci import canonical
+from modelpack.oci import mediatypes as mt
+from modelpack.oci.layout import LayoutStore
+from modelpack.oci.model import Descriptor, Manifest
+from modelpack.oci.statcache import StatCache
+from modelpack.oci.tar import TarEntry
+from modelpack.packfile import Packfile
+from modelpack.packfile.files import walk
+from modelpack.packfile.version import resolve_version
+
+from modelpack.bundle.layers import store_layer  # isort: skip
+
+
+@dataclass(frozen=True)
+class BundleResult:
+    name: str
+    version: str
+    tag: str  # the local store tag, "name:version"
+    manifest: Descriptor
+    config: Descriptor
+    layers: tuple[Descriptor, ...]
+    record: Record
+
+
+def created_at(epoch: int) -> str:
+    return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def build_epoch(environ: Mapping[str, str], git: GitInfo | None) -> int:
+    """SOURCE_DATE_EPOCH when set (the reproducible-builds convention), else the commit time, else 0."""
+    raw = environ.get("SOURCE_DATE_EPOCH")
+    if raw is not None:
+        if not raw.strip().isdigit():
+            raise InputError(f"SOURCE_DATE_EPOCH={raw!r} is not a whole number of seconds")
+        return int(raw)
+    return git.commit_time if git else 0
+
+
+def _entries(files: Sequence[Path], root: Path, folder: str) -> list[TarEntry]:
+    return [TarEntry.from_file(f, f"{folder}/{f.relative_to(root).as_posix()}") for f in files]
+
+
+def _code_files(pf: Packfile) -> list[Path]:
+    """The code, plus what a release must carry to be served and tested from the registry alone:
+    the lockfile the image installs and the golden cases `modelpack test` runs."""
+    extra = [pf.dependencies.lockfile]
+    if pf.tests.cases is not None:
+        extra.append(pf.tests.cases)
+    seen = {p.resolve() for p in pf.code.files}
+    return [*pf.code.files, *(p for p in extra if p.resolve() not in seen)]
+
+
+def build_bundle(
+    pf: Packfile,
+    store: LayoutStore,
+    cache: StatCache,
+    *,
+    version: str | None = None,
+    git: GitInfo | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> BundleResult:
+    environ = environ or {}
+    version = resolve_version(pf.version, version, pf.root, packfile_name=pf.path.name)
+    epoch = build_epoch(environ, git)
+    created = created_at(epoch)
+    lock = load_lock(pf.dependencies.lockfile, display=_rel(pf.dependencies.lockfile, pf.root))
+    datasets = hash_datasets(pf.datasets, hash_file=cache.file_digest)
+
+    packaged = [d for d in pf.datasets if d.package and d.path is not None]
+    dataset_entries: list[TarEntry] = []
+    for d in packaged:
+        assert d.path is not None
+        found = [(d.path.name, d.path)] if d.path.is_file() else walk(d.path, ignore=True)
+        dataset_entries += [TarEntry.from_file(f, f"datasets/{d.name}/{rel}") for rel, f in found]
+
+    plans = plan.plan_layers(
+        model=_entries(pf.model.files, pf.root, "models"),
+        code=_entries(_code_files(pf), pf.root, "code"),
+        docs=_entries(pf.doc_files, pf.root, "docs"),
+        datasets=dataset_entries,
+    )
+    layers: list[Descriptor] = []
+    files: list[FileEntry] = []
+    for p in plans:
+        stored = store_layer(store, cache, p, epoch)
+        layers.append(stored.descriptor)
+        files += stored.files
+
+    model_files = [f for f in files if f.path.startswith("models/")]
+    model_file = next((f.path for f in model_files if f.path.endswith(".onnx")), None)
+    record = Record(
+        name=pf.name,
+        version=version,
+        created=created,
+        files=tuple(sorted(files, key=lambda f: f.path)),
+        datasets=datasets,
+        metrics=dict(pf.metrics),
+        params=dict(pf.params),
+        git=git.to_json() if git else None,
+        lock=lock.summary(f"code/{_rel(pf.dependencies.lockfile, pf.root)}"),
+        build=build_environment(),
+        tests={
+            "cases": f"code/{_rel(pf.tests.cases, pf.root)}" if pf.tests.cases else None,
+            "gates": [str(g) for g in pf.tests.gates],
+            "latencyRequests": pf.tests.latency_requests,
+        },
+        serving={
+            "handler": pf.code.handler,
+            "model": model_file,
+            "port": pf.serving.port,
+            "python": pf.dependencies.python,
+            "format": pf.model.format,
+        },
+    )
+    record_bytes = record.to_bytes()
+    record_desc = store.put_blob_bytes(record_bytes, mt.RECORD)
+    config_bytes = canonical.dumps(
+        model_config(
+            name=pf.name,
+            version=version,
+            created=created,
+            diff_ids=[d.digest for d in layers],
+            fmt=pf.model.format,
+            description=pf.description,
+            authors=pf.authors,
+            license=pf.license,
+            revision=git.commit if git else None,
+            source_url=git.remote if git else None,
+            datasets_urls=[d.uri for d in pf.datasets if d.uri],
+        )
+    )
+    config_desc = store.put_blob_bytes(config_bytes, mt.MODEL_CONFIG)
+    annotations = {
+        mt.ANN_RECORD: record_bytes.decode(),
+        mt.ANN_VERSION: version,
+        mt.ANN_CREATED: created,
+        mt.ANN_TITLE: pf.name,
+    }
+    if git:
+        annotations[mt.ANN_REVISION] = git.commit
+    manifest = Manifest(
+        config=config_desc,
+        layers=(*layers, record_desc),
+        artifact_type=mt.MODEL_ARTIFACT,
+        annotations=annotations,
+    )
+    tag = f"{pf.name}:{version}"
+    desc = store.put_document(manifest, tag=tag)
+    return BundleResult(
+        name=pf.name,
+        version=version,
+        tag=tag,
+        manifest=desc,
+        config=config_desc,
+        layers=tuple(layers),
+        record=record,
+    )
+
+
+def _rel(path: Path | None, root: Path) -> str:
+    assert path is not None
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.name

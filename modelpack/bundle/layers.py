@@ -1,0 +1,129 @@
+"""Writing one planned layer into the store, reading its files at most once.
+
+Warm: the layer's stat-cache key (every entry's header fields and its file's stat identity) names a
+digest whose blob the store holds, and the files' own digests are cached too: nothing is read.
+Cold: the tar stream is hashed as a whole and, file by file, as it is written to a temp file in the store,
+which is then renamed to its digest name. One read of every byte, one write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from modelpack.bundle.plan import LayerPlan
+from modelpack.bundle.record import FileEntry
+from modelpack.oci import mediatypes as mt
+from modelpack.oci.layout import LayoutStore
+from modelpack.oci.model import Descriptor
+from modelpack.oci.statcache import FileStat, StatCache, file_key
+from modelpack.oci.tar import TarEntry, header, layer_key, tar_chunks
+
+
+@dataclass(frozen=True)
+class StoredLayer:
+    descriptor: Descriptor
+    files: tuple[FileEntry, ...]  # each file's path in the bundle, sha256 and size, for the record
+
+
+def _file_key(e: TarEntry) -> list[object]:
+    assert e.source is not None and not isinstance(e.source, bytes)
+    return ["file-sha256", *file_key(e.source, e.stat or FileStat.of(e.source))]
+
+
+def store_layer(store: LayoutStore, cache: StatCache, plan: LayerPlan, mtime: int) -> StoredLayer:
+    key = layer_key(plan.entries, mtime)
+    hit = cache.get(key)
+    file_hits = [cache.get(_file_key(e)) if not isinstance(e.source, bytes) else None for e in plan.files]
+    if (
+        isinstance(hit, list)
+        and store.has_blob(str(hit[0]))
+        and all(isinstance(h, list) for h in file_hits)
+    ):
+        files = tuple(
+            FileEntry(e.arcname, str(h[0]), int(h[1]))
+            for e, h in zip(plan.files, file_hits, strict=True)
+            if isinstance(h, list)
+        )
+        return StoredLayer(_descriptor(plan, str(hit[0]), int(hit[1])), files)
+
+    layer_hash, size, file_digests = _ingest(store, plan, mtime)
+    stats = [e.stat for e in plan.entries if e.stat is not None]
+    cache.put(key, [layer_hash, size], stats=stats)
+    for e, (d, n) in zip(plan.files, file_digests, strict=True):
+        if not isinstance(e.source, bytes) and e.stat is not None:
+            cache.put(_file_key(e), [d, n], stats=[e.stat])
+    fresh = tuple(FileEntry(e.arcname, d, n) for e, (d, n) in zip(plan.files, file_digests, strict=True))
+    return StoredLayer(_descriptor(plan, layer_hash, size), fresh)
+
+
+def _descriptor(plan: LayerPlan, dgst: str, size: int) -> Descriptor:
+    return Descriptor(plan.media_type, dgst, size, annotations={mt.ANN_FILEPATH: plan.filepath})
+
+
+class _FileHasher:
+    """Splits a tar byte stream back into its members' contents, by the sizes the plan knows."""
+
+    def __init__(self, entries: Sequence[TarEntry], mtime: int) -> None:
+        # (bytes to skip before, content size) for each file, in stream order
+        self._spans: list[tuple[int, int]] = []
+        pending = 0
+        for e in sorted(entries, key=lambda x: x.arcname):
+            pending += len(header(e, mtime))
+            if e.kind == "file":
+                self._spans.append((pending, e.size))
+                pending = -e.size % 512
+        self.digests: list[tuple[str, int]] = []
+        self._i = 0
+        self._skip, self._left = self._spans[0] if self._spans else (0, 0)
+        self._h = hashlib.sha256()
+
+    def feed(self, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view and self._i < len(self._spans):
+            if self._skip:
+                n = min(self._skip, len(view))
+                self._skip -= n
+                view = view[n:]
+                continue
+            n = min(self._left, len(view))
+            self._h.update(view[:n])
+            self._left -= n
+            view = view[n:]
+            if self._left == 0:
+                self.digests.append(("sha256:" + self._h.hexdigest(), self._spans[self._i][1]))
+                self._h = hashlib.sha256()
+                self._i += 1
+                if self._i < len(self._spans):
+                    self._skip, self._left = self._spans[self._i]
+
+
+def _ingest(store: LayoutStore, plan: LayerPlan, mtime: int) -> tuple[str, int, list[tuple[str, int]]]:
+    files = _FileHasher(plan.entries, mtime)
+    layer = hashlib.sha256()
+    size = 0
+    tmp_dir = store.root / "blobs" / ".tmp"
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_dir / f"layer-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    try:
+        with open(tmp, "wb") as f:
+            for chunk in tar_chunks(plan.entries, mtime):
+                layer.update(chunk)
+                files.feed(chunk)
+                f.write(chunk)
+                size += len(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        dgst = "sha256:" + layer.hexdigest()
+        final = store.blob_path(dgst)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return dgst, size, files.digests
+
+
