@@ -10,6 +10,8 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from modelpack.errors import InputError
 from modelpack.oci import digest
@@ -260,3 +262,38 @@ def test_source_date_epoch() -> None:
     for bad in ("yesterday", "-5", "1.5", str(8**11)):
         with pytest.raises(InputError):
             source_date_epoch({"SOURCE_DATE_EPOCH": bad})
+
+
+_segment = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/\0"),
+    min_size=1,
+    max_size=120,
+).filter(lambda s: s not in (".", ".."))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    files=st.dictionaries(
+        st.lists(_segment, min_size=1, max_size=3).map("/".join),
+        st.tuples(st.binary(max_size=2000), st.booleans()),
+        min_size=1,
+        max_size=6,
+    ),
+    mtime=st.integers(min_value=0, max_value=8**11 - 1),
+)
+def test_any_names_and_sizes_round_trip(files: dict[str, tuple[bytes, bool]], mtime: int) -> None:
+    names = set(files)
+    if any(n.startswith(m + "/") for n in names for m in names):
+        return  # a file cannot also be a folder
+    entries = with_parents(TarEntry.from_bytes(n, data, executable=x) for n, (data, x) in files.items())
+    data = _bytes(entries, mtime)
+    assert len(data) == tar_size(entries, mtime)
+    assert data == _bytes(list(reversed(entries)), mtime)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+        for m in tf.getmembers():
+            assert m.mtime == mtime and m.uid == 0 and m.uname == ""
+            if m.isfile():
+                content, executable = files[m.name]
+                assert tf.extractfile(m).read() == content  # type: ignore[union-attr]
+                assert m.mode == (0o755 if executable else 0o644)
+        assert {m.name for m in tf.getmembers() if m.isfile()} == names
