@@ -45,7 +45,9 @@ def opener(data: bytes, piece: int = 64 * 1024) -> callable:  # type: ignore[val
     return open_at
 
 
-def push_artifact(repo: RegistryRepository, tag: str, layers: list[bytes], **manifest_kw: object) -> RawManifest:
+def push_artifact(
+    repo: RegistryRepository, tag: str, layers: list[bytes], **manifest_kw: object
+) -> RawManifest:
     config_bytes = b'{"model":"test"}'
     config = blob(config_bytes, mediatypes.OCI_CONFIG)
     repo.push_blob(config, opener(config_bytes))

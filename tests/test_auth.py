@@ -46,7 +46,11 @@ class FakeHelpers:
             found = store.get(stdin.decode())
             if found is None:
                 return 1, b"credentials not found in native keychain\n", b""
-            return 0, json.dumps({"ServerURL": stdin.decode(), "Username": found[0], "Secret": found[1]}).encode(), b""
+            return (
+                0,
+                json.dumps({"ServerURL": stdin.decode(), "Username": found[0], "Secret": found[1]}).encode(),
+                b"",
+            )
         if action == "store":
             obj = json.loads(stdin)
             store[obj["ServerURL"]] = (obj["Username"], obj["Secret"])
@@ -60,11 +64,16 @@ def test_config_dir_from_env(tmp_path: Path) -> None:
 
 
 def test_auths_base64_and_plain_and_identity_token(tmp_path: Path) -> None:
-    d = write_config(tmp_path, {"auths": {
-        "127.0.0.1:5000": {"auth": b64(f"alice:{SECRET}")},
-        "https://ghcr.io/v1/": {"username": "bob", "password": SECRET},
-        "https://index.docker.io/v1/": {"auth": b64("carol:"), "identitytoken": "refresh-xyz"},
-    }})
+    d = write_config(
+        tmp_path,
+        {
+            "auths": {
+                "127.0.0.1:5000": {"auth": b64(f"alice:{SECRET}")},
+                "https://ghcr.io/v1/": {"username": "bob", "password": SECRET},
+                "https://index.docker.io/v1/": {"auth": b64("carol:"), "identitytoken": "refresh-xyz"},
+            }
+        },
+    )
     config = DockerConfig.load(d)
     assert config.credential("127.0.0.1:5000") == Credential("alice", SECRET)
     assert config.credential("ghcr.io") == Credential("bob", SECRET)  # URL-form keys are normalised
@@ -74,15 +83,23 @@ def test_auths_base64_and_plain_and_identity_token(tmp_path: Path) -> None:
 
 
 def test_cred_helpers_win_over_creds_store_and_token_username(tmp_path: Path) -> None:
-    d = write_config(tmp_path, {
-        "credsStore": "desktop",
-        "credHelpers": {"ghcr.io": "gh"},
-        "auths": {"quay.io": {"auth": b64("file:user")}},
-    })
-    helpers = FakeHelpers({
-        "desktop": {"127.0.0.1:5000": ("dan", SECRET), "https://index.docker.io/v1/": ("<token>", "idtok")},
-        "gh": {"ghcr.io": ("erin", SECRET)},
-    })
+    d = write_config(
+        tmp_path,
+        {
+            "credsStore": "desktop",
+            "credHelpers": {"ghcr.io": "gh"},
+            "auths": {"quay.io": {"auth": b64("file:user")}},
+        },
+    )
+    helpers = FakeHelpers(
+        {
+            "desktop": {
+                "127.0.0.1:5000": ("dan", SECRET),
+                "https://index.docker.io/v1/": ("<token>", "idtok"),
+            },
+            "gh": {"ghcr.io": ("erin", SECRET)},
+        }
+    )
     config = DockerConfig.load(d)
     assert config.credential("ghcr.io", helpers) == Credential("erin", SECRET)
     assert config.credential("127.0.0.1:5000", helpers) == Credential("dan", SECRET)
@@ -94,13 +111,13 @@ def test_cred_helpers_win_over_creds_store_and_token_username(tmp_path: Path) ->
 
 def test_missing_helper_is_a_clear_auth_error(tmp_path: Path) -> None:
     d = write_config(tmp_path, {"credsStore": "nosuch"})
-    with pytest.raises(AuthError, match="docker-credential-nosuch .* is not installed"):
+    with pytest.raises(AuthError, match=r"docker-credential-nosuch .* is not installed"):
         DockerConfig.load(d).credential("ghcr.io", FakeHelpers({}))
 
 
 def test_malformed_config_is_an_input_error(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text("{nope")
-    with pytest.raises(InputError, match="config.json is not valid JSON"):
+    with pytest.raises(InputError, match=r"config\.json is not valid JSON"):
         DockerConfig.load(tmp_path)
 
 
@@ -115,8 +132,11 @@ def test_parse_challenges() -> None:
         'Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push"'
     )
     assert bearer.scheme == "bearer"
-    assert bearer.params == {"realm": "https://auth.example/token", "service": "registry.example",
-                             "scope": "repository:a/b:pull,push"}
+    assert bearer.params == {
+        "realm": "https://auth.example/token",
+        "service": "registry.example",
+        "scope": "repository:a/b:pull,push",
+    }
     basic, second = parse_challenges('Basic realm="a \\"quoted\\" realm", Bearer realm=https://x/t,service=y')
     assert basic.params["realm"] == 'a "quoted" realm'
     assert second.params == {"realm": "https://x/t", "service": "y"}
@@ -146,18 +166,25 @@ class TokenServer:
                 return httpx.Response(401)
             token = f"tok{len(self.issued)}"
             self.issued[token] = scope
-            return httpx.Response(200, json={"access_token" if self.post_flow else "token": token, "expires_in": 300})
+            return httpx.Response(
+                200, json={"access_token" if self.post_flow else "token": token, "expires_in": 300}
+            )
         auth = request.headers.get("authorization", "")
         needed = "repository:a/b:pull"
         if auth.startswith("Bearer ") and needed in self.issued.get(auth[7:], ""):
             return httpx.Response(200, json={"tags": ["v1"]})
-        return httpx.Response(401, headers={
-            "WWW-Authenticate": f'Bearer realm="https://auth.test/token",service="reg.test",scope="{needed}"'})
+        return httpx.Response(
+            401,
+            headers={
+                "WWW-Authenticate": f'Bearer realm="https://auth.test/token",service="reg.test",scope="{needed}"'
+            },
+        )
 
 
 def make(server: TokenServer, cred: Credential | None) -> RegistryClient:
-    return RegistryClient("reg.test", credentials=lambda _: cred, transport=httpx.MockTransport(server),
-                          sleep=lambda _: None)
+    return RegistryClient(
+        "reg.test", credentials=lambda _: cred, transport=httpx.MockTransport(server), sleep=lambda _: None
+    )
 
 
 def test_bearer_token_fetched_once_per_scope_and_reused() -> None:
@@ -227,7 +254,7 @@ def test_login_with_creds_store_goes_through_the_helper(tmp_path: Path) -> None:
 
 
 def test_login_refused_writes_nothing(tmp_path: Path) -> None:
-    with pytest.raises(AuthError, match="reg.test refused the credentials") as info:
+    with pytest.raises(AuthError, match=r"reg\.test refused the credentials") as info:
         login("reg.test", "user", "wrong", tmp_path, transport=basic_registry(SECRET))
     assert "wrong" not in str(info.value)
     assert not (tmp_path / "config.json").exists()

@@ -106,9 +106,16 @@ def test_too_long() -> None:
 @pytest.mark.parametrize(
     ("host", "loopback"),
     [
-        ("127.0.0.1:5000", True), ("127.5.6.7", True), ("localhost", True), ("LOCALHOST:80", True),
-        ("[::1]:5000", True), ("::1", True), ("10.0.0.1:5000", False), ("ghcr.io", False),
-        ("localhost.example.com", False), ("[fe80::1]:5000", False),
+        ("127.0.0.1:5000", True),
+        ("127.5.6.7", True),
+        ("localhost", True),
+        ("LOCALHOST:80", True),
+        ("[::1]:5000", True),
+        ("::1", True),
+        ("10.0.0.1:5000", False),
+        ("ghcr.io", False),
+        ("localhost.example.com", False),
+        ("[fe80::1]:5000", False),
     ],
 )
 def test_is_loopback(host: str, loopback: bool) -> None:

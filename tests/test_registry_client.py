@@ -96,8 +96,12 @@ def test_retag_keeps_the_digest_byte_identical(registry, repo) -> None:
         config = b'{"a": 1}'
         r.push_blob(blob(config, mediatypes.OCI_CONFIG), opener(config))
         raw = json.dumps(
-            {"schemaVersion": 2, "mediaType": mediatypes.OCI_MANIFEST, "layers": [],
-             "config": blob(config, mediatypes.OCI_CONFIG).to_json()},
+            {
+                "schemaVersion": 2,
+                "mediaType": mediatypes.OCI_MANIFEST,
+                "layers": [],
+                "config": blob(config, mediatypes.OCI_CONFIG).to_json(),
+            },
             indent=3,
         ).encode()
         original = RawManifest(raw, mediatypes.OCI_MANIFEST, digests.of_bytes(raw))
@@ -138,9 +142,18 @@ def test_referrers_fallback_tag_on_distribution(registry, repo) -> None:
         assert r.referrers(subject.digest) == []
         subject_desc = parse(subject.raw).descriptor()
         reports = []
-        for kind, text in [(mediatypes.TEST_REPORT_ARTIFACT, b"pass"), (mediatypes.PROMOTION_EVENT_ARTIFACT, b"p")]:
-            rm = push_artifact(r, f"tmp-{len(reports)}", [text], artifact_type=kind, subject=subject_desc,
-                               annotations={"k": kind})
+        for kind, text in [
+            (mediatypes.TEST_REPORT_ARTIFACT, b"pass"),
+            (mediatypes.PROMOTION_EVENT_ARTIFACT, b"p"),
+        ]:
+            rm = push_artifact(
+                r,
+                f"tmp-{len(reports)}",
+                [text],
+                artifact_type=kind,
+                subject=subject_desc,
+                annotations={"k": kind},
+            )
             desc = parse(rm.raw).descriptor(artifact_type=kind, annotations={"k": kind})
             r.add_referrer(desc, subject.digest)
             r.add_referrer(desc, subject.digest)  # idempotent

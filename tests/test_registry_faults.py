@@ -22,8 +22,9 @@ from modelpack.registry.transport import _retry_after
 HOST = "registry.test"
 
 
-def make_client(handler: Callable[[httpx.Request], httpx.Response], sleeps: list[float] | None = None,
-                **kw: object) -> RegistryClient:
+def make_client(
+    handler: Callable[[httpx.Request], httpx.Response], sleeps: list[float] | None = None, **kw: object
+) -> RegistryClient:
     clock = [0.0]
     record = sleeps if sleeps is not None else []
 
@@ -43,11 +44,13 @@ def make_client(handler: Callable[[httpx.Request], httpx.Response], sleeps: list
 
 
 def test_retries_503_and_429_honouring_retry_after() -> None:
-    answers = iter([
-        httpx.Response(503, headers={"Retry-After": "7"}),
-        httpx.Response(429),
-        httpx.Response(200, json={"name": "a", "tags": ["x"]}),
-    ])
+    answers = iter(
+        [
+            httpx.Response(503, headers={"Retry-After": "7"}),
+            httpx.Response(429),
+            httpx.Response(200, json={"name": "a", "tags": ["x"]}),
+        ]
+    )
     sleeps: list[float] = []
     client = make_client(lambda r: next(answers), sleeps)
     assert RegistryRepository(client, "a").list_tags() == ["x"]
@@ -70,18 +73,23 @@ def test_retries_are_bounded_in_attempts() -> None:
 
 def test_retries_are_bounded_in_total_time() -> None:
     sleeps: list[float] = []
-    client = make_client(lambda r: httpx.Response(503, headers={"Retry-After": "50"}), sleeps,
-                         retry=RetryPolicy(attempts=10, max_total=120.0))
+    client = make_client(
+        lambda r: httpx.Response(503, headers={"Retry-After": "50"}),
+        sleeps,
+        retry=RetryPolicy(attempts=10, max_total=120.0),
+    )
     with pytest.raises(RegistryError):
         RegistryRepository(client, "a").list_tags()
     assert sum(sleeps) <= 120.0 and len(sleeps) == 2
 
 
 def test_torn_connection_is_retried() -> None:
-    answers: Iterator[httpx.Response | Exception] = iter([
-        httpx.RemoteProtocolError("Server disconnected without sending a response."),
-        httpx.Response(200, json={"tags": ["ok"]}),
-    ])
+    answers: Iterator[httpx.Response | Exception] = iter(
+        [
+            httpx.RemoteProtocolError("Server disconnected without sending a response."),
+            httpx.Response(200, json={"tags": ["ok"]}),
+        ]
+    )
 
     def handler(request: httpx.Request) -> httpx.Response:
         answer = next(answers)
@@ -99,8 +107,9 @@ def test_connection_refused_names_the_host() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # nothing listens here once closed
     sleeps: list[float] = []
-    client = RegistryClient(f"127.0.0.1:{port}", credentials=lambda _: None, sleep=sleeps.append,
-                            retry=RetryPolicy(attempts=2))
+    client = RegistryClient(
+        f"127.0.0.1:{port}", credentials=lambda _: None, sleep=sleeps.append, retry=RetryPolicy(attempts=2)
+    )
     with pytest.raises(RegistryError, match=rf"cannot connect to 127\.0\.0\.1:{port}: connection refused"):
         RegistryRepository(client, "a").list_tags()
     assert len(sleeps) == 1
@@ -159,7 +168,9 @@ def test_manifest_digest_mismatch_is_refused() -> None:
 
 def test_put_manifest_compares_docker_content_digest() -> None:
     raw = b'{"schemaVersion":2,"manifests":[]}'
-    client = make_client(lambda r: httpx.Response(201, headers={"Docker-Content-Digest": "sha256:" + "1" * 64}))
+    client = make_client(
+        lambda r: httpx.Response(201, headers={"Docker-Content-Digest": "sha256:" + "1" * 64})
+    )
     with pytest.raises(DigestMismatchError, match="rewrote the bytes"):
         RegistryRepository(client, "a").put_manifest("v1", RawManifest(raw, mediatypes.OCI_INDEX, ""))
 
@@ -229,7 +240,9 @@ class ScriptedUploads:
             if self.patches in self.fail_patch or start != len(data):
                 return httpx.Response(416, headers={"Range": f"0-{max(len(data) - 1, 0)}"})
             data += body
-            return httpx.Response(202, headers={"Location": f"/upload/{sid}?state=a%2Fb", "Range": f"0-{len(data) - 1}"})
+            return httpx.Response(
+                202, headers={"Location": f"/upload/{sid}?state=a%2Fb", "Range": f"0-{len(data) - 1}"}
+            )
         if request.method == "GET":
             return httpx.Response(204, headers={"Range": f"0-{max(len(data) - 1, 0)}"})
         if request.method == "PUT":
@@ -288,8 +301,9 @@ def test_monolithic_put_sends_explicit_length_and_keeps_location_query() -> None
 def test_referrers_api_is_used_when_present() -> None:
     a = Descriptor(mediatypes.OCI_MANIFEST, digests.of_bytes(b"a"), 1, artifact_type="x/a")
     b = Descriptor(mediatypes.OCI_MANIFEST, digests.of_bytes(b"b"), 1, artifact_type="x/b")
-    index = json.dumps({"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX,
-                        "manifests": [a.to_json(), b.to_json()]}).encode()
+    index = json.dumps(
+        {"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": [a.to_json(), b.to_json()]}
+    ).encode()
     paths: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:

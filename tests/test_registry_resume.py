@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -107,10 +108,8 @@ def _pipe(src: socket.socket, dst: socket.socket) -> None:
         pass
     finally:
         for s in (src, dst):
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 @pytest.fixture
@@ -154,9 +153,8 @@ def test_torn_chunk_resumes_from_the_registry_range(registry, repo, make_proxy) 
     resent = sum(reads) - SIZE
     assert 0 < resent < SIZE, resent
     assert result.bytes_sent == sum(reads)
-    with client_for(registry.host) as direct:
-        with RegistryRepository(direct, repo).read_blob(desc) as chunks:
-            assert b"".join(chunks) == data
+    with client_for(registry.host) as direct, RegistryRepository(direct, repo).read_blob(desc) as chunks:
+        assert b"".join(chunks) == data
 
 
 def test_session_dropped_by_registry_restarts_and_completes(registry, repo, make_proxy) -> None:
@@ -171,6 +169,5 @@ def test_session_dropped_by_registry_restarts_and_completes(registry, repo, make
         assert result.how == "upload"
         assert r.has_blob(desc.digest)
     assert proxy.cuts == 1
-    with client_for(registry.host) as direct:
-        with RegistryRepository(direct, repo).read_blob(desc) as chunks:
-            assert b"".join(chunks) == data
+    with client_for(registry.host) as direct, RegistryRepository(direct, repo).read_blob(desc) as chunks:
+        assert b"".join(chunks) == data

@@ -71,8 +71,10 @@ class RegistryClient:
     ) -> None:
         self.registry = registry
         self.api_host = DOCKER_HUB_API if registry == DOCKER_HUB else registry
+        # Loopback registries default to plain HTTP as in docker; one that turns out to speak TLS is
+        # switched to HTTPS on its first answer (see send). A CA file says the caller expects TLS there.
+        self._may_upgrade = plain_http is None and is_loopback(self.api_host) and ca_file is None
         if plain_http is None:
-            # As docker does for loopback registries; a CA file says the caller expects TLS there.
             plain_http = is_loopback(self.api_host) and ca_file is None and not insecure
         self.plain_http = plain_http
         self.base_url = f"{'http' if plain_http else 'https'}://{self.api_host}"
@@ -144,6 +146,10 @@ class RegistryClient:
                 continue
             status = response.status_code
             log.debug("%s %s -> %d", method, _loggable(url), status)
+            if self._may_upgrade and status == 400 and self._speaks_tls(response, url):
+                url = "https://" + url.removeprefix("http://")
+                continue
+            self._may_upgrade = False
             if status == 401 and not reauthenticated:
                 response.close()
                 authorization = self.auth.after_unauthorized(
@@ -178,6 +184,17 @@ class RegistryClient:
                     self._backoff(attempt, None)
                     continue
             return response
+
+    def _speaks_tls(self, response: httpx.Response, url: str) -> bool:
+        """Go's TLS servers answer plain HTTP with this 400: the registry wants HTTPS after all."""
+        self._may_upgrade = False
+        body = response.read()
+        response.close()
+        if not url.startswith(self.base_url) or b"HTTP request to an HTTPS server" not in body:
+            return False
+        self.base_url = "https://" + self.api_host
+        self.plain_http = False
+        return True
 
     def _send_plain(self, request: httpx.Request) -> httpx.Response:
         """For the token service: retried like any request, never re-authenticated."""
