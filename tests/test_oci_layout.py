@@ -48,6 +48,9 @@ def test_is_a_target_and_created_on_first_write(tmp_path: Path) -> None:
     assert target.list_tags() == [] and not (tmp_path / "store").exists()  # reads create nothing
     with pytest.raises(NotFoundError, match="tag 'v1'"):
         store.get_manifest("v1")
+    with pytest.raises(NotFoundError):
+        store.delete_tag("v1")
+    assert store.gc().removed_blobs == 0 and not (tmp_path / "store").exists()
     store.put_blob_bytes(b"x")
     assert {"blobs", "index.json", "oci-layout"} <= {p.name for p in (tmp_path / "store").iterdir()}
     _check_layout(tmp_path / "store")

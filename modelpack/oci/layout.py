@@ -297,6 +297,8 @@ class LayoutStore:
 
     def delete_tag(self, tag: str) -> None:
         check_tag(tag)
+        if tag not in self.list_tags():  # also keeps a missing store from being created just to say so
+            raise NotFoundError(f"tag {tag!r} is not in {self.describe()}")
         with self._editing_index() as entries:
             kept = [e for e in entries if e.annotations.get(mediatypes.ANN_REF_NAME) != tag]
             if len(kept) == len(entries):
