@@ -42,6 +42,7 @@ class BundleResult:
     config: Descriptor
     layers: tuple[Descriptor, ...]
     record: Record
+    reused_layers: int = 0  # layers answered from the stat cache without reading a file
 
 
 def created_at(epoch: int) -> str:
@@ -103,10 +104,12 @@ def build_bundle(
     )
     layers: list[Descriptor] = []
     files: list[FileEntry] = []
+    reused = 0
     for p in plans:
         stored = store_layer(store, cache, p, epoch)
         layers.append(stored.descriptor)
         files += stored.files
+        reused += stored.reused
 
     model_files = [f for f in files if f.path.startswith("models/")]
     model_file = next((f.path for f in model_files if f.path.endswith(".onnx")), None)
@@ -176,6 +179,7 @@ def build_bundle(
         config=config_desc,
         layers=tuple(layers),
         record=record,
+        reused_layers=reused,
     )
 
 

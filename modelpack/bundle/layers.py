@@ -27,6 +27,7 @@ from modelpack.oci.tar import TarEntry, header, layer_key, tar_chunks
 class StoredLayer:
     descriptor: Descriptor
     files: tuple[FileEntry, ...]  # each file's path in the bundle, sha256 and size, for the record
+    reused: bool = False  # answered from the stat cache: no file was read
 
 
 def _file_key(e: TarEntry) -> list[object]:
@@ -48,7 +49,7 @@ def store_layer(store: LayoutStore, cache: StatCache, plan: LayerPlan, mtime: in
             for e, h in zip(plan.files, file_hits, strict=True)
             if isinstance(h, list)
         )
-        return StoredLayer(_descriptor(plan, str(hit[0]), int(hit[1])), files)
+        return StoredLayer(_descriptor(plan, str(hit[0]), int(hit[1])), files, reused=True)
 
     layer_hash, size, file_digests = _ingest(store, plan, mtime)
     stats = [e.stat for e in plan.entries if e.stat is not None]
