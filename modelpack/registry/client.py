@@ -22,14 +22,21 @@ from modelpack.errors import DigestMismatchError, NotFoundError, RegistryError
 from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes
 from modelpack.oci.model import MAX_MANIFEST_BYTES, Descriptor, Manifest
-from modelpack.oci.target import Progress, ProgressFn, RawManifest, no_progress
+from modelpack.oci.target import Progress, ProgressFn, RawManifest, Target, no_progress
 from modelpack.registry import referrers as _referrers
 from modelpack.registry.auth import repository_scope
+from modelpack.registry.download import STREAM_CHUNK, iter_blob
 from modelpack.registry.transport import RegistryClient
-from modelpack.registry.upload import BlobOpener, UploadOptions, UploadResult, blob_exists, push_blob
-from modelpack.registry.upload_source import OneShotSource
+from modelpack.registry.upload import (
+    BlobOpener,
+    UploadOptions,
+    UploadResult,
+    blob_exists,
+    push_blob,
+    try_mount,
+)
+from modelpack.registry.upload_source import FileOpener, OneShotSource
 
-STREAM_CHUNK = 1 << 20
 ANN_TAG_TOMBSTONE = "dev.modelpack.tag-tombstone"
 
 
@@ -57,26 +64,28 @@ class RegistryRepository:
 
     @contextlib.contextmanager
     def read_blob(self, desc: Descriptor) -> Iterator[Iterator[bytes]]:
-        response = self.client.send(
-            "GET", f"/v2/{self.name}/blobs/{desc.digest}", scopes=self._scope("pull"), stream=True
-        )
+        """The blob, verified as it streams; a torn connection resumes with a Range request."""
+        chunks = iter_blob(self.client, self.name, desc)
         try:
-            if response.status_code != 200:
-                response.read()
-                raise self.client.status_error(response, f"blob {desc.digest}", self.describe())
-            yield self._verified(response, desc)
+            first = next(chunks, b"")  # fail here, before the caller writes anything, on 404/401
+            yield self._verified(first, chunks, desc)
         finally:
-            response.close()
+            chunks.close()
 
-    def _verified(self, response: httpx.Response, desc: Descriptor) -> Iterator[bytes]:
+    def _verified(self, first: bytes, chunks: Iterator[bytes], desc: Descriptor) -> Iterator[bytes]:
         verifier = digests.Verifier(desc.digest, desc.size, what=f"blob {desc.digest} from {self.describe()}")
-        try:
-            for chunk in response.iter_bytes(STREAM_CHUNK):
-                verifier.update(chunk)
-                yield chunk
-        except httpx.TransportError as e:
-            raise self.client.transport_error(e) from None
+        verifier.update(first)
+        if first:
+            yield first
+        for chunk in chunks:
+            verifier.update(chunk)
+            yield chunk
         verifier.check()
+
+    def blob_opener(self, desc: Descriptor) -> BlobOpener:
+        """`open_at(offset)` over ranged GETs: this repository as the resumable source of an upload
+        (unverified here: the destination registry checks the digest when the upload completes)."""
+        return lambda offset: iter_blob(self.client, self.name, desc, start=offset)
 
     def download_blob(self, desc: Descriptor, dest: Path, progress: ProgressFn = no_progress) -> None:
         """Stream a blob to `dest`; it appears there only once its digest and size were verified."""
@@ -111,6 +120,34 @@ class RegistryRepository:
             mount_from=mount_from,
             options=self.upload_options,
         )
+
+    def mount_blob(self, desc: Descriptor, source: Target) -> bool:
+        """Cross-repository mount from `source` when it is another repository of this registry."""
+        if not isinstance(source, RegistryRepository) or source.client.registry != self.client.registry:
+            return False
+        if source.name == self.name:
+            return False
+        return try_mount(self.client, self.name, desc, source.name)
+
+    def copy_blob_from(
+        self, source: Target, desc: Descriptor, progress: ProgressFn = no_progress
+    ) -> UploadResult:
+        """Upload a blob from any Target through the most resumable source it offers: a mount on the same
+        registry, a layout file (seek), another registry (ranged GET), else a one-shot stream."""
+        if self.has_blob(desc.digest):
+            progress(Progress(desc.digest, desc.size, desc.size, "skip"))
+            return UploadResult("skip", desc.digest, 0)
+        if self.mount_blob(desc, source):
+            progress(Progress(desc.digest, desc.size, desc.size, "mount"))
+            return UploadResult("mount", desc.digest, 0)
+        blob_path = getattr(source, "blob_path", None)
+        if callable(blob_path):
+            return self.push_blob(desc, FileOpener(str(blob_path(desc.digest))), progress)
+        if isinstance(source, RegistryRepository):
+            return self.push_blob(desc, source.blob_opener(desc), progress)
+        with source.read_blob(desc) as chunks:
+            self.write_blob(desc, chunks, progress)
+        return UploadResult("upload", desc.digest, desc.size)
 
     def write_blob(
         self, desc: Descriptor, chunks: Iterable[bytes], progress: ProgressFn = no_progress

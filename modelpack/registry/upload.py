@@ -8,6 +8,7 @@ upload starts again from a new session, bounded by `max_restarts`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator
@@ -84,6 +85,22 @@ def push_blob(
             sent += counter.sent
             log.debug("upload session for %s lost; starting again (%d)", desc.digest, restart + 1)
     raise RegistryError(f"upload of {desc.digest} to {where} kept failing; gave up after {sent} bytes sent")
+
+
+def try_mount(client: RegistryClient, repository: str, desc: Descriptor, from_repository: str) -> bool:
+    """POST ?mount=&from=: True when mounted (201). A 202 opens a session we do not want: cancel it."""
+    scopes = [repository_scope(repository, "pull", "push"), repository_scope(from_repository, "pull")]
+    response = _start(client, repository, desc, scopes, from_repository)
+    if response.status_code == 201:
+        return True
+    location = response.headers.get("location")
+    if location:
+        # Best effort: an abandoned session is purged by the registry anyway.
+        with contextlib.suppress(RegistryError):
+            client.send(
+                "DELETE", _location(response, client, "upload", repository), scopes=scopes, retry=False
+            )
+    return False
 
 
 def blob_exists(client: RegistryClient, repository: str, digest: str) -> bool:
@@ -259,6 +276,8 @@ def _range_end(value: str | None, default: int) -> int:
 def _check_committed(client: RegistryClient, response: httpx.Response, desc: Descriptor, where: str) -> None:
     if response.status_code in (404, 400) and "BLOB_UPLOAD" in response.text:
         raise _Restart
+    if response.status_code == 400 and "DIGEST_INVALID" in response.text:
+        raise DigestMismatchError(f"{where} refused blob {desc.digest}: the bytes sent do not hash to it")
     if response.status_code not in (201, 204):
         raise client.status_error(response, f"upload of {desc.digest}", where)
     reported = response.headers.get("docker-content-digest")
