@@ -107,3 +107,35 @@ def test_pull_from_registry_ignoring_range_drops_the_repeated_prefix() -> None:
     client = RegistryClient("r.test", credentials=lambda _: None, transport=httpx.MockTransport(handler))
     with RegistryRepository(client, "a").read_blob(blob(data)) as chunks:
         assert b"".join(chunks) == data
+
+
+def test_one_shot_source_rereads_within_its_window() -> None:
+    import random
+
+    from modelpack.errors import RegistryError
+    from modelpack.registry.upload_source import OneShotSource
+
+    rng = random.Random(7)
+    data = rng.randbytes(400_000)
+    pieces, i = [], 0
+    while i < len(data):
+        n = rng.randint(1, 30_000)
+        pieces.append(data[i : i + n])
+        i += n
+    source = OneShotSource(iter(pieces), keep=60_000)
+
+    def take(offset: int, n: int) -> bytes:
+        out = b""
+        for piece in source.open_at(offset):
+            out += piece
+            if len(out) >= n:
+                break
+        return out[:n]
+
+    for pos in range(0, len(data), 50_000):
+        n = min(50_000, len(data) - pos)
+        assert take(pos, n) == data[pos : pos + n]
+        back = pos + rng.randint(0, n - 1)  # a resume from inside the chunk just sent
+        assert take(back, pos + n - back) == data[back : pos + n]
+    with pytest.raises(RegistryError, match="cannot resend from byte 0"):
+        source.open_at(0)

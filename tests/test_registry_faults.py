@@ -316,3 +316,50 @@ def test_referrers_api_is_used_when_present() -> None:
     assert paths == [f"/v2/a/referrers/{subject}"]
     r.add_referrer(a, subject)  # the registry maintains it: nothing is written
     assert all(p.startswith("/v2/a/referrers/") for p in paths)
+
+
+def test_delete_tag_refused_up_front_when_deletes_are_disabled() -> None:
+    manifest = b'{"schemaVersion":2}'
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.method)
+        if request.method == "HEAD":
+            return httpx.Response(
+                200, headers={"Docker-Content-Digest": digests.of_bytes(manifest), "Content-Type": "x"}
+            )
+        return httpx.Response(405, json={"errors": [{"code": "UNSUPPORTED", "message": "unsupported"}]})
+
+    with pytest.raises(RegistryError, match="does not allow deletes"):
+        RegistryRepository(make_client(handler), "a").delete_tag("prod")
+    assert seen == ["HEAD", "DELETE"]  # nothing was PUT: the tag is untouched
+
+
+def test_expired_token_is_fetched_again() -> None:
+    from modelpack.registry.dockerconfig import Credential
+
+    now = [0.0]
+    token_calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            token_calls.append(1)
+            return httpx.Response(200, json={"token": f"t{len(token_calls)}", "expires_in": 60})
+        if request.headers.get("authorization") == f"Bearer t{len(token_calls)}":
+            return httpx.Response(200, json={"tags": []})
+        return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="https://registry.test/token"'})
+
+    client = RegistryClient(
+        HOST,
+        credentials=lambda _: Credential("u", "p"),
+        transport=httpx.MockTransport(handler),
+        clock=lambda: now[0],
+    )
+    repo = RegistryRepository(client, "a")
+    repo.list_tags()
+    now[0] = 30.0
+    repo.list_tags()
+    assert len(token_calls) == 1  # still valid: reused
+    now[0] = 100.0
+    repo.list_tags()
+    assert len(token_calls) == 2  # expired: fetched before sending, no 401 round trip needed

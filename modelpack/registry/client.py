@@ -283,6 +283,7 @@ class RegistryRepository:
         does) the tag is first pointed at a tiny manifest unique to this call, which is then deleted by
         its digest; no other tag can share that digest."""
         previous = self.resolve(tag)
+        self._check_deletes_enabled()
         empty = Descriptor(
             mediatypes.OCI_EMPTY, digests.of_bytes(mediatypes.EMPTY_JSON), len(mediatypes.EMPTY_JSON)
         )
@@ -305,6 +306,19 @@ class RegistryRepository:
             ) from None
         # The manifest the tag pointed at, and so its other tags, must still be there.
         self.resolve(previous.digest)
+
+    def _check_deletes_enabled(self) -> None:
+        """Probe with a digest nobody has: 404 means deletes work, 405 means the registry disables them.
+        Asked before the tag is touched, so a refusal leaves it as it was."""
+        probe = digests.of_bytes(secrets.token_bytes(16))
+        response = self.client.send(
+            "DELETE", f"/v2/{self.name}/manifests/{probe}", scopes=self._scope("pull", "push", "delete")
+        )
+        if response.status_code == 405:
+            raise RegistryError(
+                f"{self.client.registry} does not allow deletes: cannot remove tags in {self.describe()}",
+                hint="enable deletes on the registry (distribution: storage.delete.enabled)",
+            )
 
     # referrers
 

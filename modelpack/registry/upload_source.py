@@ -7,6 +7,7 @@ acknowledged everything before it), in bounded memory.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Iterator
 
 from modelpack.errors import RegistryError
@@ -18,34 +19,41 @@ class OneShotSource:
     def __init__(self, chunks: Iterable[bytes], keep: int) -> None:
         self._it = iter(chunks)
         self._keep = keep
-        self._buf = bytearray()
-        self._buf_start = 0  # stream offset of _buf[0]
+        self._pieces: deque[tuple[int, bytes]] = deque()  # (stream offset, bytes), oldest first
+        self._end = 0  # stream offset just past the last piece pulled
+
+    @property
+    def _start(self) -> int:
+        return self._pieces[0][0] if self._pieces else self._end
 
     def open_at(self, offset: int) -> Iterator[bytes]:
-        if offset < self._buf_start:
+        if offset < self._start:
             raise RegistryError(
                 f"cannot resend from byte {offset}: the source is a stream and only bytes from "
-                f"{self._buf_start} on are still held"
+                f"{self._start} on are still held"
             )
         return self._read_from(offset)
 
     def _read_from(self, pos: int) -> Iterator[bytes]:
         while True:
-            end = self._buf_start + len(self._buf)
-            if pos < end:
-                at = pos - self._buf_start
-                piece = bytes(self._buf[at : at + PIECE])
-                pos += len(piece)
-                yield piece
+            if pos < self._end:
+                for start, piece in list(self._pieces):
+                    if start <= pos < start + len(piece):
+                        out = piece[pos - start :]
+                        pos += len(out)
+                        yield out
+                        break
                 continue
             nxt = next(self._it, None)
             if nxt is None:
                 return
-            self._buf += nxt
-            drop = (pos - self._buf_start) - self._keep
-            if drop > 0:
-                del self._buf[:drop]
-                self._buf_start += drop
+            if not nxt:
+                continue
+            self._pieces.append((self._end, bytes(nxt)))
+            self._end += len(nxt)
+            # Whole pieces are dropped once they lie more than `keep` bytes behind the reader.
+            while self._pieces and self._pieces[0][0] + len(self._pieces[0][1]) < pos - self._keep:
+                self._pieces.popleft()
 
 
 class FileOpener:
