@@ -8,21 +8,16 @@ first, blob by blob).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
 
 from modelpack.errors import NotFoundError
+from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Index, Manifest, parse
 from modelpack.oci.target import Progress, ProgressFn, RawManifest, Target, no_progress
-
-
-@runtime_checkable
-class Mounter(Protocol):
-    """A destination that can take a blob from another repository of the same registry without moving it."""
-
-    def mount_blob(self, desc: Descriptor, source: Target) -> bool: ...
+from modelpack.registry.client import RegistryRepository
+from modelpack.registry.upload_source import FileOpener
 
 
 @dataclass(frozen=True)
@@ -130,23 +125,63 @@ def _fetch_child(source: Target, fallbacks: Sequence[Target], desc: Descriptor) 
 def _copy_blob(
     source: Target, dest: Target, desc: Descriptor, fallbacks: Sequence[Target], progress: ProgressFn
 ) -> tuple[bool, int]:
+    if isinstance(dest, RegistryRepository):
+        return _push_blob(source, dest, desc, fallbacks, progress)
     if dest.has_blob(desc.digest):
         progress(_skip(desc))
         return False, 0
+    holder = _holders(source, desc, fallbacks)[0]
+    with holder.read_blob(desc) as chunks:
+        dest.write_blob(desc, chunks, progress)
+    return True, desc.size
+
+
+def _push_blob(
+    source: Target,
+    dest: RegistryRepository,
+    desc: Descriptor,
+    fallbacks: Sequence[Target],
+    progress: ProgressFn,
+) -> tuple[bool, int]:
+    """To a registry: HEAD-skip, then a mount when a holder is another repository of the same registry,
+    else a resumable upload read from the holder (a layout blob file is re-read from any offset).
+    push_blob itself HEADs the destination first."""
+    holders = _holders(source, desc, fallbacks)
+    same_registry = [
+        h for h in holders if isinstance(h, RegistryRepository) and h.client.registry == dest.client.registry
+    ]
+    holder = same_registry[0] if same_registry else holders[0]
+    mount_from = holder.name if isinstance(holder, RegistryRepository) and holder in same_registry else None
+    result = dest.push_blob(desc, _opener(holder, desc), progress, mount_from=mount_from)
+    return result.how == "upload", result.bytes_sent
+
+
+def _opener(holder: Target, desc: Descriptor) -> Callable[[int], Iterator[bytes]]:
+    if isinstance(holder, LayoutStore):
+        return FileOpener(str(holder.blob_path(desc.digest)))
+
+    def stream_from(offset: int) -> Iterator[bytes]:
+        # A remote holder streams from the start; bytes before `offset` are read and dropped.
+        with holder.read_blob(desc) as chunks:
+            skip = offset
+            for chunk in chunks:
+                if skip >= len(chunk):
+                    skip -= len(chunk)
+                    continue
+                yield chunk[skip:]
+                skip = 0
+
+    return stream_from
+
+
+def _holders(source: Target, desc: Descriptor, fallbacks: Sequence[Target]) -> list[Target]:
     holders = [t for t in (source, *fallbacks) if t.has_blob(desc.digest)]
     if not holders:
         raise NotFoundError(
             f"blob {desc.digest} is in neither {source.describe()} nor any base it names; "
-            "rebuild, or pull the base again"
+            "rebuild, or check that the base image is still in its registry"
         )
-    if isinstance(dest, Mounter):
-        for holder in holders:
-            if dest.mount_blob(desc, holder):
-                progress(_skip(desc, "mount"))
-                return False, 0
-    with holders[0].read_blob(desc) as chunks:
-        dest.write_blob(desc, chunks, progress)
-    return True, desc.size
+    return holders
 
 
 def _skip(desc: Descriptor, what: str = "skip") -> Progress:
