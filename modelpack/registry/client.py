@@ -338,3 +338,7 @@ def _what(ref: str) -> str:
 def manifest_json(raw: RawManifest) -> dict[str, Any]:
     value = json.loads(raw.raw)
     return value if isinstance(value, dict) else {}
+
+
+def _conforms(repo: RegistryRepository) -> Target:
+    return repo  # mypy checks here that RegistryRepository implements the Target protocol
