@@ -1,0 +1,192 @@
+"""What changed between two releases, from their records alone: a pure function, no I/O.
+
+Answers "what changed between v4 and v5?": metric deltas with their direction, datasets whose hash
+changed (retrained on other data), model and code files whose hash changed, packages added, removed or
+re-pinned, params and the git commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from modelpack.bundle.record import Record
+
+ADDED, REMOVED, CHANGED = "added", "removed", "changed"
+UP, DOWN, SAME = "up", "down", "same"
+
+
+@dataclass(frozen=True)
+class MetricDelta:
+    name: str
+    old: float | None
+    new: float | None
+    old_dataset: str | None = None
+    new_dataset: str | None = None
+
+    @property
+    def status(self) -> str:
+        if self.old is None:
+            return ADDED
+        if self.new is None:
+            return REMOVED
+        return CHANGED if self.old != self.new else SAME
+
+    @property
+    def delta(self) -> float | None:
+        if self.old is None or self.new is None:
+            return None
+        return self.new - self.old
+
+    @property
+    def relative(self) -> float | None:
+        """delta / |old|; None when old is 0 (no meaningful ratio) or one side is missing."""
+        d = self.delta
+        if d is None or self.old == 0 or self.old is None:
+            return None
+        return d / abs(self.old)
+
+    @property
+    def direction(self) -> str | None:
+        d = self.delta
+        if d is None:
+            return None
+        if d == 0:
+            return SAME
+        return UP if d > 0 else DOWN
+
+    @property
+    def dataset_changed(self) -> bool:
+        """Both sides measured, but on differently named datasets: the delta compares unlike things."""
+        return self.old is not None and self.new is not None and self.old_dataset != self.new_dataset
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "old": self.old,
+            "new": self.new,
+            "oldDataset": self.old_dataset,
+            "newDataset": self.new_dataset,
+            "status": self.status,
+            "delta": self.delta,
+            "relative": self.relative,
+            "direction": self.direction,
+            "datasetChanged": self.dataset_changed,
+        }
+
+
+@dataclass(frozen=True)
+class Change:
+    """One keyed value that differs: a dataset hash, a file hash, a package version, a param."""
+
+    key: str
+    old: Any
+    new: Any
+
+    @property
+    def status(self) -> str:
+        if self.old is None:
+            return ADDED
+        if self.new is None:
+            return REMOVED
+        return CHANGED
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "status": self.status, "old": self.old, "new": self.new}
+
+
+@dataclass(frozen=True)
+class RecordDiff:
+    old: Record
+    new: Record
+    metrics: tuple[MetricDelta, ...]  # every metric of either side, the unchanged ones too
+    datasets: tuple[Change, ...]  # by dataset name: sha256
+    files: tuple[Change, ...]  # by bundle path (models/..., code/...): sha256
+    packages: tuple[Change, ...]  # by normalized name: pinned version
+    params: tuple[Change, ...]  # by dotted key
+    git: Change | None  # the commit, when it differs
+    python: Change | None = None  # the lockfile's Python version, when it differs
+
+    @property
+    def model_files(self) -> tuple[Change, ...]:
+        return tuple(c for c in self.files if c.key.startswith("models/"))
+
+    @property
+    def unchanged(self) -> bool:
+        return (
+            all(m.status == SAME for m in self.metrics)
+            and not (self.datasets or self.files or self.packages or self.params)
+            and self.git is None
+            and self.python is None
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "old": {"name": self.old.name, "version": self.old.version},
+            "new": {"name": self.new.name, "version": self.new.version},
+            "unchanged": self.unchanged,
+            "metrics": [m.to_json() for m in self.metrics],
+            "datasets": [c.to_json() for c in self.datasets],
+            "files": [c.to_json() for c in self.files],
+            "packages": [c.to_json() for c in self.packages],
+            "params": [c.to_json() for c in self.params],
+            "git": self.git.to_json() if self.git else None,
+            "python": self.python.to_json() if self.python else None,
+        }
+
+
+def diff_records(old: Record, new: Record) -> RecordDiff:
+    metrics = tuple(
+        MetricDelta(
+            name,
+            old.metrics[name].value if name in old.metrics else None,
+            new.metrics[name].value if name in new.metrics else None,
+            old.metrics[name].dataset if name in old.metrics else None,
+            new.metrics[name].dataset if name in new.metrics else None,
+        )
+        for name in sorted({*old.metrics, *new.metrics})
+    )
+    old_lock, new_lock = old.lock, new.lock
+    python = _change("python", old_lock.python if old_lock else None, new_lock.python if new_lock else None)
+    return RecordDiff(
+        old=old,
+        new=new,
+        metrics=metrics,
+        datasets=_changes({d.name: d.sha256 for d in old.datasets}, {d.name: d.sha256 for d in new.datasets}),
+        files=_changes({f.path: f.sha256 for f in old.files}, {f.path: f.sha256 for f in new.files}),
+        packages=_changes(
+            dict(old_lock.packages) if old_lock else {}, dict(new_lock.packages) if new_lock else {}
+        ),
+        params=_changes(flatten(old.params), flatten(new.params)),
+        git=_change("commit", _commit(old), _commit(new)),
+        python=python,
+    )
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested params as dotted keys ({"opt": {"lr": 0.1}} -> {"opt.lr": 0.1}), so a change names its leaf."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[Change, ...]:
+    found = (_change(k, old.get(k), new.get(k)) for k in sorted({*old, *new}))
+    return tuple(c for c in found if c is not None)
+
+
+def _change(key: str, old: Any, new: Any) -> Change | None:
+    return None if old == new else Change(key, old, new)
+
+
+def _commit(record: Record) -> str | None:
+    if not record.git:
+        return None
+    commit = record.git.get("commit")
+    return str(commit) if commit is not None else None

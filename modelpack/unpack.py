@@ -1,0 +1,187 @@
+"""`pull` (a release into the local store) and `unpack` (a release's files into a folder, safely).
+
+Unpack streams each selected layer through `safe_extract` into a staging folder inside DIR, so a layer
+whose digest turns out wrong (verified when its stream ends) leaves nothing behind: the staging folder is
+removed and DIR is as it was. Only once every layer is verified, and no file would be overwritten without
+`force`, are the files moved into place (renames on one filesystem, no copy).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelpack.errors import DigestMismatchError, InputError, UsageError
+from modelpack.oci import mediatypes as mt
+from modelpack.oci.layout import LayoutStore, check_tag
+from modelpack.oci.model import Descriptor
+from modelpack.oci.tar import safe_extract
+from modelpack.oci.target import Progress, ProgressFn, Target, no_progress
+from modelpack.release.view import ReleaseView, load_release
+from modelpack.transfer import CopyResult, copy_graph
+
+# `--filter` names -> the layer media types they select (a model is its weights and their configs).
+FILTERS: dict[str, frozenset[str]] = {
+    "model": frozenset({mt.MODEL_WEIGHT_TAR, mt.MODEL_WEIGHT_CONFIG_TAR}),
+    "code": frozenset({mt.MODEL_CODE_TAR}),
+    "docs": frozenset({mt.MODEL_DOC_TAR}),
+    "datasets": frozenset({mt.MODEL_DATASET_TAR}),
+}
+ALL = tuple(FILTERS)
+
+
+@dataclass(frozen=True)
+class UnpackResult:
+    release: ReleaseView
+    dest: Path
+    layers: tuple[Descriptor, ...]  # the layers extracted
+    files: tuple[str, ...]  # paths written under dest, sorted
+
+    @property
+    def size(self) -> int:
+        return sum(d.size for d in self.layers)
+
+
+@dataclass(frozen=True)
+class PullResult:
+    copy: CopyResult
+    tags: tuple[str, ...]  # the local store tags now pointing at it
+
+
+def parse_filter(text: str | None) -> tuple[str, ...]:
+    """`model,code` -> ("model", "code"); None or empty -> everything."""
+    if not text:
+        return ALL
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in FILTERS]
+    if unknown or not names:
+        raise UsageError(
+            f"--filter {text!r}: unknown kind {', '.join(unknown) or '(none)'}",
+            hint=f"choose from {','.join(ALL)}",
+        )
+    return names
+
+
+def pull(
+    source: Target, ref: str, store: LayoutStore, tags: Sequence[str], progress: ProgressFn = no_progress
+) -> PullResult:
+    """Copy the release graph `ref` of `source` into `store` under every one of `tags` (at least one)."""
+    if not tags:
+        raise UsageError("pull needs a local tag to store the release under")
+    for t in tags:
+        check_tag(t)
+    result = copy_graph(source, store, ref, tags[0], progress=progress)
+    if len(tags) > 1:
+        root = store.get_manifest(tags[0])
+        for t in tags[1:]:
+            store.put_manifest(t, root)
+    return PullResult(result, tuple(dict.fromkeys(tags)))
+
+
+def unpack(
+    target: Target,
+    ref: str,
+    dest: Path,
+    *,
+    kinds: Sequence[str] = ALL,
+    force: bool = False,
+    progress: ProgressFn = no_progress,
+    where: str | None = None,
+) -> UnpackResult:
+    """Extract the selected layers of release `ref` into `dest`, every digest verified first."""
+    release = load_release(target, ref, where=where)
+    assert release.bundle_manifest is not None  # load_release reads it when layers are asked for
+    wanted = frozenset().union(*(FILTERS[k] for k in kinds))
+    layers = tuple(d for d in release.bundle_manifest.layers if d.media_type in wanted)
+    if dest.exists() and not dest.is_dir():
+        raise InputError(f"{dest} exists and is not a folder", hint="name a new or existing folder")
+    created = not dest.exists()
+    dest.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".modelpack-unpack-", dir=dest))
+    try:
+        for desc in layers:
+            _extract_layer(target, desc, staging, progress)
+        entries = _staged(staging)
+        _check_free(entries, staging, dest, force)
+        files = _move(entries, staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if created and not any(dest.iterdir()):
+            dest.rmdir()
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
+    return UnpackResult(release, dest, layers, tuple(sorted(files)))
+
+
+def _extract_layer(target: Target, desc: Descriptor, staging: Path, progress: ProgressFn) -> None:
+    with target.read_blob(desc) as chunks:
+        counted = _counting(chunks, desc, progress)
+        try:
+            # Later layers win within one release, as in an image; DIR itself is only checked later.
+            safe_extract(counted, staging, force=True)
+        except InputError:
+            # A corrupted blob usually breaks the tar first: say the real cause when the digest settles it.
+            for _ in counted:
+                pass
+            raise
+        # tarfile stops at the end-of-archive marker; read to the end so the digest check runs.
+        for _ in counted:
+            pass
+
+
+def _counting(chunks: Iterable[bytes], desc: Descriptor, progress: ProgressFn) -> Iterator[bytes]:
+    done = 0
+    for chunk in chunks:
+        done += len(chunk)
+        progress(Progress(desc.digest, done, desc.size))
+        yield chunk
+    if done != desc.size:  # the Target verifies too; this guards a Target that forgets
+        raise DigestMismatchError(f"blob {desc.digest} has {done} bytes, its descriptor says {desc.size}")
+
+
+def _staged(staging: Path) -> list[str]:
+    """Relative paths of everything extracted, parents before children."""
+    found: list[str] = []
+    for folder, dirs, files in os.walk(staging):
+        rel = Path(folder).relative_to(staging)
+        for name in sorted(dirs) + sorted(files):
+            found.append((rel / name).as_posix())
+        dirs.sort()
+    return found
+
+
+def _check_free(entries: Sequence[str], staging: Path, dest: Path, force: bool) -> None:
+    root = Path(os.path.realpath(dest))
+    for rel in entries:
+        src, target = staging / rel, dest / rel
+        real_parent = Path(os.path.realpath(target.parent))
+        if real_parent != root and root not in real_parent.parents:
+            raise InputError(f"refused: {target} would be written through a link that leaves {dest}")
+        if not os.path.lexists(target):
+            continue
+        src_is_dir = src.is_dir() and not src.is_symlink()
+        target_is_dir = target.is_dir() and not target.is_symlink()
+        if src_is_dir and target_is_dir:
+            continue
+        if src_is_dir or target_is_dir:
+            raise InputError(f"{target} exists and is {'not ' if src_is_dir else ''}a folder; not replaced")
+        if not force:
+            raise InputError(
+                f"{target} already exists", hint="pass --force to overwrite, or use an empty folder"
+            )
+
+
+def _move(entries: Sequence[str], staging: Path, dest: Path) -> list[str]:
+    files: list[str] = []
+    for rel in entries:
+        src, target = staging / rel, dest / rel
+        if src.is_dir() and not src.is_symlink():
+            target.mkdir(exist_ok=True)
+            continue
+        os.replace(src, target)
+        files.append(rel)
+    return files
