@@ -19,6 +19,7 @@ import os
 import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 from modelpack.bundle.record import DatasetEntry
 from modelpack.errors import InputError
@@ -29,12 +30,15 @@ from modelpack.packfile.schema import DatasetSpec
 HashFile = Callable[[Path], tuple[str, int]]
 
 
-def sha256_file(path: Path) -> tuple[str, int]:
-    """Streaming sha256 of one file as `("sha256:<hex>", size)`, refusing a file that changes meanwhile."""
+def sha256_file(
+    path: Path, *, read: Callable[[BinaryIO], tuple[str, int]] = digests.of_stream
+) -> tuple[str, int]:
+    """Streaming sha256 of one file as `("sha256:<hex>", size)`, refusing a file that changes meanwhile
+    (a training job still writing it): size or mtime differ between open and the end of the read."""
     try:
         with path.open("rb") as f:
             before = os.fstat(f.fileno())
-            digest, size = digests.of_stream(f)
+            digest, size = read(f)
         after = path.stat()
     except OSError as e:
         raise InputError(f"cannot read {path}: {e.strerror}") from None

@@ -87,8 +87,8 @@ def _from_yaml(text: str, where: str) -> Any:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else 1
         raise InputError(f"{where}:{line}: not valid YAML: {e.problem or e.context}") from None
-    except yaml.YAMLError as e:
-        raise InputError(f"{where}: not valid YAML: {e}") from None
+    except (yaml.YAMLError, RecursionError) as e:
+        raise InputError(f"{where}: not valid YAML: {yaml_problem(e)}") from None
     if node is None:
         return _Located({}, 1)
     return located(node, where)
@@ -121,7 +121,7 @@ def yaml_scalar(node: yaml.Node, where: str) -> Any:
         return SafeConstructor().construct_object(node, deep=True)
     except (ConstructorError, ValueError, OverflowError) as e:
         raise InputError(
-            f"{where}:{node.start_mark.line + 1}: cannot read value {node.value!r}: {e}"
+            f"{where}:{node.start_mark.line + 1}: cannot read value {node.value!r}: {_problem(e)}"
         ) from None
 
 
@@ -194,14 +194,12 @@ def _flatten(
 ) -> list[tuple[str, _Located]]:
     if not isinstance(node.value, Mapping):
         what = "a mapping of names to values"
-        raise InputError(
-            f"{_at(where, node.line)}: {prefix or 'top level'}: expected {what}, got {_show(node.value)}"
-        )
+        raise InputError(f"{_at(where, node.line)}: {_key(prefix)}: expected {what}, got {_show(node.value)}")
     out: list[tuple[str, _Located]] = []
     for name, child in node.value.items():
         key = f"{prefix}.{name}" if prefix else name
         if not name:
-            raise InputError(f"{_at(where, child.line)}: {prefix or 'top level'}: empty key")
+            raise InputError(f"{_at(where, child.line)}: {_key(prefix)}: empty key")
         if isinstance(child.value, Mapping):
             out.extend(_flatten(child, where, key, lists_are_values))
         elif isinstance(child.value, list) and not lists_are_values:
@@ -222,3 +220,20 @@ def _show(value: object) -> str:
         return "a list"
     text = repr(value.value if isinstance(value, _Located) else value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _key(prefix: str) -> str:
+    return repr(prefix) if prefix else "top level"
+
+
+def _problem(error: Exception) -> str:
+    problem = getattr(error, "problem", None)
+    return str(problem) if problem else type(error).__name__
+
+
+def yaml_problem(error: BaseException) -> str:
+    """PyYAML's reason in one line (its str() spans lines, with a caret under the column)."""
+    if isinstance(error, yaml.reader.ReaderError):
+        return f"character {chr(error.character)!r} at position {error.position} is not allowed"
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

@@ -20,6 +20,7 @@ from modelpack.bundle.metrics import (
     load_metrics_file,
     load_params_file,
     located,
+    yaml_problem,
 )
 from modelpack.bundle.record import Metric
 from modelpack.errors import InputError
@@ -86,7 +87,7 @@ def parse_packfile(text: str, *, path: Path, display: str | None = None) -> Pack
         line = f":{mark.line + 1}" if mark else ""
         raise InputError(f"{doc.display}{line}: not valid YAML: {e.problem or e.context}") from None
     except (yaml.YAMLError, RecursionError) as e:
-        raise InputError(f"{doc.display}: not valid YAML: {type(e).__name__}") from None
+        raise InputError(f"{doc.display}: not valid YAML: {yaml_problem(e)}") from None
     if node is None:
         raise InputError(f"{doc.display}: is empty", hint="run 'modelpack init' for a commented template")
     try:
@@ -135,6 +136,10 @@ class _Reader:
             tests=self.tests(top.get("tests")),
             serving=self.serving(top.get("serving"), dependencies.python),
         )
+
+    def shown(self, text: str) -> str:
+        """How to name a file the packfile points at in errors: as the packfile itself was named."""
+        return os.path.normpath(os.path.join(os.path.dirname(self.doc.display), text))
 
     # --- paths ----------------------------------------------------------------------------------------
 
@@ -287,7 +292,7 @@ class _Reader:
         metrics_file = None
         if "file" in m:
             metrics_file, text = self.path(m["file"], "metrics.file", inside=False, kind="file")
-            found = load_metrics_file(metrics_file, dataset=default, display=text)
+            found = load_metrics_file(metrics_file, dataset=default, display=self.shown(text))
         for name, metric in self.inline_metrics(m.get("values"), "metrics.values", default, datasets):
             if name in found:
                 raise d.error(m["values"], f"metrics.values.{name}", "is also in the metrics file")
@@ -344,7 +349,7 @@ class _Reader:
             return (), None
         if isinstance(node, yaml.ScalarNode):  # `params: params.yaml`
             path, text = self.path(node, "params", inside=False, kind="file")
-            return tuple(sorted(load_params_file(path, display=text).items())), path
+            return tuple(sorted(load_params_file(path, display=self.shown(text)).items())), path
         if not isinstance(node, yaml.MappingNode):
             raise d.error(node, "params", "expected a file name or a mapping of names to values")
         values = flatten_params(located(node, d.display), where=d.display)
@@ -358,7 +363,7 @@ class _Reader:
         cases = None
         if "cases" in m:
             cases, text = self.path(m["cases"], "tests.cases", inside=True, kind="file")
-            load_cases(cases, display=text)
+            load_cases(cases, display=self.shown(text))
         gates: list[Gate] = []
         for text, item in d.strings(m.get("gates"), "tests.gates"):
             try:

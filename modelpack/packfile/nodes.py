@@ -59,8 +59,8 @@ class Doc:
 
     def error(self, node: yaml.Node | None, key: str, message: str, hint: str | None = None) -> InputError:
         line = f":{node.start_mark.line + 1}" if node is not None else ""
-        where = f" {key}:" if key else ""
-        return InputError(f"{self.display}{line}:{where} {message}", hint=hint)
+        where = f" {_oneline(key)}:" if key else ""
+        return InputError(f"{self.display}{line}:{where} {_oneline(message)}", hint=hint and _oneline(hint))
 
     # --- structure ------------------------------------------------------------------------------------
 
@@ -169,6 +169,11 @@ _REQUIRED_HINTS = {
     "dependencies": "add dependencies: {lockfile: requirements.lock, python: '3.11'}",
     "dependencies.lockfile": "a pinned lockfile such as requirements.lock, uv.lock or poetry.lock",
 }
+
+
+def _oneline(text: str) -> str:
+    # Values echoed back may hold newlines or control characters; an error stays one line.
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def is_null(node: yaml.Node) -> bool:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging.markers import InvalidMarker, Marker, UndefinedEnvironmentName
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
@@ -56,6 +57,27 @@ class Lock:
                 lines.append(p.requirement())
         return "".join(line + "\n" for line in lines)
 
+    def select(self, environment: Mapping[str, str]) -> tuple[LockedPackage, ...]:
+        """The packages whose markers hold in `environment` (PEP 508 marker variables, e.g.
+        {"python_version": "3.11", "sys_platform": "linux", "platform_machine": "x86_64"}; variables not
+        given take the running interpreter's values). This is what an image for that target installs."""
+        out = []
+        for p in self.packages:
+            if p.markers is None:
+                out.append(p)
+                continue
+            try:
+                if Marker(p.markers).evaluate(dict(environment)):
+                    out.append(p)
+            except (InvalidMarker, UndefinedEnvironmentName) as e:
+                where = f"{self.path}: {p.name}"
+                raise InputError(f"{where}: cannot evaluate marker {p.markers!r}: {e}") from None
+        return tuple(out)
+
+    def pins(self, environment: Mapping[str, str]) -> dict[str, str]:
+        """name -> version of `select(environment)`."""
+        return {p.name: p.version for p in self.select(environment)}
+
     def versions(self) -> dict[str, str]:
         """name -> version; a package locked twice under different markers shows its versions joined."""
         out: dict[str, str] = {}
@@ -104,6 +126,13 @@ def check_hash(value: object, where: str) -> str:
 def sort_packages(packages: Iterable[LockedPackage], where: str) -> tuple[LockedPackage, ...]:
     """Sorted, with a package pinned twice for the same environment refused."""
     out = sorted(packages, key=lambda p: (p.name, p.markers or "", p.version))
+    for p in out:
+        if p.markers is not None:
+            try:
+                Marker(p.markers)
+            except InvalidMarker as e:
+                msg = str(e).splitlines()[0]
+                raise InputError(f"{where}: {p.name}: marker {p.markers!r} is not valid: {msg}") from None
     seen: dict[tuple[str, str], str] = {}
     for p in out:
         key = (p.name, p.markers or "")
