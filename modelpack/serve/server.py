@@ -35,6 +35,8 @@ def run(config: ServingConfig) -> int:
         "loop": "auto",
         "lifespan": "on",
         "access_log": False,  # a log line per request costs more than the inference of a small model
+        "proxy_headers": False,  # the app never reads the client address; skip the per-request middleware
+        "server_header": False,
         "log_level": config.log_level,
         "timeout_graceful_shutdown": 10,
     }

@@ -1,0 +1,278 @@
+"""Runtime benchmark: modelpack's serving runtime vs MLServer 1.7 on the same iris model, V2 REST, by wrk.
+
+Run by hand (needs `wrk` from Debian and network to PyPI for the MLServer venv on first use):
+
+    .venv/bin/python bench/serve_bench.py                 # 16 connections, 15 s per server
+    .venv/bin/python bench/serve_bench.py --duration 5 --skip-mlserver
+
+One LogisticRegression is fitted on iris, saved as model.joblib for MLServer (mlserver-sklearn) and as ONNX
+(skl2onnx, zipmap off) for modelpack. Both get the same one-row V2 request and return the predicted label
+(modelpack is asked for the `label` output only, MLServer's sklearn runtime returns `predict` by default).
+MLServer is installed into its own venv (default /tmp/mlserver-venv), never into the project's. Every
+server listens on 127.0.0.1 only. Peak RSS is the largest sampled sum over the server's process tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+ROW = [[6.4, 3.2, 4.5, 1.5]]
+MLSERVER_PINS = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1"]
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    peak_rss_mib: float
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def make_models(root: Path) -> None:
+    import joblib
+    import numpy as np
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = load_iris(return_X_y=True)
+    clf = LogisticRegression(max_iter=500).fit(x.astype(np.float32), y)
+    (root / "models").mkdir(parents=True)
+    joblib.dump(clf, root / "model.joblib")
+    onx = to_onnx(
+        clf, initial_types=[("input", FloatTensorType([None, 4]))], options={id(clf): {"zipmap": False}}
+    )
+    (root / "models" / "iris.onnx").write_bytes(onx.SerializeToString())
+
+
+def tree_rss_kib(pid: int) -> int:
+    """Resident memory of a process and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        todo.extend(children.get(current, []))
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+        except OSError:
+            continue
+        match = re.search(r"VmRSS:\s+(\d+) kB", status)
+        total += int(match.group(1)) if match else 0
+    return total
+
+
+@contextmanager
+def running(cmd: list[str], env: dict[str, str], cwd: Path, ready_url: str, log: Path) -> Iterator[int]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"{cmd[0]} exited with {proc.returncode}; see {log}")
+            try:
+                if httpx.get(ready_url, timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{ready_url} not ready after 180 s; see {log}")
+            time.sleep(0.2)
+        yield proc.pid
+    finally:
+        # The server's own session: stop it and the worker processes it started, nothing else.
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def wrk(
+    url: str, body: str, duration: int, connections: int, workdir: Path
+) -> tuple[float, float, float, int]:
+    script = workdir / "post.lua"
+    lua = f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
+    script.write_text(lua + 'wrk.headers["Content-Type"] = "application/json"\n')
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    sockets = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors += sum(int(n) for n in sockets.groups()) if sockets else 0
+    return rps, _latency(out, "50%"), _latency(out, "99%"), errors
+
+
+def _latency(out: str, pct: str) -> float:
+    value, unit = re.search(rf"{pct}\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+
+def measure(name: str, pid: int, url: str, body: str, args: argparse.Namespace, workdir: Path) -> Result:
+    check = httpx.post(url, content=body, headers={"content-type": "application/json"}, timeout=10)
+    if check.status_code != 200:
+        raise SystemExit(f"{name}: {check.status_code} {check.text}")
+    wrk(url, body, 2, args.connections, workdir)  # warm-up
+    peak = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, tree_rss_kib(pid))
+            stop.wait(0.25)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        rps, p50, p99, errors = wrk(url, body, args.duration, args.connections, workdir)
+    finally:
+        stop.set()
+        sampler.join()
+    return Result(name, rps, p50, p99, errors, peak / 1024)
+
+
+def modelpack_server(
+    root: Path, inference: str, onnx_threads: int
+) -> Callable[[argparse.Namespace, Path], Result]:
+    def run(args: argparse.Namespace, workdir: Path) -> Result:
+        port = free_port()
+        env = {**os.environ, "PYTHONPATH": str(REPO), "PORT": str(port)}
+        cmd = [
+            sys.executable, "-m", "modelpack.serve", "--host", "127.0.0.1", "--name", "iris",
+            "--model", "iris.onnx", "--model-dir", str(root / "models"), "--inference", inference,
+            "--onnx-threads", str(onnx_threads), "--log-level", "warning",
+        ]  # fmt: skip
+        body = json.dumps({
+            "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": ROW}],
+            "outputs": [{"name": "label"}],
+        })  # fmt: skip
+        base = f"http://127.0.0.1:{port}"
+        with running(
+            cmd, env, root, f"{base}/v2/health/ready", workdir / f"modelpack-{inference}.log"
+        ) as pid:
+            label = f"modelpack ({inference}, onnx_threads={onnx_threads or 'default'})"
+            return measure(label, pid, f"{base}/v2/models/iris/infer", body, args, workdir)
+
+    return run
+
+
+def ensure_mlserver(venv: Path) -> Path:
+    binary = venv / "bin" / "mlserver"
+    if not binary.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *MLSERVER_PINS], check=True)
+    return binary
+
+
+def mlserver(root: Path, venv: Path) -> Callable[[argparse.Namespace, Path], Result]:
+    def run(args: argparse.Namespace, workdir: Path) -> Result:
+        binary = ensure_mlserver(venv)
+        port = free_port()
+        model_dir = root / "mlserver"
+        (model_dir / "iris").mkdir(parents=True, exist_ok=True)
+        (model_dir / "iris" / "model.joblib").write_bytes((root / "model.joblib").read_bytes())
+        settings = {
+            "host": "127.0.0.1",
+            "http_port": port,
+            "grpc_port": free_port(),
+            "metrics_port": free_port(),
+            "metrics_endpoint": None,
+        }
+        (model_dir / "settings.json").write_text(json.dumps(settings))
+        model_settings = {
+            "name": "iris",
+            "implementation": "mlserver_sklearn.SKLearnModel",
+            "parameters": {"uri": "./model.joblib"},
+        }
+        (model_dir / "iris" / "model-settings.json").write_text(json.dumps(model_settings))
+        body = json.dumps({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": ROW}]})
+        base = f"http://127.0.0.1:{port}"
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        cmd = [str(binary), "start", str(model_dir)]
+        with running(cmd, env, model_dir, f"{base}/v2/models/iris/ready", workdir / "mlserver.log") as pid:
+            return measure(
+                "MLServer 1.7.1 (sklearn)", pid, f"{base}/v2/models/iris/infer", body, args, workdir
+            )
+
+    return run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--duration", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--mlserver-venv", type=Path, default=Path("/tmp/mlserver-venv"))
+    parser.add_argument("--skip-mlserver", action="store_true")
+    parser.add_argument(
+        "--variants",
+        default="inline,thread",
+        help="modelpack runs to measure: inference mode[:onnx_threads], comma-separated",
+    )
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
+        root = Path(tmp)
+        make_models(root)
+        variants = [v.partition(":") for v in args.variants.split(",")]
+        runs = [modelpack_server(root, mode, int(threads or 0)) for mode, _, threads in variants]
+        if not args.skip_mlserver:
+            runs.append(mlserver(root, args.mlserver_venv))
+        results = [run(args, root) for run in runs]
+    print(
+        f"\n{args.connections} connections, {args.duration} s each, wrk -t2, loopback, one-row iris request"
+    )
+    print(f"{'server':<44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'peak RSS MiB':>13}")
+    for r in results:
+        row = f"{r.name:<44} {r.rps:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f}"
+        print(f"{row} {r.errors:>7} {r.peak_rss_mib:>13.0f}")
+    baseline = next((r for r in results if r.name.startswith("MLServer")), None)
+    if baseline is not None:
+        for r in results:
+            if r is not baseline:
+                print(
+                    f"{r.name}: {r.rps / baseline.rps:.1f}x MLServer's throughput (target >= 4x), "
+                    f"p99 {r.p99_ms / baseline.p99_ms:.2f} of MLServer's (target <= 0.25)"
+                )
+
+
+if __name__ == "__main__":
+    main()
