@@ -7,21 +7,10 @@ from typing import Annotated
 
 import typer
 
-from modelpack import api
 from modelpack.cli import _output
 from modelpack.cli._app import app
+from modelpack.cli._options import CaFileOpt, InsecureOpt, JsonOpt, PlainHttpOpt, StoreOpt, open_targets
 from modelpack.oci.layout import LayoutStore, default_store_path
-
-StoreOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--store",
-        help="Local store (an OCI layout directory). Default: $MODELPACK_STORE or "
-        "~/.local/share/modelpack/store.",
-        show_default=False,
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
 def open_store(store: Path | None) -> LayoutStore:
@@ -34,29 +23,65 @@ def build(
         Path, typer.Argument(help="Project directory (with modelpack.yaml) or the file.")
     ] = Path(),
     version: Annotated[str | None, typer.Option("--version", help="Release version (an OCI tag).")] = None,
+    image: Annotated[
+        bool, typer.Option("--image/--no-image", help="Also build the serving image and the release index.")
+    ] = True,
+    base: Annotated[
+        str | None,
+        typer.Option(
+            "--base",
+            help="Base image reference (else $MODELPACK_BASE_IMAGE, else serving.base_image).",
+            show_default=False,
+        ),
+    ] = None,
     store: StoreOpt = None,
+    ca_file: CaFileOpt = None,
+    insecure: InsecureOpt = False,
+    plain_http: PlainHttpOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Bundle weights, lockfile and code into the local store, tagged NAME:VERSION.
+    """Build the release into the local store, tagged NAME:VERSION: the bundle (weights, lockfile,
+    code, record as a CNCF ModelPack artifact), the serving image, and the index over both.
 
-    Example: modelpack build examples/iris-onnx --version 1.0.1
+    Examples:
+
+      modelpack build examples/iris-onnx --version 1.0.1
+
+      modelpack build --base 127.0.0.1:5000/base/python:3.11
+
+      modelpack build --no-image        # bundle only: no base image needed
     """
-    result = api.build(project, open_store(store), version=version)
+    from modelpack import api  # heavy: imported only by the command that runs
+
+    with open_targets(store, ca_file, insecure, plain_http) as targets:
+        result = api.build(project, targets.store, version=version, image=image, base=base, targets=targets)
+    bundle = result.bundle
     if as_json:
-        _output.emit_json(
-            {
-                "name": result.name,
-                "version": result.version,
-                "tag": result.tag,
-                "manifest": result.manifest.to_json(),
-                "config": result.config.to_json(),
-                "layers": [d.to_json() for d in result.layers],
+        out: dict[str, object] = {
+            "name": bundle.name,
+            "version": bundle.version,
+            "tag": result.tag,
+            "digest": result.digest,
+            "bundle": {
+                "manifest": bundle.manifest.to_json(),
+                "config": bundle.config.to_json(),
+                "layers": [d.to_json() for d in bundle.layers],
+            },
+        }
+        if result.image is not None and result.index is not None:
+            out["index"] = result.index.to_json()
+            out["image"] = {
+                "manifest": result.image.manifest.to_json(),
+                "config": result.image.config.to_json(),
+                "layers": [d.to_json() for d in result.image.layers],
+                "base": {"name": result.image.base.name, "digest": result.image.base.digest},
             }
-        )
+        _output.emit_json(out)
         return
-    size = sum(d.size for d in result.layers)
-    _output.info(f"built {result.tag}: {len(result.layers)} layers, {size:,} bytes")
-    typer.echo(result.manifest.digest)
+    size = sum(d.size for d in bundle.layers)
+    what = "bundle + serving image" if result.image else "bundle"
+    _output.info(f"built {result.tag} ({what}; bundle {len(bundle.layers)} layers, {size:,} bytes)")
+    typer.echo(result.digest)
 
 
 @app.command("list")
