@@ -7,7 +7,10 @@ import stat
 from collections.abc import Iterable
 from pathlib import Path
 
+import yaml
+
 from modelpack.errors import InputError
+from modelpack.packfile.nodes import Doc
 
 # Never part of a model, its code or its docs, and they change between two otherwise identical builds.
 IGNORED_NAMES = frozenset({".git", "__pycache__", ".ipynb_checkpoints", ".DS_Store", ".pytest_cache"})
@@ -67,3 +70,49 @@ def walk(root: Path, *, ignore: bool = False) -> list[tuple[str, Path]]:
 
 def _raise(error: OSError) -> None:
     raise InputError(f"cannot read directory {error.filename}: {error.strerror}")
+
+
+class Locator:
+    """Resolves the paths a packfile names, relative to its directory, and checks they exist."""
+
+    def __init__(self, doc: Doc, root: Path) -> None:
+        self.doc = doc
+        self.root = root
+
+    def shown(self, text: str) -> str:
+        """How to name a file the packfile points at in errors: as the packfile itself was named."""
+        return os.path.normpath(os.path.join(os.path.dirname(self.doc.display), text))
+
+    def path(self, node: yaml.Node, key: str, *, inside: bool, kind: str = "any") -> tuple[Path, str]:
+        """(absolute path, text as written) of an existing file or directory named at `node`."""
+        text = self.doc.string(node, key)
+        if "\0" in text:
+            raise self.doc.error(node, key, "a path cannot contain a NUL character")
+        lexical = os.path.normpath(os.path.join(self.root, os.path.expanduser(text)))
+        if inside and os.path.commonpath([lexical, str(self.root)]) != str(self.root):
+            raise self.doc.error(
+                node, key, f"{text!r} is outside the directory of modelpack.yaml",
+                hint="everything shipped in the bundle must live next to modelpack.yaml",
+            )  # fmt: skip
+        path = Path(lexical)
+        try:
+            is_dir = path.is_dir()
+            exists = is_dir or path.is_file()
+        except (OSError, ValueError):
+            exists = is_dir = False
+        if not exists:
+            raise self.doc.error(node, key, f"{text!r} does not exist", hint=f"looked for {path}")
+        if kind == "file" and is_dir:
+            raise self.doc.error(node, key, f"{text!r} is a directory, expected a file")
+        return path, text
+
+    def paths(self, node: yaml.Node | None, key: str, *, inside: bool) -> list[Path]:
+        if node is None:
+            return []
+        out: list[Path] = []
+        for i, item in enumerate(self.doc.sequence(node, key)):
+            path, text = self.path(item, f"{key}[{i}]", inside=inside)
+            if path in out:
+                raise self.doc.error(item, f"{key}[{i}]", f"{text!r} is listed twice")
+            out.append(path)
+        return out

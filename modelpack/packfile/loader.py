@@ -7,25 +7,18 @@ not hash anything (that is the build's job) and never raises anything but InputE
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import yaml
 
 from modelpack.bundle.cases import load_cases
-from modelpack.bundle.metrics import (
-    ParamValue,
-    flatten_params,
-    load_metrics_file,
-    load_params_file,
-    located,
-    yaml_problem,
-)
-from modelpack.bundle.record import Metric
+from modelpack.bundle.metrics import yaml_problem
 from modelpack.errors import InputError
 from modelpack.packfile import files
+from modelpack.packfile.files import Locator
 from modelpack.packfile.gates import parse_gate
+from modelpack.packfile.lineage import LineageReader
 from modelpack.packfile.nodes import Doc, did_you_mean, is_null
 from modelpack.packfile.schema import (
     BUILDERS,
@@ -35,7 +28,6 @@ from modelpack.packfile.schema import (
     DEFAULT_PYTHON,
     MODEL_FORMATS,
     CodeSpec,
-    DatasetSpec,
     DependenciesSpec,
     Gate,
     ModelSpec,
@@ -100,6 +92,8 @@ class _Reader:
     def __init__(self, doc: Doc, root: Path) -> None:
         self.doc = doc
         self.root = root
+        self.loc = Locator(doc, root)
+        self.lineage = LineageReader(doc, self.loc)
 
     def packfile(self, node: yaml.Node, path: Path) -> Packfile:
         d = self.doc
@@ -111,10 +105,10 @@ class _Reader:
         model = self.model(top["model"])
         dependencies = self.dependencies(top["dependencies"])
         code = self.code(top.get("code"), model.format)
-        datasets = self.datasets(top.get("datasets"))
-        metrics, metrics_file = self.metrics(top.get("metrics"), datasets)
-        params, params_file = self.params(top.get("params"))
-        docs = tuple(self.paths(top.get("docs"), "docs", inside=True))
+        datasets = self.lineage.datasets(top.get("datasets"))
+        metrics, metrics_file = self.lineage.metrics(top.get("metrics"), datasets)
+        params, params_file = self.lineage.params(top.get("params"))
+        docs = tuple(self.loc.paths(top.get("docs"), "docs", inside=True))
         return Packfile(
             path=path,
             root=self.root,
@@ -137,46 +131,6 @@ class _Reader:
             serving=self.serving(top.get("serving"), dependencies.python),
         )
 
-    def shown(self, text: str) -> str:
-        """How to name a file the packfile points at in errors: as the packfile itself was named."""
-        return os.path.normpath(os.path.join(os.path.dirname(self.doc.display), text))
-
-    # --- paths ----------------------------------------------------------------------------------------
-
-    def path(self, node: yaml.Node, key: str, *, inside: bool, kind: str = "any") -> tuple[Path, str]:
-        """(absolute path, text as written) of an existing file or directory named at `node`."""
-        text = self.doc.string(node, key)
-        if "\0" in text:
-            raise self.doc.error(node, key, "a path cannot contain a NUL character")
-        lexical = os.path.normpath(os.path.join(self.root, os.path.expanduser(text)))
-        if inside and os.path.commonpath([lexical, str(self.root)]) != str(self.root):
-            raise self.doc.error(
-                node, key, f"{text!r} is outside the directory of modelpack.yaml",
-                hint="everything shipped in the bundle must live next to modelpack.yaml",
-            )  # fmt: skip
-        path = Path(lexical)
-        try:
-            is_dir = path.is_dir()
-            exists = is_dir or path.is_file()
-        except (OSError, ValueError):
-            exists = is_dir = False
-        if not exists:
-            raise self.doc.error(node, key, f"{text!r} does not exist", hint=f"looked for {path}")
-        if kind == "file" and is_dir:
-            raise self.doc.error(node, key, f"{text!r} is a directory, expected a file")
-        return path, text
-
-    def paths(self, node: yaml.Node | None, key: str, *, inside: bool) -> list[Path]:
-        if node is None:
-            return []
-        out: list[Path] = []
-        for i, item in enumerate(self.doc.sequence(node, key)):
-            path, text = self.path(item, f"{key}[{i}]", inside=inside)
-            if path in out:
-                raise self.doc.error(item, f"{key}[{i}]", f"{text!r} is listed twice")
-            out.append(path)
-        return out
-
     # --- sections -------------------------------------------------------------------------------------
 
     def name(self, node: yaml.Node) -> str:
@@ -193,7 +147,7 @@ class _Reader:
         d = self.doc
         m = d.mapping(node, "model", ("paths", "format", "framework"), required=("paths", "format"))
         fmt = d.choice(m["format"], "model.format", MODEL_FORMATS)
-        paths = self.paths(m["paths"], "model.paths", inside=True)
+        paths = self.loc.paths(m["paths"], "model.paths", inside=True)
         found = files.expand(paths, self.root)
         if not paths or not found:
             raise d.error(m["paths"], "model.paths", "the model has no files", hint="list the weights files")
@@ -223,7 +177,7 @@ class _Reader:
         if handler == "onnx" and fmt != "onnx":
             raise d.error(c["handler"], "code.handler", f"the onnx handler cannot serve model.format {fmt}",
                           hint="write a handler class and name it as module:Class")  # fmt: skip
-        paths = self.paths(c.get("paths"), "code.paths", inside=True)
+        paths = self.loc.paths(c.get("paths"), "code.paths", inside=True)
         found = files.expand(paths, self.root)
         if handler not in BUILTIN_HANDLERS:
             self.check_module(handler, paths, c["handler"])
@@ -243,7 +197,7 @@ class _Reader:
     def dependencies(self, node: yaml.Node) -> DependenciesSpec:
         d = self.doc
         m = d.mapping(node, "dependencies", ("lockfile", "python"), required=("lockfile",))
-        lockfile, _ = self.path(m["lockfile"], "dependencies.lockfile", inside=True, kind="file")
+        lockfile, _ = self.loc.path(m["lockfile"], "dependencies.lockfile", inside=True, kind="file")
         python = DEFAULT_PYTHON
         if "python" in m:
             python = d.string(m["python"], "dependencies.python")
@@ -252,109 +206,6 @@ class _Reader:
                               hint="write major.minor in quotes, e.g. '3.11'")  # fmt: skip
         return DependenciesSpec(lockfile, python)
 
-    def datasets(self, node: yaml.Node | None) -> tuple[DatasetSpec, ...]:
-        d = self.doc
-        out: list[DatasetSpec] = []
-        for i, item in enumerate(d.sequence(node, "datasets", scalar_ok=False) if node is not None else []):
-            key = f"datasets[{i}]"
-            m = d.mapping(item, key, ("name", "path", "uri", "package"), required=("name",))
-            name = d.string(m["name"], f"{key}.name")
-            if any(ds.name == name for ds in out):
-                raise d.error(m["name"], f"{key}.name", f"{name!r} is declared twice")
-            if "path" not in m and "uri" not in m:
-                raise d.error(item, key, "needs a path, a uri, or both")
-            path = text = None
-            if "path" in m:
-                path, text = self.path(m["path"], f"{key}.path", inside=False)
-            uri = d.optional_string(m.get("uri"), f"{key}.uri")
-            package = d.boolean(m["package"], f"{key}.package") if "package" in m else False
-            if package and path is None:
-                raise d.error(m["package"], f"{key}.package", "only a dataset with a path can be packaged")
-            if package and path is not None and os.path.commonpath([path, self.root]) != str(self.root):
-                raise d.error(m["path"], f"{key}.path", "a packaged dataset must live next to modelpack.yaml")
-            out.append(DatasetSpec(name, path, text, uri, package))
-        return tuple(out)
-
-    def metrics(
-        self, node: yaml.Node | None, datasets: tuple[DatasetSpec, ...]
-    ) -> tuple[tuple[tuple[str, Metric], ...], Path | None]:
-        d = self.doc
-        if node is None or is_null(node):
-            return (), None
-        if isinstance(node, yaml.ScalarNode):  # shorthand: `metrics: metrics.json`
-            m: dict[str, yaml.Node] = {"file": node}
-        else:
-            m = d.mapping(node, "metrics", ("file", "dataset", "values"))
-        default = None
-        if "dataset" in m:
-            default = self.dataset_ref(m["dataset"], "metrics.dataset", datasets)
-        found: dict[str, Metric] = {}
-        metrics_file = None
-        if "file" in m:
-            metrics_file, text = self.path(m["file"], "metrics.file", inside=False, kind="file")
-            found = load_metrics_file(metrics_file, dataset=default, display=self.shown(text))
-        for name, metric in self.inline_metrics(m.get("values"), "metrics.values", default, datasets):
-            if name in found:
-                raise d.error(m["values"], f"metrics.values.{name}", "is also in the metrics file")
-            found[name] = metric
-        return tuple(sorted(found.items())), metrics_file
-
-    def inline_metrics(
-        self, node: yaml.Node | None, key: str, default: str | None, datasets: tuple[DatasetSpec, ...]
-    ) -> list[tuple[str, Metric]]:
-        d = self.doc
-        if node is None or is_null(node):
-            return []
-        if not isinstance(node, yaml.MappingNode):
-            raise d.error(node, key, "expected a mapping of metric names to numbers")
-        out: list[tuple[str, Metric]] = []
-        for k, v in node.value:
-            name = d.string(k, key)
-            sub = f"{key}.{name}"
-            if any(n == name for n, _ in out):
-                raise d.error(k, sub, "is given twice")
-            keys = (
-                {str(kk.value) for kk, _ in v.value if isinstance(kk, yaml.ScalarNode)}
-                if isinstance(v, yaml.MappingNode)
-                else set()
-            )
-            if "value" in keys and keys <= {"value", "dataset"}:
-                mm = d.mapping(v, sub, ("value", "dataset"))
-                ds = (
-                    self.dataset_ref(mm["dataset"], f"{sub}.dataset", datasets)
-                    if "dataset" in mm
-                    else default
-                )
-                out.append((name, Metric(d.number(mm["value"], f"{sub}.value"), ds)))
-            elif isinstance(v, yaml.MappingNode):
-                out.extend((f"{name}.{n}", m) for n, m in self.inline_metrics(v, sub, default, datasets))
-            else:
-                value = d.number(v, sub)
-                out.append((name, Metric(value, default)))
-        return out
-
-    def dataset_ref(self, node: yaml.Node, key: str, datasets: tuple[DatasetSpec, ...]) -> str:
-        name = self.doc.string(node, key)
-        names = [ds.name for ds in datasets]
-        if name not in names:
-            hint = did_you_mean(name, names) or (
-                f"declared datasets: {', '.join(names)}" if names else "declare it under datasets:"
-            )
-            raise self.doc.error(node, key, f"dataset {name!r} is not declared under datasets", hint=hint)
-        return name
-
-    def params(self, node: yaml.Node | None) -> tuple[tuple[tuple[str, ParamValue], ...], Path | None]:
-        d = self.doc
-        if node is None or is_null(node):
-            return (), None
-        if isinstance(node, yaml.ScalarNode):  # `params: params.yaml`
-            path, text = self.path(node, "params", inside=False, kind="file")
-            return tuple(sorted(load_params_file(path, display=self.shown(text)).items())), path
-        if not isinstance(node, yaml.MappingNode):
-            raise d.error(node, "params", "expected a file name or a mapping of names to values")
-        values = flatten_params(located(node, d.display), where=d.display)
-        return tuple(sorted(values.items())), None
-
     def tests(self, node: yaml.Node | None) -> TestsSpec:
         d = self.doc
         if node is None or is_null(node):
@@ -362,8 +213,8 @@ class _Reader:
         m = d.mapping(node, "tests", ("cases", "gates", "latency_requests"))
         cases = None
         if "cases" in m:
-            cases, text = self.path(m["cases"], "tests.cases", inside=True, kind="file")
-            load_cases(cases, display=self.shown(text))
+            cases, text = self.loc.path(m["cases"], "tests.cases", inside=True, kind="file")
+            load_cases(cases, display=self.loc.shown(text))
         gates: list[Gate] = []
         for text, item in d.strings(m.get("gates"), "tests.gates"):
             try:

@@ -1,0 +1,123 @@
+"""The shipped examples load cleanly, and their committed models reproduce their own golden cases."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from modelpack.bundle.cases import Case, load_cases
+from modelpack.bundle.datasets import hash_datasets
+from modelpack.bundle.lockfile import load_lock
+from modelpack.packfile import load_packfile
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+IRIS = EXAMPLES / "iris-onnx"
+CUSTOM = EXAMPLES / "custom-handler"
+_DATATYPES = {np.dtype(np.float32): "FP32", np.dtype(np.int64): "INT64", np.dtype(np.float64): "FP64"}
+_DTYPES = {"FP32": np.float32, "FP64": np.float64, "INT64": np.int64}
+
+
+def as_arrays(case: Case) -> dict[str, np.ndarray]:
+    return {t.name: np.asarray(t.data, dtype=_DTYPES[t.datatype]).reshape(t.shape) for t in case.inputs}
+
+
+def as_response(outputs: dict[str, np.ndarray]) -> dict[str, Any]:
+    return {
+        "outputs": [
+            {"name": n, "shape": list(a.shape), "datatype": _DATATYPES[a.dtype], "data": a.ravel().tolist()}
+            for n, a in outputs.items()
+        ]
+    }
+
+
+def test_iris_packfile_and_lock() -> None:
+    pf = load_packfile(IRIS)
+    assert pf.name == "iris-onnx" and pf.code.handler == "onnx" and pf.model.format == "onnx"
+    assert [pf.relative(f) for f in pf.model.files] == ["model.onnx"]
+    assert {d.name: d.package for d in pf.datasets} == {"iris-train": False, "iris-test": False}
+    metrics = pf.metrics_dict()
+    assert set(metrics) == {"accuracy", "f1_macro"}
+    assert all(m.dataset == "iris-test" for m in metrics.values())
+    assert all(g.passes(metrics[g.metric].value) for g in pf.tests.gates if g.metric in metrics)
+    assert pf.params_dict()["model.solver"] == "lbfgs"
+
+    lock = load_lock(pf.dependencies.lockfile)
+    assert lock.python_version == pf.dependencies.python == "3.11"
+    versions = lock.versions()
+    assert {"onnxruntime", "numpy"} <= set(versions)
+    assert all(p.hashes for p in lock.packages)
+    assert "==" in lock.as_requirements() and "--hash=sha256:" in lock.as_requirements()
+
+    entries = hash_datasets(pf.datasets)
+    assert all(e.sha256 and e.sha256.startswith("sha256:") and e.files == 1 for e in entries)
+    assert entries[1].uri and entries[1].path == "data/iris-test.csv"
+
+
+def test_iris_model_reproduces_its_cases_with_onnxruntime() -> None:
+    pf = load_packfile(IRIS)
+    assert pf.tests.cases is not None
+    cases = load_cases(pf.tests.cases)
+    assert len(cases) >= 3
+    session = ort.InferenceSession(str(pf.model.files[0]), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    assert names == ["label", "probabilities"]  # zipmap off: plain tensors a V2 server can return
+    for case in cases:
+        outputs = dict(zip(names, session.run(names, as_arrays(case)), strict=True))
+        assert case.compare(as_response(outputs)) == (), case.name
+
+
+def test_a_wrong_model_fails_the_iris_cases() -> None:
+    cases = load_cases(IRIS / "cases.json")
+    session = ort.InferenceSession(str(IRIS / "model.onnx"), providers=["CPUExecutionProvider"])
+    failures = 0
+    for case in cases:
+        label, probabilities = session.run(["label", "probabilities"], as_arrays(case))
+        shifted = {"label": (label + 1) % 3, "probabilities": probabilities[:, ::-1].copy()}
+        failures += bool(case.compare(as_response(shifted)))
+    assert failures == len(cases)
+
+
+def test_custom_handler_example_reproduces_its_cases() -> None:
+    pf = load_packfile(CUSTOM)
+    assert pf.code.module == "handler" and pf.code.class_name == "LinearModel"
+    assert [pf.relative(f) for f in pf.code.files] == ["handler.py"]
+    lock = load_lock(pf.dependencies.lockfile)
+    assert set(lock.versions()) == {"numpy"}
+
+    spec = importlib.util.spec_from_file_location("example_custom_handler", CUSTOM / "handler.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    handler = getattr(module, pf.code.class_name)()
+    handler.load(CUSTOM)  # the weights sit next to modelpack.yaml, as they sit in /models in the image
+    assert pf.tests.cases is not None
+    for case in load_cases(pf.tests.cases):
+        assert case.compare(as_response(handler.predict(as_arrays(case)))) == (), case.name
+    with pytest.raises(ValueError, match=r"'features' must have shape \[N, 3\]"):
+        handler.predict({"features": np.zeros((1, 2), dtype=np.float32)})
+
+
+@pytest.mark.slow
+def test_iris_training_is_deterministic(tmp_path: Path) -> None:
+    shutil.copy(IRIS / "train.py", tmp_path / "train.py")
+    done = subprocess.run(
+        [sys.executable, "train.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    for rel in (
+        "model.onnx",
+        "metrics.json",
+        "params.yaml",
+        "cases.json",
+        "data/iris-train.csv",
+        "data/iris-test.csv",
+    ):
+        assert (tmp_path / rel).read_bytes() == (IRIS / rel).read_bytes(), rel
