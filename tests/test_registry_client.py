@@ -192,3 +192,37 @@ def test_parallel_push_reports_progress(registry, repo) -> None:
         assert [x.how for x in again] == ["skip"] * 6
     finished = {e.digest for e in events if e.done == e.total and e.what == "blob"}
     assert finished == {blob(d).digest for d in datas}
+
+
+def test_independent_peers_read_what_we_pushed(registry, repo, tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    import oras.client
+
+    weights, code = random_bytes(30_000), b"print('hi')\n"
+    with client_for(registry.host) as client:
+        r = RegistryRepository(client, repo)
+        config = b'{"model":"test"}'
+        r.push_blob(blob(config, mediatypes.OCI_CONFIG), opener(config))
+        layers = []
+        for name, data in [("weights.bin", weights), ("handler.py", code)]:
+            d = blob(data)
+            r.push_blob(d, opener(data))
+            layers.append(d.with_annotations({mediatypes.ANN_TITLE: name}))
+        raw = Manifest(config=blob(config, mediatypes.OCI_CONFIG), layers=tuple(layers)).to_bytes()
+        r.put_manifest("1.0", RawManifest(raw, mediatypes.OCI_MANIFEST, digests.of_bytes(raw)))
+    skopeo = shutil.which("skopeo")
+    assert skopeo, "skopeo (Debian package) is part of the test environment"
+    inspected = subprocess.run(
+        [skopeo, "inspect", "--raw", "--tls-verify=false", f"docker://{registry.host}/{repo}:1.0"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    assert inspected == raw
+    files = oras.client.OrasClient(hostname=registry.host, insecure=True).pull(
+        target=f"{registry.host}/{repo}:1.0", outdir=str(tmp_path)
+    )
+    assert sorted(Path(f).name for f in files) == ["handler.py", "weights.bin"]
+    assert (tmp_path / "weights.bin").read_bytes() == weights
+    assert (tmp_path / "handler.py").read_bytes() == code
