@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import httpx
@@ -37,7 +37,7 @@ def blob(data: bytes, media_type: str = mediatypes.OCI_LAYER_TAR) -> Descriptor:
     return Descriptor(media_type, digests.of_bytes(data), len(data))
 
 
-def opener(data: bytes, piece: int = 64 * 1024) -> callable:  # type: ignore[valid-type]
+def opener(data: bytes, piece: int = 64 * 1024) -> Callable[[int], Iterator[bytes]]:
     def open_at(offset: int) -> Iterator[bytes]:
         for i in range(offset, len(data), piece):
             yield data[i : i + piece]

@@ -72,7 +72,7 @@ class BearerFront:
         value = f"t{len(self.tokens)}"
         granted = set()
         for scope in scopes:
-            _, name, actions = scope.rsplit(":", 2)[0], scope.split(":")[1], scope.split(":")[-1]
+            _, name, actions = scope.split(":", 2)
             granted |= {f"{name}:{a}" for a in actions.split(",")}
         with self.lock:
             self.tokens[value] = granted

@@ -363,3 +363,31 @@ def test_expired_token_is_fetched_again() -> None:
     now[0] = 100.0
     repo.list_tags()
     assert len(token_calls) == 2  # expired: fetched before sending, no 401 round trip needed
+
+
+def test_insufficient_scope_after_a_granted_token_is_a_permission_error() -> None:
+    from modelpack.registry.dockerconfig import Credential
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            return httpx.Response(200, json={"token": "read-only"})
+        return httpx.Response(
+            401,
+            headers={
+                "WWW-Authenticate": 'Bearer realm="https://registry.test/token",service="s",'
+                'scope="repository:a:pull,push",error="insufficient_scope"'
+            },
+        )
+
+    client = RegistryClient(
+        HOST, credentials=lambda _: Credential("u", "p"), transport=httpx.MockTransport(handler)
+    )
+    with pytest.raises(AuthError, match=r"^registry\.test denied pull,push on a to the logged-in user"):
+        RegistryRepository(client, "a").put_manifest("v1", RawManifest(b"{}", mediatypes.OCI_MANIFEST, ""))
+    forbidden = RegistryClient(
+        HOST,
+        credentials=lambda _: Credential("u", "p"),
+        transport=httpx.MockTransport(lambda r: httpx.Response(403)),
+    )
+    with pytest.raises(AuthError, match="denied pull on a"):
+        RegistryRepository(forbidden, "a").list_tags()

@@ -158,6 +158,22 @@ class Authenticator:
             )
         return AuthError(f"{where} requires authentication", hint=f"run `modelpack login {self._login_hint}`")
 
+    def denied(self, scopes: Sequence[str], response: httpx.Response | None = None) -> AuthError:
+        """Credentials accepted, permission lacking (403, or a 401 for insufficient scope)."""
+        challenges = parse_challenges(response.headers.get("www-authenticate", "")) if response else []
+        insufficient = any(c.params.get("error") == "insufficient_scope" for c in challenges)
+        if response is not None and response.status_code == 401 and not insufficient:
+            return self.error(scopes, refused=True)
+        if self.credential() is None:
+            return self.error(scopes, refused=False)
+        repo = _repo_of(scopes)
+        actions = next((s.rsplit(":", 1)[1] for s in scopes if s.startswith("repository:")), "access")
+        where = f" {repo}" if repo else ""
+        return AuthError(
+            f"{self.registry} denied {actions} on{where or ' this registry'} to the logged-in user",
+            hint=f"check the user's rights, or log in as someone else: `modelpack login {self._login_hint}`",
+        )
+
     def _fetch_token(self, challenge: Challenge, scopes: Sequence[str], send: Send) -> _Token:
         realm = challenge.params.get("realm")
         if not realm:

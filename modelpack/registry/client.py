@@ -14,7 +14,6 @@ import secrets
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -333,11 +332,6 @@ class RegistryRepository:
 
 def _what(ref: str) -> str:
     return f"manifest {ref}" if digests.is_digest(ref) else f"tag {ref}"
-
-
-def manifest_json(raw: RawManifest) -> dict[str, Any]:
-    value = json.loads(raw.raw)
-    return value if isinstance(value, dict) else {}
 
 
 def _conforms(repo: RegistryRepository) -> Target:

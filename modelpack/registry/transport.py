@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from modelpack.errors import AuthError, NotFoundError, RegistryError
+from modelpack.errors import NotFoundError, RegistryError
 from modelpack.registry.auth import Authenticator, CredentialSource
 from modelpack.registry.dockerconfig import credentials_from_docker
 from modelpack.registry.reference import DOCKER_HUB, DOCKER_HUB_API, is_loopback
@@ -157,19 +157,9 @@ class RegistryClient:
                 )
                 reauthenticated = True
                 continue
-            if status == 401:
+            if status in (401, 403):
                 response.close()
-                raise self.auth.error(scopes, refused=True)
-            if status == 403:
-                response.close()
-                raise (
-                    self.auth.error(scopes, refused=True)
-                    if authorization
-                    else AuthError(
-                        f"{self.registry} denied {method} {_path(url)}",
-                        hint=f"run `modelpack login {self.registry}`",
-                    )
-                )
+                raise self.auth.denied(scopes, response)
             if status in RETRY_STATUS and retry and self._may_retry(attempt, started, response):
                 response.close()
                 self._backoff(attempt, response)
@@ -304,10 +294,6 @@ def _retry_after(value: str | None, now: float) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - now)
-
-
-def _path(url: str) -> str:
-    return httpx.URL(url).path
 
 
 def _loggable(url: str) -> str:
