@@ -237,7 +237,7 @@ def test_metrics_file_that_is_not_numbers(tmp_path: Path) -> None:
     msg = load_error(
         tmp_path, MINIMAL + "metrics: metrics.json\n", {"metrics.json": '{"acc": {"top1": "high"}}'}
     )
-    assert "metrics.json: metric 'acc.top1': 'high' is not a number" in msg
+    assert f"{tmp_path / 'metrics.json'}:1: metric 'acc.top1': 'high' is not a number" in msg
     yaml_metrics = "accuracy: 0.9\nf1: yes\n"
     msg = load_error(tmp_path, MINIMAL + "metrics: m.yaml\n", {"m.yaml": yaml_metrics})
     assert "m.yaml:2: metric 'f1': True is not a number" in msg

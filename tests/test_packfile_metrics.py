@@ -41,12 +41,14 @@ def test_yaml_metrics_read_exponents_as_numbers(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "text", "message"),
     [
-        ("m.json", '{"a": true}', "m.json: metric 'a': True is not a number"),
-        ("m.json", '{"a": {"b": "x"}}', "m.json: metric 'a.b': 'x' is not a number"),
-        ("m.json", '{"a": [1, 2]}', "m.json: metric 'a': a list is not a number"),
+        ("m.json", '{"a": true}', "m.json:1: metric 'a': True is not a number"),
+        ("m.json", '{\n  "a": {\n    "b": "x"\n  }\n}', "m.json:3: metric 'a.b': 'x' is not a number"),
+        ("m.json", '{"a": [1, 2]}', "m.json:1: metric 'a': a list is not a number"),
+        ("m.json", '{"a": 1,\n "b": "1e5"}', "m.json:2: metric 'b': '1e5' is not a number"),
+        ("m.json", '{"a": 1,\t"b": "x"}', "m.json: metric 'b': 'x' is not a number"),
         ("m.json", '{"a": null}', "metric 'a': None is not a number"),
         ("m.json", '{"a": NaN}', "m.json:1: not valid JSON"),
-        ("m.json", "[1, 2]", "m.json: top level: expected a mapping of names to values, got a list"),
+        ("m.json", "[1, 2]", "m.json:1: top level: expected a mapping of names to values, got a list"),
         ("m.json", '{"a": 1,\n "b": }', "m.json:2: not valid JSON"),
         ("m.yaml", "a: 1\nb: yes\n", "m.yaml:2: metric 'b': True is not a number"),
         ("m.yaml", "a: 1\nb: .nan\n", "m.yaml:2: metric 'b': nan is not a number"),
@@ -86,7 +88,7 @@ def test_params_keep_scalars_and_lists(tmp_path: Path) -> None:
 
 
 def test_params_refuse_lists_of_mappings(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"params.json: param 'layers': a list may hold only scalars"):
+    with pytest.raises(InputError, match=r"params\.json:1: param 'layers': a list may hold only scalars"):
         load_params_file(write(tmp_path, "params.json", '{"layers": [{"units": 3}]}'))
 
 

@@ -27,6 +27,7 @@ ParamValue = str | int | float | bool | None
 _JSON_NUMBER = re.compile(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
 _YAML_SUFFIXES = (".yaml", ".yml")
 _MAX_FILE = 16 << 20  # metrics and params files are small; a huge one is a wrong path
+_LINES_FOR_JSON_UP_TO = 1 << 20
 
 
 class _Located:
@@ -65,7 +66,28 @@ def _from_json(text: str, where: str) -> Any:
     except ValueError as e:
         line = getattr(e, "lineno", None)
         raise InputError(f"{where}:{line or 1}: not valid JSON: {getattr(e, 'msg', e)}") from None
-    return _wrap(data)
+    return _with_lines(text, data, where) or _wrap(data)
+
+
+def _with_lines(text: str, data: Any, where: str) -> _Located | None:
+    """JSON is (nearly) YAML: read it again as YAML nodes to learn each value's line, and use that view
+    only when it holds exactly the values json read (else the caller falls back to json's, lineless)."""
+    if len(text) > _LINES_FOR_JSON_UP_TO:
+        return None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        view = located(node, where) if node is not None else None
+    except (yaml.YAMLError, InputError, RecursionError):
+        return None
+    return view if view is not None and _unwrap(view) == data else None
+
+
+def _unwrap(value: _Located) -> Any:
+    if isinstance(value.value, dict):
+        return {k: _unwrap(v) for k, v in value.value.items()}
+    if isinstance(value.value, list):
+        return [_unwrap(v) for v in value.value]
+    return value.value
 
 
 def _no_constant(name: str) -> Any:
