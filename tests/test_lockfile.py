@@ -471,3 +471,16 @@ def test_lock_is_frozen(tmp_path: Path) -> None:
     hash(lock)
     with pytest.raises(AttributeError):
         lock.format = "uv"  # type: ignore[misc]
+
+
+def test_check_python_against_the_packfile(tmp_path: Path) -> None:
+    pinned = load_lock(write(tmp_path, "requirements.lock", PIP_COMPILE))
+    pinned.check_python("3.11")
+    with pytest.raises(InputError, match=r"resolved for Python 3\.11, but dependencies\.python is 3\.12"):
+        pinned.check_python("3.12")
+    ranged = load_lock(write(tmp_path, "uv.lock", UV_LOCK))
+    ranged.check_python("3.11")
+    ranged.check_python("3.13")
+    with pytest.raises(InputError, match=r"requires Python >=3\.11, but dependencies\.python is 3\.10"):
+        ranged.check_python("3.10")
+    load_lock(write(tmp_path, "poetry.lock", POETRY_LOCK)).check_python("3.9")  # ^3.11 is not PEP 440

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -60,7 +62,10 @@ def _check(root: Path, text: str | bytes) -> None:
 
 
 def _project() -> Path:
+    # One project for every example (hypothesis runs each example many times; a tmp_path per example
+    # would be per test instead). Its files are the ones MINIMAL names, so mutations can load.
     root = Path(tempfile.mkdtemp(prefix="packfile-fuzz-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
     make_project(root, MINIMAL)
     return root
 

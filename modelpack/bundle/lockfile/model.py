@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from packaging.markers import InvalidMarker, Marker, UndefinedEnvironmentName
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
@@ -56,6 +57,29 @@ class Lock:
             else:
                 lines.append(p.requirement())
         return "".join(line + "\n" for line in lines)
+
+    def check_python(self, python: str, *, where: str | None = None) -> None:
+        """Refuse a lock resolved for another Python than the image runs (`python` is "3.11").
+
+        A stated version must match; a `requires-python` range (PEP 440) must admit it. Poetry's own
+        range syntax (`^3.11`) is not PEP 440 and is not checked.
+        """
+        name = where or str(self.path)
+        if self.python_version is not None and self.python_version != python:
+            raise InputError(
+                f"{name} was resolved for Python {self.python_version}, but dependencies.python is {python}",
+                hint="regenerate the lock for that Python, or change dependencies.python",
+            )
+        if self.requires_python:
+            try:
+                allowed = SpecifierSet(self.requires_python)
+            except InvalidSpecifier:
+                return
+            if not allowed.contains(python, prereleases=True) and not allowed.contains(f"{python}.0"):
+                raise InputError(
+                    f"{name} requires Python {self.requires_python}, but dependencies.python is {python}",
+                    hint="regenerate the lock for that Python, or change dependencies.python",
+                )
 
     def select(self, environment: Mapping[str, str]) -> tuple[LockedPackage, ...]:
         """The packages whose markers hold in `environment` (PEP 508 marker variables, e.g.
