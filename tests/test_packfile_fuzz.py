@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -86,12 +87,14 @@ def test_arbitrary_bytes_is_input_error_or_packfile(data: bytes) -> None:
     _check(_ROOT, data)
 
 
+@pytest.mark.slow
 @_settings
 @given(documents)
 def test_structured_yaml_is_input_error_or_packfile(doc: dict[str, Any]) -> None:
     _check(_ROOT, yaml.safe_dump(doc, allow_unicode=True))
 
 
+@pytest.mark.slow
 @_settings
 @given(st.sampled_from(MINIMAL.splitlines()), values)
 def test_one_field_replaced_is_input_error_or_packfile(line: str, value: Any) -> None:
@@ -101,6 +104,7 @@ def test_one_field_replaced_is_input_error_or_packfile(line: str, value: Any) ->
     _check(_ROOT, MINIMAL.replace(line, indent + dumped))
 
 
+@pytest.mark.slow
 @_settings
 @given(
     st.sampled_from(["metrics.json", "metrics.yaml"]),
