@@ -391,3 +391,20 @@ def test_insufficient_scope_after_a_granted_token_is_a_permission_error() -> Non
     )
     with pytest.raises(AuthError, match="denied pull on a"):
         RegistryRepository(forbidden, "a").list_tags()
+
+
+def test_monolithic_put_answered_503_restarts_with_a_new_session() -> None:
+    server = ScriptedUploads()
+    puts = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT" and not puts:
+            puts.append(request.read())
+            return httpx.Response(503)
+        return server(request)
+
+    sleeps: list[float] = []
+    data = random_bytes(2000)
+    result = RegistryRepository(make_client(handler, sleeps), "a").push_blob(blob(data), opener(data))
+    assert server.blobs[blob(data).digest] == data
+    assert result.bytes_sent == 4000 and len(server.sessions) == 2 and len(sleeps) == 1

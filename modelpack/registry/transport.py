@@ -231,6 +231,10 @@ class RegistryClient:
         backoff = min(self.retry.max_delay, self.retry.base_delay * 2.0 ** (attempt - 1))
         return float(backoff * (0.5 + self._jitter() / 2))
 
+    def backoff(self, attempt: int) -> None:
+        """Sleep before retry number `attempt` of a multi-request operation (e.g. a new upload session)."""
+        self._sleep(self._delay(attempt, None))
+
     def _backoff(self, attempt: int, response: httpx.Response | None) -> None:
         self._sleep(self._delay(attempt, response))
 

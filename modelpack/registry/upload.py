@@ -84,6 +84,7 @@ def push_blob(
         except _Restart:
             sent += counter.sent
             log.debug("upload session for %s lost; starting again (%d)", desc.digest, restart + 1)
+            client.backoff(restart + 1)
     raise RegistryError(f"upload of {desc.digest} to {where} kept failing; gave up after {sent} bytes sent")
 
 
@@ -187,6 +188,8 @@ def _monolithic(
         )
     except ConnectionLost:
         raise _Restart from None
+    if response.status_code in (429, 500, 502, 503, 504):
+        raise _Restart  # the body was consumed: the retry is a new session
     _check_committed(client, response, desc, where)
 
 
