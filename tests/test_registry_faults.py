@@ -408,3 +408,13 @@ def test_monolithic_put_answered_503_restarts_with_a_new_session() -> None:
     result = RegistryRepository(make_client(handler, sleeps), "a").push_blob(blob(data), opener(data))
     assert server.blobs[blob(data).digest] == data
     assert result.bytes_sent == 4000 and len(server.sessions) == 2 and len(sleeps) == 1
+
+
+def test_unusable_ca_file_is_an_input_error(tmp_path: Path) -> None:
+    from modelpack.errors import InputError
+
+    with pytest.raises(InputError, match="missing.pem cannot be used"):
+        RegistryClient(HOST, ca_file=tmp_path / "missing.pem")
+    (tmp_path / "bad.pem").write_text("not a certificate")
+    with pytest.raises(InputError, match="bad.pem cannot be used"):
+        RegistryClient(HOST, ca_file=tmp_path / "bad.pem")

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from modelpack.errors import NotFoundError, RegistryError
+from modelpack.errors import InputError, NotFoundError, RegistryError
 from modelpack.registry.auth import Authenticator, CredentialSource
 from modelpack.registry.dockerconfig import credentials_from_docker
 from modelpack.registry.reference import DOCKER_HUB, DOCKER_HUB_API, is_loopback
@@ -82,7 +82,13 @@ class RegistryClient:
         if insecure:
             verify = False
         elif ca_file is not None:
-            verify = ssl.create_default_context(cafile=str(ca_file))
+            try:
+                verify = ssl.create_default_context(cafile=str(ca_file))
+            except (OSError, ssl.SSLError) as e:
+                raise InputError(
+                    f"CA file {ca_file} cannot be used: {getattr(e, 'strerror', None) or e}",
+                    hint="pass a PEM file with the registry's CA certificate",
+                ) from None
         self.retry = retry
         self._clock, self._sleep, self._jitter = clock, sleep, jitter
         self.auth = Authenticator(
