@@ -413,8 +413,8 @@ def test_monolithic_put_answered_503_restarts_with_a_new_session() -> None:
 def test_unusable_ca_file_is_an_input_error(tmp_path: Path) -> None:
     from modelpack.errors import InputError
 
-    with pytest.raises(InputError, match="missing.pem cannot be used"):
+    with pytest.raises(InputError, match=r"missing\.pem cannot be used"):
         RegistryClient(HOST, ca_file=tmp_path / "missing.pem")
     (tmp_path / "bad.pem").write_text("not a certificate")
-    with pytest.raises(InputError, match="bad.pem cannot be used"):
+    with pytest.raises(InputError, match=r"bad\.pem cannot be used"):
         RegistryClient(HOST, ca_file=tmp_path / "bad.pem")
