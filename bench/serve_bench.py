@@ -34,7 +34,8 @@ import httpx
 
 REPO = Path(__file__).resolve().parent.parent
 ROW = [[6.4, 3.2, 4.5, 1.5]]
-MLSERVER_PINS = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1"]
+# uvloop 0.22+ breaks MLServer 1.7.1's inference-pool workers ("There is no current event loop").
+MLSERVER_PINS = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop==0.21.0"]
 
 
 @dataclass(frozen=True)
@@ -249,16 +250,19 @@ def main() -> None:
         help="modelpack runs to measure: inference mode[:onnx_threads], comma-separated",
     )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
-        root = Path(tmp)
-        make_models(root)
-        variants = [v.partition(":") for v in args.variants.split(",")]
-        runs = [modelpack_server(root, mode, int(threads or 0)) for mode, _, threads in variants]
-        if not args.skip_mlserver:
-            runs.append(mlserver(root, args.mlserver_venv))
-        results = [run(args, root) for run in runs]
+    root = Path(tempfile.mkdtemp(prefix="serve-bench-"))  # kept: the servers' logs are in it
+    make_models(root)
+    variants = [v.partition(":") for v in args.variants.split(",")]
+    runs = [modelpack_server(root, mode, int(threads or 0)) for mode, _, threads in variants]
+    if not args.skip_mlserver:
+        runs.append(mlserver(root, args.mlserver_venv))
+    load_before = os.getloadavg()[0]
+    results = [run(args, root) for run in runs]
+    load_after = os.getloadavg()[0]
+    print(f"\nlogs and models in {root}")
     print(
-        f"\n{args.connections} connections, {args.duration} s each, wrk -t2, loopback, one-row iris request"
+        f"\n{args.connections} connections, {args.duration} s each, wrk -t2, loopback, one-row iris request; "
+        f"{os.cpu_count()} CPUs, 1-min load average {load_before:.1f} before, {load_after:.1f} after"
     )
     print(f"{'server':<44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'peak RSS MiB':>13}")
     for r in results:

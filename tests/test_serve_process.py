@@ -112,11 +112,15 @@ def test_module_serves_over_http_on_the_port_from_env(tmp_path: Path) -> None:
         MODELPACK_INDEX_DIGEST="sha256:" + "e" * 64,
         PYTHONPATH=str(REPO),
     )
+    health = [sys.executable, "-m", "modelpack.serve.healthcheck"]
     with serving(sys.executable, env, tmp_path / "log") as url:
         assert url.endswith(str(port))
         assert_iris_golden(url)
+        assert subprocess.run(health, env=env, timeout=30).returncode == 0
         meta = httpx.get(f"{url}/metadata").json()
         assert meta["index_digest"] == "sha256:" + "e" * 64 and meta["version"] == "1.0.0"
+    down = subprocess.run(health, env=env, capture_output=True, text=True, timeout=30)
+    assert down.returncode == 1 and f"127.0.0.1:{port}/v2/health/ready unreachable" in down.stderr
 
 
 def test_two_workers_serve_the_same_model(tmp_path: Path) -> None:
