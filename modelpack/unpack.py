@@ -156,6 +156,7 @@ def _staged(staging: Path) -> list[str]:
 
 def _check_free(entries: Sequence[str], staging: Path, dest: Path, force: bool) -> None:
     root = Path(os.path.realpath(dest))
+    taken: list[Path] = []
     for rel in entries:
         src, target = staging / rel, dest / rel
         real_parent = Path(os.path.realpath(target.parent))
@@ -164,15 +165,21 @@ def _check_free(entries: Sequence[str], staging: Path, dest: Path, force: bool) 
         if not os.path.lexists(target):
             continue
         src_is_dir = src.is_dir() and not src.is_symlink()
-        target_is_dir = target.is_dir() and not target.is_symlink()
+        target_is_dir = target.is_dir()  # a link to a folder inside DEST is that folder
         if src_is_dir and target_is_dir:
+            real = Path(os.path.realpath(target))
+            if real != root and root not in real.parents:
+                raise InputError(f"refused: {target} is a link to {real}, which leaves {dest}")
             continue
         if src_is_dir or target_is_dir:
             raise InputError(f"{target} exists and is {'not ' if src_is_dir else ''}a folder; not replaced")
         if not force:
-            raise InputError(
-                f"{target} already exists", hint="pass --force to overwrite, or use an empty folder"
-            )
+            taken.append(target)
+    if taken:
+        more = f" (and {len(taken) - 1} more files)" if len(taken) > 1 else ""
+        raise InputError(
+            f"{taken[0]} already exists{more}", hint="pass --force to overwrite, or use an empty folder"
+        )
 
 
 def _move(entries: Sequence[str], staging: Path, dest: Path) -> list[str]:

@@ -107,7 +107,7 @@ def pull(
     """
     with open_targets(store, ca_file, insecure, plain_http) as targets:
         resolved, ref = _open(targets, reference)
-        if resolved.is_local:
+        if resolved.reference is None:  # a tag of the local store itself
             raise UsageError(f"{reference} is already in the local store {targets.store_path}")
         if resolved.reference is not None and resolved.reference.is_layout:
             # A layout path is no OCI ref.name; store it as the release names itself.

@@ -1,0 +1,139 @@
+"""modelpack diff: a pure comparison of two records, and the command on releases in a registry."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from clirun import run_cli
+from release_fixtures import Pushed, pushed  # noqa: F401  (the fixture)
+
+from modelpack.bundle.record import DatasetEntry, FileEntry, LockSummary, Metric, Record
+from modelpack.release.diff import diff_records, flatten
+
+H = {c: f"sha256:{c * 64}" for c in "abcdef"}
+
+
+def record(version: str, **changes: Any) -> Record:
+    base: dict[str, Any] = {
+        "name": "iris",
+        "version": version,
+        "created": "2024-01-01T00:00:00Z",
+        "files": (FileEntry("models/model.onnx", H["a"], 10), FileEntry("code/handler.py", H["b"], 5)),
+        "datasets": (DatasetEntry("train", H["c"], 100, 1), DatasetEntry("test", H["d"], 50, 1)),
+        "metrics": {"accuracy": Metric(0.9, "test"), "latency_ms": Metric(20.0), "f1": Metric(0.8, "test")},
+        "params": {"lr": 0.1, "opt": {"name": "adam", "beta": 0.9}},
+        "git": {"commit": "1" * 40, "dirty": False},
+        "lock": LockSummary(
+            "code/req.lock", H["e"], "requirements", "3.11", {"numpy": "1.26.4", "onnx": "1.16.0"}
+        ),
+    }
+    base.update(changes)
+    return Record(**base)
+
+
+def test_identical_records_are_unchanged() -> None:
+    d = diff_records(record("1"), record("1"))
+    assert d.unchanged
+    assert all(m.direction == "same" and m.delta == 0 for m in d.metrics)
+    assert not (d.datasets or d.files or d.packages or d.params) and d.git is None
+
+
+def test_metric_deltas_have_direction_and_absolute_and_relative_change() -> None:
+    new = record(
+        "2",
+        metrics={"accuracy": Metric(0.99, "test"), "latency_ms": Metric(15.0), "auc": Metric(0.7, "test")},
+    )
+    d = diff_records(record("1"), new)
+    by = {m.name: m for m in d.metrics}
+    assert set(by) == {"accuracy", "latency_ms", "f1", "auc"}
+    acc = by["accuracy"]
+    assert acc.direction == "up" and acc.delta == pytest.approx(0.09) and acc.relative == pytest.approx(0.1)
+    lat = by["latency_ms"]
+    assert lat.direction == "down" and lat.delta == -5.0 and lat.relative == pytest.approx(-0.25)
+    assert by["f1"].status == "removed" and by["f1"].new is None and by["f1"].direction is None
+    assert by["auc"].status == "added" and by["auc"].old is None
+    assert not d.unchanged
+    js = d.to_json()
+    assert {m["name"]: m["direction"] for m in js["metrics"]}["accuracy"] == "up"
+
+
+def test_relative_change_from_zero_is_none_and_dataset_switch_is_flagged() -> None:
+    old = record("1", metrics={"errors": Metric(0.0, "test"), "accuracy": Metric(0.9, "test")})
+    new = record("2", metrics={"errors": Metric(3.0, "test"), "accuracy": Metric(0.9, "test-v3")})
+    by = {m.name: m for m in diff_records(old, new).metrics}
+    assert by["errors"].relative is None and by["errors"].delta == 3.0 and by["errors"].direction == "up"
+    assert by["accuracy"].direction == "same" and by["accuracy"].dataset_changed
+
+
+def test_changed_hashes_packages_params_and_commit() -> None:
+    new = record(
+        "2",
+        files=(FileEntry("models/model.onnx", H["f"], 11), FileEntry("code/extra.py", H["b"], 5)),
+        datasets=(DatasetEntry("train", H["c"], 100, 1), DatasetEntry("test", H["a"], 50, 1)),
+        params={"lr": 0.01, "opt": {"name": "adam", "beta": 0.95}, "epochs": 3},
+        git={"commit": "2" * 40},
+        lock=LockSummary(
+            "code/req.lock", H["f"], "requirements", "3.12", {"numpy": "2.0.0", "scipy": "1.13.0"}
+        ),
+    )
+    d = diff_records(record("1"), new)
+    assert [(c.key, c.status, c.old, c.new) for c in d.datasets] == [("test", "changed", H["d"], H["a"])]
+    assert [(c.key, c.status) for c in d.files] == [
+        ("code/extra.py", "added"),
+        ("code/handler.py", "removed"),
+        ("models/model.onnx", "changed"),
+    ]
+    assert [c.key for c in d.model_files] == ["models/model.onnx"]
+    assert [(c.key, c.status, c.old, c.new) for c in d.packages] == [
+        ("numpy", "changed", "1.26.4", "2.0.0"),
+        ("onnx", "removed", "1.16.0", None),
+        ("scipy", "added", None, "1.13.0"),
+    ]
+    assert {c.key: (c.old, c.new) for c in d.params} == {
+        "epochs": (None, 3),
+        "lr": (0.1, 0.01),
+        "opt.beta": (0.9, 0.95),
+    }
+    assert d.git is not None and (d.git.old, d.git.new) == ("1" * 40, "2" * 40)
+    assert d.python is not None and (d.python.old, d.python.new) == ("3.11", "3.12")
+    json.dumps(d.to_json())  # the --json output is plain JSON
+
+
+def test_records_without_lock_or_git() -> None:
+    d = diff_records(record("1", lock=None, git=None), record("2"))
+    assert {c.key for c in d.packages} == {"numpy", "onnx"} and all(c.status == "added" for c in d.packages)
+    assert d.git is not None and d.git.old is None
+
+
+def test_flatten_nested_params() -> None:
+    assert flatten({"a": {"b": {"c": 1}}, "d": [1, 2], "e": {}}) == {"a.b.c": 1, "d": [1, 2], "e": {}}
+
+
+def test_diff_command_between_registry_versions(pushed: Pushed) -> None:  # noqa: F811
+    result = run_cli("diff", pushed.ref("1.0.0"), "1.1.0", "--json")  # B as a bare tag of A's repository
+    assert result.returncode == 0, result.stderr
+    d = json.loads(result.stdout)
+    assert d["b"] == pushed.ref("1.1.0")
+    acc = {m["name"]: m for m in d["metrics"]}["accuracy"]
+    assert acc["direction"] == "up" and acc["delta"] == pytest.approx(0.05)
+    assert acc["relative"] == pytest.approx(0.05 / 0.9)
+    assert [f["key"] for f in d["files"]] == ["models/model.onnx"]  # code and docs did not change
+    assert {p["key"]: (p["old"], p["new"]) for p in d["params"]} == {"lr": (0.1, 0.01)}
+    assert d["packages"] == [] and d["git"] is None
+
+
+def test_diff_command_shows_dataset_switch_for_people(pushed: Pushed) -> None:  # noqa: F811
+    result = run_cli("diff", pushed.ref("1.1.0"), pushed.ref("1.2.0"))
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "accuracy" in out and "down" in out and "-0.02" in out
+    assert "dataset iris-test -> iris-test-v3" in out
+    assert "models/model.onnx" in out and "changed" in out
+
+
+def test_diff_of_local_and_remote_same_release_is_empty(pushed: Pushed) -> None:  # noqa: F811
+    result = run_cli("diff", "iris-onnx:1.3.0", pushed.ref("1.3.0"), "--store", str(pushed.store.root))
+    assert result.returncode == 0, result.stderr
+    assert "no differences" in result.stdout

@@ -1,0 +1,161 @@
+"""modelpack ls: a repository's versions, sorted and filtered by their records (manifest GETs only)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import httpx
+import pytest
+from clirun import run_cli
+from fixtures.registry import RegistryProcess
+from release_fixtures import ACCURACY, ON_V3, Pushed, pushed  # noqa: F401  (pushed is the fixture)
+
+from modelpack.bundle.record import DatasetEntry, Metric, Record
+from modelpack.errors import UsageError
+from modelpack.registry.client import RegistryRepository
+from modelpack.registry.transport import RegistryClient
+from modelpack.release.query import Where, read_versions, release_tags, select
+
+BY_ACCURACY = sorted(ACCURACY, key=lambda v: ACCURACY[v], reverse=True)  # 1.3.0 1.1.0 1.2.0 1.0.0
+
+
+def _ls(*args: str) -> list[dict[str, Any]]:
+    result = run_cli("ls", *args, "--json")
+    assert result.returncode == 0, result.stderr
+    rows: list[dict[str, Any]] = json.loads(result.stdout)
+    return rows
+
+
+def test_sort_reads_manifests_in_parallel_and_no_blob(registry: RegistryProcess, pushed: Pushed) -> None:  # noqa: F811
+    seen: list[tuple[str, str]] = []
+    threads: set[int] = set()
+    lock = threading.Lock()
+
+    def hook(request: httpx.Request) -> None:
+        with lock:
+            seen.append((request.method, request.url.path))
+            threads.add(threading.get_ident())
+
+    repo = RegistryRepository(RegistryClient(registry.host, event_hooks={"request": [hook]}), pushed.repo)
+    tags = release_tags(repo.list_tags())
+    assert not any(t.startswith("sha256-") for t in tags) and "plain-image" in tags
+    versions = select(read_versions(repo, tags), sort="accuracy")
+    assert [v.tag for v in versions][:4] == [*BY_ACCURACY[:3], versions[3].tag]
+    assert {v.tag for v in versions[3:]} == {"1.0.0", "prod"}  # a tie: both name the same release
+    assert next(v for v in versions if v.tag == "prod").alias
+    assert "plain-image" not in {v.tag for v in versions}
+    manifest_gets = [p for m, p in seen if "/manifests/" in p]
+    assert all(m == "GET" for m, _ in seen)
+    assert all("/manifests/" in p or p.endswith("/tags/list") for _, p in seen)  # never /blobs/
+    assert len(manifest_gets) == len(tags)  # one GET per tag
+    assert len(threads) > 1  # the GETs ran side by side
+
+
+def test_cli_sort_descending_and_ascending(pushed: Pushed) -> None:  # noqa: F811
+    repo = f"{pushed.host}/{pushed.repo}"
+    rows = _ls(repo, "--sort", "accuracy")
+    assert [r["tag"] for r in rows[:3]] == BY_ACCURACY[:3]
+    assert {r["tag"] for r in rows[3:]} == {"1.0.0", "prod"}
+    assert {r["tag"]: r["alias"] for r in rows}["prod"] is True
+    assert {r["tag"]: r["version"] for r in rows}["prod"] == "1.0.0"
+    asc = _ls(repo, "--sort", "accuracy", "--asc")
+    assert [r["tag"] for r in asc[2:]] == BY_ACCURACY[:3][::-1]
+
+
+def test_which_version_scored_best_on_dataset_v3(pushed: Pushed) -> None:  # noqa: F811
+    rows = _ls(f"{pushed.host}/{pushed.repo}", "--sort", "accuracy", "--where", "dataset=iris-test-v3")
+    expected = sorted(ON_V3, key=lambda v: ACCURACY[v], reverse=True)
+    assert [r["tag"] for r in rows] == expected
+    assert all(r["metrics"]["accuracy"]["dataset"] == "iris-test-v3" for r in rows)
+    result = run_cli(
+        "ls", f"{pushed.host}/{pushed.repo}", "--sort", "accuracy", "--where", "dataset=iris-test-v3"
+    )
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.splitlines()[1]
+    assert first.split()[0] == expected[0] and "0.97" in first
+
+
+def test_where_param_and_combined(pushed: Pushed) -> None:  # noqa: F811
+    repo = f"{pushed.host}/{pushed.repo}"
+    assert {r["tag"] for r in _ls(repo, "--where", "param=lr=0.01")} == {"1.1.0", "1.3.0"}
+    both = _ls(repo, "--where", "param=lr=0.1", "--where", "dataset=iris-test-v3")
+    assert [r["tag"] for r in both] == ["1.2.0"]
+
+
+def test_plain_ls_lists_tags_without_reading_records(pushed: Pushed) -> None:  # noqa: F811
+    result = run_cli("ls", f"{pushed.host}/{pushed.repo}")
+    assert result.returncode == 0, result.stderr
+    tags = set(result.stdout.split())
+    assert tags == {*ACCURACY, "prod", "plain-image"}  # the referrers fallback tag is hidden
+
+
+def test_ls_local_store_and_layout(pushed: Pushed) -> None:  # noqa: F811
+    store = str(pushed.store.root)
+    local = _ls("iris-onnx", "--store", store, "--sort", "accuracy")
+    assert [r["tag"] for r in local] == BY_ACCURACY
+    layout = _ls(f"oci:{store}", "--sort", "accuracy")
+    tags = [r["tag"] for r in layout]
+    assert tags[:4] == [f"iris-onnx:{v}" for v in BY_ACCURACY]
+    assert "foreign" not in tags and "house-prices:0.1.0-index" in tags
+
+
+def test_unknown_repository_and_bad_where(pushed: Pushed) -> None:  # noqa: F811
+    result = run_cli("ls", f"{pushed.host}/t/does-not-exist")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert "does-not-exist" in result.stderr
+    bad = run_cli("ls", f"{pushed.host}/{pushed.repo}", "--where", "colour=blue")
+    assert bad.returncode == 2 and "dataset=NAME or param=KEY=VALUE" in bad.stderr
+    tagged = run_cli("ls", pushed.ref("1.0.0"))
+    assert tagged.returncode == 2 and "not a release" in tagged.stderr
+
+
+def _rec(version: str, metrics: dict[str, Metric], datasets: tuple[str, ...] = (), **kw: Any) -> Record:
+    """Dataset NAME gets the hash sha256:<its last character, 64 times>."""
+    return Record(
+        name="m",
+        version=version,
+        created="2024-01-01T00:00:00Z",
+        metrics=metrics,
+        datasets=tuple(DatasetEntry(n, f"sha256:{n[-1] * 64}", 1, 1) for n in datasets),
+        **kw,
+    )
+
+
+def test_where_dataset_rules() -> None:
+    w = Where.parse("dataset=v3")
+    on_v3 = _rec("1", {"acc": Metric(0.9, "v3")}, ("v3",))
+    other = _rec("2", {"acc": Metric(0.9, "v2"), "loss": Metric(0.1, "v3")}, ("v2", "v3"))
+    unlabelled = _rec("3", {"acc": Metric(0.9)}, ("v3",))
+    assert w.matches(on_v3, "acc")
+    assert not w.matches(other, "acc")  # acc was measured on v2, whatever else v3 served for
+    assert w.matches(other)  # without a sorted metric: some metric was measured on v3
+    assert w.matches(unlabelled, "acc")  # no dataset on the metric: the record lists v3
+    by_hash = Where.parse("dataset=sha256:33333333")  # v3's hash, as a dataset version may be named
+    assert by_hash.matches(on_v3) and by_hash.matches(on_v3, "acc")
+    assert not by_hash.matches(_rec("4", {"acc": Metric(0.9, "v2")}, ("v2",)), "acc")
+    assert not Where.parse("dataset=sha256:333").matches(on_v3)  # too short a prefix to mean anything
+
+
+def test_where_param_typing_and_parse_errors() -> None:
+    r = _rec("1", {}, params={"lr": 0.1, "opt": {"name": "adam"}, "shuffle": True, "epochs": 3})
+    assert Where.parse("param=lr=0.10").matches(r)
+    assert Where.parse("param=opt.name=adam").matches(r)
+    assert Where.parse("param=shuffle=true").matches(r)
+    assert Where.parse("param=epochs=3.0").matches(r)
+    assert not Where.parse("param=lr=0.2").matches(r)
+    assert not Where.parse("param=missing=1").matches(r)
+    for bad in ("dataset=", "param=lr", "param==1", "lr=0.1", "dataset"):
+        with pytest.raises(UsageError):
+            Where.parse(bad)
+
+
+def test_release_tags_hides_referrer_fallback_tags() -> None:
+    hexd = "a" * 64
+    assert release_tags(["1.0", f"sha256-{hexd}", f"sha256-{hexd}.sig", "sha256-short", "prod"]) == [
+        "1.0",
+        "sha256-short",
+        "prod",
+    ]
