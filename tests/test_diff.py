@@ -137,3 +137,12 @@ def test_diff_of_local_and_remote_same_release_is_empty(pushed: Pushed) -> None:
     result = run_cli("diff", "iris-onnx:1.3.0", pushed.ref("1.3.0"), "--store", str(pushed.store.root))
     assert result.returncode == 0, result.stderr
     assert "no differences" in result.stdout
+
+
+def test_diff_of_local_tags_with_bare_tag_shorthand(pushed: Pushed) -> None:  # noqa: F811
+    result = run_cli("diff", "iris-onnx:1.0.0", "1.3.0", "--store", str(pushed.store.root), "--json")
+    assert result.returncode == 0, result.stderr
+    d = json.loads(result.stdout)
+    assert (d["a"], d["b"]) == ("iris-onnx:1.0.0", "iris-onnx:1.3.0")
+    added = [x["key"] for x in d["datasets"] if x["status"] == "added"]
+    assert added == ["iris-test-v3"]

@@ -14,9 +14,11 @@ from fixtures.registry import RegistryProcess
 from release_fixtures import Pushed, pushed  # noqa: F401  (the fixture)
 
 from modelpack.oci import mediatypes as mt
+from modelpack.oci.model import Descriptor, Index
+from modelpack.oci.target import RawManifest
 from modelpack.registry.client import RegistryRepository
 from modelpack.registry.transport import RegistryClient
-from modelpack.release.view import NotAReleaseError, load_release
+from modelpack.release.view import NotAReleaseError, load_release, release_from_manifest
 
 
 def _json(*args: str) -> Any:
@@ -139,3 +141,28 @@ def test_unknown_tag_or_repo_is_one_line_error(
 def test_inspect_local_layout_reference(pushed: Pushed, tmp_path: Path) -> None:  # noqa: F811
     view = _json("inspect", f"oci:{pushed.store.root}:iris-onnx:1.3.0")
     assert view["record"]["metrics"]["accuracy"]["value"] == 0.97
+
+
+def test_index_without_record_annotation_reads_the_bundle_once(pushed: Pushed) -> None:  # noqa: F811
+    """An index written by another tool may carry no record: the bundle manifest's annotation serves."""
+    store = pushed.store
+    bundle_raw = store.get_manifest("house-prices:0.1.0")
+    bundle = Descriptor(
+        bundle_raw.media_type, bundle_raw.digest, len(bundle_raw.raw), artifact_type=mt.MODEL_ARTIFACT
+    )
+    plain = Index(manifests=(bundle,))
+    fetched: list[str] = []
+
+    def fetch(ref: str) -> RawManifest:
+        fetched.append(ref)
+        return store.get_manifest(ref)
+
+    raw = RawManifest(plain.to_bytes(), plain.media_type, plain.digest)
+    view = release_from_manifest(raw, fetch, layers=False)
+    assert fetched == [bundle.digest]
+    assert view.record.name == "house-prices" and view.image is None and view.is_index
+    no_bundle = Index(manifests=(Descriptor(mt.OCI_MANIFEST, bundle.digest, bundle.size),))
+    with pytest.raises(NotAReleaseError, match="no model bundle"):
+        release_from_manifest(
+            RawManifest(no_bundle.to_bytes(), no_bundle.media_type, no_bundle.digest), fetch, where="x"
+        )

@@ -82,6 +82,8 @@ def test_where_param_and_combined(pushed: Pushed) -> None:  # noqa: F811
     assert {r["tag"] for r in _ls(repo, "--where", "param=lr=0.01")} == {"1.1.0", "1.3.0"}
     both = _ls(repo, "--where", "param=lr=0.1", "--where", "dataset=iris-test-v3")
     assert [r["tag"] for r in both] == ["1.2.0"]
+    none = run_cli("ls", repo, "--where", "param=lr=0.5")
+    assert none.returncode == 0 and none.stdout == "" and "no release" in none.stderr
 
 
 def test_plain_ls_lists_tags_without_reading_records(pushed: Pushed) -> None:  # noqa: F811

@@ -217,6 +217,9 @@ def ls_cmd(
     if as_json:
         _output.emit_json([_version_json(v) for v in versions])
         return
+    if not versions:
+        _output.info(f"no release in {repository} matches" if wheres else f"no releases in {repository}")
+        return
     rows = []
     for v in versions:
         assert v.release is not None
