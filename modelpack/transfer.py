@@ -8,16 +8,14 @@ first, blob by blob).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from modelpack.errors import NotFoundError
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Index, Manifest, parse
 from modelpack.oci.target import Progress, ProgressFn, RawManifest, Target, no_progress
 from modelpack.registry.client import RegistryRepository
-from modelpack.registry.upload_source import FileOpener
 
 
 @dataclass(frozen=True)
@@ -143,35 +141,14 @@ def _push_blob(
     fallbacks: Sequence[Target],
     progress: ProgressFn,
 ) -> tuple[bool, int]:
-    """To a registry: HEAD-skip, then a mount when a holder is another repository of the same registry,
-    else a resumable upload read from the holder (a layout blob file is re-read from any offset).
-    push_blob itself HEADs the destination first."""
+    """To a registry: the client HEAD-skips, mounts from a holder in the same registry, else uploads
+    resumably (a layout blob is re-read from any offset, another registry's with ranged GETs)."""
     holders = _holders(source, desc, fallbacks)
-    same_registry = [
+    same = [
         h for h in holders if isinstance(h, RegistryRepository) and h.client.registry == dest.client.registry
     ]
-    holder = same_registry[0] if same_registry else holders[0]
-    mount_from = holder.name if isinstance(holder, RegistryRepository) and holder in same_registry else None
-    result = dest.push_blob(desc, _opener(holder, desc), progress, mount_from=mount_from)
+    result = dest.copy_blob_from((same or holders)[0], desc, progress)
     return result.how == "upload", result.bytes_sent
-
-
-def _opener(holder: Target, desc: Descriptor) -> Callable[[int], Iterator[bytes]]:
-    if isinstance(holder, LayoutStore):
-        return FileOpener(str(holder.blob_path(desc.digest)))
-
-    def stream_from(offset: int) -> Iterator[bytes]:
-        # A remote holder streams from the start; bytes before `offset` are read and dropped.
-        with holder.read_blob(desc) as chunks:
-            skip = offset
-            for chunk in chunks:
-                if skip >= len(chunk):
-                    skip -= len(chunk)
-                    continue
-                yield chunk[skip:]
-                skip = 0
-
-    return stream_from
 
 
 def _holders(source: Target, desc: Descriptor, fallbacks: Sequence[Target]) -> list[Target]:

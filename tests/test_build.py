@@ -39,7 +39,7 @@ def _manifest(store: LayoutStore, tag: str) -> Manifest:
 
 def test_bundle_validates_against_oci_and_model_spec(tmp_path: Path) -> None:
     store = LayoutStore(tmp_path / "store")
-    result = api.build(EXAMPLES / "iris-onnx", store, environ={})
+    result = api.build(EXAMPLES / "iris-onnx", store, environ={}).bundle
     doc = _manifest(store, "iris-onnx:1.0.0")
     schemacheck.validate_manifest(json.loads(doc.to_bytes()))
     assert doc.artifact_type == mt.MODEL_ARTIFACT
@@ -87,16 +87,16 @@ def test_two_builds_in_different_dirs_with_different_mtimes_are_identical(tmp_pa
     b = _copy_example("iris-onnx", tmp_path / "b" / "elsewhere", 1_700_000_000)
     os.chmod(b / "model.onnx", 0o600)  # modes on disk do not leak into the tar either
     env = {"SOURCE_DATE_EPOCH": "1700000000"}
-    ra = api.build(a, LayoutStore(tmp_path / "sa"), environ=env)
-    rb = api.build(b, LayoutStore(tmp_path / "sb"), environ=env)
+    ra = api.build(a, LayoutStore(tmp_path / "sa"), environ=env).bundle
+    rb = api.build(b, LayoutStore(tmp_path / "sb"), environ=env).bundle
     assert ra.manifest.digest == rb.manifest.digest
     assert [d.digest for d in ra.layers] == [d.digest for d in rb.layers]
 
 
 def test_source_date_epoch_changes_the_digest(tmp_path: Path) -> None:
     store = LayoutStore(tmp_path / "s")
-    r1 = api.build(EXAMPLES / "iris-onnx", store, environ={"SOURCE_DATE_EPOCH": "1"})
-    r2 = api.build(EXAMPLES / "iris-onnx", store, environ={"SOURCE_DATE_EPOCH": "2"}, version="1.0.1")
+    r1 = api.build(EXAMPLES / "iris-onnx", store, environ={"SOURCE_DATE_EPOCH": "1"}).bundle
+    r2 = api.build(EXAMPLES / "iris-onnx", store, environ={"SOURCE_DATE_EPOCH": "2"}, version="1.0.1").bundle
     assert r1.manifest.digest != r2.manifest.digest
 
 
@@ -104,25 +104,25 @@ def test_warm_rebuild_reads_nothing_and_a_change_rebuilds_one_layer(tmp_path: Pa
     proj = _copy_example("iris-onnx", tmp_path / "p", 1_600_000_000)
     time.sleep(0.25)  # files changed within the stat cache's racy window are never cached (statcache.py)
     store = LayoutStore(tmp_path / "s")
-    cold = api.build(proj, store, environ={})
+    cold = api.build(proj, store, environ={}).bundle
     assert cold.reused_layers == 0
-    warm = api.build(proj, store, environ={})
+    warm = api.build(proj, store, environ={}).bundle
     assert warm.reused_layers == len(warm.layers)
     assert warm.manifest.digest == cold.manifest.digest
     (proj / "README.md").write_text("changed docs\n")
-    changed = api.build(proj, store, environ={})
+    changed = api.build(proj, store, environ={}).bundle
     assert changed.reused_layers == len(changed.layers) - 1
     assert changed.manifest.digest != cold.manifest.digest
 
 
 def test_cli_build_prints_digest_and_json(tmp_path: Path) -> None:
     store = tmp_path / "store"
-    out = run_cli("build", str(EXAMPLES / "custom-handler"), "--store", str(store))
+    out = run_cli("build", str(EXAMPLES / "custom-handler"), "--no-image", "--store", str(store))
     assert out.returncode == 0, out.stderr
     digest = out.stdout.strip()
     assert digest.startswith("sha256:")
-    js = run_cli("build", str(EXAMPLES / "custom-handler"), "--store", str(store), "--json")
-    assert json.loads(js.stdout)["manifest"]["digest"] == digest
+    js = run_cli("build", str(EXAMPLES / "custom-handler"), "--no-image", "--store", str(store), "--json")
+    assert json.loads(js.stdout)["digest"] == digest
     listed = json.loads(run_cli("list", "--store", str(store), "--json").stdout)
     assert [r["digest"] for r in listed] == [digest]
 
@@ -140,7 +140,7 @@ def test_bad_input_is_one_clear_error_and_nothing_is_stored(tmp_path: Path, muta
     proj = _copy_example("iris-onnx", tmp_path / "p", 1_600_000_000)
     mutate(proj)
     store = tmp_path / "store"
-    out = run_cli("build", str(proj), "--store", str(store))
+    out = run_cli("build", str(proj), "--no-image", "--store", str(store))
     assert out.returncode == 2
     assert out.stderr.startswith("error: ") and needle in out.stderr
     assert "Traceback" not in out.stderr

@@ -86,7 +86,9 @@ def build_bundle(
     version = resolve_version(pf.version, version, pf.root, packfile_name=pf.path.name)
     epoch = build_epoch(environ, git)
     created = created_at(epoch)
-    lock = load_lock(pf.dependencies.lockfile, display=_rel(pf.dependencies.lockfile, pf.root))
+    lock_name = _rel(pf.dependencies.lockfile, pf.root)
+    lock = load_lock(pf.dependencies.lockfile, display=lock_name)
+    lock.check_python(pf.dependencies.python, where=lock_name)
     datasets = hash_datasets(pf.datasets, hash_file=cache.file_digest)
 
     packaged = [d for d in pf.datasets if d.package and d.path is not None]
