@@ -108,6 +108,8 @@ def _copy_node(
             child = source.get_manifest(r.digest)
             _copy_node(source, dest, child, pool, tally, fallbacks, progress, referrers)
             dest.put_manifest(child.digest, child)
+            if isinstance(dest, RegistryRepository):
+                dest.add_referrer(r, node.digest)  # keeps the fallback tag where the API is missing
             tally.referrers += 1
 
 
