@@ -20,6 +20,7 @@ import os
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -244,6 +245,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--mlserver-venv", type=Path, default=Path("/tmp/mlserver-venv"))
     parser.add_argument("--skip-mlserver", action="store_true")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat all servers; report medians")
     parser.add_argument(
         "--variants",
         default="inline,thread",
@@ -257,13 +259,39 @@ def main() -> None:
     if not args.skip_mlserver:
         runs.append(mlserver(root, args.mlserver_venv))
     load_before = os.getloadavg()[0]
-    results = [run(args, root) for run in runs]
+    rounds = []
+    for number in range(1, args.rounds + 1):
+        rounds.append([run(args, root) for run in runs])  # servers back to back within each round
+        if args.rounds > 1:
+            report(f"round {number}", rounds[-1])
     load_after = os.getloadavg()[0]
     print(f"\nlogs and models in {root}")
     print(
-        f"\n{args.connections} connections, {args.duration} s each, wrk -t2, loopback, one-row iris request; "
+        f"{args.connections} connections, {args.duration} s each, wrk -t2, loopback, one-row iris request; "
         f"{os.cpu_count()} CPUs, 1-min load average {load_before:.1f} before, {load_after:.1f} after"
     )
+    report(f"median of {args.rounds} round(s)" if args.rounds > 1 else "results", median(rounds))
+
+
+def median(rounds: list[list[Result]]) -> list[Result]:
+    def mid(values: list[float]) -> float:
+        return statistics.median(values)
+
+    return [
+        Result(
+            runs[0].name,
+            mid([r.rps for r in runs]),
+            mid([r.p50_ms for r in runs]),
+            mid([r.p99_ms for r in runs]),
+            sum(r.errors for r in runs),
+            max(r.peak_rss_mib for r in runs),
+        )
+        for runs in zip(*rounds, strict=True)
+    ]
+
+
+def report(title: str, results: list[Result]) -> None:
+    print(f"\n{title}")
     print(f"{'server':<44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'peak RSS MiB':>13}")
     for r in results:
         row = f"{r.name:<44} {r.rps:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f}"
