@@ -148,6 +148,27 @@ class DockerConfig:
             auths[key] = {"auth": _b64(f"{cred.username}:{cred.password}")}
         _write_atomic(self.path, json.dumps(data, indent="\t").encode() + b"\n")
 
+    def remove(self, registry: str, runner: Runner = subprocess_runner) -> bool:
+        """Forget `registry` as `docker logout` does: erase the helper's copy and drop the `auths` entry
+        (under any spelling of the host). Returns whether anything was stored."""
+        key = auth_key_for(registry)
+        erased = False
+        helper = self.helper_for(registry)
+        if helper:
+            erased = helper_erase(helper, key, runner)
+        data = json.loads(json.dumps(self.data))
+        auths = data.get("auths")
+        found = (
+            [k for k in auths if k == key or _normalize(k) == _normalize(key)]
+            if isinstance(auths, dict)
+            else []
+        )
+        for k in found:
+            del auths[k]
+        if found:
+            _write_atomic(self.path, json.dumps(data, indent="\t").encode() + b"\n")
+        return erased or bool(found)
+
 
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode("utf-8")).decode("ascii")
@@ -204,6 +225,18 @@ def helper_store(helper: str, server: str, cred: Credential, runner: Runner) -> 
         raise AuthError(
             f"credential helper {program} could not store the credentials for {server} (exit {code})"
         )
+
+
+def helper_erase(helper: str, server: str, runner: Runner) -> bool:
+    """Returns False when the helper held nothing for `server`."""
+    program = f"docker-credential-{helper}"
+    code, out, err = runner([program, "erase"], server.encode())
+    if code == 0:
+        return True
+    message = err.decode(errors="replace").strip() or out.decode(errors="replace").strip()
+    if "credentials not found" in message.lower():
+        return False
+    raise AuthError(f"credential helper {program} could not erase the credentials for {server} (exit {code})")
 
 
 def credentials_from_docker(

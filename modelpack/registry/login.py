@@ -55,3 +55,8 @@ def login(
     config = DockerConfig.load(config_dir)
     config.store(registry, cred, runner)
     return config.path
+
+
+def logout(registry: str, config_dir: Path | None = None, *, runner: Runner = subprocess_runner) -> bool:
+    """Remove the saved credentials for `registry`; returns whether there were any."""
+    return DockerConfig.load(config_dir).remove(registry, runner)
