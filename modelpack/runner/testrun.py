@@ -1,0 +1,242 @@
+"""`modelpack test`: choose a runtime, start the release, run its cases, latency and gates, report.
+
+The side effects arrive as parameters (the engine probe, the clock, progress messages), so the CLI only
+renders what `run_test` returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from modelpack.bundle.cases import Case, load_cases
+from modelpack.errors import AuthError, TestFailedError, UsageError
+from modelpack.oci.model import Descriptor, Manifest, parse
+from modelpack.oci.target import Target
+from modelpack.release.view import ReleaseView, load_release
+from modelpack.runner.cases import LatencyError, measure_latency, run_cases
+from modelpack.runner.gates import Latency, evaluate_gates
+from modelpack.runner.report import ReleaseInfo, TestReport, attach_report
+from modelpack.runner.unpacked import ReleaseFiles, image_runtime, release_files
+from modelpack.targets import Resolved, Targets
+
+RUNTIMES = ("auto", "docker", "local")
+DEFAULT_LATENCY_REQUESTS = 100
+MB = 1_000_000
+
+
+@dataclass(frozen=True)
+class TestOptions:
+    __test__ = False  # not a pytest class
+
+    runtime: str = "auto"
+    requests: int | None = None  # None: the record's tests.latencyRequests
+    attach: bool = True
+    ready_timeout: float = 90.0
+
+
+@dataclass(frozen=True)
+class TestOutcome:
+    __test__ = False
+
+    report: TestReport
+    attached: Descriptor | None
+    attach_note: str  # where it was attached, or why not
+
+
+def docker_answers(timeout: float = 3.0) -> bool:
+    """True when a Docker engine answers a ping (DOCKER_HOST or the default socket)."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=int(max(1, timeout)))
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:  # no SDK, no socket, refused, timed out: all mean "no engine here"
+        return False
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def run_test(
+    targets: Targets,
+    ref_text: str,
+    options: TestOptions = TestOptions(),
+    *,
+    info: Callable[[str], None] = lambda _m: None,
+    engine_answers: Callable[[], bool] = docker_answers,
+    clock: Callable[[], str] = now_rfc3339,
+) -> TestOutcome:
+    if options.runtime not in RUNTIMES:
+        raise UsageError(f"--runtime {options.runtime!r}: choose one of {', '.join(RUNTIMES)}")
+    started = clock()
+    resolved = targets.open(ref_text)
+    ref = resolved.ref or (resolved.reference.ref if resolved.reference else None)
+    if ref is None:
+        raise UsageError(f"{ref_text}: name a release tag or digest")
+    release = load_release(resolved.target, ref, where=resolved.display)
+    runtime, note = choose_runtime(resolved, release, options.runtime, engine_answers)
+    info(f"testing {resolved.display} ({release.digest[:19]}) with the {runtime} runtime: {note}")
+    cache_root = targets.store_path / "cache"
+    files = release_files(resolved.target, release, cache_root, code_only=runtime == "docker")
+    cases = _cases(release, files.root, resolved.display)
+    n = options.requests or int(release.record.tests.get("latencyRequests") or DEFAULT_LATENCY_REQUESTS)
+    if n < 1:
+        raise UsageError(f"--requests {n}: must be at least 1")
+    server = _server(resolved, release, runtime, files, cache_root, options, info)
+    with server as (url, detail), httpx.Client(timeout=30.0) as http:
+        note = f"{note}; {detail}" if detail else note
+        infer = _inferrer(http, url, release.record.name)
+        results = run_cases(cases, infer)
+        info(f"{sum(r.passed for r in results)}/{len(results)} golden cases passed; timing {n} requests")
+        latency: Latency | None = None
+        latency_problem = "no golden case to time" if not cases else ""
+        if cases:
+            try:
+                latency = measure_latency(cases[0].request(), infer, n)
+            except (LatencyError, httpx.HTTPError) as e:
+                latency_problem = str(e)
+    size_mb = image_size_mb(resolved.target, release)
+    metrics = {k: m.value for k, m in release.record.metrics.items()}
+    metrics.update(latency.metrics() if latency else {})
+    if size_mb is not None:
+        metrics["image_size_mb"] = size_mb
+    gates = evaluate_gates(list(release.record.tests.get("gates") or ()), metrics)
+    if latency_problem:
+        gates = tuple(
+            g if g.passed or not g.gate.startswith("latency_") else
+            type(g)(g.gate, None, False, f"latency not measured: {latency_problem}")
+            for g in gates
+        )  # fmt: skip
+    report = TestReport(
+        reference=resolved.display,
+        release=ReleaseInfo(
+            digest=release.digest,
+            media_type=release.media_type,
+            size=len(resolved.target.get_manifest(release.digest).raw),
+            name=release.record.name,
+            version=release.record.version,
+            bundle_digest=release.bundle.digest,
+            image_digest=release.image.digest if release.image else None,
+        ),
+        runtime=runtime,
+        runtime_note=note,
+        started=started,
+        finished=clock(),
+        cases=results,
+        gates=gates,
+        latency=latency,
+        image_size_mb=size_mb,
+    )
+    attached, attach_note = _attach(resolved, report, options.attach)
+    return TestOutcome(report, attached, attach_note)
+
+
+def choose_runtime(
+    resolved: Resolved, release: ReleaseView, wanted: str, engine_answers: Callable[[], bool]
+) -> tuple[str, str]:
+    """(runtime, why): docker only for a registry reference with an image and an engine that answers."""
+    remote = resolved.reference is not None and not resolved.reference.is_layout
+    if wanted == "local":
+        return "local", "--runtime local"
+    if wanted == "docker":
+        if release.image is None:
+            raise UsageError(f"{resolved.display} has no serving image to run", hint="use --runtime local")
+        if not remote:
+            raise UsageError(
+                f"{resolved.display} is not in a registry: a Docker engine cannot pull from "
+                "the local store or an OCI layout",
+                hint="push it first (modelpack push HOST/REPO:TAG) and test that reference",
+            )
+        if not engine_answers():
+            raise TestFailedError("--runtime docker: no Docker engine answers (is DOCKER_HOST right?)")
+        return "docker", "--runtime docker"
+    if release.image is None:
+        return "local", "the release has no serving image"
+    if not remote:
+        return "local", "a local release cannot be pulled by a Docker engine (push it to test the image)"
+    if engine_answers():
+        return "docker", "a Docker engine answered"
+    return "local", "no Docker engine answered"
+
+
+@contextmanager
+def _server(
+    resolved: Resolved,
+    release: ReleaseView,
+    runtime: str,
+    files: ReleaseFiles,
+    cache_root: Path,
+    options: TestOptions,
+    info: Callable[[str], None],
+) -> Iterator[tuple[str, str]]:
+    if runtime == "docker":
+        from modelpack.runner.container import serving_container
+
+        assert resolved.reference is not None and release.image is not None
+        pinned = f"{resolved.reference.name}@{release.image.digest}"
+        info(f"starting {pinned}")
+        env = {"MODELPACK_INDEX_DIGEST": release.digest}
+        with serving_container(pinned, env=env, ready_timeout=options.ready_timeout) as running:
+            yield running.url, f"image {pinned}"
+        return
+    from modelpack.runner.local import local_server, release_command
+
+    image = image_runtime(resolved.target, release, cache_root)
+    command = release_command(release, files, image)
+    info(f"starting the local runtime: {command.note}")
+    with local_server(command, ready_timeout=options.ready_timeout) as running:
+        yield running.url, command.note
+
+
+def _inferrer(http: httpx.Client, url: str, name: str) -> Callable[[dict[str, Any]], tuple[int, Any]]:
+    endpoint = f"{url}/v2/models/{name}/infer"
+
+    def infer(body: dict[str, Any]) -> tuple[int, Any]:
+        response = http.post(endpoint, json=body)
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            return response.status_code, response.text
+
+    return infer
+
+
+def _cases(release: ReleaseView, root: Path, display: str) -> tuple[Case, ...]:
+    path = release.record.tests.get("cases")
+    if not path:
+        return ()
+    return load_cases(root / str(path), display=f"{display}: {path}")
+
+
+def image_size_mb(target: Target, release: ReleaseView) -> float | None:
+    """Sum of the image manifest's layer sizes (compressed, as pulled), in MB (10^6 bytes)."""
+    if release.image is None:
+        return None
+    raw = target.get_manifest(release.image.digest)
+    doc = parse(raw.raw, raw.media_type)
+    if not isinstance(doc, Manifest):
+        return None
+    return round(sum(d.size for d in doc.layers) / MB, 2)
+
+
+def _attach(resolved: Resolved, report: TestReport, wanted: bool) -> tuple[Descriptor | None, str]:
+    if not wanted:
+        return None, "not attached (--no-attach)"
+    try:
+        desc = attach_report(resolved.target, report)
+    except AuthError as e:  # pull-only credentials: the run still counts, the registry just won't know
+        return None, f"not attached: {resolved.display} is read-only for us ({e.message})"
+    except PermissionError as e:
+        return None, f"not attached: cannot write to {resolved.display} ({e.strerror})"
+    return desc, f"attached to {resolved.display} as {desc.digest}"

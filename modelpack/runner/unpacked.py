@@ -1,0 +1,166 @@
+"""A release's files on disk for the local runtime, cached in the store and reused across runs.
+
+- the bundle's weights and code: STORE/cache/releases/<bundle hex>/{models,code}
+- the image's own deps and runtime layers: STORE/cache/layers/<layer hex>/opt/modelpack/{deps,runtime}
+
+Both are keyed by content digests, so a cache entry never goes stale. Each is extracted into a temporary
+folder beside its final name and renamed into place only when every blob verified, so a reader (or a
+second `modelpack test` running in parallel) never sees half an entry.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelpack.image.config import DEPS_DIR, RUNTIME_DIR
+from modelpack.oci import mediatypes as mt
+from modelpack.oci.model import Descriptor, Manifest, parse
+from modelpack.oci.tar import safe_extract
+from modelpack.oci.target import Target
+from modelpack.release.view import ReleaseView
+
+# Bundle layers the runtime reads (docs and datasets are not needed to serve).
+SERVED_KINDS = (mt.MODEL_WEIGHT_TAR, mt.MODEL_WEIGHT_CONFIG_TAR, mt.MODEL_CODE_TAR)
+_DEPS = DEPS_DIR.strip("/")
+_RUNTIME = RUNTIME_DIR.strip("/")
+_PARENTS = {"opt", "opt/modelpack"}
+
+
+@dataclass(frozen=True)
+class ReleaseFiles:
+    root: Path  # holds models/ and code/
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def code(self) -> Path:
+        return self.root / "code"
+
+
+@dataclass(frozen=True)
+class ImageRuntime:
+    deps: Path  # the image's pinned packages (pip --target tree)
+    runtime: Path | None  # the image's copy of modelpack.serve; None: use the installed one
+    deps_layer: str  # digest
+
+
+def release_files(
+    target: Target, release: ReleaseView, cache_root: Path, *, code_only: bool = False
+) -> ReleaseFiles:
+    """The bundle's weights and code, unpacked once per bundle digest. `code_only` skips the weights
+    (the Docker runtime needs only the cases file, and weights can be gigabytes)."""
+    assert release.bundle_manifest is not None  # load_release(layers=True) reads it
+    kinds = (mt.MODEL_CODE_TAR,) if code_only else SERVED_KINDS
+    layers = [d for d in release.bundle_manifest.layers if d.media_type in kinds]
+    hexdigest = release.bundle.digest.split(":", 1)[1]
+    final = cache_root / "releases" / (f"{hexdigest}.code" if code_only else hexdigest)
+    _materialize(target, layers, final)
+    for sub in ("models", "code"):
+        (final / sub).mkdir(exist_ok=True)  # a release may have no code of its own
+    return ReleaseFiles(final)
+
+
+def image_runtime(target: Target, release: ReleaseView, cache_root: Path) -> ImageRuntime | None:
+    """The serving image's deps (and runtime) layers, unpacked once per layer digest; None when the
+    release has no image or its deps layer cannot be found."""
+    if release.image is None:
+        return None
+    raw = target.get_manifest(release.image.digest)
+    image = parse(raw.raw, raw.media_type)
+    if not isinstance(image, Manifest):
+        return None
+    bundle_blobs = {d.digest for d in release.bundle_manifest.layers} if release.bundle_manifest else set()
+    deps: Descriptor | None = None
+    runtime: Descriptor | None = None
+    for desc in image.layers:
+        if desc.digest in bundle_blobs or not target.has_blob(desc.digest):
+            continue  # weights/code are the bundle's; base layers are referenced, not stored locally
+        kind = layer_kind(target, desc)
+        if kind == "deps" and deps is None:
+            deps = desc
+        elif kind == "runtime" and runtime is None:
+            runtime = desc
+        if deps is not None and runtime is not None:
+            break
+    if deps is None:
+        return None
+    deps_root = cache_root / "layers" / deps.digest.split(":", 1)[1]
+    _materialize(target, [deps], deps_root)
+    runtime_path: Path | None = None
+    if runtime is not None:
+        runtime_root = cache_root / "layers" / runtime.digest.split(":", 1)[1]
+        _materialize(target, [runtime], runtime_root)
+        runtime_path = runtime_root / _RUNTIME
+    return ImageRuntime(deps=deps_root / _DEPS, runtime=runtime_path, deps_layer=deps.digest)
+
+
+def layer_kind(target: Target, desc: Descriptor) -> str | None:
+    """Which of "deps" or "runtime" the layer is, from its first entry below opt/modelpack/; reads only
+    the first few headers (a deps layer is hundreds of MB)."""
+    if not (desc.media_type.startswith(mt.OCI_LAYER_TAR) or "docker.image.rootfs" in desc.media_type):
+        return None
+    with target.read_blob(desc) as chunks:
+        try:
+            with tarfile.open(fileobj=_Reader(chunks), mode="r|*") as tf:  # type: ignore[call-overload]
+                for member in tf:
+                    name = member.name.removeprefix("./").strip("/")
+                    if name in _PARENTS:
+                        continue
+                    if name == _DEPS or name.startswith(_DEPS + "/"):
+                        return "deps"
+                    if name == _RUNTIME or name.startswith(_RUNTIME + "/"):
+                        return "runtime"
+                    return None
+        except (tarfile.TarError, OSError, EOFError):
+            return None
+    return None
+
+
+def _materialize(target: Target, layers: Sequence[Descriptor], final: Path) -> None:
+    if final.is_dir():
+        return
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
+    try:
+        for desc in layers:
+            with target.read_blob(desc) as chunks:
+                it = iter(chunks)
+                safe_extract(it, staging, force=True)
+                for _ in it:  # past the end-of-archive marker, so the digest check runs
+                    pass
+        try:
+            os.rename(staging, final)
+        except OSError:
+            if not final.is_dir():  # not a lost race with another run: a real failure
+                raise
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+class _Reader:
+    """A read()-able view of a chunk iterator, for tarfile's stream mode."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._it: Iterator[bytes] = iter(chunks)
+        self._buf = b""
+
+    def read(self, n: int = -1) -> bytes:
+        while n < 0 or len(self._buf) < n:
+            nxt = next(self._it, None)
+            if nxt is None:
+                break
+            self._buf += nxt
+        if n < 0:
+            out, self._buf = self._buf, b""
+        else:
+            out, self._buf = self._buf[:n], self._buf[n:]
+        return out
