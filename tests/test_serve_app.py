@@ -265,6 +265,7 @@ def test_handler_exception_is_500_and_the_server_keeps_serving(custom: Callable[
     [
         ("inputs['x'] * 3", 200, None),
         ("'text'", 500, "handler returned str"),
+        ("__import__('sys').exit(3)", 500, "handler failed: SystemExit: 3"),
         ("{'c': np.array([1j])}", 500, "output 'c': numpy dtype complex128 has no V2 datatype"),
         ("{'b': np.array([b'\\xff'], dtype=object)}", 500, "output 'b': BYTES element is not UTF-8"),
         ("{'r': [[1, 2], [3]]}", 500, "output 'r' is not an array"),

@@ -64,9 +64,8 @@ class ServingApp:
         self._ids = itertools.count(1)
         self._executor = ThreadPoolExecutor(1, "predict") if config.inference == "thread" else None
         prefix = f"/v2/models/{config.name}"
-        self._model_paths = (
-            {prefix: "", f"{prefix}/versions/{config.version}": ""} if config.version else {prefix: ""}
-        )
+        versioned = {f"{prefix}/versions/{config.version}"} if config.version else set()
+        self._model_paths = frozenset({prefix, *versioned})
 
     def load(self) -> None:
         self.model = self._loader(self.config)
@@ -125,13 +124,11 @@ class ServingApp:
         raise RequestError(f"no route {path}", 404)
 
     async def _model_route(self, method: str, path: str, receive: Receive) -> tuple[int, Any]:
-        base, _, action = path.rpartition("/")
-        if action in ("ready", "infer") and base in self._model_paths:
-            pass
-        elif path in self._model_paths:
-            base, action = path, ""
-        else:
-            raise RequestError(f"model not found at {path}; this server serves '{self.config.name}'", 404)
+        action = ""
+        if path not in self._model_paths:
+            base, _, action = path.rpartition("/")
+            if action not in ("ready", "infer") or base not in self._model_paths:
+                raise RequestError(f"model not found at {path}; this server serves '{self.config.name}'", 404)
         wanted = "POST" if action == "infer" else "GET"
         if method != wanted:
             raise RequestError(f"method {method} not allowed on {path}; use {wanted}", 405)
@@ -266,7 +263,7 @@ def _predict(model: LoadedModel, inputs: dict[str, Array], wanted: list[str] | N
             result = handler.predict(inputs)
     except EncodeError as exc:
         raise RequestError(str(exc), 500) from None
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a handler calling sys.exit() must not stop the server
         log.exception("handler failed")
         raise RequestError(f"handler failed: {type(exc).__name__}: {exc}", 500) from None
     if isinstance(result, np.ndarray):
