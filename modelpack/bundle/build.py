@@ -18,6 +18,7 @@ from modelpack.bundle.datasets import hash_datasets
 from modelpack.bundle.git import GitInfo
 from modelpack.bundle.lockfile import load_lock
 from modelpack.bundle.modelconfig import model_config
+from modelpack.bundle.picklescan import enforce, scan_bundle_files
 from modelpack.bundle.record import FileEntry, Record, build_environment
 from modelpack.errors import InputError
 from modelpack.oci import canonical
@@ -104,6 +105,9 @@ def build_bundle(
         docs=_entries(pf.doc_files, pf.root, "docs"),
         datasets=dataset_entries,
     )
+    # Before anything is stored: a pickle that would run code refuses the build unless the packfile allows it.
+    sources = [(e.arcname, e.source) for p in plans for e in p.files if isinstance(e.source, Path)]
+    security = enforce(scan_bundle_files(sources), pf.security.allow_pickle_imports, where=pf.path.name)
     layers: list[Descriptor] = []
     files: list[FileEntry] = []
     reused = 0
@@ -126,6 +130,7 @@ def build_bundle(
         git=git.to_json() if git else None,
         lock=lock.summary(f"code/{_rel(pf.dependencies.lockfile, pf.root)}"),
         build=build_environment(),
+        security=security,
         tests={
             "cases": f"code/{_rel(pf.tests.cases, pf.root)}" if pf.tests.cases else None,
             "gates": [str(g) for g in pf.tests.gates],

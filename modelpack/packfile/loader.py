@@ -32,6 +32,7 @@ from modelpack.packfile.schema import (
     Gate,
     ModelSpec,
     Packfile,
+    SecuritySpec,
     ServingSpec,
     TestsSpec,
 )
@@ -39,13 +40,14 @@ from modelpack.packfile.version import TAG_HINT, is_oci_tag
 
 TOP_KEYS = (
     "name", "version", "description", "license", "authors", "model", "code", "dependencies",
-    "datasets", "metrics", "params", "docs", "tests", "serving",
+    "datasets", "metrics", "params", "docs", "tests", "serving", "security",
 )  # fmt: skip
 _NAME = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 _HANDLER = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
 _PYTHON = re.compile(r"^3\.\d{1,2}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MAX_PACKFILE = 1 << 20
+_PICKLE_IMPORT = re.compile(r"^(\*|[A-Za-z_]\w*(\.[A-Za-z_<>]\w*)*\.(\*|[A-Za-z_]\w*))$")
 
 
 def load_packfile(path: Path | str) -> Packfile:
@@ -129,6 +131,7 @@ class _Reader:
             doc_files=files.expand(docs, self.root),
             tests=self.tests(top.get("tests")),
             serving=self.serving(top.get("serving"), dependencies.python),
+            security=self.security(top.get("security")),
         )
 
     # --- sections -------------------------------------------------------------------------------------
@@ -254,6 +257,20 @@ class _Reader:
             raise d.error(m["system_packages"], "serving.system_packages", "needs a Docker build",
                           hint="set serving.builder: docker")  # fmt: skip
         return ServingSpec(base, port, tuple(sorted(env)), packages, builder)
+
+    def security(self, node: yaml.Node | None) -> SecuritySpec:
+        d = self.doc
+        if node is None or is_null(node):
+            return SecuritySpec()
+        m = d.mapping(node, "security", ("allow_pickle_imports",))
+        key = "security.allow_pickle_imports"
+        allow = []
+        for i, (text, item) in enumerate(d.strings(m.get("allow_pickle_imports"), key)):
+            if not _PICKLE_IMPORT.match(text):
+                raise d.error(item, f"{key}[{i}]", f"{text!r} is not module.name",
+                              hint="e.g. 'posix.system', 'mylib.*' or '*'")  # fmt: skip
+            allow.append(text)
+        return SecuritySpec(tuple(allow))
 
 
 __all__ = ["load_packfile", "parse_packfile"]

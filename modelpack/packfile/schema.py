@@ -28,6 +28,11 @@ The fields, as written in modelpack.yaml (see examples/iris-onnx/modelpack.yaml 
                   latency_requests (requests timed for latency_p50/p95/p99_ms, default 100)
     serving:      base_image (default python:<dependencies.python>-slim), port (default 8080), env
                   (mapping), system_packages (list; needs builder: docker), builder (daemonless | docker)
+    security:     allow_pickle_imports: globals a pickle-based weights file (.pkl, .joblib, .pt, .bin...)
+                  may import although they can run code when unpickled, e.g. ["posix.system"]; exact
+                  "module.name", "module.*", or "*" (anything, even a pickle the scanner cannot read).
+                  Without it such a file refuses the build (see bundle/picklescan.py); what was allowed
+                  is written in the record's `security` field.
 """
 
 from __future__ import annotations
@@ -137,6 +142,11 @@ class ServingSpec:
 
 
 @dataclass(frozen=True)
+class SecuritySpec:
+    allow_pickle_imports: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Packfile:
     path: Path  # the modelpack.yaml itself
     root: Path  # its directory; every relative path in it is relative to this
@@ -157,6 +167,7 @@ class Packfile:
     doc_files: tuple[Path, ...] = ()
     tests: TestsSpec = field(default_factory=TestsSpec)
     serving: ServingSpec = field(default_factory=ServingSpec)
+    security: SecuritySpec = field(default_factory=SecuritySpec)
 
     def metrics_dict(self) -> dict[str, Metric]:
         return dict(self.metrics)
