@@ -55,7 +55,7 @@ def docker_answers(timeout: float = 3.0) -> bool:
     try:
         import docker
 
-        client = docker.from_env(timeout=int(max(1, timeout)))
+        client = docker.from_env(version="auto", timeout=int(max(1, timeout)))
         try:
             return bool(client.ping())
         finally:

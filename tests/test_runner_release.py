@@ -1,0 +1,227 @@
+"""`modelpack test` on real releases: the serving image on the real engine, the local runtime on the image's
+own packages, failing gates and cases, a runtime that never gets ready, and reports in the registry."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from clirun import run_cli
+
+from modelpack import api
+from modelpack.errors import TestFailedError, UsageError
+from modelpack.oci.layout import LayoutStore
+from modelpack.registry.referrers import fallback_tag
+from modelpack.runner.local import local_server, reference_command
+from modelpack.runner.report import ANN_PASSED, ANN_RUNTIME, REPORT_TYPE, passing_report
+from modelpack.runner.testrun import TestOptions, run_test
+from modelpack.targets import Targets
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
+
+# A handler that also answers where numpy came from, so a test sees which packages the process imported.
+WHERE_HANDLER = """
+import numpy as np
+from handler import LinearModel
+
+
+class Where(LinearModel):
+    def predict(self, inputs):
+        out = super().predict(inputs)
+        out["numpy_file"] = np.array([np.__file__], dtype=object)
+        out["numpy_version"] = np.array([np.__version__], dtype=object)
+        return out
+"""
+BROKEN_HANDLER = """
+class Broken:
+    def load(self, model_dir):
+        raise RuntimeError("weights are corrupt: refusing to start")
+
+    def predict(self, inputs):
+        return {}
+"""
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass(frozen=True)
+class Store:
+    store: LayoutStore
+    base_ref: str
+
+    def build(self, project: Path, version: str | None = None) -> api.BuildResult:
+        return api.build(project, self.store, image=True, base=self.base_ref, version=version, environ=EPOCH)
+
+    def targets(self) -> Targets:
+        return Targets(store_path=self.store.root)
+
+
+@pytest.fixture(scope="session")
+def runner_store(tmp_path_factory: pytest.TempPathFactory, docker_engine) -> Store:  # type: ignore[no-untyped-def]
+    # One store for the module: the deps layer is resolved and installed once, then reused by every variant.
+    return Store(LayoutStore(tmp_path_factory.mktemp("runner-store")), docker_engine.base_ref)
+
+
+@pytest.fixture(scope="session")
+def iris_release(runner_store: Store) -> api.BuildResult:
+    return runner_store.build(EXAMPLES / "iris-onnx")
+
+
+def _variant(tmp_path: Path, example: str, name: str) -> Path:
+    proj = tmp_path / name
+    shutil.copytree(EXAMPLES / example, proj)
+    packfile = proj / "modelpack.yaml"
+    packfile.write_text(packfile.read_text().replace(f"name: {_name(example)}", f"name: {name}", 1))
+    return proj
+
+
+def _name(example: str) -> str:
+    return {"iris-onnx": "iris-onnx", "custom-handler": "house-prices"}[example]
+
+
+def _junit(path: Path) -> ET.Element:
+    suite = ET.parse(path).getroot().find("testsuite")
+    assert suite is not None
+    return suite
+
+
+def test_docker_runtime_on_a_pushed_release_passes_and_attaches(
+    runner_store: Store, iris_release: api.BuildResult, registry, repo: str, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    dest = f"{registry.host}/{repo}"
+    with runner_store.targets() as targets:
+        copied, pushed = api.push(targets, iris_release.tag, dest)
+    report, junit = tmp_path / "out" / "report.json", tmp_path / "junit.xml"
+    cli = run_cli(
+        "test", pushed, "--runtime", "docker", "--report", str(report), "--junit", str(junit),
+        "--store", str(runner_store.store.root), "--requests", "50",
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    body = json.loads(report.read_text())
+    assert body["passed"] is True and body["runtime"] == "docker"
+    assert body["release"]["digest"] == copied.digest
+    assert "@sha256:" in body["runtimeNote"]  # the engine ran the image pinned by digest
+    assert len(body["cases"]) == 6 and all(c["passed"] for c in body["cases"])
+    assert [g["gate"] for g in body["gates"]] == [
+        "accuracy >= 0.9",
+        "f1_macro >= 0.9",
+        "latency_p95_ms <= 50",
+    ]
+    assert body["latency"]["requests"] == 50 and 0 < body["latency"]["latency_p50_ms"] <= 50
+    assert body["imageSizeMb"] > 1
+    suite = _junit(junit)
+    assert (suite.get("tests"), suite.get("failures")) == ("9", "0")
+
+    # the registry (distribution 2.8: no referrers API) lists the report through the fallback tag
+    with Targets() as targets:
+        target = targets.open(pushed).target
+        assert fallback_tag(copied.digest) in target.list_tags()
+        (listed,) = target.referrers(copied.digest, REPORT_TYPE)
+        assert listed.annotations[ANN_PASSED] == "true" and listed.annotations[ANN_RUNTIME] == "docker"
+        found = passing_report(target, copied.digest)
+        assert found is not None and found.digest == listed.digest
+        bundle_digest = body["release"]["bundle"]
+        assert passing_report(target, bundle_digest) is None  # not for another digest
+    assert "attached to" in cli.stderr
+
+
+def test_docker_runtime_on_the_local_store_says_push_first(
+    runner_store: Store, iris_release: api.BuildResult
+) -> None:
+    with runner_store.targets() as targets, pytest.raises(UsageError, match="push it first"):
+        run_test(targets, iris_release.tag, TestOptions(runtime="docker"))
+
+
+def test_local_runtime_runs_on_the_image_deps_layer(runner_store: Store, tmp_path: Path) -> None:
+    proj = _variant(tmp_path, "custom-handler", "where-numpy")
+    (proj / "where.py").write_text(WHERE_HANDLER)
+    packfile = proj / "modelpack.yaml"
+    text = packfile.read_text().replace("paths: [handler.py]", "paths: [handler.py, where.py]")
+    packfile.write_text(text.replace("handler: handler:LinearModel", "handler: where:Where"))
+    built = runner_store.build(proj)
+    with runner_store.targets() as targets:
+        outcome = run_test(targets, built.tag, TestOptions(runtime="auto", requests=20))
+        assert outcome.report.passed, outcome.report.to_json()
+        assert outcome.report.runtime == "local"  # auto: a local-store release cannot be pulled by an engine
+        assert "serving image's packages" in outcome.report.runtime_note
+        assert outcome.attached is not None
+        assert passing_report(runner_store.store, built.digest) is not None
+
+        command = reference_command(targets, built.tag)
+        deps = Path(command.pythonpath[1])
+        assert deps.parts[-3:] == ("opt", "modelpack", "deps") and (deps / "numpy").is_dir()
+        assert "-S" in command.argv  # no site-packages: only the image's packages can be imported
+        with local_server(command) as running, httpx.Client() as http:
+            request = {
+                "inputs": [{"name": "features", "shape": [1, 3], "datatype": "FP32", "data": [3, 80, 10]}]
+            }
+            answer = http.post(f"{running.url}/v2/models/where-numpy/infer", json=request)
+            assert answer.status_code == 200, answer.text
+            outputs = {o["name"]: o["data"][0] for o in answer.json()["outputs"]}
+    pinned = outcome.report.to_json()  # the record's lock pins numpy for the image
+    assert pinned["passed"]
+    assert Path(outputs["numpy_file"]).resolve().is_relative_to(deps.resolve())
+    assert outputs["numpy_version"] == "2.4.6"  # examples/custom-handler/requirements.lock
+
+
+def test_a_failing_gate_exits_1_naming_it(runner_store: Store, tmp_path: Path) -> None:
+    proj = _variant(tmp_path, "iris-onnx", "iris-strict")
+    packfile = proj / "modelpack.yaml"
+    packfile.write_text(packfile.read_text().replace("- accuracy >= 0.9 ", "- accuracy >= 0.99", 1))
+    built = runner_store.build(proj)
+    junit, report = tmp_path / "junit.xml", tmp_path / "report.json"
+    cli = run_cli(
+        "test", built.tag, "--store", str(runner_store.store.root), "--requests", "20",
+        "--junit", str(junit), "--report", str(report), "--no-attach",
+    )  # fmt: skip
+    assert cli.returncode == 1, cli.stderr
+    assert "gate accuracy >= 0.99" in cli.stderr.splitlines()[-1]
+    suite = _junit(junit)
+    assert (suite.get("tests"), suite.get("failures")) == ("9", "1")
+    (failed,) = [t for t in suite.findall("testcase") if t.find("failure") is not None]
+    assert failed.get("name") == "accuracy >= 0.99"
+    body = json.loads(report.read_text())
+    assert body["passed"] is False
+    with runner_store.targets() as targets:  # --no-attach: nothing attached
+        assert targets.store.referrers(built.digest, REPORT_TYPE) == []
+
+
+def test_a_wrong_golden_case_fails_naming_the_case(runner_store: Store, tmp_path: Path) -> None:
+    proj = _variant(tmp_path, "custom-handler", "house-wrong")
+    cases = json.loads((proj / "cases.json").read_text())
+    cases["cases"][1]["outputs"][0]["data"] = [[45.0], [441.0]]
+    (proj / "cases.json").write_text(json.dumps(cases))
+    built = runner_store.build(proj)
+    cli = run_cli("test", built.tag, "--store", str(runner_store.store.root), "--requests", "5", "--json")
+    assert cli.returncode == 1, cli.stderr
+    assert "case two-houses-nested-data" in cli.stderr and "one-house" not in cli.stderr.splitlines()[-1]
+    body = json.loads(cli.stdout)
+    by_name = {c["name"]: c for c in body["cases"]}
+    assert by_name["one-house"]["passed"] is True
+    assert by_name["two-houses-nested-data"]["problems"] == [
+        "output 'price'[1]: 440.0, expected 441.0 (tolerance abs 0.001, rel 1e-06)"
+    ]
+    with runner_store.targets() as targets:  # the failing report is attached, and does not count as a pass
+        (listed,) = targets.store.referrers(built.digest, REPORT_TYPE)
+        assert listed.annotations[ANN_PASSED] == "false"
+        assert passing_report(targets.store, built.digest) is None
+
+
+def test_a_runtime_that_never_gets_ready_shows_its_output(runner_store: Store, tmp_path: Path) -> None:
+    proj = _variant(tmp_path, "custom-handler", "house-broken")
+    (proj / "broken.py").write_text(BROKEN_HANDLER)
+    packfile = proj / "modelpack.yaml"
+    text = packfile.read_text().replace("paths: [handler.py]", "paths: [handler.py, broken.py]")
+    packfile.write_text(text.replace("handler: handler:LinearModel", "handler: broken:Broken"))
+    built = runner_store.build(proj)
+    with runner_store.targets() as targets, pytest.raises(TestFailedError) as err:
+        run_test(targets, built.tag, TestOptions(runtime="local", ready_timeout=30))
+    message = str(err.value)
+    assert "never" in message or "exited" in message
+    assert "weights are corrupt: refusing to start" in message

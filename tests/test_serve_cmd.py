@@ -1,0 +1,76 @@
+"""`modelpack serve`: a project directory served as is, in the foreground, stopped cleanly by Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from clirun import script
+
+from modelpack.runner.container import free_port
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"modelpack serve exited with {proc.returncode}: {proc.communicate()[1]}")
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    pytest.fail(f"{url} never became ready")
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _serve(*args: str) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PORT", "MODELPACK_SERVING_CONFIG")}
+    return subprocess.Popen(
+        [str(script()), "serve", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def test_serve_a_project_directory_then_stop_on_sigint() -> None:
+    port = free_port()
+    proc = _serve(str(EXAMPLES / "custom-handler"), "--port", str(port))
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_ready(url, proc)
+        request = {"inputs": [{"name": "features", "shape": [1, 3], "datatype": "FP32", "data": [3, 80, 10]}]}
+        answer = httpx.post(f"{url}/v2/models/house-prices/infer", json=request, timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["outputs"][0]["data"] == pytest.approx([242.5], abs=1e-3)
+        proc.send_signal(signal.SIGINT)  # to modelpack only, as a supervisor would: it must stop its child
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert f"serving on http://127.0.0.1:{port}" in err and "stopped" in err
+    assert not _listening(port)  # the runtime process is gone too
+
+
+def test_serve_a_directory_without_a_packfile_is_an_input_error(tmp_path: Path) -> None:
+    proc = _serve(str(tmp_path))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2
+    assert f"no modelpack.yaml in {tmp_path}" in err
