@@ -1,0 +1,255 @@
+"""promote against the real registry, an `oci:` layout and the local store: retag by bytes, refuse untested
+releases, record events, change nothing on bad input or --dry-run.
+
+The releases here are hand-made (a bundle-like manifest and a release index with a version annotation):
+promotion reads only manifests, so a real build would add minutes and test nothing more.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from fixtures.registry import RegistryProcess
+from registry_helpers import Requests, client_for
+
+from modelpack.errors import NotFoundError, PromotionError, UsageError
+from modelpack.oci import mediatypes as mt
+from modelpack.oci.layout import LayoutStore
+from modelpack.oci.model import Descriptor, Index, Manifest, Platform
+from modelpack.oci.target import RawManifest, Target
+from modelpack.registry.client import RegistryRepository
+from modelpack.release.attach import attach
+from modelpack.release.history import EVENT_TYPE, anchor, load_history
+from modelpack.release.place import Place
+from modelpack.release.promote import Runtime, promote
+
+REPORT_PASSED = "dev.modelpack.test.passed"
+
+
+# -- helpers shared by the promote/rollback/history test modules ---------------------------------------------
+
+
+def make_release(target: Target, tag: str, version: str, weights: bytes = b"") -> RawManifest:
+    """A release index (version annotation, bundle child with unknown/unknown platform) under `tag`."""
+    weights = weights or f"weights of {version}".encode()
+    config = Descriptor.of(mt.MODEL_CONFIG, json.dumps({"descriptor": {"name": version}}).encode())
+    layer = Descriptor.of(mt.MODEL_WEIGHT_TAR, weights, annotations={mt.ANN_FILEPATH: "models/w.bin"})
+    target.write_blob(config, [json.dumps({"descriptor": {"name": version}}).encode()])
+    target.write_blob(layer, [weights])
+    bundle = Manifest(config=config, layers=(layer,), artifact_type=mt.MODEL_ARTIFACT)
+    braw = bundle.to_bytes()
+    target.put_manifest(bundle.digest, RawManifest(braw, bundle.media_type, bundle.digest))
+    entry = Descriptor(
+        bundle.media_type,
+        bundle.digest,
+        bundle.size,
+        artifact_type=mt.MODEL_ARTIFACT,
+        platform=Platform("unknown", "unknown"),
+    )
+    index = Index(manifests=(entry,), annotations={mt.ANN_VERSION: version})
+    raw = index.to_bytes()
+    target.put_manifest(tag, RawManifest(raw, index.media_type, index.digest))
+    return RawManifest(raw, index.media_type, index.digest)
+
+
+def attach_report(target: Target, release: RawManifest, passed: bool = True) -> Descriptor:
+    subject = Descriptor(release.media_type, release.digest, len(release.raw))
+    body = json.dumps({"passed": passed}).encode()
+    return attach(
+        target,
+        subject,
+        mt.TEST_REPORT_ARTIFACT,
+        body,
+        "application/json",
+        {REPORT_PASSED: "true" if passed else "false", "dev.modelpack.test.created": "2026-11-26T00:00:00Z"},
+    )
+
+
+def fake_clock(start: float = 1_790_000_000.0, step: float = 1.0) -> Callable[[], float]:
+    counter = itertools.count()
+    return lambda: start + step * next(counter)
+
+
+def runtime(**kw: object) -> Runtime:
+    kw.setdefault("clock", fake_clock())
+    kw.setdefault("environ", {})
+    kw.setdefault("actor", "alice@laptop")
+    return Runtime(**kw)  # type: ignore[arg-type]
+
+
+def tag_digest(place: Place, short: str) -> str | None:
+    try:
+        return place.target.get_manifest(place.tag(short)).digest
+    except NotFoundError:
+        return None
+
+
+def event_count(place: Place, env: str) -> int:
+    return len(place.target.referrers(anchor(env, place.name).digest, EVENT_TYPE))
+
+
+@dataclass
+class Kind:
+    place: Place
+    requests: Requests | None = None
+
+
+@pytest.fixture(params=["registry", "layout", "store"])
+def kind(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Kind]:
+    """The same place abstraction over the three targets a user can promote in."""
+    if request.param == "registry":
+        reg: RegistryProcess = request.getfixturevalue("registry")
+        repo: str = request.getfixturevalue("repo")
+        seen = Requests()
+        client = client_for(reg.host, event_hooks={"request": [seen]})
+        try:
+            yield Kind(Place(RegistryRepository(client, repo), None, f"{reg.host}/{repo}"), seen)
+        finally:
+            client.close()
+    elif request.param == "layout":
+        yield Kind(Place(LayoutStore(tmp_path / "layout"), None, f"oci:{tmp_path / 'layout'}"))
+    else:
+        yield Kind(Place(LayoutStore(tmp_path / "store"), "iris", "iris"))
+
+
+# -- tests ---------------------------------------------------------------------------------------------------
+
+
+def test_promote_retags_the_same_bytes_and_records_an_event(kind: Kind) -> None:
+    place = kind.place
+    v1 = make_release(place.target, place.tag("1.0.0"), "1.0.0")
+    attach_report(place.target, v1)
+    result = promote(place, "1.0.0", "prod", runtime=runtime())
+    assert result.changed and not result.dry_run
+    stored = place.target.get_manifest(place.tag("prod"))
+    assert stored.raw == v1.raw and stored.digest == v1.digest  # the very bytes, so the very digest
+    history = load_history(place.target, "prod", place.name)
+    assert [e.digest for e in history.chain] == [result.event.digest]
+    event = history.chain[0]
+    assert (event.action, event.version, event.from_digest, event.to_digest) == (
+        "promote",
+        "1.0.0",
+        None,
+        v1.digest,
+    )
+    assert event.who == "alice@laptop" and event.when.startswith("2026-") and not event.forced
+    assert event.previous_event is None
+
+
+def test_second_promotion_chains_to_the_first(kind: Kind) -> None:
+    place = kind.place
+    rt = runtime()
+    for v in ("1.0.0", "1.1.0"):
+        attach_report(place.target, make_release(place.target, place.tag(v), v))
+    first = promote(place, "1.0.0", "prod", runtime=rt)
+    second = promote(place, "1.1.0", "prod", reason="better f1", runtime=rt)
+    history = load_history(place.target, "prod", place.name)
+    assert [e.digest for e in history.chain] == [first.event.digest, second.event.digest]
+    assert history.chain[1].previous_event == first.event.digest
+    assert history.chain[1].from_digest == first.event.to_digest
+    assert history.chain[1].reason == "better f1"
+    assert tag_digest(place, "prod") == second.event.to_digest
+
+
+def test_refuses_a_release_without_a_passing_report(kind: Kind) -> None:
+    place = kind.place
+    v1 = make_release(place.target, place.tag("1.0.0"), "1.0.0")
+    attach_report(place.target, v1, passed=False)
+    with pytest.raises(PromotionError, match=r"no passing test report is attached to sha256:"):
+        promote(place, "1.0.0", "prod", runtime=runtime())
+    assert tag_digest(place, "prod") is None
+    assert event_count(place, "prod") == 0
+
+
+def test_a_report_on_another_digest_does_not_count(kind: Kind) -> None:
+    place = kind.place
+    v1 = make_release(place.target, place.tag("1.0.0"), "1.0.0")
+    make_release(place.target, place.tag("1.1.0"), "1.1.0")
+    attach_report(place.target, v1)  # 1.0.0 passed; 1.1.0 never ran
+    with pytest.raises(PromotionError, match="refusing to promote"):
+        promote(place, "1.1.0", "prod", runtime=runtime())
+    assert tag_digest(place, "prod") is None
+
+
+def test_force_needs_a_reason_and_is_recorded(kind: Kind) -> None:
+    place = kind.place
+    make_release(place.target, place.tag("1.0.0"), "1.0.0")
+    with pytest.raises(UsageError, match="--force needs --reason"):
+        promote(place, "1.0.0", "prod", force=True, runtime=runtime())
+    assert tag_digest(place, "prod") is None
+    result = promote(place, "1.0.0", "prod", force=True, reason="hotfix, tests flaky", runtime=runtime())
+    event = load_history(place.target, "prod", place.name).chain[0]
+    assert event.forced and event.reason == "hotfix, tests flaky"
+    assert any("forced" in n for n in result.notes)
+
+
+def test_promote_of_a_missing_tag_says_so(kind: Kind) -> None:
+    place = kind.place
+    make_release(place.target, place.tag("1.0.0"), "1.0.0")
+    with pytest.raises(NotFoundError, match=r"cannot promote .*9\.9\.9.*does not exist"):
+        promote(place, "9.9.9", "prod", runtime=runtime())
+    assert tag_digest(place, "prod") is None
+
+
+@pytest.mark.parametrize("env", ["1.0.0", "v2", "sha256-abcd", "has space", "-lead", "x" * 129, "a/b"])
+def test_invalid_environment_names_are_refused(kind: Kind, env: str) -> None:
+    place = kind.place
+    attach_report(place.target, make_release(place.target, place.tag("1.0.0"), "1.0.0"))
+    with pytest.raises(UsageError):
+        promote(place, "1.0.0", env, runtime=runtime())
+    assert event_count(place, "prod") == 0
+
+
+def test_dry_run_changes_nothing(kind: Kind) -> None:
+    place = kind.place
+    v1 = make_release(place.target, place.tag("1.0.0"), "1.0.0")
+    attach_report(place.target, v1)
+    tags_before = sorted(place.target.list_tags())
+    result = promote(place, "1.0.0", "prod", dry_run=True, runtime=runtime())
+    assert result.dry_run and not result.changed and result.event.to_digest == v1.digest
+    assert result.event.digest is None
+    assert sorted(place.target.list_tags()) == tags_before
+    assert event_count(place, "prod") == 0
+
+
+def test_promoting_what_is_already_there_records_nothing(kind: Kind) -> None:
+    place = kind.place
+    attach_report(place.target, make_release(place.target, place.tag("1.0.0"), "1.0.0"))
+    promote(place, "1.0.0", "prod", runtime=runtime())
+    again = promote(place, "1.0.0", "prod", runtime=runtime())
+    assert not again.changed and any("nothing to do" in n for n in again.notes)
+    assert event_count(place, "prod") == 1
+
+
+def test_promote_by_digest(kind: Kind) -> None:
+    place = kind.place
+    v1 = make_release(place.target, place.tag("1.0.0"), "1.0.0")
+    attach_report(place.target, v1)
+    result = promote(place, v1.digest, "staging", runtime=runtime())
+    assert result.event.version == "1.0.0"  # from the index's annotation
+    assert tag_digest(place, "staging") == v1.digest
+
+
+def test_no_blob_moves_and_a_bounded_number_of_requests(registry: RegistryProcess, repo: str) -> None:
+    """The retag touches manifests only: no blob of the release is read or written, whatever its size."""
+    seen = Requests()
+    with client_for(registry.host, event_hooks={"request": [seen]}) as client:
+        place = Place(RegistryRepository(client, repo), None, f"{registry.host}/{repo}")
+        big = os.urandom(3 * 1024 * 1024)
+        v1 = make_release(place.target, "1.0.0", "1.0.0", weights=big)
+        attach_report(place.target, v1)
+        promote(place, "1.0.0", "prod", runtime=runtime())  # first: also creates the anchor
+        v2 = make_release(place.target, "1.1.0", "1.1.0", weights=big[::-1])
+        attach_report(place.target, v2)
+        seen.seen.clear()
+        promote(place, "1.1.0", "prod", runtime=runtime())
+    weight_paths = [p for _, p in seen.seen if "/blobs/" in p and Descriptor.of("x", big[::-1]).digest in p]
+    assert weight_paths == []
+    assert seen.count("PUT", "/manifests/prod") == 1
+    assert len(seen.seen) <= 25, seen.seen

@@ -1,0 +1,106 @@
+"""rollback on the real registry, a layout and the local store: to the previous entry, to a named version,
+refusals that change nothing, the trail it leaves, and the tag read back."""
+
+from __future__ import annotations
+
+import pytest
+from test_promote import Kind, attach_report, event_count, kind, make_release, runtime, tag_digest
+
+from modelpack.errors import PromotionError
+from modelpack.release.history import load_history
+from modelpack.release.place import Place
+from modelpack.release.promote import Runtime, promote, rollback
+
+__all__ = ["kind"]  # the fixture, imported so these tests run over the three kinds of place
+
+
+def _promoted(place: Place, versions: list[str], rt: Runtime) -> dict[str, str]:
+    digests = {}
+    for v in versions:
+        release = make_release(place.target, place.tag(v), v)
+        attach_report(place.target, release)
+        digests[v] = release.digest
+        promote(place, v, "prod", runtime=rt)
+    return digests
+
+
+def test_rollback_without_version_goes_to_the_entry_before_the_current_one(kind: Kind) -> None:
+    place, rt = kind.place, runtime()
+    d = _promoted(place, ["1.0.0", "1.1.0", "1.2.0"], rt)
+    result = rollback(place, "prod", reason="p95 regression", runtime=rt)
+    assert tag_digest(place, "prod") == d["1.1.0"]
+    assert result.changed and result.event.action == "rollback" and result.event.version == "1.1.0"
+    assert any("checks no test report" in n for n in result.notes)
+    history = load_history(place.target, "prod", place.name)
+    head = history.head
+    assert head is not None and head.digest == result.event.digest
+    assert (head.from_digest, head.to_digest, head.reason) == (d["1.2.0"], d["1.1.0"], "p95 regression")
+    assert len(history.chain) == 4 and not history.superseded
+
+
+def test_rollback_to_a_named_version(kind: Kind) -> None:
+    place, rt = kind.place, runtime()
+    d = _promoted(place, ["1.0.0", "1.1.0", "1.2.0"], rt)
+    result = rollback(place, "prod", "1.0.0", runtime=rt)
+    assert tag_digest(place, "prod") == d["1.0.0"]
+    assert not any(n.startswith("warning") for n in result.notes)  # 1.0.0 was promoted to prod before
+
+
+def test_rollback_to_a_version_never_promoted_is_allowed_with_a_warning(kind: Kind) -> None:
+    place, rt = kind.place, runtime()
+    _promoted(place, ["1.0.0"], rt)
+    never = make_release(place.target, place.tag("0.9.0"), "0.9.0")  # no report either: not needed
+    result = rollback(place, "prod", "0.9.0", runtime=rt)
+    assert tag_digest(place, "prod") == never.digest
+    assert any("0.9.0 was never promoted to prod" in n for n in result.notes)
+
+
+def test_rollback_to_a_version_that_no_longer_exists_changes_nothing(kind: Kind) -> None:
+    place, rt = kind.place, runtime()
+    d = _promoted(place, ["1.0.0", "1.1.0"], rt)
+    place.target.delete_tag(place.tag("1.0.0"))
+    before = load_history(place.target, "prod", place.name)
+    with pytest.raises(PromotionError, match=r"1\.0\.0 no longer exists; nothing was changed"):
+        rollback(place, "prod", "1.0.0", runtime=rt)
+    assert tag_digest(place, "prod") == d["1.1.0"]
+    assert load_history(place.target, "prod", place.name) == before
+
+
+def test_rollback_after_the_first_promotion_has_nowhere_to_go(kind: Kind) -> None:
+    place, rt = kind.place, runtime()
+    d = _promoted(place, ["1.0.0"], rt)
+    with pytest.raises(PromotionError, match="nothing to roll back to"):
+        rollback(place, "prod", runtime=rt)
+    assert tag_digest(place, "prod") == d["1.0.0"]
+    assert event_count(place, "prod") == 1
+
+
+def test_rollback_of_a_missing_environment(kind: Kind) -> None:
+    place = kind.place
+    make_release(place.target, place.tag("1.0.0"), "1.0.0")
+    with pytest.raises(PromotionError, match="does not exist: nothing to roll back"):
+        rollback(place, "prod", runtime=runtime())
+
+
+def test_rollback_dry_run_changes_nothing(kind: Kind) -> None:
+    place, rt = kind.place, runtime()
+    d = _promoted(place, ["1.0.0", "1.1.0"], rt)
+    result = rollback(place, "prod", dry_run=True, runtime=rt)
+    assert result.dry_run and not result.changed
+    assert (result.event.from_digest, result.event.to_digest) == (d["1.1.0"], d["1.0.0"])
+    assert tag_digest(place, "prod") == d["1.1.0"]
+    assert event_count(place, "prod") == 2
+
+
+def test_rollback_when_the_tag_was_moved_outside_modelpack(kind: Kind) -> None:
+    """No event put the current digest there: the previous entry is unknown, so rollback asks for a version
+    rather than guess; with one it works and notes the outside move."""
+    place, rt = kind.place, runtime()
+    _promoted(place, ["1.0.0", "1.1.0"], rt)
+    outside = make_release(place.target, place.tag("prod"), "hand-pushed")  # e.g. skopeo copy
+    with pytest.raises(PromotionError, match="cannot tell what came before; nothing was changed"):
+        rollback(place, "prod", runtime=rt)
+    assert tag_digest(place, "prod") == outside.digest
+    result = rollback(place, "prod", "1.0.0", runtime=rt)
+    assert any("moved outside modelpack" in n for n in result.notes)
+    assert load_history(place.target, "prod", place.name).chain[-1].from_digest == outside.digest
