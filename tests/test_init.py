@@ -19,7 +19,7 @@ from modelpack import init as scaffold
 from modelpack import templates
 from modelpack.bundle.cases import load_cases
 from modelpack.bundle.lockfile import load_lock
-from modelpack.errors import InputError, UsageError
+from modelpack.errors import InputError, ModelpackError, UsageError
 from modelpack.packfile import load_packfile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -264,7 +264,7 @@ def test_a_directory_where_a_file_goes_is_refused_even_with_force(tmp_path: Path
 
 
 def test_templates_render_strictly() -> None:
-    with pytest.raises(Exception, match="template modelpack.yaml.j2: 'name' is undefined"):
+    with pytest.raises(ModelpackError, match=r"template modelpack\.yaml\.j2: 'name' is undefined"):
         templates.render("modelpack.yaml.j2")
     assert templates.github_expression("inputs.version") == "${{ inputs.version }}"
 
