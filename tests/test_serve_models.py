@@ -5,6 +5,7 @@ The other test_serve_* modules import the builders from here.
 
 from __future__ import annotations
 
+import functools
 import textwrap
 import uuid
 from pathlib import Path
@@ -71,6 +72,14 @@ def identity_onnx(path: Path) -> Path:
 
 def iris_onnx(path: Path, zipmap: bool = False) -> Path:
     """LogisticRegression on iris, converted with skl2onnx (inputs `input` FP32 [N, 4])."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(_iris_bytes(zipmap))
+    return path
+
+
+@functools.cache
+def _iris_bytes(zipmap: bool) -> bytes:
+    # Importing sklearn + skl2onnx and converting takes seconds: once per test process.
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import FloatTensorType
     from sklearn.datasets import load_iris
@@ -82,7 +91,8 @@ def iris_onnx(path: Path, zipmap: bool = False) -> Path:
     model = to_onnx(
         clf, initial_types=[("input", FloatTensorType([None, 4]))], options=options, target_opset=OPSET
     )
-    return _save(model, path)
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())
 
 
 def handler_module(code_dir: Path, body: str) -> str:

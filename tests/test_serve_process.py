@@ -11,7 +11,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
@@ -98,6 +99,35 @@ def assert_iris_golden(url: str) -> None:
     assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]
 
 
+def abuse_the_socket(port: int) -> None:
+    """Garbage instead of HTTP, a body cut short, headers cut short: none may stop the server."""
+    for raw in (
+        b"\x00\xff garbage that is not HTTP\r\n\r\n",
+        b'POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"inputs":',
+        b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Partial",
+    ):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(raw)
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(5)
+            with suppress(TimeoutError, ConnectionResetError):
+                sock.recv(4096)
+
+
+def burst_of_mixed_requests(url: str) -> None:
+    """64 concurrent requests, every other one malformed: each gets its own right answer."""
+    good = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": IRIS_ROWS[2]}]}
+    bad = {"inputs": [{"name": "input", "shape": [1, 5], "datatype": "FP32", "data": [1, 2, 3, 4, 5]}]}
+
+    with httpx.Client(base_url=url, timeout=30) as client, ThreadPoolExecutor(8) as pool:
+
+        def one(i: int) -> tuple[int, int]:
+            return i, client.post("/v2/models/iris/infer", json=bad if i % 2 else good).status_code
+
+        results = list(pool.map(one, range(64)))
+    assert results == [(i, 400 if i % 2 else 200) for i in range(64)]
+
+
 def base_env(**extra: str) -> dict[str, str]:
     keep = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
     return {**keep, **extra}
@@ -117,6 +147,9 @@ def test_module_serves_over_http_on_the_port_from_env(tmp_path: Path) -> None:
         assert url.endswith(str(port))
         assert_iris_golden(url)
         assert subprocess.run(health, env=env, timeout=30).returncode == 0
+        abuse_the_socket(port)
+        burst_of_mixed_requests(url)
+        assert_iris_golden(url)
         meta = httpx.get(f"{url}/metadata").json()
         assert meta["index_digest"] == "sha256:" + "e" * 64 and meta["version"] == "1.0.0"
     down = subprocess.run(health, env=env, capture_output=True, text=True, timeout=30)
