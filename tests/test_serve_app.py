@@ -178,6 +178,20 @@ def test_zipmap_probabilities_become_a_dense_tensor(tmp_path: Path) -> None:
     assert max(range(3), key=lambda i: proba["data"][i]) == 0
 
 
+def test_non_tensor_onnx_outputs_are_left_out_or_a_named_500(tmp_path: Path) -> None:
+    from test_serve_models import sequence_onnx
+
+    sequence_onnx(tmp_path / "models" / "seq.onnx")
+    client = make_client(tmp_path, name="seq", model="seq.onnx")
+    assert [o["name"] for o in client.get("/v2/models/seq").json()["outputs"]] == ["y"]
+    request: dict[str, Any] = {"inputs": [x_tensor([1, 2, 3, 4])]}
+    default = client.infer(request, "seq")
+    assert [o["name"] for o in default.json()["outputs"]] == ["y"]
+    asked = client.infer({**request, "outputs": [{"name": "s"}]}, "seq")
+    assert asked.status_code == 500
+    assert asked.json()["error"].startswith("output 's' has ONNX type seq(tensor(float))")
+
+
 BAD_REQUESTS: list[tuple[Any, str]] = [
     (b"not json", "not valid JSON"),
     (b"\xff\xfe", "not valid JSON"),

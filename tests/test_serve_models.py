@@ -70,6 +70,21 @@ def identity_onnx(path: Path) -> Path:
     return _save(model, path)
 
 
+def sequence_onnx(path: Path) -> Path:
+    """x FP32 [N, 4] -> y = x (a tensor) and s = [x] (a sequence, which has no V2 form)."""
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"]), helper.make_node("SequenceConstruct", ["x"], ["s"])],
+        "sequence",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4]),
+            helper.make_tensor_sequence_value_info("s", TensorProto.FLOAT, ["N", 4]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=8)
+    return _save(model, path)
+
+
 def iris_onnx(path: Path, zipmap: bool = False) -> Path:
     """LogisticRegression on iris, converted with skl2onnx (inputs `input` FP32 [N, 4])."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -249,6 +249,8 @@ def _wanted_outputs(model: LoadedModel, raw: object) -> list[str] | None:
     names = [o["name"] for o in raw]
     known = [s.name for s in model.outputs] if model.outputs is not None else None
     for name in names:
+        if name in model.unservable:
+            continue  # the handler answers it with a 500 that names the output's type
         if known is not None and name not in known:
             raise RequestError(f"unknown output '{name}'; the model's outputs are: {', '.join(known)}")
     return names or None

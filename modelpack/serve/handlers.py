@@ -13,7 +13,8 @@ The ONNX handler reads input and output names, datatypes and shapes from the gra
 converted without `options={'zipmap': False}` output probabilities as a sequence of maps
 (`seq(map(int64|string, tensor(float)))`); the handler converts that output into a dense FP32 tensor
 [N, n_classes] whose columns are the classes in sorted order (what `zipmap: False` would have produced).
-Any other non-tensor output is a 500 naming the output.
+Other non-tensor outputs (sequences, maps) are left out of the model's metadata and of default responses;
+a request that names one in `outputs` gets a 500 naming its ONNX type.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import importlib
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -69,6 +70,7 @@ class LoadedModel:
     platform: str
     inputs: tuple[TensorSpec, ...] | None
     outputs: tuple[TensorSpec, ...] | None
+    unservable: Mapping[str, str] = field(default_factory=dict)  # output name -> type with no V2 form
 
     def input_spec(self, name: str) -> TensorSpec | None:
         for spec in self.inputs or ():
@@ -87,6 +89,7 @@ class OnnxHandler:
         self.outputs: tuple[TensorSpec, ...] = ()
         self._session: Any = None
         self._zipmap: frozenset[str] = frozenset()
+        self.unservable: dict[str, str] = {}
 
     def load(self, model_dir: Path) -> None:
         import onnxruntime as ort  # deferred: custom-handler images need not import it
@@ -106,9 +109,17 @@ class OnnxHandler:
         self.inputs = tuple(_spec(arg, "input") for arg in self._session.get_inputs())
         outputs = self._session.get_outputs()
         self._zipmap = frozenset(arg.name for arg in outputs if arg.type in _ZIPMAP_TYPES)
+        # Other non-tensor outputs (sequences, maps, optionals) have no V2 form: left out of the signature
+        # and of default responses, and a 500 naming the type when a request asks for one.
+        self.unservable = {
+            arg.name: arg.type
+            for arg in outputs
+            if arg.name not in self._zipmap and arg.type not in _ONNX_TYPES
+        }
         self.outputs = tuple(
             TensorSpec(arg.name, "FP32", (-1, -1)) if arg.name in self._zipmap else _spec(arg, "output")
             for arg in outputs
+            if arg.name not in self.unservable
         )
 
     def predict(self, inputs: dict[str, Array]) -> dict[str, Array]:
@@ -116,6 +127,12 @@ class OnnxHandler:
 
     def run(self, inputs: dict[str, Array], output_names: Sequence[str] | None) -> dict[str, Array]:
         names = list(output_names) if output_names else [spec.name for spec in self.outputs]
+        for name in names:
+            if name in self.unservable:
+                raise EncodeError(
+                    f"output '{name}' has ONNX type {self.unservable[name]}, which has no V2 tensor form; "
+                    "ask for the model's tensor outputs"
+                )
         values = self._session.run(names, inputs)
         return {
             name: _dense(name, value) if name in self._zipmap else value
@@ -149,7 +166,7 @@ def load_handler(
             raise HandlerError("handler 'onnx' needs 'model': the .onnx file's path relative to model_dir")
         onnx = OnnxHandler(model, threads)
         onnx.load(model_dir)
-        return LoadedModel(onnx, "onnxruntime", onnx.inputs, onnx.outputs)
+        return LoadedModel(onnx, "onnxruntime", onnx.inputs, onnx.outputs, onnx.unservable)
     instance = _instantiate(handler, code_dir)
     try:
         instance.load(model_dir)
