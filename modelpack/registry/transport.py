@@ -23,6 +23,7 @@ from modelpack.errors import InputError, NotFoundError, RegistryError
 from modelpack.registry.auth import Authenticator, CredentialSource
 from modelpack.registry.dockerconfig import credentials_from_docker
 from modelpack.registry.reference import DOCKER_HUB, DOCKER_HUB_API, is_loopback
+from modelpack.registry.tls import LazyCAContext
 
 log = logging.getLogger("modelpack.registry")
 
@@ -78,7 +79,7 @@ class RegistryClient:
             plain_http = is_loopback(self.api_host) and ca_file is None and not insecure
         self.plain_http = plain_http
         self.base_url = f"{'http' if plain_http else 'https'}://{self.api_host}"
-        verify: bool | ssl.SSLContext = True
+        verify: bool | ssl.SSLContext = LazyCAContext()
         if insecure:
             verify = False
         elif ca_file is not None:
@@ -144,6 +145,8 @@ class RegistryClient:
             request = self._build(method, url, headers, params, body, authorization)
             try:
                 response = self.http.send(request, stream=True)
+            except httpx.TooManyRedirects:
+                raise self._redirect_loop(url) from None
             except httpx.TransportError as e:
                 if not retry or _is_tls_error(e) or not self._may_retry(attempt, started, None):
                     raise self.transport_error(e) from None
@@ -199,6 +202,8 @@ class RegistryClient:
             attempt += 1
             try:
                 response = self.http.send(request)
+            except httpx.TooManyRedirects:
+                raise self._redirect_loop(str(request.url)) from None
             except httpx.TransportError as e:
                 if _is_tls_error(e) or not self._may_retry(attempt, started, None):
                     raise self.transport_error(e) from None
@@ -243,6 +248,12 @@ class RegistryClient:
 
     def _backoff(self, attempt: int, response: httpx.Response | None) -> None:
         self._sleep(self._delay(attempt, response))
+
+    def _redirect_loop(self, url: str) -> RegistryError:
+        return RegistryError(
+            f"{self.api_host} redirected {_loggable(url)} more than {self.http.max_redirects} times; gave up",
+            hint="the registry or a proxy in front of it is misconfigured",
+        )
 
     def transport_error(self, e: httpx.TransportError) -> RegistryError:
         if _is_tls_error(e):
