@@ -4,9 +4,10 @@ and never prints: the CLI (or a user's script) renders the result."""
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from modelpack.bundle.build import BundleResult, build_bundle
 from modelpack.bundle.git import git_info
@@ -19,7 +20,7 @@ from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Index, parse
 from modelpack.oci.statcache import StatCache
 from modelpack.oci.target import ProgressFn, Target, no_progress
-from modelpack.packfile import Packfile, load_packfile
+from modelpack.packfile import BUILDERS, Packfile, load_packfile
 from modelpack.release.index import release_index
 from modelpack.targets import Targets
 from modelpack.transfer import CopyResult, copy_graph
@@ -79,9 +80,22 @@ def build(
     image: bool = False,
     base: str | None = None,
     targets: Targets | None = None,
+    builder: str | None = None,
+    docker: Any = None,
+    log: Callable[[str], None] = lambda _line: None,
 ) -> BuildResult:
-    """Build the bundle and, with `image`, the serving image and the release index over both."""
+    """Build the bundle and, with `image`, the serving image and the release index over both.
+
+    `builder` is "daemonless" or "docker" (None: the packfile's serving.builder). The Docker builder uses
+    the `docker` client given (else one from the environment) and streams the engine's output to `log`."""
     pf = load_packfile(find_packfile(project))
+    builder = builder or pf.serving.builder
+    if builder not in BUILDERS:
+        raise UsageError(f"unknown builder {builder!r}", hint=f"use one of: {', '.join(BUILDERS)}")
+    if pf.serving.system_packages and builder != "docker":
+        raise UsageError(
+            f"{pf.path}: serving.system_packages needs the Docker builder", hint="build with --builder docker"
+        )
     with StatCache(store.stat_cache_path) as cache:
         bundle = build_bundle(pf, store, cache, version=version, git=git_info(pf.root), environ=environ)
         if not image:
@@ -97,16 +111,33 @@ def build(
                 targets.close()
         platform = wheels.TargetPlatform(python=pf.dependencies.python)
         lock = load_lock(pf.dependencies.lockfile)
-        img = build_image(
-            store,
-            cache,
-            bundle,
-            base_image,
-            user_pins=lock.pins(target_environment(platform)),
-            target=platform,
-            port=pf.serving.port,
-            env=dict(pf.serving.env),
-        )
+        pins = lock.pins(target_environment(platform))
+        if builder == "docker":
+            from modelpack.image.docker_builder import build_with_docker  # needs the docker SDK
+
+            img = build_with_docker(
+                store,
+                bundle,
+                base_image,
+                user_pins=pins,
+                target=platform,
+                port=pf.serving.port,
+                env=dict(pf.serving.env),
+                system_packages=pf.serving.system_packages,
+                client=docker,
+                log=log,
+            )
+        else:
+            img = build_image(
+                store,
+                cache,
+                bundle,
+                base_image,
+                user_pins=pins,
+                target=platform,
+                port=pf.serving.port,
+                env=dict(pf.serving.env),
+            )
     index = release_index(img.manifest, bundle.manifest, bundle.record)
     stored = store.put_document(index, tag=bundle.tag)
     return BuildResult(bundle=bundle, image=img, index=stored, tag=bundle.tag)

@@ -34,6 +34,14 @@ def build(
             show_default=False,
         ),
     ] = None,
+    builder: Annotated[
+        str | None,
+        typer.Option(
+            "--builder",
+            help="Serving image builder: daemonless or docker (else serving.builder, else daemonless).",
+            show_default=False,
+        ),
+    ] = None,
     store: StoreOpt = None,
     ca_file: CaFileOpt = None,
     insecure: InsecureOpt = False,
@@ -50,11 +58,23 @@ def build(
       modelpack build --base 127.0.0.1:5000/base/python:3.11
 
       modelpack build --no-image        # bundle only: no base image needed
+
+      modelpack build --builder docker  # a Docker engine builds it (serving.system_packages)
     """
     from modelpack import api  # heavy: imported only by the command that runs
 
     with open_targets(store, ca_file, insecure, plain_http) as targets:
-        result = api.build(project, targets.store, version=version, image=image, base=base, targets=targets)
+        result = api.build(
+            project,
+            targets.store,
+            version=version,
+            image=image,
+            base=base,
+            targets=targets,
+            builder=builder,
+            # the engine's build output, as it comes; not markup
+            log=lambda line: _output.err.print(line, markup=False, highlight=False),
+        )
     bundle = result.bundle
     if as_json:
         out: dict[str, object] = {

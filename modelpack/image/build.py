@@ -117,6 +117,19 @@ def serving_json(bundle: BundleResult, port: int) -> bytes:
     )
 
 
+def release_labels(bundle: BundleResult, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The image's OCI labels (version, created, title, revision, source): shared with the Docker builder."""
+    git = bundle.record.git
+    return {
+        mt.ANN_VERSION: bundle.version,
+        mt.ANN_CREATED: bundle.record.created,
+        mt.ANN_TITLE: bundle.name,
+        **({mt.ANN_REVISION: str(git["commit"])} if git else {}),
+        **({mt.ANN_SOURCE: str(git["remote"])} if git and git.get("remote") else {}),
+        **(extra or {}),
+    }
+
+
 def build_image(
     store: LayoutStore,
     cache: StatCache,
@@ -155,18 +168,7 @@ def build_image(
     created_by = ["modelpack: deps (wheels from the lockfile)", "modelpack: serving runtime"]
     created_by += [f"modelpack: bundle layer {d.digest[7:19]}" for d in bundle_layers]
     created_by.append("modelpack: serving config")
-    all_labels = {
-        mt.ANN_VERSION: bundle.version,
-        mt.ANN_CREATED: bundle.record.created,
-        mt.ANN_TITLE: bundle.name,
-        **({mt.ANN_REVISION: str(bundle.record.git["commit"])} if bundle.record.git else {}),
-        **(
-            {mt.ANN_SOURCE: str(bundle.record.git["remote"])}
-            if bundle.record.git and bundle.record.git.get("remote")
-            else {}
-        ),
-        **(labels or {}),
-    }
+    all_labels = release_labels(bundle, labels)
     cfg = image_config(
         base.config,
         [LayerInfo(d.digest, by) for d, by in zip(ours, created_by, strict=True)],
