@@ -3,20 +3,26 @@ own packages, failing gates and cases, a runtime that never gets ready, and repo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import signal
+import subprocess
+import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from clirun import run_cli
+from clirun import run_cli, script
+from fixtures.registry import RegistryProcess
 
 from modelpack import api
 from modelpack.errors import TestFailedError, UsageError
 from modelpack.oci.layout import LayoutStore
 from modelpack.registry.referrers import fallback_tag
+from modelpack.runner.container import free_port
 from modelpack.runner.local import local_server, reference_command
 from modelpack.runner.report import ANN_PASSED, ANN_RUNTIME, REPORT_TYPE, passing_report
 from modelpack.runner.testrun import TestOptions, run_test
@@ -92,8 +98,8 @@ def _junit(path: Path) -> ET.Element:
 
 
 def test_docker_runtime_on_a_pushed_release_passes_and_attaches(
-    runner_store: Store, iris_release: api.BuildResult, registry, repo: str, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    runner_store: Store, iris_release: api.BuildResult, registry: RegistryProcess, repo: str, tmp_path: Path
+) -> None:
     dest = f"{registry.host}/{repo}"
     with runner_store.targets() as targets:
         copied, pushed = api.push(targets, iris_release.tag, dest)
@@ -129,6 +135,50 @@ def test_docker_runtime_on_a_pushed_release_passes_and_attaches(
         bundle_digest = body["release"]["bundle"]
         assert passing_report(target, bundle_digest) is None  # not for another digest
     assert "attached to" in cli.stderr
+
+    # the local runtime on the same registry reference: files and the image's layers come from the registry
+    fresh = tmp_path / "fresh-store"
+    with Targets(store_path=fresh) as targets:
+        local = run_test(targets, pushed, TestOptions(runtime="local", requests=10, attach=False))
+    assert local.report.passed and local.report.runtime == "local" and local.attached is None
+    assert "serving image's packages" in local.report.runtime_note
+    assert any((d / "opt" / "modelpack" / "deps").is_dir() for d in (fresh / "cache" / "layers").iterdir())
+
+
+def test_serve_a_release_reference(runner_store: Store, iris_release: api.BuildResult) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            str(script()),
+            "serve",
+            iris_release.tag,
+            "--port",
+            str(port),
+            "--store",
+            str(runner_store.store.root),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while proc.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.2)
+        meta = httpx.get(f"{url}/metadata", timeout=5).json()
+        assert meta["index_digest"] == iris_release.digest
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "serving image's packages" in err
 
 
 def test_docker_runtime_on_the_local_store_says_push_first(
@@ -213,15 +263,24 @@ def test_a_wrong_golden_case_fails_naming_the_case(runner_store: Store, tmp_path
         assert passing_report(targets.store, built.digest) is None
 
 
-def test_a_runtime_that_never_gets_ready_shows_its_output(runner_store: Store, tmp_path: Path) -> None:
+def test_a_runtime_that_never_gets_ready_shows_its_output(
+    runner_store: Store, registry: RegistryProcess, repo: str, tmp_path: Path
+) -> None:
     proj = _variant(tmp_path, "custom-handler", "house-broken")
     (proj / "broken.py").write_text(BROKEN_HANDLER)
     packfile = proj / "modelpack.yaml"
     text = packfile.read_text().replace("paths: [handler.py]", "paths: [handler.py, broken.py]")
     packfile.write_text(text.replace("handler: handler:LinearModel", "handler: broken:Broken"))
     built = runner_store.build(proj)
-    with runner_store.targets() as targets, pytest.raises(TestFailedError) as err:
-        run_test(targets, built.tag, TestOptions(runtime="local", ready_timeout=30))
-    message = str(err.value)
-    assert "never" in message or "exited" in message
-    assert "weights are corrupt: refusing to start" in message
+    with runner_store.targets() as targets:
+        with pytest.raises(TestFailedError) as local:
+            run_test(targets, built.tag, TestOptions(runtime="local", ready_timeout=30))
+        _, pushed = api.push(targets, built.tag, f"{registry.host}/{repo}")
+        with pytest.raises(TestFailedError) as docker:
+            run_test(targets, pushed, TestOptions(runtime="docker", ready_timeout=30))
+    for err in (local, docker):
+        message = str(err.value)
+        assert "never became ready" in message or "exited" in message, message
+        assert "weights are corrupt: refusing to start" in message  # the runtime's own output
+    with runner_store.targets() as targets:  # nothing was attached for a run that never started
+        assert targets.store.referrers(built.digest, REPORT_TYPE) == []

@@ -87,6 +87,7 @@ def test_release(
             {
                 **result.to_json(),
                 "attached": outcome.attached.digest if outcome.attached else None,
+                "attachNote": outcome.attach_note,
             }
         )
     else:

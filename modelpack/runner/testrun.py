@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from modelpack.bundle.cases import Case, load_cases
-from modelpack.errors import AuthError, TestFailedError, UsageError
+from modelpack.errors import RegistryError, TestFailedError, UsageError
 from modelpack.oci.model import Descriptor, Manifest, parse
 from modelpack.oci.target import Target
 from modelpack.release.view import ReleaseView, load_release
@@ -235,8 +235,8 @@ def _attach(resolved: Resolved, report: TestReport, wanted: bool) -> tuple[Descr
         return None, "not attached (--no-attach)"
     try:
         desc = attach_report(resolved.target, report)
-    except AuthError as e:  # pull-only credentials: the run still counts, the registry just won't know
-        return None, f"not attached: {resolved.display} is read-only for us ({e.message})"
+    except RegistryError as e:  # pull-only credentials, a read-only registry: the run itself still stands
+        return None, f"not attached: {resolved.display} refused the report ({e.message})"
     except PermissionError as e:
         return None, f"not attached: cannot write to {resolved.display} ({e.strerror})"
     return desc, f"attached to {resolved.display} as {desc.digest}"
