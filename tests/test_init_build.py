@@ -155,6 +155,7 @@ class WorkflowRun:
         inputs: Mapping[str, str] | None = None,
         skip: tuple[str, ...] = ("Install modelpack",),
         replace: Mapping[str, str] | None = None,
+        env_overrides: Mapping[str, str] | None = None,
     ) -> list[subprocess.CompletedProcess[str]]:
         context = {f"inputs.{k}": v for k, v in (inputs or {}).items()}
         github_env = self.tmp / f"github-env-{name}-{sha[:7]}"
@@ -167,6 +168,7 @@ class WorkflowRun:
             "GITHUB_SHA": sha,
             "GITHUB_ENV": str(github_env),
             "RUNNER_TEMP": str(runner_temp),
+            **(env_overrides or {}),
         }
         cwd = self.workdir / self.workflow.get("defaults", {}).get("run", {}).get("working-directory", ".")
         results = []
@@ -227,6 +229,10 @@ def test_generated_workflows_release_promote_and_roll_back(
     # a pull request: built, pushed to the runner's throwaway registry, tested in its serving image
     pipeline.job("check", sha=sha_a, replace={"localhost:5000": registry.host})
     assert digest(f"{registry.host}/house-prices:0.1.0-aaaaaaa").startswith("sha256:")
+    report = json.loads((tmp_path / "runner-check-aaaaaaa" / "report.json").read_text())
+    assert report["runtime"] == "docker" and report["passed"] is True  # in the serving image
+    assert [(c["name"], c["passed"]) for c in report["cases"]] == [("one-row", True), ("two-rows", True)]
+    assert (tmp_path / "runner-check-aaaaaaa" / "junit.xml").exists()
 
     # two pushes to main: each a release of its own, tested, then staging
     pipeline.job("release", sha=sha_a)
@@ -247,3 +253,32 @@ def test_generated_workflows_release_promote_and_roll_back(
     assert digest(f"{dest}:prod") == a
     history = steps[-1].stdout
     assert "0.1.0-aaaaaaa" in history and "0.1.0-bbbbbbb" in history and "latency spike" in history
+
+
+@pytest.mark.engine
+@pytest.mark.slow
+def test_release_example_workflow_runs_against_the_test_registry(
+    tmp_path: Path, registry, repo: str, docker_engine
+) -> None:  # type: ignore[no-untyped-def]
+    """.github/workflows/release-example.yml's steps, with the test registry in place of the service
+    container and the debootstrap base in place of Docker Hub's python:3.11-slim."""
+    venv_bin = str(Path(sys.executable).parent)
+    env = {
+        **os.environ,
+        "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+        "MODELPACK_STORE": str(tmp_path / "store"),
+        "TESTCONTAINERS_RYUK_DISABLED": "true",
+    }
+    env.pop("MODELPACK_VERBOSE", None)
+    dest = f"{registry.host}/{repo}"
+    run = WorkflowRun(ROOT / ".github/workflows/release-example.yml", ROOT, env, tmp_path)
+    steps = run.job(
+        "iris",
+        sha="d" * 40,
+        skip=("Install modelpack", "Base image in the local registry"),
+        env_overrides={"REPO": dest, "BASE": docker_engine.base_ref},
+    )
+    assert digest(f"{dest}:staging") == digest(f"{dest}:1.0.0")
+    report = json.loads((tmp_path / "runner-iris-ddddddd" / "report.json").read_text())
+    assert report["passed"] is True and len(report["cases"]) == 6
+    assert "1.0.0" in steps[-1].stdout  # the history of staging names the promoted version
