@@ -10,9 +10,12 @@ from typing import Any
 import pytest
 
 from modelpack.bundle.cases import parse_cases
+from modelpack.bundle.record import Record
+from modelpack.errors import TestFailedError, UsageError
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Manifest
+from modelpack.release.view import ReleaseView
 from modelpack.runner.cases import CaseResult, LatencyError, measure_latency, run_cases
 from modelpack.runner.gates import GateResult, evaluate_gates, latency_of, percentile
 from modelpack.runner.report import (
@@ -24,6 +27,8 @@ from modelpack.runner.report import (
     junit_xml,
     passing_report,
 )
+from modelpack.runner.testrun import choose_runtime
+from modelpack.targets import Targets
 
 CASES = parse_cases(
     {
@@ -186,3 +191,37 @@ def test_passing_report_is_for_exactly_that_digest_and_the_newest_pass(tmp_path:
     assert isinstance(found, Descriptor) and found.digest == newer.digest != older.digest
     assert found.artifact_type == REPORT_TYPE
     assert passing_report(store, second) is None  # reports of another digest never count
+
+
+def _view(image: bool) -> ReleaseView:
+    digest = "sha256:" + "c" * 64
+    return ReleaseView(
+        digest=digest,
+        media_type=mt.OCI_INDEX,
+        is_index=True,
+        record=Record(name="iris", version="1.0.0", created="2026-01-01T00:00:00Z"),
+        bundle=Descriptor(mt.OCI_MANIFEST, digest, 10),
+        bundle_manifest=None,
+        image=Descriptor(mt.OCI_MANIFEST, "sha256:" + "d" * 64, 10) if image else None,
+    )
+
+
+def test_runtime_choice(tmp_path: Path) -> None:
+    up, down = (lambda: True), (lambda: False)
+    with Targets(store_path=tmp_path / "store") as targets:
+        remote = targets.open("127.0.0.1:5000/acme/iris:1.0.0")
+        layout = targets.open(f"oci:{tmp_path / 'layout'}:1.0.0")
+        assert choose_runtime(remote, _view(True), "auto", up)[0] == "docker"
+        assert choose_runtime(remote, _view(True), "auto", down) == ("local", "no Docker engine answered")
+        assert choose_runtime(remote, _view(False), "auto", up) == (
+            "local",
+            "the release has no serving image",
+        )
+        assert choose_runtime(layout, _view(True), "auto", up)[0] == "local"
+        assert choose_runtime(remote, _view(True), "local", up)[0] == "local"
+        with pytest.raises(UsageError, match="push it first"):
+            choose_runtime(layout, _view(True), "docker", up)
+        with pytest.raises(UsageError, match="no serving image"):
+            choose_runtime(remote, _view(False), "docker", up)
+        with pytest.raises(TestFailedError, match="no Docker engine answers"):
+            choose_runtime(remote, _view(True), "docker", down)
