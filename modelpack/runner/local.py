@@ -118,7 +118,8 @@ def release_command(
     note = f"local process on the serving image's packages (deps layer {image.deps_layer[:19]})"
     python = interpreter_for(serving.get("python") if isinstance(serving.get("python"), str) else None)
     argv = (python, "-S", "-m", "modelpack.serve", *flags)
-    return ServeCommand(argv, {**env, "PYTHONPATH": os.pathsep.join(path)}, path, note, host, port)
+    env = {**image.env, **env, "PYTHONPATH": os.pathsep.join(path)}
+    return ServeCommand(argv, env, path, note, host, port)
 
 
 def project_command(project: Path, *, host: str = "127.0.0.1", port: int | None = None) -> ServeCommand:

@@ -10,12 +10,13 @@ second `modelpack test` running in parallel) never sees half an entry.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelpack.image.config import DEPS_DIR, RUNTIME_DIR
@@ -30,6 +31,10 @@ SERVED_KINDS = (mt.MODEL_WEIGHT_TAR, mt.MODEL_WEIGHT_CONFIG_TAR, mt.MODEL_CODE_T
 _DEPS = DEPS_DIR.strip("/")
 _RUNTIME = RUNTIME_DIR.strip("/")
 _PARENTS = {"opt", "opt/modelpack"}
+# Image Env entries that name paths inside the image or are set per run: never copied to a local process.
+_IMAGE_ONLY_ENV = frozenset(
+    {"PATH", "HOME", "PYTHONPATH", "PYTHONHOME", "MODELPACK_SERVING_CONFIG", "PORT", "HOST", "WORKERS"}
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class ImageRuntime:
     deps: Path  # the image's pinned packages (pip --target tree)
     runtime: Path | None  # the image's copy of modelpack.serve; None: use the installed one
     deps_layer: str  # digest
+    env: Mapping[str, str] = field(default_factory=dict)  # the image's Env a local process should see too
 
 
 def release_files(
@@ -99,7 +105,25 @@ def image_runtime(target: Target, release: ReleaseView, cache_root: Path) -> Ima
         runtime_root = cache_root / "layers" / runtime.digest.split(":", 1)[1]
         _materialize(target, [runtime], runtime_root)
         runtime_path = runtime_root / _RUNTIME
-    return ImageRuntime(deps=deps_root / _DEPS, runtime=runtime_path, deps_layer=deps.digest)
+    return ImageRuntime(
+        deps=deps_root / _DEPS, runtime=runtime_path, deps_layer=deps.digest, env=_image_env(target, image)
+    )
+
+
+def _image_env(target: Target, image: Manifest) -> dict[str, str]:
+    """The image config's Env (serving.env from modelpack.yaml among it), minus what names image paths."""
+    with target.read_blob(image.config) as chunks:
+        data = b"".join(chunks)
+    try:
+        raw = json.loads(data).get("config", {}).get("Env") or []
+    except (ValueError, AttributeError):
+        return {}
+    env: dict[str, str] = {}
+    for item in raw:
+        key, sep, value = str(item).partition("=")
+        if sep and key not in _IMAGE_ONLY_ENV:
+            env[key] = value
+    return env
 
 
 def layer_kind(target: Target, desc: Descriptor) -> str | None:
