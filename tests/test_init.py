@@ -302,3 +302,39 @@ def test_the_wheel_carries_the_templates_and_finds_them(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == str(site / "modelpack" / "_templates")
     assert load_packfile(tmp_path / "proj").code.handler == "handler:Model"
+
+
+def test_cases_from_the_reference_evaluator_agree_with_onnxruntime() -> None:
+    # onnxruntime is optional for modelpack itself: without it, onnx's own evaluator makes the cases
+    model = EXAMPLES / "iris-onnx" / "model.onnx"
+    by_ort = scaffold.init_onnx.cases_for(model, scaffold.init_onnx.run_with_onnxruntime)
+    by_reference = scaffold.init_onnx.cases_for(model, scaffold.init_onnx.run_with_reference)
+    assert by_ort.reason is None and by_reference.reason is None
+    (ort_case,), (ref_case,) = by_ort.cases, by_reference.cases
+    assert ref_case["inputs"] == ort_case["inputs"]
+    for got, want in zip(ref_case["outputs"], ort_case["outputs"], strict=True):
+        assert (got["name"], got["shape"], got["datatype"]) == (want["name"], want["shape"], want["datatype"])
+        assert got["data"] == pytest.approx(want["data"], abs=1e-5)
+
+
+def test_a_model_it_cannot_run_gets_no_cases_and_a_note(tmp_path: Path) -> None:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["text"], ["same"])],
+        "strings",
+        [helper.make_tensor_value_info("text", TensorProto.STRING, [1])],
+        [helper.make_tensor_value_info("same", TensorProto.STRING, [1])],
+    )
+    model = tmp_path / "strings.onnx"
+    model.write_bytes(helper.make_model(graph).SerializeToString())
+    proj = tmp_path / "proj"
+    result = scaffold.init(proj, model=model)
+    assert result.notes == (
+        "no golden cases: the model's input 'text' is not a numeric tensor; write cases.json by hand",
+    )
+    assert not (proj / "cases.json").exists()
+    pf = load_packfile(proj)
+    assert pf.tests.cases is None and pf.tests.gates  # the gates stay; the cases line is commented out
+    cli = run_cli("init", str(tmp_path / "proj2"), "--model", str(model))
+    assert cli.returncode == 0 and "note: no golden cases" in cli.stderr
