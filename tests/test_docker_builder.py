@@ -227,3 +227,27 @@ def test_system_packages_need_the_docker_builder(tmp_path: Path) -> None:
         api.build(proj, LayoutStore(tmp_path / "s"), image=True, builder="daemonless", environ=EPOCH)
     with pytest.raises(UsageError, match="unknown builder"):
         api.build(proj, LayoutStore(tmp_path / "s"), image=True, builder="kaniko", environ=EPOCH)
+
+
+def test_system_packages_come_first_and_every_stage_sees_them() -> None:
+    layers = [docker_builder.ContextLayer(f"layers/{i}.tar", f"layer {i}") for i in (1, 2)]
+    text = docker_builder.render_dockerfile(
+        {
+            "name": "n", "version": "1", "modelpack_version": "0", "base": "r/b@sha256:" + "a" * 64,
+            "system_packages": ["libgomp1", "curl"], "pip_wheel": "pip-1-py3-none-any.whl",
+            "deps_dir": "/opt/modelpack/deps", "runtime_dir": "/opt/modelpack/runtime",
+            "serving_config": "/opt/modelpack/serving.json", "layers": layers,
+            "env": [("A", docker_builder._dq("x$y"))], "labels": [], "port": 8080, "workdir": "/",
+            "user": NONROOT, "cmd": ["python3"],
+            "healthcheck": {"test": ["true"], "interval": "1s", "timeout": "1s", "start_period": "1s",
+                            "retries": 1},
+        }
+    )  # fmt: skip
+    steps = [line.split()[0] for line in text.splitlines() if line and not line.startswith(("#", " "))]
+    assert steps == [
+        "FROM", "RUN", "FROM", "COPY", "RUN", "RUN", "FROM", "COPY", "COPY", "ADD", "ADD", "COPY",
+        "ENV", "EXPOSE", "WORKDIR", "USER", "HEALTHCHECK", "CMD",
+    ]  # fmt: skip
+    assert "apt-get install -y --no-install-recommends libgomp1 curl" in text
+    assert "FROM system AS deps" in text and 'ENV A="x\\$y"' in text
+    assert text.index("ADD layers/1.tar /") < text.index("ADD layers/2.tar /")

@@ -14,18 +14,17 @@ layers referenced as the daemonless builder references them, and pushed by model
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jinja2
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 import modelpack
+from modelpack import templates
 from modelpack.bundle.build import BundleResult
 from modelpack.errors import BuildError
 from modelpack.image import wheels
@@ -63,12 +62,6 @@ class ContextLayer:
     title: str  # a comment in the Dockerfile
 
 
-def template_dirs() -> list[Path]:
-    """`modelpack/_templates` in an installed wheel (pyproject force-include), else the repo's templates/."""
-    package = Path(modelpack.__file__).parent
-    return [p for p in (package / "_templates", package.parent / "templates") if p.is_dir()]
-
-
 def _dq(value: object) -> str:
     """A double-quoted Dockerfile word: ENV and LABEL expand `$` and read backslash escapes."""
     text = str(value)
@@ -78,17 +71,8 @@ def _dq(value: object) -> str:
 
 
 def render_dockerfile(values: Mapping[str, Any]) -> str:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(template_dirs()),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,  # a Dockerfile, not HTML: quoting is the dq filter's job
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    env.filters["dq"] = _dq
-    env.filters["json"] = json.dumps
-    return env.get_template(DOCKERFILE).render(**values)
+    """templates/Dockerfile.j2, found and rendered (strictly) as every modelpack template is."""
+    return templates.render(DOCKERFILE, **values)
 
 
 def _seconds(ns: int) -> str:
@@ -125,8 +109,9 @@ def dockerfile_values(
         "runtime_dir": RUNTIME_DIR,
         "serving_config": SERVING_CONFIG,
         "layers": list(layers),
-        "env": [(k, v) for k, _, v in env],
-        "labels": sorted((inner.get("Labels") or {}).items()),
+        # ENV and LABEL words, quoted here: the template only places them
+        "env": [(k, _dq(v)) for k, _, v in env],
+        "labels": [(_dq(k), _dq(v)) for k, v in sorted((inner.get("Labels") or {}).items())],
         "port": port,
         "workdir": inner["WorkingDir"],
         "user": inner["User"],
