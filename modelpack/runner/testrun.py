@@ -20,8 +20,8 @@ from modelpack.errors import RegistryError, TestFailedError, UsageError
 from modelpack.oci.model import Descriptor, Manifest, parse
 from modelpack.oci.target import Target
 from modelpack.release.view import ReleaseView, load_release
-from modelpack.runner.cases import LatencyError, measure_latency, run_cases
-from modelpack.runner.gates import Latency, evaluate_gates
+from modelpack.runner.cases import CaseResult, LatencyError, measure_latency, run_cases
+from modelpack.runner.gates import GateResult, Latency, evaluate_gates
 from modelpack.runner.report import ReleaseInfo, TestReport, attach_report
 from modelpack.runner.unpacked import ReleaseFiles, image_runtime, release_files
 from modelpack.targets import Resolved, Targets
@@ -94,30 +94,11 @@ def run_test(
     if n < 1:
         raise UsageError(f"--requests {n}: must be at least 1")
     server = _server(resolved, release, runtime, files, cache_root, options, info)
-    with server as (url, detail), httpx.Client(timeout=30.0) as http:
+    with server as (url, detail):
         note = f"{note}; {detail}" if detail else note
-        infer = _inferrer(http, url, release.record.name)
-        results = run_cases(cases, infer)
-        info(f"{sum(r.passed for r in results)}/{len(results)} golden cases passed; timing {n} requests")
-        latency: Latency | None = None
-        latency_problem = "no golden case to time" if not cases else ""
-        if cases:
-            try:
-                latency = measure_latency(cases[0].request(), infer, n)
-            except (LatencyError, httpx.HTTPError) as e:
-                latency_problem = str(e)
+        results, latency, latency_problem = _exercise(url, release.record.name, cases, n, info)
     size_mb = image_size_mb(resolved.target, release)
-    metrics = {k: m.value for k, m in release.record.metrics.items()}
-    metrics.update(latency.metrics() if latency else {})
-    if size_mb is not None:
-        metrics["image_size_mb"] = size_mb
-    gates = evaluate_gates(list(release.record.tests.get("gates") or ()), metrics)
-    if latency_problem:
-        gates = tuple(
-            g if g.passed or not g.gate.startswith("latency_") else
-            type(g)(g.gate, None, False, f"latency not measured: {latency_problem}")
-            for g in gates
-        )  # fmt: skip
+    gates = _gates(release, latency, latency_problem, size_mb)
     report = TestReport(
         reference=resolved.display,
         release=ReleaseInfo(
@@ -140,6 +121,41 @@ def run_test(
     )
     attached, attach_note = _attach(resolved, report, options.attach)
     return TestOutcome(report, attached, attach_note)
+
+
+def _exercise(
+    url: str, name: str, cases: tuple[Case, ...], n: int, info: Callable[[str], None]
+) -> tuple[tuple[CaseResult, ...], Latency | None, str]:
+    """Golden cases, then latency over the first case's request; (results, latency, why no latency)."""
+    with httpx.Client(timeout=30.0) as http:
+        infer = _inferrer(http, url, name)
+        results = run_cases(cases, infer)
+        info(f"{sum(r.passed for r in results)}/{len(results)} golden cases passed; timing {n} requests")
+        if not cases:
+            return results, None, "no golden case to time"
+        try:
+            return results, measure_latency(cases[0].request(), infer, n), ""
+        except (LatencyError, httpx.HTTPError) as e:
+            return results, None, str(e)
+
+
+def _gates(
+    release: ReleaseView, latency: Latency | None, latency_problem: str, size_mb: float | None
+) -> tuple[GateResult, ...]:
+    metrics = {k: m.value for k, m in release.record.metrics.items()}
+    metrics.update(latency.metrics() if latency else {})
+    if size_mb is not None:
+        metrics["image_size_mb"] = size_mb
+    gates = evaluate_gates(list(release.record.tests.get("gates") or ()), metrics)
+    if not latency_problem:
+        return gates
+    # say why latency is missing rather than "was not measured"
+    return tuple(
+        GateResult(g.gate, None, False, f"latency not measured: {latency_problem}")
+        if not g.passed and g.gate.startswith("latency_")
+        else g
+        for g in gates
+    )
 
 
 def choose_runtime(
