@@ -110,3 +110,10 @@ def test_cli_flags_map_to_config_keys(tmp_path: Path) -> None:
 def test_no_config_at_all_says_what_to_do() -> None:
     with pytest.raises(ConfigError, match="pass --config FILE, set MODELPACK_SERVING_CONFIG, or give --name"):
         load(None, {}, {})
+
+
+def test_host_from_env_so_a_host_network_container_binds_loopback(tmp_path: Path) -> None:
+    path = write(tmp_path / "serving.json", {"name": "iris", "model": "model.onnx"})
+    assert load(path, {}).host == "0.0.0.0"
+    assert load(path, {"HOST": "127.0.0.1"}).host == "127.0.0.1"
+    assert load(path, {"HOST": "127.0.0.1"}, {"host": "::1"}).host == "::1"  # a flag still wins

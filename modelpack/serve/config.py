@@ -10,7 +10,7 @@ Schema (JSON object; only `name` is required):
     code_dir        str   directory put first on sys.path for custom handlers            (default /code)
     bundle_digest   str   digest of the bundle artifact manifest, shown by /metadata     (default none)
     record_summary  dict  e.g. {"metrics": {...}, "revision": ...}, shown by /metadata   (default {})
-    host            str   listen address                                                (default 0.0.0.0)
+    host            str   listen address; env HOST overrides it                          (default 0.0.0.0)
     port            int   listen port; env PORT overrides it                             (default 8080)
     workers         int   uvicorn worker processes; env WORKERS overrides it             (default 1)
     inference       str   "inline": predict on the event loop, fastest for small models (measured:
@@ -134,7 +134,7 @@ def load(
 ) -> ServingConfig:
     """The config from `path` (else env, else the default path when it exists), env and flag overrides.
 
-    Precedence, lowest first: built-in defaults, the file, env PORT/WORKERS/MODELPACK_INDEX_DIGEST, flags
+    Precedence, lowest first: built-in defaults, the file, env PORT/WORKERS/HOST/MODELPACK_INDEX_DIGEST, flags
     (the environment beats the file because `docker run -e PORT=...` must move a built image's port).
     """
     explicit = path or (Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else None)
@@ -153,6 +153,9 @@ def load(
                 raise ConfigError(f"environment {var}={env[var]!r} is not an integer") from None
     if env.get(INDEX_DIGEST_ENV):
         data["index_digest"] = env[INDEX_DIGEST_ENV]
+    if env.get("HOST"):
+        # With host networking (an engine without a bridge) the container must be told to bind loopback.
+        data["host"] = env["HOST"]
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     if "name" not in data and explicit is None:
         raise ConfigError(
