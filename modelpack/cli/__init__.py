@@ -29,7 +29,12 @@ def main(argv: list[str] | None = None) -> int:
         Settings.verbose = True
     code = 0
     try:
-        app(args=args, prog_name="modelpack", standalone_mode=False)
+        returned = app(args=args, prog_name="modelpack", standalone_mode=False)
+        # Outside standalone mode typer returns an Exit's code, and turns Ctrl-C into a returned 130.
+        if isinstance(returned, int) and not isinstance(returned, bool) and returned:
+            code = returned
+            if code == 130:
+                _err("interrupted")
     except ModelpackError as e:
         if Settings.verbose:
             traceback.print_exc()
