@@ -11,6 +11,7 @@ from modelpack.cli._app import app
 from modelpack.cli._options import CaFileOpt, InsecureOpt, JsonOpt, PlainHttpOpt, StoreOpt, open_targets
 
 if TYPE_CHECKING:
+    from modelpack.release.history import Event
     from modelpack.release.promote import MoveResult
 
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Say what would change; change nothing.")]
@@ -37,6 +38,12 @@ def _render(result: MoveResult, as_json: bool) -> None:
     )
     if not result.dry_run:
         typer.echo(e.to_digest)
+
+
+def _arrow(e: Event) -> str:
+    from modelpack.release.history import short
+
+    return f"{short(e.from_digest)} -> {short(e.to_digest)}"
 
 
 @app.command()
@@ -155,26 +162,16 @@ def history(
     if not entries:
         _output.info(f"no recorded events for {place.ref_text(env)} (it names {short(current)})")
         return
-    rows = []
+    rows = [["", "when (UTC)", "action", "version", "from -> to", "who", "reason"]]
     for e, in_effect in entries:
-        mark = (
-            "*"
-            if in_effect and head is not None and e.digest == head.digest and e.to_digest == current
-            else ""
-        )
+        is_current = in_effect and head is not None and e.digest == head.digest and e.to_digest == current
         status = e.action + (" (forced)" if e.forced else "") + ("" if in_effect else " SUPERSEDED")
-        rows.append(
-            [
-                mark,
-                e.when,
-                status,
-                e.version,
-                f"{short(e.from_digest)} -> {short(e.to_digest)}",
-                e.who,
-                e.reason,
-            ]
-        )
-    _output.table(["", "when", "action", "version", "from -> to", "who", "reason"], rows)
+        when = e.when[:19].replace("T", " ")
+        rows.append(["*" if is_current else "", when, status, e.version, _arrow(e), e.who, e.reason])
+    # Plain aligned lines, never wrapped: a history is read in terminals of any width and in CI logs.
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        typer.echo(("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1]).rstrip())
     if head is not None and head.to_digest != current:
         _output.info(
             f"note: {env} names {short(current)}, which no recorded event put there (moved outside modelpack)"

@@ -59,7 +59,7 @@ def open_release(targets: Targets, text: str) -> tuple[Place, str]:
     resolved = targets.open(text)
     if resolved.ref is None:
         raise UsageError(f"{text!r} names no release", hint="add the version, e.g. REPO:1.4.0")
-    if resolved.is_local:
+    if resolved.reference is None:  # the local store: its tags are NAME:VERSION
         name, _, version = resolved.ref.rpartition(":")
         return Place(resolved.target, name, name), version
     reference = resolved.reference
