@@ -47,6 +47,17 @@ def iris(image_store: LayoutStore, docker_engine) -> Built:  # type: ignore[no-u
     return Built(image_store, result, docker_engine.base_ref)
 
 
+def _listeners(port: int) -> set[str]:
+    """IPv4 addresses with a socket listening on `port`, from /proc/net/tcp (state 0A = LISTEN)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        addr, hex_port = local.split(":")
+        if state == "0A" and int(hex_port, 16) == port:
+            found.add(".".join(str(b) for b in reversed(bytes.fromhex(addr))))
+    return found
+
+
 def _doc(store: LayoutStore, ref: str) -> Manifest | Index:
     raw = store.get_manifest(ref)
     return parse(raw.raw, raw.media_type)
@@ -128,6 +139,8 @@ def test_push_pull_run_serves_the_golden_cases(iris: Built, registry, repo: str,
             assert case.compare(response.json()) == (), case.name
         user = docker_engine.client.containers.get(running.container_id).attrs["Config"]["User"]
         assert user == NONROOT
+        port = int(running.url.rsplit(":", 1)[1])
+        assert _listeners(port) == {"127.0.0.1"}  # host network, but bound to loopback only
 
 
 def test_a_code_change_uploads_only_small_layers(
