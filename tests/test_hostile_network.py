@@ -170,3 +170,14 @@ def test_one_byte_a_second_hits_the_read_timeout(where: str) -> None:
     # headers: two attempts (the retry policy) of ~0.5 s each; body: the first stalled read ends it
     assert elapsed < 4, elapsed
     assert script.count <= 2
+
+
+def test_deeply_nested_manifest_is_a_clear_error() -> None:
+    nested = b"[" * 200_000
+    script = Scripted(lambda n: (200, {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}, nested))
+    with scripted_server(script) as host:
+        with _client(host) as client, pytest.raises(RegistryError, match="not valid JSON"):
+            RegistryRepository(client, "acme/iris").get_manifest("1.0.0")
+        cli = run_cli("inspect", f"{host}/acme/iris:1.0.0")
+    assert cli.returncode == 1 and cli.stderr.count("\n") == 1, cli.stderr
+    assert "internal error" not in cli.stderr

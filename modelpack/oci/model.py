@@ -241,6 +241,8 @@ def parse(raw: bytes, media_type: str | None = None) -> Manifest | Index:
         obj = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise InputError(f"manifest is not valid JSON: {e}") from None
+    except RecursionError:  # `[[[[...` from a hostile registry: nested past what json can decode
+        raise InputError("manifest is not valid JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise InputError("manifest is not a JSON object")
     kind = obj.get("mediaType") or media_type

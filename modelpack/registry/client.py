@@ -178,7 +178,7 @@ class RegistryRepository:
         media_type = response.headers.get("content-type", "").split(";")[0].strip()
         try:
             media_type = json.loads(raw).get("mediaType") or media_type
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             raise RegistryError(f"{_what(ref)} in {self.describe()} is not valid JSON") from None
         actual = digests.of_bytes(raw)
         expected = ref if digests.is_digest(ref) else response.headers.get("docker-content-digest")
