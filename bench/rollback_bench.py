@@ -49,6 +49,7 @@ MODELPACK = Path(sys.executable).parent / "modelpack"
 REGISTRY_BIN = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 SIZES = {"1M": 1024 * 1024, "1G": 1024 * 1024 * 1024}
 PIECE = 4 * 1024 * 1024
+GNU_TIME = "/usr/bin/time" if os.path.exists("/usr/bin/time") else None
 
 
 def free_port() -> int:
@@ -180,17 +181,19 @@ class Timed:
 
 
 def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
-    """Wall ms and the child's peak RSS (MiB) of one command; fails loudly."""
-    with tempfile.TemporaryFile() as err:  # a file, not a pipe: wait4 must not block on a full pipe
+    """Wall ms and the command's peak RSS (MiB) of one command; fails loudly. The RSS comes from GNU time
+    (`%M`), whose child is forked from a small C process: a child forked from this Python process would
+    report this process's own RSS as its peak (Linux keeps the pre-exec high-water mark)."""
+    with tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r") as rss:
+        wrapped = [GNU_TIME, "-f", "%M", "-o", rss.name, *cmd] if GNU_TIME else cmd
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.run(wrapped, stdout=subprocess.DEVNULL, stderr=err, env=env, check=False)
         elapsed = (time.perf_counter() - start) * 1000
-        proc.returncode = os.waitstatus_to_exitcode(status)
         if proc.returncode != 0:
             err.seek(0)
             raise SystemExit(f"{' '.join(cmd)} failed: {err.read().decode(errors='replace')[-800:]}")
-    return elapsed, usage.ru_maxrss / 1024
+        peak_kib = float(rss.read().strip().splitlines()[-1]) if GNU_TIME else float("nan")
+    return elapsed, peak_kib / 1024
 
 
 def timed_commands(cmds: list[list[list[str]]], env: dict[str, str] | None = None) -> Timed:
@@ -258,7 +261,7 @@ def main() -> None:
     args = parser.parse_args()
     with_docker = not args.no_docker and docker_available()
     print(f"load average before: {load()} (2 cores shared with other runs: absolute numbers move with it)")
-    rows, trips = [], []
+    rows, trips, starts = [], [], []
     with tempfile.TemporaryDirectory(prefix="rollback-bench-") as tmp_text:
         tmp = Path(tmp_text)
         registry = Registry(tmp)
@@ -283,6 +286,9 @@ def main() -> None:
                         for i in range(args.cli_rounds)
                     ],
                     env,
+                )
+                startup = timed_commands(
+                    [[[str(MODELPACK), "--version"]] for _ in range(args.cli_rounds)], env
                 )
                 cli_rollback = timed_commands(
                     [[[str(MODELPACK), "rollback", ref, "prod"]] for _ in range(args.cli_rounds)], env
@@ -337,6 +343,7 @@ def main() -> None:
                 )
                 rows.append((label, lib_promote, lib_rollback, cli_promote, cli_rollback, skopeo, docker))
                 trips.append(round_trip)
+                starts.append(startup.median)
         finally:
             registry.stop()
     print(f"load average after: {load()}")
@@ -361,7 +368,8 @@ def main() -> None:
         rss = f"{lp.rss_mib:.0f}, {cp.rss_mib:.0f}, {sk.rss_mib:.0f}, " + (f"{dk.rss_mib:.0f}" if dk else "-")
         print(f"| {label} | {sk.median / cp.median:.1f}x | {dock} | {sk.median / lp.median:.1f}x | {rss} |")
     print()
-    for (label, lp, lr, *_), trip in zip(rows, trips, strict=True):
+    for (label, lp, lr, *_), trip, begin in zip(rows, trips, starts, strict=True):
+        print(f"{label}: `modelpack --version` (interpreter start + CLI imports) median {begin:.0f} ms")
         print(
             f"{label}: manifest GET (one round trip) median {trip:.1f} ms; promote = {lp.median / trip:.0f} "
             f"round trips, rollback = {lr.median / trip:.0f} (the registry's latency under this load)"

@@ -223,7 +223,10 @@ def read_state(place: Place, env: str, rt: Runtime) -> State:
         except NotFoundError:
             return None
 
-    return State(again(rt, tagged), again(rt, lambda: load_history(place.target, env, place.name)))
+    with ThreadPoolExecutor(1) as pool:  # two independent reads: one round trip of latency, not two
+        current = pool.submit(again, rt, tagged)
+        history = again(rt, lambda: load_history(place.target, env, place.name))
+        return State(current.result(), history)
 
 
 def at(digest: str | None) -> str:
