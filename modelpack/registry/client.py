@@ -153,9 +153,10 @@ class RegistryRepository:
     ) -> None:
         """Upload from a one-shot stream: resumable within the current chunk, which is kept in memory."""
         opts = self.upload_options
-        source = OneShotSource(chunks, keep=opts.chunk_size)
+        chunk = min(opts.chunk_size, opts.stream_chunk_size)
+        source = OneShotSource(chunks, keep=chunk)
         # A restart re-reads from byte 0, so a monolithic PUT is only safe within what the source keeps.
-        small = dataclasses.replace(opts, monolithic_max=min(opts.monolithic_max, opts.chunk_size))
+        small = dataclasses.replace(opts, monolithic_max=min(opts.monolithic_max, chunk), chunk_size=chunk)
         push_blob(self.client, self.name, desc, source.open_at, progress=progress, options=small)
 
     # manifests

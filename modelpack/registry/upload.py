@@ -33,7 +33,12 @@ OCTET = "application/octet-stream"
 @dataclass(frozen=True)
 class UploadOptions:
     monolithic_max: int = 64 * 1024 * 1024
-    chunk_size: int = 16 * 1024 * 1024
+    # A re-readable source (a layout file, a ranged GET) streams each chunk, so a big chunk costs no
+    # memory and saves a round trip and the registry's per-PATCH work (1 GiB to distribution 2.8 on
+    # loopback: 16 MiB chunks 11.0 s median, 128 MiB 7.6 s, skopeo 11.3 s; bench/README.md).
+    chunk_size: int = 128 * 1024 * 1024
+    # A one-shot stream holds its chunk in memory to be able to resend it: bounded on its own.
+    stream_chunk_size: int = 16 * 1024 * 1024
     max_resumes: int = 8
     max_restarts: int = 2
 
