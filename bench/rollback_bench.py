@@ -209,9 +209,9 @@ def timed_commands(cmds: list[list[list[str]]], env: dict[str, str] | None = Non
     return Timed(ms, rss)
 
 
-def library(place: Place, rounds: int) -> tuple[Timed, Timed]:
+def library(place: Place, rounds: int, settle_factor: float) -> tuple[Timed, Timed]:
     """promote alternating v1/v2 (a real move each time), then rollbacks (each goes to the other)."""
-    rt = Runtime(environ={}, actor="bench")
+    rt = Runtime(environ={}, actor="bench", settle_factor=settle_factor)
     promote(place, "v1", "prod", runtime=rt)
     p_ms, r_ms = [], []
     for i in range(rounds):
@@ -258,6 +258,12 @@ def main() -> None:
     parser.add_argument("--cli-rounds", type=int, default=5)
     parser.add_argument("--docker-rounds", type=int, default=3)
     parser.add_argument("--no-docker", action="store_true")
+    parser.add_argument(
+        "--settle-factor",
+        type=float,
+        default=Runtime().settle_factor,
+        help="library calls only: 0 shows what the race settle wait costs (the CLI keeps the default)",
+    )
     args = parser.parse_args()
     with_docker = not args.no_docker and docker_available()
     print(f"load average before: {load()} (2 cores shared with other runs: absolute numbers move with it)")
@@ -278,7 +284,7 @@ def main() -> None:
                         push_release(repo, v, v, layer)
                         layer.unlink()
                     place = Place(repo, None, ref)
-                    lib_promote, lib_rollback = library(place, args.rounds)
+                    lib_promote, lib_rollback = library(place, args.rounds, args.settle_factor)
                     round_trip = statistics.median(get_ms(repo) for _ in range(args.rounds))
                 cli_promote = timed_commands(
                     [
