@@ -11,6 +11,7 @@ import email.utils
 import logging
 import random
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -75,6 +76,8 @@ class RegistryClient:
         # Loopback registries default to plain HTTP as in docker; one that turns out to speak TLS is
         # switched to HTTPS on its first answer (see send). A CA file says the caller expects TLS there.
         self._may_upgrade = plain_http is None and is_loopback(self.api_host) and ca_file is None
+        self._upgraded = False
+        self._upgrade_lock = threading.Lock()
         if plain_http is None:
             plain_http = is_loopback(self.api_host) and ca_file is None and not insecure
         self.plain_http = plain_http
@@ -155,7 +158,7 @@ class RegistryClient:
                 continue
             status = response.status_code
             log.debug("%s %s -> %d", method, _loggable(url), status)
-            if self._may_upgrade and status == 400 and self._speaks_tls(response, url):
+            if (self._may_upgrade or self._upgraded) and status == 400 and self._speaks_tls(response, url):
                 url = "https://" + url.removeprefix("http://")
                 continue
             self._may_upgrade = False
@@ -186,14 +189,26 @@ class RegistryClient:
 
     def _speaks_tls(self, response: httpx.Response, url: str) -> bool:
         """Go's TLS servers answer plain HTTP with this 400: the registry wants HTTPS after all."""
-        self._may_upgrade = False
         body = response.read()
         response.close()
-        if not url.startswith(self.base_url) or b"HTTP request to an HTTPS server" not in body:
-            return False
-        self.base_url = "https://" + self.api_host
-        self.plain_http = False
-        return True
+        with self._upgrade_lock:
+            if self._upgraded:  # concurrent first requests (parallel blob HEADs) all met the 400: all switch
+                return url.startswith(f"http://{self.api_host}/")
+            if not self._may_upgrade or not url.startswith(self.base_url):
+                return False
+            if response.request.method == "HEAD":  # the answer to a HEAD has no body to tell: ask a GET
+                try:
+                    body = self.http.get(f"http://{self.api_host}/v2/").content
+                except httpx.HTTPError:
+                    body = b""
+            if b"HTTP request to an HTTPS server" not in body:
+                self._may_upgrade = False
+                return False
+            self.base_url = "https://" + self.api_host
+            self.plain_http = False
+            self._upgraded = True  # before _may_upgrade goes False: a reader always sees one of them set
+            self._may_upgrade = False
+            return True
 
     def _send_plain(self, request: httpx.Request) -> httpx.Response:
         """For the token service: retried like any request, never re-authenticated."""
