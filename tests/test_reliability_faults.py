@@ -161,12 +161,16 @@ def test_sigint_during_build_leaves_a_consistent_store(tmp_path: Path) -> None:
     first = run_cli("build", str(proj), "--no-image", "--store", str(store_root), env=ENV)
     assert first.returncode == 0, first.stderr
     kept = set(_blob_files(store_root))
-    # v2 adds a large weights file: interrupted while its layer is being written
+    # v2 adds two large weights files, one layer each, in name order: a.bin's layer completes (a blob no
+    # tag names yet), then the build is interrupted while big.bin's is being written
+    (proj / "a.bin").write_bytes(os.urandom(20 * MiB))
     with (proj / "big.bin").open("wb") as f:
         f.truncate(512 * MiB)
     text = (proj / "modelpack.yaml").read_text()
     (proj / "modelpack.yaml").write_text(
-        text.replace("paths: [weights.json]", "paths: [weights.json, big.bin]").replace("0.1.0", "0.2.0")
+        text.replace("paths: [weights.json]", "paths: [weights.json, a.bin, big.bin]").replace(
+            "0.1.0", "0.2.0"
+        )
     )
     proc = subprocess.Popen(
         [MODELPACK, "build", str(proj), "--no-image", "--store", str(store_root)],
@@ -189,12 +193,14 @@ def test_sigint_during_build_leaves_a_consistent_store(tmp_path: Path) -> None:
     for blob in _blob_files(store_root):
         with blob.open("rb") as f:
             assert digests.of_stream(f)[0] == f"sha256:{blob.name}", blob
-    store = LayoutStore(store_root)
-    assert store.tags() == ["house-prices:0.1.0"]
-    result = store.gc(grace_seconds=0)
+    assert LayoutStore(store_root).tags() == ["house-prices:0.1.0"]
+    leftovers = set(_blob_files(store_root)) - kept
+    assert leftovers  # a.bin's layer: complete, valid, and named by no tag
+    gc = run_cli("gc", "--store", str(store_root), "--grace", "0", "--json")
+    assert gc.returncode == 0, gc.stderr
     assert set(_blob_files(store_root)) == kept  # leftovers of v2 gone, v1 intact
     assert not list(tmp_dir.glob("*"))
-    print(f"\ngc after SIGINT: {result}")
+    print(f"\ngc after SIGINT: {gc.stdout.strip()}")
     listed = run_cli("list", "--store", str(store_root))
     assert listed.returncode == 0 and "house-prices:0.1.0" in listed.stdout, listed.stderr
 
