@@ -2,18 +2,16 @@
 
 Warm: the layer's stat-cache key (every entry's header fields and its file's stat identity) names a
 digest whose blob the store holds, and the files' own digests are cached too: nothing is read.
-Cold: the tar stream is hashed as a whole and, file by file (in a second thread), as it is written to a
-temp file in the store, which is then renamed to its digest name. One read of every byte, one write.
+Cold: the tar stream is hashed as a whole and, file by file, as it is written to a temp file in the store,
+which is then renamed to its digest name. One read of every byte, one write.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import queue
-import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from modelpack.bundle.plan import LayerPlan
@@ -104,42 +102,6 @@ class _FileHasher:
                     self._skip, self._left = self._spans[self._i]
 
 
-class _Beside:
-    """Runs `work` on every chunk in a second thread while the caller hashes the layer: the two sha256
-    passes (the layer's, the files') then take one core each instead of running one after the other, so a
-    cold build costs about one hashing read, not two. hashlib and file writes release the GIL. The queue
-    is bounded: memory stays constant whatever the layer's size."""
-
-    def __init__(self, work: Callable[[bytes], object], depth: int = 8) -> None:
-        self._work = work
-        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=depth)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="layer-ingest", daemon=True)
-
-    def __enter__(self) -> _Beside:
-        self._thread.start()
-        return self
-
-    def put(self, chunk: bytes) -> None:
-        if self._error is not None:
-            raise self._error
-        self._queue.put(chunk)
-
-    def _run(self) -> None:
-        while (chunk := self._queue.get()) is not None:
-            if self._error is None:
-                try:
-                    self._work(chunk)
-                except BaseException as e:  # handed to the caller's thread, raised there
-                    self._error = e
-
-    def __exit__(self, *exc: object) -> None:
-        self._queue.put(None)
-        self._thread.join()
-        if self._error is not None and exc[0] is None:
-            raise self._error
-
-
 def _ingest(store: LayoutStore, plan: LayerPlan, mtime: int) -> tuple[str, int, list[tuple[str, int]]]:
     files = _FileHasher(plan.entries, mtime)
     layer = hashlib.sha256()
@@ -149,16 +111,11 @@ def _ingest(store: LayoutStore, plan: LayerPlan, mtime: int) -> tuple[str, int, 
     tmp = tmp_dir / f"layer-{os.getpid()}-{uuid.uuid4().hex[:12]}"
     try:
         with open(tmp, "wb") as f:
-
-            def hash_and_write(chunk: bytes) -> None:
+            for chunk in tar_chunks(plan.entries, mtime):
+                layer.update(chunk)
                 files.feed(chunk)
                 f.write(chunk)
-
-            with _Beside(hash_and_write) as beside:
-                for chunk in tar_chunks(plan.entries, mtime):
-                    beside.put(chunk)
-                    layer.update(chunk)
-                    size += len(chunk)
+                size += len(chunk)
             f.flush()
             os.fsync(f.fileno())
         dgst = "sha256:" + layer.hexdigest()
