@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
+import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ from registry_helpers import client_for
 from test_promote import attach_report, make_release, runtime
 
 from modelpack.errors import PromotionError
+from modelpack.oci.layout import LayoutStore
 from modelpack.registry.client import RegistryRepository
 from modelpack.release.history import load_history
 from modelpack.release.place import Place
@@ -84,3 +87,38 @@ def test_two_processes_racing_exactly_one_wins(registry: RegistryProcess, repo: 
             # Every event in effect follows the one before it: a single chain.
             for before, after in zip(history.chain, history.chain[1:], strict=False):
                 assert after.previous_event == before.digest
+
+
+def test_two_runs_racing_on_a_layout_exactly_one_wins(tmp_path: Path) -> None:
+    """The same protocol on an `oci:` layout (index.json under a file lock): two threads, held at a
+    barrier after reading, three rounds."""
+    place = Place(LayoutStore(tmp_path / "layout"), None, f"oci:{tmp_path / 'layout'}")
+    digests = {}
+    for v in ["1.0.0"] + [f"2.{i}.{side}" for i in range(3) for side in (0, 1)]:
+        release = make_release(place.target, v, v)
+        attach_report(place.target, release)
+        digests[v] = release.digest
+    promote(place, "1.0.0", "prod", runtime=runtime())
+    for i in range(3):
+        barrier = threading.Barrier(2)
+        results: dict[str, str] = {}
+
+        def run(
+            version: str, barrier: threading.Barrier = barrier, results: dict[str, str] = results
+        ) -> None:
+            rt = Runtime(environ={}, actor=f"racer-{version}", after_read=lambda: barrier.wait(timeout=30))
+            try:
+                results[version] = "won:" + str(promote(place, version, "prod", runtime=rt).event.digest)
+            except PromotionError as e:
+                results[version] = "lost:" + str(e)
+
+        threads = [threading.Thread(target=run, args=(f"2.{i}.{side}",)) for side in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert sorted(r.split(":", 1)[0] for r in results.values()) == ["lost", "won"], results
+        winner = next(v for v, r in results.items() if r.startswith("won:"))
+        assert place.target.get_manifest("prod").digest == digests[winner]
+        head = load_history(place.target, "prod").head
+        assert head is not None and head.version == winner
