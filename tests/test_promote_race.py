@@ -89,6 +89,7 @@ def test_two_processes_racing_exactly_one_wins(registry: RegistryProcess, repo: 
                 assert after.previous_event == before.digest
 
 
+@pytest.mark.slow
 def test_two_runs_racing_on_a_layout_exactly_one_wins(tmp_path: Path) -> None:
     """The same protocol on an `oci:` layout (index.json under a file lock): two threads, held at a
     barrier after reading, three rounds."""
