@@ -251,3 +251,13 @@ def test_system_packages_come_first_and_every_stage_sees_them() -> None:
     assert "apt-get install -y --no-install-recommends libgomp1 curl" in text
     assert "FROM system AS deps" in text and 'ENV A="x\\$y"' in text
     assert text.index("ADD layers/1.tar /") < text.index("ADD layers/2.tar /")
+
+
+def test_cli_builder_flag_reaches_the_build(tmp_path: Path) -> None:
+    from clirun import run_cli
+
+    proj = tmp_path / "proj"
+    shutil.copytree(EXAMPLES / "custom-handler", proj)
+    out = run_cli("build", str(proj), "--builder", "kaniko", "--store", str(tmp_path / "store"))
+    assert out.returncode == 2, out.stderr
+    assert "unknown builder 'kaniko'" in out.stderr and "daemonless, docker" in out.stderr
