@@ -18,6 +18,8 @@ from fixtures.registry import REGISTRY_BIN, RegistryProcess
 from fixtures.require import unavailable
 from fixtures.tls import make_tls_auth
 
+from modelpack.oci.layout import LayoutStore
+
 
 def _registry_binary() -> str:
     binary = shutil.which("docker-registry") or (REGISTRY_BIN if os.path.exists(REGISTRY_BIN) else None)
@@ -64,6 +66,14 @@ def repo(request: pytest.FixtureRequest) -> str:
 def registry_repo(registry: RegistryProcess, repo: str) -> str:
     """HOST/REPO in the session registry, fresh per test."""
     return f"{registry.host}/{repo}"
+
+
+@pytest.fixture(scope="session")
+def image_store(tmp_path_factory: pytest.TempPathFactory) -> LayoutStore:
+    """One local store for every test that builds serving images: the deps layer (target-platform wheels
+    installed into a tree, the slow part of a cold image build) is then built once per lock per session.
+    Tests give their variants distinct names or versions so their tags never collide."""
+    return LayoutStore(tmp_path_factory.mktemp("image-store"))
 
 
 @pytest.fixture(scope="session")

@@ -34,12 +34,6 @@ class Built:
 
 
 @pytest.fixture(scope="session")
-def image_store(tmp_path_factory: pytest.TempPathFactory) -> LayoutStore:
-    # One store for the session: the deps layer (wheels for linux/amd64) is built once and reused.
-    return LayoutStore(tmp_path_factory.mktemp("image-store"))
-
-
-@pytest.fixture(scope="session")
 def iris(image_store: LayoutStore, docker_engine) -> Built:  # type: ignore[no-untyped-def]
     result = api.build(
         EXAMPLES / "iris-onnx", image_store, image=True, base=docker_engine.base_ref, environ=EPOCH

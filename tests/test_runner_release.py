@@ -72,9 +72,9 @@ class Store:
 
 
 @pytest.fixture(scope="session")
-def runner_store(tmp_path_factory: pytest.TempPathFactory, docker_engine) -> Store:  # type: ignore[no-untyped-def]
-    # One store for the module: the deps layer is resolved and installed once, then reused by every variant.
-    return Store(LayoutStore(tmp_path_factory.mktemp("runner-store")), docker_engine.base_ref)
+def runner_store(image_store: LayoutStore, docker_engine) -> Store:  # type: ignore[no-untyped-def]
+    # The session's shared image store: the deps layer is resolved and installed once for every variant.
+    return Store(image_store, docker_engine.base_ref)
 
 
 @pytest.fixture(scope="session")
