@@ -60,3 +60,28 @@ def test_unknown_option_is_a_usage_error_without_traceback() -> None:
     assert result.returncode == 2
     assert "--no-such-option" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_the_lazy_command_table_matches_what_the_modules_register() -> None:
+    # main() imports only the module named for the command; a command missing from the table would be
+    # "No such command" when run, and a stale entry would import the wrong module.
+    import importlib
+
+    from modelpack.cli import _commands
+    from modelpack.cli._app import app
+
+    _commands.load_all()
+    registered = {}
+    for info in app.registered_commands:
+        name = info.name or info.callback.__name__.replace("_", "-")  # type: ignore[union-attr]
+        registered[name] = info.callback.__module__.rsplit(".", 1)[1]  # type: ignore[union-attr]
+    assert registered == _commands.COMMANDS
+    for module in set(_commands.COMMANDS.values()):
+        importlib.import_module(f"modelpack.cli.{module}")
+
+
+@pytest.mark.parametrize("command", ["rollback", "build", "ls", "test"])
+def test_each_command_runs_when_only_its_module_is_loaded(command: str) -> None:
+    out = _run(command, "--help")
+    assert out.returncode == 0, out.stderr
+    assert f"modelpack {command}" in out.stdout

@@ -8,11 +8,9 @@ import traceback
 import typer
 from typer.exceptions import TyperException
 
+from modelpack.cli import _commands
 from modelpack.cli._app import Settings, app
 from modelpack.errors import ModelpackError
-
-# Command modules register themselves on `app` when imported.
-from modelpack.cli import _commands  # noqa: F401  isort: skip
 
 __all__ = ["app", "main"]
 
@@ -29,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         Settings.verbose = True
     code = 0
     try:
+        _commands.load(args)
         returned = app(args=args, prog_name="modelpack", standalone_mode=False)
         # Outside standalone mode typer returns an Exit's code, and turns Ctrl-C into a returned 130.
         if isinstance(returned, int) and not isinstance(returned, bool) and returned:

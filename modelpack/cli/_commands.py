@@ -1,11 +1,49 @@
-"""Imports every command module so each registers its commands on the app."""
+"""Which module registers which command.
 
-from modelpack.cli import (  # noqa: F401
-    build_cmds,
-    init_cmds,
-    inspect_cmds,
-    push_cmds,
-    registry_cmds,
-    release_cmds,
-    test_cmds,
-)
+`main()` imports only the module of the command being run, so `modelpack rollback` starts without
+paying for the bundle builder or the image code; `--help` (or an unknown command) imports them all so
+typer can list or reject them. tests/test_cli.py checks this table against what the modules register.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+
+COMMANDS = {
+    "build": "build_cmds",
+    "list": "build_cmds",
+    "init": "init_cmds",
+    "inspect": "inspect_cmds",
+    "diff": "inspect_cmds",
+    "pull": "inspect_cmds",
+    "unpack": "inspect_cmds",
+    "ls": "inspect_cmds",
+    "push": "push_cmds",
+    "copy": "registry_cmds",
+    "tag": "registry_cmds",
+    "login": "registry_cmds",
+    "logout": "registry_cmds",
+    "gc": "registry_cmds",
+    "promote": "release_cmds",
+    "rollback": "release_cmds",
+    "history": "release_cmds",
+    "test": "test_cmds",
+    "serve": "test_cmds",
+}
+
+
+def command_name(args: Sequence[str]) -> str | None:
+    """The subcommand in `args`: the first word that is not a root option (none of which take a value)."""
+    return next((a for a in args if not a.startswith("-")), None)
+
+
+def load(args: Sequence[str] = ()) -> None:
+    name = command_name(args)
+    modules = [COMMANDS[name]] if name in COMMANDS else sorted(set(COMMANDS.values()))
+    for module in modules:
+        importlib.import_module(f"modelpack.cli.{module}")
+
+
+def load_all() -> None:
+    load(())
