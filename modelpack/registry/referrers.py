@@ -27,7 +27,12 @@ def fallback_tag(digest: str) -> str:
 
 
 def _api(repo: RegistryRepository, digest: str, artifact_type: str | None) -> list[Descriptor] | None:
-    """The referrers API's answer, or None when the registry lacks the API (404)."""
+    """The referrers API's answer, or None when the registry lacks the API (404).
+
+    Whether the registry has the API is remembered per client: a registry does not grow or lose it
+    between two requests, and asking again cost a promotion several round trips."""
+    if repo.client.referrers_api is False:
+        return None
     params = {"artifactType": artifact_type} if artifact_type else None
     response = repo.client.send(
         "GET",
@@ -36,15 +41,16 @@ def _api(repo: RegistryRepository, digest: str, artifact_type: str | None) -> li
         headers={"Accept": mediatypes.OCI_INDEX},
         params=params,
     )
-    if response.status_code == 404:
-        return None
     content_type = response.headers.get("content-type", "").split(";")[0].strip()
     if response.status_code != 200 or content_type != mediatypes.OCI_INDEX:
-        # Some proxies answer unknown routes with 200 HTML or 400: treat as "no API", as oras-go does.
+        # 404, or a proxy answering unknown routes with 200 HTML or 400: "no API", as oras-go does.
+        repo.client.referrers_api = False
         return None
     index = parse(response.content, mediatypes.OCI_INDEX)
     if not isinstance(index, Index):
+        repo.client.referrers_api = False
         return None
+    repo.client.referrers_api = True
     found = list(index.manifests)
     applied = response.headers.get("oci-filters-applied", "")
     if artifact_type and "artifactType" not in applied:

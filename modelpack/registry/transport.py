@@ -94,6 +94,7 @@ class RegistryClient:
                     hint="pass a PEM file with the registry's CA certificate",
                 ) from None
         self.retry = retry
+        self.referrers_api: bool | None = None  # learnt on first use (referrers.py)
         self._clock, self._sleep, self._jitter = clock, sleep, jitter
         self.auth = Authenticator(
             registry, credentials if credentials is not None else credentials_from_docker(), clock, registry
