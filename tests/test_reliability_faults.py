@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from clirun import run_cli
 from fixtures.registry import RegistryProcess
@@ -26,7 +27,8 @@ from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Index, Manifest, index_of, parse
-from modelpack.registry import RegistryRepository, RetryPolicy
+from modelpack.oci.target import RawManifest
+from modelpack.registry import RegistryClient, RegistryRepository, RetryPolicy
 from modelpack.targets import Targets
 from modelpack.transfer import CopyResult, copy_graph
 
@@ -224,25 +226,26 @@ def test_two_builds_of_one_release_at_once_agree(tmp_path: Path) -> None:
 def test_two_pushes_of_one_release_at_once_agree(tmp_path: Path, registry, repo: str) -> None:  # type: ignore[no-untyped-def]
     store = LayoutStore(tmp_path / "store")
     built = api.build(EXAMPLES / "iris-onnx", store, environ=ENV)
-    dest = f"{registry.host}/{repo}"
-    results: list[CopyResult | BaseException] = []
+    for round_ in range(3):  # three fresh repositories: the race window is small, give it chances
+        dest = f"{registry.host}/{repo}-{round_}"
+        results: list[CopyResult | BaseException] = []
 
-    def push() -> None:
-        try:
-            with Targets(store_path=store.root) as targets:
-                results.append(api.push(targets, built.tag, dest)[0])
-        except BaseException as e:
-            results.append(e)
+        def push(dest: str = dest, results: list[CopyResult | BaseException] = results) -> None:
+            try:
+                with Targets(store_path=store.root) as targets:
+                    results.append(api.push(targets, built.tag, dest)[0])
+            except BaseException as e:
+                results.append(e)
 
-    threads = [threading.Thread(target=push) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert all(isinstance(r, CopyResult) for r in results) and len(results) == 2, results
-    assert {r.digest for r in results if isinstance(r, CopyResult)} == {built.digest}
-    with client_for(registry.host) as client:
-        assert RegistryRepository(client, repo).resolve("1.0.0").digest == built.digest
+        threads = [threading.Thread(target=push) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert all(isinstance(r, CopyResult) for r in results) and len(results) == 2, results
+        assert {r.digest for r in results if isinstance(r, CopyResult)} == {built.digest}
+        with client_for(registry.host) as client:
+            assert RegistryRepository(client, f"{repo}-{round_}").resolve("1.0.0").digest == built.digest
 
 
 def test_429_and_503_are_retried_for_a_bounded_time_then_fail_clearly() -> None:
@@ -257,3 +260,35 @@ def test_429_and_503_are_retried_for_a_bounded_time_then_fail_clearly() -> None:
     # five attempts, each after the server's Retry-After of 1 s: bounded, not forever
     assert script.count == 5, script.count
     assert 3.5 <= elapsed < 20, elapsed
+
+
+def test_manifest_blob_unknown_during_a_concurrent_push_is_asked_again() -> None:
+    # distribution 2.8 answers this while a concurrent push of the same blob rewrites its link
+    unknown = httpx.Response(
+        400, json={"errors": [{"code": "MANIFEST_BLOB_UNKNOWN", "message": "blob unknown to registry"}]}
+    )
+    raw = b'{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}'
+    digest = digests.of_bytes(raw)
+    for answers, ok in (([unknown, unknown], True), ([unknown] * 9, False)):
+        script = iter([*answers, httpx.Response(201, headers={"Docker-Content-Digest": digest})])
+        sent: list[str] = []
+
+        def handler(
+            request: httpx.Request, script: Iterator[httpx.Response] = script, sent: list[str] = sent
+        ) -> httpx.Response:
+            sent.append(request.method)
+            return next(script)
+
+        sleeps: list[float] = []
+        client = RegistryClient(
+            "registry.test", credentials=lambda _: None, transport=httpx.MockTransport(handler),
+            sleep=sleeps.append, jitter=lambda: 0.0,
+        )  # fmt: skip
+        repo = RegistryRepository(client, "a")
+        if ok:
+            assert repo.put_manifest("v1", RawManifest(raw, mt.OCI_INDEX, digest)) == digest
+            assert sent == ["PUT"] * 3 and len(sleeps) == 2
+        else:
+            with pytest.raises(RegistryError, match="MANIFEST_BLOB_UNKNOWN"):
+                repo.put_manifest("v1", RawManifest(raw, mt.OCI_INDEX, digest))
+            assert sent == ["PUT"] * 4  # bounded

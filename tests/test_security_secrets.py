@@ -131,3 +131,21 @@ def test_parallel_first_requests_to_a_tls_loopback_registry_all_switch_to_https(
         )
         assert client.base_url == f"https://{tls_registry.host}"
     assert [r.how for r in results] == ["upload"] * 8
+
+
+def test_cli_verifies_tls_by_default_and_ca_file_fixes_it(
+    tls_registry: RegistryProcess, tmp_path: Path
+) -> None:
+    host, user, password = tls_registry.host, tls_registry.username, tls_registry.password
+    env = {"DOCKER_CONFIG": str(_docker_config(tmp_path / "docker", host, user, password))}
+    repo = f"{tls_registry.host}/t/tls-{secrets.token_hex(3)}"
+    refused = run_cli("ls", repo, env=env)
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        f"error: TLS verification of {tls_registry.host} failed: its certificate is signed by an unknown CA "
+        "(pass --ca-file with the registry's CA certificate, or --insecure to skip verification)\n"
+    )
+    trusted = run_cli("ls", repo, "--ca-file", str(tls_registry.ca_file), env=env)
+    # past TLS and past auth: the repository simply does not exist yet
+    assert trusted.returncode == 1 and "not found" in trusted.stderr, trusted.stderr
+    assert "TLS" not in trusted.stderr

@@ -37,6 +37,7 @@ from modelpack.registry.upload import (
 from modelpack.registry.upload_source import FileOpener, OneShotSource
 
 ANN_TAG_TOMBSTONE = "dev.modelpack.tag-tombstone"
+MANIFEST_BLOB_UNKNOWN_RETRIES = 3
 
 
 class RegistryRepository:
@@ -231,13 +232,21 @@ class RegistryRepository:
         expected = digests.of_bytes(manifest.raw)
         if digests.is_digest(ref) and ref != expected:
             raise DigestMismatchError(f"manifest bytes hash to {expected}, not to {ref}; refused")
-        response = self.client.send(
-            "PUT",
-            f"/v2/{self.name}/manifests/{ref}",
-            scopes=self._scope("pull", "push"),
-            headers={"Content-Type": manifest.media_type},
-            body=manifest.raw,
-        )
+        for attempt in range(1, MANIFEST_BLOB_UNKNOWN_RETRIES + 2):
+            response = self.client.send(
+                "PUT",
+                f"/v2/{self.name}/manifests/{ref}",
+                scopes=self._scope("pull", "push"),
+                headers={"Content-Type": manifest.media_type},
+                body=manifest.raw,
+            )
+            # Blobs are pushed before the manifests naming them, so "blob unknown" here means a concurrent
+            # push of the same blob is rewriting its link (distribution 2.8's filesystem driver rewrites it
+            # in place): the same PUT a moment later succeeds.
+            if response.status_code != 400 or "MANIFEST_BLOB_UNKNOWN" not in response.text:
+                break
+            if attempt <= MANIFEST_BLOB_UNKNOWN_RETRIES:
+                self.client.backoff(attempt)
         if response.status_code not in (200, 201, 202):
             raise self.client.status_error(response, f"push of manifest {_what(ref)}", self.describe())
         reported = response.headers.get("docker-content-digest")
