@@ -207,6 +207,9 @@ def test_joblib_arrays_of_every_kind_are_followed(tmp_path: Path) -> None:
         ("torch._utils", "_rebuild_tensor_v2", "safe"),
         ("torch", "FloatStorage", "safe"),
         ("sklearn.tree._classes", "DecisionTreeClassifier", "safe"),
+        ("numpy.random._pickle", "__randomstate_ctor", "safe"),
+        ("numpy.random.bit_generator", "__pyx_unpickle_SeedSequence", "safe"),
+        ("mylib.fast", "__pyx_unpickle_Thing", "unknown"),
         ("__main__", "MyNet", "unknown"),
         ("mylib.layers", "Block", "unknown"),
     ],
@@ -219,3 +222,16 @@ def test_scan_stream_reports_garbage_without_raising() -> None:
     for data in (b"", b"\x80\x05garbage", b"not a pickle at all", b"(((((((("):
         imports, error = scan_stream(io.BytesIO(data))
         assert error is not None and imports == set()
+
+
+def test_random_states_and_trees_are_not_false_alarms() -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 3)), rng.integers(0, 2, 40)
+    forest = RandomForestClassifier(n_estimators=3, random_state=np.random.RandomState(0)).fit(x, y)
+    for obj in (forest, rng, np.random.RandomState(1)):
+        for protocol in (2, 5):
+            imports, error = scan_stream(io.BytesIO(pickle.dumps(obj, protocol=protocol)))
+            assert error is None
+            assert [f"{m}.{n}" for m, n in imports if classify(m, n) != "safe"] == []

@@ -46,7 +46,8 @@ _SAFE_GLOBALS = frozenset(
         "joblib.numpy_pickle.NumpyArrayWrapper", "joblib.numpy_pickle_compat.NDArrayWrapper",
         "torch.Size", "torch.device", "torch.dtype", "torch._tensor._rebuild_from_type_v2",
         "torch.nn.parameter.Parameter", "torch.storage.UntypedStorage", "torch.storage.TypedStorage",
-        "torch.serialization._get_layout",
+        "torch.serialization._get_layout", "numpy.random._pickle.__randomstate_ctor",
+        "numpy.random._pickle.__bit_generator_ctor", "numpy.random._pickle.__generator_ctor",
     }
 )  # fmt: skip
 # Packages whose top-level names (no dotted attribute walk) are data classes and reconstruction helpers.
@@ -114,7 +115,9 @@ def classify(module: str, name: str) -> str:
     if full in _SAFE_GLOBALS:
         return "safe"
     parts = name.split(".")
-    if any(p.startswith("__") for p in parts) or any(p in _DANGEROUS_NAMES for p in parts):
+    # Cython's generated `__pyx_unpickle_<Class>` rebuilds a cdef class from its state: not a dunder hook.
+    dunder = [p for p in parts if p.startswith("__") and not p.startswith("__pyx_unpickle_")]
+    if dunder or any(p in _DANGEROUS_NAMES for p in parts):
         return "dangerous"
     if any(p in _DANGEROUS_MODULES for p in parts):  # an attribute walk to a module: `x.os.system`
         return "dangerous"
