@@ -98,7 +98,9 @@ def test_plain_sklearn_pickle_and_joblib_pass_and_are_recorded(tmp_path: Path) -
     proj = _project(tmp_path, {"model.pkl": pickle.dumps(model), "model.joblib": buf.getvalue()})
     store = LayoutStore(tmp_path / "store")
     result = api.build(proj, store, environ=ENV)
-    security = load_release(store, result.tag).record.security  # type: ignore[union-attr]
+    record = load_release(store, result.tag).record
+    assert record is not None
+    security = record.security
     pickles = {p["path"]: p for p in security["pickles"]}
     assert set(pickles) == {"models/model.pkl", "models/model.joblib"}
     for entry in pickles.values():
