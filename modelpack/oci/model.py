@@ -134,6 +134,12 @@ class _Document:
     def size(self) -> int:
         return len(self.to_bytes())
 
+    def replace(self, **changes: Any) -> Self:
+        """A copy with fields changed; the copy serialises canonically (its raw bytes are dropped)."""
+        values = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "raw"}
+        values.update(changes)
+        return type(self)(**values)
+
     def descriptor(self, **kw: Any) -> Descriptor:
         media_type = getattr(self, "media_type")  # noqa: B009 - declared by the subclasses, not here
         return Descriptor(media_type=media_type, digest=self.digest, size=self.size, **kw)
@@ -156,13 +162,7 @@ class Manifest(_Document):
             "config": self.config.to_json(),
             "layers": [d.to_json() for d in self.layers],
         }
-        if self.artifact_type:
-            out["artifactType"] = self.artifact_type
-        if self.subject is not None:
-            out["subject"] = self.subject.to_json()
-        if self.annotations:
-            out["annotations"] = dict(self.annotations)
-        return out
+        return _with_optional(out, self.artifact_type, self.subject, self.annotations)
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any], *, raw: bytes | None = None) -> Manifest:
@@ -181,12 +181,6 @@ class Manifest(_Document):
             raw=raw,
         )
 
-    def replace(self, **changes: Any) -> Self:
-        """A copy with fields changed; the copy serialises canonically (its raw bytes are dropped)."""
-        values = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "raw"}
-        values.update(changes)
-        return type(self)(**values)
-
 
 @dataclass(frozen=True)
 class Index(_Document):
@@ -203,13 +197,7 @@ class Index(_Document):
             "mediaType": self.media_type,
             "manifests": [d.to_json() for d in self.manifests],
         }
-        if self.artifact_type:
-            out["artifactType"] = self.artifact_type
-        if self.subject is not None:
-            out["subject"] = self.subject.to_json()
-        if self.annotations:
-            out["annotations"] = dict(self.annotations)
-        return out
+        return _with_optional(out, self.artifact_type, self.subject, self.annotations)
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any], *, raw: bytes | None = None) -> Index:
@@ -226,11 +214,6 @@ class Index(_Document):
             annotations=_str_map(obj.get("annotations")),
             raw=raw,
         )
-
-    def replace(self, **changes: Any) -> Self:
-        values = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "raw"}
-        values.update(changes)
-        return type(self)(**values)
 
 
 def parse(raw: bytes, media_type: str | None = None) -> Manifest | Index:
@@ -254,6 +237,19 @@ def parse(raw: bytes, media_type: str | None = None) -> Manifest | Index:
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise InputError(f"malformed manifest: {e}") from None
     raise InputError(f"unsupported manifest media type {kind!r}")
+
+
+def _with_optional(
+    out: dict[str, Any], artifact_type: str | None, subject: Descriptor | None, annotations: Mapping[str, str]
+) -> dict[str, Any]:
+    """The optional fields manifests and indexes share, written only when set (absent, never null)."""
+    if artifact_type:
+        out["artifactType"] = artifact_type
+    if subject is not None:
+        out["subject"] = subject.to_json()
+    if annotations:
+        out["annotations"] = dict(annotations)
+    return out
 
 
 def _str(obj: Mapping[str, Any], key: str) -> str:
