@@ -261,3 +261,51 @@ def test_cli_builder_flag_reaches_the_build(tmp_path: Path) -> None:
     out = run_cli("build", str(proj), "--builder", "kaniko", "--store", str(tmp_path / "store"))
     assert out.returncode == 2, out.stderr
     assert "unknown builder 'kaniko'" in out.stderr and "daemonless, docker" in out.stderr
+
+
+def test_a_pin_with_no_wheel_is_fetched_as_source_with_pinned_build_tools(tmp_path: Path) -> None:
+    import subprocess
+
+    calls: list[list[str]] = []
+
+    def pip(args):  # type: ignore[no-untyped-def]
+        calls.append(list(args))
+        req = (tmp_path / "requirements.txt").read_text() if args[0] == "download" and "-r" in args else ""
+        if "antlr4-python3-runtime==4.9.3" in req:
+            err = "ERROR: No matching distribution found for antlr4-python3-runtime==4.9.3\n"
+            return subprocess.CompletedProcess(args, 1, "", err)
+        return subprocess.CompletedProcess(args, 0, "", "")
+
+    binary, sources = docker_builder.fetch_distributions(
+        {"numpy": "2.4.6", "antlr4-python3-runtime": "4.9.3"},
+        tmp_path,
+        docker_builder.wheels.TargetPlatform(),
+        pip,
+    )
+    assert sources == {"antlr4-python3-runtime": "4.9.3"}
+    assert binary == {"numpy": "2.4.6", **docker_builder.BUILD_TOOLS}
+    assert calls[-1][:4] == ["download", "--no-deps", "--no-binary", ":all:"]
+    assert calls[-1][-1] == "antlr4-python3-runtime==4.9.3"
+
+
+@pytest.mark.slow
+def test_the_docker_builder_builds_what_has_no_wheel_offline(docker_engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # the daemonless builder refuses this lock (tests/test_image.py) and suggests --builder docker
+    proj = tmp_path / "proj"
+    shutil.copytree(EXAMPLES / "custom-handler", proj)
+    (proj / "requirements.lock").write_text("numpy==2.4.6\nantlr4-python3-runtime==4.9.3\n")
+    store = LayoutStore(tmp_path / "store")
+    modes: list[object] = []
+    client = _Recording(docker_engine.client)
+    built = api.build(
+        proj, store, image=True, base=docker_engine.base_ref, version="1.0.0", environ=EPOCH,
+        builder="docker", docker=client,
+    )  # fmt: skip
+    modes.extend(client.network_modes)
+    assert modes == ["none"]  # built from source inside the engine, with no network
+    assert built.image is not None
+    deps = built.image.layers[0]
+    with tarfile.open(store.blob_path(deps.digest)) as tf:
+        names = tf.getnames()
+    assert any(n.startswith("opt/modelpack/deps/antlr4/") for n in names)
+    assert any(n.startswith("opt/modelpack/deps/numpy/") for n in names)

@@ -20,7 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
 from packaging.version import InvalidVersion, Version
 
 import modelpack
@@ -49,6 +55,9 @@ from modelpack.registry.reference import parse_reference
 
 LogFn = Callable[[str], None]
 DOCKERFILE = "Dockerfile.j2"
+# Build backends for source distributions, fetched only when a pin has no wheel: pinned, so an sdist
+# builds the same way every time, offline inside the engine.
+BUILD_TOOLS = {"setuptools": "84.2.1", "wheel": "0.48.0"}
 _TAG_PART = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 
 
@@ -126,18 +135,66 @@ def dockerfile_values(
     }
 
 
-def select_wheels(wheel_dir: Path, pins: Mapping[str, str]) -> list[Path]:
-    """The files of `wheel_dir` (a cache shared by many builds) that are exactly the pinned versions."""
+def select_wheels(
+    wheel_dir: Path, pins: Mapping[str, str], sources: Mapping[str, str] | None = None
+) -> list[Path]:
+    """The files of `wheel_dir` (a cache shared by many builds) that are exactly the pinned versions:
+    wheels for `pins`, source distributions for `sources`."""
     wanted = {canonicalize_name(n): Version(v) for n, v in pins.items()}
+    wanted_src = {canonicalize_name(n): Version(v) for n, v in (sources or {}).items()}
     out = []
-    for p in sorted(wheel_dir.glob("*.whl")):
+    for p in sorted(wheel_dir.iterdir()):
         try:
-            name, version, _build, _tags = parse_wheel_filename(p.name)
-        except (InvalidWheelFilename, InvalidVersion):
+            if p.name.endswith(".whl"):
+                name, version, _build, _tags = parse_wheel_filename(p.name)
+                if wanted.get(name) == version:
+                    out.append(p)
+            elif p.name.endswith((".tar.gz", ".zip")):
+                name, version = parse_sdist_filename(p.name)
+                if wanted_src.get(name) == version:
+                    out.append(p)
+        except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
             continue
-        if wanted.get(name) == version:
-            out.append(p)
     return out
+
+
+def fetch_distributions(
+    pins: Mapping[str, str], dest: Path, target: wheels.TargetPlatform, run: wheels.Runner = wheels.run_pip
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Download on the host what the engine installs offline: the target's binary wheel of every pin that
+    has one; for those that have none, the source distribution, plus pinned build tools to build it
+    inside the engine. Returns (pins fetched as wheels, pins fetched as sources)."""
+    binary = dict(pins)
+    sources: dict[str, str] = {}
+    for _ in range(len(pins) + 1):
+        try:
+            wheels.download_wheels(wheels.requirements_text(binary), dest, target, run)
+            break
+        except wheels.NoWheelError as e:
+            name = canonicalize_name(re.split(r"[=<>!~\[;@ ]", e.package, maxsplit=1)[0])
+            key = next((k for k in binary if canonicalize_name(k) == name and k not in BUILD_TOOLS), None)
+            if key is None:
+                raise
+            sources[key] = binary.pop(key)
+            binary = {**BUILD_TOOLS, **binary}
+    if sources:
+        args = [
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--disable-pip-version-check",
+            "-d",
+            str(dest),
+        ]
+        result = run([*args, *(f"{k}=={v}" for k, v in sorted(sources.items()))])
+        if result.returncode != 0:
+            lines = [ln for ln in result.stderr.strip().splitlines() if ln.strip()]
+            raise BuildError(
+                f"no wheel and no source of {', '.join(sorted(sources))}: "
+                f"{lines[-1].strip() if lines else 'pip gave no output'}"
+            )
+    return binary, sources
 
 
 def _pip_version(pins: Mapping[str, str]) -> str:
@@ -248,9 +305,8 @@ def build_with_docker(
     requirements = wheels.requirements_text(pins)
     pip_version = _pip_version(pins)
     wheel_dir = store.root / "cache" / "wheels"
-    with_pip = {**pins, "pip": pip_version}
-    wheels.download_wheels(wheels.requirements_text(with_pip), wheel_dir, target, run)
-    files = select_wheels(wheel_dir, with_pip)
+    binary, sources = fetch_distributions({**pins, "pip": pip_version}, wheel_dir, target, run)
+    files = select_wheels(wheel_dir, binary, sources)
     pip_wheel = next((p.name for p in files if p.name.startswith(f"pip-{pip_version}-")), None)
     if pip_wheel is None:
         raise BuildError(f"pip {pip_version} was downloaded but no wheel of it is in {wheel_dir}")

@@ -52,6 +52,14 @@ class TargetPlatform:
         return {"x86_64": "amd64", "aarch64": "arm64"}.get(self.arch, self.arch)
 
 
+class NoWheelError(BuildError):
+    """A pinned package has no binary wheel for the target; `package` names it (as the lock spells it)."""
+
+    def __init__(self, package: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.package = package
+
+
 _NO_WHEEL = re.compile(
     r"(?:No matching distribution found for"
     r"|Could not find a version that satisfies the requirement) ([^\s(]+)"
@@ -101,7 +109,8 @@ def download_wheels(requirements: str, dest: Path, target: TargetPlatform, run: 
     if result.returncode != 0:
         missing = _NO_WHEEL.search(result.stderr)
         if missing:
-            raise BuildError(
+            raise NoWheelError(
+                missing.group(1),
                 f"no wheel of {missing.group(1)} for linux/{target.oci_arch} Python {target.python}",
                 hint="the daemonless builder installs binary wheels only; use `--builder docker` "
                 "to build it from source inside a container",
