@@ -27,6 +27,7 @@ from modelpack.transfer import CopyResult, copy_graph
 
 PACKFILE = "modelpack.yaml"
 BASE_ENV = "MODELPACK_BASE_IMAGE"
+DOCKER_NETWORK_ENV = "MODELPACK_DOCKER_NETWORK"  # the Docker builder's network for RUN steps
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,8 @@ def build(
                 system_packages=pf.serving.system_packages,
                 client=docker,
                 log=log,
+                # an engine without a default bridge (like the test engine) needs "host" for apt-get
+                network_mode=environ.get(DOCKER_NETWORK_ENV) or None,
             )
         else:
             img = build_image(

@@ -309,3 +309,27 @@ def test_the_docker_builder_builds_what_has_no_wheel_offline(docker_engine, tmp_
         names = tf.getnames()
     assert any(n.startswith("opt/modelpack/deps/antlr4/") for n in names)
     assert any(n.startswith("opt/modelpack/deps/numpy/") for n in names)
+
+
+@pytest.mark.slow
+def test_system_packages_are_the_layer_after_the_base(docker_engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    proj = tmp_path / "proj"
+    shutil.copytree(EXAMPLES / "custom-handler", proj)
+    text = (proj / "modelpack.yaml").read_text()
+    (proj / "modelpack.yaml").write_text(text + "\nserving:\n  builder: docker\n  system_packages: [tini]\n")
+    store = LayoutStore(tmp_path / "store")
+    client = _Recording(docker_engine.client)
+    # apt-get is the one step that needs a network; the test engine has no bridge, so it gets the host's
+    environ = {**EPOCH, api.DOCKER_NETWORK_ENV: "host"}
+    built = api.build(
+        proj, store, image=True, base=docker_engine.base_ref, version="1.0.0", environ=environ, docker=client
+    )
+    assert client.network_modes == ["host"]
+    assert built.image is not None
+    system, deps = built.image.layers[0], built.image.layers[1]
+    with tarfile.open(store.blob_path(system.digest)) as tf:
+        assert "usr/bin/tini" in tf.getnames()
+    assert _kind(store, deps.digest) == "opt/modelpack/deps/"
+    assert [_kind(store, d.digest) for d in built.image.layers[2:]] == [
+        "opt/modelpack/runtime/", "models/", "code/", "serving.json",
+    ]  # fmt: skip

@@ -60,6 +60,9 @@ def build(
       modelpack build --no-image        # bundle only: no base image needed
 
       modelpack build --builder docker  # a Docker engine builds it (serving.system_packages)
+
+    The Docker builder runs with no network unless serving.system_packages needs apt-get; then the
+    engine's default network, or $MODELPACK_DOCKER_NETWORK (e.g. host) when it has no default bridge.
     """
     from modelpack import api  # heavy: imported only by the command that runs
 
