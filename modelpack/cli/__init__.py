@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import traceback
 
@@ -20,11 +21,23 @@ def _err(message: str) -> None:
     sys.stderr.flush()
 
 
+def _debug_log() -> None:
+    """--verbose: the library's debug log (request method, path and status; never headers) on stderr."""
+    logger = logging.getLogger("modelpack")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("debug: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `modelpack` console script. Returns (and exits with) the process exit code."""
     args = sys.argv[1:] if argv is None else argv
     if "--verbose" in args or "-v" in args:
         Settings.verbose = True
+    if Settings.verbose:
+        _debug_log()
     code = 0
     try:
         _commands.load(args)

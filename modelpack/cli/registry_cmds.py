@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -10,25 +9,13 @@ from typing import Annotated
 import typer
 
 from modelpack.cli import _output
-from modelpack.cli._app import Settings, app
+from modelpack.cli._app import app
 from modelpack.cli._options import CaFileOpt, InsecureOpt, JsonOpt, PlainHttpOpt, StoreOpt, open_targets
 from modelpack.errors import DigestMismatchError, UsageError
 
 PASSWORD_WARNING = (
     "WARNING: --password puts the password in your shell history and the process list; use --password-stdin"
 )
-
-
-def _debug_log() -> None:
-    """With --verbose, the registry client's request log (method, path, status; never headers) on stderr."""
-    if not Settings.verbose:
-        return
-    logger = logging.getLogger("modelpack")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("debug: %(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
 
 
 def _default_tag(src_ref: str, dest_is_layout: bool) -> str | None:
@@ -76,7 +63,6 @@ def copy(
     from modelpack.oci.layout import LayoutStore
     from modelpack.transfer import copy_graph
 
-    _debug_log()
     with open_targets(store, ca_file, insecure, plain_http) as targets:
         src = targets.open(source, local=True)
         if src.ref is None:
@@ -155,7 +141,6 @@ def tag(
     """
     from modelpack.oci.layout import check_tag
 
-    _debug_log()
     if "/" in new_tag or new_tag.startswith("oci:") or "@" in new_tag:
         raise UsageError(
             f"NEWTAG {new_tag!r} is a reference, not a tag: tag works inside one repository",
@@ -221,7 +206,6 @@ def login(
     """
     from modelpack.registry.login import login as do_login
 
-    _debug_log()
     if password_stdin and password is not None:
         raise UsageError("--password and --password-stdin exclude each other", hint="use --password-stdin")
     if password is not None:
