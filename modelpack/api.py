@@ -93,7 +93,7 @@ def build(
     builder = builder or pf.serving.builder
     if builder not in BUILDERS:
         raise UsageError(f"unknown builder {builder!r}", hint=f"use one of: {', '.join(BUILDERS)}")
-    if pf.serving.system_packages and builder != "docker":
+    if image and pf.serving.system_packages and builder != "docker":
         raise UsageError(
             f"{pf.path}: serving.system_packages needs the Docker builder", hint="build with --builder docker"
         )
