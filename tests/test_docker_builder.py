@@ -228,7 +228,9 @@ def test_system_packages_need_the_docker_builder(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="unknown builder"):
         api.build(proj, LayoutStore(tmp_path / "s"), image=True, builder="kaniko", environ=EPOCH)
     # the bundle alone needs no image builder at all
-    bundle_only = api.build(proj, LayoutStore(tmp_path / "b"), image=False, builder="daemonless", environ=EPOCH)
+    bundle_only = api.build(
+        proj, LayoutStore(tmp_path / "b"), image=False, builder="daemonless", environ=EPOCH
+    )
     assert bundle_only.image is None and bundle_only.index is None
 
 
