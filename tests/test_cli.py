@@ -85,3 +85,17 @@ def test_each_command_runs_when_only_its_module_is_loaded(command: str) -> None:
     out = _run(command, "--help")
     assert out.returncode == 0, out.stderr
     assert f"modelpack {command}" in out.stdout
+
+
+def test_push_without_a_source_says_how_to_name_one(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [str(_script()), "push", "127.0.0.1:1/acme/iris"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: nothing to push") and "--from NAME:VERSION" in out.stderr
+    assert "Traceback" not in out.stderr

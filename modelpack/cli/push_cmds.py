@@ -18,6 +18,11 @@ def _default_source(project: Path) -> str:
     from modelpack.packfile import load_packfile
     from modelpack.packfile.version import resolve_version
 
+    if not (project / api.PACKFILE).is_file() and not project.is_file():
+        raise UsageError(
+            f"nothing to push: no --from, and no {api.PACKFILE} in {project}",
+            hint="pass --from NAME:VERSION (see `modelpack list`) or --project DIR",
+        )
     pf = load_packfile(api.find_packfile(project))
     return f"{pf.name}:{resolve_version(pf.version, None, pf.root, packfile_name=pf.path.name)}"
 
