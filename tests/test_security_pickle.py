@@ -237,3 +237,21 @@ def test_random_states_and_trees_are_not_false_alarms() -> None:
             imports, error = scan_stream(io.BytesIO(pickle.dumps(obj, protocol=protocol)))
             assert error is None
             assert [f"{m}.{n}" for m, n in imports if classify(m, n) != "safe"] == []
+
+
+def test_a_raw_bin_starting_with_0x80_is_not_taken_for_a_pickle(tmp_path: Path) -> None:
+    # raw float weights start with 0x80 once in 256 files; only PROTO 2-5 marks a pickle
+    raw = tmp_path / "w.bin"
+    raw.write_bytes(b"\x80\xff" + bytes(range(256)) * 4)
+    assert scan_file(raw, "models/w.bin") == []
+
+
+def test_a_plain_pickle_named_bin_is_still_scanned(tmp_path: Path) -> None:
+    class Evil:
+        def __reduce__(self):  # type: ignore[no-untyped-def]
+            return (os.system, ("true",))
+
+    bad = tmp_path / "pytorch_model.bin"
+    bad.write_bytes(pickle.dumps(Evil(), protocol=4))
+    (found,) = scan_file(bad, "models/pytorch_model.bin")
+    assert found.dangerous == ("posix.system",)

@@ -32,6 +32,22 @@ def _wait_ready(url: str, proc: subprocess.Popen[str], timeout: float = 60) -> N
     pytest.fail(f"{url} never became ready")
 
 
+def _await_line(proc: subprocess.Popen[str], needle: str, timeout: float = 60) -> list[str]:
+    """Reads stderr until a line holds `needle`: the server may answer before modelpack has seen it ready,
+    and a Ctrl-C sent in between would (rightly) stop it before it said where it serves."""
+    assert proc.stderr is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        lines.append(line)
+        if needle in line:
+            return lines
+    pytest.fail(f"modelpack serve never said {needle!r}: {''.join(lines)}")
+
+
 def _listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
@@ -58,8 +74,10 @@ def test_serve_a_project_directory_then_stop_on_sigint() -> None:
         answer = httpx.post(f"{url}/v2/models/house-prices/infer", json=request, timeout=10)
         assert answer.status_code == 200, answer.text
         assert answer.json()["outputs"][0]["data"] == pytest.approx([242.5], abs=1e-3)
+        said = _await_line(proc, f"serving on http://127.0.0.1:{port}")
         proc.send_signal(signal.SIGINT)  # to modelpack only, as a supervisor would: it must stop its child
-        _, err = proc.communicate(timeout=30)
+        _, rest = proc.communicate(timeout=30)
+        err = "".join(said) + rest
     finally:
         if proc.poll() is None:
             proc.kill()

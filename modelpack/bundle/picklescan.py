@@ -142,11 +142,18 @@ def scan_file(path: Path, display: str) -> list[PickleFinding]:
         head = f.read(6)
     if head.startswith(b"PK\x03\x04"):
         return _scan_zip(path, display)
-    if suffix in _MAYBE_PICKLE and not head.startswith(b"\x80"):
+    if suffix in _MAYBE_PICKLE and not _pickle_header(head):
         return []
     with _open_decompressed(path, head) as f:
         imports, error = scan_stream(f)
     return [_finding(display, None, imports, error)]
+
+
+def _pickle_header(head: bytes) -> bool:
+    """PROTO 2-5: how every pickle written by torch.save/pickle.dump since Python 3 begins. A 0x80 byte
+    alone is not enough for a raw weights `.bin`: one raw file in 256 starts with it, and would then be
+    refused as an unreadable pickle."""
+    return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
 
 def allowed(name: str, allow: Sequence[str]) -> bool:
