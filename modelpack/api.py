@@ -11,7 +11,6 @@ from typing import Any
 
 from modelpack.bundle.build import BundleResult, build_bundle
 from modelpack.bundle.git import git_info
-from modelpack.bundle.lockfile import load_lock
 from modelpack.errors import InputError, UsageError
 from modelpack.image import wheels
 from modelpack.image.base import resolve_base
@@ -111,8 +110,7 @@ def build(
             if own:
                 targets.close()
         platform = wheels.TargetPlatform(python=pf.dependencies.python)
-        lock = load_lock(pf.dependencies.lockfile)
-        pins = lock.pins(target_environment(platform))
+        pins = bundle.lock.pins(target_environment(platform))
         if builder == "docker":
             from modelpack.image.docker_builder import build_with_docker  # needs the docker SDK
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from modelpack.bundle import plan
 from modelpack.bundle.datasets import hash_datasets
 from modelpack.bundle.git import GitInfo
-from modelpack.bundle.lockfile import load_lock
+from modelpack.bundle.lockfile import Lock, load_lock
 from modelpack.bundle.modelconfig import model_config
 from modelpack.bundle.picklescan import enforce, scan_bundle_files
 from modelpack.bundle.record import FileEntry, Record, build_environment
@@ -43,6 +43,7 @@ class BundleResult:
     config: Descriptor
     layers: tuple[Descriptor, ...]
     record: Record
+    lock: Lock  # parsed once here; the image builder installs its pins
     reused_layers: int = 0  # layers answered from the stat cache without reading a file
 
 
@@ -186,6 +187,7 @@ def build_bundle(
         config=config_desc,
         layers=tuple(layers),
         record=record,
+        lock=lock,
         reused_layers=reused,
     )
 
