@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +29,7 @@ from modelpack import init as scaffold
 from modelpack.bundle.cases import load_cases
 from modelpack.oci.layout import LayoutStore
 from modelpack.packfile import load_packfile
+from modelpack.runner.container import wait_ready
 from modelpack.unpack import unpack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,18 +59,8 @@ def _serving(config: Mapping[str, object], log: Path, timeout: float = 60) -> It
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"runtime exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"runtime not ready after {timeout}s:\n{log.read_text()}")
-            time.sleep(0.1)
+        if not wait_ready(url, timeout, alive=lambda: proc.poll() is None):
+            pytest.fail(f"runtime not ready (exit code {proc.poll()}) after {timeout}s:\n{log.read_text()}")
         yield url
     finally:
         proc.send_signal(signal.SIGTERM)

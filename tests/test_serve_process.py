@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -20,6 +19,7 @@ import pytest
 from test_serve_models import iris_onnx
 
 import modelpack
+from modelpack.runner.container import wait_ready
 
 REPO = Path(modelpack.__file__).resolve().parent.parent
 LOCK = REPO / "modelpack" / "serve" / "requirements.lock"
@@ -46,18 +46,8 @@ def serving(python: str, env: Mapping[str, str], log: Path, timeout: float = 60)
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not ready after {timeout}s:\n{log.read_text()}")
-            time.sleep(0.1)
+        if not wait_ready(url, timeout, alive=lambda: proc.poll() is None):
+            pytest.fail(f"server not ready (exit code {proc.poll()}) after {timeout}s:\n{log.read_text()}")
         yield url
         proc.send_signal(signal.SIGTERM)
         # uvicorn shuts down gracefully, then re-raises the signal it caught, as a shell expects.
