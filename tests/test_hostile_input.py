@@ -3,15 +3,14 @@ whose layers try to write outside the unpack folder or lie about their size."""
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from hostile_tar import hostile_tar
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_load_serve import runtime
@@ -118,25 +117,6 @@ def test_the_runtime_still_answers_after_the_hostile_bodies(served: str) -> None
 # --- hostile layers fed to unpack -------------------------------------------------------------------
 
 
-def _tar(*members: tuple[str, str, bytes | str]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for name, kind, payload in members:
-            info = tarfile.TarInfo(name)
-            if kind == "file":
-                assert isinstance(payload, bytes)
-                info.size = len(payload)
-                tf.addfile(info, io.BytesIO(payload))
-                continue
-            info.type = {"sym": tarfile.SYMTYPE, "hard": tarfile.LNKTYPE, "chr": tarfile.CHRTYPE,
-                         "blk": tarfile.BLKTYPE, "fifo": tarfile.FIFOTYPE}[kind]  # fmt: skip
-            if kind in ("chr", "blk"):
-                info.devmajor, info.devminor = 1, 3  # /dev/null's numbers
-            info.linkname = str(payload)
-            tf.addfile(info)
-    return buf.getvalue()
-
-
 @pytest.fixture(scope="module")
 def release_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[LayoutStore, str]:
     store = LayoutStore(tmp_path_factory.mktemp("hostile-release") / "store")
@@ -172,7 +152,7 @@ def test_unpack_refuses_hostile_layers_and_writes_nothing(
     release_store: tuple[LayoutStore, str], tmp_path: Path, kind: str
 ) -> None:
     store, tag = release_store
-    ref = _with_layer(store, tag, _tar(*HOSTILE[kind]), f"iris-onnx:{kind}")
+    ref = _with_layer(store, tag, hostile_tar(*HOSTILE[kind]), f"iris-onnx:{kind}")
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "keep.txt").write_text("keep")

@@ -10,6 +10,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from hostile_tar import hostile_tar
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -167,28 +168,6 @@ def test_big_file_streams_in_constant_memory_and_caches(tmp_path: Path) -> None:
 # --- safe_extract -------------------------------------------------------------------------------------
 
 
-def _hostile(*members: tuple[str, str, bytes | str]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for name, kind, payload in members:
-            info = tarfile.TarInfo(name)
-            if kind == "file":
-                assert isinstance(payload, bytes)
-                info.size = len(payload)
-                tf.addfile(info, io.BytesIO(payload))
-                continue
-            info.type = {
-                "sym": tarfile.SYMTYPE,
-                "hard": tarfile.LNKTYPE,
-                "fifo": tarfile.FIFOTYPE,
-                "chr": tarfile.CHRTYPE,
-                "dir": tarfile.DIRTYPE,
-            }[kind]
-            info.linkname = str(payload)
-            tf.addfile(info)
-    return buf.getvalue()
-
-
 def _outside(tmp_path: Path, dest: Path) -> set[Path]:
     return {p for p in tmp_path.rglob("*") if dest not in p.parents and p != dest}
 
@@ -233,7 +212,7 @@ def test_hostile_tars_are_refused(tmp_path: Path, members: list[tuple[str, str, 
     dest = tmp_path / "dest"
     before = _outside(tmp_path, dest)
     with pytest.raises(InputError):
-        safe_extract(io.BytesIO(_hostile(*members)), dest)
+        safe_extract(io.BytesIO(hostile_tar(*members)), dest)
     assert _outside(tmp_path, dest) == before
     assert (tmp_path / "outside.txt").read_text() == "keep"
     assert not any(p.name in ("evil", "pipe", "tty") for p in dest.rglob("*"))
@@ -243,7 +222,7 @@ def test_existing_files_need_force(tmp_path: Path) -> None:
     dest = tmp_path / "dest"
     dest.mkdir()
     (dest / "f").write_text("old")
-    tar = _hostile(("f", "file", b"new"))
+    tar = hostile_tar(("f", "file", b"new"))
     with pytest.raises(InputError, match="already exists"):
         safe_extract(io.BytesIO(tar), dest)
     assert (dest / "f").read_text() == "old"
