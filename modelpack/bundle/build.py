@@ -9,12 +9,14 @@ record and for its layer in the same pass that writes the layer into the store.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from modelpack.bundle import plan
 from modelpack.bundle.datasets import hash_datasets
+from modelpack.bundle.formats import check_model_format
 from modelpack.bundle.git import GitInfo
 from modelpack.bundle.lockfile import Lock, load_lock
 from modelpack.bundle.modelconfig import model_config
@@ -29,6 +31,7 @@ from modelpack.oci.statcache import StatCache
 from modelpack.oci.tar import TarEntry
 from modelpack.packfile import Packfile
 from modelpack.packfile.files import walk
+from modelpack.packfile.gates import check_gate_metrics
 from modelpack.packfile.version import resolve_version
 
 from modelpack.bundle.layers import store_layer  # isort: skip
@@ -45,6 +48,8 @@ class BundleResult:
     record: Record
     lock: Lock  # parsed once here; the image builder installs its pins
     reused_layers: int = 0  # layers answered from the stat cache without reading a file
+    created_from: str = ""  # where `created` came from, for the one line the build says about it
+    warnings: tuple[str, ...] = ()  # one line each, for the caller to show: the build went ahead
 
 
 def created_at(epoch: int) -> str:
@@ -59,6 +64,32 @@ def build_epoch(environ: Mapping[str, str], git: GitInfo | None) -> int:
             raise InputError(f"SOURCE_DATE_EPOCH={raw!r} is not a whole number of seconds")
         return int(raw)
     return git.commit_time if git else 0
+
+
+def created_epoch(
+    environ: Mapping[str, str], git: GitInfo | None, inputs: Sequence[tuple[str, int]]
+) -> tuple[int, str]:
+    """`created` and where it came from: like build_epoch, but outside git the newest input's mtime
+    (seconds, as `inputs` of (name, mtime) give it) rather than 1970. The tar entries keep build_epoch:
+    an mtime in their headers would give an untouched weights layer a new digest whenever any file is
+    saved."""
+    if "SOURCE_DATE_EPOCH" in environ:
+        return build_epoch(environ, git), "SOURCE_DATE_EPOCH"
+    if git and git.commit_time:
+        return git.commit_time, f"the time of commit {git.commit[:12]}"
+    if not inputs:
+        return 0, "no input file"
+    name, when = max(inputs, key=lambda i: (i[1], i[0]))
+    return when, f"the newest input file, {name} (no git commit; set SOURCE_DATE_EPOCH to choose it)"
+
+
+def _input_times(pf: Packfile, plans: Sequence[plan.LayerPlan]) -> list[tuple[str, int]]:
+    """(name, mtime in seconds) of every file the build reads: the bundle's files and the packfile's."""
+    out = [(e.arcname, e.stat.mtime_ns // 1_000_000_000) for p in plans for e in p.files if e.stat]
+    for path in (pf.path, pf.metrics_file, pf.params_file):
+        if path is not None:
+            out.append((_rel(path, pf.root), int(os.stat(path).st_mtime)))
+    return out
 
 
 def _entries(files: Sequence[Path], root: Path, folder: str) -> list[TarEntry]:
@@ -87,7 +118,10 @@ def build_bundle(
     environ = environ or {}
     version = resolve_version(pf.version, version, pf.root, packfile_name=pf.path.name)
     epoch = build_epoch(environ, git)
-    created = created_at(epoch)
+    # What would otherwise fail only at `modelpack test` or at serve time, checked before any file is hashed.
+    check_gate_metrics(pf.tests.gates, [name for name, _ in pf.metrics], where=pf.path.name)
+    models = [(f"models/{f.relative_to(pf.root).as_posix()}", f) for f in pf.model.files]
+    check_model_format(pf.model.format, models, where=pf.path.name)
     lock_name = _rel(pf.dependencies.lockfile, pf.root)
     lock = load_lock(pf.dependencies.lockfile, display=lock_name)
     lock.check_python(pf.dependencies.python, where=lock_name)
@@ -109,6 +143,9 @@ def build_bundle(
     # Before anything is stored: a pickle that would run code refuses the build unless the packfile allows it.
     sources = [(e.arcname, e.source) for p in plans for e in p.files if isinstance(e.source, Path)]
     security = enforce(scan_bundle_files(sources), pf.security.allow_pickle_imports, where=pf.path.name)
+    when, created_from = created_epoch(environ, git, _input_times(pf, plans))
+    created = created_at(when)
+    dirty = git.dirty_warning() if git else None
     layers: list[Descriptor] = []
     files: list[FileEntry] = []
     reused = 0
@@ -189,6 +226,8 @@ def build_bundle(
         record=record,
         lock=lock,
         reused_layers=reused,
+        created_from=created_from,
+        warnings=(dirty,) if dirty else (),
     )
 
 

@@ -31,6 +31,19 @@ class GitInfo:
     dirty: bool
     commit_time: int  # seconds since the epoch: the default mtime of every tar entry
     tag: str | None  # an exact tag on HEAD, e.g. "v1.4.0"
+    changed: tuple[str, ...] = ()  # tracked files with uncommitted changes, as git names them
+
+    def dirty_warning(self) -> str | None:
+        """One line for the build to show when the tree is dirty (the record keeps only the flag)."""
+        if not self.dirty:
+            return None
+        more = len(self.changed) - 3
+        names = ", ".join(self.changed[:3]) + (f" and {more} more" if more > 0 else "")
+        files = f" ({names})" if names else ""
+        return (
+            f"uncommitted changes{files}: the release records commit {self.commit[:12]} with git.dirty true, "
+            "and that commit does not reproduce it; commit, then rebuild"
+        )
 
     def to_json(self) -> dict[str, object]:
         return {"commit": self.commit, "branch": self.branch, "remote": self.remote, "dirty": self.dirty}
@@ -62,6 +75,8 @@ def git_info(directory: Path, run: Runner = run_git) -> GitInfo | None:
         branch=None if branch in (None, "HEAD") else branch,
         remote=scrub_url(remote) if remote else None,
         dirty=bool(status),
+        # porcelain lines are "XY path"; the output was stripped, so the first may have lost a blank X
+        changed=tuple(line.split(None, 1)[1] for line in (status or "").splitlines() if " " in line.strip()),
         commit_time=int(when) if when and when.isdigit() else 0,
         tag=tag or None,
     )

@@ -17,6 +17,11 @@ def open_store(store: Path | None) -> LayoutStore:
     return LayoutStore(store or default_store_path())
 
 
+def _say(line: str) -> None:
+    """A line on stderr as written: paths and engine output may hold what rich would read as markup."""
+    _output.err.print(line, markup=False, highlight=False)
+
+
 @app.command()
 def build(
     project: Annotated[
@@ -75,16 +80,19 @@ def build(
             base=base,
             targets=targets,
             builder=builder,
-            # the engine's build output, as it comes; not markup
-            log=lambda line: _output.err.print(line, markup=False, highlight=False),
+            log=_say,  # the engine's build output, as it comes
         )
     bundle = result.bundle
+    for warning in bundle.warnings:  # on stderr in both modes: stdout stays the digest or the JSON
+        _say(f"warning: {warning}")
     if as_json:
         out: dict[str, object] = {
             "name": bundle.name,
             "version": bundle.version,
             "tag": result.tag,
             "digest": result.digest,
+            "created": {"time": bundle.record.created, "from": bundle.created_from},
+            "warnings": list(bundle.warnings),
             "bundle": {
                 "manifest": bundle.manifest.to_json(),
                 "config": bundle.config.to_json(),
@@ -104,6 +112,7 @@ def build(
     size = sum(d.size for d in bundle.layers)
     what = "bundle + serving image" if result.image else "bundle"
     _output.info(f"built {result.tag} ({what}; bundle {len(bundle.layers)} layers, {size:,} bytes)")
+    _say(f"created {bundle.record.created} from {bundle.created_from}")
     typer.echo(result.digest)
 
 

@@ -10,9 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from modelpack.errors import InputError
-from modelpack.packfile.gates import parse_gate
-
-MEASURED = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "image_size_mb")
+from modelpack.packfile.gates import MEASURED, parse_gate
 
 
 @dataclass(frozen=True)
