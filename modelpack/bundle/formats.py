@@ -170,8 +170,12 @@ def _varint(f: BinaryIO) -> int | None:
 
 def _is_onnx(f: BinaryIO) -> bool:
     """Walks ModelProto's top-level fields (seeking over their bodies) until ir_version and graph are seen;
-    any field that is no valid protobuf field, or runs past the end, says it is not ONNX."""
+    any field that is no valid protobuf field, or runs past the end, says it is not ONNX. Protobuf writes
+    fields in number order, so an ONNX file starts with ir_version (tag 0x08)."""
     size = f.seek(0, 2)
+    f.seek(0)
+    if f.read(1) != b"\x08":
+        return False
     f.seek(0)
     seen: set[int] = set()
     for _ in range(_ONNX_MAX_FIELDS):
@@ -183,7 +187,7 @@ def _is_onnx(f: BinaryIO) -> bool:
             return False
         if wire == 0:
             value = _varint(f)
-            if value is None or (number == 1 and not 1 <= value <= 1000):
+            if value is None or (number == 1 and not 1 <= value <= 100):
                 return False
         elif wire == 2:
             length = _varint(f)
