@@ -40,6 +40,8 @@ class LineageReader:
                 raise d.error(m["package"], f"{key}.package", "only a dataset with a path can be packaged")
             if package and path is not None and os.path.commonpath([path, self.root]) != str(self.root):
                 raise d.error(m["path"], f"{key}.path", "a packaged dataset must live next to modelpack.yaml")
+            if package and path is not None:
+                self.loc.contain(m["path"], f"{key}.path", path)  # what ships may not be a link out
             out.append(DatasetSpec(name, path, text, uri, package))
         return tuple(out)
 
