@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from modelpack.bundle.cases import load_cases
-from modelpack.bundle.metrics import yaml_problem
+from modelpack.bundle.metrics import compose_yaml
 from modelpack.errors import InputError
 from modelpack.packfile import files
 from modelpack.packfile.files import Locator
@@ -82,14 +82,7 @@ def parse_packfile(
     doc = Doc(display or str(path))
     # Normalised, so `build ../p1` from a sibling folder compares like paths with like in the inside checks.
     path = Path(os.path.abspath(path))
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = f":{mark.line + 1}" if mark else ""
-        raise InputError(f"{doc.display}{line}: not valid YAML: {e.problem or e.context}") from None
-    except (yaml.YAMLError, RecursionError) as e:
-        raise InputError(f"{doc.display}: not valid YAML: {yaml_problem(e)}") from None
+    node = compose_yaml(text, doc.display)
     if node is None:
         raise InputError(f"{doc.display}: is empty", hint="run 'modelpack init' for a commented template")
     try:
