@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from modelpack.errors import InputError
+from modelpack.oci.statcache import shown
 from modelpack.packfile.nodes import Doc
 
 # Never part of a model, its code or its docs, and they change between two otherwise identical builds.
@@ -137,11 +138,6 @@ def never_packed_above(real: str, real_root: str, skip: frozenset[str]) -> str |
             return what
         folder = os.path.dirname(folder)
     return None
-
-
-def shown(path: Path | str) -> str:
-    """A path fit for a one-line message: bytes that are not UTF-8 shown escaped (`\\xff`)."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def _descend(path: Path, limit: str, skip: frozenset[str]) -> bool:
