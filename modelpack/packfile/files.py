@@ -72,11 +72,12 @@ def walk(
     (newline, backslash) or that are not UTF-8 are refused so listings and tars stay as written.
     """
     limit = os.path.realpath(inside or root) if ignore else None
+    label = "the project directory" if inside is not None else "the folder being packed"
     skipped = frozenset(skip)
     if limit is not None:
         what = _never_packed(os.path.realpath(root), skipped)
         if what:
-            raise InputError(f"{root} is {what}, which is never packed", hint="list the files you mean")
+            raise InputError(f"{shown(root)} is {what}, which is never packed", hint="list the files to pack")
     out: list[tuple[str, Path]] = []
     seen: set[tuple[int, int]] = set()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=_raise):
@@ -86,14 +87,14 @@ def walk(
             continue
         seen.add((st.st_dev, st.st_ino))
         if limit is not None:
-            dirnames[:] = [d for d in dirnames if _descend(Path(dirpath, d), limit, skipped)]
+            dirnames[:] = [d for d in dirnames if _descend(Path(dirpath, d), limit, skipped, label)]
         for name in filenames:
             if ignore and (name in IGNORED_NAMES or name.endswith(IGNORED_SUFFIXES)):
                 continue
             path = Path(dirpath, name)
             rel = _checked_name(root, path.relative_to(root).as_posix())
             if limit is not None and path.is_symlink():
-                resolve_inside(path, Path(limit))
+                resolve_inside(path, Path(limit), label=label)
             try:
                 mode = path.stat().st_mode
             except FileNotFoundError:
@@ -106,7 +107,7 @@ def walk(
     return out
 
 
-def resolve_inside(path: Path, root: Path) -> str:
+def resolve_inside(path: Path, root: Path, *, label: str = "the project directory") -> str:
     """The real path of `path`, which must lie inside `root`: a link that leaves it, dangles or loops raises
     an InputError naming the link and its target."""
     target = os.path.realpath(path)
@@ -114,7 +115,7 @@ def resolve_inside(path: Path, root: Path) -> str:
     link, to = shown(path), shown(target)
     how = "is a symlink to" if path.is_symlink() else "resolves through a symlink to"
     if not _under(target, real_root):
-        where = f"outside the project directory {shown(real_root)}"
+        where = f"outside {label} {shown(real_root)}"
         raise InputError(f"{link} {how} {to}, {where}", hint=_LINK_HINT)
     try:
         os.stat(path)
@@ -140,11 +141,11 @@ def never_packed_above(real: str, real_root: str, skip: frozenset[str]) -> str |
     return None
 
 
-def _descend(path: Path, limit: str, skip: frozenset[str]) -> bool:
+def _descend(path: Path, limit: str, skip: frozenset[str], label: str) -> bool:
     """Whether a packing walk goes into the folder `path`; a link leaving `limit` or looping raises."""
     if path.name in IGNORED_NAMES:
         return False
-    target = resolve_inside(path, Path(limit))
+    target = resolve_inside(path, Path(limit), label=label)
     if path.is_symlink() and _under(os.path.realpath(path.parent), target):
         raise InputError(f"{shown(path)} is a symlink loop: it points at {shown(target)}, a folder it is in",
                          hint=_LINK_HINT)  # fmt: skip
