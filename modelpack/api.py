@@ -88,7 +88,8 @@ def build(
 
     `builder` is "daemonless" or "docker" (None: the packfile's serving.builder). The Docker builder uses
     the `docker` client given (else one from the environment) and streams the engine's output to `log`."""
-    pf = load_packfile(find_packfile(project))
+    # A store inside the project must not pack itself: each build would carry the one before.
+    pf = load_packfile(find_packfile(project), skip=(store.root,))
     builder = builder or pf.serving.builder
     if builder not in BUILDERS:
         raise UsageError(f"unknown builder {builder!r}", hint=f"use one of: {', '.join(BUILDERS)}")

@@ -48,6 +48,8 @@ _INT_RANGES = {
 }
 DATATYPES = ("BOOL", *_INT_RANGES, *FLOAT_TYPES, "BYTES")
 Scalar = bool | int | float | str
+# Read whole into memory and parsed as one document; golden cases are small requests.
+MAX_CASES_FILE = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -128,13 +130,20 @@ def _compare_tensor(want: Tensor, have: Tensor, tol: Tolerance) -> list[str]:
 def load_cases(path: Path, *, display: str | None = None) -> tuple[Case, ...]:
     where = display or str(path)
     try:
+        if path.stat().st_size > MAX_CASES_FILE:
+            raise InputError(
+                f"{where}: larger than {MAX_CASES_FILE >> 20} MiB",
+                hint="golden cases are a few requests; keep large inputs out of them",
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(f"{where}: no such file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"{where}: cannot read: {getattr(e, 'strerror', None) or e}") from None
     try:
-        obj = json.loads(text, parse_constant=_refuse_constant)
+        obj = json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise InputError(f"{where}: not valid JSON: nested too deeply") from None
     except ValueError as e:
         raise InputError(
             f"{where}:{getattr(e, 'lineno', 1)}: not valid JSON: {getattr(e, 'msg', e)}"
@@ -144,6 +153,16 @@ def load_cases(path: Path, *, display: str | None = None) -> tuple[Case, ...]:
 
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json lets the last of two equal keys win; in a golden case that silently drops an expectation.
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"key {key!r} is given twice in one object")
+        out[key] = value
+    return out
 
 
 def parse_cases(obj: Any, where: str) -> tuple[Case, ...]:

@@ -56,8 +56,21 @@ class FileStat:
 
 
 def file_key(path: Path | str, stat: FileStat) -> list[Any]:
-    """The key part naming one file's content: absolute path plus its stat identity."""
-    return [os.path.abspath(path), *stat.key()]
+    """The key part naming one file's content: absolute path plus its stat identity.
+
+    A path that is not UTF-8 (Linux names are bytes) is keyed by its bytes in hex: JSON cannot hold it
+    as text, and no absolute path starts with "bytes:", so the two kinds of key never meet."""
+    text = os.path.abspath(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = "bytes:" + os.fsencode(text).hex()
+    return [text, *stat.key()]
+
+
+def shown(path: Path | str) -> str:
+    """A path fit for a one-line message: bytes that are not UTF-8 shown escaped (`\\xff`)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 class StatCache:
@@ -143,7 +156,7 @@ class StatCache:
             after = FileStat.from_stat(os.fstat(f.fileno()))
         if not (before == opened == after) or size != after.size:
             raise InputError(
-                f"{path} changed while it was read", hint="wait until whatever writes it has finished"
+                f"{shown(path)} changed while it was read", hint="wait until whatever writes it has finished"
             )
         self.put(key, [found, size], stats=[after])
         return found, size
@@ -153,9 +166,9 @@ def _stat_regular(path: Path | str) -> FileStat:
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise InputError(f"{path} does not exist") from None
+        raise InputError(f"{shown(path)} does not exist") from None
     except OSError as e:
-        raise InputError(f"{path} cannot be read: {e.strerror}") from None
+        raise InputError(f"{shown(path)} cannot be read: {e.strerror}") from None
     if not stat_mode.S_ISREG(st.st_mode):
-        raise InputError(f"{path} is not a regular file")
+        raise InputError(f"{shown(path)} is not a regular file")
     return FileStat.from_stat(st)

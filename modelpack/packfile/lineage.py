@@ -40,6 +40,8 @@ class LineageReader:
                 raise d.error(m["package"], f"{key}.package", "only a dataset with a path can be packaged")
             if package and path is not None and os.path.commonpath([path, self.root]) != str(self.root):
                 raise d.error(m["path"], f"{key}.path", "a packaged dataset must live next to modelpack.yaml")
+            if package and path is not None:
+                self.loc.contain(m["path"], f"{key}.path", path)  # what ships may not be a link out
             out.append(DatasetSpec(name, path, text, uri, package))
         return tuple(out)
 
@@ -61,9 +63,12 @@ class LineageReader:
         if "file" in m:
             metrics_file, text = self.loc.path(m["file"], "metrics.file", inside=False, kind="file")
             found = load_metrics_file(metrics_file, dataset=default, display=self.loc.shown(text))
+        from_file = set(found)
         for name, metric in self.inline_metrics(m.get("values"), "metrics.values", default, datasets):
             if name in found:
-                raise d.error(m["values"], f"metrics.values.{name}", "is also in the metrics file")
+                twice = "is given twice (as a dotted name and nested)"
+                what = "is also in the metrics file" if name in from_file else twice
+                raise d.error(m["values"], f"metrics.values.{name}", what)
             found[name] = metric
         return tuple(sorted(found.items())), metrics_file
 

@@ -7,13 +7,15 @@ not hash anything (that is the build's job) and never raises anything but InputE
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import yaml
 
 from modelpack.bundle.cases import load_cases
-from modelpack.bundle.metrics import yaml_problem
+from modelpack.bundle.metrics import compose_yaml
 from modelpack.errors import InputError
 from modelpack.packfile import files
 from modelpack.packfile.files import Locator
@@ -50,8 +52,10 @@ _MAX_PACKFILE = 1 << 20
 _PICKLE_IMPORT = re.compile(r"^(\*|[A-Za-z_]\w*(\.[A-Za-z_<>]\w*)*\.(\*|[A-Za-z_]\w*))$")
 
 
-def load_packfile(path: Path | str) -> Packfile:
-    """Read and validate modelpack.yaml (or a directory holding one)."""
+def load_packfile(path: Path | str, *, skip: Iterable[Path] = ()) -> Packfile:
+    """Read and validate modelpack.yaml (or a directory holding one).
+
+    `skip`: folders never packed wherever they sit, such as the local store the build writes into."""
     path = Path(path)
     if path.is_dir():
         path = path / "modelpack.yaml"
@@ -68,32 +72,30 @@ def load_packfile(path: Path | str) -> Packfile:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise InputError(f"{display}: not UTF-8 text (byte {e.start})") from None
-    return parse_packfile(text, path=path.absolute(), display=display)
+    return parse_packfile(text, path=path, display=display, skip=skip)
 
 
-def parse_packfile(text: str, *, path: Path, display: str | None = None) -> Packfile:
+def parse_packfile(
+    text: str, *, path: Path, display: str | None = None, skip: Iterable[Path] = ()
+) -> Packfile:
     """Validate packfile text as if it were at `path` (relative paths resolve against its directory)."""
     doc = Doc(display or str(path))
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = f":{mark.line + 1}" if mark else ""
-        raise InputError(f"{doc.display}{line}: not valid YAML: {e.problem or e.context}") from None
-    except (yaml.YAMLError, RecursionError) as e:
-        raise InputError(f"{doc.display}: not valid YAML: {yaml_problem(e)}") from None
+    # Normalised, so `build ../p1` from a sibling folder compares like paths with like in the inside checks.
+    path = Path(os.path.abspath(path))
+    node = compose_yaml(text, doc.display)
     if node is None:
         raise InputError(f"{doc.display}: is empty", hint="run 'modelpack init' for a commented template")
     try:
-        return _Reader(doc, path.parent).packfile(node, path)
+        return _Reader(doc, path.parent, tuple(skip)).packfile(node, path)
     except RecursionError:
         raise InputError(f"{doc.display}: nested too deeply") from None
 
 
 class _Reader:
-    def __init__(self, doc: Doc, root: Path) -> None:
+    def __init__(self, doc: Doc, root: Path, skip: tuple[Path, ...]) -> None:
         self.doc = doc
         self.root = root
+        self.skip = skip
         self.loc = Locator(doc, root)
         self.lineage = LineageReader(doc, self.loc)
 
@@ -128,7 +130,7 @@ class _Reader:
             params=params,
             params_file=params_file,
             docs=docs,
-            doc_files=files.expand(docs, self.root),
+            doc_files=files.expand(docs, self.root, skip=self.skip),
             tests=self.tests(top.get("tests")),
             serving=self.serving(top.get("serving"), dependencies.python),
             security=self.security(top.get("security")),
@@ -151,7 +153,7 @@ class _Reader:
         m = d.mapping(node, "model", ("paths", "format", "framework"), required=("paths", "format"))
         fmt = d.choice(m["format"], "model.format", MODEL_FORMATS)
         paths = self.loc.paths(m["paths"], "model.paths", inside=True)
-        found = files.expand(paths, self.root)
+        found = files.expand(paths, self.root, skip=self.skip)
         if not paths or not found:
             raise d.error(m["paths"], "model.paths", "the model has no files", hint="list the weights files")
         if all(f.stat().st_size == 0 for f in found):
@@ -181,7 +183,7 @@ class _Reader:
             raise d.error(c["handler"], "code.handler", f"the onnx handler cannot serve model.format {fmt}",
                           hint="write a handler class and name it as module:Class")  # fmt: skip
         paths = self.loc.paths(c.get("paths"), "code.paths", inside=True)
-        found = files.expand(paths, self.root)
+        found = files.expand(paths, self.root, skip=self.skip)
         if handler not in BUILTIN_HANDLERS:
             self.check_module(handler, paths, c["handler"])
         return CodeSpec(tuple(paths), handler, found)

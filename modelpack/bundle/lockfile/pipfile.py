@@ -17,6 +17,8 @@ def parse(text: str, display: str) -> tuple[list[LockedPackage], str | None]:
     """(packages, the Python version in _meta.requires)."""
     try:
         doc = json.loads(text)
+    except RecursionError:
+        raise InputError(f"{display}: not valid JSON: nested too deeply") from None
     except ValueError as e:
         raise InputError(
             f"{display}:{getattr(e, 'lineno', 1)}: not valid JSON: {getattr(e, 'msg', e)}"

@@ -4,12 +4,18 @@ Accepted: comments, `\` continuations, environment markers, `--hash=algo:hex` (a
 requirements must carry hashes, as pip's hash-checking mode demands) and index options (`--index-url`,
 `--extra-index-url`, `--find-links`, ...). Refused, with the line: `-r`/`-c` includes (inline them with
 `pip-compile`), `-e` editables, URLs and paths, and anything not pinned with `==` to one version.
+
+Option lines are written again into the requirements the image installs, so each is checked, not passed
+through: a known option, with exactly one value of the right shape (an http or https URL for the index
+and find-links options, a host for `--trusted-host`, `:all:`/`:none:`/names for `--only-binary`) or none.
+`--index-url file:///x -r /other.txt` would otherwise smuggle an unpinned include into pip.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+from urllib.parse import urlsplit
 
 from packaging.requirements import InvalidRequirement, Requirement
 
@@ -31,6 +37,11 @@ _GLOBAL_OPTIONS = {
     "--pre": "--pre",
 }
 _VALUELESS = {"--no-index", "--prefer-binary", "--require-hashes", "--pre"}
+_URL_OPTIONS = {"--index-url", "--extra-index-url", "--find-links"}
+_HOST = re.compile(r"^([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$")
+_BINARY_ITEM = r"(:all:|:none:|[A-Za-z0-9][A-Za-z0-9._-]*)"
+_BINARY = re.compile(rf"^{_BINARY_ITEM}(,{_BINARY_ITEM})*$")
+_USERINFO = re.compile(r"//[^/@\s]*@")
 _INCLUDES = {
     "-r": "includes another file",
     "--requirement": "includes another file",
@@ -106,10 +117,41 @@ def _global_option(line: str, where: str) -> str:
     if canonical is None:
         raise InputError(f"{where}: pip option {name!r} is not supported in a lock")
     if canonical in _VALUELESS:
+        if value:
+            raise InputError(f"{where}: {name} takes no value, got {_shown(value)!r}")
         return canonical
     if not value:
         raise InputError(f"{where}: {name} needs a value")
-    return f"{canonical} {value}"
+    try:
+        tokens = shlex.split(value)
+    except ValueError as e:
+        raise InputError(f"{where}: cannot read the value of {name}: {e}") from None
+    if len(tokens) != 1:
+        raise InputError(
+            f"{where}: {name} takes one value, got {_shown(value)!r}",
+            hint="one option per line; a lock cannot include other files (-r, -c)",
+        )
+    return f"{canonical} {_checked_value(canonical, name, tokens[0], where)}"
+
+
+def _checked_value(canonical: str, name: str, value: str, where: str) -> str:
+    if canonical in _URL_OPTIONS:
+        parts = urlsplit(value) if value.isprintable() and not re.search(r"[\s\"'\\]", value) else None
+        if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
+            raise InputError(
+                f"{where}: {name} {_shown(value)!r} is not an http(s) URL",
+                hint="name an index by its https:// URL; local paths and file: URLs do not rebuild elsewhere",
+            )
+    elif canonical == "--trusted-host" and not _HOST.match(value):
+        raise InputError(f"{where}: --trusted-host {_shown(value)!r} is not a host name")
+    elif canonical == "--only-binary" and not _BINARY.match(value):
+        raise InputError(f"{where}: --only-binary {_shown(value)!r} is not :all:, :none: or package names")
+    return value
+
+
+def _shown(value: str) -> str:
+    # Index URLs often carry a token: an error about the line must not print it.
+    return _USERINFO.sub("//***@", value)
 
 
 def _requirement(line: str, where: str) -> LockedPackage:
