@@ -112,7 +112,7 @@ def move(
     state: State | None = None,
 ) -> MoveResult:
     """Point `env` at `release` and record `action`; `state` is what the caller already read, if any."""
-    target, tag = place.target, place.tag(env)
+    target, tag = place.target, env
     state = state or read_state(place, env, rt)
     rt.after_read()
     head = state.history.head
@@ -161,7 +161,7 @@ def move(
 def _settle(place: Place, env: str, mine: Event, result: MoveResult, rt: Runtime) -> MoveResult:
     """Re-read the history after the settle time and make the tag agree with the event in effect."""
     with ThreadPoolExecutor(1) as pool:
-        tagged = pool.submit(again, rt, lambda: digest_of(place.target, place.tag(env)))
+        tagged = pool.submit(again, rt, lambda: digest_of(place.target, env))
         history = again(rt, lambda: load_history(place.target, env, place.name))
         now = tagged.result()
     head = history.head
@@ -185,7 +185,7 @@ def _point(place: Place, env: str, digest: str, now: str | None, rt: Runtime) ->
     `now` is what the tag was just read as: when it agrees, that read was the verification."""
     if now == digest:
         return
-    tag = place.tag(env)
+    tag = env
     raw = again(rt, lambda: place.target.get_manifest(digest))
     place.target.put_manifest(tag, raw)
     found = again(rt, lambda: digest_of(place.target, tag))
@@ -198,7 +198,7 @@ def _point(place: Place, env: str, digest: str, now: str | None, rt: Runtime) ->
 
 
 def _restore(place: Place, env: str, previous: RawManifest | None, cause: ModelpackError) -> NoReturn:
-    tag = place.tag(env)
+    tag = env
     try:
         if previous is not None:
             place.target.put_manifest(tag, previous)
@@ -219,7 +219,7 @@ def _restore(place: Place, env: str, previous: RawManifest | None, cause: Modelp
 def read_state(place: Place, env: str, rt: Runtime) -> State:
     def tagged() -> RawManifest | None:
         try:
-            return place.target.get_manifest(place.tag(env))
+            return place.target.get_manifest(env)
         except NotFoundError:
             return None
 

@@ -44,7 +44,7 @@ def promote(
     with ThreadPoolExecutor(1) as pool:
         state = pool.submit(read_state, place, env, rt)
         try:
-            release = place.target.get_manifest(ref if by_digest else place.tag(ref))
+            release = place.target.get_manifest(ref)
         except NotFoundError:
             raise NotFoundError(
                 f"cannot promote {place.ref_text(ref)}: it does not exist",
@@ -88,7 +88,7 @@ def rollback(
         with ThreadPoolExecutor(1) as pool:
             reading = pool.submit(read_state, place, env, rt)
             try:
-                release = place.target.get_manifest(place.tag(version))
+                release = place.target.get_manifest(version)
             except NotFoundError:
                 raise PromotionError(
                     f"cannot roll {env} back to {version}: {place.ref_text(version)} no longer exists; "
@@ -158,4 +158,4 @@ def _passing_report(target: Target, digest: str) -> Descriptor | None:
 
 def verify(place: Place, env: str) -> str | None:
     """What the environment tag names now (its digest), read from the target."""
-    return digest_of(place.target, place.tag(env))
+    return digest_of(place.target, env)
