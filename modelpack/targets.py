@@ -77,7 +77,8 @@ class Location:
     def need_ref(self, verb: str) -> str:
         if self.ref is None:
             raise UsageError(
-                f"{self.repository!r} names no release to {verb}", hint=f"add a version: {self.repository}:1.0.0"
+                f"{self.repository!r} names no release to {verb}",
+                hint=f"add a version: {self.repository}:1.0.0",
             )
         return self.ref
 
@@ -189,5 +190,7 @@ class Targets:
         ref = parse_reference(text)
         if ref.is_layout:
             assert ref.layout_path is not None
-            return Location(LayoutStore(Path(ref.layout_path)), ref.digest or ref.tag, ref.name, "layout", ref)
+            return Location(
+                LayoutStore(Path(ref.layout_path)), ref.digest or ref.tag, ref.name, "layout", ref
+            )
         return Location(self.repository(ref), ref.digest or ref.tag, ref.name, "registry", ref)

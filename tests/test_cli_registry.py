@@ -139,7 +139,7 @@ def test_copy_errors_name_the_problem(release: Release, tmp_path: Path) -> None:
     assert missing.returncode == 1 and "9.9.9" in missing.stderr and "not found" in missing.stderr
     assert not (tmp_path / "x" / "index.json").exists()
     untagged = run_cli("copy", f"{release.host}/{release.repo}", f"oci:{tmp_path / 'y'}")
-    assert untagged.returncode == 2 and "names no tag or digest" in untagged.stderr
+    assert untagged.returncode == 2 and "names no release" in untagged.stderr
     by_digest = run_cli("copy", f"{release.host}/{release.repo}@{release.digest}", f"oci:{tmp_path / 'z'}")
     assert by_digest.returncode == 2 and "needs a tag" in by_digest.stderr
 

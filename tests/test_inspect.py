@@ -39,6 +39,7 @@ def test_inspect_remote_equals_local(pushed: Pushed) -> None:  # noqa: F811
     local = _json("inspect", "iris-onnx:1.2.0", "--store", str(pushed.store.root))
     assert remote.pop("reference") == pushed.ref("1.2.0")
     assert local.pop("reference") == "iris-onnx:1.2.0"
+    assert (remote.pop("readFrom"), local.pop("readFrom")) == ("registry", "store")
     assert remote == local
     assert remote["digest"] == pushed.digests["1.2.0"]
     assert remote["isIndex"] is False
@@ -107,7 +108,7 @@ def test_foreign_manifests_are_not_releases(pushed: Pushed) -> None:  # noqa: F8
     with pytest.raises(NotAReleaseError, match="not a modelpack release"):
         load_release(pushed.store, "foreign")
     result = run_cli("inspect", pushed.ref("plain-image"))
-    assert result.returncode == 2
+    assert result.returncode == 1  # malformed registry content is a failure, not a usage error
     assert result.stderr.count("\n") == 1 and "not a modelpack release" in result.stderr
 
 
@@ -116,7 +117,7 @@ def test_foreign_manifests_are_not_releases(pushed: Pushed) -> None:  # noqa: F8
     [
         (("9.9.9",), 1, "9.9.9"),  # unknown tag
         (("x", "t/no-such-repo"), 1, "no-such-repo"),  # unknown repository
-        (("",), 2, "names no version"),  # no tag at all
+        (("",), 2, "names no release"),  # no tag at all
     ],
 )
 def test_unknown_tag_or_repo_is_one_line_error(

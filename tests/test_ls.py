@@ -24,7 +24,7 @@ BY_ACCURACY = sorted(ACCURACY, key=lambda v: ACCURACY[v], reverse=True)  # 1.3.0
 def _ls(*args: str) -> list[dict[str, Any]]:
     result = run_cli("ls", *args, "--json")
     assert result.returncode == 0, result.stderr
-    rows: list[dict[str, Any]] = json.loads(result.stdout)
+    rows: list[dict[str, Any]] = json.loads(result.stdout)["versions"]
     return rows
 
 

@@ -17,7 +17,7 @@ __all__ = ["kind"]  # the fixture, imported so these tests run over the three ki
 def _promoted(place: Place, versions: list[str], rt: Runtime) -> dict[str, str]:
     digests = {}
     for v in versions:
-        release = make_release(place.target, place.tag(v), v)
+        release = make_release(place.target, v, v)
         attach_report(place.target, release)
         digests[v] = release.digest
         promote(place, v, "prod", runtime=rt)
@@ -49,7 +49,7 @@ def test_rollback_to_a_named_version(kind: Kind) -> None:
 def test_rollback_to_a_version_never_promoted_is_allowed_with_a_warning(kind: Kind) -> None:
     place, rt = kind.place, runtime()
     _promoted(place, ["1.0.0"], rt)
-    never = make_release(place.target, place.tag("0.9.0"), "0.9.0")  # no report either: not needed
+    never = make_release(place.target, "0.9.0", "0.9.0")  # no report either: not needed
     result = rollback(place, "prod", "0.9.0", runtime=rt)
     assert tag_digest(place, "prod") == never.digest
     assert any("0.9.0 was never promoted to prod" in n for n in result.notes)
@@ -58,7 +58,7 @@ def test_rollback_to_a_version_never_promoted_is_allowed_with_a_warning(kind: Ki
 def test_rollback_to_a_version_that_no_longer_exists_changes_nothing(kind: Kind) -> None:
     place, rt = kind.place, runtime()
     d = _promoted(place, ["1.0.0", "1.1.0"], rt)
-    place.target.delete_tag(place.tag("1.0.0"))
+    place.target.delete_tag("1.0.0")
     before = load_history(place.target, "prod", place.name)
     with pytest.raises(PromotionError, match=r"1\.0\.0 no longer exists; nothing was changed"):
         rollback(place, "prod", "1.0.0", runtime=rt)
@@ -77,7 +77,7 @@ def test_rollback_after_the_first_promotion_has_nowhere_to_go(kind: Kind) -> Non
 
 def test_rollback_of_a_missing_environment(kind: Kind) -> None:
     place = kind.place
-    make_release(place.target, place.tag("1.0.0"), "1.0.0")
+    make_release(place.target, "1.0.0", "1.0.0")
     with pytest.raises(PromotionError, match="does not exist: nothing to roll back"):
         rollback(place, "prod", runtime=runtime())
 
@@ -97,7 +97,7 @@ def test_rollback_when_the_tag_was_moved_outside_modelpack(kind: Kind) -> None:
     rather than guess; with one it works and notes the outside move."""
     place, rt = kind.place, runtime()
     _promoted(place, ["1.0.0", "1.1.0"], rt)
-    outside = make_release(place.target, place.tag("prod"), "hand-pushed")  # e.g. skopeo copy
+    outside = make_release(place.target, "prod", "hand-pushed")  # e.g. skopeo copy
     with pytest.raises(PromotionError, match="cannot tell what came before; nothing was changed"):
         rollback(place, "prod", runtime=rt)
     assert tag_digest(place, "prod") == outside.digest

@@ -233,7 +233,7 @@ def test_two_pushes_of_one_release_at_once_agree(tmp_path: Path, registry, repo:
         def push(dest: str = dest, results: list[CopyResult | BaseException] = results) -> None:
             try:
                 with Targets(store_path=store.root) as targets:
-                    results.append(api.push(targets, built.tag, dest)[0])
+                    results.append(api.push(targets, dest, source=built.tag).copy)
             except BaseException as e:
                 results.append(e)
 

@@ -69,7 +69,9 @@ class StoreRepository:
             what = f"{self.name}@{ref}" if digest.is_digest(ref) else f"{self.name}:{ref}"
             tags = self.list_tags() if self.store.index_path.is_file() else []
             hint = f"its tags: {', '.join(tags)}" if tags else "see `modelpack list`"
-            raise NotFoundError(f"no release {what} in the local store {self.store.root}", hint=hint) from None
+            raise NotFoundError(
+                f"no release {what} in the local store {self.store.root}", hint=hint
+            ) from None
 
     def put_manifest(self, ref: str, manifest: RawManifest) -> str:
         return self.store.put_manifest(self._full(ref), manifest)

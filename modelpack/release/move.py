@@ -84,12 +84,28 @@ class MoveResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "reference": self.reference,
-            **self.event.to_json(),
-            "event_digest": self.event.digest,
+            **event_json(self.event),
             "changed": self.changed,
-            "dry_run": self.dry_run,
+            "dryRun": self.dry_run,
             "notes": list(self.notes),
         }
+
+
+def event_json(e: Event) -> dict[str, Any]:
+    """An event as `--json` shows it (camelCase; the stored payload keeps its own field names)."""
+    return {
+        "env": e.env,
+        "action": e.action,
+        "version": e.version,
+        "fromDigest": e.from_digest,
+        "toDigest": e.to_digest,
+        "who": e.who,
+        "when": e.when,
+        "reason": e.reason,
+        "forced": e.forced,
+        "previousEvent": e.previous_event,
+        "eventDigest": e.digest,
+    }
 
 
 @dataclass(frozen=True)
@@ -112,7 +128,7 @@ def move(
     state: State | None = None,
 ) -> MoveResult:
     """Point `env` at `release` and record `action`; `state` is what the caller already read, if any."""
-    target, tag = place.target, env
+    target, tag = place.target, env  # every Place has short tags
     state = state or read_state(place, env, rt)
     rt.after_read()
     head = state.history.head

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from modelpack.bundle.record import Record
-from modelpack.errors import InputError, NotFoundError, UsageError
+from modelpack.errors import ContentError, NotFoundError, UsageError
 from modelpack.oci.target import Target
 from modelpack.release.diff import flatten
 from modelpack.release.view import ReleaseView, load_release
@@ -85,7 +85,7 @@ def read_versions(
     def one(tag: str) -> Version | None:
         try:
             return Version(tag, load_release(target, prefix + tag, layers=False))
-        except (InputError, NotFoundError):  # NotAReleaseError, a foreign manifest, a tag deleted since
+        except (ContentError, NotFoundError):  # NotAReleaseError, a foreign manifest, a tag deleted since
             return None
 
     if not tags:
