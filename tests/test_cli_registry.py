@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clirun import run_cli
+from clirun import run_cli as run_process
+from clirun import run_main as run_cli  # in process: the console script is proven in test_cli
 from fixtures.registry import RegistryProcess
 from release_fixtures import EXAMPLES, build, index_release, push
 
@@ -359,7 +360,7 @@ def test_no_command_shows_the_password_even_with_verbose(
     ]
     outputs: list[str] = []
     for args, stdin, code in runs:
-        result = run_cli("--verbose", *args, env=env, stdin=stdin)
+        result = run_process("--verbose", *args, env=env, stdin=stdin)
         assert result.returncode == code, f"{args}: {result.stderr}"
         outputs += [result.stdout, result.stderr]
         if os.path.exists(config_dir / "config.json"):

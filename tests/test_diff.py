@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from clirun import run_cli
+from clirun import run_main as run_cli  # in process: the console script is proven in test_cli
 from release_fixtures import Pushed, pushed  # noqa: F401  (the fixture)
 
 from modelpack.bundle.record import DatasetEntry, FileEntry, LockSummary, Metric, Record

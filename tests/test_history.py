@@ -7,7 +7,7 @@ import json
 import os
 
 import pytest
-from clirun import run_cli
+from clirun import run_main as run_cli  # in process: the console script is proven in test_cli
 from fixtures.registry import RegistryProcess
 from registry_helpers import client_for
 from test_promote import attach_report, make_release
