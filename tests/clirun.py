@@ -68,7 +68,8 @@ def run_main(
     from modelpack.cli._app import Settings
 
     out, err = io.StringIO(), io.StringIO()
-    saved_env, saved_cwd, saved_verbose, saved_stdin = dict(os.environ), Path.cwd(), Settings.verbose, sys.stdin
+    saved_env, saved_cwd = dict(os.environ), Path.cwd()
+    saved_verbose, saved_stdin = Settings.verbose, sys.stdin
     try:
         sys.stdin = io.StringIO(stdin or "")
         os.environ.pop("MODELPACK_VERBOSE", None)

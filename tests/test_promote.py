@@ -21,8 +21,8 @@ from registry_helpers import Requests, client_for
 from modelpack.errors import NotFoundError, PromotionError, UsageError
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.layout import LayoutStore
-from modelpack.oci.storerepo import StoreRepository
 from modelpack.oci.model import Descriptor, Index, Manifest, Platform
+from modelpack.oci.storerepo import StoreRepository
 from modelpack.oci.target import RawManifest, Target
 from modelpack.registry.client import RegistryRepository
 from modelpack.release.attach import attach
