@@ -122,7 +122,15 @@ def test_version_tags_are_immutable_unless_forced(tmp_path: Path, registry_repo:
 
     forced = run_main("push", f"{registry_repo}:1.0.0", "--project", str(proj), "--force", "--json", env=env)
     assert forced.returncode == 0, forced.stderr
-    assert any(old in n and new in n for n in json.loads(forced.stdout)["notes"])
+    assert any(
+        old in n and new in n and "recorded as sha256:" in n for n in json.loads(forced.stdout)["notes"]
+    )
+    from modelpack.oci import mediatypes as mt
+
+    with api.Targets(store_path=tmp_path / "store") as targets:
+        repo = targets.open(registry_repo).target
+        trace = repo.referrers(new, mt.OVERWRITE_ARTIFACT)
+    assert [d.annotations.get("dev.modelpack.overwrite.tag") for d in trace] == ["1.0.0"]
 
 
 def test_tag_refuses_an_environment_tag(tmp_path: Path, registry_repo: str) -> None:

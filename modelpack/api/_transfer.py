@@ -177,7 +177,33 @@ def push(
         fallbacks=base_sources(src.target, ref, targets),
         progress=progress,
     )
+    if note is not None:
+        note += "; " + _record_overwrite(dest.target, root, tag, note, targets)
     return TransferResult(src.display, shown, result, notes=(note,) if note else ())
+
+
+def _record_overwrite(dest: Target, root: RawManifest, tag: str, note: str, targets: Targets) -> str:
+    """A forced overwrite leaves its trace in the registry: a referrer of the release that replaced it."""
+    import json
+    import time
+
+    from modelpack.oci.model import Descriptor
+    from modelpack.release.actor import who
+    from modelpack.release.attach import attach
+
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    body = {"tag": tag, "digest": root.digest, "note": note, "who": who(targets.environ), "when": when}
+    subject = Descriptor(root.media_type, root.digest, len(root.raw))
+    annotations = {"dev.modelpack.overwrite.tag": tag, mt.ANN_CREATED: when}
+    desc = attach(
+        dest,
+        subject,
+        mt.OVERWRITE_ARTIFACT,
+        json.dumps(body, sort_keys=True).encode(),
+        "application/json",
+        annotations,
+    )
+    return f"recorded as {desc.digest}"
 
 
 def copy(
