@@ -254,3 +254,43 @@ def test_no_blob_moves_and_a_bounded_number_of_requests(registry: RegistryProces
     assert weight_paths == []
     assert seen.count("PUT", "/manifests/prod") == 1
     assert len(seen.seen) <= 25, seen.seen
+
+
+@pytest.mark.parametrize("env", ["Prod", "PROD", "prod!", "-x", ""])
+def test_environment_names_are_lowercase(kind: Kind, env: str) -> None:
+    release = make_release(kind.place.target, "1.0.0", "1.0.0")
+    attach_report(kind.place.target, release)
+    with pytest.raises(UsageError, match="not a valid name"):
+        promote(kind.place, "1.0.0", env, runtime=runtime())
+
+
+def test_a_first_promotion_next_to_a_case_twin_is_refused(kind: Kind) -> None:
+    place = kind.place
+    release = make_release(place.target, "1.0.0", "1.0.0")
+    attach_report(place.target, release)
+    place.target.put_manifest("Prod", release)  # an environment from before names were lowercase
+    with pytest.raises(UsageError, match="differs only in case from the existing 'Prod'"):
+        promote(place, "1.0.0", "prod", runtime=runtime())
+
+
+def test_require_runtime_refuses_a_local_only_report_and_says_which_it_found(kind: Kind) -> None:
+    place = kind.place
+    release = make_release(place.target, "1.0.0", "1.0.0")
+    attach(
+        place.target,
+        Descriptor(release.media_type, release.digest, len(release.raw)),
+        mt.TEST_REPORT_ARTIFACT,
+        b'{"passed": true}',
+        "application/json",
+        {
+            REPORT_PASSED: "true",
+            "dev.modelpack.test.created": "2026-12-01T00:00:00Z",
+            "dev.modelpack.test.runtime": "local",
+        },
+    )
+    with pytest.raises(
+        PromotionError, match=r"from the docker runtime .*\(there is one from the local runtime\)"
+    ):
+        promote(place, "1.0.0", "prod", runtime=runtime(), require_runtime="docker")
+    done = promote(place, "1.0.0", "prod", runtime=runtime(), require_runtime="local")
+    assert any("(local runtime)" in n for n in done.notes)

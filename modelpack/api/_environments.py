@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from modelpack.errors import UsageError
 from modelpack.release.history import Event, History, load_history
 from modelpack.release.move import MoveResult, Runtime, event_json
 from modelpack.release.place import Place, check_env
@@ -25,13 +26,26 @@ def promote(
     reason: str = "",
     dry_run: bool = False,
     runtime: Runtime | None = None,
+    require_runtime: str | None = None,
 ) -> MoveResult:
     """Point `env` at the release `reference` names; refused without a passing test report for exactly its
-    digest unless `force` (with a `reason`, recorded)."""
+    digest (produced by `require_runtime`, "docker" or "local", when given) unless `force` (with a
+    `reason`, recorded)."""
     check_env(env)
+    if require_runtime not in (None, "docker", "local"):
+        raise UsageError(f"--require-runtime {require_runtime!r}: choose docker or local")
     where = targets.open(reference)
     ref = where.need_ref("promote")
-    return _promote(Place.of(where), ref, env, force=force, reason=reason, dry_run=dry_run, runtime=runtime)
+    return _promote(
+        Place.of(where),
+        ref,
+        env,
+        force=force,
+        reason=reason,
+        dry_run=dry_run,
+        runtime=runtime,
+        require_runtime=require_runtime,
+    )
 
 
 def rollback(
@@ -103,8 +117,6 @@ def history(targets: Targets, repository: str, env: str) -> HistoryResult:
 def _repository(targets: Targets, text: str) -> Place:
     where = targets.open(text)
     if where.ref is not None and where.kind != "layout":
-        from modelpack.errors import UsageError
-
         raise UsageError(
             f"{text!r} names a release, not a repository",
             hint=f"give the repository alone, e.g. {where.repository}",

@@ -30,6 +30,15 @@ def promote(
     force: Annotated[
         bool, typer.Option("--force", help="Promote without a passing test report (needs --reason).")
     ] = False,
+    require_runtime: Annotated[
+        str | None,
+        typer.Option(
+            "--require-runtime",
+            metavar="RUNTIME",
+            help="Accept only a report from this runtime: docker (the serving image) or local.",
+            show_default=False,
+        ),
+    ] = None,
     reason: ReasonOpt = "",
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
@@ -43,14 +52,22 @@ def promote(
 
     Examples:
 
-      modelpack promote ghcr.io/acme/sentiment:1.4.0 prod
+      modelpack promote ghcr.io/acme/sentiment:1.4.0 prod --require-runtime docker
 
       modelpack promote ghcr.io/acme/sentiment:1.4.0 staging --force --reason "hotfix, tested by hand"
     """
     from modelpack import api
 
     with access.targets() as targets:
-        result = api.promote(targets, reference, env, force=force, reason=reason, dry_run=dry_run)
+        result = api.promote(
+            targets,
+            reference,
+            env,
+            force=force,
+            reason=reason,
+            dry_run=dry_run,
+            require_runtime=require_runtime,
+        )
     if as_json:
         return _output.emit_json(result.to_json())
     _render.move(result)

@@ -16,7 +16,8 @@ from modelpack.oci import digest as digests
 from modelpack.oci.target import Target
 from modelpack.targets import Location
 
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+# Lowercase only: `Prod` beside `prod` would be two environments that people read as one.
+_ENV = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 # What a version tag looks like (1.4.0, v2, 2024.01.05-rc1): an environment named so would read as a release.
 _VERSIONISH = re.compile(r"^[vV]?[0-9]")
 
@@ -38,10 +39,12 @@ class Place:
 
 def check_env(env: str) -> str:
     """An environment name must be a tag that cannot be mistaken for a version or a referrers tag."""
-    if not _TAG.match(env):
+    if not _ENV.match(env):
+        hint = f"use {env.lower()!r}" if _ENV.match(env.lower()) else "e.g. prod or staging"
         raise UsageError(
-            f"environment {env!r} is not a valid tag",
-            hint="use letters, digits, '_', '.' and '-', starting with a letter, e.g. prod or staging",
+            f"environment {env!r} is not a valid name: lowercase letters, digits, '.', '_' and '-', starting "
+            "with a letter or digit",
+            hint=hint,
         )
     if _VERSIONISH.match(env):
         raise UsageError(
