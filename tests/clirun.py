@@ -69,7 +69,7 @@ def run_main(
 
     out, err = io.StringIO(), io.StringIO()
     saved_env, saved_cwd = dict(os.environ), Path.cwd()
-    saved_verbose, saved_stdin = Settings.verbose, sys.stdin
+    saved_verbose, saved_quiet, saved_stdin = Settings.verbose, Settings.quiet, sys.stdin
     try:
         sys.stdin = io.StringIO(stdin or "")
         os.environ.pop("MODELPACK_VERBOSE", None)
@@ -82,7 +82,7 @@ def run_main(
         os.environ.clear()
         os.environ.update(saved_env)
         os.chdir(saved_cwd)
-        Settings.verbose = saved_verbose
+        Settings.verbose, Settings.quiet = saved_verbose, saved_quiet
         sys.stdin = saved_stdin
     check_json(args, out.getvalue())
     return subprocess.CompletedProcess(["modelpack", *args], code, out.getvalue(), err.getvalue())

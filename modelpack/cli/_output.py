@@ -65,8 +65,11 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | No
 
 
 def info(message: str) -> None:
-    """A status line for people, on stderr so stdout stays data."""
-    err.print(Text(clean(message)))
+    """A status line for people, on stderr so stdout stays data; none with -q."""
+    from modelpack.cli._app import Settings
+
+    if not Settings.quiet:
+        err.print(Text(clean(message)))
 
 
 @contextmanager
