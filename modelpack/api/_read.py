@@ -40,12 +40,16 @@ class DiffResult:
 @dataclass(frozen=True)
 class LsResult:
     repository: str
-    tags: tuple[str, ...]  # release tags, in the order shown
+    tags: tuple[str, ...]  # release tags, in the order shown (versions in version order, then the rest)
     versions: tuple[query.Version, ...]  # with records, when they were read (sort, where, json)
     sort: str | None = None
+    environments: frozenset[str] = frozenset()  # tags with promotion history
 
     def to_json(self) -> dict[str, Any]:
-        return {"repository": self.repository, "versions": [_version_json(v) for v in self.versions]}
+        return {
+            "repository": self.repository,
+            "versions": [_version_json(v, v.tag in self.environments) for v in self.versions],
+        }
 
 
 @dataclass(frozen=True)
@@ -134,10 +138,31 @@ def ls(
             hint=f"modelpack ls {place.repository}",
         )
     tags = query.release_tags(place.target.list_tags())
+    envs = _environments(place, tags)
     if not records and not (sort or wheres):
-        return LsResult(place.repository, tuple(tags), ())
-    versions = query.select(query.read_versions(place.target, tags, prefix=""), wheres, sort, asc)
-    return LsResult(place.repository, tuple(v.tag for v in versions), tuple(versions), sort)
+        return LsResult(place.repository, tuple(tags), (), environments=envs)
+    reports = records or query.needs_reports(sort, wheres)
+    read = query.read_versions(place.target, tags, reports=reports)
+    for name, flag in [(sort, "--sort")] + [(w.key, "--where") for w in wheres if w.field == "gate"]:
+        if name is not None:
+            query.check_metric(read, name, flag)
+    versions = query.select(read, wheres, sort, asc)
+    return LsResult(place.repository, tuple(v.tag for v in versions), tuple(versions), sort, envs)
+
+
+def _environments(place: Location, tags: Sequence[str]) -> frozenset[str]:
+    """The tags with promotion history (one referrers listing each, in parallel; versions are skipped)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from modelpack.release.history import has_history
+
+    candidates = [t for t in tags if query.is_environment_name(t)]
+    if not candidates:
+        return frozenset()
+    scope = place.repository if place.is_local else None
+    with ThreadPoolExecutor(max_workers=min(8, len(candidates))) as pool:
+        flags = list(pool.map(lambda t: has_history(place.target, t, scope), candidates))
+    return frozenset(t for t, f in zip(candidates, flags, strict=True) if f)
 
 
 def list_store(targets: Targets) -> ListResult:
@@ -156,13 +181,15 @@ def list_store(targets: Targets) -> ListResult:
     return ListResult(str(targets.store_path), tuple(entries))
 
 
-def _version_json(v: query.Version) -> dict[str, Any]:
+def _version_json(v: query.Version, environment: bool) -> dict[str, Any]:
     assert v.release is not None
     rec = v.release.record
     return {
         "tag": v.tag,
         "version": rec.version,
         "alias": v.alias,
+        "environment": environment,
+        "test": {"passed": v.test_passed, "metrics": dict(v.tested)} if v.test_passed is not None else None,
         "digest": v.release.digest,
         "created": rec.created,
         "metrics": {k: {"value": m.value, "dataset": m.dataset} for k, m in sorted(rec.metrics.items())},

@@ -139,6 +139,8 @@ def versions(result: LsResult, repository: str, filtered: bool) -> None:
             else [" ".join(f"{k}={m.value:g}" for k, m in sorted(rec.metrics.items()))]
         )
         note = f"-> {rec.version}" if v.alias else ""
+        if v.tag in result.environments:
+            note += " (environment)"
         rows.append([v.tag, *metrics, rec.created, v.release.digest[:19], note])
     _output.table(["TAG", sort.upper() if sort else "METRICS", "CREATED", "DIGEST", ""], rows)
 

@@ -82,7 +82,9 @@ def ls_cmd(
     where: Annotated[
         list[str] | None,
         typer.Option(
-            "--where", metavar="COND", help="dataset=NAME or param=KEY=VALUE; repeat to require all."
+            "--where",
+            metavar="COND",
+            help="dataset=NAME, param=KEY=VALUE or a gate (accuracy>=0.9); repeat to require all.",
         ),
     ] = None,
     local: LocalOpt = False,
@@ -95,6 +97,8 @@ def ls_cmd(
     Examples:
 
       modelpack ls ghcr.io/acme/iris --sort accuracy --where dataset=iris-test-v3
+
+      modelpack ls ghcr.io/acme/iris --where 'latency_p95_ms<=5' --sort accuracy
 
       modelpack ls iris                       # a repository of the local store
     """
@@ -109,7 +113,7 @@ def ls_cmd(
     if result.versions or not result.tags:
         return _render.versions(result, result.repository, bool(where))
     for t in result.tags:
-        _output.echo(t)
+        _output.echo(f"{t}  (environment)" if t in result.environments else t)
 
 
 @app.command("list")
