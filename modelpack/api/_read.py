@@ -108,14 +108,23 @@ def sibling(a: Location, b_text: str) -> str:
     return a.ref_text(b_text)
 
 
-def diff(targets: Targets, a: str, b: str, *, local: bool = False) -> DiffResult:
-    """What changed between two releases: metrics, data and model hashes, packages, params, commit."""
+def diff(
+    targets: Targets, a: str, b: str, *, local: bool = False, better: Sequence[str] = ()
+) -> DiffResult:
+    """What changed between two releases: metrics, data and model hashes, packages, params, commit.
+    `better`: `METRIC=higher|lower`, over what the gates say, for telling a regression."""
+    directions = {}
+    for text in better:
+        name, _, way = text.partition("=")
+        if not name or way not in ("higher", "lower"):
+            raise UsageError(f"--better {text!r}: expected METRIC=higher or METRIC=lower")
+        directions[name] = way
     wa, ref_a = _release(targets, a, local)
     b_text = sibling(wa, b)
     wb, ref_b = _release(targets, b_text, local or (wa.is_local and b_text != b))
     old = load_release(wa.target, ref_a, layers=False, where=wa.display)
     new = load_release(wb.target, ref_b, layers=False, where=wb.display)
-    return DiffResult(wa.display, wb.display, diff_records(old.record, new.record))
+    return DiffResult(wa.display, wb.display, diff_records(old.record, new.record, directions))
 
 
 def ls(

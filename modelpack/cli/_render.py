@@ -73,6 +73,8 @@ def release(display: str, view: ReleaseView) -> None:
 
 def diff(a: str, b: str, d: RecordDiff) -> None:
     _output.echo(f"{a} -> {b}")
+    if d.version_changed:
+        _output.echo(f"version: {d.old.name} {d.old.version} -> {d.new.name} {d.new.version}")
     if d.unchanged:
         _output.echo("no differences in metrics, data, files, packages, params or commit")
         return
@@ -84,9 +86,8 @@ def diff(a: str, b: str, d: RecordDiff) -> None:
         if m.delta is not None:
             change = f"{m.delta:+g}" + (f" ({m.relative:+.1%})" if m.relative is not None else "")
         note = f"dataset {m.old_dataset} -> {m.new_dataset}" if m.dataset_changed else (m.new_dataset or "")
-        metric_rows.append(
-            [m.name, _num(m.old), _num(m.new), change, m.direction or m.status, note or m.old_dataset or ""]
-        )
+        status = (m.direction or m.status) + (" REGRESSED" if m.regressed else "")
+        metric_rows.append([m.name, _num(m.old), _num(m.new), change, status, note or m.old_dataset or ""])
     sections = [
         ("METRICS", ["NAME", "A", "B", "CHANGE", "STATUS", "DATASET"], metric_rows),
         ("DATASETS", ["NAME", "STATUS", "A", "B"], _change_rows(d.datasets)),

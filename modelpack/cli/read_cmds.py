@@ -46,26 +46,41 @@ def diff(
     b: Annotated[
         str, typer.Argument(metavar="B", help="The newer release, or just its tag in A's repository.")
     ],
+    exit_code: Annotated[
+        bool, typer.Option("--exit-code", help="Exit 1 when a metric regressed (for CI).")
+    ] = False,
+    better: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--better",
+            metavar="METRIC=higher|lower",
+            help="Which way is better for a metric (default: what the gates say).",
+        ),
+    ] = None,
     local: LocalOpt = False,
     as_json: JsonOpt = False,
     *,
     access: Access,
 ) -> None:
     """What changed between two releases: metrics, data and model hashes, packages, params, commit.
+    With --exit-code, exit 1 when a metric moved the wrong way (the gates say which way is better).
 
     Examples:
 
       modelpack diff ghcr.io/acme/iris:1.3.0 1.4.0
 
-      modelpack diff iris:1.0.0 iris:1.1.0 --json
+      modelpack diff iris:1.0.0 iris:1.1.0 --exit-code --better loss=lower
     """
     from modelpack import api
 
     with access.targets() as targets:
-        result = api.diff(targets, a, b, local=local)
+        result = api.diff(targets, a, b, local=local, better=better or ())
     if as_json:
-        return _output.emit_json(result.to_json())
-    _render.diff(result.a, result.b, result.diff)
+        _output.emit_json(result.to_json())
+    else:
+        _render.diff(result.a, result.b, result.diff)
+    if exit_code and result.diff.regressions:
+        raise typer.Exit(1)
 
 
 @app.command("ls")
