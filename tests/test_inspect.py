@@ -167,3 +167,23 @@ def test_index_without_record_annotation_reads_the_bundle_once(pushed: Pushed) -
         release_from_manifest(
             RawManifest(no_bundle.to_bytes(), no_bundle.media_type, no_bundle.digest), fetch, where="x"
         )
+
+
+def test_inspect_shows_image_size_reports_and_environments(pushed: Pushed) -> None:  # noqa: F811
+    from test_promote import attach_report
+
+    from modelpack.targets import Targets
+
+    tags = run_cli("ls", f"{pushed.host}/{pushed.index_repo}").stdout.split()
+    ref = pushed.ref(tags[0], pushed.index_repo)
+    with Targets() as targets:
+        target = targets.open(ref).target
+        attach_report(target, target.get_manifest(tags[0]))
+    moved = run_cli("promote", ref, "qa", env={"MODELPACK_ACTOR": "ci"})
+    assert moved.returncode == 0, moved.stderr
+    doc = _json("inspect", ref)
+    assert doc["environments"] == ["qa"]
+    assert [(r["passed"], r["runtime"]) for r in doc["reports"]] == [(True, "unknown")]
+    assert doc["imageSize"] and doc["imageSize"] > 0
+    text = run_cli("inspect", ref).stdout
+    assert "envs       qa" in text and "tested     passed" in text and "image size" in text

@@ -18,13 +18,39 @@ _BARE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
 @dataclass(frozen=True)
+class ReportInfo:
+    digest: str
+    passed: bool
+    runtime: str
+    created: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "digest": self.digest,
+            "passed": self.passed,
+            "runtime": self.runtime,
+            "created": self.created,
+        }
+
+
+@dataclass(frozen=True)
 class InspectResult:
     reference: str
     release: ReleaseView
     where: str  # "registry", "layout" or "store": where it was read from
+    image_size: int | None = None  # the serving image's manifest, config and layers (base included)
+    reports: tuple[ReportInfo, ...] = ()  # attached test reports, newest first
+    environments: tuple[str, ...] = ()  # environment tags that name this release now
 
     def to_json(self) -> dict[str, Any]:
-        return {"reference": self.reference, "readFrom": self.where, **self.release.to_json()}
+        return {
+            "reference": self.reference,
+            "readFrom": self.where,
+            **self.release.to_json(),
+            "imageSize": self.image_size,
+            "reports": [r.to_json() for r in self.reports],
+            "environments": list(self.environments),
+        }
 
 
 @dataclass(frozen=True)
@@ -96,9 +122,70 @@ def _release(targets: Targets, text: str, local: bool) -> tuple[Location, str]:
 
 def inspect(targets: Targets, reference: str, *, local: bool = False) -> InspectResult:
     """A release's record, layers and sizes; `local` reads the store's copy of a pulled release."""
+    from concurrent.futures import ThreadPoolExecutor
+
     where, ref = _release(targets, reference, local)
     view = load_release(where.target, ref, where=where.display)
-    return InspectResult(where.display, view, where.kind)
+    with ThreadPoolExecutor(max_workers=3) as pool:  # three independent reads: latency, not bytes
+        size = pool.submit(_image_size, where, view)
+        reports = pool.submit(_reports, where, view.digest)
+        envs = pool.submit(_naming_environments, where, view.digest)
+        return InspectResult(where.display, view, where.kind, size.result(), reports.result(), envs.result())
+
+
+def _image_size(where: Location, view: ReleaseView) -> int | None:
+    from modelpack.oci.model import Manifest, parse
+
+    if view.image is None:
+        return None
+    raw = where.target.get_manifest(view.image.digest)
+    doc = parse(raw.raw, raw.media_type)
+    if not isinstance(doc, Manifest):
+        return None
+    return len(raw.raw) + doc.config.size + sum(d.size for d in doc.layers)
+
+
+def _reports(where: Location, digest: str) -> tuple[ReportInfo, ...]:
+    from modelpack.oci import mediatypes as mt
+
+    found = []
+    for d in where.target.referrers(digest, mt.TEST_REPORT_ARTIFACT):
+        ann = d.annotations or {}
+        found.append(
+            ReportInfo(
+                d.digest,
+                ann.get("dev.modelpack.test.passed") == "true",
+                ann.get("dev.modelpack.test.runtime") or "unknown",
+                ann.get("dev.modelpack.test.created") or "",
+            )
+        )
+    return tuple(sorted(found, key=lambda r: (r.created, r.digest), reverse=True))
+
+
+def _naming_environments(where: Location, digest: str) -> tuple[str, ...]:
+    """Environment tags (with promotion history) whose tag names `digest` now."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from modelpack.errors import NotFoundError
+    from modelpack.release.history import has_history
+
+    if where.kind == "layout":
+        return ()
+    names = [t for t in where.target.list_tags() if query.is_environment_name(t)]
+
+    def names_it(tag: str) -> bool:
+        try:
+            if where.target.get_manifest(tag).digest != digest:
+                return False
+        except NotFoundError:
+            return False
+        return has_history(where.target, tag, where.repository if where.is_local else None)
+
+    if not names:
+        return ()
+    with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
+        flags = list(pool.map(names_it, names))
+    return tuple(t for t, f in zip(names, flags, strict=True) if f)
 
 
 def sibling(a: Location, b_text: str) -> str:
@@ -108,9 +195,7 @@ def sibling(a: Location, b_text: str) -> str:
     return a.ref_text(b_text)
 
 
-def diff(
-    targets: Targets, a: str, b: str, *, local: bool = False, better: Sequence[str] = ()
-) -> DiffResult:
+def diff(targets: Targets, a: str, b: str, *, local: bool = False, better: Sequence[str] = ()) -> DiffResult:
     """What changed between two releases: metrics, data and model hashes, packages, params, commit.
     `better`: `METRIC=higher|lower`, over what the gates say, for telling a regression."""
     directions = {}

@@ -11,7 +11,7 @@ from modelpack.cli import _output
 
 if TYPE_CHECKING:
     from modelpack.api._environments import HistoryResult
-    from modelpack.api._read import LsResult
+    from modelpack.api._read import InspectResult, LsResult
     from modelpack.release.diff import RecordDiff
     from modelpack.release.move import MoveResult
     from modelpack.release.view import ReleaseView
@@ -22,7 +22,7 @@ def metric_text(value: float, dataset: str | None) -> str:
     return f"{value:g}" + (f" ({dataset})" if dataset else "")
 
 
-def release(display: str, view: ReleaseView) -> None:
+def release(display: str, view: ReleaseView, extra: InspectResult | None = None) -> None:
     rec = view.record
     _output.echo(f"{rec.name} {rec.version}")
     fields: list[tuple[str, str]] = [
@@ -36,13 +36,26 @@ def release(display: str, view: ReleaseView) -> None:
     fields.append(("created", rec.created))
     if rec.git:
         g = rec.git
-        extra = ", ".join(str(x) for x in (g.get("branch"), "dirty" if g.get("dirty") else None) if x)
-        fields.append(("git", f"{g.get('commit')}" + (f" ({extra})" if extra else "")))
+        notes = ", ".join(str(x) for x in (g.get("branch"), "dirty" if g.get("dirty") else None) if x)
+        fields.append(("git", f"{g.get('commit')}" + (f" ({notes})" if notes else "")))
     if view.total_size is not None:
-        fields.append(("size", f"{view.total_size:,} bytes in {len(view.layers)} layers"))
+        fields.append(("size", f"bundle {view.total_size:,} bytes in {len(view.layers)} layers"))
+    if extra is not None and extra.image_size is not None:
+        fields.append(("image size", f"{extra.image_size:,} bytes (serving image, base included)"))
+    if extra is not None:
+        fields.append(("envs", ", ".join(extra.environments) or "none names it now"))
+        newest = extra.reports[0] if extra.reports else None
+        tested = (
+            f"{'passed' if newest.passed else 'FAILED'} ({newest.runtime} runtime, {newest.created})"
+            + (f"; {len(extra.reports)} reports" if len(extra.reports) > 1 else "")
+            if newest
+            else "no report attached"
+        )
+        fields.append(("tested", tested))
     if rec.lock is not None:
         lk = rec.lock
-        fields.append(("lock", f"{lk.path} ({lk.format}, python {lk.python or '?'}): {lk.count} packages"))
+        python = lk.python or rec.serving.get("python") or "?"
+        fields.append(("lock", f"{lk.path} ({lk.format}, python {python}): {lk.count} packages"))
     gates = rec.tests.get("gates") or []
     fields.append(("gates", ", ".join(str(g) for g in gates) or "none"))
     for key, value in fields:

@@ -36,7 +36,7 @@ def inspect(
         result = api.inspect(targets, reference, local=local)
     if as_json:
         return _output.emit_json(result.to_json())
-    _render.release(result.reference, result.release)
+    _render.release(result.reference, result.release, result)
 
 
 @app.command()
