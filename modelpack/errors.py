@@ -1,8 +1,27 @@
 """The error tree. Every error a user can cause or meet carries an exit code and a message they can act on.
 
-Exit codes: 1 = the operation failed (network, registry refused, test failed), 2 = usage or input error
-(bad reference, invalid modelpack.yaml, missing file). The CLI is the one boundary that turns these into
-`error: <message>` on stderr; everything below raises.
+    ModelpackError                  exit 1 unless said otherwise
+    ├── UsageError                  exit 2  a malformed request: a bad reference, flag combination, value
+    ├── InputError                  exit 2  a wrong input file or value: modelpack.yaml, a lockfile, a path
+    ├── NotFoundError               exit 1  a repository, tag, manifest or blob is not where it was looked for
+    ├── ContentError                exit 1  content read from a registry, layout or store is malformed
+    │   └── (release.view.NotAReleaseError: a manifest that is no modelpack release)
+    ├── DigestMismatchError         exit 1  content did not hash to the digest that named it; nothing kept
+    ├── RegistryError               exit 1  a registry answered with an error, or could not be reached
+    │   └── AuthError                       credentials refused, or none for that registry
+    ├── StoreError                  exit 1  the local store is unreadable, inconsistent, or busy
+    ├── BuildError                  exit 1  a build could not complete (no wheel, a Docker build failed)
+    ├── RefusedError                exit 1  the release model forbids it: a version tag that names another
+    │                                       digest, an environment moved outside promote/rollback
+    ├── PromotionError              exit 1  a promotion or rollback was refused or lost a race
+    ├── TestFailedError             exit 1  the release failed its golden cases or gates
+    └── TestNotRunError             exit 3  the test could not run: no engine, the container exited before
+                                            ready, the image could not be pulled (a broken runner, not a
+                                            bad model: CI can tell them apart)
+
+The CLI is the one boundary that turns these into `error: <message>` on stderr; everything below raises.
+Anything else reaching it is a bug and is reported as "internal error" (exit 1). Errors that are not a
+user's fault but a bug in modelpack are never one of these classes.
 """
 
 from __future__ import annotations
@@ -68,6 +87,19 @@ class BuildError(ModelpackError):
     exit_code = 1
 
 
+class ContentError(ModelpackError):
+    """Content read from a registry, layout or store is malformed: not JSON, wrong fields, over a cap."""
+
+    exit_code = 1
+
+
+class RefusedError(ModelpackError):
+    """The release model forbids the operation: versions are immutable, environments move only through
+    promote and rollback."""
+
+    exit_code = 1
+
+
 class TestFailedError(ModelpackError):
     """A release failed one of its golden cases or gates."""
 
@@ -79,3 +111,10 @@ class PromotionError(ModelpackError):
     """A promotion or rollback was refused or lost a race."""
 
     exit_code = 1
+
+
+class TestNotRunError(ModelpackError):
+    """The test could not run (no engine, a container that exited before ready, an image pull failed)."""
+
+    exit_code = 3
+    __test__ = False  # not a pytest class

@@ -1,22 +1,41 @@
-"""From what a user typed to the Target it names: a registry repository, an OCI layout, or the local store.
+"""From what a user typed to where it lives: one rule, used by every command.
 
-Resolution order for a reference without an explicit registry host (e.g. `iris:1.0.0`): a tag of that name
-in the local store wins (it is what `modelpack build` printed); otherwise it is a Docker Hub short name, as
-docker reads it. `oci:PATH[:TAG]` always names a layout directory.
+    oci:PATH[:TAG|@DIGEST]          an OCI image layout directory
+    HOST/REPO[:TAG|@DIGEST]         a registry: the first component is a host (has a '.' or a ':', or is
+                                    `localhost`), as docker decides
+    NAME[:TAG|@DIGEST]              a repository of the local store (what `modelpack build` and
+                                    `modelpack list` show); never a Docker Hub short name. Absent, it is
+                                    an error naming the store, not a lookup anywhere else.
+
+With `local=True` (the `--local` flag) a registry name means the store's copy of it: a pulled release is
+stored under its full name (`127.0.0.1:5000/acme/iris:1.0.0`), so it stays usable with no network.
+Base images are the one exception: `python:3.11-slim` is Docker Hub, as docker reads it (`open_base`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+from modelpack.errors import NotFoundError, UsageError
+from modelpack.oci import digest as digests
 from modelpack.oci.layout import LayoutStore, default_store_path
+from modelpack.oci.storerepo import StoreRepository
 from modelpack.oci.target import Target
 from modelpack.registry.client import RegistryRepository
-from modelpack.registry.reference import Reference, parse_reference
+from modelpack.registry.reference import OCI_SCHEME, Reference, parse_reference
 from modelpack.registry.transport import RegistryClient
+
+Kind = Literal["registry", "layout", "store"]
+# A local repository name: the distribution grammar (lowercase components), optionally under a registry
+# host when it is the store's copy of a pulled release.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_LOCAL_NAME = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -26,20 +45,71 @@ class TlsOptions:
     plain_http: bool | None = None  # None: plain HTTP for loopback registries only (as docker)
 
 
+def has_registry_host(text: str) -> bool:
+    """docker's rule: the first of several components is a host when it has a '.' or ':' or is localhost."""
+    first, sep, _ = text.partition("/")
+    return bool(sep) and (any(c in first for c in ".:[") or first == "localhost")
+
+
 @dataclass(frozen=True)
-class Resolved:
+class Location:
+    """A resolved name: the repository-scoped target, the tag or digest in it, and how to show it."""
+
     target: Target
-    ref: str | None  # tag or digest inside the target; None when the reference named only a repository
-    display: str  # for messages: the reference as the user will recognise it
-    reference: Reference | None = None  # None for the local store
+    ref: str | None  # tag or digest; None when the text named only a repository
+    repository: str  # as the user recognises it: `ghcr.io/acme/iris`, `oci:./backup`, `iris`
+    kind: Kind
+    reference: Reference | None = None  # the parsed registry or layout reference; None for the store
 
     @property
     def is_local(self) -> bool:
-        return isinstance(self.target, LayoutStore)
+        return self.kind == "store"
+
+    @property
+    def display(self) -> str:
+        return self.ref_text(self.ref)
+
+    def ref_text(self, ref: str | None) -> str:
+        if ref is None:
+            return self.repository
+        return f"{self.repository}{'@' if digests.is_digest(ref) else ':'}{ref}"
+
+    def need_ref(self, verb: str) -> str:
+        if self.ref is None:
+            raise UsageError(
+                f"{self.repository!r} names no release to {verb}",
+                hint=f"add a version: {self.repository}:1.0.0",
+            )
+        return self.ref
+
+    def with_ref(self, ref: str | None) -> Location:
+        return Location(self.target, ref, self.repository, self.kind, self.reference)
+
+
+Resolved = Location  # the name callers used before the naming model had one rule
+
+
+def split_name(text: str) -> tuple[str, str | None]:
+    """`NAME[:TAG|@DIGEST]` -> (NAME, ref); the last ':' after the last '/' starts a tag, as in docker."""
+    if "@" in text:
+        name, ref = text.split("@", 1)
+        if not digests.is_digest(ref):
+            raise UsageError(f"digest {ref!r} in {text!r} is malformed", hint="expected sha256:<64 hex>")
+        return name, ref
+    slash, colon = text.rfind("/"), text.rfind(":")
+    if colon > slash:
+        name, tag = text[:colon], text[colon + 1 :]
+        if not _TAG.match(tag):
+            raise UsageError(
+                f"tag {tag!r} in {text!r} is malformed",
+                hint="tags are up to 128 letters, digits, '_', '.' or '-', not starting with '.' or '-'",
+            )
+        return name, tag
+    return text, None
 
 
 class Targets:
-    """Opens targets and owns their registry clients (one connection pool per registry); close when done."""
+    """Resolves names and owns the registry clients (one connection pool per registry); close when done."""
 
     def __init__(
         self,
@@ -48,6 +118,7 @@ class Targets:
         environ: Mapping[str, str] = os.environ,
     ) -> None:
         self.tls = tls
+        self.environ = environ
         self.store_path = store_path or default_store_path(environ)
         self._clients: dict[str, RegistryClient] = {}
         self._store: LayoutStore | None = None
@@ -79,18 +150,47 @@ class Targets:
     def repository(self, ref: Reference) -> RegistryRepository:
         return RegistryRepository(self.client(ref.registry), ref.repository)
 
-    def open(self, text: str, *, local: bool = True) -> Resolved:
-        """Resolve `text`. With `local`, a bare `name:tag` found in the local store means that."""
-        if local and _may_be_local(text) and self.store_path.exists() and text in self.store.list_tags():
-            return Resolved(self.store, text, text)
+    def store_repository(self, name: str) -> StoreRepository:
+        return StoreRepository(self.store, name)
+
+    def open(self, text: str, *, local: bool = False, must_exist: bool = True) -> Location:
+        """Resolve `text` by the module's rule. `must_exist`: a store repository with no tags is an error
+        naming the store (a destination may be new: pass False)."""
+        if not isinstance(text, str) or not text.strip() or text != text.strip():
+            raise UsageError(f"{text!r} is not a name", hint="e.g. iris:1.0.0 or ghcr.io/acme/iris:1.0.0")
+        if text.startswith(OCI_SCHEME):
+            ref = parse_reference(text)
+            assert ref.layout_path is not None
+            layout = LayoutStore(Path(ref.layout_path))
+            return Location(layout, ref.digest or ref.tag, ref.name, "layout", ref)
+        if has_registry_host(text) and not local:
+            ref = parse_reference(text)
+            return Location(self.repository(ref), ref.digest or ref.tag, ref.name, "registry", ref)
+        name, ref_in = split_name(text)
+        if has_registry_host(text):
+            name = parse_reference(name).name  # the store keeps a pulled release under its canonical name
+        elif not _LOCAL_NAME.match(name):
+            raise UsageError(
+                f"{name!r} is not a repository name",
+                hint="lowercase letters, digits and . _ - between them, e.g. iris or acme/iris; "
+                "a registry needs its host: ghcr.io/acme/iris",
+            )
+        repo = self.store_repository(name)
+        if must_exist and not repo.exists():
+            if ref_in is not None:
+                repo.get_manifest(ref_in)  # raises the one wording: "no release NAME:TAG in the local store"
+            raise NotFoundError(
+                f"no repository {name} in the local store {self.store_path}",
+                hint="see `modelpack list`; a registry needs its host, e.g. ghcr.io/acme/iris",
+            )
+        return Location(repo, ref_in, name, "store")
+
+    def open_base(self, text: str) -> Location:
+        """A base image: docker's short-name rule (`python:3.11-slim` is Docker Hub's)."""
         ref = parse_reference(text)
         if ref.is_layout:
             assert ref.layout_path is not None
-            return Resolved(LayoutStore(Path(ref.layout_path)), ref.digest or ref.tag, str(ref), ref)
-        return Resolved(self.repository(ref), ref.digest or ref.tag, str(ref), ref)
-
-
-def _may_be_local(text: str) -> bool:
-    first = text.split("/", 1)[0]
-    has_host = "/" in text and ("." in first or ":" in first or first == "localhost")
-    return not text.startswith("oci:") and not has_host and "@" not in text
+            return Location(
+                LayoutStore(Path(ref.layout_path)), ref.digest or ref.tag, ref.name, "layout", ref
+            )
+        return Location(self.repository(ref), ref.digest or ref.tag, ref.name, "registry", ref)

@@ -1,4 +1,4 @@
-"""`pull` (a release into the local store) and `unpack` (a release's files into a folder, safely).
+"""`unpack`: a release's files into a folder, safely.
 
 Unpack streams each selected layer through `safe_extract` into a staging folder inside DIR, so a layer
 whose digest turns out wrong (verified when its stream ends) leaves nothing behind: the staging folder is
@@ -14,15 +14,14 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from modelpack.errors import DigestMismatchError, InputError, UsageError
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore, check_tag
 from modelpack.oci.model import Descriptor
 from modelpack.oci.tar import safe_extract
 from modelpack.oci.target import Progress, ProgressFn, Target, no_progress
 from modelpack.release.view import ReleaseView, load_release
-from modelpack.transfer import CopyResult, copy_graph
 
 # `--filter` names -> the layer media types they select (a model is its weights and their configs).
 FILTERS: dict[str, frozenset[str]] = {
@@ -45,11 +44,13 @@ class UnpackResult:
     def size(self) -> int:
         return sum(d.size for d in self.layers)
 
-
-@dataclass(frozen=True)
-class PullResult:
-    copy: CopyResult
-    tags: tuple[str, ...]  # the local store tags now pointing at it
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dest": str(self.dest),
+            "digest": self.release.digest,
+            "layers": [d.to_json() for d in self.layers],
+            "files": list(self.files),
+        }
 
 
 def parse_filter(text: str | None) -> tuple[str, ...]:
@@ -64,22 +65,6 @@ def parse_filter(text: str | None) -> tuple[str, ...]:
             hint=f"choose from {','.join(ALL)}",
         )
     return names
-
-
-def pull(
-    source: Target, ref: str, store: LayoutStore, tags: Sequence[str], progress: ProgressFn = no_progress
-) -> PullResult:
-    """Copy the release graph `ref` of `source` into `store` under every one of `tags` (at least one)."""
-    if not tags:
-        raise UsageError("pull needs a local tag to store the release under")
-    for t in tags:
-        check_tag(t)
-    result = copy_graph(source, store, ref, tags[0], progress=progress)
-    if len(tags) > 1:
-        root = store.get_manifest(tags[0])
-        for t in tags[1:]:
-            store.put_manifest(t, root)
-    return PullResult(result, tuple(dict.fromkeys(tags)))
 
 
 def unpack(

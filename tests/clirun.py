@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from schemacheck import check_cli_json
 
 
 def script() -> Path:
@@ -27,7 +29,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if k != "MODELPACK_VERBOSE"}
     full.update(env or {})
-    return subprocess.run(
+    done = subprocess.run(
         [str(script()), *args],
         capture_output=True,
         text=True,
@@ -37,3 +39,50 @@ def run_cli(
         input=stdin,
         cwd=cwd,
     )
+    check_json(args, done.stdout)
+    return done
+
+
+def check_json(args: tuple[str, ...] | list[str], stdout: str) -> None:
+    """Every `--json` output a test sees is checked against the command's documented shape."""
+    if "--json" not in args or not stdout.strip():
+        return
+    command = next(a for a in args if not a.startswith("-"))
+    check_cli_json(command, json.loads(stdout))
+
+
+def run_main(
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    stdin: str | None = None,
+    timeout: float | None = None,  # accepted for run_cli's signature; an in-process call has no timeout
+) -> subprocess.CompletedProcess[str]:
+    """`modelpack ARGS` in this process, through the same `main(argv)` and error boundary as the console
+    script: for tests where the process itself is not the point (the subprocess tests keep proving the
+    script and the boundary). Environment changes last for the call only."""
+    import contextlib
+    import io
+
+    from modelpack.cli import main
+    from modelpack.cli._app import Settings
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), Path.cwd()
+    saved_verbose, saved_quiet, saved_stdin = Settings.verbose, Settings.quiet, sys.stdin
+    try:
+        sys.stdin = io.StringIO(stdin or "")
+        os.environ.pop("MODELPACK_VERBOSE", None)
+        os.environ.update(env or {})
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(list(args))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        os.chdir(saved_cwd)
+        Settings.verbose, Settings.quiet = saved_verbose, saved_quiet
+        sys.stdin = saved_stdin
+    check_json(args, out.getvalue())
+    return subprocess.CompletedProcess(["modelpack", *args], code, out.getvalue(), err.getvalue())

@@ -114,3 +114,21 @@ def validate_descriptor(obj: Any) -> None:
 def validate_model_config(obj: Any) -> None:
     """A CNCF ModelPack config (application/vnd.cncf.model.config.v1+json)."""
     validate("model_config", obj)
+
+
+CLI_SCHEMA = SCHEMAS / "cli" / "cli-json.schema.json"
+
+
+@cache
+def _cli_registry() -> tuple[Registry, str]:
+    doc = _load(CLI_SCHEMA)
+    return Registry().with_resource(doc["$id"], Resource(doc, DRAFT202012)), doc["$id"]
+
+
+def check_cli_json(command: str, value: Any) -> None:
+    """`modelpack COMMAND --json` output against its documented shape (tests/schemas/cli)."""
+    registry, base = _cli_registry()
+    commands = _load(CLI_SCHEMA)["$defs"]["commands"]
+    assert command in commands, f"`{command} --json` has no documented shape in {CLI_SCHEMA.name}"
+    schema = {"$ref": f"{base}#/$defs/commands/{command}"}
+    jsonschema.Draft202012Validator(schema, registry=registry, format_checker=FORMATS).validate(value)

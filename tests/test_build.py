@@ -123,7 +123,7 @@ def test_cli_build_prints_digest_and_json(tmp_path: Path) -> None:
     assert digest.startswith("sha256:")
     js = run_cli("build", str(EXAMPLES / "custom-handler"), "--no-image", "--store", str(store), "--json")
     assert json.loads(js.stdout)["digest"] == digest
-    listed = json.loads(run_cli("list", "--store", str(store), "--json").stdout)
+    listed = json.loads(run_cli("list", "--store", str(store), "--json").stdout)["releases"]
     assert [r["digest"] for r in listed] == [digest]
 
 

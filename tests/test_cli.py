@@ -99,3 +99,47 @@ def test_push_without_a_source_says_how_to_name_one(tmp_path: Path) -> None:
     assert out.returncode == 2
     assert out.stderr.startswith("error: nothing to push") and "--from NAME:VERSION" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def _commands() -> list[str]:
+    from modelpack.cli import _commands as table
+
+    return sorted(table.COMMANDS)
+
+
+@pytest.mark.parametrize("command", _commands())
+def test_every_help_has_examples_and_a_plain_usage_line(command: str) -> None:
+    from clirun import run_main
+
+    out = run_main(command, "--help")
+    assert out.returncode == 0, out.stderr
+    usage = out.stdout.splitlines()[0]
+    assert usage.startswith(f"Usage: modelpack {command} [OPTIONS]"), usage
+    assert not re.search(r"[{}<>]", usage), usage  # no {NAME} or <str>
+    assert "Examples:" in out.stdout, f"`{command} --help` shows no example"
+    assert not re.search(r"<(str|int|float|list\[str\]|path|int range)>", out.stdout), out.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("push",), ("push", "x", "--bogus"), ("no-such-command",), ("ls", "--sort"), ("gc", "--grace", "x")],
+)
+def test_usage_errors_are_one_line(args: tuple[str, ...]) -> None:
+    out = _run(*args)
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1, out.stderr
+    assert "--help" in out.stderr and "Usage:" not in out.stderr + out.stdout
+
+
+def test_verbose_after_the_command_and_quiet_prints_only_the_data(tmp_path: Path) -> None:
+    from clirun import run_main
+
+    project = ROOT / "examples" / "iris-onnx"
+    env = {"MODELPACK_STORE": str(tmp_path / "store"), "SOURCE_DATE_EPOCH": "1700000000"}
+    built = run_main("build", str(project), "--no-image", "-q", env=env)
+    assert built.returncode == 0, built.stderr
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}\n", built.stdout) and built.stderr == ""
+    verbose = run_main("inspect", "iris-onnx:1.0.0", "-v", env=env)  # -v after the command
+    assert verbose.returncode == 0, verbose.stderr
+    missing = _run("inspect", "no-such:1.0.0", "--verbose", "--store", str(tmp_path / "store"))
+    assert missing.returncode == 1 and "Traceback" in missing.stderr  # verbose took effect

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clirun import run_cli
+from clirun import run_cli as run_process
+from clirun import run_main as run_cli  # in process: the console script is proven in test_cli
 from fixtures.registry import RegistryProcess
 from release_fixtures import EXAMPLES, build, index_release, push
 
@@ -139,7 +140,7 @@ def test_copy_errors_name_the_problem(release: Release, tmp_path: Path) -> None:
     assert missing.returncode == 1 and "9.9.9" in missing.stderr and "not found" in missing.stderr
     assert not (tmp_path / "x" / "index.json").exists()
     untagged = run_cli("copy", f"{release.host}/{release.repo}", f"oci:{tmp_path / 'y'}")
-    assert untagged.returncode == 2 and "names no tag or digest" in untagged.stderr
+    assert untagged.returncode == 2 and "names no release" in untagged.stderr
     by_digest = run_cli("copy", f"{release.host}/{release.repo}@{release.digest}", f"oci:{tmp_path / 'z'}")
     assert by_digest.returncode == 2 and "needs a tag" in by_digest.stderr
 
@@ -359,7 +360,7 @@ def test_no_command_shows_the_password_even_with_verbose(
     ]
     outputs: list[str] = []
     for args, stdin, code in runs:
-        result = run_cli("--verbose", *args, env=env, stdin=stdin)
+        result = run_process("--verbose", *args, env=env, stdin=stdin)
         assert result.returncode == code, f"{args}: {result.stderr}"
         outputs += [result.stdout, result.stderr]
         if os.path.exists(config_dir / "config.json"):

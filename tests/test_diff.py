@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from clirun import run_cli
+from clirun import run_main as run_cli  # in process: the console script is proven in test_cli
 from release_fixtures import Pushed, pushed  # noqa: F401  (the fixture)
 
 from modelpack.bundle.record import DatasetEntry, FileEntry, LockSummary, Metric, Record
@@ -146,3 +146,17 @@ def test_diff_of_local_tags_with_bare_tag_shorthand(pushed: Pushed) -> None:  # 
     assert (d["a"], d["b"]) == ("iris-onnx:1.0.0", "iris-onnx:1.3.0")
     added = [x["key"] for x in d["datasets"] if x["status"] == "added"]
     assert added == ["iris-test-v3"]
+
+
+def test_exit_code_fails_ci_on_a_regression_the_gates_define(pushed: Pushed) -> None:  # noqa: F811
+    worse = run_cli("diff", pushed.ref("1.1.0"), "1.2.0", "--exit-code")  # accuracy 0.95 -> 0.93
+    assert worse.returncode == 1, worse.stderr
+    assert "REGRESSED" in worse.stdout and "version: iris-onnx 1.1.0 -> iris-onnx 1.2.0" in worse.stdout
+    doc = json.loads(run_cli("diff", pushed.ref("1.1.0"), "1.2.0", "--json").stdout)
+    assert "accuracy" in doc["regressions"] and doc["versionChanged"] is True
+    better = run_cli("diff", pushed.ref("1.2.0"), "1.3.0", "--exit-code")  # 0.93 -> 0.97
+    assert better.returncode == 0, better.stderr
+    flipped = run_cli("diff", pushed.ref("1.2.0"), "1.3.0", "--exit-code", "--better", "accuracy=lower")
+    assert flipped.returncode == 1
+    bad = run_cli("diff", pushed.ref("1.2.0"), "1.3.0", "--better", "accuracy=up")
+    assert bad.returncode == 2 and "METRIC=higher" in bad.stderr

@@ -138,7 +138,8 @@ def test_build_is_hermetic_and_streams_its_logs(both: Both) -> None:
 def test_pushed_docker_image_serves_its_golden_cases(both: Both, registry, repo: str, docker_engine) -> None:  # type: ignore[no-untyped-def]
     dest = f"{registry.host}/{repo}"
     with Targets(store_path=both.store.root) as targets:
-        result, pushed = api.push(targets, both.docker.tag, dest)
+        _r = api.push(targets, dest, source=both.docker.tag)
+        result, pushed = _r.copy, _r.destination
     assert result.digest == both.docker.digest
     # base layers were mounted or skipped, never uploaded from the store
     assert both.docker.image is not None

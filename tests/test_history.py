@@ -7,7 +7,7 @@ import json
 import os
 
 import pytest
-from clirun import run_cli
+from clirun import run_main as run_cli  # in process: the console script is proven in test_cli
 from fixtures.registry import RegistryProcess
 from registry_helpers import client_for
 from test_promote import attach_report, make_release
@@ -128,7 +128,7 @@ def test_history_cli_lists_newest_first_and_marks_the_current_one(
         assert done.stdout.strip() == releases[v].digest
     done = run_cli("rollback", ref, "prod", "--reason", "bad p95", "--json", env=env)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["to_digest"] == releases["1.0.0"].digest
+    assert json.loads(done.stdout)["toDigest"] == releases["1.0.0"].digest
     shown = run_cli("history", ref, "prod", "--json", env=env)
     assert shown.returncode == 0, shown.stderr
     doc = json.loads(shown.stdout)

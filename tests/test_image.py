@@ -105,8 +105,10 @@ def test_image_build_is_reproducible(iris: Built, tmp_path: Path) -> None:
 def test_push_pull_run_serves_the_golden_cases(iris: Built, registry, repo: str, docker_engine) -> None:  # type: ignore[no-untyped-def]
     dest = f"{registry.host}/{repo}"
     with Targets(store_path=iris.store.root) as targets:
-        first, pushed = api.push(targets, "iris-onnx:1.0.0", dest)
-        again, _ = api.push(targets, "iris-onnx:1.0.0", dest)
+        _r = api.push(targets, dest, source="iris-onnx:1.0.0")
+        first, pushed = _r.copy, _r.destination
+        _r = api.push(targets, dest, source="iris-onnx:1.0.0")
+        again, _ = _r.copy, _r.destination
     assert pushed == f"{dest}:1.0.0"
     assert first.digest == iris.result.digest
     assert first.bytes_copied > 0 and again.bytes_copied == 0 and again.blobs_copied == 0
@@ -147,13 +149,14 @@ def test_a_code_change_uploads_only_small_layers(
         v1 = api.build(
             proj, image_store, image=True, base=docker_engine.base_ref, version="1.0.0", environ=EPOCH
         )
-        api.push(targets, v1.tag, dest)
+        api.push(targets, dest, source=v1.tag)
         handler = proj / "handler.py"
         handler.write_text(handler.read_text() + "\n# a one-line code change\n")
         v2 = api.build(
             proj, image_store, image=True, base=docker_engine.base_ref, version="1.0.1", environ=EPOCH
         )
-        result, _ = api.push(targets, v2.tag, dest)
+        _r = api.push(targets, dest, source=v2.tag)
+        result, _ = _r.copy, _r.destination
     assert v2.image is not None and v1.image is not None
     assert v2.image.deps_layer_reused
     big = {d.digest for d in v1.image.layers if d.size > 64 * 1024}  # deps, runtime, weights

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from clirun import run_cli
+from clirun import run_main as run_cli  # in process: the console script is proven in test_cli
 from fixtures.registry import RegistryProcess
 from release_fixtures import Pushed, pushed  # noqa: F401  (the fixture)
 
@@ -39,6 +39,7 @@ def test_inspect_remote_equals_local(pushed: Pushed) -> None:  # noqa: F811
     local = _json("inspect", "iris-onnx:1.2.0", "--store", str(pushed.store.root))
     assert remote.pop("reference") == pushed.ref("1.2.0")
     assert local.pop("reference") == "iris-onnx:1.2.0"
+    assert (remote.pop("readFrom"), local.pop("readFrom")) == ("registry", "store")
     assert remote == local
     assert remote["digest"] == pushed.digests["1.2.0"]
     assert remote["isIndex"] is False
@@ -107,7 +108,7 @@ def test_foreign_manifests_are_not_releases(pushed: Pushed) -> None:  # noqa: F8
     with pytest.raises(NotAReleaseError, match="not a modelpack release"):
         load_release(pushed.store, "foreign")
     result = run_cli("inspect", pushed.ref("plain-image"))
-    assert result.returncode == 2
+    assert result.returncode == 1  # malformed registry content is a failure, not a usage error
     assert result.stderr.count("\n") == 1 and "not a modelpack release" in result.stderr
 
 
@@ -116,7 +117,7 @@ def test_foreign_manifests_are_not_releases(pushed: Pushed) -> None:  # noqa: F8
     [
         (("9.9.9",), 1, "9.9.9"),  # unknown tag
         (("x", "t/no-such-repo"), 1, "no-such-repo"),  # unknown repository
-        (("",), 2, "names no version"),  # no tag at all
+        (("",), 2, "names no release"),  # no tag at all
     ],
 )
 def test_unknown_tag_or_repo_is_one_line_error(
@@ -166,3 +167,23 @@ def test_index_without_record_annotation_reads_the_bundle_once(pushed: Pushed) -
         release_from_manifest(
             RawManifest(no_bundle.to_bytes(), no_bundle.media_type, no_bundle.digest), fetch, where="x"
         )
+
+
+def test_inspect_shows_image_size_reports_and_environments(pushed: Pushed) -> None:  # noqa: F811
+    from test_promote import attach_report
+
+    from modelpack.targets import Targets
+
+    tags = run_cli("ls", f"{pushed.host}/{pushed.index_repo}").stdout.split()
+    ref = pushed.ref(tags[0], pushed.index_repo)
+    with Targets() as targets:
+        target = targets.open(ref).target
+        attach_report(target, target.get_manifest(tags[0]))
+    moved = run_cli("promote", ref, "qa", env={"MODELPACK_ACTOR": "ci"})
+    assert moved.returncode == 0, moved.stderr
+    doc = _json("inspect", ref)
+    assert doc["environments"] == ["qa"]
+    assert [(r["passed"], r["runtime"]) for r in doc["reports"]] == [(True, "unknown")]
+    assert doc["imageSize"] and doc["imageSize"] > 0
+    text = run_cli("inspect", ref).stdout
+    assert "envs       qa" in text and "tested     passed" in text and "image size" in text

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from clirun import run_cli
+from clirun import run_main as run_cli  # in process: the console script is proven in test_cli
 from fixtures.registry import RegistryProcess
 from release_fixtures import ACCURACY, ON_V3, Pushed, pushed  # noqa: F401  (pushed is the fixture)
 
@@ -24,7 +25,7 @@ BY_ACCURACY = sorted(ACCURACY, key=lambda v: ACCURACY[v], reverse=True)  # 1.3.0
 def _ls(*args: str) -> list[dict[str, Any]]:
     result = run_cli("ls", *args, "--json")
     assert result.returncode == 0, result.stderr
-    rows: list[dict[str, Any]] = json.loads(result.stdout)
+    rows: list[dict[str, Any]] = json.loads(result.stdout)["versions"]
     return rows
 
 
@@ -109,7 +110,7 @@ def test_unknown_repository_and_bad_where(pushed: Pushed) -> None:  # noqa: F811
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert "does-not-exist" in result.stderr
     bad = run_cli("ls", f"{pushed.host}/{pushed.repo}", "--where", "colour=blue")
-    assert bad.returncode == 2 and "dataset=NAME or param=KEY=VALUE" in bad.stderr
+    assert bad.returncode == 2 and "dataset=NAME, param=KEY=VALUE or a gate" in bad.stderr
     tagged = run_cli("ls", pushed.ref("1.0.0"))
     assert tagged.returncode == 2 and "not a release" in tagged.stderr
 
@@ -158,6 +159,62 @@ def test_release_tags_hides_referrer_fallback_tags() -> None:
     hexd = "a" * 64
     assert release_tags(["1.0", f"sha256-{hexd}", f"sha256-{hexd}.sig", "sha256-short", "prod"]) == [
         "1.0",
-        "sha256-short",
         "prod",
+        "sha256-short",
     ]
+
+
+def test_release_tags_are_in_version_order_then_the_rest() -> None:
+    tags = ["prod", "1.10.0", "1.2.0", "v2", "latest", "1.2.0-rc1", "0.9"]
+    assert release_tags(tags) == ["0.9", "1.2.0-rc1", "1.2.0", "1.10.0", "v2", "latest", "prod"]
+
+
+def test_unknown_sort_metric_is_an_error_with_a_suggestion(pushed: Pushed) -> None:  # noqa: F811
+    bad = run_cli("ls", f"{pushed.host}/{pushed.repo}", "--sort", "acuracy")
+    assert bad.returncode == 2 and "did you mean 'accuracy'" in bad.stderr, bad.stderr
+    gate = run_cli("ls", f"{pushed.host}/{pushed.repo}", "--where", "acurracy>=0.9")
+    assert gate.returncode == 2 and "did you mean 'accuracy'" in gate.stderr, gate.stderr
+
+
+def test_where_takes_gates_on_record_and_test_report_metrics(pushed: Pushed) -> None:  # noqa: F811
+    from modelpack.oci import mediatypes as mt
+    from modelpack.oci.model import Descriptor
+    from modelpack.release.attach import attach
+    from modelpack.targets import Targets
+
+    repo = f"{pushed.host}/{pushed.repo}"
+    best = _ls(repo, "--where", "accuracy>=0.95", "--sort", "accuracy")
+    assert [r["tag"] for r in best] and all(r["metrics"]["accuracy"]["value"] >= 0.95 for r in best)
+    with Targets() as targets:
+        target = pushed.repository(targets)
+        for version, p95 in (("1.0.0", "3.5"), ("1.1.0", "9")):
+            raw = target.get_manifest(version)
+            attach(
+                target,
+                Descriptor(raw.media_type, raw.digest, len(raw.raw)),
+                mt.TEST_REPORT_ARTIFACT,
+                b"{}",
+                "application/json",
+                {
+                    "dev.modelpack.test.passed": "true",
+                    "dev.modelpack.test.created": "2026-12-01T00:00:00Z",
+                    "dev.modelpack.test.metric.latency_p95_ms": p95,
+                },
+            )
+    fast = _ls(repo, "--where", "latency_p95_ms<=5")
+    assert {r["version"] for r in fast} == {"1.0.0"}  # with any alias tag naming it
+    assert fast[0]["test"] == {"passed": True, "metrics": {"latency_p95_ms": 3.5}}
+    by_latency = _ls(repo, "--sort", "latency_p95_ms", "--asc")
+    assert [r["version"] for r in by_latency if r["tag"] == r["version"]][:2] == ["1.0.0", "1.1.0"]
+
+
+def test_environment_tags_are_marked(pushed: Pushed, tmp_path: Path) -> None:  # noqa: F811
+    repo = f"{pushed.host}/{pushed.repo}"
+    env = {"MODELPACK_ACTOR": "ci"}
+    done = run_cli("promote", pushed.ref("1.0.0"), "canary", "--force", "--reason", "mark", env=env)
+    assert done.returncode == 0, done.stderr
+    plain = run_cli("ls", repo)
+    assert "canary  (environment)" in plain.stdout.splitlines()
+    assert "prod" in plain.stdout.split()  # a hand-made tag with no history is not marked
+    rows = {r["tag"]: r for r in _ls(repo)}
+    assert rows["canary"]["environment"] is True and rows["prod"]["environment"] is False

@@ -22,6 +22,7 @@ from modelpack.errors import NotFoundError, PromotionError, UsageError
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Index, Manifest, Platform
+from modelpack.oci.storerepo import StoreRepository
 from modelpack.oci.target import RawManifest, Target
 from modelpack.registry.client import RegistryRepository
 from modelpack.release.attach import attach
@@ -85,7 +86,7 @@ def runtime(**kw: object) -> Runtime:
 
 def tag_digest(place: Place, short: str) -> str | None:
     try:
-        return place.target.get_manifest(place.tag(short)).digest
+        return place.target.get_manifest(short).digest
     except NotFoundError:
         return None
 
@@ -115,7 +116,7 @@ def kind(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Kind]:
     elif request.param == "layout":
         yield Kind(Place(LayoutStore(tmp_path / "layout"), None, f"oci:{tmp_path / 'layout'}"))
     else:
-        yield Kind(Place(LayoutStore(tmp_path / "store"), "iris", "iris"))
+        yield Kind(Place(StoreRepository(LayoutStore(tmp_path / "store"), "iris"), "iris", "iris"))
 
 
 # -- tests ---------------------------------------------------------------------------------------------------
@@ -123,11 +124,11 @@ def kind(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Kind]:
 
 def test_promote_retags_the_same_bytes_and_records_an_event(kind: Kind) -> None:
     place = kind.place
-    v1 = make_release(place.target, place.tag("1.0.0"), "1.0.0")
+    v1 = make_release(place.target, "1.0.0", "1.0.0")
     attach_report(place.target, v1)
     result = promote(place, "1.0.0", "prod", runtime=runtime())
     assert result.changed and not result.dry_run
-    stored = place.target.get_manifest(place.tag("prod"))
+    stored = place.target.get_manifest("prod")
     assert stored.raw == v1.raw and stored.digest == v1.digest  # the very bytes, so the very digest
     history = load_history(place.target, "prod", place.name)
     assert [e.digest for e in history.chain] == [result.event.digest]
@@ -146,7 +147,7 @@ def test_second_promotion_chains_to_the_first(kind: Kind) -> None:
     place = kind.place
     rt = runtime()
     for v in ("1.0.0", "1.1.0"):
-        attach_report(place.target, make_release(place.target, place.tag(v), v))
+        attach_report(place.target, make_release(place.target, v, v))
     first = promote(place, "1.0.0", "prod", runtime=rt)
     second = promote(place, "1.1.0", "prod", reason="better f1", runtime=rt)
     history = load_history(place.target, "prod", place.name)
@@ -159,7 +160,7 @@ def test_second_promotion_chains_to_the_first(kind: Kind) -> None:
 
 def test_refuses_a_release_without_a_passing_report(kind: Kind) -> None:
     place = kind.place
-    v1 = make_release(place.target, place.tag("1.0.0"), "1.0.0")
+    v1 = make_release(place.target, "1.0.0", "1.0.0")
     attach_report(place.target, v1, passed=False)
     with pytest.raises(PromotionError, match=r"no passing test report is attached to sha256:"):
         promote(place, "1.0.0", "prod", runtime=runtime())
@@ -169,8 +170,8 @@ def test_refuses_a_release_without_a_passing_report(kind: Kind) -> None:
 
 def test_a_report_on_another_digest_does_not_count(kind: Kind) -> None:
     place = kind.place
-    v1 = make_release(place.target, place.tag("1.0.0"), "1.0.0")
-    make_release(place.target, place.tag("1.1.0"), "1.1.0")
+    v1 = make_release(place.target, "1.0.0", "1.0.0")
+    make_release(place.target, "1.1.0", "1.1.0")
     attach_report(place.target, v1)  # 1.0.0 passed; 1.1.0 never ran
     with pytest.raises(PromotionError, match="refusing to promote"):
         promote(place, "1.1.0", "prod", runtime=runtime())
@@ -179,7 +180,7 @@ def test_a_report_on_another_digest_does_not_count(kind: Kind) -> None:
 
 def test_force_needs_a_reason_and_is_recorded(kind: Kind) -> None:
     place = kind.place
-    make_release(place.target, place.tag("1.0.0"), "1.0.0")
+    make_release(place.target, "1.0.0", "1.0.0")
     with pytest.raises(UsageError, match="--force needs --reason"):
         promote(place, "1.0.0", "prod", force=True, runtime=runtime())
     assert tag_digest(place, "prod") is None
@@ -191,7 +192,7 @@ def test_force_needs_a_reason_and_is_recorded(kind: Kind) -> None:
 
 def test_promote_of_a_missing_tag_says_so(kind: Kind) -> None:
     place = kind.place
-    make_release(place.target, place.tag("1.0.0"), "1.0.0")
+    make_release(place.target, "1.0.0", "1.0.0")
     with pytest.raises(NotFoundError, match=r"cannot promote .*9\.9\.9.*does not exist"):
         promote(place, "9.9.9", "prod", runtime=runtime())
     assert tag_digest(place, "prod") is None
@@ -200,7 +201,7 @@ def test_promote_of_a_missing_tag_says_so(kind: Kind) -> None:
 @pytest.mark.parametrize("env", ["1.0.0", "v2", "sha256-abcd", "has space", "-lead", "x" * 129, "a/b"])
 def test_invalid_environment_names_are_refused(kind: Kind, env: str) -> None:
     place = kind.place
-    attach_report(place.target, make_release(place.target, place.tag("1.0.0"), "1.0.0"))
+    attach_report(place.target, make_release(place.target, "1.0.0", "1.0.0"))
     with pytest.raises(UsageError):
         promote(place, "1.0.0", env, runtime=runtime())
     assert event_count(place, "prod") == 0
@@ -208,7 +209,7 @@ def test_invalid_environment_names_are_refused(kind: Kind, env: str) -> None:
 
 def test_dry_run_changes_nothing(kind: Kind) -> None:
     place = kind.place
-    v1 = make_release(place.target, place.tag("1.0.0"), "1.0.0")
+    v1 = make_release(place.target, "1.0.0", "1.0.0")
     attach_report(place.target, v1)
     tags_before = sorted(place.target.list_tags())
     result = promote(place, "1.0.0", "prod", dry_run=True, runtime=runtime())
@@ -220,7 +221,7 @@ def test_dry_run_changes_nothing(kind: Kind) -> None:
 
 def test_promoting_what_is_already_there_records_nothing(kind: Kind) -> None:
     place = kind.place
-    attach_report(place.target, make_release(place.target, place.tag("1.0.0"), "1.0.0"))
+    attach_report(place.target, make_release(place.target, "1.0.0", "1.0.0"))
     promote(place, "1.0.0", "prod", runtime=runtime())
     again = promote(place, "1.0.0", "prod", runtime=runtime())
     assert not again.changed and any("nothing to do" in n for n in again.notes)
@@ -229,7 +230,7 @@ def test_promoting_what_is_already_there_records_nothing(kind: Kind) -> None:
 
 def test_promote_by_digest(kind: Kind) -> None:
     place = kind.place
-    v1 = make_release(place.target, place.tag("1.0.0"), "1.0.0")
+    v1 = make_release(place.target, "1.0.0", "1.0.0")
     attach_report(place.target, v1)
     result = promote(place, v1.digest, "staging", runtime=runtime())
     assert result.event.version == "1.0.0"  # from the index's annotation
@@ -253,3 +254,43 @@ def test_no_blob_moves_and_a_bounded_number_of_requests(registry: RegistryProces
     assert weight_paths == []
     assert seen.count("PUT", "/manifests/prod") == 1
     assert len(seen.seen) <= 25, seen.seen
+
+
+@pytest.mark.parametrize("env", ["Prod", "PROD", "prod!", "-x", ""])
+def test_environment_names_are_lowercase(kind: Kind, env: str) -> None:
+    release = make_release(kind.place.target, "1.0.0", "1.0.0")
+    attach_report(kind.place.target, release)
+    with pytest.raises(UsageError, match="not a valid name"):
+        promote(kind.place, "1.0.0", env, runtime=runtime())
+
+
+def test_a_first_promotion_next_to_a_case_twin_is_refused(kind: Kind) -> None:
+    place = kind.place
+    release = make_release(place.target, "1.0.0", "1.0.0")
+    attach_report(place.target, release)
+    place.target.put_manifest("Prod", release)  # an environment from before names were lowercase
+    with pytest.raises(UsageError, match="differs only in case from the existing 'Prod'"):
+        promote(place, "1.0.0", "prod", runtime=runtime())
+
+
+def test_require_runtime_refuses_a_local_only_report_and_says_which_it_found(kind: Kind) -> None:
+    place = kind.place
+    release = make_release(place.target, "1.0.0", "1.0.0")
+    attach(
+        place.target,
+        Descriptor(release.media_type, release.digest, len(release.raw)),
+        mt.TEST_REPORT_ARTIFACT,
+        b'{"passed": true}',
+        "application/json",
+        {
+            REPORT_PASSED: "true",
+            "dev.modelpack.test.created": "2026-12-01T00:00:00Z",
+            "dev.modelpack.test.runtime": "local",
+        },
+    )
+    with pytest.raises(
+        PromotionError, match=r"from the docker runtime .*\(there is one from the local runtime\)"
+    ):
+        promote(place, "1.0.0", "prod", runtime=runtime(), require_runtime="docker")
+    done = promote(place, "1.0.0", "prod", runtime=runtime(), require_runtime="local")
+    assert any("(local runtime)" in n for n in done.notes)

@@ -17,7 +17,7 @@ __all__ = ["kind"]  # the fixture, imported so these tests run over the three ki
 def _promoted(place: Place, versions: list[str], rt: Runtime) -> dict[str, str]:
     digests = {}
     for v in versions:
-        release = make_release(place.target, place.tag(v), v)
+        release = make_release(place.target, v, v)
         attach_report(place.target, release)
         digests[v] = release.digest
         promote(place, v, "prod", runtime=rt)
@@ -49,21 +49,61 @@ def test_rollback_to_a_named_version(kind: Kind) -> None:
 def test_rollback_to_a_version_never_promoted_is_allowed_with_a_warning(kind: Kind) -> None:
     place, rt = kind.place, runtime()
     _promoted(place, ["1.0.0"], rt)
-    never = make_release(place.target, place.tag("0.9.0"), "0.9.0")  # no report either: not needed
+    never = make_release(place.target, "0.9.0", "0.9.0")  # no report either: not needed
     result = rollback(place, "prod", "0.9.0", runtime=rt)
     assert tag_digest(place, "prod") == never.digest
     assert any("0.9.0 was never promoted to prod" in n for n in result.notes)
 
 
-def test_rollback_to_a_version_that_no_longer_exists_changes_nothing(kind: Kind) -> None:
+def test_rollback_to_a_version_whose_tag_is_gone_goes_to_the_digest_history_recorded(kind: Kind) -> None:
     place, rt = kind.place, runtime()
     d = _promoted(place, ["1.0.0", "1.1.0"], rt)
-    place.target.delete_tag(place.tag("1.0.0"))
+    place.target.delete_tag("1.0.0")
+    result = rollback(place, "prod", "1.0.0", runtime=rt)
+    assert tag_digest(place, "prod") == d["1.0.0"]
+    assert any("1.0.0 no longer exists" in n for n in result.notes)
+
+
+def test_rollback_to_a_version_never_run_and_without_a_tag_changes_nothing(kind: Kind) -> None:
+    place, rt = kind.place, runtime()
+    d = _promoted(place, ["1.0.0", "1.1.0"], rt)
     before = load_history(place.target, "prod", place.name)
-    with pytest.raises(PromotionError, match=r"1\.0\.0 no longer exists; nothing was changed"):
-        rollback(place, "prod", "1.0.0", runtime=rt)
+    with pytest.raises(PromotionError, match=r"does not exist and prod never ran it; nothing was changed"):
+        rollback(place, "prod", "0.5.0", runtime=rt)
     assert tag_digest(place, "prod") == d["1.1.0"]
     assert load_history(place.target, "prod", place.name) == before
+
+
+def test_rollback_is_an_undo_stack_not_a_toggle(kind: Kind) -> None:
+    place, rt = kind.place, runtime()
+    d = _promoted(place, ["1.0.0", "1.1.0", "1.2.0"], rt)
+    first = rollback(place, "prod", runtime=rt)
+    assert tag_digest(place, "prod") == d["1.1.0"]
+    assert any("undoing the promote of 1.2.0" in n for n in first.notes)
+    planned = rollback(place, "prod", dry_run=True, runtime=rt)
+    assert planned.event.to_digest == d["1.0.0"]  # never back to 1.2.0, just rolled away from
+    assert any("back to 1.0.0" in n for n in planned.notes)
+    rollback(place, "prod", runtime=rt)
+    assert tag_digest(place, "prod") == d["1.0.0"]
+    with pytest.raises(PromotionError, match="nothing to roll back to"):
+        rollback(place, "prod", runtime=rt)
+    # a promotion after the undo pushes again: the next rollback undoes that one
+    promote(place, "1.2.0", "prod", runtime=rt)
+    rollback(place, "prod", runtime=rt)
+    assert tag_digest(place, "prod") == d["1.0.0"]
+
+
+def test_rollback_to_a_version_goes_to_what_the_environment_ran_even_if_the_tag_was_overwritten(
+    kind: Kind,
+) -> None:
+    place, rt = kind.place, runtime()
+    d = _promoted(place, ["1.0.0", "1.1.0"], rt)
+    overwritten = make_release(place.target, "1.0.0", "1.0.0", weights=b"an untested rebuild of 1.0.0")
+    assert overwritten.digest != d["1.0.0"]
+    result = rollback(place, "prod", "1.0.0", runtime=rt)
+    assert tag_digest(place, "prod") == d["1.0.0"]
+    assert any("now names" in n and "the 1.0.0 that prod ran" in n for n in result.notes)
+    assert not any("never promoted" in n for n in result.notes)
 
 
 def test_rollback_after_the_first_promotion_has_nowhere_to_go(kind: Kind) -> None:
@@ -77,7 +117,7 @@ def test_rollback_after_the_first_promotion_has_nowhere_to_go(kind: Kind) -> Non
 
 def test_rollback_of_a_missing_environment(kind: Kind) -> None:
     place = kind.place
-    make_release(place.target, place.tag("1.0.0"), "1.0.0")
+    make_release(place.target, "1.0.0", "1.0.0")
     with pytest.raises(PromotionError, match="does not exist: nothing to roll back"):
         rollback(place, "prod", runtime=runtime())
 
@@ -97,7 +137,7 @@ def test_rollback_when_the_tag_was_moved_outside_modelpack(kind: Kind) -> None:
     rather than guess; with one it works and notes the outside move."""
     place, rt = kind.place, runtime()
     _promoted(place, ["1.0.0", "1.1.0"], rt)
-    outside = make_release(place.target, place.tag("prod"), "hand-pushed")  # e.g. skopeo copy
+    outside = make_release(place.target, "prod", "hand-pushed")  # e.g. skopeo copy
     with pytest.raises(PromotionError, match="cannot tell what came before; nothing was changed"):
         rollback(place, "prod", runtime=rt)
     assert tag_digest(place, "prod") == outside.digest

@@ -105,7 +105,8 @@ def test_docker_runtime_on_a_pushed_release_passes_and_attaches(
 ) -> None:
     dest = f"{registry.host}/{repo}"
     with runner_store.targets() as targets:
-        copied, pushed = api.push(targets, iris_release.tag, dest)
+        _r = api.push(targets, dest, source=iris_release.tag)
+        copied, pushed = _r.copy, _r.destination
     report, junit = tmp_path / "out" / "report.json", tmp_path / "junit.xml"
     cli = run_cli(
         "test", pushed, "--runtime", "docker", "--report", str(report), "--junit", str(junit),
@@ -278,7 +279,8 @@ def test_a_runtime_that_never_gets_ready_shows_its_output(
     with runner_store.targets() as targets:
         with pytest.raises(TestFailedError) as local:
             run_test(targets, built.tag, TestOptions(runtime="local", ready_timeout=30))
-        _, pushed = api.push(targets, built.tag, f"{registry.host}/{repo}")
+        _r = api.push(targets, f"{registry.host}/{repo}", source=built.tag)
+        _, pushed = _r.copy, _r.destination
         with pytest.raises(TestFailedError) as docker:
             run_test(targets, pushed, TestOptions(runtime="docker", ready_timeout=30))
     for err in (local, docker):

@@ -7,6 +7,7 @@ import sys
 import traceback
 
 import typer
+from typer._click.exceptions import UsageError as ClickUsageError  # typer vendors click
 from typer.exceptions import TyperException
 
 from modelpack.cli import _commands
@@ -31,11 +32,25 @@ def _debug_log() -> None:
     logger.setLevel(logging.DEBUG)
 
 
+# Global flags, taken from anywhere on the line (`modelpack push -v ...` as well as `modelpack -v push`).
+_VERBOSE = ("-v", "--verbose")
+_QUIET = ("-q", "--quiet")
+
+
+def _globals(args: list[str]) -> list[str]:
+    if any(a in _VERBOSE for a in args):
+        Settings.verbose = True
+    if any(a in _QUIET for a in args):
+        Settings.quiet = True
+    if "--" in args:
+        cut = args.index("--")
+        return [a for a in args[:cut] if a not in _VERBOSE + _QUIET] + args[cut:]
+    return [a for a in args if a not in _VERBOSE + _QUIET]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `modelpack` console script. Returns (and exits with) the process exit code."""
-    args = sys.argv[1:] if argv is None else argv
-    if "--verbose" in args or "-v" in args:
-        Settings.verbose = True
+    args = _globals(list(sys.argv[1:] if argv is None else argv))
     if Settings.verbose:
         _debug_log()
     code = 0
@@ -54,7 +69,11 @@ def main(argv: list[str] | None = None) -> int:
         code = e.exit_code
     except typer.Exit as e:
         code = e.exit_code
-    except TyperException as e:  # click's usage errors: bad flag, missing argument, unknown command
+    except ClickUsageError as e:  # a bad flag, a missing argument, an unknown command: one line too
+        command = e.ctx.command_path if e.ctx is not None else "modelpack"
+        _err(f"{e.format_message()} (see `{command} --help`)")
+        code = 2
+    except TyperException as e:
         e.show()  # type: ignore[attr-defined]
         code = 2
     except (typer.Abort, KeyboardInterrupt):

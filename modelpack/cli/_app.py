@@ -6,8 +6,24 @@ import os
 from typing import Annotated
 
 import typer
+import typer.core
 
 from modelpack import __version__
+
+
+def _usage_name(self: typer.core.TyperArgument) -> str:
+    name = self.display_name_raw
+    return (name if self.required else f"[{name}]".replace("[[", "[").replace("]]", "]")) + (
+        "..." if self.nargs != 1 else ""
+    )
+
+
+# typer 0.29 shows a required argument as `{NAME}` in usage lines and its Python type (`NAME <str>`) in
+# the argument list; modelpack's help reads like docker's and git's: `NAME`, `[NAME]`, no types (every
+# argument and option names its metavar). tests/test_cli.py checks the usage lines, so a typer change
+# that breaks this fails loudly.
+typer.core.TyperArgument._usage_display_name = _usage_name  # type: ignore[method-assign]
+typer.core.TyperArgument.display_type = lambda self, ctx: ""  # type: ignore[method-assign]
 
 app = typer.Typer(
     name="modelpack",
@@ -30,6 +46,7 @@ class Settings:
     """Process-wide options from the root callback. The CLI is the only reader."""
 
     verbose: bool = os.environ.get("MODELPACK_VERBOSE", "") not in ("", "0")
+    quiet: bool = False  # -q: status lines are not printed; stdout keeps only the data (the digest)
 
 
 def _version(value: bool) -> None:
@@ -43,6 +60,9 @@ def root(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show debug detail and tracebacks on errors.")
     ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the data (a digest, a list), no status lines.")
+    ] = False,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
@@ -51,3 +71,5 @@ def root(
     """modelpack: models as versioned OCI releases."""
     if verbose:
         Settings.verbose = True
+    if quiet:
+        Settings.quiet = True

@@ -1,8 +1,14 @@
-"""Rendering for the CLI: JSON for machines, tables and progress bars for people (only on a TTY)."""
+"""Rendering for the CLI: JSON for machines, tables and progress bars for people (only on a TTY).
+
+Everything shown to people may hold registry content (a metric name, a reason, a label), so every line
+goes through `clean`: control characters are escaped (`\\x1b`), never sent to the terminal, and nothing is
+read as rich markup. JSON keeps the values exactly (json.dumps escapes control characters itself).
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -19,7 +25,7 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from rich.table import Table
+from rich.text import Text
 
 from modelpack.oci.target import Progress as ProgressEvent
 from modelpack.oci.target import ProgressFn
@@ -28,20 +34,42 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+# C0 controls but tab and newline, DEL, C1 controls (CSI is \x9b), and the bidi overrides
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean(value: object) -> str:
+    """`value` as text safe for a terminal: control characters shown escaped, never interpreted."""
+    text = "" if value is None else str(value)
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
 def emit_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def echo(line: object = "") -> None:
+    """One line of data on stdout."""
+    sys.stdout.write(clean(line) + "\n")
+
+
 def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
-    t = Table(*columns, title=title, box=None, pad_edge=False, show_edge=False)
-    for row in rows:
-        t.add_row(*("" if v is None else str(v) for v in row))
-    out.print(t)
+    """Aligned plain columns, one row per line, never wrapped or cut: the same in a terminal, a pipe and a
+    CI log, so `grep` and `awk` see whole rows."""
+    grid = [[clean(c) for c in columns], *([clean(v) for v in row] for row in rows)]
+    widths = [max(len(r[i]) for r in grid) for i in range(len(columns))]
+    if title:
+        echo(title)
+    for r in grid:
+        sys.stdout.write("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n")
 
 
 def info(message: str) -> None:
-    """A status line for people, on stderr so stdout stays data."""
-    err.print(message)
+    """A status line for people, on stderr so stdout stays data; none with -q."""
+    from modelpack.cli._app import Settings
+
+    if not Settings.quiet:
+        err.print(Text(clean(message)))
 
 
 @contextmanager

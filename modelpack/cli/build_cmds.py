@@ -1,4 +1,4 @@
-"""`modelpack build` and `modelpack list`: the local side of a release."""
+"""`modelpack build`: a project into the local store."""
 
 from __future__ import annotations
 
@@ -9,25 +9,18 @@ import typer
 
 from modelpack.cli import _output
 from modelpack.cli._app import app
-from modelpack.cli._options import CaFileOpt, InsecureOpt, JsonOpt, PlainHttpOpt, StoreOpt, open_targets
-from modelpack.oci.layout import LayoutStore, default_store_path
-
-
-def open_store(store: Path | None) -> LayoutStore:
-    return LayoutStore(store or default_store_path())
-
-
-def _say(line: str) -> None:
-    """A line on stderr as written: paths and engine output may hold what rich would read as markup."""
-    _output.err.print(line, markup=False, highlight=False)
+from modelpack.cli._options import Access, JsonOpt, access_options
 
 
 @app.command()
+@access_options
 def build(
     project: Annotated[
-        Path, typer.Argument(help="Project directory (with modelpack.yaml) or the file.")
+        Path, typer.Argument(metavar="[DIR]", help="Project directory (with modelpack.yaml) or the file.")
     ] = Path(),
-    version: Annotated[str | None, typer.Option("--version", help="Release version (an OCI tag).")] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", metavar="VERSION", help="Release version (an OCI tag).")
+    ] = None,
     image: Annotated[
         bool, typer.Option("--image/--no-image", help="Also build the serving image and the release index.")
     ] = True,
@@ -35,6 +28,7 @@ def build(
         str | None,
         typer.Option(
             "--base",
+            metavar="IMAGE",
             help="Base image reference (else $MODELPACK_BASE_IMAGE, else serving.base_image).",
             show_default=False,
         ),
@@ -43,15 +37,14 @@ def build(
         str | None,
         typer.Option(
             "--builder",
+            metavar="BUILDER",
             help="Serving image builder: daemonless or docker (else serving.builder, else daemonless).",
             show_default=False,
         ),
     ] = None,
-    store: StoreOpt = None,
-    ca_file: CaFileOpt = None,
-    insecure: InsecureOpt = False,
-    plain_http: PlainHttpOpt = None,
     as_json: JsonOpt = False,
+    *,
+    access: Access,
 ) -> None:
     """Build the release into the local store, tagged NAME:VERSION: the bundle (weights, lockfile,
     code, record as a CNCF ModelPack artifact), the serving image, and the index over both.
@@ -71,7 +64,7 @@ def build(
     """
     from modelpack import api  # heavy: imported only by the command that runs
 
-    with open_targets(store, ca_file, insecure, plain_http) as targets:
+    with access.targets() as targets:
         result = api.build(
             project,
             targets.store,
@@ -80,66 +73,15 @@ def build(
             base=base,
             targets=targets,
             builder=builder,
-            log=_say,  # the engine's build output, as it comes
+            log=_output.info,  # the engine's build output, as it comes (escaped, never markup)
         )
     bundle = result.bundle
     for warning in bundle.warnings:  # on stderr in both modes: stdout stays the digest or the JSON
-        _say(f"warning: {warning}")
+        _output.info(f"warning: {warning}")
     if as_json:
-        out: dict[str, object] = {
-            "name": bundle.name,
-            "version": bundle.version,
-            "tag": result.tag,
-            "digest": result.digest,
-            "created": {"time": bundle.record.created, "from": bundle.created_from},
-            "warnings": list(bundle.warnings),
-            "bundle": {
-                "manifest": bundle.manifest.to_json(),
-                "config": bundle.config.to_json(),
-                "layers": [d.to_json() for d in bundle.layers],
-            },
-        }
-        if result.image is not None and result.index is not None:
-            out["index"] = result.index.to_json()
-            out["image"] = {
-                "manifest": result.image.manifest.to_json(),
-                "config": result.image.config.to_json(),
-                "layers": [d.to_json() for d in result.image.layers],
-                "base": {"name": result.image.base.name, "digest": result.image.base.digest},
-            }
-        _output.emit_json(out)
-        return
+        return _output.emit_json(result.to_json())
     size = sum(d.size for d in bundle.layers)
     what = "bundle + serving image" if result.image else "bundle"
     _output.info(f"built {result.tag} ({what}; bundle {len(bundle.layers)} layers, {size:,} bytes)")
-    _say(f"created {bundle.record.created} from {bundle.created_from}")
-    typer.echo(result.digest)
-
-
-@app.command("list")
-def list_cmd(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
-    """List the releases in the local store.
-
-    Example: modelpack list --json
-    """
-    st = open_store(store)
-    rows = []
-    for entry in st.read_index().manifests:
-        tag = entry.annotations.get("org.opencontainers.image.ref.name")
-        if tag:
-            rows.append(
-                {
-                    "tag": tag,
-                    "digest": entry.digest,
-                    "mediaType": entry.media_type,
-                    "artifactType": entry.artifact_type,
-                }
-            )
-    rows.sort(key=lambda r: str(r["tag"]))
-    if as_json:
-        _output.emit_json(rows)
-        return
-    _output.table(
-        ["TAG", "DIGEST", "KIND"],
-        [(r["tag"], str(r["digest"])[:19], "bundle" if r["artifactType"] else "index") for r in rows],
-    )
+    _output.info(f"created {bundle.record.created} from {bundle.created_from}")
+    _output.echo(result.digest)

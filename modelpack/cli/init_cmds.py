@@ -16,20 +16,28 @@ from modelpack.cli._options import JsonOpt
 @app.command()
 def init(
     directory: Annotated[
-        Path, typer.Argument(help="Project directory (created if missing).", show_default=False)
+        Path,
+        typer.Argument(metavar="[DIR]", help="Project directory (created if missing).", show_default=False),
     ] = Path(),
     name: Annotated[
         str | None,
-        typer.Option("--name", help="Model name (default: the directory's name).", show_default=False),
+        typer.Option(
+            "--name", metavar="NAME", help="Model name (default: the directory's name).", show_default=False
+        ),
     ] = None,
     handler: Annotated[
         str,
-        typer.Option("--handler", help="onnx (built-in handler) or python (a class with load/predict)."),
+        typer.Option(
+            "--handler",
+            metavar="HANDLER",
+            help="onnx (built-in handler) or python (a class with load/predict).",
+        ),
     ] = "onnx",
     model: Annotated[
         Path | None,
         typer.Option(
             "--model",
+            metavar="FILE",
             help="An ONNX model to copy in (default: a tiny generated one).",
             show_default=False,
         ),
@@ -38,6 +46,7 @@ def init(
         str | None,
         typer.Option(
             "--registry",
+            metavar="HOST/REPO",
             help="Where CI pushes releases, REGISTRY/REPO (default: ghcr.io/<GitHub owner>/<name>).",
             show_default=False,
         ),
@@ -55,23 +64,13 @@ def init(
 
       modelpack init . --model model.onnx --registry ghcr.io/acme/sentiment
     """
-    from modelpack import init as scaffold  # renders templates, imports onnx: only when run
+    from modelpack import api
 
-    result = scaffold.init(directory, name=name, handler=handler, model=model, registry=registry, force=force)
-    files = [*result.created, *result.replaced]
+    result = api.init(directory, name=name, handler=handler, model=model, registry=registry, force=force)
     if as_json:
-        _output.emit_json(
-            {
-                "root": str(result.root),
-                "created": [str(p) for p in result.created],
-                "replaced": [str(p) for p in result.replaced],
-                "notes": list(result.notes),
-            }
-        )
-        return
-    for path in sorted(files):
-        verb = "replaced" if path in result.replaced else "created"
-        typer.echo(f"{verb} {_shown(path)}")
+        return _output.emit_json(result.to_json())
+    for path in sorted([*result.created, *result.replaced]):
+        _output.echo(f"{'replaced' if path in result.replaced else 'created'} {_shown(path)}")
     for note in result.notes:
         _output.info(f"note: {note}")
     where = _shown(result.root)

@@ -31,6 +31,8 @@ MODEL_DATASET_TAR = "application/vnd.cncf.model.dataset.v1.tar"
 RECORD = "application/vnd.modelpack.record.v1+json"
 TEST_REPORT_ARTIFACT = "application/vnd.modelpack.test-report.v1+json"
 PROMOTION_EVENT_ARTIFACT = "application/vnd.modelpack.promotion.v1+json"
+# A version tag replaced with --force: attached to the release that replaced it (who, when, what it named).
+OVERWRITE_ARTIFACT = "application/vnd.modelpack.tag-overwrite.v1+json"
 
 MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})

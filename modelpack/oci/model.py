@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-from modelpack.errors import InputError
+from modelpack.errors import ContentError
 from modelpack.oci import canonical, digest, mediatypes
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # distribution's own limit; a larger "manifest" is refused unread
@@ -69,7 +69,7 @@ class Descriptor:
     def __post_init__(self) -> None:
         digest.validate(self.digest)
         if self.size < 0:
-            raise InputError(f"descriptor {self.digest} has a negative size")
+            raise ContentError(f"descriptor {self.digest} has a negative size")
 
     @classmethod
     def of(cls, media_type: str, content: bytes, **kw: Any) -> Descriptor:
@@ -95,10 +95,10 @@ class Descriptor:
     @classmethod
     def from_json(cls, obj: Any) -> Descriptor:
         if not isinstance(obj, Mapping):
-            raise InputError("descriptor is not a JSON object")
+            raise ContentError("descriptor is not a JSON object")
         size = obj.get("size")
         if not isinstance(size, int) or isinstance(size, bool):
-            raise InputError(f"descriptor size {size!r} is not an integer")
+            raise ContentError(f"descriptor size {size!r} is not an integer")
         data = obj.get("data")
         return cls(
             media_type=_str(obj, "mediaType"),
@@ -168,7 +168,7 @@ class Manifest(_Document):
     def from_json(cls, obj: Mapping[str, Any], *, raw: bytes | None = None) -> Manifest:
         layers = obj.get("layers")
         if not isinstance(layers, list):
-            raise InputError("manifest has no layers list")
+            raise ContentError("manifest has no layers list")
         subject = obj.get("subject")
         return cls(
             schema_version=_schema_version(obj),
@@ -203,7 +203,7 @@ class Index(_Document):
     def from_json(cls, obj: Mapping[str, Any], *, raw: bytes | None = None) -> Index:
         manifests = obj.get("manifests")
         if not isinstance(manifests, list):
-            raise InputError("index has no manifests list")
+            raise ContentError("index has no manifests list")
         subject = obj.get("subject")
         return cls(
             schema_version=_schema_version(obj),
@@ -219,15 +219,17 @@ class Index(_Document):
 def parse(raw: bytes, media_type: str | None = None) -> Manifest | Index:
     """Parse manifest or index bytes, keeping them. `media_type` is the Content-Type, when one was given."""
     if len(raw) > MAX_MANIFEST_BYTES:
-        raise InputError(f"manifest of {len(raw)} bytes is over the {MAX_MANIFEST_BYTES}-byte limit; refused")
+        raise ContentError(
+            f"manifest of {len(raw)} bytes is over the {MAX_MANIFEST_BYTES}-byte limit; refused"
+        )
     try:
         obj = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
-        raise InputError(f"manifest is not valid JSON: {e}") from None
+        raise ContentError(f"manifest is not valid JSON: {e}") from None
     except RecursionError:  # `[[[[...` from a hostile registry: nested past what json can decode
-        raise InputError("manifest is not valid JSON: nested too deeply") from None
+        raise ContentError("manifest is not valid JSON: nested too deeply") from None
     if not isinstance(obj, dict):
-        raise InputError("manifest is not a JSON object")
+        raise ContentError("manifest is not a JSON object")
     kind = obj.get("mediaType") or media_type
     try:
         if kind in mediatypes.INDEX_TYPES or (kind is None and "manifests" in obj):
@@ -235,8 +237,8 @@ def parse(raw: bytes, media_type: str | None = None) -> Manifest | Index:
         if kind in mediatypes.MANIFEST_TYPES or (kind is None and "layers" in obj):
             return Manifest.from_json(obj, raw=raw)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise InputError(f"malformed manifest: {e}") from None
-    raise InputError(f"unsupported manifest media type {kind!r}")
+        raise ContentError(f"malformed manifest: {e}") from None
+    raise ContentError(f"unsupported manifest media type {kind!r}")
 
 
 def _with_optional(
@@ -255,7 +257,7 @@ def _with_optional(
 def _str(obj: Mapping[str, Any], key: str) -> str:
     value = obj.get(key)
     if not isinstance(value, str):
-        raise InputError(f"field {key!r} is missing or not a string")
+        raise ContentError(f"field {key!r} is missing or not a string")
     return value
 
 
@@ -265,14 +267,14 @@ def _str_map(value: Any) -> dict[str, str]:
     if not isinstance(value, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
-        raise InputError("annotations must map strings to strings")
+        raise ContentError("annotations must map strings to strings")
     return dict(value)
 
 
 def _schema_version(obj: Mapping[str, Any]) -> int:
     version = obj.get("schemaVersion")
     if version != 2:
-        raise InputError(f"unsupported schemaVersion {version!r} (expected 2)")
+        raise ContentError(f"unsupported schemaVersion {version!r} (expected 2)")
     return 2
 
 

@@ -15,6 +15,7 @@ from modelpack.bundle.record import Record
 
 ADDED, REMOVED, CHANGED = "added", "removed", "changed"
 UP, DOWN, SAME = "up", "down", "same"
+HIGHER, LOWER = "higher", "lower"
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,15 @@ class MetricDelta:
     new: float | None
     old_dataset: str | None = None
     new_dataset: str | None = None
+    better: str | None = None  # "higher" or "lower": from the gates, or as the caller said; None: unknown
+
+    @property
+    def regressed(self) -> bool:
+        """Moved the wrong way (only known where `better` is)."""
+        d = self.delta
+        if d is None or self.better is None or d == 0:
+            return False
+        return d < 0 if self.better == HIGHER else d > 0
 
     @property
     def status(self) -> str:
@@ -72,6 +82,8 @@ class MetricDelta:
             "delta": self.delta,
             "relative": self.relative,
             "direction": self.direction,
+            "better": self.better,
+            "regressed": self.regressed,
             "datasetChanged": self.dataset_changed,
         }
 
@@ -109,6 +121,14 @@ class RecordDiff:
     python: Change | None = None  # the lockfile's Python version, when it differs
 
     @property
+    def regressions(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.metrics if m.regressed)
+
+    @property
+    def version_changed(self) -> bool:
+        return (self.old.name, self.old.version) != (self.new.name, self.new.version)
+
+    @property
     def model_files(self) -> tuple[Change, ...]:
         return tuple(c for c in self.files if c.key.startswith("models/"))
 
@@ -126,6 +146,8 @@ class RecordDiff:
             "old": {"name": self.old.name, "version": self.old.version},
             "new": {"name": self.new.name, "version": self.new.version},
             "unchanged": self.unchanged,
+            "versionChanged": self.version_changed,
+            "regressions": list(self.regressions),
             "metrics": [m.to_json() for m in self.metrics],
             "datasets": [c.to_json() for c in self.datasets],
             "files": [c.to_json() for c in self.files],
@@ -136,7 +158,22 @@ class RecordDiff:
         }
 
 
-def diff_records(old: Record, new: Record) -> RecordDiff:
+def gate_directions(record: Record) -> dict[str, str]:
+    """Which way is better for each metric a gate names: `accuracy >= 0.9` says higher."""
+    out: dict[str, str] = {}
+    for text in record.tests.get("gates") or []:
+        metric, _, rest = str(text).partition(" ")
+        op = rest.split(" ", 1)[0]
+        if op in (">=", ">"):
+            out[metric] = HIGHER
+        elif op in ("<=", "<"):
+            out[metric] = LOWER
+    return out
+
+
+def diff_records(old: Record, new: Record, better: Mapping[str, str] | None = None) -> RecordDiff:
+    """`better`: metric -> "higher" or "lower", over what the newer release's gates say."""
+    directions = {**gate_directions(old), **gate_directions(new), **(better or {})}
     metrics = tuple(
         MetricDelta(
             name,
@@ -144,6 +181,7 @@ def diff_records(old: Record, new: Record) -> RecordDiff:
             new.metrics[name].value if name in new.metrics else None,
             old.metrics[name].dataset if name in old.metrics else None,
             new.metrics[name].dataset if name in new.metrics else None,
+            directions.get(name),
         )
         for name in sorted({*old.metrics, *new.metrics})
     )

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from modelpack.errors import InputError
+from modelpack.errors import ContentError, InputError
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor, Manifest
 from modelpack.oci.target import RawManifest, Target
@@ -162,7 +162,7 @@ def read_events(target: Target, env: str, name: str | None = None) -> list[Event
         if event is None:
             try:
                 event = Event.from_json(json.loads(read_payload(target, desc)), desc.digest)
-            except (ValueError, InputError):
+            except (ValueError, InputError, ContentError):
                 continue  # not ours to interpret; history lists what it can read
         if event.env == env:
             out.append(event)
@@ -225,3 +225,8 @@ def resolve(env: str, events: list[Event]) -> History:
 
 def load_history(target: Target, env: str, name: str | None = None) -> History:
     return resolve(env, read_events(target, env, name))
+
+
+def has_history(target: Target, env: str, name: str | None = None) -> bool:
+    """Whether any promotion event was ever recorded for `env` (one referrers listing)."""
+    return bool(target.referrers(anchor(env, name).digest, EVENT_TYPE))

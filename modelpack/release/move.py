@@ -84,12 +84,28 @@ class MoveResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "reference": self.reference,
-            **self.event.to_json(),
-            "event_digest": self.event.digest,
+            **event_json(self.event),
             "changed": self.changed,
-            "dry_run": self.dry_run,
+            "dryRun": self.dry_run,
             "notes": list(self.notes),
         }
+
+
+def event_json(e: Event) -> dict[str, Any]:
+    """An event as `--json` shows it (camelCase; the stored payload keeps its own field names)."""
+    return {
+        "env": e.env,
+        "action": e.action,
+        "version": e.version,
+        "fromDigest": e.from_digest,
+        "toDigest": e.to_digest,
+        "who": e.who,
+        "when": e.when,
+        "reason": e.reason,
+        "forced": e.forced,
+        "previousEvent": e.previous_event,
+        "eventDigest": e.digest,
+    }
 
 
 @dataclass(frozen=True)
@@ -112,7 +128,7 @@ def move(
     state: State | None = None,
 ) -> MoveResult:
     """Point `env` at `release` and record `action`; `state` is what the caller already read, if any."""
-    target, tag = place.target, place.tag(env)
+    target, tag = place.target, env  # every Place has short tags
     state = state or read_state(place, env, rt)
     rt.after_read()
     head = state.history.head
@@ -161,7 +177,7 @@ def move(
 def _settle(place: Place, env: str, mine: Event, result: MoveResult, rt: Runtime) -> MoveResult:
     """Re-read the history after the settle time and make the tag agree with the event in effect."""
     with ThreadPoolExecutor(1) as pool:
-        tagged = pool.submit(again, rt, lambda: digest_of(place.target, place.tag(env)))
+        tagged = pool.submit(again, rt, lambda: digest_of(place.target, env))
         history = again(rt, lambda: load_history(place.target, env, place.name))
         now = tagged.result()
     head = history.head
@@ -185,7 +201,7 @@ def _point(place: Place, env: str, digest: str, now: str | None, rt: Runtime) ->
     `now` is what the tag was just read as: when it agrees, that read was the verification."""
     if now == digest:
         return
-    tag = place.tag(env)
+    tag = env
     raw = again(rt, lambda: place.target.get_manifest(digest))
     place.target.put_manifest(tag, raw)
     found = again(rt, lambda: digest_of(place.target, tag))
@@ -198,7 +214,7 @@ def _point(place: Place, env: str, digest: str, now: str | None, rt: Runtime) ->
 
 
 def _restore(place: Place, env: str, previous: RawManifest | None, cause: ModelpackError) -> NoReturn:
-    tag = place.tag(env)
+    tag = env
     try:
         if previous is not None:
             place.target.put_manifest(tag, previous)
@@ -219,7 +235,7 @@ def _restore(place: Place, env: str, previous: RawManifest | None, cause: Modelp
 def read_state(place: Place, env: str, rt: Runtime) -> State:
     def tagged() -> RawManifest | None:
         try:
-            return place.target.get_manifest(place.tag(env))
+            return place.target.get_manifest(env)
         except NotFoundError:
             return None
 

@@ -13,11 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 from modelpack.errors import ModelpackError, NotFoundError, PromotionError, UsageError
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.model import Descriptor, parse
+from modelpack.oci.model import parse
 from modelpack.oci.target import RawManifest, Target
-from modelpack.release.history import MAX_REASON, short
+from modelpack.release.history import MAX_REASON, Event, History, short
 from modelpack.release.move import MoveResult, Runtime, State, digest_of, move, read_state
 from modelpack.release.place import Place, check_env
+from modelpack.runner.report import passing_report, runtime_of
 
 __all__ = ["MoveResult", "Runtime", "promote", "rollback", "verify"]
 
@@ -31,9 +32,11 @@ def promote(
     reason: str = "",
     dry_run: bool = False,
     runtime: Runtime | None = None,
+    require_runtime: str | None = None,
 ) -> MoveResult:
     """Point `env` at the release `ref` (tag or digest) of `place`; refuses one with no passing test report
-    attached to exactly its digest, unless `force` (which needs a `reason` and is recorded)."""
+    attached to exactly its digest (from `require_runtime`, "docker" or "local", when given), unless `force`
+    (which needs a `reason` and is recorded)."""
     rt = runtime or Runtime()
     check_env(env)
     _check_reason(reason)
@@ -44,26 +47,35 @@ def promote(
     with ThreadPoolExecutor(1) as pool:
         state = pool.submit(read_state, place, env, rt)
         try:
-            release = place.target.get_manifest(ref if by_digest else place.tag(ref))
+            release = place.target.get_manifest(ref)
         except NotFoundError:
             raise NotFoundError(
                 f"cannot promote {place.ref_text(ref)}: it does not exist",
                 hint="check the version with `modelpack ls`",
             ) from None
-        report = _passing_report(place.target, release.digest)
+        report = passing_report(place.target, release.digest, require_runtime)
         notes: list[str] = []
         if report is None and not force:
+            what = f"from the {require_runtime} runtime " if require_runtime else ""
+            other = passing_report(place.target, release.digest) if require_runtime else None
+            also = f" (there is one from the {runtime_of(other)} runtime)" if other is not None else ""
             raise PromotionError(
-                f"refusing to promote {place.ref_text(ref)}: no passing test report is attached to "
-                f"{release.digest}",
-                hint="run `modelpack test` on it first, or pass --force --reason TEXT",
+                f"refusing to promote {place.ref_text(ref)}: no passing test report {what}is attached to "
+                f"{release.digest}{also}",
+                hint=f"run `modelpack test{' --runtime ' + require_runtime if require_runtime else ''}` "
+                "on it first, or pass --force --reason TEXT",
             )
         if report is None:
             notes.append(f"no passing test report for {short(release.digest)}: forced, recorded as forced")
         else:
-            notes.append(f"passing test report {short(report.digest)} found for {short(release.digest)}")
+            notes.append(
+                f"passing test report {short(report.digest)} found for {short(release.digest)} "
+                f"({runtime_of(report)} runtime)"
+            )
         version = _version_of(release, None if by_digest else ref)
         current = state.result()
+        if current.current is None:
+            _refuse_case_twin(place, env)
     return move(place, env, release, version, "promote", reason, force, dry_run, rt, notes, current)
 
 
@@ -83,50 +95,102 @@ def rollback(
     notes = ["rollback checks no test report: it is the incident tool"]
     if version is None:
         state = read_state(place, env, rt)
-        release, label = _previous(place, env, state)
+        release, label, why = _previous(place, env, state)
+        notes.append(why)
     else:
         with ThreadPoolExecutor(1) as pool:
             reading = pool.submit(read_state, place, env, rt)
-            try:
-                release = place.target.get_manifest(place.tag(version))
-            except NotFoundError:
-                raise PromotionError(
-                    f"cannot roll {env} back to {version}: {place.ref_text(version)} no longer exists; "
-                    "nothing was changed",
-                    hint=f"see `modelpack history {place.display} {env}` for what it pointed at",
-                ) from None
+            tagged = pool.submit(_get, place.target, version)
             state = reading.result()
-        if not state.history.ever_moved_to(release.digest):
-            notes.append(f"warning: {version} was never promoted to {env} before")
-        label = _version_of(release, version)
+            release, label = _recorded(place, env, version, state, tagged.result(), notes)
     return move(place, env, release, label, "rollback", reason, False, dry_run, rt, notes, state)
 
 
-def _previous(place: Place, env: str, state: State) -> tuple[RawManifest, str]:
+def undo_stack(history: History) -> list[Event]:
+    """The environment's releases as an undo stack, replayed from the events in effect: a promote (or a
+    rollback to a release that is not the one below the top) pushes; a rollback to the release below the
+    top pops. So a second rollback goes further back, never back to the release just rolled away from."""
+    stack: list[Event] = []
+    for e in history.chain:
+        if e.action == "rollback" and len(stack) >= 2 and stack[-2].to_digest == e.to_digest:
+            stack.pop()
+        else:
+            stack.append(e)
+    return stack
+
+
+def _previous(place: Place, env: str, state: State) -> tuple[RawManifest, str, str]:
     if state.current is None:
         raise PromotionError(f"{place.ref_text(env)} does not exist: nothing to roll back")
-    last = state.history.last_move_to(state.current.digest)
-    if last is None:
+    stack = undo_stack(state.history)
+    if not stack or stack[-1].to_digest != state.current.digest:
         raise PromotionError(
             f"no recorded event moved {env} to its current {short(state.current.digest)}: "
             "cannot tell what came before; nothing was changed",
             hint=f"name the version: modelpack rollback {place.display} {env} VERSION",
         )
-    if last.from_digest is None:
+    top = stack[-1]
+    if len(stack) < 2:
         raise PromotionError(
-            f"{env} named nothing before {last.version} (promoted {last.when}): nothing to roll back to",
+            f"{env} named nothing before {top.version} ({top.action} {top.when}): nothing to roll back to",
             hint=f"name a version: modelpack rollback {place.display} {env} VERSION",
         )
+    below = stack[-2]
     try:
-        release = place.target.get_manifest(last.from_digest)
+        release = place.target.get_manifest(below.to_digest)
     except NotFoundError:
         raise PromotionError(
-            f"the release {env} named before ({short(last.from_digest)}) is gone from {place.display}; "
+            f"the release {env} named before ({short(below.to_digest)}) is gone from {place.display}; "
             "nothing was changed",
             hint=f"name a version that exists: modelpack rollback {place.display} {env} VERSION",
         ) from None
-    earlier = state.history.last_move_to(last.from_digest)
-    return release, _version_of(release, earlier.version if earlier else None)
+    why = (
+        f"undoing the {top.action} of {top.version} ({top.when}): back to {below.version}, in effect "
+        f"before it since {below.when}"
+    )
+    return release, _version_of(release, below.version), why
+
+
+def _get(target: Target, ref: str) -> RawManifest | None:
+    try:
+        return target.get_manifest(ref)
+    except NotFoundError:
+        return None
+
+
+def _recorded(
+    place: Place, env: str, version: str, state: State, tagged: RawManifest | None, notes: list[str]
+) -> tuple[RawManifest, str]:
+    """`rollback ENV VERSION` goes to the digest ENV's history recorded for VERSION, not to whatever the
+    version tag names today (it may have been overwritten); a version ENV never ran is taken from its tag."""
+    ran = next((e for e in reversed(state.history.chain) if e.version == version), None)
+    if ran is None:
+        if tagged is None:
+            raise PromotionError(
+                f"cannot roll {env} back to {version}: {place.ref_text(version)} does not exist and {env} "
+                "never ran it; nothing was changed",
+                hint=f"see `modelpack history {place.display} {env}` for what it ran",
+            )
+        notes.append(f"warning: {version} was never promoted to {env} before")
+        return tagged, _version_of(tagged, version)
+    try:
+        release = place.target.get_manifest(ran.to_digest)
+    except NotFoundError:
+        raise PromotionError(
+            f"cannot roll {env} back to {version}: the release it ran ({short(ran.to_digest)}) is gone from "
+            f"{place.display}; nothing was changed",
+            hint=f"see `modelpack history {place.display} {env}`",
+        ) from None
+    if tagged is None:
+        notes.append(f"note: the tag {version} no longer exists; rolling back to the {version} {env} ran")
+    elif tagged.digest != ran.to_digest:
+        notes.append(
+            f"note: the tag {version} now names {short(tagged.digest)}; rolling back to "
+            f"{short(ran.to_digest)}, "
+            f"the {version} that {env} ran ({ran.action} {ran.when})"
+        )
+    notes.append(f"target: {version} ({short(ran.to_digest)}), which {env} ran since {ran.when}")
+    return release, version
 
 
 def _version_of(release: RawManifest, fallback: str | None) -> str:
@@ -142,20 +206,16 @@ def _check_reason(reason: str) -> None:
         raise UsageError(f"--reason is {len(reason)} characters long; keep it under {MAX_REASON}")
 
 
-def _passing_report(target: Target, digest: str) -> Descriptor | None:
-    """The runner's check when it is installed; the same rule read directly otherwise."""
-    try:
-        from modelpack.runner.report import passing_report
-    except ImportError:
-        found = [
-            d
-            for d in target.referrers(digest, mt.TEST_REPORT_ARTIFACT)
-            if (d.annotations or {}).get("dev.modelpack.test.passed") == "true"
-        ]
-        return found[0] if found else None
-    return passing_report(target, digest)
+def _refuse_case_twin(place: Place, env: str) -> None:
+    """A first promotion to `prod` next to an older `Prod` would make two environments read as one."""
+    twins = [t for t in place.target.list_tags() if t.lower() == env and t != env]
+    if twins:
+        raise UsageError(
+            f"environment {env!r} differs only in case from the existing {twins[0]!r}",
+            hint=f"promote to {twins[0]!r}, or retire it first",
+        )
 
 
 def verify(place: Place, env: str) -> str | None:
     """What the environment tag names now (its digest), read from the target."""
-    return digest_of(place.target, place.tag(env))
+    return digest_of(place.target, env)

@@ -1,22 +1,29 @@
 """`ls --sort/--where`: read every version's record (manifest GETs in parallel, no blob) and select.
 
 Answers "which version scored best on dataset v3?": `ls REPO --sort accuracy --where dataset=v3` keeps the
-versions whose accuracy was measured on v3 and orders them best first.
+versions whose accuracy was measured on v3 and orders them best first. Conditions are `dataset=NAME`,
+`param=KEY=VALUE`, or a gate (`accuracy>=0.9`, `latency_p95_ms<=5`); the test-run metrics come from the
+newest test report attached to each version (its annotations: one referrers listing, no blob), read only
+when a sort or condition names one or the caller asks for them.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
+from packaging.version import InvalidVersion
+from packaging.version import Version as PackagingVersion
 
 from modelpack.bundle.record import Record
-from modelpack.errors import InputError, NotFoundError, UsageError
+from modelpack.errors import ContentError, InputError, NotFoundError, UsageError
 from modelpack.oci.target import Target
+from modelpack.packfile.gates import parse_gate
 from modelpack.release.diff import flatten
 from modelpack.release.view import ReleaseView, load_release
 
@@ -25,9 +32,16 @@ WORKERS = 8
 _REFERRER_TAG = re.compile(r"^sha(256-[0-9a-f]{64}|512-[0-9a-f]{128})(\..*)?$")
 
 
+# What a test run measures (the runner's gate names), kept in each report's annotations.
+TEST_METRICS = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "image_size_mb")
+ANN_TEST_METRIC = "dev.modelpack.test.metric."
+_GATE_OP = re.compile(r"(>=|<=|==|>|<)")
+
+
 @dataclass(frozen=True)
 class Where:
-    """One `--where` condition: `dataset=NAME` (or a `sha256:` hash prefix) or `param=KEY=VALUE`."""
+    """One `--where` condition: `dataset=NAME` (or a `sha256:` hash prefix), `param=KEY=VALUE`, or a gate
+    on a metric (`accuracy>=0.9`)."""
 
     field: str
     key: str
@@ -35,6 +49,12 @@ class Where:
 
     @classmethod
     def parse(cls, text: str) -> Where:
+        if _GATE_OP.search(text) and not text.startswith(("param=", "dataset=")):
+            try:
+                gate = parse_gate(text)
+            except InputError as e:
+                raise UsageError(f"--where {e.message}", hint=e.hint) from None
+            return cls("gate", gate.metric, gate)
         kind, sep, rest = text.partition("=")
         if sep and kind == "dataset" and rest:
             return cls("dataset", rest)
@@ -44,10 +64,17 @@ class Where:
                 return cls("param", key, _typed(value))
         raise UsageError(
             f"--where {text!r} is not understood",
-            hint="use dataset=NAME or param=KEY=VALUE, e.g. --where dataset=iris-test --where param=lr=0.1",
+            hint="use dataset=NAME, param=KEY=VALUE or a gate such as accuracy>=0.9",
         )
 
-    def matches(self, record: Record, metric: str | None = None) -> bool:
+    def matches(
+        self, record: Record, metric: str | None = None, tested: Mapping[str, float] | None = None
+    ) -> bool:
+        """`tested`: the metrics of the version's test report, for gates on latency or image size."""
+        if self.field == "gate":
+            m = record.metrics.get(self.key)
+            value = m.value if m is not None else (tested or {}).get(self.key)
+            return value is not None and bool(self.value.passes(value))
         if self.field == "param":
             params = flatten(record.params)
             return self.key in params and _equal(params[self.key], self.value)
@@ -58,6 +85,8 @@ class Where:
 class Version:
     tag: str
     release: ReleaseView | None  # None when records were not read
+    tested: Mapping[str, float] = field(default_factory=dict)  # metrics of the newest test report
+    test_passed: bool | None = None  # None: no report attached (or reports were not read)
 
     @property
     def alias(self) -> bool:
@@ -68,25 +97,46 @@ class Version:
         if self.release is None:
             return None
         m = self.release.record.metrics.get(name)
-        return m.value if m is not None else None
+        return m.value if m is not None else self.tested.get(name)
 
 
 def release_tags(tags: Iterable[str]) -> list[str]:
-    """The tags that may be releases: referrer fallback tags are bookkeeping, not versions."""
-    return [t for t in tags if not _REFERRER_TAG.match(t)]
+    """The tags that may be releases, versions first in version order (1.2.0 before 1.10.0), then the
+    other tags (environments, latest) by name: referrer fallback tags are bookkeeping, not versions."""
+    return sorted((t for t in tags if not _REFERRER_TAG.match(t)), key=_tag_order)
+
+
+def _tag_order(tag: str) -> tuple[int, Any, str]:
+    try:
+        return (0, PackagingVersion(tag), tag)
+    except InvalidVersion:
+        return (1, 0, tag)
+
+
+def is_environment_name(tag: str) -> bool:
+    """Could name an environment (promote refuses version-like names), so is worth a history lookup."""
+    return _tag_order(tag)[0] == 1 and not tag[:1].isdigit()
+
+
+def needs_reports(sort: str | None, wheres: Sequence[Where]) -> bool:
+    return sort in TEST_METRICS or any(w.field == "gate" and w.key in TEST_METRICS for w in wheres)
 
 
 def read_versions(
-    target: Target, tags: Sequence[str], *, prefix: str = "", workers: int = WORKERS
+    target: Target, tags: Sequence[str], *, prefix: str = "", workers: int = WORKERS, reports: bool = False
 ) -> list[Version]:
-    """The release behind each tag (`prefix + tag` in the target), read in parallel; tags that are not
-    modelpack releases, or vanished meanwhile, are left out. Order follows `tags`."""
+    """The release behind each tag (`prefix + tag` in the target), read in parallel, with its newest test
+    report's metrics when `reports`; tags that are not modelpack releases, or vanished meanwhile, are left
+    out. Order follows `tags`."""
 
     def one(tag: str) -> Version | None:
         try:
-            return Version(tag, load_release(target, prefix + tag, layers=False))
-        except (InputError, NotFoundError):  # NotAReleaseError, a foreign manifest, a tag deleted since
+            release = load_release(target, prefix + tag, layers=False)
+        except (ContentError, NotFoundError):  # NotAReleaseError, a foreign manifest, a tag deleted since
             return None
+        if not reports:
+            return Version(tag, release)
+        return _with_report(target, Version(tag, release))
 
     if not tags:
         return []
@@ -106,7 +156,7 @@ def select(
     kept = [
         v
         for v in versions
-        if v.release is not None and all(w.matches(v.release.record, sort) for w in wheres)
+        if v.release is not None and all(w.matches(v.release.record, sort, v.tested) for w in wheres)
     ]
     if sort is None:
         return kept
@@ -114,6 +164,39 @@ def select(
     missing = [v for v in kept if v.metric(sort) is None]
     scored.sort(key=lambda v: v.metric(sort) or 0.0, reverse=not ascending)
     return scored + missing
+
+
+def check_metric(versions: Sequence[Version], name: str, flag: str) -> None:
+    """A metric no version records is a typo far more often than a question: say so, with a suggestion."""
+    known = set(TEST_METRICS)
+    for v in versions:
+        if v.release is not None:
+            known |= set(v.release.record.metrics)
+    if name in known:
+        return
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    raise UsageError(
+        f"{flag} {name!r}: no version records that metric",
+        hint=f"did you mean {close[0]!r}?" if close else f"metrics: {', '.join(sorted(known))}",
+    )
+
+
+def _with_report(target: Target, v: Version) -> Version:
+    from modelpack.oci import mediatypes as mt
+
+    assert v.release is not None
+    found = target.referrers(v.release.digest, mt.TEST_REPORT_ARTIFACT)
+    if not found:
+        return v
+    newest = max(found, key=lambda d: ((d.annotations or {}).get("dev.modelpack.test.created", ""), d.digest))
+    ann = newest.annotations or {}
+    tested = {}
+    for name in TEST_METRICS:
+        try:
+            tested[name] = float(ann[ANN_TEST_METRIC + name])
+        except (KeyError, ValueError):
+            continue
+    return replace(v, tested=tested, test_passed=ann.get("dev.modelpack.test.passed") == "true")
 
 
 def _on_dataset(record: Record, name: str, metric: str | None) -> bool:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelpack.bundle.record import Record
-from modelpack.errors import InputError
+from modelpack.errors import ContentError
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor, Index, Manifest, parse
 from modelpack.oci.target import RawManifest, Target
@@ -29,7 +29,7 @@ LAYER_KINDS: Mapping[str, str] = {
 }
 
 
-class NotAReleaseError(InputError):
+class NotAReleaseError(ContentError):
     """The reference names something that is not a modelpack release (an ordinary image, a referrer index)."""
 
 
@@ -166,7 +166,7 @@ def _record(doc: Manifest | Index, where: str) -> Record:
         )
     try:
         return Record.from_bytes(text)
-    except InputError as e:
+    except ContentError as e:
         raise NotAReleaseError(f"{where}: {e.message}") from None
 
 

@@ -124,10 +124,10 @@ def release_command(
 
 def project_command(project: Path, *, host: str = "127.0.0.1", port: int | None = None) -> ServeCommand:
     """How to serve a project directory as is: its files in place, in the current environment."""
-    from modelpack import api
     from modelpack.packfile import load_packfile
+    from modelpack.packfile.locate import find_packfile
 
-    pf = load_packfile(api.find_packfile(project))
+    pf = load_packfile(find_packfile(project))
     port = port or free_port()
     flags = [
         "--name", pf.name,
@@ -209,13 +209,13 @@ def _tail(log: IO[bytes], lines: int = 30, limit: int = 64 * 1024) -> str:
 
 
 def reference_command(
-    targets: Targets, text: str, *, host: str = "127.0.0.1", port: int | None = None
+    targets: Targets, text: str, *, host: str = "127.0.0.1", port: int | None = None, local: bool = False
 ) -> ServeCommand:
     """`modelpack serve REF`: the release's files and its image's packages, cached in the store."""
     from modelpack.release.view import load_release
     from modelpack.runner.unpacked import image_runtime, release_files
 
-    resolved = targets.open(text)
+    resolved = targets.open(text, local=local)
     ref = resolved.ref or (resolved.reference.ref if resolved.reference else None)
     if ref is None:
         raise InputError(f"{text}: name a release tag or digest")

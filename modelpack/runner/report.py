@@ -24,6 +24,7 @@ REPORT_MEDIA_TYPE = "application/json"
 ANN_PASSED = "dev.modelpack.test.passed"
 ANN_CREATED = "dev.modelpack.test.created"
 ANN_RUNTIME = "dev.modelpack.test.runtime"
+ANN_METRIC = "dev.modelpack.test.metric."
 REPORT_VERSION = 1
 
 
@@ -94,11 +95,16 @@ class TestReport:
         return json.dumps(self.to_json(), indent=2, sort_keys=True).encode() + b"\n"
 
     def annotations(self) -> dict[str, str]:
+        measured: dict[str, float] = dict(self.latency.metrics() if self.latency else {})
+        if self.image_size_mb is not None:
+            measured["image_size_mb"] = self.image_size_mb
         return {
             ANN_PASSED: "true" if self.passed else "false",
             ANN_CREATED: self.finished,
             ANN_RUNTIME: self.runtime,
             mt.ANN_VERSION: self.release.version,
+            # what a test run measured, so `ls --sort latency_p95_ms` needs no report blob
+            **{f"{ANN_METRIC}{k}": f"{v:g}" for k, v in measured.items() if isinstance(v, int | float)},
         }
 
 
@@ -147,17 +153,25 @@ def attach_report(target: Target, report: TestReport) -> Descriptor:
     return attach(target, subject, REPORT_TYPE, report.to_bytes(), REPORT_MEDIA_TYPE, report.annotations())
 
 
-def passing_report(target: Target, index_digest: str) -> Descriptor | None:
-    """The newest report attached to exactly `index_digest` whose passed annotation is true, else None."""
+def passing_report(target: Target, index_digest: str, runtime: str | None = None) -> Descriptor | None:
+    """The newest report attached to exactly `index_digest` whose passed annotation is true (and, with
+    `runtime`, that the runtime "docker" or "local" produced), else None."""
     found = [
         d
         for d in target.referrers(index_digest, REPORT_TYPE)
-        if d.artifact_type == REPORT_TYPE and _annotations(d).get(ANN_PASSED) == "true"
+        if d.artifact_type == REPORT_TYPE
+        and _annotations(d).get(ANN_PASSED) == "true"
+        and (runtime is None or runtime_of(d) == runtime)
     ]
     if not found:
         return None
     # RFC 3339 UTC timestamps of one format sort as strings; the digest breaks ties deterministically
     return max(found, key=lambda d: (_annotations(d).get(ANN_CREATED, ""), d.digest))
+
+
+def runtime_of(report: Descriptor) -> str:
+    """Which runtime produced an attached report: "docker", "local", or "unknown" for an old report."""
+    return _annotations(report).get(ANN_RUNTIME) or "unknown"
 
 
 def _annotations(d: Descriptor) -> Mapping[str, str]:

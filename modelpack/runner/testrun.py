@@ -39,6 +39,7 @@ class TestOptions:
     requests: int | None = None  # None: the record's tests.latencyRequests
     attach: bool = True
     ready_timeout: float = 90.0
+    local: bool = False  # read a registry name from the store's pulled copy
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,13 @@ class TestOutcome:
     report: TestReport
     attached: Descriptor | None
     attach_note: str  # where it was attached, or why not
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.report.to_json(),
+            "attached": self.attached.digest if self.attached else None,
+            "attachNote": self.attach_note,
+        }
 
 
 def docker_answers(timeout: float = 3.0) -> bool:
@@ -80,7 +88,7 @@ def run_test(
     if options.runtime not in RUNTIMES:
         raise UsageError(f"--runtime {options.runtime!r}: choose one of {', '.join(RUNTIMES)}")
     started = clock()
-    resolved = targets.open(ref_text)
+    resolved = targets.open(ref_text, local=options.local)
     ref = resolved.ref or (resolved.reference.ref if resolved.reference else None)
     if ref is None:
         raise UsageError(f"{ref_text}: name a release tag or digest")

@@ -1,5 +1,4 @@
-"""The verbs as library functions. Each takes plain values and injected collaborators, returns data,
-and never prints: the CLI (or a user's script) renders the result."""
+"""`build`: a project into the local store (bundle, serving image, the release index over both)."""
 
 from __future__ import annotations
 
@@ -11,20 +10,20 @@ from typing import Any
 
 from modelpack.bundle.build import BundleResult, build_bundle
 from modelpack.bundle.git import git_info
-from modelpack.errors import InputError, UsageError
+from modelpack.errors import UsageError
 from modelpack.image import wheels
 from modelpack.image.base import resolve_base
-from modelpack.image.build import ANN_BASE_NAME, ImageResult, build_image
+from modelpack.image.build import ImageResult, build_image
 from modelpack.oci.layout import LayoutStore
-from modelpack.oci.model import Descriptor, Index, parse
+from modelpack.oci.model import Descriptor
 from modelpack.oci.statcache import StatCache
-from modelpack.oci.target import ProgressFn, Target, no_progress
 from modelpack.packfile import BUILDERS, Packfile, load_packfile
+from modelpack.packfile.locate import PACKFILE, find_packfile
 from modelpack.release.index import release_index
 from modelpack.targets import Targets
-from modelpack.transfer import CopyResult, copy_graph
 
-PACKFILE = "modelpack.yaml"
+__all__ = ["PACKFILE", "BuildResult", "base_reference", "build", "find_packfile", "target_environment"]
+
 BASE_ENV = "MODELPACK_BASE_IMAGE"
 DOCKER_NETWORK_ENV = "MODELPACK_DOCKER_NETWORK"  # the Docker builder's network for RUN steps
 
@@ -41,15 +40,30 @@ class BuildResult:
         """What the store tag names: the release index, or the bare bundle with --no-image."""
         return (self.index or self.bundle.manifest).digest
 
-
-def find_packfile(path: Path) -> Path:
-    """`path` is a project directory or a packfile itself."""
-    candidate = path / PACKFILE if path.is_dir() else path
-    if not candidate.is_file():
-        raise InputError(
-            f"no {PACKFILE} in {path}", hint="run `modelpack init` there, or pass the project directory"
-        )
-    return candidate
+    def to_json(self) -> dict[str, Any]:
+        bundle = self.bundle
+        out: dict[str, Any] = {
+            "name": bundle.name,
+            "version": bundle.version,
+            "tag": self.tag,
+            "digest": self.digest,
+            "created": {"time": bundle.record.created, "from": bundle.created_from},
+            "warnings": list(bundle.warnings),
+            "bundle": {
+                "manifest": bundle.manifest.to_json(),
+                "config": bundle.config.to_json(),
+                "layers": [d.to_json() for d in bundle.layers],
+            },
+        }
+        if self.image is not None and self.index is not None:
+            out["index"] = self.index.to_json()
+            out["image"] = {
+                "manifest": self.image.manifest.to_json(),
+                "config": self.image.config.to_json(),
+                "layers": [d.to_json() for d in self.image.layers],
+                "base": {"name": self.image.base.name, "digest": self.image.base.digest},
+            }
+        return out
 
 
 def base_reference(pf: Packfile, flag: str | None, environ: Mapping[str, str]) -> str:
@@ -105,7 +119,7 @@ def build(
         own = targets is None
         targets = targets or Targets(environ=environ)
         try:
-            where = targets.open(base_ref, local=False)
+            where = targets.open_base(base_ref)
             base_image = resolve_base(where.target, where.ref or "latest", base_ref)
         finally:
             if own:
@@ -143,50 +157,3 @@ def build(
     index = release_index(img.manifest, bundle.manifest, bundle.record)
     stored = store.put_document(index, tag=bundle.tag)
     return BuildResult(bundle=bundle, image=img, index=stored, tag=bundle.tag)
-
-
-def base_sources(source: Target, ref: str, targets: Targets) -> list[Target]:
-    """Where the base layers of the serving images under `ref` live (their images' base.name annotation)."""
-    raw = source.get_manifest(ref)
-    doc = parse(raw.raw, raw.media_type)
-    children = (
-        [parse(source.get_manifest(d.digest).raw) for d in doc.manifests] if isinstance(doc, Index) else [doc]
-    )
-    names = sorted({c.annotations[ANN_BASE_NAME] for c in children if ANN_BASE_NAME in c.annotations})
-    return [targets.open(n, local=False).target for n in names]
-
-
-def push(
-    targets: Targets,
-    source_ref: str,
-    dest_text: str,
-    *,
-    progress: ProgressFn = no_progress,
-    referrers: bool = True,
-) -> tuple[CopyResult, str]:
-    """Push a local release (`name:version` in the store, or any reference) to `dest_text`.
-
-    Without a tag in `dest_text` the release's version is used. Returns the copy result and the
-    destination reference pushed."""
-    src = targets.open(source_ref)
-    if src.ref is None:
-        raise UsageError(f"{source_ref} names no tag or digest to push")
-    dest = targets.open(dest_text, local=False)
-    tag = dest.ref or _version_of(source_ref)
-    result = copy_graph(
-        src.target,
-        dest.target,
-        src.ref,
-        tag,
-        referrers=referrers,
-        fallbacks=base_sources(src.target, src.ref, targets),
-        progress=progress,
-    )
-    pushed = str(dest.reference.with_tag(tag)) if dest.reference else f"{dest_text}:{tag}"
-    return result, pushed
-
-
-def _version_of(local_tag: str) -> str:
-    if ":" not in local_tag:
-        raise UsageError(f"give the destination a tag: {local_tag} has no version to reuse")
-    return local_tag.rsplit(":", 1)[1]

@@ -1,0 +1,140 @@
+"""The library front: every verb of the `modelpack` command, as a function.
+
+Each verb takes plain values plus injected collaborators (a `Targets`, which resolves names and owns the
+registry clients; a progress callback; a clock where time matters), returns a frozen result with
+`to_json()` (the exact shape `--json` prints), and never prints. The CLI is parse, one call here, render;
+a script does the same:
+
+    from modelpack import api
+
+    with api.Targets() as targets:
+        built = api.build("examples/iris-onnx", targets, image=False)
+        pushed = api.push(targets, "127.0.0.1:5000/acme/iris:1.0.0", source=built.tag)
+        print(pushed.to_json())
+        print(api.history(targets, "127.0.0.1:5000/acme/iris", "prod").to_json())
+
+Names follow one rule (modelpack/targets.py): `HOST/REPO[:TAG]` is a registry, `oci:PATH[:TAG]` a layout
+directory, a bare `NAME[:TAG]` a repository of the local store.
+
+The verbs' modules are imported on first use, so `import modelpack.api` costs nothing and a command pays
+only for what it runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# verb or type -> the module that defines it
+_HOME = {
+    "build": "_build",
+    "BuildResult": "_build",
+    "find_packfile": "_build",
+    "push": "_transfer",
+    "pull": "_transfer",
+    "copy": "_transfer",
+    "tag": "_transfer",
+    "unpack": "_transfer",
+    "TransferResult": "_transfer",
+    "PullResult": "_transfer",
+    "TagResult": "_transfer",
+    "inspect": "_read",
+    "diff": "_read",
+    "ls": "_read",
+    "list": "_read",
+    "InspectResult": "_read",
+    "DiffResult": "_read",
+    "LsResult": "_read",
+    "ListResult": "_read",
+    "promote": "_environments",
+    "rollback": "_environments",
+    "history": "_environments",
+    "HistoryResult": "_environments",
+    "test": "_run",
+    "TestOptions": "_run",
+    "serve": "_run",
+    "gc": "_store",
+    "login": "_store",
+    "logout": "_store",
+    "init": "_store",
+    "Targets": "modelpack.targets",
+    "TlsOptions": "modelpack.targets",
+}
+__all__ = [
+    "BuildResult",
+    "DiffResult",
+    "HistoryResult",
+    "InspectResult",
+    "ListResult",
+    "LsResult",
+    "PullResult",
+    "TagResult",
+    "Targets",
+    "TestOptions",
+    "TlsOptions",
+    "TransferResult",
+    "build",
+    "copy",
+    "diff",
+    "find_packfile",
+    "gc",
+    "history",
+    "init",
+    "inspect",
+    "list",
+    "login",
+    "logout",
+    "ls",
+    "promote",
+    "pull",
+    "push",
+    "rollback",
+    "serve",
+    "tag",
+    "test",
+    "unpack",
+]
+
+if TYPE_CHECKING:
+    from modelpack.api._build import BuildResult as BuildResult
+    from modelpack.api._build import build as build
+    from modelpack.api._build import find_packfile as find_packfile
+    from modelpack.api._environments import HistoryResult as HistoryResult
+    from modelpack.api._environments import history as history
+    from modelpack.api._environments import promote as promote
+    from modelpack.api._environments import rollback as rollback
+    from modelpack.api._read import DiffResult as DiffResult
+    from modelpack.api._read import InspectResult as InspectResult
+    from modelpack.api._read import ListResult as ListResult
+    from modelpack.api._read import LsResult as LsResult
+    from modelpack.api._read import diff as diff
+    from modelpack.api._read import inspect as inspect
+    from modelpack.api._read import list_store as list
+    from modelpack.api._read import ls as ls
+    from modelpack.api._run import TestOptions as TestOptions
+    from modelpack.api._run import serve as serve
+    from modelpack.api._run import test as test
+    from modelpack.api._store import gc as gc
+    from modelpack.api._store import init as init
+    from modelpack.api._store import login as login
+    from modelpack.api._store import logout as logout
+    from modelpack.api._transfer import PullResult as PullResult
+    from modelpack.api._transfer import TagResult as TagResult
+    from modelpack.api._transfer import TransferResult as TransferResult
+    from modelpack.api._transfer import copy as copy
+    from modelpack.api._transfer import pull as pull
+    from modelpack.api._transfer import push as push
+    from modelpack.api._transfer import tag as tag
+    from modelpack.api._transfer import unpack as unpack
+    from modelpack.targets import Targets as Targets
+    from modelpack.targets import TlsOptions as TlsOptions
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f"module 'modelpack.api' has no attribute {name!r}")
+    module = importlib.import_module(home if "." in home else f"modelpack.api.{home}")
+    value = getattr(module, "list_store" if name == "list" else name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,124 @@
+"""`promote`, `rollback` and `history`: environment tags that move only with a recorded event."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from modelpack.errors import UsageError
+from modelpack.release.history import Event, History, load_history
+from modelpack.release.move import MoveResult, Runtime, event_json
+from modelpack.release.place import Place, check_env
+from modelpack.release.promote import promote as _promote
+from modelpack.release.promote import rollback as _rollback
+from modelpack.release.promote import verify
+from modelpack.targets import Targets
+
+__all__ = ["HistoryResult", "MoveResult", "Runtime", "history", "promote", "rollback"]
+
+
+def promote(
+    targets: Targets,
+    reference: str,
+    env: str,
+    *,
+    force: bool = False,
+    reason: str = "",
+    dry_run: bool = False,
+    runtime: Runtime | None = None,
+    require_runtime: str | None = None,
+) -> MoveResult:
+    """Point `env` at the release `reference` names; refused without a passing test report for exactly its
+    digest (produced by `require_runtime`, "docker" or "local", when given) unless `force` (with a
+    `reason`, recorded)."""
+    check_env(env)
+    if require_runtime not in (None, "docker", "local"):
+        raise UsageError(f"--require-runtime {require_runtime!r}: choose docker or local")
+    where = targets.open(reference)
+    ref = where.need_ref("promote")
+    return _promote(
+        Place.of(where),
+        ref,
+        env,
+        force=force,
+        reason=reason,
+        dry_run=dry_run,
+        runtime=runtime,
+        require_runtime=require_runtime,
+    )
+
+
+def rollback(
+    targets: Targets,
+    repository: str,
+    env: str,
+    version: str | None = None,
+    *,
+    reason: str = "",
+    dry_run: bool = False,
+    runtime: Runtime | None = None,
+) -> MoveResult:
+    """Move `env` back to `version`, or to what was in effect before its current release."""
+    check_env(env)
+    return _rollback(
+        _repository(targets, repository), env, version, reason=reason, dry_run=dry_run, runtime=runtime
+    )
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    event: Event
+    in_effect: bool
+    current: bool  # the event in effect now, and the tag still names what it put there
+
+
+@dataclass(frozen=True)
+class HistoryResult:
+    reference: str
+    current: str | None  # the digest the environment tag names now
+    entries: tuple[HistoryEntry, ...]  # newest first
+    moved_outside: bool  # the tag names something no recorded event put there
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference,
+            "current": self.current,
+            "movedOutside": self.moved_outside,
+            "events": [
+                {
+                    **event_json(e.event),
+                    "status": "in effect" if e.in_effect else "superseded",
+                    "current": e.current,
+                }
+                for e in self.entries
+            ],
+        }
+
+
+def history(targets: Targets, repository: str, env: str) -> HistoryResult:
+    """`env`'s promotions and rollbacks, newest first, from the registry; marks the current one."""
+    check_env(env)
+    place = _repository(targets, repository)
+    hist: History = load_history(place.target, env, place.name)
+    current = verify(place, env)
+    head = hist.head
+    entries = tuple(
+        HistoryEntry(
+            e,
+            in_effect,
+            in_effect and head is not None and e.digest == head.digest and e.to_digest == current,
+        )
+        for e, in_effect in hist.newest_first()
+    )
+    moved = head is not None and head.to_digest != current
+    return HistoryResult(place.ref_text(env), current, entries, moved)
+
+
+def _repository(targets: Targets, text: str) -> Place:
+    where = targets.open(text)
+    if where.ref is not None and where.kind != "layout":
+        raise UsageError(
+            f"{text!r} names a release, not a repository",
+            hint=f"give the repository alone, e.g. {where.repository}",
+        )
+    return Place.of(where)

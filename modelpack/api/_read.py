@@ -1,0 +1,293 @@
+"""`inspect`, `diff`, `ls` and `list`: reading releases from manifests alone (no blob is pulled)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from modelpack.errors import UsageError
+from modelpack.oci.storerepo import store_repositories
+from modelpack.release import query
+from modelpack.release.diff import RecordDiff, diff_records
+from modelpack.release.view import ReleaseView, load_release
+from modelpack.targets import Location, Targets
+
+_BARE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class ReportInfo:
+    digest: str
+    passed: bool
+    runtime: str
+    created: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "digest": self.digest,
+            "passed": self.passed,
+            "runtime": self.runtime,
+            "created": self.created,
+        }
+
+
+@dataclass(frozen=True)
+class InspectResult:
+    reference: str
+    release: ReleaseView
+    where: str  # "registry", "layout" or "store": where it was read from
+    image_size: int | None = None  # the serving image's manifest, config and layers (base included)
+    reports: tuple[ReportInfo, ...] = ()  # attached test reports, newest first
+    environments: tuple[str, ...] = ()  # environment tags that name this release now
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference,
+            "readFrom": self.where,
+            **self.release.to_json(),
+            "imageSize": self.image_size,
+            "reports": [r.to_json() for r in self.reports],
+            "environments": list(self.environments),
+        }
+
+
+@dataclass(frozen=True)
+class DiffResult:
+    a: str
+    b: str
+    diff: RecordDiff
+
+    def to_json(self) -> dict[str, Any]:
+        return {"a": self.a, "b": self.b, **self.diff.to_json()}
+
+
+@dataclass(frozen=True)
+class LsResult:
+    repository: str
+    tags: tuple[str, ...]  # release tags, in the order shown (versions in version order, then the rest)
+    versions: tuple[query.Version, ...]  # with records, when they were read (sort, where, json)
+    sort: str | None = None
+    environments: frozenset[str] = frozenset()  # tags with promotion history
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repository": self.repository,
+            "versions": [_version_json(v, v.tag in self.environments) for v in self.versions],
+        }
+
+
+@dataclass(frozen=True)
+class StoreEntry:
+    repository: str
+    tag: str
+    digest: str
+    media_type: str
+    artifact_type: str | None
+
+    @property
+    def name(self) -> str:
+        return f"{self.repository}:{self.tag}"
+
+    @property
+    def kind(self) -> str:
+        return "bundle" if self.artifact_type else "release"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "repository": self.repository,
+            "tag": self.tag,
+            "digest": self.digest,
+            "mediaType": self.media_type,
+            "artifactType": self.artifact_type,
+            "kind": self.kind,
+        }
+
+
+@dataclass(frozen=True)
+class ListResult:
+    store: str
+    entries: tuple[StoreEntry, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"store": self.store, "releases": [e.to_json() for e in self.entries]}
+
+
+def _release(targets: Targets, text: str, local: bool) -> tuple[Location, str]:
+    where = targets.open(text, local=local)
+    return where, where.need_ref("read")
+
+
+def inspect(targets: Targets, reference: str, *, local: bool = False) -> InspectResult:
+    """A release's record, layers and sizes; `local` reads the store's copy of a pulled release."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    where, ref = _release(targets, reference, local)
+    view = load_release(where.target, ref, where=where.display)
+    with ThreadPoolExecutor(max_workers=3) as pool:  # three independent reads: latency, not bytes
+        size = pool.submit(_image_size, where, view)
+        reports = pool.submit(_reports, where, view.digest)
+        envs = pool.submit(_naming_environments, where, view.digest)
+        return InspectResult(where.display, view, where.kind, size.result(), reports.result(), envs.result())
+
+
+def _image_size(where: Location, view: ReleaseView) -> int | None:
+    from modelpack.oci.model import Manifest, parse
+
+    if view.image is None:
+        return None
+    raw = where.target.get_manifest(view.image.digest)
+    doc = parse(raw.raw, raw.media_type)
+    if not isinstance(doc, Manifest):
+        return None
+    return len(raw.raw) + doc.config.size + sum(d.size for d in doc.layers)
+
+
+def _reports(where: Location, digest: str) -> tuple[ReportInfo, ...]:
+    from modelpack.oci import mediatypes as mt
+
+    found = []
+    for d in where.target.referrers(digest, mt.TEST_REPORT_ARTIFACT):
+        ann = d.annotations or {}
+        found.append(
+            ReportInfo(
+                d.digest,
+                ann.get("dev.modelpack.test.passed") == "true",
+                ann.get("dev.modelpack.test.runtime") or "unknown",
+                ann.get("dev.modelpack.test.created") or "",
+            )
+        )
+    return tuple(sorted(found, key=lambda r: (r.created, r.digest), reverse=True))
+
+
+def _naming_environments(where: Location, digest: str) -> tuple[str, ...]:
+    """Environment tags (with promotion history) whose tag names `digest` now."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from modelpack.errors import NotFoundError
+    from modelpack.release.history import has_history
+
+    if where.kind == "layout":
+        return ()
+    names = [t for t in where.target.list_tags() if query.is_environment_name(t)]
+
+    def names_it(tag: str) -> bool:
+        try:
+            if where.target.get_manifest(tag).digest != digest:
+                return False
+        except NotFoundError:
+            return False
+        return has_history(where.target, tag, where.repository if where.is_local else None)
+
+    if not names:
+        return ()
+    with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
+        flags = list(pool.map(names_it, names))
+    return tuple(t for t, f in zip(names, flags, strict=True) if f)
+
+
+def sibling(a: Location, b_text: str) -> str:
+    """`diff REPO:1.0 1.1`: a bare tag as B means that tag in A's repository."""
+    if not _BARE_TAG.match(b_text):
+        return b_text
+    return a.ref_text(b_text)
+
+
+def diff(targets: Targets, a: str, b: str, *, local: bool = False, better: Sequence[str] = ()) -> DiffResult:
+    """What changed between two releases: metrics, data and model hashes, packages, params, commit.
+    `better`: `METRIC=higher|lower`, over what the gates say, for telling a regression."""
+    directions = {}
+    for text in better:
+        name, _, way = text.partition("=")
+        if not name or way not in ("higher", "lower"):
+            raise UsageError(f"--better {text!r}: expected METRIC=higher or METRIC=lower")
+        directions[name] = way
+    wa, ref_a = _release(targets, a, local)
+    b_text = sibling(wa, b)
+    wb, ref_b = _release(targets, b_text, local or (wa.is_local and b_text != b))
+    old = load_release(wa.target, ref_a, layers=False, where=wa.display)
+    new = load_release(wb.target, ref_b, layers=False, where=wb.display)
+    return DiffResult(wa.display, wb.display, diff_records(old.record, new.record, directions))
+
+
+def ls(
+    targets: Targets,
+    repository: str,
+    *,
+    sort: str | None = None,
+    asc: bool = False,
+    where: Sequence[str] = (),
+    records: bool = True,
+    local: bool = False,
+) -> LsResult:
+    """A repository's versions; with `records`, every version's record is read (one manifest GET each,
+    in parallel) and filtered by `where` (`dataset=NAME`, `param=KEY=VALUE`) and ordered by `sort`."""
+    wheres = [query.Where.parse(w) for w in where]
+    place = targets.open(repository, local=local)
+    if place.ref is not None:
+        raise UsageError(
+            f"ls takes a repository, not a release: drop the tag from {repository!r}",
+            hint=f"modelpack ls {place.repository}",
+        )
+    tags = query.release_tags(place.target.list_tags())
+    envs = _environments(place, tags)
+    if not records and not (sort or wheres):
+        return LsResult(place.repository, tuple(tags), (), environments=envs)
+    reports = records or query.needs_reports(sort, wheres)
+    read = query.read_versions(place.target, tags, reports=reports)
+    for name, flag in [(sort, "--sort")] + [(w.key, "--where") for w in wheres if w.field == "gate"]:
+        if name is not None:
+            query.check_metric(read, name, flag)
+    versions = query.select(read, wheres, sort, asc)
+    return LsResult(place.repository, tuple(v.tag for v in versions), tuple(versions), sort, envs)
+
+
+def _environments(place: Location, tags: Sequence[str]) -> frozenset[str]:
+    """The tags with promotion history (one referrers listing each, in parallel; versions are skipped)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from modelpack.release.history import has_history
+
+    candidates = [t for t in tags if query.is_environment_name(t)]
+    if not candidates:
+        return frozenset()
+    scope = place.repository if place.is_local else None
+    with ThreadPoolExecutor(max_workers=min(8, len(candidates))) as pool:
+        flags = list(pool.map(lambda t: has_history(place.target, t, scope), candidates))
+    return frozenset(t for t, f in zip(candidates, flags, strict=True) if f)
+
+
+def list_store(targets: Targets) -> ListResult:
+    """Every release of the local store, by repository and tag (what `modelpack list` shows)."""
+    store = targets.store
+    if not store.index_path.is_file():
+        return ListResult(str(targets.store_path), ())
+    by_name = {
+        e.annotations.get("org.opencontainers.image.ref.name"): e for e in store.read_index().manifests
+    }
+    entries = []
+    for repo, tags in store_repositories(store).items():
+        for t in tags:
+            e = by_name[f"{repo}:{t}"]
+            entries.append(StoreEntry(repo, t, e.digest, e.media_type, e.artifact_type))
+    return ListResult(str(targets.store_path), tuple(entries))
+
+
+def _version_json(v: query.Version, environment: bool) -> dict[str, Any]:
+    assert v.release is not None
+    rec = v.release.record
+    return {
+        "tag": v.tag,
+        "version": rec.version,
+        "alias": v.alias,
+        "environment": environment,
+        "test": {"passed": v.test_passed, "metrics": dict(v.tested)} if v.test_passed is not None else None,
+        "digest": v.release.digest,
+        "created": rec.created,
+        "metrics": {k: {"value": m.value, "dataset": m.dataset} for k, m in sorted(rec.metrics.items())},
+        "params": dict(rec.params),
+        "datasets": {d.name: d.sha256 for d in rec.datasets},
+        "git": dict(rec.git) if rec.git else None,
+    }

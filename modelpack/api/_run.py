@@ -1,0 +1,67 @@
+"""`test` (a release's golden cases and gates) and `serve` (the runtime in the foreground)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from modelpack.errors import TestFailedError
+from modelpack.runner.testrun import TestOptions, TestOutcome, run_test
+from modelpack.targets import Targets
+
+__all__ = ["TestOptions", "TestOutcome", "serve", "test"]
+
+
+def _quiet(_line: str) -> None:
+    return None
+
+
+def test(
+    targets: Targets,
+    reference: str,
+    options: TestOptions = TestOptions(),
+    *,
+    info: Callable[[str], None] = _quiet,
+) -> TestOutcome:
+    """Run a release's golden cases, latency and gates; attach the report unless `options.attach` is off.
+    Returns the outcome whether it passed or not (`outcome.report.passed`)."""
+    return run_test(targets, reference, options, info=info)
+
+
+test.__test__ = False  # type: ignore[attr-defined]  # not a pytest test when imported into a test module
+
+
+def serve(
+    targets: Targets,
+    source: str,
+    *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    ready_timeout: float = 90.0,
+    local: bool = False,
+    info: Callable[[str], None] = _quiet,
+) -> int:
+    """Serve a project directory (its own files, the current environment) or a release (its files and its
+    image's own packages) in the foreground until the runtime exits; returns its exit code."""
+    from modelpack.runner.local import local_server, project_command, reference_command
+
+    if Path(source).is_dir():
+        command = project_command(Path(source), host=host, port=port)
+    else:
+        command = reference_command(targets, source, host=host, port=port, local=local)
+    info(f"starting: {command.note}")
+    with local_server(command, ready_timeout=ready_timeout, passthrough=True) as running:
+        info(f"serving on {running.url} (Ctrl-C to stop)")
+        return running.process.wait()
+
+
+def failure(outcome: TestOutcome) -> TestFailedError | None:
+    """The error a failed test run ends with (None when it passed)."""
+    report = outcome.report
+    if report.passed:
+        return None
+    failures = report.failures
+    return TestFailedError(
+        f"{report.release.name}:{report.release.version} failed {len(failures)} "
+        f"check{'s' if len(failures) != 1 else ''}: {', '.join(failures)}"
+    )

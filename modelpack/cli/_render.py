@@ -1,0 +1,213 @@
+"""How results look to people: releases, diffs, version lists, histories, test reports.
+
+Every value passes through `_output` (`clean`), which escapes control characters from registry content.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from modelpack.cli import _output
+
+if TYPE_CHECKING:
+    from modelpack.api._environments import HistoryResult
+    from modelpack.api._read import InspectResult, LsResult
+    from modelpack.release.diff import RecordDiff
+    from modelpack.release.move import MoveResult
+    from modelpack.release.view import ReleaseView
+    from modelpack.runner.report import TestReport
+
+
+def metric_text(value: float, dataset: str | None) -> str:
+    return f"{value:g}" + (f" ({dataset})" if dataset else "")
+
+
+def release(display: str, view: ReleaseView, extra: InspectResult | None = None) -> None:
+    rec = view.record
+    _output.echo(f"{rec.name} {rec.version}")
+    fields: list[tuple[str, str]] = [
+        ("reference", display),
+        ("digest", f"{view.digest} ({'index' if view.is_index else 'bundle manifest'})"),
+    ]
+    if view.is_index:
+        fields.append(("bundle", view.bundle.digest))
+        if view.image is not None:
+            fields.append(("image", f"{view.image.digest} ({view.image.platform or 'no platform'})"))
+    fields.append(("created", rec.created))
+    if rec.git:
+        g = rec.git
+        notes = ", ".join(str(x) for x in (g.get("branch"), "dirty" if g.get("dirty") else None) if x)
+        fields.append(("git", f"{g.get('commit')}" + (f" ({notes})" if notes else "")))
+    if view.total_size is not None:
+        fields.append(("size", f"bundle {view.total_size:,} bytes in {len(view.layers)} layers"))
+    if extra is not None and extra.image_size is not None:
+        fields.append(("image size", f"{extra.image_size:,} bytes (serving image, base included)"))
+    if extra is not None:
+        fields.append(("envs", ", ".join(extra.environments) or "none names it now"))
+        newest = extra.reports[0] if extra.reports else None
+        tested = (
+            f"{'passed' if newest.passed else 'FAILED'} ({newest.runtime} runtime, {newest.created})"
+            + (f"; {len(extra.reports)} reports" if len(extra.reports) > 1 else "")
+            if newest
+            else "no report attached"
+        )
+        fields.append(("tested", tested))
+    if rec.lock is not None:
+        lk = rec.lock
+        python = lk.python or rec.serving.get("python") or "?"
+        fields.append(("lock", f"{lk.path} ({lk.format}, python {python}): {lk.count} packages"))
+    gates = rec.tests.get("gates") or []
+    fields.append(("gates", ", ".join(str(g) for g in gates) or "none"))
+    for key, value in fields:
+        _output.echo(f"  {key:<10} {value}")
+    sections: list[tuple[str, list[str], list[list[Any]]]] = [
+        (
+            "LAYERS",
+            ["KIND", "FILEPATH", "SIZE", "DIGEST"],
+            [[x.kind, x.filepath or "", f"{x.size:,}", x.digest[:19]] for x in view.layers],
+        ),
+        (
+            "METRICS",
+            ["NAME", "VALUE", "DATASET"],
+            [[k, f"{m.value:g}", m.dataset or ""] for k, m in sorted(rec.metrics.items())],
+        ),
+        ("PARAMS", ["KEY", "VALUE"], [[k, v] for k, v in sorted(_flat(rec.params).items())]),
+        (
+            "DATASETS",
+            ["NAME", "SHA256", "SIZE", "FILES"],
+            [[d.name, (d.sha256 or "-")[:19], f"{d.size:,}", d.files] for d in rec.datasets],
+        ),
+    ]
+    for title, columns, rows in sections:
+        if rows:
+            _output.echo()
+            _output.table(columns, rows, title=title)
+
+
+def diff(a: str, b: str, d: RecordDiff) -> None:
+    _output.echo(f"{a} -> {b}")
+    if d.version_changed:
+        _output.echo(f"version: {d.old.name} {d.old.version} -> {d.new.name} {d.new.version}")
+    if d.unchanged:
+        _output.echo("no differences in metrics, data, files, packages, params or commit")
+        return
+    metric_rows = []
+    for m in d.metrics:
+        if m.status == "same":
+            continue
+        change = ""
+        if m.delta is not None:
+            change = f"{m.delta:+g}" + (f" ({m.relative:+.1%})" if m.relative is not None else "")
+        note = f"dataset {m.old_dataset} -> {m.new_dataset}" if m.dataset_changed else (m.new_dataset or "")
+        status = (m.direction or m.status) + (" REGRESSED" if m.regressed else "")
+        metric_rows.append([m.name, _num(m.old), _num(m.new), change, status, note or m.old_dataset or ""])
+    sections = [
+        ("METRICS", ["NAME", "A", "B", "CHANGE", "STATUS", "DATASET"], metric_rows),
+        ("DATASETS", ["NAME", "STATUS", "A", "B"], _change_rows(d.datasets)),
+        ("FILES", ["PATH", "STATUS", "A", "B"], _change_rows(d.files)),
+        ("PACKAGES", ["NAME", "STATUS", "A", "B"], _change_rows(d.packages, short=False)),
+        ("PARAMS", ["KEY", "STATUS", "A", "B"], _change_rows(d.params, short=False)),
+    ]
+    for title, columns, rows in sections:
+        if rows:
+            _output.echo()
+            _output.table(columns, rows, title=title)
+    for label, c in (("git commit", d.git), ("python", d.python)):
+        if c is not None:
+            _output.echo()
+            _output.echo(f"{label}: {c.old or '-'} -> {c.new or '-'}")
+
+
+def _change_rows(changes: Any, short: bool = True) -> list[list[Any]]:
+    def cut(v: Any) -> str:
+        if v is None:
+            return "-"
+        s = str(v)
+        return s[:19] if short and s.startswith("sha256:") else s
+
+    return [[c.key, c.status, cut(c.old), cut(c.new)] for c in changes]
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:g}"
+
+
+def _flat(params: Any) -> dict[str, Any]:
+    from modelpack.release.diff import flatten
+
+    return flatten(params)
+
+
+def versions(result: LsResult, repository: str, filtered: bool) -> None:
+    if not result.versions:
+        _output.info(f"no release in {repository} matches" if filtered else f"no releases in {repository}")
+        return
+    sort = result.sort
+    rows = []
+    for v in result.versions:
+        assert v.release is not None
+        rec = v.release.record
+        metrics = (
+            [metric_text(rec.metrics[sort].value, rec.metrics[sort].dataset) if sort in rec.metrics else "-"]
+            if sort
+            else [" ".join(f"{k}={m.value:g}" for k, m in sorted(rec.metrics.items()))]
+        )
+        note = f"-> {rec.version}" if v.alias else ""
+        if v.tag in result.environments:
+            note += " (environment)"
+        rows.append([v.tag, *metrics, rec.created, v.release.digest[:19], note])
+    _output.table(["TAG", sort.upper() if sort else "METRICS", "CREATED", "DIGEST", ""], rows)
+
+
+def short(digest: str | None) -> str:
+    return digest.split(":", 1)[-1][:12] if digest else "-"
+
+
+def move(result: MoveResult) -> None:
+    for note in result.notes:
+        _output.info(note)
+    e = result.event
+    if not result.changed and not result.dry_run:
+        return
+    verb = "would move" if result.dry_run else "moved"
+    _output.info(
+        f"{verb} {result.reference}: {short(e.from_digest)} -> {short(e.to_digest)} "
+        f"({e.action} of {e.version})"
+    )
+    if not result.dry_run:
+        _output.echo(e.to_digest)
+
+
+def history(result: HistoryResult, env: str) -> None:
+    if not result.entries:
+        _output.info(f"no recorded events for {result.reference} (it names {short(result.current)})")
+        return
+    rows = []
+    for entry in result.entries:
+        e = entry.event
+        status = e.action + (" (forced)" if e.forced else "") + ("" if entry.in_effect else " SUPERSEDED")
+        when = e.when[:19].replace("T", " ")
+        arrow = f"{short(e.from_digest)} -> {short(e.to_digest)}"
+        rows.append(["*" if entry.current else "", when, status, e.version, arrow, e.who, e.reason])
+    _output.table(["", "WHEN (UTC)", "ACTION", "VERSION", "FROM -> TO", "WHO", "REASON"], rows)
+    if result.moved_outside:
+        _output.info(
+            f"note: {env} names {short(result.current)}, which no recorded event put there (moved outside "
+            "modelpack)"
+        )
+
+
+def report(r: TestReport) -> None:
+    rows: list[tuple[str, str, str]] = []
+    for c in r.cases:
+        rows.append((f"case {c.name}", "pass" if c.passed else "FAIL", "; ".join(c.problems)))
+    for g in r.gates:
+        rows.append((f"gate {g.gate}", "pass" if g.passed else "FAIL", g.detail))
+    title = f"{r.reference} ({r.release.digest[:19]}, {r.runtime} runtime)"
+    _output.table(("CHECK", "RESULT", "DETAIL"), rows, title=title)
+    if r.latency is not None:
+        lat = r.latency
+        _output.info(
+            f"latency over {lat.requests} requests: p50 {lat.p50_ms:.2f} ms, p95 {lat.p95_ms:.2f} ms, "
+            f"p99 {lat.p99_ms:.2f} ms"
+        )

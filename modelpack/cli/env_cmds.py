@@ -1,0 +1,134 @@
+"""`modelpack promote`, `rollback` and `history`: moving environment tags, with the trail in the registry."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from modelpack.cli import _output, _render
+from modelpack.cli._app import app
+from modelpack.cli._options import Access, JsonOpt, access_options
+
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Say what would change; change nothing.")]
+ReasonOpt = Annotated[
+    str, typer.Option("--reason", metavar="TEXT", help="Why: recorded in the event (required with --force).")
+]
+EnvArg = Annotated[str, typer.Argument(metavar="ENV", help="The environment tag, e.g. prod or staging.")]
+RepoArg = Annotated[
+    str, typer.Argument(metavar="REPO", help="The repository: HOST/REPO, oci:PATH, or a local NAME.")
+]
+
+
+@app.command()
+@access_options
+def promote(
+    reference: Annotated[
+        str, typer.Argument(metavar="REF", help="The release: HOST/REPO:VERSION, oci:PATH:TAG, NAME:VERSION.")
+    ],
+    env: EnvArg,
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote without a passing test report (needs --reason).")
+    ] = False,
+    require_runtime: Annotated[
+        str | None,
+        typer.Option(
+            "--require-runtime",
+            metavar="RUNTIME",
+            help="Accept only a report from this runtime: docker (the serving image) or local.",
+            show_default=False,
+        ),
+    ] = None,
+    reason: ReasonOpt = "",
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
+    *,
+    access: Access,
+) -> None:
+    """Point ENV at a tested release: one manifest PUT of the same index bytes, whatever the model's size.
+
+    Refuses a release with no passing test report attached to exactly its digest. Records an event
+    (who, when, from, to, reason) in the registry, so `history` and `rollback` work from any machine.
+
+    Examples:
+
+      modelpack promote ghcr.io/acme/sentiment:1.4.0 prod --require-runtime docker
+
+      modelpack promote ghcr.io/acme/sentiment:1.4.0 staging --force --reason "hotfix, tested by hand"
+    """
+    from modelpack import api
+
+    with access.targets() as targets:
+        result = api.promote(
+            targets,
+            reference,
+            env,
+            force=force,
+            reason=reason,
+            dry_run=dry_run,
+            require_runtime=require_runtime,
+        )
+    if as_json:
+        return _output.emit_json(result.to_json())
+    _render.move(result)
+
+
+@app.command()
+@access_options
+def rollback(
+    repository: RepoArg,
+    env: EnvArg,
+    version: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[VERSION]", help="The version to move ENV to. Default: what was in effect before."
+        ),
+    ] = None,
+    reason: ReasonOpt = "",
+    dry_run: DryRunOpt = False,
+    as_json: JsonOpt = False,
+    *,
+    access: Access,
+) -> None:
+    """Move ENV back to VERSION (or to what was in effect before its current release), record it, and
+    read the tag back. An incident tool: it checks no test report, and says so.
+
+    Examples:
+
+      modelpack rollback ghcr.io/acme/sentiment prod
+
+      modelpack rollback ghcr.io/acme/sentiment prod 1.3.2 --reason "p95 latency regression"
+    """
+    from modelpack import api
+
+    with access.targets() as targets:
+        result = api.rollback(targets, repository, env, version, reason=reason, dry_run=dry_run)
+    if as_json:
+        return _output.emit_json(result.to_json())
+    _render.move(result)
+
+
+@app.command()
+@access_options
+def history(
+    repository: RepoArg,
+    env: EnvArg,
+    as_json: JsonOpt = False,
+    *,
+    access: Access,
+) -> None:
+    """List ENV's promotions and rollbacks, newest first, from the registry; marks the current one.
+
+    Examples:
+
+      modelpack history ghcr.io/acme/sentiment prod
+
+      modelpack history iris staging --json
+    """
+    from modelpack import api
+
+    with access.targets() as targets:
+        result = api.history(targets, repository, env)
+    if as_json:
+        return _output.emit_json(result.to_json())
+    _render.history(result, env)
