@@ -110,7 +110,7 @@ def test_version_tags_are_immutable_unless_forced(tmp_path: Path, registry_repo:
     same = run_main("push", f"{registry_repo}:1.0.0", "--project", str(proj), "--json", env=env)
     assert same.returncode == 0 and json.loads(same.stdout)["blobsCopied"] == 0, same.stderr
 
-    (proj / "metrics.json").write_text(json.dumps({"accuracy": 0.5}))  # a rebuilt, different 1.0.0
+    (proj / "metrics.json").write_text(json.dumps({"accuracy": 0.5, "f1_macro": 0.5}))  # a different 1.0.0
     assert run_main("build", str(proj), "--no-image", env=env).returncode == 0
     new = LayoutStore(tmp_path / "store").get_manifest("iris-onnx:1.0.0").digest
     assert new != old
