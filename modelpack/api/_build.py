@@ -86,7 +86,7 @@ def target_environment(target: wheels.TargetPlatform) -> dict[str, str]:
 
 
 def build(
-    project: Path,
+    project: Path | str,
     store: LayoutStore,
     *,
     version: str | None = None,
@@ -103,7 +103,7 @@ def build(
     `builder` is "daemonless" or "docker" (None: the packfile's serving.builder). The Docker builder uses
     the `docker` client given (else one from the environment) and streams the engine's output to `log`."""
     # A store inside the project must not pack itself: each build would carry the one before.
-    pf = load_packfile(find_packfile(project), skip=(store.root,))
+    pf = load_packfile(find_packfile(Path(project)), skip=(store.root,))
     builder = builder or pf.serving.builder
     if builder not in BUILDERS:
         raise UsageError(f"unknown builder {builder!r}", hint=f"use one of: {', '.join(BUILDERS)}")
