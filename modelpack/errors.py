@@ -1,7 +1,8 @@
 """The error tree. Every error a user can cause or meet carries an exit code and a message they can act on.
 
 Exit codes: 1 = the operation failed (network, registry refused, test failed), 2 = usage or input error
-(bad reference, invalid modelpack.yaml, missing file). The CLI is the one boundary that turns these into
+(bad reference, invalid modelpack.yaml, missing file), 3 = the test could not run (no engine, a container
+that exited before ready, an image pull failed). The CLI is the one boundary that turns these into
 `error: <message>` on stderr; everything below raises.
 """
 
@@ -79,3 +80,10 @@ class PromotionError(ModelpackError):
     """A promotion or rollback was refused or lost a race."""
 
     exit_code = 1
+
+
+class TestNotRunError(ModelpackError):
+    """The test could not run (no engine, a container that exited before ready, an image pull failed)."""
+
+    exit_code = 3
+    __test__ = False  # not a pytest class

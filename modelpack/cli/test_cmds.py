@@ -58,7 +58,10 @@ def test_release(
     plain_http: PlainHttpOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run a release: its golden cases, latency (p50/p95/p99) and gates; exit 1 naming what failed.
+    """Run a release: its golden cases, latency (p50/p95/p99) and gates; exit 1 naming what failed, 3
+    when the test could not run (no engine, a container that exited before it was ready, a failed pull).
+
+    --runtime docker also runs a release of the local store: its image is loaded into the engine.
 
     The report is attached to the release as a referrer (so `promote` can require a pass for that exact
     digest) unless --no-attach or the target cannot be written.
@@ -111,6 +114,7 @@ def _render(report: TestReport) -> None:
         rows.append((f"gate {g.gate}", "pass" if g.passed else "FAIL", g.detail))
     title = f"{report.reference} ({report.release.digest[:19]}, {report.runtime})"
     _output.table(("check", "result", "detail"), rows, title=title)
+    _output.info(f"runtime: {report.runtime} ({report.runtime_note})")
     if report.latency is not None:
         lat = report.latency
         _output.info(
