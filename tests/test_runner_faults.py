@@ -63,3 +63,10 @@ def test_an_image_the_engine_cannot_pull_is_exit_3(registry: RegistryProcess, do
     with pytest.raises(TestNotRunError, match="could not pull") as err, pulled(docker_engine.client, pinned):
         pytest.fail("pulled an image that is in no registry")
     assert err.value.exit_code == 3 and pinned in str(err.value)
+
+
+def test_an_image_the_engine_already_had_is_kept(docker_engine: Engine) -> None:
+    present = docker_engine.client.images.get(docker_engine.base_ref)
+    with pulled(docker_engine.client, docker_engine.base_ref) as image:
+        assert image == docker_engine.base_ref
+    assert docker_engine.client.images.get(docker_engine.base_ref).id == present.id  # not removed
