@@ -11,7 +11,7 @@ import pytest
 
 from modelpack.bundle.cases import parse_cases
 from modelpack.bundle.record import Record
-from modelpack.errors import TestFailedError, UsageError
+from modelpack.errors import TestNotRunError, UsageError
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Manifest
@@ -219,9 +219,12 @@ def test_runtime_choice(tmp_path: Path) -> None:
         )
         assert choose_runtime(layout, _view(True), "auto", up)[0] == "local"
         assert choose_runtime(remote, _view(True), "local", up)[0] == "local"
-        with pytest.raises(UsageError, match="push it first"):
-            choose_runtime(layout, _view(True), "docker", up)
+        # a release outside a registry runs in the engine too: its image is loaded from the store
+        assert choose_runtime(layout, _view(True), "docker", up) == (
+            "docker",
+            "--runtime docker (image loaded from the store)",
+        )
         with pytest.raises(UsageError, match="no serving image"):
             choose_runtime(remote, _view(False), "docker", up)
-        with pytest.raises(TestFailedError, match="no Docker engine answers"):
+        with pytest.raises(TestNotRunError, match="no Docker engine answers"):
             choose_runtime(remote, _view(True), "docker", down)

@@ -16,12 +16,14 @@ from pathlib import Path
 import httpx
 import pytest
 from clirun import run_cli, script
+from docker import errors as docker_errors
 from fixtures.registry import RegistryProcess
 
 from modelpack import api
-from modelpack.errors import TestFailedError, UsageError
+from modelpack.errors import TestNotRunError
 from modelpack.oci.layout import LayoutStore
 from modelpack.registry.referrers import fallback_tag
+from modelpack.release.view import load_release
 from modelpack.runner.container import free_port
 from modelpack.runner.local import local_server, reference_command
 from modelpack.runner.report import ANN_PASSED, ANN_RUNTIME, REPORT_TYPE, passing_report
@@ -101,7 +103,12 @@ def _junit(path: Path) -> ET.Element:
 
 
 def test_docker_runtime_on_a_pushed_release_passes_and_attaches(
-    runner_store: Store, iris_release: api.BuildResult, registry: RegistryProcess, repo: str, tmp_path: Path
+    runner_store: Store,
+    iris_release: api.BuildResult,
+    registry: RegistryProcess,
+    repo: str,
+    tmp_path: Path,
+    docker_engine,  # type: ignore[no-untyped-def]
 ) -> None:
     dest = f"{registry.host}/{repo}"
     with runner_store.targets() as targets:
@@ -116,6 +123,9 @@ def test_docker_runtime_on_a_pushed_release_passes_and_attaches(
     body = json.loads(report.read_text())
     assert body["passed"] is True and body["runtime"] == "docker"
     assert body["release"]["digest"] == copied.digest
+    pinned = f"{dest}@{body['release']['image']}"
+    with pytest.raises(docker_errors.ImageNotFound):  # pulled for the test, removed after it
+        docker_engine.client.images.get(pinned)
     assert "@sha256:" in body["runtimeNote"]  # the engine ran the image pinned by digest
     assert len(body["cases"]) == 6 and all(c["passed"] for c in body["cases"])
     assert [g["gate"] for g in body["gates"]] == [
@@ -185,11 +195,41 @@ def test_serve_a_release_reference(runner_store: Store, iris_release: api.BuildR
     assert "serving image's packages" in err
 
 
-def test_docker_runtime_on_the_local_store_says_push_first(
-    runner_store: Store, iris_release: api.BuildResult
+def test_docker_runtime_on_the_local_store_loads_the_image_and_removes_it(
+    runner_store: Store, iris_release: api.BuildResult, docker_engine, tmp_path: Path  # type: ignore[no-untyped-def]
 ) -> None:
-    with runner_store.targets() as targets, pytest.raises(UsageError, match="push it first"):
-        run_test(targets, iris_release.tag, TestOptions(runtime="docker"))
+    # no registry holds the release: its image goes from the store's blobs (and the base image's
+    # registry, for the base layers) to the engine's load API
+    images_before = {i.id for i in docker_engine.client.images.list(all=True)}
+    with runner_store.targets() as targets:
+        opened = targets.open(iris_release.tag)
+        release = load_release(opened.target, iris_release.digest)
+        assert release.image is not None
+        image_id = json.loads(opened.target.get_manifest(release.image.digest).raw)["config"]["digest"]
+    report = tmp_path / "report.json"
+    cli = run_cli(
+        "test", iris_release.tag, "--runtime", "docker", "--store", str(runner_store.store.root),
+        "--requests", "20", "--report", str(report),
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    body = json.loads(report.read_text())
+    assert body["passed"] is True and body["runtime"] == "docker"
+    assert len(body["cases"]) == 6 and all(c["passed"] for c in body["cases"])
+    assert "loaded from" in body["runtimeNote"]
+    assert "runtime: docker (" in cli.stderr  # the CLI says which runtime produced the report
+    with runner_store.targets() as targets:
+        (listed, *_) = sorted(
+            targets.store.referrers(iris_release.digest, REPORT_TYPE),
+            key=lambda d: d.annotations.get("dev.modelpack.test.created", ""),
+            reverse=True,
+        )
+    assert listed.annotations[ANN_RUNTIME] == "docker"
+    # the engine is as the test found it: a loaded image is removed, one it already had is kept
+    images_after = {i.id for i in docker_engine.client.images.list(all=True)}
+    if image_id in images_before:
+        assert image_id in images_after and "already in the Docker engine" in cli.stderr
+    else:
+        assert "into the Docker engine (" in cli.stderr and image_id not in images_after
 
 
 def test_local_runtime_runs_on_the_image_deps_layer(runner_store: Store, tmp_path: Path) -> None:
@@ -277,15 +317,18 @@ def test_a_runtime_that_never_gets_ready_shows_its_output(
     packfile.write_text(text.replace("handler: handler:LinearModel", "handler: broken:Broken"))
     built = runner_store.build(proj)
     with runner_store.targets() as targets:
-        with pytest.raises(TestFailedError) as local:
+        with pytest.raises(TestNotRunError) as local:
             run_test(targets, built.tag, TestOptions(runtime="local", ready_timeout=30))
         _r = api.push(targets, f"{registry.host}/{repo}", source=built.tag)
         _, pushed = _r.copy, _r.destination
-        with pytest.raises(TestFailedError) as docker:
+        with pytest.raises(TestNotRunError) as docker:
             run_test(targets, pushed, TestOptions(runtime="docker", ready_timeout=30))
     for err in (local, docker):
         message = str(err.value)
-        assert "never became ready" in message or "exited" in message, message
+        assert "exited with code 3" in message, message  # at once, not after the ready timeout
         assert "weights are corrupt: refusing to start" in message  # the runtime's own output
+    # the CLI's exit code tells a runner that could not run the model (3) from a failed model (1)
+    cli = run_cli("test", built.tag, "--store", str(runner_store.store.root), "--runtime", "local")
+    assert cli.returncode == 3, cli.stderr
     with runner_store.targets() as targets:  # nothing was attached for a run that never started
         assert targets.store.referrers(built.digest, REPORT_TYPE) == []

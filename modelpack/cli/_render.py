@@ -205,6 +205,7 @@ def report(r: TestReport) -> None:
         rows.append((f"gate {g.gate}", "pass" if g.passed else "FAIL", g.detail))
     title = f"{r.reference} ({r.release.digest[:19]}, {r.runtime} runtime)"
     _output.table(("CHECK", "RESULT", "DETAIL"), rows, title=title)
+    _output.info(f"runtime: {r.runtime} ({r.runtime_note})")
     if r.latency is not None:
         lat = r.latency
         _output.info(

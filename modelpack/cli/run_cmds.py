@@ -68,6 +68,8 @@ def test_release(
     """Run a release: its golden cases, latency (p50/p95/p99) and gates; exit 1 naming what failed, exit 3
     when the test could not run (no engine, a container that never got ready).
 
+    --runtime docker also runs a release of the local store: its image is loaded into the engine.
+
     The report is attached to the release as a referrer (so `promote` can require a pass for that exact
     digest) unless --no-attach or the target cannot be written.
 

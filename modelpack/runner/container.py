@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from modelpack.errors import TestFailedError
+from modelpack.errors import TestNotRunError
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def serving_container(
         try:
             container.start()
         except Exception as e:  # the SDK raises many types: no engine, pull refused, bad image
-            raise TestFailedError(f"could not start {image}: {type(e).__name__}: {e}") from None
+            raise TestNotRunError(f"could not start {image}: {type(e).__name__}: {e}") from None
         wrapped = container.get_wrapped_container()
         url = f"http://127.0.0.1:{port}"
 
@@ -85,12 +85,21 @@ def serving_container(
             return bool(wrapped.status in ("created", "running"))
 
         if not wait_ready(url, ready_timeout, alive):
-            logs = wrapped.logs(tail=30).decode(errors="replace").strip()
-            raise TestFailedError(
-                f"{image} never became ready on {url}/v2/health/ready within {ready_timeout:.0f} s; "
-                f"last container logs:\n{logs}"
-            )
+            raise TestNotRunError(_not_ready(wrapped, image, url, ready_timeout))
         yield Running(url=url, container_id=wrapped.id)
     finally:
         with contextlib.suppress(Exception):  # already gone, or never created: nothing to remove
             container.stop()
+
+
+def _not_ready(wrapped: Any, image: str, url: str, ready_timeout: float) -> str:
+    """Why the container is not serving: it exited (with its code), or it never answered in time."""
+    with contextlib.suppress(Exception):
+        wrapped.reload()
+    state = wrapped.attrs.get("State") or {}
+    if wrapped.status in ("created", "running"):
+        what = f"never became ready on {url}/v2/health/ready within {ready_timeout:.0f} s"
+    else:
+        what = f"exited with code {state.get('ExitCode', '?')} before it was ready on {url}"
+    logs = wrapped.logs(tail=30).decode(errors="replace").strip() or "(no output)"
+    return f"the container of {image} {what}; last container logs:\n{logs}"

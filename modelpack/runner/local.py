@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import modelpack
-from modelpack.errors import InputError, TestFailedError
+from modelpack.errors import InputError, TestNotRunError
 from modelpack.release.view import ReleaseView
 from modelpack.runner.container import free_port, wait_ready
 from modelpack.runner.unpacked import ImageRuntime, ReleaseFiles
@@ -63,7 +63,7 @@ def interpreter_for(python: str | None) -> str:
         return sys.executable
     found = shutil.which(f"python{python}")
     if found is None:
-        raise TestFailedError(
+        raise TestNotRunError(
             f"the release's packages are built for Python {python}; this machine runs "
             f"{platform.python_version()} and has no python{python} on PATH",
             hint="install that Python, or run with --runtime docker",
@@ -73,7 +73,7 @@ def interpreter_for(python: str | None) -> str:
 
 def _check_platform() -> None:
     if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
-        raise TestFailedError(
+        raise TestNotRunError(
             f"the serving image's packages are for linux/amd64, this machine is "
             f"{sys.platform}/{platform.machine()}",
             hint="run with --runtime docker",
@@ -166,7 +166,7 @@ def local_server(
                 state = (
                     f"exited with code {code}" if code is not None else f"not ready in {ready_timeout:.0f} s"
                 )
-                raise TestFailedError(
+                raise TestNotRunError(
                     f"the local serving runtime {state} ({command.url}/v2/health/ready); "
                     f"last output:\n{_tail(log)}"
                 )
@@ -182,7 +182,7 @@ def _start(command: ServeCommand, log: IO[bytes] | None, spawn: Spawn) -> subpro
     try:
         return spawn(list(command.argv), **kwargs)
     except OSError as e:
-        raise TestFailedError(f"could not start {command.argv[0]}: {e.strerror or e}") from None
+        raise TestNotRunError(f"could not start {command.argv[0]}: {e.strerror or e}") from None
 
 
 def stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:

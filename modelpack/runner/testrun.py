@@ -16,7 +16,8 @@ from typing import Any
 import httpx
 
 from modelpack.bundle.cases import Case, load_cases
-from modelpack.errors import RegistryError, TestFailedError, UsageError
+from modelpack.errors import RegistryError, TestNotRunError, UsageError
+from modelpack.image.build import ANN_BASE_NAME
 from modelpack.oci.model import Descriptor, Manifest, parse
 from modelpack.oci.target import Target
 from modelpack.release.view import ReleaseView, load_release
@@ -101,7 +102,7 @@ def run_test(
     n = options.requests or int(release.record.tests.get("latencyRequests") or DEFAULT_LATENCY_REQUESTS)
     if n < 1:
         raise UsageError(f"--requests {n}: must be at least 1")
-    server = _server(resolved, release, runtime, files, cache_root, options, info)
+    server = _server(targets, resolved, release, runtime, files, cache_root, options, info)
     with server as (url, detail):
         note = f"{note}; {detail}" if detail else note
         results, latency, latency_problem = _exercise(url, release.record.name, cases, n, info)
@@ -176,19 +177,17 @@ def choose_runtime(
     if wanted == "docker":
         if release.image is None:
             raise UsageError(f"{resolved.display} has no serving image to run", hint="use --runtime local")
-        if not remote:
-            raise UsageError(
-                f"{resolved.display} is not in a registry: a Docker engine cannot pull from "
-                "the local store or an OCI layout",
-                hint="push it first (modelpack push HOST/REPO:TAG) and test that reference",
-            )
         if not engine_answers():
-            raise TestFailedError("--runtime docker: no Docker engine answers (is DOCKER_HOST right?)")
-        return "docker", "--runtime docker"
+            raise TestNotRunError(
+                "--runtime docker: no Docker engine answers (is DOCKER_HOST right?)",
+                hint="start one, or run with --runtime local",
+            )
+        return "docker", "--runtime docker" if remote else "--runtime docker (image loaded from the store)"
     if release.image is None:
         return "local", "the release has no serving image"
     if not remote:
-        return "local", "a local release cannot be pulled by a Docker engine (push it to test the image)"
+        # loading an image into the engine costs a copy of every layer: only when asked for
+        return "local", "a local release runs as a local process (--runtime docker loads its image)"
     if engine_answers():
         return "docker", "a Docker engine answered"
     return "local", "no Docker engine answered"
@@ -196,6 +195,7 @@ def choose_runtime(
 
 @contextmanager
 def _server(
+    targets: Targets,
     resolved: Resolved,
     release: ReleaseView,
     runtime: str,
@@ -205,14 +205,8 @@ def _server(
     info: Callable[[str], None],
 ) -> Iterator[tuple[str, str]]:
     if runtime == "docker":
-        from modelpack.runner.container import serving_container
-
-        assert resolved.reference is not None and release.image is not None
-        pinned = f"{resolved.reference.name}@{release.image.digest}"
-        info(f"starting {pinned}")
-        env = {"MODELPACK_INDEX_DIGEST": release.digest}
-        with serving_container(pinned, env=env, ready_timeout=options.ready_timeout) as running:
-            yield running.url, f"image {pinned}"
+        with _docker_server(targets, resolved, release, options, info) as served:
+            yield served
         return
     from modelpack.runner.local import local_server, release_command
 
@@ -221,6 +215,43 @@ def _server(
     info(f"starting the local runtime: {command.note}")
     with local_server(command, ready_timeout=options.ready_timeout) as running:
         yield running.url, command.note
+
+
+@contextmanager
+def _docker_server(
+    targets: Targets,
+    resolved: Resolved,
+    release: ReleaseView,
+    options: TestOptions,
+    info: Callable[[str], None],
+) -> Iterator[tuple[str, str]]:
+    """The serving image in a container: pulled by digest from its registry, or loaded from the store."""
+    from modelpack.runner.container import serving_container
+    from modelpack.runner.engine import engine_client, loaded, pulled
+
+    assert release.image is not None
+    env = {"MODELPACK_INDEX_DIGEST": release.digest}
+    client = engine_client()
+    try:
+        if resolved.reference is not None and not resolved.reference.is_layout:
+            pinned = f"{resolved.reference.name}@{release.image.digest}"
+            source, detail = pulled(client, pinned), f"image {pinned}"
+        else:
+            bases = base_targets(targets, resolved.target, release.image.digest)
+            source = loaded(client, resolved.target, release.image.digest, bases, info)
+            detail = f"image {release.image.digest} loaded from {resolved.display}"
+        info(f"starting {detail}")
+        with source as image, serving_container(image, env=env, ready_timeout=options.ready_timeout) as up:
+            yield up.url, detail
+    finally:
+        client.close()
+
+
+def base_targets(targets: Targets, target: Target, image_digest: str) -> list[Target]:
+    """Where the image's base layers live: the registry its base.name annotation names."""
+    raw = target.get_manifest(image_digest)
+    name = parse(raw.raw, raw.media_type).annotations.get(ANN_BASE_NAME)
+    return [targets.open_base(name).target] if name else []
 
 
 def _inferrer(http: httpx.Client, url: str, name: str) -> Callable[[dict[str, Any]], tuple[int, Any]]:
