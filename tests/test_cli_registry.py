@@ -397,3 +397,23 @@ def test_gc_removes_unreferenced_blobs_and_keeps_referenced_ones(release: Releas
     assert not store.has_blob(young.digest)
     assert _graph(store, "iris-onnx:1.0.0") == graph
     assert run_cli("gc", "--store", str(root), "--grace", "-1").returncode == 2
+
+
+def test_gc_prunes_caches_no_release_needs(tmp_path: Path) -> None:
+    from release_fixtures import ENV, EXAMPLES
+
+    store = tmp_path / "store"
+    env = {"MODELPACK_STORE": str(store), **ENV}
+    built = run_cli("build", str(EXAMPLES / "iris-onnx"), "--no-image", env=env)
+    assert built.returncode == 0, built.stderr
+    kept_hex = built.stdout.strip().split(":", 1)[1]
+    cache = store / "cache"
+    kept = cache / "releases" / kept_hex
+    stale = [cache / "releases" / ("0" * 64), cache / "layers" / ("1" * 64), cache / "deps" / "nolayer"]
+    for folder in [kept, *stale]:
+        folder.mkdir(parents=True)
+        (folder / "f.bin").write_bytes(b"x" * 1000)
+    result = json.loads(run_cli("gc", "--grace", "0", "--json", env=env).stdout)
+    assert result["removedCaches"] == 3 and result["cacheFreedBytes"] == 3000
+    assert kept.is_dir() and not any(p.exists() for p in stale)
+    assert (cache / "stat.sqlite").is_file()  # the stat cache is not a cache gc drops

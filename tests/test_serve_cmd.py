@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -92,3 +93,19 @@ def test_serve_a_directory_without_a_packfile_is_an_input_error(tmp_path: Path) 
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 2
     assert f"no modelpack.yaml in {tmp_path}" in err
+
+
+def test_serving_a_project_without_the_serve_extra_is_one_line(tmp_path: Path) -> None:
+    """The environment lacks uvicorn (hidden from the import system here, as in a plain `pip install`)."""
+    code = (
+        "import importlib.util, sys\n"
+        "real = importlib.util.find_spec\n"
+        "importlib.util.find_spec = lambda name, *a: None if name == 'uvicorn' else real(name, *a)\n"
+        "from modelpack.cli import main\n"
+        f"sys.exit(main(['serve', {str(EXAMPLES / 'iris-onnx')!r}]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "pip install 'modelpack-release[serve]'" in done.stderr

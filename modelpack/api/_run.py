@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from modelpack.errors import TestFailedError
+from modelpack.errors import InputError, TestFailedError
 from modelpack.runner.testrun import TestOptions, TestOutcome, run_test
 from modelpack.targets import Targets
 
@@ -46,6 +46,7 @@ def serve(
     from modelpack.runner.local import local_server, project_command, reference_command
 
     if Path(source).is_dir():
+        _need_serve_extra()
         command = project_command(Path(source), host=host, port=port)
     else:
         command = reference_command(targets, source, host=host, port=port, local=local)
@@ -53,6 +54,19 @@ def serve(
     with local_server(command, ready_timeout=ready_timeout, passthrough=True) as running:
         info(f"serving on {running.url} (Ctrl-C to stop)")
         return running.process.wait()
+
+
+def _need_serve_extra() -> None:
+    """A project is served in this environment: without the runtime's packages it would die at start."""
+    import importlib.util
+
+    missing = [m for m in ("uvicorn", "httptools", "orjson") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise InputError(
+            f"serving a project directory needs the serve extra ({', '.join(missing)} not installed)",
+            # the release's own runtime packages come with it; a project runs on this environment's
+            hint="pip install 'modelpack-release[serve]', or serve a built release: modelpack serve NAME:VER",
+        )
 
 
 def failure(outcome: TestOutcome) -> TestFailedError | None:

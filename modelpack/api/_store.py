@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from modelpack.errors import UsageError
+from modelpack.oci.caches import CacheSweep, sweep_caches
 from modelpack.oci.gc import GcResult
 from modelpack.targets import Targets
 
@@ -28,6 +29,7 @@ class GcOutcome:
     store: str
     result: GcResult
     grace: float
+    caches: CacheSweep | None = None  # None: no store to sweep yet
 
     def to_json(self) -> dict[str, Any]:
         r = self.result
@@ -38,15 +40,24 @@ class GcOutcome:
             "removedTempFiles": r.removed_temp_files,
             "droppedEntries": r.dropped_entries,
             "keptYoung": r.kept_young,
+            "removedCaches": self.caches.removed if self.caches else 0,
+            "cacheFreedBytes": self.caches.freed_bytes if self.caches else 0,
         }
 
 
 def gc(targets: Targets, *, grace: float = 3600.0) -> GcOutcome:
-    """Remove blobs of the local store no tag reaches (and leftovers of interrupted writes) older than
-    `grace` seconds: younger ones may belong to a write in progress."""
+    """Remove blobs of the local store no tag reaches (and leftovers of interrupted writes), then the
+    caches only those blobs needed (oci/caches.py), older than `grace` seconds: younger ones may belong
+    to a write in progress."""
     if grace < 0:
         raise UsageError(f"--grace must be 0 or more seconds, not {grace:g}")
-    return GcOutcome(str(targets.store_path), targets.store.gc(grace_seconds=grace), grace)
+    store = targets.store
+    result = store.gc(grace_seconds=grace)
+    if not store.index_path.is_file():
+        return GcOutcome(str(targets.store_path), result, grace)
+    with store.stat_cache() as cache:
+        swept = sweep_caches(store.root, store.has_blob, cache, grace_seconds=grace)
+    return GcOutcome(str(targets.store_path), result, grace, swept)
 
 
 def registry_host(text: str) -> str:

@@ -44,6 +44,11 @@ def clean(value: object) -> str:
     return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
+def count(n: int, word: str) -> str:
+    """`1 file`, `2 files`: every count a person reads (words here take a plain -s)."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def emit_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
 

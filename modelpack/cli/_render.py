@@ -39,7 +39,9 @@ def release(display: str, view: ReleaseView, extra: InspectResult | None = None)
         notes = ", ".join(str(x) for x in (g.get("branch"), "dirty" if g.get("dirty") else None) if x)
         fields.append(("git", f"{g.get('commit')}" + (f" ({notes})" if notes else "")))
     if view.total_size is not None:
-        fields.append(("size", f"bundle {view.total_size:,} bytes in {len(view.layers)} layers"))
+        fields.append(
+            ("size", f"bundle {view.total_size:,} bytes in {_output.count(len(view.layers), 'layer')}")
+        )
     if extra is not None and extra.image_size is not None:
         fields.append(("image size", f"{extra.image_size:,} bytes (serving image, base included)"))
     if extra is not None:
@@ -55,7 +57,9 @@ def release(display: str, view: ReleaseView, extra: InspectResult | None = None)
     if rec.lock is not None:
         lk = rec.lock
         python = lk.python or rec.serving.get("python") or "?"
-        fields.append(("lock", f"{lk.path} ({lk.format}, python {python}): {lk.count} packages"))
+        fields.append(
+            ("lock", f"{lk.path} ({lk.format}, python {python}): {_output.count(lk.count, 'package')}")
+        )
     gates = rec.tests.get("gates") or []
     fields.append(("gates", ", ".join(str(g) for g in gates) or "none"))
     for key, value in fields:

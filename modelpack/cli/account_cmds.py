@@ -116,10 +116,15 @@ def gc(
     if as_json:
         return _output.emit_json(result.to_json())
     r = result.result
-    _output.echo(f"removed {r.removed_blobs} blobs, freed {r.freed_bytes:,} bytes")
+    _output.echo(f"removed {_output.count(r.removed_blobs, 'blob')}, freed {r.freed_bytes:,} bytes")
     if r.removed_temp_files:
         _output.info(f"{r.removed_temp_files} temp files of interrupted writes removed")
     if r.dropped_entries:
-        _output.info(f"{r.dropped_entries} referrers of deleted releases dropped")
+        _output.info(f"{_output.count(r.dropped_entries, 'referrer')} of deleted releases dropped")
+    if result.caches is not None and result.caches.removed:
+        _output.info(
+            f"{result.caches.removed} cache entries no release needs removed "
+            f"({result.caches.freed_bytes:,} bytes)"
+        )
     if r.kept_young:
         _output.info(f"{r.kept_young} unreferenced blobs younger than {grace:g}s kept")

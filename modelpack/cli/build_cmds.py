@@ -82,6 +82,8 @@ def build(
         return _output.emit_json(result.to_json())
     size = sum(d.size for d in bundle.layers)
     what = "bundle + serving image" if result.image else "bundle"
-    _output.info(f"built {result.tag} ({what}; bundle {len(bundle.layers)} layers, {size:,} bytes)")
+    _output.info(
+        f"built {result.tag} ({what}; bundle {_output.count(len(bundle.layers), 'layer')}, {size:,} bytes)"
+    )
     _output.info(f"created {bundle.record.created} from {bundle.created_from}")
     _output.echo(result.digest)

@@ -100,7 +100,10 @@ def test_release(
     if problem is not None:
         raise problem
     if not as_json:
-        _output.info(f"all {len(result.cases)} cases and {len(result.gates)} gates passed")
+        _output.info(
+            f"all {_output.count(len(result.cases), 'case')} and "
+            f"{_output.count(len(result.gates), 'gate')} passed"
+        )
 
 
 def _write(path: Path | None, data: bytes, flag: str) -> None:

@@ -21,9 +21,9 @@ def _done(verb: str, result: TransferResult, as_json: bool) -> None:
     c = result.copy
     for note in result.notes:
         _output.info(note)
-    extra = f", {c.referrers} referrers" if c.referrers else ""
+    extra = f", {_output.count(c.referrers, 'referrer')}" if c.referrers else ""
     _output.info(
-        f"{verb} {result.source} to {result.destination}: {c.blobs_copied} blobs copied "
+        f"{verb} {result.source} to {result.destination}: {_output.count(c.blobs_copied, 'blob')} copied "
         f"({c.bytes_copied:,} bytes), {c.blobs_skipped} already there{extra}"
     )
     _output.echo(c.digest)
@@ -222,4 +222,7 @@ def unpack(
         )
     if as_json:
         return _output.emit_json(result.to_json())
-    _output.info(f"unpacked {reference}: {len(result.files)} files, {result.size:,} bytes into {result.dest}")
+    _output.info(
+        f"unpacked {reference}: {_output.count(len(result.files), 'file')}, {result.size:,} bytes "
+        f"into {result.dest}"
+    )
