@@ -54,8 +54,9 @@ from modelpack.registry.reference import parse_reference
 LogFn = Callable[[str], None]
 DOCKERFILE = "Dockerfile.j2"
 # Build backends for source distributions, fetched only when a pin has no wheel: pinned, so an sdist
-# builds the same way every time, offline inside the engine.
-BUILD_TOOLS = {"setuptools": "84.2.1", "wheel": "0.48.0"}
+# builds the same way every time, offline inside the engine. Complete on their own (wheel needs packaging):
+# the runtime's lock no longer brings packaging into every image's wheels.
+BUILD_TOOLS = {"setuptools": "84.2.1", "wheel": "0.48.0", "packaging": "26.4"}
 _TAG_PART = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 
 
@@ -278,6 +279,9 @@ def build_with_docker(
     wheel_dir = store.root / "cache" / "wheels"
     binary, sources = fetch_distributions({**pins, "pip": pip_version}, wheel_dir, target, run)
     wheels.check_complete(wheel_dir, pins, target, lock=lock_name(bundle))
+    if sources:  # pip builds the sdists in isolation from these wheels alone
+        tools = {k: binary[k] for k in BUILD_TOOLS if k in binary}
+        wheels.check_complete(wheel_dir, tools, target, lock="the sdist build tools")
     files = select_wheels(wheel_dir, binary, sources)
     pip_wheel = next((p.name for p in files if p.name.startswith(f"pip-{pip_version}-")), None)
     if pip_wheel is None:
