@@ -36,8 +36,8 @@ sys.path.insert(0, str(REPO_ROOT))  # the test fixtures start the registry and p
 
 from modelpack import api  # noqa: E402
 from modelpack.image import wheels  # noqa: E402
-from modelpack.image.build import runtime_pins  # noqa: E402
-from modelpack.image.docker_builder import select_wheels  # noqa: E402
+from modelpack.image.runtime import runtime_pins  # noqa: E402
+from modelpack.image.wheels import select_wheels  # noqa: E402
 from modelpack.oci.layout import LayoutStore  # noqa: E402
 from modelpack.oci.model import Index, Manifest, parse  # noqa: E402
 from modelpack.targets import Targets  # noqa: E402
@@ -177,7 +177,7 @@ def main() -> int:
             weights_size = (proj / "weights.bin").stat().st_size
 
             # the same wheels for every path, fetched before any clock starts
-            pins = wheels.merge_requirements(dict(USER_PINS), runtime_pins())
+            pins = wheels.merge_requirements(dict(USER_PINS), runtime_pins("handler:Model"))
             pip_version = __import__("importlib.metadata").metadata.version("pip")
             shared = work / "wheels"
             target = wheels.TargetPlatform()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from modelpack.errors import UsageError
 from modelpack.image import wheels
 from modelpack.image.base import resolve_base
 from modelpack.image.build import ImageResult, build_image
+from modelpack.image.request import ImageRequest
 from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor
 from modelpack.oci.statcache import StatCache
@@ -73,16 +75,7 @@ def base_reference(pf: Packfile, flag: str | None, environ: Mapping[str, str]) -
 
 def target_environment(target: wheels.TargetPlatform) -> dict[str, str]:
     """PEP 508 marker values of the image, for choosing the lock's entries that apply to it."""
-    return {
-        "python_version": target.python,
-        "python_full_version": f"{target.python}.0",
-        "sys_platform": "linux",
-        "platform_system": "Linux",
-        "platform_machine": target.arch,
-        "os_name": "posix",
-        "implementation_name": "cpython",
-        "platform_python_implementation": "CPython",
-    }
+    return target.marker_environment()
 
 
 def build(
@@ -125,35 +118,25 @@ def build(
             if own:
                 targets.close()
         platform = wheels.TargetPlatform(python=pf.dependencies.python)
-        pins = bundle.lock.pins(target_environment(platform))
+        request = ImageRequest(
+            bundle=bundle,
+            base=base_image,
+            user_pins=bundle.lock.pins(target_environment(platform)),
+            target=platform,
+            port=pf.serving.port,
+            env=dict(pf.serving.env),
+            system_packages=pf.serving.system_packages,
+        )
         if builder == "docker":
             from modelpack.image.docker_builder import build_with_docker  # needs the docker SDK
 
-            img = build_with_docker(
-                store,
-                bundle,
-                base_image,
-                user_pins=pins,
-                target=platform,
-                port=pf.serving.port,
-                env=dict(pf.serving.env),
-                system_packages=pf.serving.system_packages,
-                client=docker,
-                log=log,
-                # an engine without a default bridge (like the test engine) needs "host" for apt-get
-                network_mode=environ.get(DOCKER_NETWORK_ENV) or None,
-            )
+            # an engine without a default bridge (like the test engine) needs "host" for apt-get
+            network = environ.get(DOCKER_NETWORK_ENV) or None
+            img = build_with_docker(store, request, client=docker, log=log, network_mode=network)
         else:
-            img = build_image(
-                store,
-                cache,
-                bundle,
-                base_image,
-                user_pins=pins,
-                target=platform,
-                port=pf.serving.port,
-                env=dict(pf.serving.env),
-            )
-    index = release_index(img.manifest, bundle.manifest, bundle.record)
+            img = build_image(store, cache, request)
+    # the release's record lists the runtime's packages too, so `diff` shows them change
+    record = dataclasses.replace(bundle.record, runtime=dict(img.runtime_packages))
+    index = release_index(img.manifest, bundle.manifest, record)
     stored = store.put_document(index, tag=bundle.tag)
     return BuildResult(bundle=bundle, image=img, index=stored, tag=bundle.tag)

@@ -73,6 +73,8 @@ class Record:
     tests: Mapping[str, Any] = field(default_factory=dict)  # cases digest, gates
     security: Mapping[str, Any] = field(default_factory=dict)  # pickle scan findings
     serving: Mapping[str, Any] = field(default_factory=dict)  # handler, model file, port
+    # the serving runtime's own packages in the image (name -> version); only in the release index's copy
+    runtime: Mapping[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -103,6 +105,8 @@ class Record:
             out["security"] = dict(self.security)
         if self.serving:
             out["serving"] = dict(self.serving)
+        if self.runtime:
+            out["runtime"] = {"packages": dict(sorted(self.runtime.items()))}
         return out
 
     def to_bytes(self) -> bytes:
@@ -138,6 +142,7 @@ class Record:
                 tests=dict(obj.get("tests", {})),
                 security=dict(obj.get("security", {})),
                 serving=dict(obj.get("serving", {})),
+                runtime=_runtime(obj.get("runtime")),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"malformed modelpack record: {e}") from None
@@ -158,6 +163,15 @@ def build_environment() -> dict[str, str]:
         "python": platform.python_version(),
         "platform": f"{sys.platform}-{platform.machine()}",
     }
+
+
+def _runtime(obj: Any) -> dict[str, str]:
+    if obj is None:
+        return {}
+    packages = obj.get("packages", {}) if isinstance(obj, Mapping) else None
+    if not isinstance(packages, Mapping):
+        raise TypeError("runtime.packages is not an object")
+    return {str(k): str(v) for k, v in packages.items()}
 
 
 def _drop_none(d: Mapping[str, Any]) -> dict[str, Any]:

@@ -4,17 +4,18 @@ code, and a one-file serving layer, assembled as an OCI image manifest in the lo
 Layer order follows how often each changes, so a rebuild re-uploads only what moved: deps change with the
 lockfile, the runtime with modelpack, weights with training, code with every commit. The weights and code
 layers are the bundle's own blobs under the image layer media type: pushing the image after the bundle
-moves no weight byte. The serving config (which names the bundle digest) is its own tiny last layer, so
-a code change leaves the runtime layer untouched.
+moves no weight byte. The deps and runtime layers are gzip-compressed (image/gzlayer.py), deterministically;
+the runtime's own packages are chosen by handler (image/runtime.py) and listed in the release's record.
+The serving config (which names the bundle digest) is its own tiny last layer, so a code change leaves
+the runtime layer untouched.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import modelpack
 from modelpack.bundle.build import BundleResult
 from modelpack.bundle.layers import store_layer
 from modelpack.bundle.plan import LayerPlan
@@ -22,18 +23,20 @@ from modelpack.image import wheels
 from modelpack.image.base import BaseImage
 from modelpack.image.config import (
     DEPS_DIR,
-    RUNTIME_DIR,
     SERVING_CONFIG,
     LayerInfo,
     RunSettings,
     image_config,
 )
+from modelpack.image.gzlayer import GzLayer, store_gzip_layer
+from modelpack.image.request import ImageRequest
+from modelpack.image.runtime import runtime_entries, runtime_pins
 from modelpack.oci import canonical
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Manifest, Platform
 from modelpack.oci.statcache import StatCache
-from modelpack.oci.tar import TarEntry, entries_from
+from modelpack.oci.tar import TarEntry, entries_from, tar_chunks
 
 ANN_BASE_NAME = "org.opencontainers.image.base.name"
 ANN_BASE_DIGEST = "org.opencontainers.image.base.digest"
@@ -48,51 +51,43 @@ class ImageResult:
     layers: tuple[Descriptor, ...]  # ours only, in order (deps, runtime, weights..., code, serving)
     base: BaseImage
     deps_layer_reused: bool
+    # the serving runtime's own pins for this handler (the user's lock wins where both pin a package)
+    runtime_packages: Mapping[str, str] = field(default_factory=dict)
 
 
-def runtime_entries(package_root: Path | None = None) -> list[TarEntry]:
-    """modelpack/__init__.py and modelpack/serve/**.py: the runtime imports nothing else of modelpack."""
-    root = package_root or Path(modelpack.__file__).parent
-    files = [(root / "__init__.py", f"{RUNTIME_DIR.lstrip('/')}/modelpack/__init__.py")]
-    files += [
-        (p, f"{RUNTIME_DIR.lstrip('/')}/modelpack/serve/{p.relative_to(root / 'serve').as_posix()}")
-        for p in sorted((root / "serve").rglob("*"))
-        if p.is_file() and (p.suffix == ".py" or p.name == "requirements.lock")
-    ]
-    return entries_from(files)
+def image_pins(request: ImageRequest) -> tuple[dict[str, str], dict[str, str]]:
+    """(what the deps layer installs, the runtime's own pins for the request's handler)."""
+    runtime = runtime_pins(request.handler)
+    return wheels.merge_requirements(dict(request.user_pins), runtime), runtime
 
 
-def runtime_pins(package_root: Path | None = None) -> dict[str, str]:
-    root = package_root or Path(modelpack.__file__).parent
-    pins: dict[str, str] = {}
-    for line in (root / "serve" / "requirements.lock").read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if "==" in line:
-            name, version = line.split("==", 1)
-            pins[name.strip().lower()] = version.strip()
-    return pins
+def lock_name(bundle: BundleResult) -> str:
+    return bundle.lock.path.name
 
 
 def deps_layer(
     store: LayoutStore,
     cache: StatCache,
-    requirements: str,
+    pins: Mapping[str, str],
     target: wheels.TargetPlatform,
     run: wheels.Runner = wheels.run_pip,
-) -> tuple[Descriptor, Path, bool]:
-    """The deps layer for these pins; (descriptor, unpacked tree, reused from cache)."""
+    *,
+    lock: str = "the lock",
+) -> tuple[GzLayer, Path, bool]:
+    """The deps layer for these pins; (compressed layer, unpacked tree, reused from cache)."""
+    requirements = wheels.requirements_text(dict(pins))
     key = wheels.deps_key(requirements, target)
     tree = store.root / "cache" / "deps" / key
-    hit = cache.get(["deps-layer", key])
-    if isinstance(hit, list) and store.has_blob(str(hit[0])) and tree.is_dir():
-        return Descriptor(mt.OCI_LAYER_TAR, str(hit[0]), int(hit[1])), tree, True
+    hit = cache.get(["deps-layer-gz", key])
+    if isinstance(hit, list) and len(hit) == 3 and store.has_blob(str(hit[0])) and tree.is_dir():
+        return GzLayer(Descriptor(mt.OCI_LAYER_GZIP, str(hit[0]), int(hit[1])), str(hit[2])), tree, True
     wheel_dir = store.root / "cache" / "wheels"
     wheels.download_wheels(requirements, wheel_dir, target, run)
+    wheels.check_complete(wheel_dir, pins, target, lock=lock)
     wheels.install_tree(wheel_dir, requirements, tree, target, run)
-    plan = LayerPlan(mt.OCI_LAYER_TAR, tuple(entries_from([(tree, DEPS_DIR.lstrip("/"))])), DEPS_DIR)
-    stored = store_layer(store, cache, plan, 0)
-    cache.put(["deps-layer", key], [stored.descriptor.digest, stored.descriptor.size])
-    return Descriptor(mt.OCI_LAYER_TAR, stored.descriptor.digest, stored.descriptor.size), tree, False
+    layer = store_gzip_layer(store, tar_chunks(entries_from([(tree, DEPS_DIR.lstrip("/"))])))
+    cache.put(["deps-layer-gz", key], [layer.descriptor.digest, layer.descriptor.size, layer.diff_id])
+    return layer, tree, False
 
 
 def serving_json(bundle: BundleResult, port: int) -> bytes:
@@ -133,19 +128,15 @@ def release_labels(bundle: BundleResult, extra: Mapping[str, str] | None = None)
 def build_image(
     store: LayoutStore,
     cache: StatCache,
-    bundle: BundleResult,
-    base: BaseImage,
+    request: ImageRequest,
     *,
-    user_pins: Mapping[str, str],
-    target: wheels.TargetPlatform = wheels.TargetPlatform(),
-    port: int = 8080,
-    env: Mapping[str, str] | None = None,
     labels: Mapping[str, str] | None = None,
     run: wheels.Runner = wheels.run_pip,
 ) -> ImageResult:
-    requirements = wheels.requirements_text(wheels.merge_requirements(dict(user_pins), runtime_pins()))
-    deps, _tree, reused = deps_layer(store, cache, requirements, target, run)
-    runtime = store_layer(store, cache, LayerPlan(mt.OCI_LAYER_TAR, tuple(runtime_entries()), RUNTIME_DIR), 0)
+    bundle, base, target, port = request.bundle, request.base, request.target, request.port
+    pins, runtime_packages = image_pins(request)
+    deps, _tree, reused = deps_layer(store, cache, pins, target, run, lock=lock_name(bundle))
+    runtime = store_gzip_layer(store, tar_chunks(runtime_entries()))
     serving = store_layer(
         store,
         cache,
@@ -159,20 +150,18 @@ def build_image(
     bundle_layers = [
         Descriptor(mt.OCI_LAYER_TAR, d.digest, d.size) for d in bundle.layers if d.media_type in IMAGE_KINDS
     ]
-    ours = [
-        deps,
-        Descriptor(mt.OCI_LAYER_TAR, runtime.descriptor.digest, runtime.descriptor.size),
-        *bundle_layers,
-        Descriptor(mt.OCI_LAYER_TAR, serving.descriptor.digest, serving.descriptor.size),
-    ]
+    serving_desc = Descriptor(mt.OCI_LAYER_TAR, serving.descriptor.digest, serving.descriptor.size)
+    ours = [deps.descriptor, runtime.descriptor, *bundle_layers, serving_desc]
+    # an uncompressed layer's diff ID is its digest; a compressed one's is its tar's
+    diff_ids = [deps.diff_id, runtime.diff_id, *(d.digest for d in bundle_layers), serving_desc.digest]
     created_by = ["modelpack: deps (wheels from the lockfile)", "modelpack: serving runtime"]
     created_by += [f"modelpack: bundle layer {d.digest[7:19]}" for d in bundle_layers]
     created_by.append("modelpack: serving config")
     all_labels = release_labels(bundle, labels)
     cfg = image_config(
         base.config,
-        [LayerInfo(d.digest, by) for d, by in zip(ours, created_by, strict=True)],
-        RunSettings(port=port, env=dict(env or {}), labels=all_labels),
+        [LayerInfo(d, by) for d, by in zip(diff_ids, created_by, strict=True)],
+        RunSettings(port=port, env=dict(request.env), labels=all_labels),
         created=bundle.record.created,
         arch=target.oci_arch,
     )
@@ -194,5 +183,5 @@ def build_image(
         layers=tuple(ours),
         base=base,
         deps_layer_reused=reused,
+        runtime_packages=runtime_packages,
     )
-

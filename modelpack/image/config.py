@@ -29,7 +29,7 @@ HEALTHCHECK_PY = (
 
 @dataclass(frozen=True)
 class LayerInfo:
-    diff_id: str  # digest of the uncompressed tar (for our uncompressed layers: the blob digest)
+    diff_id: str  # digest of the uncompressed tar (for an uncompressed layer: the blob digest)
     created_by: str  # shown by `docker history`
 
 

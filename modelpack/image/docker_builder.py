@@ -8,7 +8,9 @@ as one tar made on the fly (no copy of the weights on disk): the Dockerfile, the
 host, the runtime sources, the bundle's own layer blobs (ADD unpacks them) and serving.json. With no
 system packages the build runs with its network disabled, so nothing inside it can fetch anything.
 The built image is then saved from the engine into the local store (image/export.py) with the base's
-layers referenced as the daemonless builder references them, and pushed by modelpack's own client.
+layers referenced as the daemonless builder references them, the layers before the bundle's (system
+packages, deps, runtime) gzip-compressed as the daemonless builder compresses its own, and pushed by
+modelpack's own client.
 """
 
 from __future__ import annotations
@@ -20,14 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
-from packaging.version import InvalidVersion, Version
+from packaging.utils import canonicalize_name
 
 import modelpack
 from modelpack import templates
@@ -40,13 +35,16 @@ from modelpack.image.build import (
     ANN_BASE_NAME,
     IMAGE_KINDS,
     ImageResult,
+    image_pins,
+    lock_name,
     release_labels,
-    runtime_entries,
-    runtime_pins,
     serving_json,
 )
 from modelpack.image.config import DEPS_DIR, RUNTIME_DIR, SECOND, SERVING_CONFIG, RunSettings, image_config
 from modelpack.image.export import import_docker_archive
+from modelpack.image.request import ImageRequest
+from modelpack.image.runtime import runtime_entries
+from modelpack.image.wheels import select_wheels
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Manifest, Platform
@@ -56,8 +54,9 @@ from modelpack.registry.reference import parse_reference
 LogFn = Callable[[str], None]
 DOCKERFILE = "Dockerfile.j2"
 # Build backends for source distributions, fetched only when a pin has no wheel: pinned, so an sdist
-# builds the same way every time, offline inside the engine.
-BUILD_TOOLS = {"setuptools": "84.2.1", "wheel": "0.48.0"}
+# builds the same way every time, offline inside the engine. Complete on their own (wheel needs packaging):
+# the runtime's lock no longer brings packaging into every image's wheels.
+BUILD_TOOLS = {"setuptools": "84.2.1", "wheel": "0.48.0", "packaging": "26.4"}
 _TAG_PART = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 
 
@@ -133,29 +132,6 @@ def dockerfile_values(
             "retries": health["Retries"],
         },
     }
-
-
-def select_wheels(
-    wheel_dir: Path, pins: Mapping[str, str], sources: Mapping[str, str] | None = None
-) -> list[Path]:
-    """The files of `wheel_dir` (a cache shared by many builds) that are exactly the pinned versions:
-    wheels for `pins`, source distributions for `sources`."""
-    wanted = {canonicalize_name(n): Version(v) for n, v in pins.items()}
-    wanted_src = {canonicalize_name(n): Version(v) for n, v in (sources or {}).items()}
-    out = []
-    for p in sorted(wheel_dir.iterdir()):
-        try:
-            if p.name.endswith(".whl"):
-                name, version, _build, _tags = parse_wheel_filename(p.name)
-                if wanted.get(name) == version:
-                    out.append(p)
-            elif p.name.endswith((".tar.gz", ".zip")):
-                name, version = parse_sdist_filename(p.name)
-                if wanted_src.get(name) == version:
-                    out.append(p)
-        except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
-            continue
-    return out
 
 
 def fetch_distributions(
@@ -284,14 +260,8 @@ def docker_client() -> Any:
 
 def build_with_docker(
     store: LayoutStore,
-    bundle: BundleResult,
-    base: BaseImage,
+    request: ImageRequest,
     *,
-    user_pins: Mapping[str, str],
-    target: wheels.TargetPlatform = wheels.TargetPlatform(),
-    port: int = 8080,
-    env: Mapping[str, str] | None = None,
-    system_packages: Sequence[str] = (),
     client: Any = None,
     log: LogFn = no_log,
     network_mode: str | None = None,
@@ -301,18 +271,24 @@ def build_with_docker(
 
     `network_mode` defaults to "none" when there are no system packages (the build is hermetic), else to
     the engine's default network."""
-    pins = wheels.merge_requirements(dict(user_pins), runtime_pins())
+    bundle, base, target, port = request.bundle, request.base, request.target, request.port
+    system_packages = request.system_packages
+    pins, runtime_packages = image_pins(request)
     requirements = wheels.requirements_text(pins)
     pip_version = _pip_version(pins)
     wheel_dir = store.root / "cache" / "wheels"
     binary, sources = fetch_distributions({**pins, "pip": pip_version}, wheel_dir, target, run)
+    wheels.check_complete(wheel_dir, pins, target, lock=lock_name(bundle))
+    if sources:  # pip builds the sdists in isolation from these wheels alone
+        tools = {k: binary[k] for k in BUILD_TOOLS if k in binary}
+        wheels.check_complete(wheel_dir, tools, target, lock="the sdist build tools")
     files = select_wheels(wheel_dir, binary, sources)
     pip_wheel = next((p.name for p in files if p.name.startswith(f"pip-{pip_version}-")), None)
     if pip_wheel is None:
         raise BuildError(f"pip {pip_version} was downloaded but no wheel of it is in {wheel_dir}")
 
     created = bundle.record.created
-    settings = RunSettings(port=port, env=dict(env or {}), labels=release_labels(bundle))
+    settings = RunSettings(port=port, env=dict(request.env), labels=release_labels(bundle))
     config = image_config(base.config, [], settings, created=created, arch=target.oci_arch)
     bundle_layers = [d for d in bundle.layers if d.media_type in IMAGE_KINDS]
     layers = [
@@ -332,8 +308,16 @@ def build_with_docker(
 
     base_ids = list((base.config.get("rootfs") or {}).get("diff_ids") or [])
     nbase = len(base.layers)
+    # the template's layers after the base: [system packages], deps, runtime (compressed), then the
+    # bundle's layers and serving.json (kept as tars)
+    first_bundle = nbase + (1 if system_packages else 0) + 2
     try:
-        exported = import_docker_archive(client.api.get_image(image_id), store, keep=lambda i, _d: i >= nbase)
+        exported = import_docker_archive(
+            client.api.get_image(image_id),
+            store,
+            keep=lambda i, _d: i >= nbase,
+            compress=lambda i: i < first_bundle,
+        )
     except BuildError:
         raise
     except Exception as e:
@@ -355,4 +339,5 @@ def build_with_docker(
         layers=tuple(ours),
         base=base,
         deps_layer_reused=False,
+        runtime_packages=runtime_packages,
     )

@@ -6,6 +6,8 @@ content). Each layer tar becomes an OCI uncompressed layer blob as it is: its di
 the config already lists, so the config blob is kept byte for byte. The archive lists manifest.json last,
 so layers are spooled to the store's disk while hashing and kept once the manifest says what they are.
 Layers the caller already has elsewhere (the base image's, in its registry) are dropped, not stored.
+Layers the caller asks to compress are stored gzip-compressed (image/gzlayer.py); the config, which lists
+the uncompressed diff IDs, is still kept byte for byte.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from modelpack.errors import BuildError
+from modelpack.image.gzlayer import file_chunks, store_gzip_layer
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor
@@ -35,7 +38,7 @@ CHUNK = 1 << 20
 class Exported:
     config: Descriptor  # stored, OCI config media type
     config_json: dict[str, Any]
-    layers: tuple[Descriptor, ...]  # every layer in order (uncompressed, digest == diff ID)
+    layers: tuple[Descriptor, ...]  # every layer in order; uncompressed ones have digest == diff ID
 
 
 class _Stream:
@@ -74,9 +77,11 @@ def import_docker_archive(
     store: LayoutStore,
     *,
     keep: Callable[[int, str], bool] = lambda _i, _d: True,
+    compress: Callable[[int], bool] = lambda _i: False,
 ) -> Exported:
     """Read a docker-archive stream into `store`. `keep(position, diff_id)` says which layers to store
-    (the rest are only hashed and checked); the config is always stored."""
+    (the rest are only hashed and checked), `compress(position)` which of those to store gzip-compressed;
+    the config is always stored."""
     with _spool_dir(store) as spool:
         layers, jsons = _read_archive(chunks, spool)
         manifest = _manifest_entry(jsons)
@@ -97,8 +102,10 @@ def import_docker_archive(
             if spooled.digest != diff_id:
                 raise BuildError(f"saved layer {i} is {spooled.digest}, the image config says {diff_id}")
             desc = Descriptor(mt.OCI_LAYER_TAR, spooled.digest, spooled.size)
-            if keep(i, diff_id):
-                store.write_blob(desc, _file_chunks(spooled.path))
+            if keep(i, diff_id) and compress(i):
+                desc = store_gzip_layer(store, file_chunks(spooled.path)).descriptor
+            elif keep(i, diff_id):
+                store.write_blob(desc, file_chunks(spooled.path))
             found.append(desc)
         config = store.put_blob_bytes(config_raw, mt.OCI_CONFIG)
     return Exported(config=config, config_json=config_json, layers=tuple(found))
@@ -154,12 +161,6 @@ def _spool(tf: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> _Spooled
             out.write(chunk)
             size += len(chunk)
     return _Spooled(dest, f"sha256:{h.hexdigest()}", size)
-
-
-def _file_chunks(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            yield chunk
 
 
 def _manifest_entry(jsons: dict[str, bytes]) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 Nothing here runs inside a container or needs network there: pip downloads binary wheels for the image's
 platform and Python (`--platform/--python-version/--only-binary=:all:`), then installs them into a plain
 directory with `--target`, which becomes the deps layer. Locks are complete and pinned, so `--no-deps`
-makes the installed set exactly the lock: no resolver, no drift between build and serve.
+makes the installed set exactly the lock: no resolver, no drift between build and serve. Because pip
+resolves nothing, the lock is checked to be complete first, from the downloaded wheels' own METADATA:
+every Requires-Dist that holds on the image's platform and Python (extras followed) must be pinned.
 """
 
 from __future__ import annotations
@@ -13,11 +15,23 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from email.parser import HeaderParser
 from pathlib import Path
 
-from modelpack.errors import BuildError
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
+
+from modelpack.errors import BuildError, InputError
 
 Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
 
@@ -50,6 +64,19 @@ class TargetPlatform:
     @property
     def oci_arch(self) -> str:
         return {"x86_64": "amd64", "aarch64": "arm64"}.get(self.arch, self.arch)
+
+    def marker_environment(self) -> dict[str, str]:
+        """PEP 508 marker values of the image, for the lock's entries and the wheels' Requires-Dist."""
+        return {
+            "python_version": self.python,
+            "python_full_version": f"{self.python}.0",
+            "sys_platform": "linux",
+            "platform_system": "Linux",
+            "platform_machine": self.arch,
+            "os_name": "posix",
+            "implementation_name": "cpython",
+            "platform_python_implementation": "CPython",
+        }
 
 
 class NoWheelError(BuildError):
@@ -161,3 +188,90 @@ def _make_host_independent(tree: Path) -> None:
 def _last_line(text: str) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1] if lines else "pip gave no output"
+
+
+def select_wheels(
+    wheel_dir: Path, pins: Mapping[str, str], sources: Mapping[str, str] | None = None
+) -> list[Path]:
+    """The files of `wheel_dir` (a cache shared by many builds) that are exactly the pinned versions:
+    wheels for `pins`, source distributions for `sources`."""
+    wanted = {canonicalize_name(n): Version(v) for n, v in pins.items()}
+    wanted_src = {canonicalize_name(n): Version(v) for n, v in (sources or {}).items()}
+    out = []
+    for p in sorted(wheel_dir.iterdir()):
+        try:
+            if p.name.endswith(".whl"):
+                name, version, _build, _tags = parse_wheel_filename(p.name)
+                if wanted.get(name) == version:
+                    out.append(p)
+            elif p.name.endswith((".tar.gz", ".zip")):
+                name, version = parse_sdist_filename(p.name)
+                if wanted_src.get(name) == version:
+                    out.append(p)
+        except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
+            continue
+    return out
+
+
+def wheel_requires(wheel: Path) -> list[Requirement]:
+    """The Requires-Dist of a wheel, read from its METADATA without unpacking it."""
+    try:
+        with zipfile.ZipFile(wheel) as zf:
+            names = [n for n in zf.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+            if len(names) != 1:
+                raise BuildError(f"{wheel.name} has {len(names)} .dist-info/METADATA files, not one")
+            text = zf.read(names[0]).decode("utf-8", "replace")
+    except (OSError, zipfile.BadZipFile) as e:
+        raise BuildError(f"cannot read the wheel {wheel}: {e}") from None
+    out = []
+    for line in HeaderParser().parsestr(text).get_all("Requires-Dist") or []:
+        try:
+            out.append(Requirement(line))
+        except InvalidRequirement:
+            raise BuildError(f"{wheel.name}: its Requires-Dist {line!r} is not a valid requirement") from None
+    return out
+
+
+def check_complete(
+    wheel_dir: Path, pins: Mapping[str, str], target: TargetPlatform, *, lock: str = "the lock"
+) -> None:
+    """Refuse pins that leave out something a pinned wheel requires on `target` (extras followed), or
+    pin it at a version the requirement excludes: `pip install --no-deps` would install them happily
+    and the image would fail at import. Pins with no wheel in `wheel_dir` (sdists) are not checked."""
+    env = target.marker_environment()
+    locked = {canonicalize_name(n): (n, v) for n, v in pins.items()}
+    wheels_of = {parse_wheel_filename(p.name)[0]: p for p in select_wheels(wheel_dir, pins)}
+    requires: dict[str, list[Requirement]] = {}
+    problems: dict[str, tuple[str, str]] = {}  # normalized name -> (name as written, what is wrong)
+    todo = [(name, frozenset[str]()) for name in sorted(locked)]
+    seen: set[tuple[str, frozenset[str]]] = set()
+    while todo:
+        name, extras = todo.pop()
+        if (name, extras) in seen or name not in wheels_of:
+            continue
+        seen.add((name, extras))
+        if name not in requires:
+            requires[name] = wheel_requires(wheels_of[name])
+        who = f"{locked[name][0]} {locked[name][1]}"
+        who += f" (extras {', '.join(sorted(extras))})" if extras else ""
+        for req in requires[name]:
+            if req.marker is not None and not any(
+                req.marker.evaluate({**env, "extra": e}) for e in ("", *sorted(extras))
+            ):
+                continue
+            dep = canonicalize_name(req.name)
+            if dep not in locked:
+                problems.setdefault(dep, (req.name, f"{req.name} (required by {who}: {req})"))
+                continue
+            pinned = locked[dep][1]
+            if req.specifier and not req.specifier.contains(pinned, prereleases=True):
+                problems.setdefault(dep, (req.name, f"{req.name} {pinned} does not satisfy {who}: {req}"))
+            todo.append((dep, frozenset(canonicalize_name(x) for x in req.extras)))
+    if problems:
+        shown = "; ".join(problems[k][1] for k in sorted(problems))
+        missing = [problems[k][0] for k in sorted(problems)]
+        raise InputError(
+            f"{lock} is not complete for the image: {shown}",
+            hint=f"pin {', '.join(missing)} in {lock}: regenerate it with pip-compile or uv pip compile "
+            "for Python " + target.python + " on linux, so it holds every dependency",
+        )

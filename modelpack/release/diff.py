@@ -193,9 +193,7 @@ def diff_records(old: Record, new: Record, better: Mapping[str, str] | None = No
         metrics=metrics,
         datasets=_changes({d.name: d.sha256 for d in old.datasets}, {d.name: d.sha256 for d in new.datasets}),
         files=_changes({f.path: f.sha256 for f in old.files}, {f.path: f.sha256 for f in new.files}),
-        packages=_changes(
-            dict(old_lock.packages) if old_lock else {}, dict(new_lock.packages) if new_lock else {}
-        ),
+        packages=_changes(_packages(old), _packages(new)),
         params=_changes(flatten(old.params), flatten(new.params)),
         git=_change("commit", _commit(old), _commit(new)),
         python=python,
@@ -221,6 +219,11 @@ def _changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[Change, ..
 
 def _change(key: str, old: Any, new: Any) -> Change | None:
     return None if old == new else Change(key, old, new)
+
+
+def _packages(record: Record) -> dict[str, str]:
+    """What the image installs: the serving runtime's packages, the lock winning where both pin one."""
+    return {**record.runtime, **(record.lock.packages if record.lock else {})}
 
 
 def _commit(record: Record) -> str | None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelpack.image.config import DEPS_DIR, RUNTIME_DIR
+from modelpack.image.gzlayer import gunzip, is_gzip
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor, Manifest, parse
 from modelpack.oci.tar import safe_extract
@@ -156,7 +157,8 @@ def _materialize(target: Target, layers: Sequence[Descriptor], final: Path) -> N
     try:
         for desc in layers:
             with target.read_blob(desc) as chunks:
-                it = iter(chunks)
+                # the image's deps and runtime layers are gzip-compressed; the bundle's are plain tars
+                it = gunzip(chunks) if is_gzip(desc) else iter(chunks)
                 safe_extract(it, staging, force=True)
                 for _ in it:  # past the end-of-archive marker, so the digest check runs
                     pass
