@@ -12,13 +12,14 @@ from typer.exceptions import TyperException
 
 from modelpack.cli import _commands
 from modelpack.cli._app import Settings, app
+from modelpack.cli._text import clean
 from modelpack.errors import ModelpackError
 
 __all__ = ["app", "main"]
 
 
 def _err(message: str) -> None:
-    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.write(f"error: {clean(message)}\n")  # messages quote registry content: escape it
     sys.stderr.flush()
 
 

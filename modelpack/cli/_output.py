@@ -8,7 +8,6 @@ read as rich markup. JSON keeps the values exactly (json.dumps escapes control c
 from __future__ import annotations
 
 import json
-import re
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -27,21 +26,12 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from modelpack.cli._text import clean
 from modelpack.oci.target import Progress as ProgressEvent
 from modelpack.oci.target import ProgressFn
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-# C0 controls but tab and newline, DEL, C1 controls (CSI is \x9b), and the bidi overrides
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def clean(value: object) -> str:
-    """`value` as text safe for a terminal: control characters shown escaped, never interpreted."""
-    text = "" if value is None else str(value)
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def count(n: int, word: str) -> str:
@@ -61,7 +51,8 @@ def echo(line: object = "") -> None:
 def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
     """Aligned plain columns, one row per line, never wrapped or cut: the same in a terminal, a pipe and a
     CI log, so `grep` and `awk` see whole rows."""
-    grid = [[clean(c) for c in columns], *([clean(v) for v in row] for row in rows)]
+    # a newline in a cell would forge a row: cells are one line each
+    grid = [[clean(c) for c in columns], *([clean(v).replace("\n", "\\n") for v in row] for row in rows)]
     widths = [max(len(r[i]) for r in grid) for i in range(len(columns))]
     if title:
         echo(title)
