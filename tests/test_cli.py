@@ -143,3 +143,21 @@ def test_verbose_after_the_command_and_quiet_prints_only_the_data(tmp_path: Path
     assert verbose.returncode == 0, verbose.stderr
     missing = _run("inspect", "no-such:1.0.0", "--verbose", "--store", str(tmp_path / "store"))
     assert missing.returncode == 1 and "Traceback" in missing.stderr  # verbose took effect
+
+
+def test_version_imports_nothing_but_the_package() -> None:
+    """`modelpack --version` is answered before typer, httpx or rich are imported (issue 13 item 4); its
+    time is measured in bench/cli_bench.py, not here."""
+    code = (
+        "import sys\n"
+        "from modelpack.cli import main\n"
+        "main(['--version'])\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('modelpack', 'typer', 'httpx', 'rich', "
+        "'click', 'yaml')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    version, loaded = done.stdout.splitlines()
+    assert version == f"modelpack {_source_version()}"
+    assert loaded == "['modelpack', 'modelpack.cli']"
