@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from modelpack.bundle.build import BundleResult, build_bundle
-from modelpack.bundle.git import git_info
 from modelpack.errors import InputError, UsageError
 from modelpack.image import wheels
 from modelpack.image.base import resolve_base
@@ -20,6 +19,7 @@ from modelpack.oci.model import Descriptor, Index, parse
 from modelpack.oci.statcache import StatCache
 from modelpack.oci.target import ProgressFn, Target, no_progress
 from modelpack.packfile import BUILDERS, Packfile, load_packfile
+from modelpack.record.git import git_info
 from modelpack.release.index import release_index
 from modelpack.targets import Targets
 from modelpack.transfer import CopyResult, copy_graph

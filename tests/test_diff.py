@@ -9,7 +9,7 @@ import pytest
 from clirun import run_cli
 from release_fixtures import Pushed, pushed  # noqa: F401  (the fixture)
 
-from modelpack.bundle.record import DatasetEntry, FileEntry, LockSummary, Metric, Record
+from modelpack.record.record import DatasetEntry, FileEntry, LockSummary, Metric, Record
 from modelpack.release.diff import diff_records, flatten
 
 H = {c: f"sha256:{c * 64}" for c in "abcdef"}

@@ -12,8 +12,8 @@ from clirun import run_cli
 from fixtures.registry import RegistryProcess
 from release_fixtures import ACCURACY, ON_V3, Pushed, pushed  # noqa: F401  (pushed is the fixture)
 
-from modelpack.bundle.record import DatasetEntry, Metric, Record
 from modelpack.errors import UsageError
+from modelpack.record.record import DatasetEntry, Metric, Record
 from modelpack.registry.client import RegistryRepository
 from modelpack.registry.transport import RegistryClient
 from modelpack.release.query import Where, read_versions, release_tags, select

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from modelpack.bundle.cases import parse_cases
-from modelpack.bundle.record import Record
 from modelpack.errors import TestFailedError, UsageError
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Manifest
+from modelpack.record.cases import parse_cases
+from modelpack.record.record import Record
 from modelpack.release.view import ReleaseView
 from modelpack.runner.cases import CaseResult, LatencyError, measure_latency, run_cases
 from modelpack.runner.gates import GateResult, evaluate_gates, latency_of, percentile

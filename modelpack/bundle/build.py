@@ -15,11 +15,9 @@ from pathlib import Path
 
 from modelpack.bundle import plan
 from modelpack.bundle.datasets import hash_datasets
-from modelpack.bundle.git import GitInfo
 from modelpack.bundle.lockfile import Lock, load_lock
 from modelpack.bundle.modelconfig import model_config
 from modelpack.bundle.picklescan import enforce, scan_bundle_files
-from modelpack.bundle.record import FileEntry, Record, build_environment
 from modelpack.errors import InputError
 from modelpack.oci import canonical
 from modelpack.oci import mediatypes as mt
@@ -30,6 +28,8 @@ from modelpack.oci.tar import TarEntry
 from modelpack.packfile import Packfile
 from modelpack.packfile.files import walk
 from modelpack.packfile.version import resolve_version
+from modelpack.record.git import GitInfo
+from modelpack.record.record import FileEntry, Record, build_environment
 
 from modelpack.bundle.layers import store_layer  # isort: skip
 

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import yaml
 
-from modelpack.bundle.cases import load_cases
-from modelpack.bundle.metrics import yaml_problem
 from modelpack.errors import InputError
 from modelpack.packfile import files
 from modelpack.packfile.files import Locator
@@ -37,6 +35,8 @@ from modelpack.packfile.schema import (
     TestsSpec,
 )
 from modelpack.packfile.version import TAG_HINT, is_oci_tag
+from modelpack.record.cases import load_cases
+from modelpack.record.metrics import yaml_problem
 
 TOP_KEYS = (
     "name", "version", "description", "license", "authors", "model", "code", "dependencies",

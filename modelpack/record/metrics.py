@@ -20,8 +20,8 @@ from typing import Any
 import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
 
-from modelpack.bundle.record import Metric
 from modelpack.errors import InputError
+from modelpack.record.record import Metric
 
 ParamValue = str | int | float | bool | None
 _JSON_NUMBER = re.compile(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$")

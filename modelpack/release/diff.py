@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from modelpack.bundle.record import Record
+from modelpack.record.record import Record
 
 ADDED, REMOVED, CHANGED = "added", "removed", "changed"
 UP, DOWN, SAME = "up", "down", "same"

@@ -7,9 +7,9 @@ both, so promotion and rollback are a single PUT of these bytes under another ta
 
 from __future__ import annotations
 
-from modelpack.bundle.record import Record
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor, Index, Platform
+from modelpack.record.record import Record
 
 UNKNOWN_PLATFORM = Platform(architecture="unknown", os="unknown")
 

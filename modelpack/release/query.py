@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
-from modelpack.bundle.record import Record
 from modelpack.errors import InputError, NotFoundError, UsageError
 from modelpack.oci.target import Target
+from modelpack.record.record import Record
 from modelpack.release.diff import flatten
 from modelpack.release.view import ReleaseView, load_release
 

@@ -12,11 +12,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelpack.bundle.record import Record
 from modelpack.errors import InputError
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor, Index, Manifest, parse
 from modelpack.oci.target import RawManifest, Target
+from modelpack.record.record import Record
 
 # What each bundle layer holds, by media type (the kinds `unpack --filter` selects).
 LAYER_KINDS: Mapping[str, str] = {

@@ -15,10 +15,10 @@ from typing import Any
 
 import httpx
 
-from modelpack.bundle.cases import Case, load_cases
 from modelpack.errors import RegistryError, TestFailedError, UsageError
 from modelpack.oci.model import Descriptor, Manifest, parse
 from modelpack.oci.target import Target
+from modelpack.record.cases import Case, load_cases
 from modelpack.release.view import ReleaseView, load_release
 from modelpack.runner.cases import CaseResult, LatencyError, measure_latency, run_cases
 from modelpack.runner.gates import GateResult, Latency, evaluate_gates
