@@ -140,7 +140,7 @@ def junit_xml(report: TestReport) -> bytes:
 
 
 def attach_report(target: Target, report: TestReport) -> Descriptor:
-    from modelpack.release.attach import attach  # imports the registry client: only when attaching
+    from modelpack.release.evidence import attach  # imports the registry client: only when attaching
 
     r = report.release
     subject = Descriptor(r.media_type, r.digest, r.size)
