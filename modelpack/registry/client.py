@@ -254,6 +254,12 @@ class RegistryRepository:
             raise DigestMismatchError(
                 f"{self.describe()} stored manifest {expected} as {reported} (it rewrote the bytes); refused"
             )
+        subject = _referrers.subject_of(manifest)
+        # A registry with the referrers API indexes a manifest with a subject itself and says so with
+        # OCI-Subject; without it the writer keeps the fallback tag index, here, so no caller can forget
+        # (as go-containerregistry and oras-go do in their manifest write).
+        if subject is not None and not response.headers.get("oci-subject"):
+            _referrers.add_referrer(self, _referrers.descriptor_of(manifest), subject)
         return expected
 
     def delete_manifest(self, digest: str) -> None:
@@ -334,10 +340,6 @@ class RegistryRepository:
     def referrers(self, digest: str, artifact_type: str | None = None) -> list[Descriptor]:
         return _referrers.list_referrers(self, digest, artifact_type)
 
-    def add_referrer(self, desc: Descriptor, subject_digest: str) -> None:
-        """Record `desc` (an already pushed manifest whose subject is `subject_digest`) in the fallback
-        tag index when the registry has no referrers API (a registry with the API indexes it itself)."""
-        _referrers.add_referrer(self, desc, subject_digest)
 
 
 def _what(ref: str) -> str:

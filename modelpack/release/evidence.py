@@ -1,9 +1,13 @@
-"""Attach a small artifact (a test report, a promotion event) to a release as an OCI referrer.
+"""Release evidence: small artifacts attached to a release as OCI referrers, and the rules that read them.
 
-The artifact is a manifest whose `subject` is the release index and whose one layer is the payload; the
-registry's referrers API lists it, and on registries without that API (distribution 2.8) the client keeps
-the `sha256-<hex>` fallback tag index up to date. Annotations carry the payload's summary so a listing
-answers most questions without fetching a blob.
+An artifact is a manifest whose `subject` is the release index and whose one layer is the payload; the
+registry's referrers API lists it, and on registries without that API (distribution 2.8) the repository's
+own manifest write keeps the `sha256-<hex>` fallback tag index up to date. Annotations carry the payload's
+summary so a listing answers most questions without fetching a blob.
+
+The test report is the evidence promote needs: the runner writes it through `attach_test_report`, promote
+reads it through `passing_report`, so the annotation keys and the rule live here once. A new kind of
+evidence (a signature, an SBOM) adds its type, its annotations and its lookup beside these.
 """
 
 from __future__ import annotations
@@ -14,9 +18,14 @@ from modelpack.errors import InputError
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor, Manifest, parse
 from modelpack.oci.target import RawManifest, Target
-from modelpack.registry.client import RegistryRepository
 
 EMPTY_CONFIG = Descriptor.of(mt.OCI_EMPTY, mt.EMPTY_JSON)
+
+REPORT_TYPE = mt.TEST_REPORT_ARTIFACT
+REPORT_MEDIA_TYPE = "application/json"
+ANN_PASSED = "dev.modelpack.test.passed"
+ANN_CREATED = "dev.modelpack.test.created"
+ANN_RUNTIME = "dev.modelpack.test.runtime"
 
 
 def attach(
@@ -27,7 +36,7 @@ def attach(
     payload_media_type: str,
     annotations: Mapping[str, str] | None = None,
 ) -> Descriptor:
-    """Writes payload and manifest (blobs first) and registers the referrer; returns its descriptor."""
+    """Writes payload and manifest (blobs first); the target indexes the referrer. Returns its descriptor."""
     payload_desc = Descriptor.of(payload_media_type, payload)
     target.write_blob(EMPTY_CONFIG, [mt.EMPTY_JSON])
     target.write_blob(payload_desc, [payload])
@@ -40,10 +49,7 @@ def attach(
     )
     raw = manifest.to_bytes()
     target.put_manifest(manifest.digest, RawManifest(raw, manifest.media_type, manifest.digest))
-    desc = manifest.descriptor(artifact_type=artifact_type, annotations=dict(annotations or {}))
-    if isinstance(target, RegistryRepository):
-        target.add_referrer(desc, subject.digest)
-    return desc
+    return manifest.descriptor(artifact_type=artifact_type, annotations=dict(annotations or {}))
 
 
 def read_payload(target: Target, referrer: Descriptor, max_size: int = 4 * 1024 * 1024) -> bytes:
@@ -54,3 +60,37 @@ def read_payload(target: Target, referrer: Descriptor, max_size: int = 4 * 1024 
         raise InputError(f"referrer {referrer.digest} is not a single-payload artifact")
     with target.read_blob(doc.layers[0]) as chunks:
         return b"".join(chunks)
+
+
+def report_annotations(*, passed: bool, created: str, runtime: str, version: str) -> dict[str, str]:
+    """What a test report's referrer descriptor says of it: enough for `passing_report` to decide."""
+    return {
+        ANN_PASSED: "true" if passed else "false",
+        ANN_CREATED: created,
+        ANN_RUNTIME: runtime,
+        mt.ANN_VERSION: version,
+    }
+
+
+def attach_test_report(
+    target: Target, subject: Descriptor, payload: bytes, annotations: Mapping[str, str]
+) -> Descriptor:
+    """Attaches a test report (JSON `payload`, `annotations` from `report_annotations`) to `subject`."""
+    return attach(target, subject, REPORT_TYPE, payload, REPORT_MEDIA_TYPE, annotations)
+
+
+def passing_report(target: Target, index_digest: str) -> Descriptor | None:
+    """The newest report attached to exactly `index_digest` whose passed annotation is true, else None."""
+    found = [
+        d
+        for d in target.referrers(index_digest, REPORT_TYPE)
+        if d.artifact_type == REPORT_TYPE and _annotations(d).get(ANN_PASSED) == "true"
+    ]
+    if not found:
+        return None
+    # RFC 3339 UTC timestamps of one format sort as strings; the digest breaks ties deterministically
+    return max(found, key=lambda d: (_annotations(d).get(ANN_CREATED, ""), d.digest))
+
+
+def _annotations(d: Descriptor) -> Mapping[str, str]:
+    return d.annotations or {}

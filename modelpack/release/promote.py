@@ -1,10 +1,9 @@
 """promote and rollback: which release an environment should name, and the checks before it moves.
 
-promote refuses a release with no passing test report attached to exactly its index digest (the runner's
-`passing_report`; the same rule read directly when the runner is not installed), unless forced with a
-reason, which is recorded. rollback is the incident tool: it checks no report and says so; without a version
-it goes to what the environment named before its last recorded move. The move itself (retag, event, race
-settlement) is `move.move`, shared by both.
+promote refuses a release with no passing test report attached to exactly its index digest
+(`evidence.passing_report`), unless forced with a reason, which is recorded. rollback is the incident tool:
+it checks no report and says so; without a version it goes to what the environment named before its last
+recorded move. The move itself (retag, event, race settlement) is `move.move`, shared by both.
 """
 
 from __future__ import annotations
@@ -13,8 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from modelpack.errors import ModelpackError, NotFoundError, PromotionError, UsageError
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.model import Descriptor, parse
-from modelpack.oci.target import RawManifest, Target
+from modelpack.oci.model import parse
+from modelpack.oci.target import RawManifest
+from modelpack.release.evidence import passing_report
 from modelpack.release.history import MAX_REASON, short
 from modelpack.release.move import MoveResult, Runtime, State, digest_of, move, read_state
 from modelpack.release.place import Place, check_env
@@ -50,7 +50,7 @@ def promote(
                 f"cannot promote {place.ref_text(ref)}: it does not exist",
                 hint="check the version with `modelpack ls`",
             ) from None
-        report = _passing_report(place.target, release.digest)
+        report = passing_report(place.target, release.digest)
         notes: list[str] = []
         if report is None and not force:
             raise PromotionError(
@@ -140,20 +140,6 @@ def _version_of(release: RawManifest, fallback: str | None) -> str:
 def _check_reason(reason: str) -> None:
     if len(reason) > MAX_REASON:
         raise UsageError(f"--reason is {len(reason)} characters long; keep it under {MAX_REASON}")
-
-
-def _passing_report(target: Target, digest: str) -> Descriptor | None:
-    """The runner's check when it is installed; the same rule read directly otherwise."""
-    try:
-        from modelpack.runner.report import passing_report
-    except ImportError:
-        found = [
-            d
-            for d in target.referrers(digest, mt.TEST_REPORT_ARTIFACT)
-            if (d.annotations or {}).get("dev.modelpack.test.passed") == "true"
-        ]
-        return found[0] if found else None
-    return passing_report(target, digest)
 
 
 def verify(place: Place, env: str) -> str | None:
