@@ -14,6 +14,7 @@ from modelpack.errors import InputError, UsageError
 from modelpack.image import wheels
 from modelpack.image.base import resolve_base
 from modelpack.image.build import ANN_BASE_NAME, ImageResult, build_image
+from modelpack.oci.copy import CopyResult, copy_graph
 from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Index, parse
 from modelpack.oci.statcache import StatCache
@@ -22,7 +23,6 @@ from modelpack.packfile import BUILDERS, Packfile, load_packfile
 from modelpack.record.git import git_info
 from modelpack.release.index import release_index
 from modelpack.targets import Targets
-from modelpack.transfer import CopyResult, copy_graph
 
 PACKFILE = "modelpack.yaml"
 BASE_ENV = "MODELPACK_BASE_IMAGE"

@@ -17,12 +17,12 @@ from pathlib import Path
 
 from modelpack.errors import DigestMismatchError, InputError, UsageError
 from modelpack.oci import mediatypes as mt
+from modelpack.oci.copy import CopyResult, copy_graph
 from modelpack.oci.layout import LayoutStore, check_tag
 from modelpack.oci.model import Descriptor
 from modelpack.oci.tar import safe_extract
 from modelpack.oci.target import Progress, ProgressFn, Target, no_progress
 from modelpack.release.view import ReleaseView, load_release
-from modelpack.transfer import CopyResult, copy_graph
 
 # `--filter` names -> the layer media types they select (a model is its weights and their configs).
 FILTERS: dict[str, frozenset[str]] = {

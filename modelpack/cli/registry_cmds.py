@@ -60,8 +60,8 @@ def copy(
       modelpack copy oci:./backup:1.4.0 registry.internal:5000/ml/iris --referrers
     """
     from modelpack import api
+    from modelpack.oci.copy import copy_graph
     from modelpack.oci.layout import LayoutStore
-    from modelpack.transfer import copy_graph
 
     with open_targets(store, ca_file, insecure, plain_http) as targets:
         src = targets.open(source, local=True)
