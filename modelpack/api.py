@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from modelpack.bundle.build import BundleResult, build_bundle
-from modelpack.errors import InputError, UsageError
+from modelpack.errors import UsageError
 from modelpack.image import wheels
 from modelpack.image.base import resolve_base
 from modelpack.image.build import ANN_BASE_NAME, ImageResult, build_image
@@ -20,11 +20,12 @@ from modelpack.oci.model import Descriptor, Index, parse
 from modelpack.oci.statcache import StatCache
 from modelpack.oci.target import ProgressFn, Target, no_progress
 from modelpack.packfile import BUILDERS, Packfile, load_packfile
+from modelpack.packfile import PACKFILE as PACKFILE  # re-exported: the CLI's verbs use them
+from modelpack.packfile import find_packfile as find_packfile
 from modelpack.record.git import git_info
 from modelpack.release.index import release_index
 from modelpack.targets import Targets
 
-PACKFILE = "modelpack.yaml"
 BASE_ENV = "MODELPACK_BASE_IMAGE"
 DOCKER_NETWORK_ENV = "MODELPACK_DOCKER_NETWORK"  # the Docker builder's network for RUN steps
 
@@ -40,16 +41,6 @@ class BuildResult:
     def digest(self) -> str:
         """What the store tag names: the release index, or the bare bundle with --no-image."""
         return (self.index or self.bundle.manifest).digest
-
-
-def find_packfile(path: Path) -> Path:
-    """`path` is a project directory or a packfile itself."""
-    candidate = path / PACKFILE if path.is_dir() else path
-    if not candidate.is_file():
-        raise InputError(
-            f"no {PACKFILE} in {path}", hint="run `modelpack init` there, or pass the project directory"
-        )
-    return candidate
 
 
 def base_reference(pf: Packfile, flag: str | None, environ: Mapping[str, str]) -> str:

@@ -50,11 +50,24 @@ _MAX_PACKFILE = 1 << 20
 _PICKLE_IMPORT = re.compile(r"^(\*|[A-Za-z_]\w*(\.[A-Za-z_<>]\w*)*\.(\*|[A-Za-z_]\w*))$")
 
 
+PACKFILE = "modelpack.yaml"
+
+
+def find_packfile(path: Path) -> Path:
+    """`path` is a project directory or a packfile itself."""
+    candidate = path / PACKFILE if path.is_dir() else path
+    if not candidate.is_file():
+        raise InputError(
+            f"no {PACKFILE} in {path}", hint="run `modelpack init` there, or pass the project directory"
+        )
+    return candidate
+
+
 def load_packfile(path: Path | str) -> Packfile:
     """Read and validate modelpack.yaml (or a directory holding one)."""
     path = Path(path)
     if path.is_dir():
-        path = path / "modelpack.yaml"
+        path = path / PACKFILE
     display = str(path)
     try:
         raw = path.read_bytes()[: _MAX_PACKFILE + 1]

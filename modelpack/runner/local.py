@@ -124,10 +124,9 @@ def release_command(
 
 def project_command(project: Path, *, host: str = "127.0.0.1", port: int | None = None) -> ServeCommand:
     """How to serve a project directory as is: its files in place, in the current environment."""
-    from modelpack import api
-    from modelpack.packfile import load_packfile
+    from modelpack.packfile import find_packfile, load_packfile
 
-    pf = load_packfile(api.find_packfile(project))
+    pf = load_packfile(find_packfile(project))
     port = port or free_port()
     flags = [
         "--name", pf.name,
