@@ -271,7 +271,7 @@ def _version_json(v: query.Version) -> dict[str, Any]:
         "metrics": {k: {"value": m.value, "dataset": m.dataset} for k, m in sorted(rec.metrics.items())},
         "params": dict(rec.params),
         "datasets": {d.name: d.sha256 for d in rec.datasets},
-        "git": dict(rec.git) if rec.git else None,
+        "git": rec.git.to_json() if rec.git else None,
     }
 
 
@@ -294,14 +294,14 @@ def _render_release(display: str, view: ReleaseView) -> None:
     fields.append(("created", rec.created))
     if rec.git:
         g = rec.git
-        extra = ", ".join(str(x) for x in (g.get("branch"), "dirty" if g.get("dirty") else None) if x)
-        fields.append(("git", f"{g.get('commit')}" + (f" ({extra})" if extra else "")))
+        extra = ", ".join(x for x in (g.branch, "dirty" if g.dirty else None) if x)
+        fields.append(("git", g.commit + (f" ({extra})" if extra else "")))
     if view.total_size is not None:
         fields.append(("size", f"{view.total_size:,} bytes in {len(view.layers)} layers"))
     if rec.lock is not None:
         lk = rec.lock
         fields.append(("lock", f"{lk.path} ({lk.format}, python {lk.python or '?'}): {lk.count} packages"))
-    gates = rec.tests.get("gates") or []
+    gates = rec.tests.gates if rec.tests else ()
     fields.append(("gates", ", ".join(str(g) for g in gates) or "none"))
     for key, value in fields:
         typer.echo(f"  {key:<10} {value}")

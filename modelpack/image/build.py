@@ -97,19 +97,19 @@ def deps_layer(
 
 def serving_json(bundle: BundleResult, port: int) -> bytes:
     serving = bundle.record.serving
-    model = serving.get("model")
+    model = serving.model if serving else None
     return canonical.dumps(
         {
             "name": bundle.name,
             "version": bundle.version,
-            "handler": serving.get("handler", "onnx"),
-            "model": model.removeprefix("models/") if isinstance(model, str) else None,
+            "handler": serving.handler if serving else "onnx",
+            "model": model.removeprefix("models/") if model is not None else None,
             "model_dir": "/models",
             "code_dir": "/code",
             "bundle_digest": bundle.manifest.digest,
             "record_summary": {
                 "metrics": {k: m.value for k, m in bundle.record.metrics.items()},
-                "revision": (bundle.record.git or {}).get("commit"),
+                "revision": bundle.record.git.commit if bundle.record.git else None,
                 "created": bundle.record.created,
             },
             "port": port,
@@ -124,8 +124,8 @@ def release_labels(bundle: BundleResult, extra: Mapping[str, str] | None = None)
         mt.ANN_VERSION: bundle.version,
         mt.ANN_CREATED: bundle.record.created,
         mt.ANN_TITLE: bundle.name,
-        **({mt.ANN_REVISION: str(git["commit"])} if git else {}),
-        **({mt.ANN_SOURCE: str(git["remote"])} if git and git.get("remote") else {}),
+        **({mt.ANN_REVISION: git.commit} if git else {}),
+        **({mt.ANN_SOURCE: git.remote} if git and git.remote else {}),
         **(extra or {}),
     }
 

@@ -10,8 +10,8 @@ import yaml
 from modelpack.packfile.files import Locator
 from modelpack.packfile.nodes import Doc, did_you_mean, is_null
 from modelpack.packfile.schema import DatasetSpec
-from modelpack.record.metrics import ParamValue, flatten_params, load_metrics_file, load_params_file, located
-from modelpack.record.record import Metric
+from modelpack.record.metrics import flatten_params, load_metrics_file, load_params_file, located
+from modelpack.record.record import Metric, ParamValue
 
 
 class LineageReader:

@@ -43,8 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelpack.record.metrics import ParamValue
-from modelpack.record.record import Metric
+from modelpack.record.record import Metric, ParamValue
 
 MODEL_FORMATS = ("onnx", "safetensors", "pytorch", "gguf", "sklearn-pickle", "other")
 BUILDERS = ("daemonless", "docker")

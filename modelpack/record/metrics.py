@@ -21,9 +21,8 @@ import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
 
 from modelpack.errors import InputError
-from modelpack.record.record import Metric
+from modelpack.record.record import Metric, ParamValue
 
-ParamValue = str | int | float | bool | None
 _JSON_NUMBER = re.compile(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
 _YAML_SUFFIXES = (".yaml", ".yml")
 _MAX_FILE = 16 << 20  # metrics and params files are small; a huge one is a wrong path

@@ -17,8 +17,10 @@ from typing import Any
 from modelpack import __version__
 from modelpack.errors import InputError
 from modelpack.oci import canonical
+from modelpack.record.git import GitInfo
 
 RECORD_VERSION = 1
+ParamValue = str | int | float | bool | None
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,118 @@ class LockSummary:
 
 
 @dataclass(frozen=True)
+class TestPlan:
+    """What `modelpack test` runs against the release: the cases file in the bundle, gates, latency."""
+
+    __test__ = False  # not a pytest class
+
+    cases: str | None  # bundle path, e.g. "code/cases.json"
+    gates: tuple[str, ...] = ()  # e.g. "accuracy >= 0.9"
+    latency_requests: int | None = None  # absent from records built before latency was measured
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"cases": self.cases, "gates": list(self.gates)}
+        if self.latency_requests is not None:
+            out["latencyRequests"] = self.latency_requests
+        return out
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> TestPlan:
+        latency = obj.get("latencyRequests")
+        return cls(
+            cases=_opt_str(obj.get("cases")),
+            gates=tuple(str(g) for g in obj.get("gates") or ()),
+            latency_requests=None if latency is None else int(latency),
+        )
+
+
+@dataclass(frozen=True)
+class ServingInfo:
+    """How the release is served: the handler, the model file in the bundle, the port, the Python."""
+
+    handler: str
+    model: str | None  # bundle path, e.g. "models/model.onnx"
+    port: int
+    python: str | None
+    format: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "handler": self.handler,
+            "model": self.model,
+            "port": self.port,
+            "python": self.python,
+            "format": self.format,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> ServingInfo:
+        return cls(
+            handler=str(obj.get("handler") or "onnx"),
+            model=_opt_str(obj.get("model")),
+            port=int(obj["port"]),
+            python=_opt_str(obj.get("python")),
+            format=str(obj.get("format") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class PickleEntry:
+    """What the scan found in one pickle of the bundle. `member` is the entry inside a zip (torch)."""
+
+    path: str
+    imports: tuple[str, ...]
+    member: str | None = None
+    error: str | None = None
+    dangerous: tuple[str, ...] = ()
+    unknown: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": self.path, "imports": list(self.imports)}
+        for key, value in (("member", self.member), ("error", self.error)):
+            if value is not None:
+                out[key] = value
+        for key, items in (("dangerous", self.dangerous), ("unknown", self.unknown)):
+            if items:
+                out[key] = list(items)
+        return out
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> PickleEntry:
+        return cls(
+            path=str(obj["path"]),
+            imports=_strs(obj.get("imports")),
+            member=_opt_str(obj.get("member")),
+            error=_opt_str(obj.get("error")),
+            dangerous=_strs(obj.get("dangerous")),
+            unknown=_strs(obj.get("unknown")),
+        )
+
+
+@dataclass(frozen=True)
+class SecurityInfo:
+    """The pickle scan's findings (absent when the bundle holds no pickle) and what the packfile allowed."""
+
+    scanner: str
+    pickles: tuple[PickleEntry, ...]
+    allowed: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"scanner": self.scanner, "pickles": [p.to_json() for p in self.pickles]}
+        if self.allowed:
+            out["allowed"] = list(self.allowed)
+        return out
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> SecurityInfo:
+        return cls(
+            scanner=str(obj["scanner"]),
+            pickles=tuple(PickleEntry.from_json(p) for p in obj.get("pickles") or ()),
+            allowed=_strs(obj.get("allowed")),
+        )
+
+
+@dataclass(frozen=True)
 class Record:
     name: str
     version: str
@@ -66,13 +180,13 @@ class Record:
     files: tuple[FileEntry, ...] = ()
     datasets: tuple[DatasetEntry, ...] = ()
     metrics: Mapping[str, Metric] = field(default_factory=dict)
-    params: Mapping[str, Any] = field(default_factory=dict)
-    git: Mapping[str, Any] | None = None
+    params: Mapping[str, ParamValue] = field(default_factory=dict)  # flat: free-form names by design
+    git: GitInfo | None = None
     lock: LockSummary | None = None
     build: Mapping[str, str] = field(default_factory=dict)
-    tests: Mapping[str, Any] = field(default_factory=dict)  # cases digest, gates
-    security: Mapping[str, Any] = field(default_factory=dict)  # pickle scan findings
-    serving: Mapping[str, Any] = field(default_factory=dict)  # handler, model file, port
+    tests: TestPlan | None = None
+    security: SecurityInfo | None = None  # None: the bundle holds no pickle
+    serving: ServingInfo | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -87,7 +201,7 @@ class Record:
             "build": dict(self.build),
         }
         if self.git is not None:
-            out["git"] = dict(self.git)
+            out["git"] = self.git.to_json()
         if self.lock is not None:
             out["lock"] = {
                 "path": self.lock.path,
@@ -97,12 +211,12 @@ class Record:
                 "packageCount": self.lock.count,
                 "packages": dict(self.lock.packages),
             }
-        if self.tests:
-            out["tests"] = dict(self.tests)
-        if self.security:
-            out["security"] = dict(self.security)
-        if self.serving:
-            out["serving"] = dict(self.serving)
+        if self.tests is not None:
+            out["tests"] = self.tests.to_json()
+        if self.security is not None:
+            out["security"] = self.security.to_json()
+        if self.serving is not None:
+            out["serving"] = self.serving.to_json()
         return out
 
     def to_bytes(self) -> bytes:
@@ -114,17 +228,19 @@ class Record:
             raise InputError("not a modelpack record (missing or unknown recordVersion)")
         try:
             lock = obj.get("lock")
+            git, tests, security, serving = (obj.get(k) for k in ("git", "tests", "security", "serving"))
             return cls(
                 name=str(obj["name"]),
                 version=str(obj["version"]),
                 created=str(obj["created"]),
                 files=tuple(FileEntry(f["path"], f["sha256"], int(f["size"])) for f in obj.get("files", [])),
-                datasets=tuple(DatasetEntry(**d) for d in obj.get("datasets", [])),
+                # sha256 is left out when None (a dataset known by URI only), so it defaults here.
+                datasets=tuple(DatasetEntry(**{"sha256": None, **d}) for d in obj.get("datasets", [])),
                 metrics={
                     k: Metric(float(m["value"]), m.get("dataset")) for k, m in obj.get("metrics", {}).items()
                 },
                 params=dict(obj.get("params", {})),
-                git=obj.get("git"),
+                git=GitInfo.from_json(git) if git else None,
                 lock=LockSummary(
                     path=lock["path"],
                     sha256=lock["sha256"],
@@ -135,11 +251,12 @@ class Record:
                 if lock
                 else None,
                 build=dict(obj.get("build", {})),
-                tests=dict(obj.get("tests", {})),
-                security=dict(obj.get("security", {})),
-                serving=dict(obj.get("serving", {})),
+                # An empty entry was never written (the writer omits it): read it as absent.
+                tests=TestPlan.from_json(tests) if tests else None,
+                security=SecurityInfo.from_json(security) if security else None,
+                serving=ServingInfo.from_json(serving) if serving else None,
             )
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise InputError(f"malformed modelpack record: {e}") from None
 
     @classmethod
@@ -158,6 +275,14 @@ def build_environment() -> dict[str, str]:
         "python": platform.python_version(),
         "platform": f"{sys.platform}-{platform.machine()}",
     }
+
+
+def _opt_str(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _strs(values: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in values or ())
 
 
 def _drop_none(d: Mapping[str, Any]) -> dict[str, Any]:

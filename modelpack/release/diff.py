@@ -186,7 +186,4 @@ def _change(key: str, old: Any, new: Any) -> Change | None:
 
 
 def _commit(record: Record) -> str | None:
-    if not record.git:
-        return None
-    commit = record.git.get("commit")
-    return str(commit) if commit is not None else None
+    return record.git.commit if record.git else None

@@ -28,7 +28,7 @@ def release_index(image: Descriptor | None, bundle: Descriptor, record: Record) 
         mt.ANN_TITLE: record.name,
         mt.ANN_RECORD: record.to_bytes().decode(),
     }
-    if record.git and record.git.get("commit"):
-        annotations[mt.ANN_REVISION] = str(record.git["commit"])
+    if record.git and record.git.commit:
+        annotations[mt.ANN_REVISION] = record.git.commit
     manifests = (image, bundle_entry) if image is not None else (bundle_entry,)
     return Index(manifests=manifests, annotations=annotations)

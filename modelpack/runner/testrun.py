@@ -90,7 +90,8 @@ def run_test(
     cache_root = targets.store_path / "cache"
     files = release_files(resolved.target, release, cache_root, code_only=runtime == "docker")
     cases = _cases(release, files.root, resolved.display)
-    n = options.requests or int(release.record.tests.get("latencyRequests") or DEFAULT_LATENCY_REQUESTS)
+    tests = release.record.tests
+    n = options.requests or (tests.latency_requests if tests else None) or DEFAULT_LATENCY_REQUESTS
     if n < 1:
         raise UsageError(f"--requests {n}: must be at least 1")
     server = _server(resolved, release, runtime, files, cache_root, options, info)
@@ -146,7 +147,7 @@ def _gates(
     metrics.update(latency.metrics() if latency else {})
     if size_mb is not None:
         metrics["image_size_mb"] = size_mb
-    gates = evaluate_gates(list(release.record.tests.get("gates") or ()), metrics)
+    gates = evaluate_gates(list(release.record.tests.gates if release.record.tests else ()), metrics)
     if not latency_problem:
         return gates
     # say why latency is missing rather than "was not measured"
@@ -229,7 +230,7 @@ def _inferrer(http: httpx.Client, url: str, name: str) -> Callable[[dict[str, An
 
 
 def _cases(release: ReleaseView, root: Path, display: str) -> tuple[Case, ...]:
-    path = release.record.tests.get("cases")
+    path = release.record.tests.cases if release.record.tests else None
     if not path:
         return ()
     return load_cases(root / str(path), display=f"{display}: {path}")
