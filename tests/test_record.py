@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from modelpack.errors import InputError
+from modelpack.record.files import read_bounded
 from modelpack.record.git import GitInfo
 from modelpack.record.record import PickleEntry, Record, SecurityInfo, ServingInfo, TestPlan
 
@@ -54,3 +55,16 @@ def test_a_malformed_typed_field_is_an_input_error() -> None:
     )
     with pytest.raises(InputError, match="malformed modelpack record"):
         Record.from_bytes(raw)
+
+
+def test_read_bounded_maps_every_failure_to_an_input_error_naming_the_file(tmp_path: Path) -> None:
+    small = tmp_path / "m.json"
+    small.write_bytes(b"x" * 1024)
+    assert read_bounded(small, where="m.json", limit=1024, what="a metrics file") == b"x" * 1024
+    with pytest.raises(InputError, match=r"^m\.json: larger than 0 MiB; is this really a metrics file\?$"):
+        read_bounded(small, where="m.json", limit=1023, what="a metrics file")
+    with pytest.raises(InputError, match=r"^d: is a directory, expected a lockfile$"):
+        read_bounded(tmp_path, where="d", limit=10, what="a lockfile")
+    with pytest.raises(InputError, match=r"^gone: no such lockfile") as e:
+        read_bounded(tmp_path / "gone", where="gone", limit=9, what="x", missing="no such lockfile", hint="h")
+    assert e.value.hint == "h"

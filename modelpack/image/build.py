@@ -38,7 +38,6 @@ from modelpack.oci.tar import TarEntry, entries_from
 ANN_BASE_NAME = "org.opencontainers.image.base.name"
 ANN_BASE_DIGEST = "org.opencontainers.image.base.digest"
 # Bundle layers that belong in the image's filesystem (docs and datasets stay in the bundle only).
-IMAGE_KINDS = (mt.MODEL_WEIGHT_TAR, mt.MODEL_WEIGHT_CONFIG_TAR, mt.MODEL_CODE_TAR)
 
 
 @dataclass(frozen=True)
@@ -156,9 +155,8 @@ def build_image(
         ),
         0,
     )
-    bundle_layers = [
-        Descriptor(mt.OCI_LAYER_TAR, d.digest, d.size) for d in bundle.layers if d.media_type in IMAGE_KINDS
-    ]
+    served = [d for d in bundle.layers if d.media_type in mt.SERVED_LAYERS]
+    bundle_layers = [Descriptor(mt.OCI_LAYER_TAR, d.digest, d.size) for d in served]
     ours = [
         deps,
         Descriptor(mt.OCI_LAYER_TAR, runtime.descriptor.digest, runtime.descriptor.size),

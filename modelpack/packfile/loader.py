@@ -36,6 +36,7 @@ from modelpack.packfile.schema import (
 )
 from modelpack.packfile.version import TAG_HINT, is_oci_tag
 from modelpack.record.cases import load_cases
+from modelpack.record.files import read_bounded
 from modelpack.record.metrics import yaml_problem
 
 TOP_KEYS = (
@@ -69,14 +70,8 @@ def load_packfile(path: Path | str) -> Packfile:
     if path.is_dir():
         path = path / PACKFILE
     display = str(path)
-    try:
-        raw = path.read_bytes()[: _MAX_PACKFILE + 1]
-    except FileNotFoundError:
-        raise InputError(f"{display}: no such file", hint="run 'modelpack init' to create one") from None
-    except OSError as e:
-        raise InputError(f"{display}: cannot read: {e.strerror}") from None
-    if len(raw) > _MAX_PACKFILE:
-        raise InputError(f"{display}: larger than 1 MiB; is this really a modelpack.yaml?")
+    hint = "run 'modelpack init' to create one"
+    raw = read_bounded(path, where=display, limit=_MAX_PACKFILE, what=f"a {PACKFILE}", hint=hint)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

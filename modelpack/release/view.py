@@ -18,16 +18,6 @@ from modelpack.oci.model import Descriptor, Index, Manifest, parse
 from modelpack.oci.target import RawManifest, Target
 from modelpack.record.record import Record
 
-# What each bundle layer holds, by media type (the kinds `unpack --filter` selects).
-LAYER_KINDS: Mapping[str, str] = {
-    mt.MODEL_WEIGHT_TAR: "weights",
-    mt.MODEL_WEIGHT_CONFIG_TAR: "weight-config",
-    mt.MODEL_CODE_TAR: "code",
-    mt.MODEL_DOC_TAR: "docs",
-    mt.MODEL_DATASET_TAR: "datasets",
-    mt.RECORD: "record",
-}
-
 
 class NotAReleaseError(InputError):
     """The reference names something that is not a modelpack release (an ordinary image, a referrer index)."""
@@ -35,7 +25,7 @@ class NotAReleaseError(InputError):
 
 @dataclass(frozen=True)
 class LayerInfo:
-    kind: str  # a LAYER_KINDS value, or "other"
+    kind: str  # a mediatypes.LAYER_KINDS name, or "other"
     media_type: str
     digest: str
     size: int
@@ -44,7 +34,7 @@ class LayerInfo:
     @classmethod
     def of(cls, desc: Descriptor) -> LayerInfo:
         return cls(
-            kind=LAYER_KINDS.get(desc.media_type, "other"),
+            kind=kind.name if (kind := mt.LAYER_KINDS.get(desc.media_type)) else "other",
             media_type=desc.media_type,
             digest=desc.digest,
             size=desc.size,
