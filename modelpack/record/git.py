@@ -47,13 +47,14 @@ class GitInfo:
     def from_json(cls, obj: Mapping[str, Any]) -> GitInfo:
         return cls(
             commit=str(obj["commit"]),
-            branch=_opt_str(obj.get("branch")),
-            remote=_opt_str(obj.get("remote")),
+            branch=opt_str(obj.get("branch")),
+            remote=opt_str(obj.get("remote")),
             dirty=bool(obj.get("dirty", False)),
         )
 
 
-def _opt_str(value: object) -> str | None:
+def opt_str(value: object) -> str | None:
+    """A JSON value that is a string or null, as the record's optional text fields are."""
     return None if value is None else str(value)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from modelpack import __version__
 from modelpack.errors import InputError
 from modelpack.oci import canonical
-from modelpack.record.git import GitInfo
+from modelpack.record.git import GitInfo, opt_str
 
 RECORD_VERSION = 1
 ParamValue = str | int | float | bool | None
@@ -80,7 +80,7 @@ class TestPlan:
     def from_json(cls, obj: Mapping[str, Any]) -> TestPlan:
         latency = obj.get("latencyRequests")
         return cls(
-            cases=_opt_str(obj.get("cases")),
+            cases=opt_str(obj.get("cases")),
             gates=tuple(str(g) for g in obj.get("gates") or ()),
             latency_requests=None if latency is None else int(latency),
         )
@@ -109,9 +109,9 @@ class ServingInfo:
     def from_json(cls, obj: Mapping[str, Any]) -> ServingInfo:
         return cls(
             handler=str(obj.get("handler") or "onnx"),
-            model=_opt_str(obj.get("model")),
+            model=opt_str(obj.get("model")),
             port=int(obj["port"]),
-            python=_opt_str(obj.get("python")),
+            python=opt_str(obj.get("python")),
             format=str(obj.get("format") or ""),
         )
 
@@ -142,8 +142,8 @@ class PickleEntry:
         return cls(
             path=str(obj["path"]),
             imports=_strs(obj.get("imports")),
-            member=_opt_str(obj.get("member")),
-            error=_opt_str(obj.get("error")),
+            member=opt_str(obj.get("member")),
+            error=opt_str(obj.get("error")),
             dangerous=_strs(obj.get("dangerous")),
             unknown=_strs(obj.get("unknown")),
         )
@@ -275,10 +275,6 @@ def build_environment() -> dict[str, str]:
         "python": platform.python_version(),
         "platform": f"{sys.platform}-{platform.machine()}",
     }
-
-
-def _opt_str(value: object) -> str | None:
-    return None if value is None else str(value)
 
 
 def _strs(values: Any) -> tuple[str, ...]:

@@ -90,6 +90,15 @@ class ReleaseView:
             "record": self.record.to_json(),
         }
 
+    def image_manifest(self, target: Target) -> Manifest | None:
+        """The serving image's manifest read from `target`; None for a bundle-only release (or an image
+        entry that is not a single manifest)."""
+        if self.image is None:
+            return None
+        raw = target.get_manifest(self.image.digest)
+        doc = parse(raw.raw, raw.media_type)
+        return doc if isinstance(doc, Manifest) else None
+
 
 def load_release(target: Target, ref: str, *, layers: bool = True, where: str | None = None) -> ReleaseView:
     """The release `ref` (tag or digest) of `target`. One manifest GET when the tag names a bundle, or an

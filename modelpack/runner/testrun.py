@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from modelpack.errors import RegistryError, TestFailedError, UsageError
-from modelpack.oci.model import Descriptor, Manifest, parse
+from modelpack.oci.model import Descriptor
 from modelpack.oci.target import Target
 from modelpack.record.cases import Case, load_cases
 from modelpack.release.view import ReleaseView, load_release
@@ -238,13 +238,8 @@ def _cases(release: ReleaseView, root: Path, display: str) -> tuple[Case, ...]:
 
 def image_size_mb(target: Target, release: ReleaseView) -> float | None:
     """Sum of the image manifest's layer sizes (compressed, as pulled), in MB (10^6 bytes)."""
-    if release.image is None:
-        return None
-    raw = target.get_manifest(release.image.digest)
-    doc = parse(raw.raw, raw.media_type)
-    if not isinstance(doc, Manifest):
-        return None
-    return round(sum(d.size for d in doc.layers) / MB, 2)
+    doc = release.image_manifest(target)
+    return round(sum(d.size for d in doc.layers) / MB, 2) if doc is not None else None
 
 
 def _attach(resolved: Resolved, report: TestReport, wanted: bool) -> tuple[Descriptor | None, str]:

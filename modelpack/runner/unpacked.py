@@ -21,7 +21,7 @@ from pathlib import Path
 
 from modelpack.image.config import DEPS_DIR, RUNTIME_DIR
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.model import Descriptor, Manifest, parse
+from modelpack.oci.model import Descriptor, Manifest
 from modelpack.oci.tar import ChunkReader, safe_extract
 from modelpack.oci.target import Target
 from modelpack.release.view import ReleaseView
@@ -76,11 +76,8 @@ def release_files(
 def image_runtime(target: Target, release: ReleaseView, cache_root: Path) -> ImageRuntime | None:
     """The serving image's deps (and runtime) layers, unpacked once per layer digest; None when the
     release has no image or its deps layer cannot be found."""
-    if release.image is None:
-        return None
-    raw = target.get_manifest(release.image.digest)
-    image = parse(raw.raw, raw.media_type)
-    if not isinstance(image, Manifest):
+    image = release.image_manifest(target)
+    if image is None:
         return None
     bundle_blobs = {d.digest for d in release.bundle_manifest.layers} if release.bundle_manifest else set()
     deps: Descriptor | None = None
