@@ -159,9 +159,9 @@ def measured(tool: str, argv: Sequence[str], cwd: Path | None = None) -> tuple[R
 
 def child_push(layout: str, tag: str, dest: str) -> None:
     """The modelpack push, as a child: the library's copy_graph from the layout to the registry."""
+    from modelpack.oci.copy import copy_graph
     from modelpack.oci.layout import LayoutStore
     from modelpack.targets import Targets
-    from modelpack.transfer import copy_graph
 
     started = time.perf_counter()  # the operation, after the imports (the wall time has them)
     with Targets(environ={}) as targets:
@@ -227,10 +227,10 @@ def push_round(work: Path, layout: Path, blob: Path, n: int, tools: Sequence[str
 
 def retags(host: str, layout: Path, times: int = 20) -> list[Run]:
     """Retag a 1 MB and the big release `times` times each: GET raw manifest + PUT the same bytes."""
+    from modelpack.oci.copy import copy_graph
     from modelpack.oci.layout import LayoutStore
     from modelpack.registry.client import RegistryRepository
     from modelpack.registry.transport import RegistryClient
-    from modelpack.transfer import copy_graph
 
     out: list[Run] = []
     with RegistryClient(host, credentials=lambda _: None) as client:

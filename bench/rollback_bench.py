@@ -41,7 +41,7 @@ from modelpack.oci.model import Descriptor, Index, Manifest, Platform
 from modelpack.oci.target import RawManifest
 from modelpack.registry.client import RegistryRepository
 from modelpack.registry.transport import RegistryClient
-from modelpack.release.attach import attach
+from modelpack.release.evidence import attach
 from modelpack.release.place import Place
 from modelpack.release.promote import Runtime, promote, rollback
 

@@ -23,12 +23,10 @@ from modelpack.oci.tar import safe_extract
 from modelpack.oci.target import Progress, ProgressFn, Target, no_progress
 from modelpack.release.view import ReleaseView, load_release
 
-# `--filter` names -> the layer media types they select (a model is its weights and their configs).
+# `--filter` names -> the layer media types they select, in the order of mediatypes.LAYER_KINDS.
 FILTERS: dict[str, frozenset[str]] = {
-    "model": frozenset({mt.MODEL_WEIGHT_TAR, mt.MODEL_WEIGHT_CONFIG_TAR}),
-    "code": frozenset({mt.MODEL_CODE_TAR}),
-    "docs": frozenset({mt.MODEL_DOC_TAR}),
-    "datasets": frozenset({mt.MODEL_DATASET_TAR}),
+    group: frozenset(t for t, k in mt.LAYER_KINDS.items() if k.group == group)
+    for group in dict.fromkeys(k.group for k in mt.LAYER_KINDS.values() if k.group)
 }
 ALL = tuple(FILTERS)
 

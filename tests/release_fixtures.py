@@ -16,12 +16,12 @@ from fixtures.registry import RegistryProcess
 from modelpack import api
 from modelpack.bundle.build import BundleResult
 from modelpack.oci import mediatypes as mt
+from modelpack.oci.copy import copy_graph
 from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Manifest, Platform
 from modelpack.registry.client import RegistryRepository
 from modelpack.release.index import release_index
 from modelpack.targets import Targets
-from modelpack.transfer import copy_graph
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ENV = {"SOURCE_DATE_EPOCH": "1700000000"}

@@ -14,11 +14,11 @@ import schemacheck
 from clirun import run_cli
 
 from modelpack import api
-from modelpack.bundle.record import Record
 from modelpack.errors import InputError
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Manifest, parse
+from modelpack.record.record import Record
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -140,7 +140,7 @@ def test_files_build_as_the_format_they_hold_and_are_refused_as_another(
     tmp_path: Path, fmt: str, files: dict[str, bytes], wrong: str
 ) -> None:
     result = api.build(_project(tmp_path / "ok", fmt, files), LayoutStore(tmp_path / "store"), environ={})
-    assert result.bundle.record.serving["format"] == fmt
+    assert result.bundle.record.serving is not None and result.bundle.record.serving.format == fmt
     with pytest.raises(InputError) as err:
         api.build(_project(tmp_path / "bad", wrong, files), LayoutStore(tmp_path / "store"), environ={})
     assert f"model.format is {wrong}, but no model file is " in err.value.message

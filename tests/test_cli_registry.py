@@ -28,7 +28,7 @@ from modelpack.oci.target import Target
 from modelpack.registry.client import RegistryRepository
 from modelpack.registry.dockerconfig import DockerConfig
 from modelpack.registry.transport import RegistryClient
-from modelpack.release.attach import attach, read_payload
+from modelpack.release.evidence import attach, read_payload
 
 REPORT_TYPE = "application/vnd.modelpack.test-report.v1+json"
 

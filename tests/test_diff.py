@@ -9,7 +9,8 @@ import pytest
 from clirun import run_main as run_cli  # in process: the console script is proven in test_cli
 from release_fixtures import Pushed, pushed  # noqa: F401  (the fixture)
 
-from modelpack.bundle.record import DatasetEntry, FileEntry, LockSummary, Metric, Record
+from modelpack.record.git import GitInfo
+from modelpack.record.record import DatasetEntry, FileEntry, LockSummary, Metric, Record
 from modelpack.release.diff import diff_records, flatten
 
 H = {c: f"sha256:{c * 64}" for c in "abcdef"}
@@ -24,7 +25,7 @@ def record(version: str, **changes: Any) -> Record:
         "datasets": (DatasetEntry("train", H["c"], 100, 1), DatasetEntry("test", H["d"], 50, 1)),
         "metrics": {"accuracy": Metric(0.9, "test"), "latency_ms": Metric(20.0), "f1": Metric(0.8, "test")},
         "params": {"lr": 0.1, "opt": {"name": "adam", "beta": 0.9}},
-        "git": {"commit": "1" * 40, "dirty": False},
+        "git": GitInfo("1" * 40, None, None, False),
         "lock": LockSummary(
             "code/req.lock", H["e"], "requirements", "3.11", {"numpy": "1.26.4", "onnx": "1.16.0"}
         ),
@@ -73,7 +74,7 @@ def test_changed_hashes_packages_params_and_commit() -> None:
         files=(FileEntry("models/model.onnx", H["f"], 11), FileEntry("code/extra.py", H["b"], 5)),
         datasets=(DatasetEntry("train", H["c"], 100, 1), DatasetEntry("test", H["a"], 50, 1)),
         params={"lr": 0.01, "opt": {"name": "adam", "beta": 0.95}, "epochs": 3},
-        git={"commit": "2" * 40},
+        git=GitInfo("2" * 40, None, None, False),
         lock=LockSummary(
             "code/req.lock", H["f"], "requirements", "3.12", {"numpy": "2.0.0", "scipy": "1.13.0"}
         ),

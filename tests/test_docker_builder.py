@@ -15,7 +15,6 @@ import pytest
 import schemacheck
 
 from modelpack import api
-from modelpack.bundle.cases import load_cases
 from modelpack.errors import BuildError, UsageError
 from modelpack.image import docker_builder
 from modelpack.image.config import NONROOT
@@ -23,6 +22,7 @@ from modelpack.image.export import import_docker_archive
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Index, Manifest, parse
+from modelpack.record.cases import load_cases
 from modelpack.runner.container import serving_container
 from modelpack.targets import Targets
 

@@ -187,6 +187,6 @@ def test_layer_that_differs_from_its_descriptor_leaves_nothing(tmp_path: Path, c
     assert not dest.exists()
     with pytest.raises(ModelpackError):  # and pushing it anywhere is refused too
         store2 = LayoutStore(tmp_path / "copy")
-        from modelpack.transfer import copy_graph
+        from modelpack.oci.copy import copy_graph
 
         copy_graph(store, store2, tag)

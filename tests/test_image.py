@@ -14,11 +14,11 @@ import pytest
 import schemacheck
 
 from modelpack import api
-from modelpack.bundle.cases import load_cases
 from modelpack.image.config import NONROOT
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Index, Manifest, parse
+from modelpack.record.cases import load_cases
 from modelpack.runner.container import serving_container
 from modelpack.targets import Targets
 

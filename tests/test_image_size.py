@@ -16,10 +16,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from modelpack.record.record import LockSummary, Record
 
 import modelpack
 from modelpack import api
-from modelpack.bundle.record import LockSummary, Record
 from modelpack.errors import InputError
 from modelpack.image import gzlayer, wheels
 from modelpack.image.runtime import runtime_pins

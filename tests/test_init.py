@@ -17,10 +17,10 @@ from clirun import run_cli
 
 from modelpack import init as scaffold
 from modelpack import templates
-from modelpack.bundle.cases import load_cases
 from modelpack.bundle.lockfile import load_lock
 from modelpack.errors import InputError, ModelpackError, UsageError
 from modelpack.packfile import load_packfile
+from modelpack.record.cases import load_cases
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -26,9 +26,9 @@ import yaml
 from clirun import run_cli
 
 from modelpack import init as scaffold
-from modelpack.bundle.cases import load_cases
 from modelpack.oci.layout import LayoutStore
 from modelpack.packfile import load_packfile
+from modelpack.record.cases import load_cases
 from modelpack.runner.container import wait_ready
 from modelpack.unpack import unpack
 

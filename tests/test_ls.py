@@ -13,8 +13,8 @@ from clirun import run_main as run_cli  # in process: the console script is prov
 from fixtures.registry import RegistryProcess
 from release_fixtures import ACCURACY, ON_V3, Pushed, pushed  # noqa: F401  (pushed is the fixture)
 
-from modelpack.bundle.record import DatasetEntry, Metric, Record
 from modelpack.errors import UsageError
+from modelpack.record.record import DatasetEntry, Metric, Record
 from modelpack.registry.client import RegistryRepository
 from modelpack.registry.transport import RegistryClient
 from modelpack.release.query import Where, read_versions, release_tags, select
@@ -177,9 +177,10 @@ def test_unknown_sort_metric_is_an_error_with_a_suggestion(pushed: Pushed) -> No
 
 
 def test_where_takes_gates_on_record_and_test_report_metrics(pushed: Pushed) -> None:  # noqa: F811
+    from modelpack.release.evidence import attach
+
     from modelpack.oci import mediatypes as mt
     from modelpack.oci.model import Descriptor
-    from modelpack.release.attach import attach
     from modelpack.targets import Targets
 
     repo = f"{pushed.host}/{pushed.repo}"

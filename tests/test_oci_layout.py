@@ -16,10 +16,10 @@ import pytest
 
 from modelpack.errors import DigestMismatchError, NotFoundError, StoreError, UsageError
 from modelpack.oci import digest, mediatypes
+from modelpack.oci.copy import copy_graph
 from modelpack.oci.layout import LayoutStore, default_store_path
 from modelpack.oci.model import Descriptor, Index, Manifest, Platform
 from modelpack.oci.target import Progress, RawManifest, Target
-from modelpack.transfer import copy_graph
 from tests import schemacheck
 
 
@@ -63,6 +63,14 @@ def test_blob_and_manifest_round_trip_keeps_exact_bytes(tmp_path: Path) -> None:
     assert store.blob_path(desc.digest) == tmp_path / "blobs" / "sha256" / digest.hex_part(desc.digest)
     with store.read_blob(desc) as chunks:
         assert b"".join(chunks) == b"weights" * 1000
+
+    # the resumable read a copy re-opens at the receiver's offset, across chunk boundaries
+    big = os.urandom(3 * digest.CHUNK + 17)
+    big_desc = store.put_blob_bytes(big)
+    assert b"".join(store.read_blob_at(big_desc, digest.CHUNK + 5)) == big[digest.CHUNK + 5 :]
+    assert b"".join(store.read_blob_at(big_desc, len(big))) == b""
+    with pytest.raises(NotFoundError, match="is not in"):
+        list(store.read_blob_at(Descriptor.of(mediatypes.OCI_LAYER_TAR, b"absent"), 0))
 
     m = _artifact(store, b"payload", annotations={"k": "v"})
     pretty = json.dumps(m.to_json(), indent=2).encode()  # not canonical: must survive byte for byte

@@ -18,6 +18,7 @@ from modelpack.errors import InputError
 from modelpack.oci import digest
 from modelpack.oci.statcache import StatCache
 from modelpack.oci.tar import (
+    ChunkReader,
     TarEntry,
     entries_from,
     layer_digest,
@@ -276,3 +277,12 @@ def test_any_names_and_sizes_round_trip(files: dict[str, tuple[bytes, bool]], mt
                 assert tf.extractfile(m).read() == content  # type: ignore[union-attr]
                 assert m.mode == (0o755 if executable else 0o644)
         assert {m.name for m in tf.getmembers() if m.isfile()} == names
+
+
+def test_chunk_reader_reads_across_chunk_boundaries_and_to_the_end() -> None:
+    reader = ChunkReader(iter([b"abc", b"", b"defgh", b"ij"]))
+    assert reader.read(2) == b"ab"
+    assert reader.read(4) == b"cdef"  # spans an empty chunk and the next one
+    assert reader.read(0) == b""
+    assert reader.read(-1) == b"ghij"
+    assert reader.read(5) == b"" and reader.read() == b""

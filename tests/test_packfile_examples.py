@@ -13,10 +13,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from modelpack.bundle.cases import Case, load_cases
 from modelpack.bundle.datasets import hash_datasets
 from modelpack.bundle.lockfile import load_lock
 from modelpack.packfile import load_packfile
+from modelpack.record.cases import Case, load_cases
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 IRIS = EXAMPLES / "iris-onnx"

@@ -25,7 +25,7 @@ from modelpack.oci.model import Descriptor, Index, Manifest, Platform
 from modelpack.oci.storerepo import StoreRepository
 from modelpack.oci.target import RawManifest, Target
 from modelpack.registry.client import RegistryRepository
-from modelpack.release.attach import attach
+from modelpack.release.evidence import attach
 from modelpack.release.history import EVENT_TYPE, anchor, load_history
 from modelpack.release.place import Place
 from modelpack.release.promote import Runtime, promote

@@ -21,7 +21,7 @@ def test_a_layout_file_goes_up_in_big_chunks_a_stream_in_bounded_ones(registry, 
     seen = Requests()
     with client_for(registry.host, event_hooks={"request": [seen]}) as client:
         from_file = RegistryRepository(client, repo, upload=options)
-        assert from_file.copy_blob_from(layout, desc).how == "upload"
+        assert from_file.copy_blob_from([layout], desc).how == "upload"
         assert seen.count("PATCH") == 1  # one chunk: the file is re-read from any offset on resume
 
         seen.seen.clear()

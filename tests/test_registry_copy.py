@@ -43,15 +43,15 @@ def test_copy_blob_from_layout_registry_and_same_registry(registry, repo, tmp_pa
     options = UploadOptions(monolithic_max=100_000, chunk_size=200_000)
     with client_for(registry.host) as client, client_for(registry.host) as other_client:
         first = RegistryRepository(client, repo, upload=options)
-        assert first.copy_blob_from(layout, desc, events.append).how == "upload"
+        assert first.copy_blob_from([layout], desc, events.append).how == "upload"
         # a different client object for the same registry still mounts
         second = RegistryRepository(other_client, repo + "-b")
-        assert second.copy_blob_from(first, desc, events.append).how == "mount"
+        assert second.copy_blob_from([first], desc, events.append).how == "mount"
         assert events[-1] == Progress(desc.digest, desc.size, desc.size, "mount")
         # from a registry repository under another name (here: a client on "localhost") it streams via Range
         with RegistryClient(f"localhost:{registry.port}", credentials=lambda _: None) as third_client:
             third = RegistryRepository(third_client, repo + "-c", upload=options)
-            assert third.copy_blob_from(first, desc).how == "upload"
+            assert third.copy_blob_from([first], desc).how == "upload"
             with third.read_blob(desc) as chunks:
                 assert b"".join(chunks) == data
 

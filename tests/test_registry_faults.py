@@ -305,17 +305,34 @@ def test_referrers_api_is_used_when_present() -> None:
         {"schemaVersion": 2, "mediaType": mediatypes.OCI_INDEX, "manifests": [a.to_json(), b.to_json()]}
     ).encode()
     paths: list[str] = []
+    subject = digests.of_bytes(b"s")
+    referrer = _manifest_with_subject(subject)
 
     def handler(request: httpx.Request) -> httpx.Response:
-        paths.append(request.url.path)
+        paths.append(f"{request.method} {request.url.path}")
+        if request.method == "PUT":
+            return httpx.Response(201, headers={"Docker-Content-Digest": referrer.digest})
         return httpx.Response(200, content=index, headers={"Content-Type": mediatypes.OCI_INDEX})
 
     r = RegistryRepository(make_client(handler), "a")
-    subject = digests.of_bytes(b"s")
     assert [d.digest for d in r.referrers(subject, artifact_type="x/b")] == [b.digest]
-    assert paths == [f"/v2/a/referrers/{subject}"]
-    r.add_referrer(a, subject)  # the registry maintains it: nothing is written
-    assert all(p.startswith("/v2/a/referrers/") for p in paths)
+    assert paths == [f"GET /v2/a/referrers/{subject}"]
+    # The registry indexes a manifest with a subject itself: the write touches no fallback tag.
+    r.put_manifest(referrer.digest, referrer)
+    assert paths == [f"GET /v2/a/referrers/{subject}", f"PUT /v2/a/manifests/{referrer.digest}"]
+
+
+def _manifest_with_subject(subject: str) -> RawManifest:
+    obj = {
+        "schemaVersion": 2,
+        "mediaType": mediatypes.OCI_MANIFEST,
+        "artifactType": "x/a",
+        "config": {"mediaType": mediatypes.OCI_EMPTY, "digest": digests.of_bytes(b"{}"), "size": 2},
+        "layers": [],
+        "subject": {"mediaType": mediatypes.OCI_INDEX, "digest": subject, "size": 1},
+    }
+    raw = json.dumps(obj).encode()
+    return RawManifest(raw, mediatypes.OCI_MANIFEST, digests.of_bytes(raw))
 
 
 def test_delete_tag_refused_up_front_when_deletes_are_disabled() -> None:

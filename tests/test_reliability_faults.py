@@ -25,12 +25,12 @@ from modelpack import api
 from modelpack.errors import NotFoundError, RegistryError
 from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes as mt
+from modelpack.oci.copy import CopyResult, copy_graph
 from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Index, Manifest, index_of, parse
 from modelpack.oci.target import RawManifest
 from modelpack.registry import RegistryClient, RegistryRepository, RetryPolicy
 from modelpack.targets import Targets
-from modelpack.transfer import CopyResult, copy_graph
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ENV = {"SOURCE_DATE_EPOCH": "1700000000"}

@@ -9,24 +9,17 @@ from typing import Any
 
 import pytest
 
-from modelpack.bundle.cases import parse_cases
-from modelpack.bundle.record import Record
 from modelpack.errors import TestNotRunError, UsageError
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Manifest
+from modelpack.record.cases import parse_cases
+from modelpack.record.record import Record
+from modelpack.release.evidence import ANN_PASSED, REPORT_TYPE, passing_report
 from modelpack.release.view import ReleaseView
 from modelpack.runner.cases import CaseResult, LatencyError, measure_latency, run_cases
 from modelpack.runner.gates import GateResult, evaluate_gates, latency_of, percentile
-from modelpack.runner.report import (
-    ANN_PASSED,
-    REPORT_TYPE,
-    ReleaseInfo,
-    TestReport,
-    attach_report,
-    junit_xml,
-    passing_report,
-)
+from modelpack.runner.report import ReleaseInfo, TestReport, attach_report, junit_xml
 from modelpack.runner.testrun import choose_runtime
 from modelpack.targets import Targets
 

@@ -23,10 +23,10 @@ from modelpack import api
 from modelpack.errors import TestNotRunError
 from modelpack.oci.layout import LayoutStore
 from modelpack.registry.referrers import fallback_tag
+from modelpack.release.evidence import ANN_PASSED, ANN_RUNTIME, REPORT_TYPE, passing_report
 from modelpack.release.view import load_release
 from modelpack.runner.container import free_port
 from modelpack.runner.local import local_server, reference_command
-from modelpack.runner.report import ANN_PASSED, ANN_RUNTIME, REPORT_TYPE, passing_report
 from modelpack.runner.testrun import TestOptions, run_test
 from modelpack.targets import Targets
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 from clirun import run_cli, script
+from modelpack.record.cases import load_cases
+from modelpack.record.metrics import load_metrics_file, load_params_file
 
 from modelpack import api
-from modelpack.bundle.cases import load_cases
 from modelpack.bundle.lockfile.requirements import parse as parse_requirements
-from modelpack.bundle.metrics import load_metrics_file, load_params_file
 from modelpack.errors import InputError
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.layout import LayoutStore

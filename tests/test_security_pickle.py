@@ -25,6 +25,7 @@ from modelpack.bundle.pickleops import scan_stream
 from modelpack.bundle.picklescan import classify, enforce, scan_file
 from modelpack.errors import InputError
 from modelpack.oci.layout import LayoutStore
+from modelpack.record.record import PickleEntry
 from modelpack.release.view import load_release
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -101,12 +102,13 @@ def test_plain_sklearn_pickle_and_joblib_pass_and_are_recorded(tmp_path: Path) -
     record = load_release(store, result.tag).record
     assert record is not None
     security = record.security
-    pickles = {p["path"]: p for p in security["pickles"]}
+    assert security is not None
+    pickles = {p.path: p for p in security.pickles}
     assert set(pickles) == {"models/model.pkl", "models/model.joblib"}
     for entry in pickles.values():
-        assert "sklearn.linear_model._logistic.LogisticRegression" in entry["imports"]
-        assert "dangerous" not in entry and "error" not in entry
-    assert "allowed" not in security
+        assert "sklearn.linear_model._logistic.LogisticRegression" in entry.imports
+        assert entry.dangerous == () and entry.error is None
+    assert security.allowed == ()
 
 
 def test_allowed_by_packfile_builds_and_records_the_finding(tmp_path: Path) -> None:
@@ -116,10 +118,11 @@ def test_allowed_by_packfile_builds_and_records_the_finding(tmp_path: Path) -> N
     result = api.build(proj, store, environ=ENV)
     record = load_release(store, result.tag).record
     assert record is not None
-    assert record.security["allowed"] == ["posix.system"]
-    assert record.security["pickles"] == [
-        {"path": "models/model.pkl", "imports": ["posix.system"], "dangerous": ["posix.system"]}
-    ]
+    assert record.security is not None
+    assert record.security.allowed == ("posix.system",)
+    assert record.security.pickles == (
+        PickleEntry("models/model.pkl", ("posix.system",), dangerous=("posix.system",)),
+    )
     assert not marker.exists()
 
 
@@ -163,7 +166,8 @@ def test_raw_bin_is_not_a_pickle_and_a_truncated_pickle_is_refused(tmp_path: Pat
     assert found.error is not None and "not a readable pickle" in found.error
     with pytest.raises(InputError, match="cannot be checked"):
         enforce([found], [], where="modelpack.yaml")
-    assert enforce([found], ["*"], where="modelpack.yaml")["allowed"] == ["*"]
+    security = enforce([found], ["*"], where="modelpack.yaml")
+    assert security is not None and security.allowed == ("*",)
 
 
 def test_joblib_arrays_of_every_kind_are_followed(tmp_path: Path) -> None:

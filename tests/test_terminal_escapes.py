@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 
 from clirun import run_main
+from modelpack.record.record import Metric
 from release_fixtures import ENV, EXAMPLES
 
 from modelpack import api
-from modelpack.bundle.record import Metric
 from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Index, parse
 from modelpack.oci.target import RawManifest

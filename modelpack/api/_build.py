@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from modelpack.bundle.build import BundleResult, build_bundle
-from modelpack.bundle.git import git_info
 from modelpack.errors import UsageError
 from modelpack.image import wheels
 from modelpack.image.base import resolve_base
@@ -20,7 +19,8 @@ from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor
 from modelpack.oci.statcache import StatCache
 from modelpack.packfile import BUILDERS, Packfile, load_packfile
-from modelpack.packfile.locate import PACKFILE, find_packfile
+from modelpack.packfile.loader import PACKFILE, find_packfile
+from modelpack.record.git import git_info
 from modelpack.release.index import release_index
 from modelpack.targets import Targets
 

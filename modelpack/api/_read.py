@@ -289,5 +289,5 @@ def _version_json(v: query.Version, environment: bool) -> dict[str, Any]:
         "metrics": {k: {"value": m.value, "dataset": m.dataset} for k, m in sorted(rec.metrics.items())},
         "params": dict(rec.params),
         "datasets": {d.name: d.sha256 for d in rec.datasets},
-        "git": dict(rec.git) if rec.git else None,
+        "git": rec.git.to_json() if rec.git else None,
     }

@@ -18,12 +18,12 @@ from modelpack.errors import DigestMismatchError, NotFoundError, RefusedError, U
 from modelpack.image.build import ANN_BASE_NAME
 from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes as mt
+from modelpack.oci.copy import CopyResult, copy_graph
 from modelpack.oci.model import Index, parse
 from modelpack.oci.target import ProgressFn, RawManifest, Target, no_progress
-from modelpack.packfile.locate import PACKFILE, find_packfile
+from modelpack.packfile.loader import PACKFILE, find_packfile
 from modelpack.release.view import load_release
 from modelpack.targets import Location, Targets, split_name
-from modelpack.transfer import CopyResult, copy_graph
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ def _record_overwrite(dest: Target, root: RawManifest, tag: str, note: str, targ
 
     from modelpack.oci.model import Descriptor
     from modelpack.release.actor import who
-    from modelpack.release.attach import attach
+    from modelpack.release.evidence import attach
 
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     body = {"tag": tag, "digest": root.digest, "note": note, "who": who(targets.environ), "when": when}

@@ -17,11 +17,9 @@ from pathlib import Path
 from modelpack.bundle import plan
 from modelpack.bundle.datasets import hash_datasets
 from modelpack.bundle.formats import check_model_format
-from modelpack.bundle.git import GitInfo
 from modelpack.bundle.lockfile import Lock, load_lock
 from modelpack.bundle.modelconfig import model_config
 from modelpack.bundle.picklescan import enforce, scan_bundle_files
-from modelpack.bundle.record import FileEntry, Record, build_environment
 from modelpack.errors import InputError
 from modelpack.oci import canonical
 from modelpack.oci import mediatypes as mt
@@ -33,6 +31,8 @@ from modelpack.packfile import Packfile
 from modelpack.packfile.files import walk
 from modelpack.packfile.gates import check_gate_metrics
 from modelpack.packfile.version import resolve_version
+from modelpack.record.git import GitInfo
+from modelpack.record.record import FileEntry, Record, ServingInfo, TestPlan, build_environment
 
 from modelpack.bundle.layers import store_layer  # isort: skip
 
@@ -165,22 +165,22 @@ def build_bundle(
         datasets=datasets,
         metrics=dict(pf.metrics),
         params=dict(pf.params),
-        git=git.to_json() if git else None,
+        git=git.recorded() if git else None,
         lock=lock.summary(f"code/{_rel(pf.dependencies.lockfile, pf.root)}"),
         build=build_environment(),
         security=security,
-        tests={
-            "cases": f"code/{_rel(pf.tests.cases, pf.root)}" if pf.tests.cases else None,
-            "gates": [str(g) for g in pf.tests.gates],
-            "latencyRequests": pf.tests.latency_requests,
-        },
-        serving={
-            "handler": pf.code.handler,
-            "model": model_file,
-            "port": pf.serving.port,
-            "python": pf.dependencies.python,
-            "format": pf.model.format,
-        },
+        tests=TestPlan(
+            cases=f"code/{_rel(pf.tests.cases, pf.root)}" if pf.tests.cases else None,
+            gates=tuple(str(g) for g in pf.tests.gates),
+            latency_requests=pf.tests.latency_requests,
+        ),
+        serving=ServingInfo(
+            handler=pf.code.handler,
+            model=model_file,
+            port=pf.serving.port,
+            python=pf.dependencies.python,
+            format=pf.model.format,
+        ),
     )
     record_bytes = record.to_bytes()
     record_desc = store.put_blob_bytes(record_bytes, mt.RECORD)

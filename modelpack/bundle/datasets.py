@@ -21,11 +21,11 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-from modelpack.bundle.record import DatasetEntry
 from modelpack.errors import InputError
 from modelpack.oci import digest as digests
 from modelpack.packfile.files import walk
 from modelpack.packfile.schema import DatasetSpec
+from modelpack.record.record import DatasetEntry
 
 HashFile = Callable[[Path], tuple[str, int]]
 

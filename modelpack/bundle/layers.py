@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from modelpack.bundle.plan import LayerPlan
-from modelpack.bundle.record import FileEntry
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor
 from modelpack.oci.statcache import FileStat, StatCache, file_key
 from modelpack.oci.tar import TarEntry, header, layer_key, tar_chunks
+from modelpack.record.record import FileEntry
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,9 @@ from typing import Any
 
 from modelpack.bundle.pickleops import Imports, scan_stream
 from modelpack.errors import InputError
+from modelpack.record.record import PickleEntry, SecurityInfo
 
+SCANNER = "modelpack.picklescan/1"
 PICKLE_SUFFIXES = frozenset({".pkl", ".pickle", ".joblib", ".pt", ".pth", ".bin", ".ckpt"})
 # .bin and .ckpt are pickles only sometimes (a raw buffer or a safetensors-like file is not): those are
 # scanned when they look like one; the others always, and must parse.
@@ -94,15 +96,8 @@ class PickleFinding:
     def where(self) -> str:
         return f"{self.path}!{self.member}" if self.member else self.path
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"path": self.path, "imports": list(self.imports)}
-        for key, value in (("member", self.member), ("error", self.error)):
-            if value is not None:
-                out[key] = value
-        for key, items in (("dangerous", self.dangerous), ("unknown", self.unknown)):
-            if items:
-                out[key] = list(items)
-        return out
+    def entry(self) -> PickleEntry:
+        return PickleEntry(self.path, self.imports, self.member, self.error, self.dangerous, self.unknown)
 
 
 def is_candidate(name: str) -> bool:
@@ -234,9 +229,9 @@ def scan_bundle_files(files: Sequence[tuple[str, Path]]) -> list[PickleFinding]:
     return findings
 
 
-def enforce(findings: Sequence[PickleFinding], allow: Sequence[str], *, where: str) -> dict[str, Any]:
+def enforce(findings: Sequence[PickleFinding], allow: Sequence[str], *, where: str) -> SecurityInfo | None:
     """Refuse a dangerous import or an unscannable pickle the packfile does not allow (InputError naming
-    the file and the import); else the record's `security` entry ({} when no pickle was found)."""
+    the file and the import); else the record's `security` entry (None when no pickle was found)."""
     hint = "convert the weights to safetensors or ONNX, or, if you trust this file, allow it in {}: " + (
         "security: {{allow_pickle_imports: [{}]}}"
     )
@@ -257,8 +252,5 @@ def enforce(findings: Sequence[PickleFinding], allow: Sequence[str], *, where: s
                 )
             used.add("*")
     if not findings:
-        return {}
-    out: dict[str, Any] = {"scanner": "modelpack.picklescan/1", "pickles": [f.to_json() for f in findings]}
-    if used:
-        out["allowed"] = sorted(used)
-    return out
+        return None
+    return SecurityInfo(SCANNER, tuple(f.entry() for f in findings), tuple(sorted(used)))

@@ -36,8 +36,8 @@ def release(display: str, view: ReleaseView, extra: InspectResult | None = None)
     fields.append(("created", rec.created))
     if rec.git:
         g = rec.git
-        notes = ", ".join(str(x) for x in (g.get("branch"), "dirty" if g.get("dirty") else None) if x)
-        fields.append(("git", f"{g.get('commit')}" + (f" ({notes})" if notes else "")))
+        notes = ", ".join(x for x in (g.branch, "dirty" if g.dirty else None) if x)
+        fields.append(("git", g.commit + (f" ({notes})" if notes else "")))
     if view.total_size is not None:
         fields.append(
             ("size", f"bundle {view.total_size:,} bytes in {_output.count(len(view.layers), 'layer')}")
@@ -56,11 +56,11 @@ def release(display: str, view: ReleaseView, extra: InspectResult | None = None)
         fields.append(("tested", tested))
     if rec.lock is not None:
         lk = rec.lock
-        python = lk.python or rec.serving.get("python") or "?"
+        python = lk.python or (rec.serving.python if rec.serving else None) or "?"
         fields.append(
             ("lock", f"{lk.path} ({lk.format}, python {python}): {_output.count(lk.count, 'package')}")
         )
-    gates = rec.tests.get("gates") or []
+    gates = rec.tests.gates if rec.tests else ()
     fields.append(("gates", ", ".join(str(g) for g in gates) or "none"))
     for key, value in fields:
         _output.echo(f"  {key:<10} {value}")

@@ -41,7 +41,6 @@ from modelpack.oci.tar import TarEntry, entries_from, tar_chunks
 ANN_BASE_NAME = "org.opencontainers.image.base.name"
 ANN_BASE_DIGEST = "org.opencontainers.image.base.digest"
 # Bundle layers that belong in the image's filesystem (docs and datasets stay in the bundle only).
-IMAGE_KINDS = (mt.MODEL_WEIGHT_TAR, mt.MODEL_WEIGHT_CONFIG_TAR, mt.MODEL_CODE_TAR)
 
 
 @dataclass(frozen=True)
@@ -92,19 +91,19 @@ def deps_layer(
 
 def serving_json(bundle: BundleResult, port: int) -> bytes:
     serving = bundle.record.serving
-    model = serving.get("model")
+    model = serving.model if serving else None
     return canonical.dumps(
         {
             "name": bundle.name,
             "version": bundle.version,
-            "handler": serving.get("handler", "onnx"),
-            "model": model.removeprefix("models/") if isinstance(model, str) else None,
+            "handler": serving.handler if serving else "onnx",
+            "model": model.removeprefix("models/") if model is not None else None,
             "model_dir": "/models",
             "code_dir": "/code",
             "bundle_digest": bundle.manifest.digest,
             "record_summary": {
                 "metrics": {k: m.value for k, m in bundle.record.metrics.items()},
-                "revision": (bundle.record.git or {}).get("commit"),
+                "revision": bundle.record.git.commit if bundle.record.git else None,
                 "created": bundle.record.created,
             },
             "port": port,
@@ -119,8 +118,8 @@ def release_labels(bundle: BundleResult, extra: Mapping[str, str] | None = None)
         mt.ANN_VERSION: bundle.version,
         mt.ANN_CREATED: bundle.record.created,
         mt.ANN_TITLE: bundle.name,
-        **({mt.ANN_REVISION: str(git["commit"])} if git else {}),
-        **({mt.ANN_SOURCE: str(git["remote"])} if git and git.get("remote") else {}),
+        **({mt.ANN_REVISION: git.commit} if git else {}),
+        **({mt.ANN_SOURCE: git.remote} if git and git.remote else {}),
         **(extra or {}),
     }
 
@@ -147,9 +146,8 @@ def build_image(
         ),
         0,
     )
-    bundle_layers = [
-        Descriptor(mt.OCI_LAYER_TAR, d.digest, d.size) for d in bundle.layers if d.media_type in IMAGE_KINDS
-    ]
+    served = [d for d in bundle.layers if d.media_type in mt.SERVED_LAYERS]
+    bundle_layers = [Descriptor(mt.OCI_LAYER_TAR, d.digest, d.size) for d in served]
     serving_desc = Descriptor(mt.OCI_LAYER_TAR, serving.descriptor.digest, serving.descriptor.size)
     ours = [deps.descriptor, runtime.descriptor, *bundle_layers, serving_desc]
     # an uncompressed layer's diff ID is its digest; a compressed one's is its tar's

@@ -33,7 +33,6 @@ from modelpack.image.base import BaseImage
 from modelpack.image.build import (
     ANN_BASE_DIGEST,
     ANN_BASE_NAME,
-    IMAGE_KINDS,
     ImageResult,
     image_pins,
     lock_name,
@@ -290,7 +289,7 @@ def build_with_docker(
     created = bundle.record.created
     settings = RunSettings(port=port, env=dict(request.env), labels=release_labels(bundle))
     config = image_config(base.config, [], settings, created=created, arch=target.oci_arch)
-    bundle_layers = [d for d in bundle.layers if d.media_type in IMAGE_KINDS]
+    bundle_layers = [d for d in bundle.layers if d.media_type in mt.SERVED_LAYERS]
     layers = [
         ContextLayer(f"layers/{i}.tar", f"bundle layer {d.digest[7:19]} ({d.media_type.rsplit('.', 2)[-2]})")
         for i, d in enumerate(bundle_layers, 1)

@@ -29,6 +29,7 @@ from modelpack.image.gzlayer import file_chunks, store_gzip_layer
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor
+from modelpack.oci.tar import ChunkReader
 
 MAX_JSON = 4 * 1024 * 1024
 CHUNK = 1 << 20
@@ -39,30 +40,6 @@ class Exported:
     config: Descriptor  # stored, OCI config media type
     config_json: dict[str, Any]
     layers: tuple[Descriptor, ...]  # every layer in order; uncompressed ones have digest == diff ID
-
-
-class _Stream:
-    """A read-only file object over byte chunks, so tarfile can read `docker save` as it arrives."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._it = iter(chunks)
-        self._cur = b""
-        self._pos = 0  # an offset, not a slice: tarfile reads 10 KiB at a time out of 2 MiB chunks
-
-    def read(self, n: int = -1) -> bytes:
-        out: list[bytes] = []
-        while n != 0:
-            if self._pos >= len(self._cur):
-                nxt = next(self._it, None)
-                if nxt is None:
-                    break
-                self._cur, self._pos = nxt, 0
-                continue
-            end = len(self._cur) if n < 0 else min(len(self._cur), self._pos + n)
-            out.append(self._cur[self._pos : end])
-            n = n - (end - self._pos) if n > 0 else n
-            self._pos = end
-        return b"".join(out)
 
 
 @dataclass(frozen=True)
@@ -128,7 +105,7 @@ def _read_archive(chunks: Iterable[bytes], spool: Path) -> tuple[dict[str, _Spoo
     links: dict[str, str] = {}
     jsons: dict[str, bytes] = {}
     try:
-        with tarfile.open(fileobj=_Stream(chunks), mode="r|") as tf:  # type: ignore[call-overload]
+        with tarfile.open(fileobj=ChunkReader(chunks), mode="r|") as tf:  # type: ignore[call-overload]
             for member in tf:
                 name = posixpath.normpath(member.name)
                 if name.endswith("/layer.tar") and member.issym():

@@ -22,4 +22,5 @@ class ImageRequest:
 
     @property
     def handler(self) -> str:
-        return str(self.bundle.record.serving.get("handler", "onnx"))
+        serving = self.bundle.record.serving
+        return serving.handler if serving is not None else "onnx"

@@ -23,7 +23,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -34,7 +34,7 @@ from modelpack.oci import canonical, digest, gc, mediatypes
 from modelpack.oci.gc import GcResult
 from modelpack.oci.model import MAX_MANIFEST_BYTES, Descriptor, Index, Manifest, parse
 from modelpack.oci.statcache import StatCache
-from modelpack.oci.target import Progress, ProgressFn, RawManifest, no_progress
+from modelpack.oci.target import BlobCopy, Progress, ProgressFn, RawManifest, Target, no_progress
 
 LAYOUT_VERSION = "1.0.0"
 TMP_DIR = ".tmp"
@@ -187,6 +187,26 @@ class LayoutStore:
             )
         finally:
             f.close()
+
+    def read_blob_at(self, desc: Descriptor, offset: int) -> Iterator[bytes]:
+        try:
+            f = open(self.blob_path(desc.digest), "rb")  # noqa: SIM115 - closed when the generator ends
+        except FileNotFoundError:
+            raise NotFoundError(f"blob {desc.digest} is not in {self.describe()}") from None
+        with f:
+            f.seek(offset)
+            while chunk := f.read(digest.CHUNK):
+                yield chunk
+
+    def copy_blob_from(
+        self, sources: Sequence[Target], desc: Descriptor, progress: ProgressFn = no_progress
+    ) -> BlobCopy:
+        if self.has_blob(desc.digest):
+            progress(Progress(desc.digest, desc.size, desc.size, "skip"))
+            return BlobCopy("skip", desc.digest, 0)
+        with sources[0].read_blob(desc) as chunks:
+            self.write_blob(desc, chunks, progress)
+        return BlobCopy("upload", desc.digest, desc.size)
 
     def read_blob_bytes(self, dgst: str, max_size: int | None = None) -> bytes:
         path = self.blob_path(dgst)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 # OCI image-spec
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -33,6 +36,27 @@ TEST_REPORT_ARTIFACT = "application/vnd.modelpack.test-report.v1+json"
 PROMOTION_EVENT_ARTIFACT = "application/vnd.modelpack.promotion.v1+json"
 # A version tag replaced with --force: attached to the release that replaced it (who, when, what it named).
 OVERWRITE_ARTIFACT = "application/vnd.modelpack.tag-overwrite.v1+json"
+
+
+
+@dataclass(frozen=True)
+class LayerKind:
+    name: str  # as `inspect` lists it
+    group: str | None  # the `unpack --filter` name that selects it (a model is its weights and configs)
+    served: bool  # carried by the serving image and by a local run
+
+
+# The one table of bundle layer kinds: inspect's listing, unpack's filters and what serving carries all
+# read it, so a new kind of layer is one row here.
+LAYER_KINDS: Mapping[str, LayerKind] = {
+    MODEL_WEIGHT_TAR: LayerKind("weights", "model", served=True),
+    MODEL_WEIGHT_CONFIG_TAR: LayerKind("weight-config", "model", served=True),
+    MODEL_CODE_TAR: LayerKind("code", "code", served=True),
+    MODEL_DOC_TAR: LayerKind("docs", "docs", served=False),
+    MODEL_DATASET_TAR: LayerKind("datasets", "datasets", served=False),
+    RECORD: LayerKind("record", None, served=False),
+}
+SERVED_LAYERS = frozenset(t for t, kind in LAYER_KINDS.items() if kind.served)
 
 MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
 INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})

@@ -12,14 +12,14 @@ manifests by digest are found wherever the store holds them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 
 from modelpack.errors import NotFoundError
 from modelpack.oci import digest
 from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor
-from modelpack.oci.target import ProgressFn, RawManifest, no_progress
+from modelpack.oci.target import BlobCopy, ProgressFn, RawManifest, Target, no_progress
 
 
 def store_repositories(store: LayoutStore) -> dict[str, list[str]]:
@@ -56,6 +56,14 @@ class StoreRepository:
 
     def read_blob(self, desc: Descriptor) -> AbstractContextManager[Iterator[bytes]]:
         return self.store.read_blob(desc)
+
+    def read_blob_at(self, desc: Descriptor, offset: int) -> Iterator[bytes]:
+        return self.store.read_blob_at(desc, offset)
+
+    def copy_blob_from(
+        self, sources: Sequence[Target], desc: Descriptor, progress: ProgressFn = no_progress
+    ) -> BlobCopy:
+        return self.store.copy_blob_from(sources, desc, progress)
 
     def write_blob(
         self, desc: Descriptor, chunks: Iterable[bytes], progress: ProgressFn = no_progress

@@ -283,29 +283,28 @@ def layer_digest(
     return found, size
 
 
-class _ChunkReader:
-    """A read-only file object over an iterator of byte chunks, so tarfile can stream from a generator."""
+class ChunkReader:
+    """A read-only file object over an iterator of byte chunks, so tarfile can stream from a generator
+    (a blob as it is verified, `docker save` as it arrives)."""
 
     def __init__(self, chunks: Iterable[bytes]) -> None:
         self._it = iter(chunks)
         self._cur = b""
-        self._pos = 0
+        self._pos = 0  # an offset, not a slice: tarfile reads 10 KiB at a time out of MiB chunks
 
     def read(self, n: int = -1) -> bytes:
-        if n < 0:
-            return b"".join([self._cur[self._pos :], *self._it])
         out: list[bytes] = []
-        while n > 0:
+        while n != 0:
             if self._pos >= len(self._cur):
                 nxt = next(self._it, None)
                 if nxt is None:
                     break
                 self._cur, self._pos = nxt, 0
                 continue
-            piece = self._cur[self._pos : self._pos + n]
-            self._pos += len(piece)
-            n -= len(piece)
-            out.append(piece)
+            end = len(self._cur) if n < 0 else min(len(self._cur), self._pos + n)
+            out.append(self._cur[self._pos : end])
+            n = n - (end - self._pos) if n > 0 else n
+            self._pos = end
         return b"".join(out)
 
 
@@ -319,7 +318,7 @@ def safe_extract(source: Iterable[bytes] | BinaryIO, dest: Path | str, *, force:
     """
     root = Path(os.path.realpath(dest))
     root.mkdir(parents=True, exist_ok=True)
-    fileobj = source if hasattr(source, "read") else _ChunkReader(source)
+    fileobj = source if hasattr(source, "read") else ChunkReader(source)
     done: list[str] = []
     try:
         with tarfile.open(fileobj=fileobj, mode="r|") as tf:  # type: ignore[call-overload]

@@ -6,7 +6,7 @@ against a remote registry and against a local layout (the embedded default).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
@@ -40,6 +40,16 @@ class RawManifest:
     digest: str
 
 
+@dataclass(frozen=True)
+class BlobCopy:
+    """How a blob reached a target: "skip" (it was there), "mount" (shared storage, no bytes sent) or
+    "upload", with the bytes sent."""
+
+    how: str
+    digest: str
+    bytes_sent: int
+
+
 class Target(Protocol):
     """A repository-scoped content store: blobs by digest, manifests by digest or tag, tags, referrers."""
 
@@ -53,10 +63,22 @@ class Target(Protocol):
         """Yields the blob in chunks; raises DigestMismatchError at the end if they do not hash to desc."""
         ...
 
+    def read_blob_at(self, desc: Descriptor, offset: int) -> Iterator[bytes]:
+        """The blob from byte `offset` to its end, unverified: the re-readable source of a resumable copy
+        (the receiver checks the digest of the whole). Raises NotFoundError when absent."""
+        ...
+
     def write_blob(
         self, desc: Descriptor, chunks: Iterable[bytes], progress: ProgressFn = no_progress
     ) -> None:
         """Stores a blob, verifying digest and size; nothing is kept under the digest when they differ."""
+        ...
+
+    def copy_blob_from(
+        self, sources: Sequence[Target], desc: Descriptor, progress: ProgressFn = no_progress
+    ) -> BlobCopy:
+        """Stores `desc` from one of `sources` (each holds it) the cheapest way this target offers:
+        nothing when it has it, a mount from a source sharing its storage, else a copy that resumes."""
         ...
 
     def get_manifest(self, ref: str) -> RawManifest:

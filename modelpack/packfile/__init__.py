@@ -1,7 +1,7 @@
 """modelpack.yaml: the Packfile schema (schema.py), its loader (loader.py), gates and version resolution."""
 
 from modelpack.packfile.gates import parse_gate
-from modelpack.packfile.loader import load_packfile, parse_packfile
+from modelpack.packfile.loader import PACKFILE, find_packfile, load_packfile, parse_packfile
 from modelpack.packfile.schema import (
     BUILDERS,
     MODEL_FORMATS,
@@ -19,6 +19,7 @@ from modelpack.packfile.version import resolve_version
 __all__ = [
     "BUILDERS",
     "MODEL_FORMATS",
+    "PACKFILE",
     "CodeSpec",
     "DatasetSpec",
     "DependenciesSpec",
@@ -27,6 +28,7 @@ __all__ = [
     "Packfile",
     "ServingSpec",
     "TestsSpec",
+    "find_packfile",
     "load_packfile",
     "parse_gate",
     "parse_packfile",

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import yaml
 
-from modelpack.bundle.metrics import ParamValue, flatten_params, load_metrics_file, load_params_file, located
-from modelpack.bundle.record import Metric
 from modelpack.packfile.files import Locator
 from modelpack.packfile.nodes import Doc, did_you_mean, is_null
 from modelpack.packfile.schema import DatasetSpec
+from modelpack.record.metrics import flatten_params, load_metrics_file, load_params_file, located
+from modelpack.record.record import Metric, ParamValue
 
 
 class LineageReader:

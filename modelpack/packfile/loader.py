@@ -14,8 +14,6 @@ from pathlib import Path
 
 import yaml
 
-from modelpack.bundle.cases import load_cases
-from modelpack.bundle.metrics import compose_yaml
 from modelpack.errors import InputError
 from modelpack.packfile import files
 from modelpack.packfile.files import Locator
@@ -39,6 +37,9 @@ from modelpack.packfile.schema import (
     TestsSpec,
 )
 from modelpack.packfile.version import TAG_HINT, is_oci_tag
+from modelpack.record.cases import load_cases
+from modelpack.record.files import read_bounded
+from modelpack.record.metrics import compose_yaml
 
 TOP_KEYS = (
     "name", "version", "description", "license", "authors", "model", "code", "dependencies",
@@ -52,22 +53,29 @@ _MAX_PACKFILE = 1 << 20
 _PICKLE_IMPORT = re.compile(r"^(\*|[A-Za-z_]\w*(\.[A-Za-z_<>]\w*)*\.(\*|[A-Za-z_]\w*))$")
 
 
+PACKFILE = "modelpack.yaml"
+
+
+def find_packfile(path: Path) -> Path:
+    """`path` is a project directory or a packfile itself."""
+    candidate = path / PACKFILE if path.is_dir() else path
+    if not candidate.is_file():
+        raise InputError(
+            f"no {PACKFILE} in {path}", hint="run `modelpack init` there, or pass the project directory"
+        )
+    return candidate
+
+
 def load_packfile(path: Path | str, *, skip: Iterable[Path] = ()) -> Packfile:
     """Read and validate modelpack.yaml (or a directory holding one).
 
     `skip`: folders never packed wherever they sit, such as the local store the build writes into."""
     path = Path(path)
     if path.is_dir():
-        path = path / "modelpack.yaml"
+        path = path / PACKFILE
     display = str(path)
-    try:
-        raw = path.read_bytes()[: _MAX_PACKFILE + 1]
-    except FileNotFoundError:
-        raise InputError(f"{display}: no such file", hint="run 'modelpack init' to create one") from None
-    except OSError as e:
-        raise InputError(f"{display}: cannot read: {e.strerror}") from None
-    if len(raw) > _MAX_PACKFILE:
-        raise InputError(f"{display}: larger than 1 MiB; is this really a modelpack.yaml?")
+    hint = "run 'modelpack init' to create one"
+    raw = read_bounded(path, where=display, limit=_MAX_PACKFILE, what=f"a {PACKFILE}", hint=hint)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 
 import yaml
 
-from modelpack.bundle.metrics import is_number, yaml_scalar
 from modelpack.errors import InputError
+from modelpack.record.metrics import is_number, yaml_scalar
 
 _STR = "tag:yaml.org,2002:str"
 _NULL = "tag:yaml.org,2002:null"

@@ -24,7 +24,7 @@ The fields, as written in modelpack.yaml (see examples/iris-onnx/modelpack.yaml 
                   measured on, `values` inline metrics `name: 0.97` or `name: {value: 0.97, dataset: d}`
     params:       a file name (JSON/YAML), or an inline mapping of scalars
     docs:         paths
-    tests:        cases (golden cases file, see bundle/cases.py), gates (list like "accuracy >= 0.9"),
+    tests:        cases (golden cases file, see record/cases.py), gates (list like "accuracy >= 0.9"),
                   latency_requests (requests timed for latency_p50/p95/p99_ms, default 100)
     serving:      base_image (default python:<dependencies.python>-slim), port (default 8080), env
                   (mapping), system_packages (list; needs builder: docker), builder (daemonless | docker)
@@ -43,8 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelpack.bundle.metrics import ParamValue
-from modelpack.bundle.record import Metric
+from modelpack.record.record import Metric, ParamValue
 
 MODEL_FORMATS = ("onnx", "safetensors", "pytorch", "gguf", "sklearn-pickle", "other")
 BUILDERS = ("daemonless", "docker")

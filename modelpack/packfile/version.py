@@ -7,12 +7,12 @@ editing the file. The result must be a valid OCI tag, since the release is pushe
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from modelpack.errors import InputError, UsageError
-
-Runner = Callable[[Sequence[str], Path], "str | None"]
+from modelpack.record.git import Runner
+from modelpack.record.git import run_git as default_run_git
 
 _OCI_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
 _RELEASE_TAG = re.compile(r"^v(\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?)$")
@@ -44,10 +44,10 @@ def resolve_version(
     flag_version: str | None,
     directory: Path,
     *,
-    run_git: Runner | None = None,
+    run_git: Runner = default_run_git,
     packfile_name: str = "modelpack.yaml",
 ) -> str:
-    """The build's version; `run_git(args, cwd) -> stdout or None` is injected (bundle.git.run_git)."""
+    """The build's version; `run_git(args, cwd) -> stdout or None` is injected."""
     if flag_version is not None:
         if not is_oci_tag(flag_version):
             raise UsageError(f"--version {flag_version!r} cannot be an OCI tag", hint=TAG_HINT)
@@ -56,10 +56,6 @@ def resolve_version(
         if not is_oci_tag(file_version):
             raise InputError(f"{packfile_name}: version {file_version!r} cannot be an OCI tag", hint=TAG_HINT)
         return file_version
-    if run_git is None:
-        from modelpack.bundle.git import run_git as default_run_git
-
-        run_git = default_run_git
     out = run_git(["tag", "--points-at", "HEAD"], directory)
     version = version_from_tags(out.splitlines() if out else [])
     if version is None:

@@ -12,7 +12,7 @@ import json
 import os
 import secrets
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -21,7 +21,7 @@ from modelpack.errors import DigestMismatchError, NotFoundError, RegistryError
 from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes
 from modelpack.oci.model import MAX_MANIFEST_BYTES, Descriptor, Manifest
-from modelpack.oci.target import Progress, ProgressFn, RawManifest, Target, no_progress
+from modelpack.oci.target import BlobCopy, Progress, ProgressFn, RawManifest, Target, no_progress
 from modelpack.registry import referrers as _referrers
 from modelpack.registry.auth import repository_scope
 from modelpack.registry.download import STREAM_CHUNK, iter_blob
@@ -29,12 +29,11 @@ from modelpack.registry.transport import RegistryClient
 from modelpack.registry.upload import (
     BlobOpener,
     UploadOptions,
-    UploadResult,
     blob_exists,
     push_blob,
     try_mount,
 )
-from modelpack.registry.upload_source import FileOpener, OneShotSource
+from modelpack.registry.upload_source import OneShotSource
 
 ANN_TAG_TOMBSTONE = "dev.modelpack.tag-tombstone"
 MANIFEST_BLOB_UNKNOWN_RETRIES = 3
@@ -82,10 +81,10 @@ class RegistryRepository:
             yield chunk
         verifier.check()
 
-    def blob_opener(self, desc: Descriptor) -> BlobOpener:
-        """`open_at(offset)` over ranged GETs: this repository as the resumable source of an upload
-        (unverified here: the destination registry checks the digest when the upload completes)."""
-        return lambda offset: iter_blob(self.client, self.name, desc, start=offset)
+    def read_blob_at(self, desc: Descriptor, offset: int) -> Iterator[bytes]:
+        """Ranged GETs from `offset`: this repository as the resumable source of an upload (unverified
+        here: the destination registry checks the digest when the upload completes)."""
+        return iter_blob(self.client, self.name, desc, start=offset)
 
     def download_blob(self, desc: Descriptor, dest: Path, progress: ProgressFn = no_progress) -> None:
         """Stream a blob to `dest`; it appears there only once its digest and size were verified."""
@@ -109,7 +108,7 @@ class RegistryRepository:
         open_at: BlobOpener,
         progress: ProgressFn = no_progress,
         mount_from: str | None = None,
-    ) -> UploadResult:
+    ) -> BlobCopy:
         """Upload from a re-readable source (resumable); HEAD-skips and mounts from `mount_from` first."""
         return push_blob(
             self.client,
@@ -130,24 +129,27 @@ class RegistryRepository:
         return try_mount(self.client, self.name, desc, source.name)
 
     def copy_blob_from(
-        self, source: Target, desc: Descriptor, progress: ProgressFn = no_progress
-    ) -> UploadResult:
-        """Upload a blob from any Target through the most resumable source it offers: a mount on the same
-        registry, a layout file (seek), another registry (ranged GET), else a one-shot stream."""
+        self, sources: Sequence[Target], desc: Descriptor, progress: ProgressFn = no_progress
+    ) -> BlobCopy:
+        """A mount from a source that is another repository of this registry, else a resumable upload
+        from the first source, re-read from the registry's offset on every resume."""
         if self.has_blob(desc.digest):
             progress(Progress(desc.digest, desc.size, desc.size, "skip"))
-            return UploadResult("skip", desc.digest, 0)
-        if self.mount_blob(desc, source):
-            progress(Progress(desc.digest, desc.size, desc.size, "mount"))
-            return UploadResult("mount", desc.digest, 0)
-        blob_path = getattr(source, "blob_path", None)
-        if callable(blob_path):
-            return self.push_blob(desc, FileOpener(str(blob_path(desc.digest))), progress)
-        if isinstance(source, RegistryRepository):
-            return self.push_blob(desc, source.blob_opener(desc), progress)
-        with source.read_blob(desc) as chunks:
-            self.write_blob(desc, chunks, progress)
-        return UploadResult("upload", desc.digest, desc.size)
+            return BlobCopy("skip", desc.digest, 0)
+        for source in sources:
+            if self.mount_blob(desc, source):
+                progress(Progress(desc.digest, desc.size, desc.size, "mount"))
+                return BlobCopy("mount", desc.digest, 0)
+        source = sources[0]
+        return push_blob(
+            self.client,
+            self.name,
+            desc,
+            lambda offset: source.read_blob_at(desc, offset),
+            progress=progress,
+            options=self.upload_options,
+            check_exists=False,
+        )
 
     def write_blob(
         self, desc: Descriptor, chunks: Iterable[bytes], progress: ProgressFn = no_progress
@@ -254,6 +256,12 @@ class RegistryRepository:
             raise DigestMismatchError(
                 f"{self.describe()} stored manifest {expected} as {reported} (it rewrote the bytes); refused"
             )
+        subject = _referrers.subject_of(manifest)
+        # A registry with the referrers API indexes a manifest with a subject itself and says so with
+        # OCI-Subject; without it the writer keeps the fallback tag index, here, so no caller can forget
+        # (as go-containerregistry and oras-go do in their manifest write).
+        if subject is not None and not response.headers.get("oci-subject"):
+            _referrers.add_referrer(self, _referrers.descriptor_of(manifest), subject)
         return expected
 
     def delete_manifest(self, digest: str) -> None:
@@ -334,10 +342,6 @@ class RegistryRepository:
     def referrers(self, digest: str, artifact_type: str | None = None) -> list[Descriptor]:
         return _referrers.list_referrers(self, digest, artifact_type)
 
-    def add_referrer(self, desc: Descriptor, subject_digest: str) -> None:
-        """Record `desc` (an already pushed manifest whose subject is `subject_digest`) in the fallback
-        tag index when the registry has no referrers API (a registry with the API indexes it itself)."""
-        _referrers.add_referrer(self, desc, subject_digest)
 
 
 def _what(ref: str) -> str:

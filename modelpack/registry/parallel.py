@@ -10,8 +10,8 @@ from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, TypeVar
 
 from modelpack.oci.model import Descriptor
-from modelpack.oci.target import ProgressFn, no_progress
-from modelpack.registry.upload import BlobOpener, UploadResult
+from modelpack.oci.target import BlobCopy, ProgressFn, no_progress
+from modelpack.registry.upload import BlobOpener
 
 if TYPE_CHECKING:
     from modelpack.registry.client import RegistryRepository
@@ -48,7 +48,7 @@ def push_blobs(
     *,
     mount_from: str | None = None,
     workers: int = DEFAULT_WORKERS,
-) -> list[UploadResult]:
+) -> list[BlobCopy]:
     """Upload blobs concurrently; each is HEAD-skipped, mounted from `mount_from`, or uploaded."""
     tasks = [
         (lambda d=desc, o=opener: repo.push_blob(d, o, progress, mount_from=mount_from))

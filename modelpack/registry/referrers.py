@@ -83,12 +83,14 @@ def list_referrers(
 
 
 def add_referrer(repo: RegistryRepository, desc: Descriptor, subject_digest: str) -> None:
-    """Read-modify-write of the fallback index. The registry offers no conditional PUT, so two writers
-    racing can each read the same index and the later PUT drops the other's entry (last writer wins; the
-    lost referrer's manifest stays in the repository, only unlisted). We narrow that window by reading the
-    tag back after writing and re-adding our entry if it went missing, a bounded number of times."""
+    """Called by the repository's own manifest write for a manifest with a subject.
+
+    Read-modify-write of the fallback index. The registry offers no conditional PUT, so two writers racing
+    can each read the same index and the later PUT drops the other's entry (last writer wins; the lost
+    referrer's manifest stays in the repository, only unlisted). We narrow that window by reading the tag
+    back after writing and re-adding our entry if it went missing, a bounded number of times."""
     digests.validate(subject_digest)
-    if _api(repo, subject_digest, None) is not None:
+    if repo.client.referrers_api is True or _api(repo, subject_digest, None) is not None:
         return  # the registry indexes manifests with a subject itself
     tag = fallback_tag(subject_digest)
     entry = Descriptor(
@@ -110,6 +112,16 @@ def add_referrer(repo: RegistryRepository, desc: Descriptor, subject_digest: str
         raise RegistryError(
             f"referrer {desc.digest} kept being dropped from {tag} in {repo.describe()} by concurrent writers"
         )
+
+
+def subject_of(raw: RawManifest) -> str | None:
+    """The digest a manifest's `subject` names, or None for a manifest that refers to nothing."""
+    try:
+        subject = json.loads(raw.raw).get("subject")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    digest = subject.get("digest") if isinstance(subject, dict) else None
+    return digest if isinstance(digest, str) else None
 
 
 def descriptor_of(raw: RawManifest) -> Descriptor:

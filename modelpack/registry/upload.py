@@ -19,7 +19,7 @@ import httpx
 
 from modelpack.errors import DigestMismatchError, RegistryError
 from modelpack.oci.model import Descriptor
-from modelpack.oci.target import Progress, ProgressFn, no_progress
+from modelpack.oci.target import BlobCopy, Progress, ProgressFn, no_progress
 from modelpack.registry.auth import repository_scope
 from modelpack.registry.transport import ConnectionLost, RegistryClient
 
@@ -43,13 +43,6 @@ class UploadOptions:
     max_restarts: int = 2
 
 
-@dataclass(frozen=True)
-class UploadResult:
-    how: str  # "skip", "mount" or "upload"
-    digest: str
-    bytes_sent: int
-
-
 class _Restart(Exception):
     """The registry dropped the upload session: start a new one."""
 
@@ -63,11 +56,12 @@ def push_blob(
     progress: ProgressFn = no_progress,
     mount_from: str | None = None,
     options: UploadOptions = UploadOptions(),
-) -> UploadResult:
+    check_exists: bool = True,
+) -> BlobCopy:
     where = f"{client.registry}/{repository}"
-    if blob_exists(client, repository, desc.digest):
+    if check_exists and blob_exists(client, repository, desc.digest):
         progress(Progress(desc.digest, desc.size, desc.size, "skip"))
-        return UploadResult("skip", desc.digest, 0)
+        return BlobCopy("skip", desc.digest, 0)
     scopes = [repository_scope(repository, "pull", "push")]
     if mount_from and mount_from != repository:
         scopes.append(repository_scope(mount_from, "pull"))
@@ -76,7 +70,7 @@ def push_blob(
         response = _start(client, repository, desc, scopes, mount_from if restart == 0 else None)
         if response.status_code == 201:
             progress(Progress(desc.digest, desc.size, desc.size, "mount"))
-            return UploadResult("mount", desc.digest, 0)
+            return BlobCopy("mount", desc.digest, 0)
         location = _location(response, client, f"upload of {desc.digest}", where)
         counter = _Counter(desc, progress)
         try:
@@ -85,7 +79,7 @@ def push_blob(
             else:
                 min_chunk = int(response.headers.get("oci-chunk-min-length") or 0)
                 _chunked(client, location, desc, open_at, scopes, counter, where, options, min_chunk)
-            return UploadResult("upload", desc.digest, sent + counter.sent)
+            return BlobCopy("upload", desc.digest, sent + counter.sent)
         except _Restart:
             sent += counter.sent
             log.debug("upload session for %s lost; starting again (%d)", desc.digest, restart + 1)

@@ -12,8 +12,6 @@ from collections.abc import Iterable, Iterator
 
 from modelpack.errors import RegistryError
 
-PIECE = 1 << 20
-
 
 class OneShotSource:
     def __init__(self, chunks: Iterable[bytes], keep: int) -> None:
@@ -54,20 +52,3 @@ class OneShotSource:
             # Whole pieces are dropped once they lie more than `keep` bytes behind the reader.
             while self._pieces and self._pieces[0][0] + len(self._pieces[0][1]) < pos - self._keep:
                 self._pieces.popleft()
-
-
-class FileOpener:
-    """`open_at` for a file on disk (a LayoutStore blob): seeks, then streams in fixed pieces."""
-
-    def __init__(self, path: str, piece: int = PIECE) -> None:
-        self.path = path
-        self.piece = piece
-
-    def __call__(self, offset: int) -> Iterator[bytes]:
-        with open(self.path, "rb") as f:
-            f.seek(offset)
-            while True:
-                data = f.read(self.piece)
-                if not data:
-                    return
-                yield data

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from modelpack.bundle.record import Record
+from modelpack.record.record import Record
 
 ADDED, REMOVED, CHANGED = "added", "removed", "changed"
 UP, DOWN, SAME = "up", "down", "same"
@@ -161,7 +161,7 @@ class RecordDiff:
 def gate_directions(record: Record) -> dict[str, str]:
     """Which way is better for each metric a gate names: `accuracy >= 0.9` says higher."""
     out: dict[str, str] = {}
-    for text in record.tests.get("gates") or []:
+    for text in record.tests.gates if record.tests else ():
         metric, _, rest = str(text).partition(" ")
         op = rest.split(" ", 1)[0]
         if op in (">=", ">"):
@@ -227,7 +227,4 @@ def _packages(record: Record) -> dict[str, str]:
 
 
 def _commit(record: Record) -> str | None:
-    if not record.git:
-        return None
-    commit = record.git.get("commit")
-    return str(commit) if commit is not None else None
+    return record.git.commit if record.git else None

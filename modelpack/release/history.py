@@ -28,7 +28,7 @@ from modelpack.errors import ContentError, InputError
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor, Manifest
 from modelpack.oci.target import RawManifest, Target
-from modelpack.release.attach import EMPTY_CONFIG, attach, read_payload
+from modelpack.release.evidence import EMPTY_CONFIG, attach, read_payload
 
 EVENT_TYPE = mt.PROMOTION_EVENT_ARTIFACT
 ANCHOR_TYPE = "application/vnd.modelpack.env-anchor.v1"

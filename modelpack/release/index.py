@@ -7,9 +7,9 @@ both, so promotion and rollback are a single PUT of these bytes under another ta
 
 from __future__ import annotations
 
-from modelpack.bundle.record import Record
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor, Index, Platform
+from modelpack.record.record import Record
 
 UNKNOWN_PLATFORM = Platform(architecture="unknown", os="unknown")
 
@@ -28,7 +28,7 @@ def release_index(image: Descriptor | None, bundle: Descriptor, record: Record) 
         mt.ANN_TITLE: record.name,
         mt.ANN_RECORD: record.to_bytes().decode(),
     }
-    if record.git and record.git.get("commit"):
-        annotations[mt.ANN_REVISION] = str(record.git["commit"])
+    if record.git and record.git.commit:
+        annotations[mt.ANN_REVISION] = record.git.commit
     manifests = (image, bundle_entry) if image is not None else (bundle_entry,)
     return Index(manifests=manifests, annotations=annotations)

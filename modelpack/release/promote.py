@@ -1,10 +1,9 @@
 """promote and rollback: which release an environment should name, and the checks before it moves.
 
-promote refuses a release with no passing test report attached to exactly its index digest (the runner's
-`passing_report`; the same rule read directly when the runner is not installed), unless forced with a
-reason, which is recorded. rollback is the incident tool: it checks no report and says so; without a version
-it goes to what the environment named before its last recorded move. The move itself (retag, event, race
-settlement) is `move.move`, shared by both.
+promote refuses a release with no passing test report attached to exactly its index digest
+(`evidence.passing_report`), unless forced with a reason, which is recorded. rollback is the incident tool:
+it checks no report and says so; without a version it goes to what the environment named before its last
+recorded move. The move itself (retag, event, race settlement) is `move.move`, shared by both.
 """
 
 from __future__ import annotations
@@ -15,10 +14,10 @@ from modelpack.errors import ModelpackError, NotFoundError, PromotionError, Usag
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import parse
 from modelpack.oci.target import RawManifest, Target
+from modelpack.release.evidence import passing_report, runtime_of
 from modelpack.release.history import MAX_REASON, Event, History, short
 from modelpack.release.move import MoveResult, Runtime, State, digest_of, move, read_state
 from modelpack.release.place import Place, check_env
-from modelpack.runner.report import passing_report, runtime_of
 
 __all__ = ["MoveResult", "Runtime", "promote", "rollback", "verify"]
 

@@ -20,10 +20,12 @@ import yaml
 from packaging.version import InvalidVersion
 from packaging.version import Version as PackagingVersion
 
-from modelpack.bundle.record import Record
 from modelpack.errors import ContentError, InputError, NotFoundError, UsageError
 from modelpack.oci.target import Target
+from modelpack.packfile.gates import MEASURED as TEST_METRICS
 from modelpack.packfile.gates import parse_gate
+from modelpack.record.record import Record
+from modelpack.release import evidence
 from modelpack.release.diff import flatten
 from modelpack.release.view import ReleaseView, load_release
 
@@ -32,9 +34,6 @@ WORKERS = 8
 _REFERRER_TAG = re.compile(r"^sha(256-[0-9a-f]{64}|512-[0-9a-f]{128})(\..*)?$")
 
 
-# What a test run measures (the runner's gate names), kept in each report's annotations.
-TEST_METRICS = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "image_size_mb")
-ANN_TEST_METRIC = "dev.modelpack.test.metric."
 _GATE_OP = re.compile(r"(>=|<=|==|>|<)")
 
 
@@ -182,21 +181,13 @@ def check_metric(versions: Sequence[Version], name: str, flag: str) -> None:
 
 
 def _with_report(target: Target, v: Version) -> Version:
-    from modelpack.oci import mediatypes as mt
-
     assert v.release is not None
-    found = target.referrers(v.release.digest, mt.TEST_REPORT_ARTIFACT)
-    if not found:
+    newest = evidence.newest_report(target, v.release.digest)
+    if newest is None:
         return v
-    newest = max(found, key=lambda d: ((d.annotations or {}).get("dev.modelpack.test.created", ""), d.digest))
-    ann = newest.annotations or {}
-    tested = {}
-    for name in TEST_METRICS:
-        try:
-            tested[name] = float(ann[ANN_TEST_METRIC + name])
-        except (KeyError, ValueError):
-            continue
-    return replace(v, tested=tested, test_passed=ann.get("dev.modelpack.test.passed") == "true")
+    passed = (newest.annotations or {}).get(evidence.ANN_PASSED) == "true"
+    tested = {k: x for k, x in evidence.measured(newest).items() if k in TEST_METRICS}
+    return replace(v, tested=tested, test_passed=passed)
 
 
 def _on_dataset(record: Record, name: str, metric: str | None) -> bool:

@@ -12,21 +12,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelpack.bundle.record import Record
 from modelpack.errors import ContentError
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor, Index, Manifest, parse
 from modelpack.oci.target import RawManifest, Target
-
-# What each bundle layer holds, by media type (the kinds `unpack --filter` selects).
-LAYER_KINDS: Mapping[str, str] = {
-    mt.MODEL_WEIGHT_TAR: "weights",
-    mt.MODEL_WEIGHT_CONFIG_TAR: "weight-config",
-    mt.MODEL_CODE_TAR: "code",
-    mt.MODEL_DOC_TAR: "docs",
-    mt.MODEL_DATASET_TAR: "datasets",
-    mt.RECORD: "record",
-}
+from modelpack.record.record import Record
 
 
 class NotAReleaseError(ContentError):
@@ -35,7 +25,7 @@ class NotAReleaseError(ContentError):
 
 @dataclass(frozen=True)
 class LayerInfo:
-    kind: str  # a LAYER_KINDS value, or "other"
+    kind: str  # a mediatypes.LAYER_KINDS name, or "other"
     media_type: str
     digest: str
     size: int
@@ -44,7 +34,7 @@ class LayerInfo:
     @classmethod
     def of(cls, desc: Descriptor) -> LayerInfo:
         return cls(
-            kind=LAYER_KINDS.get(desc.media_type, "other"),
+            kind=kind.name if (kind := mt.LAYER_KINDS.get(desc.media_type)) else "other",
             media_type=desc.media_type,
             digest=desc.digest,
             size=desc.size,
@@ -99,6 +89,15 @@ class ReleaseView:
             "totalSize": self.total_size,
             "record": self.record.to_json(),
         }
+
+    def image_manifest(self, target: Target) -> Manifest | None:
+        """The serving image's manifest read from `target`; None for a bundle-only release (or an image
+        entry that is not a single manifest)."""
+        if self.image is None:
+            return None
+        raw = target.get_manifest(self.image.digest)
+        doc = parse(raw.raw, raw.media_type)
+        return doc if isinstance(doc, Manifest) else None
 
 
 def load_release(target: Target, ref: str, *, layers: bool = True, where: str | None = None) -> ReleaseView:

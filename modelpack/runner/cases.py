@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from modelpack.bundle.cases import Case
+from modelpack.record.cases import Case
 from modelpack.runner.gates import Latency, latency_of
 
 Infer = Callable[[dict[str, Any]], tuple[int, Any]]

@@ -92,18 +92,18 @@ def release_command(
     """How to run a release locally: in the image's own packages when it has an image, else in ours."""
     port = port or free_port()
     serving = release.record.serving
-    model = serving.get("model")
+    model = serving.model if serving else None
     flags = [
         "--name", release.record.name,
         "--version", release.record.version,
-        "--handler", str(serving.get("handler") or "onnx"),
+        "--handler", serving.handler if serving else "onnx",
         "--model-dir", str(files.models),
         "--code-dir", str(files.code),
         "--bundle-digest", release.bundle.digest,
         "--host", host,
         "--port", str(port),
     ]  # fmt: skip
-    if isinstance(model, str):
+    if model is not None:
         flags += ["--model", model.removeprefix("models/")]
     env = {k: environ[k] for k in _KEEP_ENV if k in environ}
     env["MODELPACK_INDEX_DIGEST"] = release.digest
@@ -116,7 +116,7 @@ def release_command(
     runtime = image.runtime or Path(modelpack.__file__).resolve().parent.parent
     path = (str(runtime), str(image.deps))
     note = f"local process on the serving image's packages (deps layer {image.deps_layer[:19]})"
-    python = interpreter_for(serving.get("python") if isinstance(serving.get("python"), str) else None)
+    python = interpreter_for(serving.python if serving else None)
     argv = (python, "-S", "-m", "modelpack.serve", *flags)
     env = {**image.env, **env, "PYTHONPATH": os.pathsep.join(path)}
     return ServeCommand(argv, env, path, note, host, port)
@@ -124,8 +124,7 @@ def release_command(
 
 def project_command(project: Path, *, host: str = "127.0.0.1", port: int | None = None) -> ServeCommand:
     """How to serve a project directory as is: its files in place, in the current environment."""
-    from modelpack.packfile import load_packfile
-    from modelpack.packfile.locate import find_packfile
+    from modelpack.packfile import find_packfile, load_packfile
 
     pf = load_packfile(find_packfile(project))
     port = port or free_port()

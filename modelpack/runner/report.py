@@ -1,30 +1,23 @@
 """The test report: its JSON, its JUnit XML, and its life as a referrer of the release index.
 
-The report is attached with `subject` = the index digest and a few annotations (passed, created, runtime),
-so `promote` decides from a referrers listing alone, without fetching any report blob.
+The report is attached through `release.evidence` with `subject` = the index digest and the annotations
+that module defines, so `promote` decides from a referrers listing alone, without fetching any report blob.
 """
 
 from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from modelpack import __version__
-from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor
 from modelpack.oci.target import Target
+from modelpack.release import evidence
 from modelpack.runner.cases import CaseResult
 from modelpack.runner.gates import GateResult, Latency
 
-REPORT_TYPE = mt.TEST_REPORT_ARTIFACT
-REPORT_MEDIA_TYPE = "application/json"
-ANN_PASSED = "dev.modelpack.test.passed"
-ANN_CREATED = "dev.modelpack.test.created"
-ANN_RUNTIME = "dev.modelpack.test.runtime"
-ANN_METRIC = "dev.modelpack.test.metric."
 REPORT_VERSION = 1
 
 
@@ -98,14 +91,13 @@ class TestReport:
         measured: dict[str, float] = dict(self.latency.metrics() if self.latency else {})
         if self.image_size_mb is not None:
             measured["image_size_mb"] = self.image_size_mb
-        return {
-            ANN_PASSED: "true" if self.passed else "false",
-            ANN_CREATED: self.finished,
-            ANN_RUNTIME: self.runtime,
-            mt.ANN_VERSION: self.release.version,
-            # what a test run measured, so `ls --sort latency_p95_ms` needs no report blob
-            **{f"{ANN_METRIC}{k}": f"{v:g}" for k, v in measured.items() if isinstance(v, int | float)},
-        }
+        return evidence.report_annotations(
+            passed=self.passed,
+            created=self.finished,
+            runtime=self.runtime,
+            version=self.release.version,
+            measured=measured,
+        )
 
 
 def junit_xml(report: TestReport) -> bytes:
@@ -146,33 +138,6 @@ def junit_xml(report: TestReport) -> bytes:
 
 
 def attach_report(target: Target, report: TestReport) -> Descriptor:
-    from modelpack.release.attach import attach  # imports the registry client: only when attaching
-
     r = report.release
     subject = Descriptor(r.media_type, r.digest, r.size)
-    return attach(target, subject, REPORT_TYPE, report.to_bytes(), REPORT_MEDIA_TYPE, report.annotations())
-
-
-def passing_report(target: Target, index_digest: str, runtime: str | None = None) -> Descriptor | None:
-    """The newest report attached to exactly `index_digest` whose passed annotation is true (and, with
-    `runtime`, that the runtime "docker" or "local" produced), else None."""
-    found = [
-        d
-        for d in target.referrers(index_digest, REPORT_TYPE)
-        if d.artifact_type == REPORT_TYPE
-        and _annotations(d).get(ANN_PASSED) == "true"
-        and (runtime is None or runtime_of(d) == runtime)
-    ]
-    if not found:
-        return None
-    # RFC 3339 UTC timestamps of one format sort as strings; the digest breaks ties deterministically
-    return max(found, key=lambda d: (_annotations(d).get(ANN_CREATED, ""), d.digest))
-
-
-def runtime_of(report: Descriptor) -> str:
-    """Which runtime produced an attached report: "docker", "local", or "unknown" for an old report."""
-    return _annotations(report).get(ANN_RUNTIME) or "unknown"
-
-
-def _annotations(d: Descriptor) -> Mapping[str, str]:
-    return d.annotations or {}
+    return evidence.attach_test_report(target, subject, report.to_bytes(), report.annotations())

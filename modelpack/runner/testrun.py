@@ -15,11 +15,11 @@ from typing import Any
 
 import httpx
 
-from modelpack.bundle.cases import Case, load_cases
 from modelpack.errors import RegistryError, TestNotRunError, UsageError
 from modelpack.image.build import ANN_BASE_NAME
-from modelpack.oci.model import Descriptor, Manifest, parse
+from modelpack.oci.model import Descriptor, parse
 from modelpack.oci.target import Target
+from modelpack.record.cases import Case, load_cases
 from modelpack.release.view import ReleaseView, load_release
 from modelpack.runner.cases import CaseResult, LatencyError, measure_latency, run_cases
 from modelpack.runner.gates import GateResult, Latency, evaluate_gates
@@ -99,7 +99,8 @@ def run_test(
     cache_root = targets.store_path / "cache"
     files = release_files(resolved.target, release, cache_root, code_only=runtime == "docker")
     cases = _cases(release, files.root, resolved.display)
-    n = options.requests or int(release.record.tests.get("latencyRequests") or DEFAULT_LATENCY_REQUESTS)
+    tests = release.record.tests
+    n = options.requests or (tests.latency_requests if tests else None) or DEFAULT_LATENCY_REQUESTS
     if n < 1:
         raise UsageError(f"--requests {n}: must be at least 1")
     server = _server(targets, resolved, release, runtime, files, cache_root, options, info)
@@ -155,7 +156,7 @@ def _gates(
     metrics.update(latency.metrics() if latency else {})
     if size_mb is not None:
         metrics["image_size_mb"] = size_mb
-    gates = evaluate_gates(list(release.record.tests.get("gates") or ()), metrics)
+    gates = evaluate_gates(list(release.record.tests.gates if release.record.tests else ()), metrics)
     if not latency_problem:
         return gates
     # say why latency is missing rather than "was not measured"
@@ -268,7 +269,7 @@ def _inferrer(http: httpx.Client, url: str, name: str) -> Callable[[dict[str, An
 
 
 def _cases(release: ReleaseView, root: Path, display: str) -> tuple[Case, ...]:
-    path = release.record.tests.get("cases")
+    path = release.record.tests.cases if release.record.tests else None
     if not path:
         return ()
     return load_cases(root / str(path), display=f"{display}: {path}")
@@ -276,13 +277,8 @@ def _cases(release: ReleaseView, root: Path, display: str) -> tuple[Case, ...]:
 
 def image_size_mb(target: Target, release: ReleaseView) -> float | None:
     """Sum of the image manifest's layer sizes (compressed, as pulled), in MB (10^6 bytes)."""
-    if release.image is None:
-        return None
-    raw = target.get_manifest(release.image.digest)
-    doc = parse(raw.raw, raw.media_type)
-    if not isinstance(doc, Manifest):
-        return None
-    return round(sum(d.size for d in doc.layers) / MB, 2)
+    doc = release.image_manifest(target)
+    return round(sum(d.size for d in doc.layers) / MB, 2) if doc is not None else None
 
 
 def _attach(resolved: Resolved, report: TestReport, wanted: bool) -> tuple[Descriptor | None, str]:

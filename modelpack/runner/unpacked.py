@@ -15,20 +15,19 @@ import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from modelpack.image.config import DEPS_DIR, RUNTIME_DIR
 from modelpack.image.gzlayer import gunzip, is_gzip
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.model import Descriptor, Manifest, parse
-from modelpack.oci.tar import safe_extract
+from modelpack.oci.model import Descriptor, Manifest
+from modelpack.oci.tar import ChunkReader, safe_extract
 from modelpack.oci.target import Target
 from modelpack.release.view import ReleaseView
 
 # Bundle layers the runtime reads (docs and datasets are not needed to serve).
-SERVED_KINDS = (mt.MODEL_WEIGHT_TAR, mt.MODEL_WEIGHT_CONFIG_TAR, mt.MODEL_CODE_TAR)
 _DEPS = DEPS_DIR.strip("/")
 _RUNTIME = RUNTIME_DIR.strip("/")
 _PARENTS = {"opt", "opt/modelpack"}
@@ -65,7 +64,7 @@ def release_files(
     """The bundle's weights and code, unpacked once per bundle digest. `code_only` skips the weights
     (the Docker runtime needs only the cases file, and weights can be gigabytes)."""
     assert release.bundle_manifest is not None  # load_release(layers=True) reads it
-    kinds = (mt.MODEL_CODE_TAR,) if code_only else SERVED_KINDS
+    kinds = frozenset({mt.MODEL_CODE_TAR}) if code_only else mt.SERVED_LAYERS
     layers = [d for d in release.bundle_manifest.layers if d.media_type in kinds]
     hexdigest = release.bundle.digest.split(":", 1)[1]
     final = cache_root / "releases" / (f"{hexdigest}.code" if code_only else hexdigest)
@@ -78,11 +77,8 @@ def release_files(
 def image_runtime(target: Target, release: ReleaseView, cache_root: Path) -> ImageRuntime | None:
     """The serving image's deps (and runtime) layers, unpacked once per layer digest; None when the
     release has no image or its deps layer cannot be found."""
-    if release.image is None:
-        return None
-    raw = target.get_manifest(release.image.digest)
-    image = parse(raw.raw, raw.media_type)
-    if not isinstance(image, Manifest):
+    image = release.image_manifest(target)
+    if image is None:
         return None
     bundle_blobs = {d.digest for d in release.bundle_manifest.layers} if release.bundle_manifest else set()
     deps: Descriptor | None = None
@@ -134,7 +130,7 @@ def layer_kind(target: Target, desc: Descriptor) -> str | None:
         return None
     with target.read_blob(desc) as chunks:
         try:
-            with tarfile.open(fileobj=_Reader(chunks), mode="r|*") as tf:  # type: ignore[call-overload]
+            with tarfile.open(fileobj=ChunkReader(chunks), mode="r|*") as tf:  # type: ignore[call-overload]
                 for member in tf:
                     name = member.name.removeprefix("./").strip("/")
                     if name in _PARENTS:
@@ -170,23 +166,3 @@ def _materialize(target: Target, layers: Sequence[Descriptor], final: Path) -> N
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-
-
-class _Reader:
-    """A read()-able view of a chunk iterator, for tarfile's stream mode."""
-
-    def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._it: Iterator[bytes] = iter(chunks)
-        self._buf = b""
-
-    def read(self, n: int = -1) -> bytes:
-        while n < 0 or len(self._buf) < n:
-            nxt = next(self._it, None)
-            if nxt is None:
-                break
-            self._buf += nxt
-        if n < 0:
-            out, self._buf = self._buf, b""
-        else:
-            out, self._buf = self._buf[:n], self._buf[n:]
-        return out

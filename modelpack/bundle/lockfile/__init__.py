@@ -15,6 +15,7 @@ from modelpack.bundle.lockfile import pipfile, poetry, pylock, requirements, uv
 from modelpack.bundle.lockfile.model import FORMATS, Lock, LockedPackage, normalize_name, sort_packages
 from modelpack.errors import InputError
 from modelpack.oci import digest
+from modelpack.record.files import read_bounded
 
 _PYLOCK = re.compile(r"^pylock\.([^.]+\.)?toml$")
 _MAX_LOCK = 32 << 20
@@ -38,16 +39,7 @@ def detect_format(path: Path) -> str:
 def load_lock(path: Path, *, display: str | None = None) -> Lock:
     """Read and check a lockfile; every refusal is an InputError naming the file (and line, when known)."""
     where = display or str(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{where}: no such lockfile") from None
-    except IsADirectoryError:
-        raise InputError(f"{where}: is a directory, expected a lockfile") from None
-    except OSError as e:
-        raise InputError(f"{where}: cannot read: {e.strerror}") from None
-    if len(data) > _MAX_LOCK:
-        raise InputError(f"{where}: larger than {_MAX_LOCK >> 20} MiB; is this really a lockfile?")
+    data = read_bounded(path, where=where, limit=_MAX_LOCK, what="a lockfile", missing="no such lockfile")
     return parse_lock(data, path=path, display=where)
 
 

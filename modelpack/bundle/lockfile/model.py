@@ -12,8 +12,8 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from modelpack.bundle.record import LockSummary
 from modelpack.errors import InputError
+from modelpack.record.record import LockSummary
 
 FORMATS = ("requirements", "uv", "poetry", "pipfile", "pylock")
 _HASH_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}

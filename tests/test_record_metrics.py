@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from modelpack.bundle.metrics import flatten_metrics, flatten_params, load_metrics_file, load_params_file
-from modelpack.bundle.record import Metric
 from modelpack.errors import InputError
+from modelpack.record.metrics import flatten_metrics, flatten_params, load_metrics_file, load_params_file
+from modelpack.record.record import Metric
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

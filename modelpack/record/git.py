@@ -6,9 +6,10 @@ The remote URL is recorded without any userinfo (CI checkouts often embed a toke
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 Runner = Callable[[Sequence[str], Path], "str | None"]
@@ -25,12 +26,15 @@ def run_git(args: Sequence[str], cwd: Path) -> str | None:
 
 @dataclass(frozen=True)
 class GitInfo:
+    """The record's `git` entry. commit_time and tag are known at build time only: the record keeps the
+    first four fields, so a GitInfo read back from a record has commit_time 0 and tag None."""
+
     commit: str
     branch: str | None
     remote: str | None
     dirty: bool
-    commit_time: int  # seconds since the epoch: the default mtime of every tar entry
-    tag: str | None  # an exact tag on HEAD, e.g. "v1.4.0"
+    commit_time: int = 0  # seconds since the epoch: the default mtime of every tar entry
+    tag: str | None = None  # an exact tag on HEAD, e.g. "v1.4.0"
     changed: tuple[str, ...] = ()  # tracked files with uncommitted changes, as git names them
 
     def dirty_warning(self) -> str | None:
@@ -47,6 +51,24 @@ class GitInfo:
 
     def to_json(self) -> dict[str, object]:
         return {"commit": self.commit, "branch": self.branch, "remote": self.remote, "dirty": self.dirty}
+
+    def recorded(self) -> GitInfo:
+        """What a record keeps (and so what reading one back gives)."""
+        return GitInfo(self.commit, self.branch, self.remote, self.dirty)
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> GitInfo:
+        return cls(
+            commit=str(obj["commit"]),
+            branch=opt_str(obj.get("branch")),
+            remote=opt_str(obj.get("remote")),
+            dirty=bool(obj.get("dirty", False)),
+        )
+
+
+def opt_str(value: object) -> str | None:
+    """A JSON value that is a string or null, as the record's optional text fields are."""
+    return None if value is None else str(value)
 
 
 def scrub_url(url: str) -> str:

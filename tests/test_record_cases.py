@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from modelpack.bundle.cases import Tolerance, load_cases, parse_cases
 from modelpack.errors import InputError
+from modelpack.record.cases import Tolerance, load_cases, parse_cases
 
 DOC: dict[str, Any] = {
     "tolerance": {"abs": 1e-3, "rel": 0},

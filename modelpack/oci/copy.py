@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from modelpack.errors import NotFoundError
 from modelpack.oci.model import Descriptor, Index, Manifest, parse
 from modelpack.oci.target import Progress, ProgressFn, RawManifest, Target, no_progress
-from modelpack.registry.client import RegistryRepository
 
 
 @dataclass(frozen=True)
@@ -107,9 +106,7 @@ def _copy_node(
         for r in source.referrers(node.digest):
             child = source.get_manifest(r.digest)
             _copy_node(source, dest, child, pool, tally, fallbacks, progress, referrers)
-            dest.put_manifest(child.digest, child)
-            if isinstance(dest, RegistryRepository):
-                dest.add_referrer(r, node.digest)  # keeps the fallback tag where the API is missing
+            dest.put_manifest(child.digest, child)  # a registry's write keeps its referrers index
             tally.referrers += 1
 
 
@@ -125,31 +122,12 @@ def _fetch_child(source: Target, fallbacks: Sequence[Target], desc: Descriptor) 
 def _copy_blob(
     source: Target, dest: Target, desc: Descriptor, fallbacks: Sequence[Target], progress: ProgressFn
 ) -> tuple[bool, int]:
-    if isinstance(dest, RegistryRepository):
-        return _push_blob(source, dest, desc, fallbacks, progress)
+    """Asks the destination first, so a re-run asks the sources nothing for what already landed; the
+    destination then picks the cheapest way in (a mount, a resumable read from a holder)."""
     if dest.has_blob(desc.digest):
         progress(_skip(desc))
         return False, 0
-    holder = _holders(source, desc, fallbacks)[0]
-    with holder.read_blob(desc) as chunks:
-        dest.write_blob(desc, chunks, progress)
-    return True, desc.size
-
-
-def _push_blob(
-    source: Target,
-    dest: RegistryRepository,
-    desc: Descriptor,
-    fallbacks: Sequence[Target],
-    progress: ProgressFn,
-) -> tuple[bool, int]:
-    """To a registry: the client HEAD-skips, mounts from a holder in the same registry, else uploads
-    resumably (a layout blob is re-read from any offset, another registry's with ranged GETs)."""
-    holders = _holders(source, desc, fallbacks)
-    same = [
-        h for h in holders if isinstance(h, RegistryRepository) and h.client.registry == dest.client.registry
-    ]
-    result = dest.copy_blob_from((same or holders)[0], desc, progress)
+    result = dest.copy_blob_from(_holders(source, desc, fallbacks), desc, progress)
     return result.how == "upload", result.bytes_sent
 
 

@@ -25,10 +25,10 @@ from typing import Any
 import yaml
 from yaml.constructor import ConstructorError, SafeConstructor
 
-from modelpack.bundle.record import Metric
 from modelpack.errors import InputError
+from modelpack.record.files import read_bounded
+from modelpack.record.record import Metric, ParamValue
 
-ParamValue = str | int | float | bool | None
 _JSON_NUMBER = re.compile(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
 _YAML_SUFFIXES = (".yaml", ".yml")
 _MAX_FILE = 16 << 20  # metrics and params files are small; a huge one is a wrong path
@@ -55,18 +55,11 @@ class _Located:
 def read_values_file(path: Path, *, display: str | None = None) -> Any:
     """Parse a JSON or YAML mapping file into nested dict/list/scalar values wrapped in `_Located`."""
     where = display or str(path)
+    data = read_bounded(path, where=where, limit=_MAX_FILE, what="a JSON or YAML metrics or params file")
     try:
-        if path.stat().st_size > _MAX_FILE:
-            raise InputError(f"{where}: larger than {_MAX_FILE >> 20} MiB; is this really a metrics file?")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{where}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{where}: is a directory, expected a JSON or YAML file") from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(f"{where}: not UTF-8 text") from None
-    except OSError as e:
-        raise InputError(f"{where}: cannot read: {e.strerror}") from None
     if path.suffix.lower() in _YAML_SUFFIXES:
         return _from_yaml(text, where)
     return _from_json(text, where)
