@@ -330,7 +330,7 @@ def test_system_packages_are_the_layer_after_the_base(docker_engine, tmp_path: P
     store = LayoutStore(tmp_path / "store")
     client = _Recording(docker_engine.client)
     # apt-get is the one step that needs a network; the test engine has no bridge, so it gets the host's
-    environ = {**EPOCH, api.DOCKER_NETWORK_ENV: "host"}
+    environ = {**EPOCH, "MODELPACK_DOCKER_NETWORK": "host"}  # api._build.DOCKER_NETWORK_ENV
     built = api.build(
         proj, store, image=True, base=docker_engine.base_ref, version="1.0.0", environ=environ, docker=client
     )
