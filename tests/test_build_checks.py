@@ -78,7 +78,8 @@ def test_gates_on_measured_metrics_build_and_a_misspelt_one_gets_the_measured_na
     _edit(proj, "- latency_p95_ms <= 50", "- latency_p99_ms <= 80\n    - image_size_mb <= 900")
     store = LayoutStore(tmp_path / "store")
     result = api.build(proj, store, environ={}).bundle
-    assert result.record.tests["gates"] == [
+    assert result.record.tests is not None
+    assert list(result.record.tests.gates) == [
         "accuracy >= 0.9", "f1_macro >= 0.9", "latency_p99_ms <= 80", "image_size_mb <= 900"
     ]  # fmt: skip
     _edit(proj, "- latency_p99_ms <= 80", "- latency_p99 <= 80")
