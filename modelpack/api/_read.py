@@ -5,14 +5,17 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelpack.errors import UsageError
 from modelpack.oci.storerepo import store_repositories
-from modelpack.release import query
 from modelpack.release.diff import RecordDiff, diff_records
+from modelpack.release.place import is_environment_name
 from modelpack.release.view import ReleaseView, load_release
 from modelpack.targets import Location, Targets
+
+if TYPE_CHECKING:
+    from modelpack.release import query
 
 _BARE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
@@ -171,7 +174,7 @@ def _naming_environments(where: Location, digest: str) -> tuple[str, ...]:
 
     if where.kind == "layout":
         return ()
-    names = [t for t in where.target.list_tags() if query.is_environment_name(t)]
+    names = [t for t in where.target.list_tags() if is_environment_name(t)]
 
     def names_it(tag: str) -> bool:
         try:
@@ -224,6 +227,8 @@ def ls(
 ) -> LsResult:
     """A repository's versions; with `records`, every version's record is read (one manifest GET each,
     in parallel) and filtered by `where` (`dataset=NAME`, `param=KEY=VALUE`) and ordered by `sort`."""
+    from modelpack.release import query  # yaml and the gate parser: only ls needs them
+
     wheres = [query.Where.parse(w) for w in where]
     place = targets.open(repository, local=local)
     if place.ref is not None:
@@ -250,7 +255,7 @@ def _environments(place: Location, tags: Sequence[str]) -> frozenset[str]:
 
     from modelpack.release.history import has_history
 
-    candidates = [t for t in tags if query.is_environment_name(t)]
+    candidates = [t for t in tags if is_environment_name(t)]
     if not candidates:
         return frozenset()
     scope = place.repository if place.is_local else None

@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
         if argv is None:
             sys.exit(0)
         return 0
+    # httpx imports its own command line (and with it rich and click, ~0.2-0.4 s) on `import httpx`, unless
+    # that module is absent; this process is ours and never runs httpx's CLI, so it is made absent here.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     from modelpack.cli._main import main as run
 
     return run(argv)

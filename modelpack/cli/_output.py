@@ -12,26 +12,15 @@ import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from modelpack.cli._text import clean
-from modelpack.oci.target import Progress as ProgressEvent
-from modelpack.oci.target import ProgressFn
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+if TYPE_CHECKING:
+    from modelpack.oci.target import Progress as ProgressEvent
+    from modelpack.oci.target import ProgressFn
+
+# rich is imported only to draw progress bars on a terminal: a command in a pipe or CI never pays for it.
 
 
 def count(n: int, word: str) -> str:
@@ -65,7 +54,8 @@ def info(message: str) -> None:
     from modelpack.cli._app import Settings
 
     if not Settings.quiet:
-        err.print(Text(clean(message)))
+        sys.stderr.write(clean(message) + "\n")
+        sys.stderr.flush()
 
 
 @contextmanager
@@ -75,10 +65,22 @@ def progress_bars(enabled: bool | None = None) -> Iterator[ProgressFn]:
     The core calls the callback from worker threads, so updates go through a lock.
     """
     if enabled is None:
-        enabled = err.is_terminal
+        enabled = sys.stderr.isatty()
     if not enabled:
         yield lambda _e: None
         return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TaskID,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     bars = Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from modelpack.errors import UsageError
 from modelpack.oci import digest as digests
 from modelpack.oci.target import Target
-from modelpack.targets import Location
+
+if TYPE_CHECKING:
+    from modelpack.targets import Location
 
 # Lowercase only: `Prod` beside `prod` would be two environments that people read as one.
 _ENV = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
@@ -35,6 +38,12 @@ class Place:
     def ref_text(self, short: str) -> str:
         sep = "@" if digests.is_digest(short) else ":"
         return f"{self.display}{sep}{short}"
+
+
+def is_environment_name(tag: str) -> bool:
+    """Could name an environment (lowercase, not version-like, not a referrers tag): worth a history
+    lookup when telling environments from versions among a repository's tags."""
+    return bool(_ENV.match(tag)) and not _VERSIONISH.match(tag) and not tag.startswith(("sha256-", "sha512-"))
 
 
 def check_env(env: str) -> str:

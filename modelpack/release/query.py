@@ -112,11 +112,6 @@ def _tag_order(tag: str) -> tuple[int, Any, str]:
         return (1, 0, tag)
 
 
-def is_environment_name(tag: str) -> bool:
-    """Could name an environment (promote refuses version-like names), so is worth a history lookup."""
-    return _tag_order(tag)[0] == 1 and not tag[:1].isdigit()
-
-
 def needs_reports(sort: str | None, wheres: Sequence[Where]) -> bool:
     return sort in TEST_METRICS or any(w.field == "gate" and w.key in TEST_METRICS for w in wheres)
 
