@@ -393,7 +393,7 @@ def test_gc_removes_unreferenced_blobs_and_keeps_referenced_ones(release: Releas
 
     human = run_cli("gc", "--store", str(root), "--grace", "0")
     assert human.returncode == 0
-    assert human.stdout == f"removed 1 blobs, freed {young.size:,} bytes\n"
+    assert human.stdout == f"removed 1 blob, freed {young.size:,} bytes\n"
     assert not store.has_blob(young.digest)
     assert _graph(store, "iris-onnx:1.0.0") == graph
     assert run_cli("gc", "--store", str(root), "--grace", "-1").returncode == 2

@@ -17,7 +17,7 @@ from test_load_serve import runtime
 from test_serve_tensors import _body, _json
 
 from modelpack import api
-from modelpack.errors import DigestMismatchError, InputError, ModelpackError
+from modelpack.errors import ContentError, DigestMismatchError, InputError, ModelpackError
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Manifest, parse
@@ -28,7 +28,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ENV = {"SOURCE_DATE_EPOCH": "1700000000"}
 DIGEST = "sha256:" + "a" * 64
 
-# --- manifest and index parsing: InputError or a value, nothing else ------------------------------------
+# --- manifest and index parsing: ContentError or a value, nothing else ------------------------------------
 
 _descriptor = st.fixed_dictionaries(
     {},
@@ -57,29 +57,29 @@ _document = st.fixed_dictionaries(
 )
 
 
-def _parses_or_input_error(raw: bytes, media_type: str | None) -> None:
+def _parses_or_content_error(raw: bytes, media_type: str | None) -> None:
     try:
         doc = parse(raw, media_type)
-    except InputError:
+    except ContentError:  # malformed registry content: a failure (exit 1), never a crash
         return
     assert isinstance(doc, (Manifest, type(parse(b'{"schemaVersion":2,"manifests":[]}', mt.OCI_INDEX))))
 
 
 @settings(max_examples=300, deadline=None)
 @given(raw=st.binary(max_size=300), media_type=st.sampled_from([None, mt.OCI_MANIFEST, mt.OCI_INDEX, "x/y"]))
-def test_any_bytes_parse_or_raise_input_error(raw: bytes, media_type: str | None) -> None:
-    _parses_or_input_error(raw, media_type)
+def test_any_bytes_parse_or_raise_content_error(raw: bytes, media_type: str | None) -> None:
+    _parses_or_content_error(raw, media_type)
 
 
 @settings(max_examples=250, deadline=None)
 @given(doc=_document | _json, media_type=st.sampled_from([None, mt.OCI_MANIFEST, mt.OCI_INDEX]))
-def test_manifest_like_json_parses_or_raises_input_error(doc: Any, media_type: str | None) -> None:
-    _parses_or_input_error(json.dumps(doc).encode(), media_type)
+def test_manifest_like_json_parses_or_raises_content_error(doc: Any, media_type: str | None) -> None:
+    _parses_or_content_error(json.dumps(doc).encode(), media_type)
 
 
-def test_deep_nesting_is_an_input_error() -> None:
+def test_deep_nesting_is_a_content_error() -> None:
     for raw in (b"[" * 100_000, b'{"a":' * 100_000):
-        with pytest.raises(InputError):
+        with pytest.raises(ContentError):
             parse(raw)
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from modelpack.record.record import LockSummary, Record
 
 import modelpack
 from modelpack import api
@@ -27,6 +26,7 @@ from modelpack.oci import mediatypes as mt
 from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Index, Manifest, parse
 from modelpack.oci.tar import TarEntry, tar_chunks
+from modelpack.record.record import LockSummary, Record
 from modelpack.release.diff import diff_records
 from modelpack.release.view import load_release
 from modelpack.runner.container import wait_ready

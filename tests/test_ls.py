@@ -177,10 +177,9 @@ def test_unknown_sort_metric_is_an_error_with_a_suggestion(pushed: Pushed) -> No
 
 
 def test_where_takes_gates_on_record_and_test_report_metrics(pushed: Pushed) -> None:  # noqa: F811
-    from modelpack.release.evidence import attach
-
     from modelpack.oci import mediatypes as mt
     from modelpack.oci.model import Descriptor
+    from modelpack.release.evidence import attach
     from modelpack.targets import Targets
 
     repo = f"{pushed.host}/{pushed.repo}"
@@ -219,3 +218,7 @@ def test_environment_tags_are_marked(pushed: Pushed, tmp_path: Path) -> None:  #
     assert "prod" in plain.stdout.split()  # a hand-made tag with no history is not marked
     rows = {r["tag"]: r for r in _ls(repo)}
     assert rows["canary"]["environment"] is True and rows["prod"]["environment"] is False
+    from modelpack.targets import Targets
+
+    with Targets() as targets:  # the repository is shared by this module's tests: leave it as it was
+        pushed.repository(targets).delete_tag("canary")

@@ -8,7 +8,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from modelpack.errors import InputError
+from modelpack.errors import ContentError
 from modelpack.oci import canonical, digest, mediatypes
 from modelpack.oci.model import Descriptor, Index, Manifest, Platform, parse
 from tests import schemacheck
@@ -173,7 +173,7 @@ def test_parse_keeps_non_canonical_bytes_and_digest() -> None:
 
 def test_parse_refuses_garbage() -> None:
     for raw in (b"not json", b"[]", b'{"schemaVersion": 1, "layers": []}', b'{"mediaType": "x/y"}'):
-        with pytest.raises(InputError):
+        with pytest.raises(ContentError):
             parse(raw)
 
 

@@ -21,8 +21,6 @@ from pathlib import Path
 
 import pytest
 from clirun import run_cli, script
-from modelpack.record.cases import load_cases
-from modelpack.record.metrics import load_metrics_file, load_params_file
 
 from modelpack import api
 from modelpack.bundle.lockfile.requirements import parse as parse_requirements
@@ -32,6 +30,8 @@ from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Manifest, parse
 from modelpack.oci.statcache import StatCache
 from modelpack.packfile import load_packfile
+from modelpack.record.cases import load_cases
+from modelpack.record.metrics import load_metrics_file, load_params_file
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "custom-handler"
 PACKFILE = """\

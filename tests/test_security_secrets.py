@@ -70,7 +70,7 @@ def test_verbose_commands_and_written_files_hold_no_secret(
         (("diff", f"{ref}:1.0.0", "iris-onnx:1.0.0", "--store", str(store), *tls), env, 0),
         (("inspect", f"{ref}:missing", *tls), env, 1),
         (("ls", ref, *tls), bad_env, 1),  # refused credentials: a traceback under --verbose
-        (("push", f"{ref}:1.0.1", "--from", "iris-onnx:1.0.0", "--store", str(store)),
+        (("push", f"{ref}:1.0.1", "--from", "iris-onnx:1.0.0", "--any-version", "--store", str(store)),
          {**bad_env, "SSL_CERT_FILE": ca}, 1),
     ]  # fmt: skip
     outputs: list[str] = []

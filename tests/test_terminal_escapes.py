@@ -8,13 +8,13 @@ import json
 from pathlib import Path
 
 from clirun import run_main
-from modelpack.record.record import Metric
 from release_fixtures import ENV, EXAMPLES
 
 from modelpack import api
 from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Index, parse
 from modelpack.oci.target import RawManifest
+from modelpack.record.record import Metric
 from modelpack.release.index import release_index
 
 HOSTILE = "\x1b[2J\x1b[H\x9b31mALL GATES PASSED\x07 [bold red]ok[/]"
