@@ -161,3 +161,13 @@ def test_version_imports_nothing_but_the_package() -> None:
     version, loaded = done.stdout.splitlines()
     assert version == f"modelpack {_source_version()}"
     assert loaded == "['modelpack', 'modelpack.cli']"
+
+
+def test_ls_and_list_each_say_what_to_use_for_the_other(tmp_path: Path) -> None:
+    from clirun import run_main
+
+    env = {"MODELPACK_STORE": str(tmp_path / "store")}
+    bare = run_main("ls", env=env)
+    assert bare.returncode == 2 and "modelpack list" in bare.stderr
+    named = run_main("list", "iris", env=env)
+    assert named.returncode == 2 and "modelpack ls iris" in named.stderr

@@ -9,6 +9,7 @@ import typer
 from modelpack.cli import _output, _render
 from modelpack.cli._app import app
 from modelpack.cli._options import Access, JsonOpt, LocalOpt, StoreOpt, access_options
+from modelpack.errors import UsageError
 
 
 @app.command()
@@ -87,8 +88,11 @@ def diff(
 @access_options
 def ls_cmd(
     repository: Annotated[
-        str, typer.Argument(metavar="REPO", help="HOST/REPO, oci:PATH, or a NAME in the local store.")
-    ],
+        str | None,
+        typer.Argument(
+            metavar="REPO", help="HOST/REPO, oci:PATH, or a NAME in the local store.", show_default=False
+        ),
+    ] = None,
     sort: Annotated[
         str | None,
         typer.Option("--sort", metavar="METRIC", help="Order by this metric, best (highest) first."),
@@ -119,6 +123,10 @@ def ls_cmd(
     """
     from modelpack import api
 
+    if repository is None:
+        raise UsageError(
+            "ls lists one repository's versions: name it", hint="for the whole local store: modelpack list"
+        )
     with access.targets() as targets:
         result = api.ls(
             targets, repository, sort=sort, asc=asc, where=where or (), records=as_json, local=local
@@ -132,7 +140,11 @@ def ls_cmd(
 
 
 @app.command("list")
-def list_cmd(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+def list_cmd(
+    repository: Annotated[str | None, typer.Argument(metavar="[REPO]", hidden=True)] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """List the releases in the local store, by repository and tag (the names other commands take).
 
     Examples:
@@ -143,6 +155,10 @@ def list_cmd(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """
     from modelpack import api
 
+    if repository is not None:  # what `ls` takes: say so rather than guess which listing was meant
+        raise UsageError(
+            f"list shows the whole local store; for the versions of {repository}: modelpack ls {repository}"
+        )
     with Access(store=store).targets() as targets:
         result = api.list(targets)
     if as_json:
