@@ -252,7 +252,9 @@ def test_body_over_the_limit_is_413(tmp_path: Path) -> None:
     assert response.status_code == 413 and "max_body_bytes" in response.json()["error"]
 
 
-def test_handler_exception_is_500_and_the_server_keeps_serving(custom: Callable[[str], Client]) -> None:
+def test_handler_value_error_is_400_other_errors_500_with_one_traceback(
+    custom: Callable[[str], Client], caplog: pytest.LogCaptureFixture
+) -> None:
     client = custom(
         """
         class Handler:
@@ -262,14 +264,20 @@ def test_handler_exception_is_500_and_the_server_keeps_serving(custom: Callable[
                 self.calls += 1
                 if self.calls == 1:
                     raise ValueError("weights are upside down")
+                if self.calls in (2, 3):
+                    raise KeyError("lost")
                 return {"y": inputs["x"] + 1}
         """
     )
     request = {"inputs": [x_tensor([1, 2, 3, 4])]}
-    failed = client.infer(request, "custom")
-    assert failed.status_code == 500
-    assert failed.json() == {"error": "handler failed: ValueError: weights are upside down"}
-    assert "Traceback" not in failed.text
+    refused = client.infer(request, "custom")
+    assert refused.status_code == 400
+    assert refused.json() == {"error": "weights are upside down"}
+    caplog.set_level("ERROR", "modelpack.serve")
+    failed = [client.infer({**request, "id": f"req-{i}"}, "custom") for i in (1, 2)]
+    assert [f.status_code for f in failed] == [500, 500]
+    assert "request id req-2" in failed[1].json()["error"] and "Traceback" not in failed[1].text
+    assert caplog.text.count("Traceback") == 1 and "request id req-2" in caplog.text
     ok = client.infer(request, "custom")
     assert ok.status_code == 200 and ok.json()["outputs"][0]["data"] == [2, 3, 4, 5]
 
@@ -280,6 +288,7 @@ def test_handler_exception_is_500_and_the_server_keeps_serving(custom: Callable[
         ("inputs['x'] * 3", 200, None),
         ("'text'", 500, "handler returned str"),
         ("__import__('sys').exit(3)", 500, "handler failed: SystemExit: 3"),
+        ("int('x')", 400, "invalid literal for int()"),
         ("{'c': np.array([1j])}", 500, "output 'c': numpy dtype complex128 has no V2 datatype"),
         ("{'b': np.array([b'\\xff'], dtype=object)}", 500, "output 'b': BYTES element is not UTF-8"),
         ("{'r': [[1, 2], [3]]}", 500, "output 'r' is not an array"),

@@ -211,3 +211,26 @@ def test_runs_in_a_clean_venv_with_only_its_lockfile(tmp_path: Path) -> None:
     env = base_env(PORT=str(free_port()), MODELPACK_SERVING_CONFIG=str(config), PYTHONPATH=str(layer))
     with serving(python, env, tmp_path / "log") as url:
         assert_iris_golden(url)
+
+
+def test_a_busy_port_is_one_line_before_the_model_loads(tmp_path: Path) -> None:
+    # The model cannot load: were it loaded first, the error would name it instead of the port.
+    path = tmp_path / "serving.json"
+    path.write_text(json.dumps({"name": "m", "model": "absent.onnx", "model_dir": "/nonexistent"}))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = base_env(PORT=str(port), MODELPACK_SERVING_CONFIG=str(path), PYTHONPATH=str(REPO))
+        done = subprocess.run(
+            [sys.executable, "-m", "modelpack.serve", "--host", "127.0.0.1"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 3, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"modelpack.serve: cannot listen on 127.0.0.1:{port}: Address already in use; "
+        "stop what uses it or set PORT / --port"
+    ]

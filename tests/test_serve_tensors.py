@@ -190,3 +190,9 @@ def test_edge_requests_against_onnx(tmp_path: Path, extra: dict[str, Any]) -> No
         )
     else:
         assert response.status_code == 200 and response.json()["outputs"][0]["shape"] == [0, 4]
+
+
+@pytest.mark.parametrize("data", [[1e39], [1, -1e39], [2**200]])
+def test_a_float_the_datatype_cannot_hold_is_refused_not_inf(data: list[Any]) -> None:
+    with pytest.raises(TensorError, match=r"^input 't': a value is out of range for FP32"):
+        decode_input({"name": "t", "shape": [len(data)], "datatype": "FP32", "data": data}, None)

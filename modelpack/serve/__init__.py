@@ -19,8 +19,10 @@ Custom handler contract (`handler: "module:Class"`, the module found on `code_di
 
 A bare ndarray from predict() is one output named "output". Optional attributes `inputs` / `outputs`
 (lists of `modelpack.serve.TensorSpec`, set by load()) declare the signature: requests are then validated
-against it and /v2/models/{name} reports it. An exception from predict() is a 500 with its message; the
-server keeps serving. With `inference: "thread"` predict() runs in one worker thread, never concurrently.
+against it and /v2/models/{name} reports it. A ValueError from predict() is the caller's fault: a 400 with
+its message. Any other exception is a 500 naming a request id, logged with one traceback per kind of
+failure (later repeats are one line each); the server keeps serving. With `inference: "thread"` predict()
+runs in one worker thread, never concurrently.
 """
 
 from __future__ import annotations

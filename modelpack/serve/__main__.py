@@ -48,8 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"modelpack.serve: {exc}", file=sys.stderr)
         return 2
-    from modelpack.serve.server import run  # deferred: uvicorn is not needed to report a config error
+    from modelpack.serve.server import STARTUP_FAILED, port_problem, run  # deferred: uvicorn is heavy
 
+    problem = port_problem(config.host, config.port)
+    if problem is not None:
+        print(f"modelpack.serve: {problem}", file=sys.stderr)
+        return STARTUP_FAILED
     return run(config)
 
 

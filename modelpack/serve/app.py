@@ -169,16 +169,17 @@ class ServingApp:
         request = _parse(body)
         inputs = _inputs(model, request["inputs"])
         wanted = _wanted_outputs(model, request.get("outputs"))
+        given = request.get("id")
+        request_id = given if isinstance(given, str) else f"{self._id_prefix}-{next(self._ids)}"
         if self._executor is None:
-            outputs = _predict(model, inputs, wanted)
+            outputs = _predict(model, inputs, wanted, request_id)
         else:
             loop = asyncio.get_running_loop()
-            outputs = await loop.run_in_executor(self._executor, _predict, model, inputs, wanted)
-        request_id = request.get("id")
+            outputs = await loop.run_in_executor(self._executor, _predict, model, inputs, wanted, request_id)
         return {
             "model_name": self.config.name,
             "model_version": self.config.version,
-            "id": request_id if isinstance(request_id, str) else f"{self._id_prefix}-{next(self._ids)}",
+            "id": request_id,
             "outputs": outputs,
         }
 
@@ -256,7 +257,26 @@ def _wanted_outputs(model: LoadedModel, raw: object) -> list[str] | None:
     return names or None
 
 
-def _predict(model: LoadedModel, inputs: dict[str, Array], wanted: list[str] | None) -> list[dict[str, Any]]:
+_logged_failures: set[str] = set()
+
+
+def _log_failure(exc: BaseException, request_id: str) -> None:
+    # One traceback per exception type and place, then one line per request: a handler failing on every
+    # request must not flood the log with identical tracebacks.
+    frame = exc.__traceback__
+    while frame is not None and frame.tb_next is not None:
+        frame = frame.tb_next
+    where = f"{type(exc).__name__}@{frame.tb_frame.f_code.co_filename}:{frame.tb_lineno}" if frame else ""
+    if where in _logged_failures:
+        log.error("handler failed (request id %s): %s: %s", request_id, type(exc).__name__, exc)
+        return
+    _logged_failures.add(where)
+    log.error("handler failed (request id %s)", request_id, exc_info=exc)
+
+
+def _predict(
+    model: LoadedModel, inputs: dict[str, Array], wanted: list[str] | None, request_id: str
+) -> list[dict[str, Any]]:
     handler = model.handler
     try:
         if isinstance(handler, OnnxHandler):
@@ -265,9 +285,13 @@ def _predict(model: LoadedModel, inputs: dict[str, Array], wanted: list[str] | N
             result = handler.predict(inputs)
     except EncodeError as exc:
         raise RequestError(str(exc), 500) from None
+    except ValueError as exc:  # the handler contract: ValueError means the caller sent something wrong
+        raise RequestError(str(exc) or "the handler refused the inputs (ValueError)", 400) from None
     except (Exception, SystemExit) as exc:  # a handler calling sys.exit() must not stop the server
-        log.exception("handler failed")
-        raise RequestError(f"handler failed: {type(exc).__name__}: {exc}", 500) from None
+        _log_failure(exc, request_id)
+        raise RequestError(
+            f"handler failed: {type(exc).__name__}: {exc} (request id {request_id})", 500
+        ) from None
     if isinstance(result, np.ndarray):
         result = {"output": result}
     if not isinstance(result, Mapping):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 from typing import Any
 
 import uvicorn
@@ -16,6 +17,18 @@ from modelpack.serve.config import ServingConfig, from_mapping
 RESOLVED_ENV = "MODELPACK_SERVE_RESOLVED_CONFIG"
 
 STARTUP_FAILED = 3  # uvicorn's own exit code for a failed lifespan startup
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why host:port cannot be listened on, or None: checked before the model loads (slow to load)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no clash
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            return f"cannot listen on {host}:{port}: {exc.strerror}; stop what uses it or set PORT / --port"
+    return None
 
 
 def create_app() -> ServingApp:

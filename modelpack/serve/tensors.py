@@ -157,7 +157,8 @@ def _numeric(name: str, data: list[Any], inferred: Array, dtype: np.dtype[Any]) 
         return _exact(name, np.asarray(data, dtype=object), dtype)
     if dtype.kind in "iu" and inferred.dtype != dtype:
         _check_range(name, int(inferred.min()), int(inferred.max()), dtype)
-    return inferred.astype(dtype, copy=False)
+    with np.errstate(over="ignore"):
+        return _finite(name, inferred.astype(dtype, copy=False))
 
 
 def _exact(name: str, values: Array, dtype: np.dtype[Any]) -> Array:
@@ -170,9 +171,17 @@ def _exact(name: str, values: Array, dtype: np.dtype[Any]) -> Array:
     if dtype.kind in "iu":
         _check_range(name, min(items), max(items), dtype)
     try:
-        return np.array(items, dtype=dtype)
+        with np.errstate(over="ignore"):
+            return _finite(name, np.array(items, dtype=dtype))
     except OverflowError:
         raise TensorError(f"input '{name}': a value is out of range for {datatype_of(dtype)}") from None
+
+
+def _finite(name: str, array: Array) -> Array:
+    # JSON has no infinity, so an infinite float here is a value the datatype could not hold (1e39 as FP32).
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise TensorError(f"input '{name}': a value is out of range for {datatype_of(array.dtype)}")
+    return array
 
 
 def _check_range(name: str, low: int, high: int, dtype: np.dtype[Any]) -> None:
