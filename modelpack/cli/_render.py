@@ -10,12 +10,14 @@ from typing import TYPE_CHECKING, Any
 from modelpack.cli import _output
 
 if TYPE_CHECKING:
+    from modelpack.api._build import BuildResult
     from modelpack.api._environments import HistoryResult
     from modelpack.api._read import InspectResult, LsResult
     from modelpack.release.diff import RecordDiff
     from modelpack.release.move import MoveResult
     from modelpack.release.view import ReleaseView
     from modelpack.runner.report import TestReport
+    from modelpack.runner.testrun import TestOutcome
 
 
 def metric_text(value: float, dataset: str | None) -> str:
@@ -198,6 +200,28 @@ def history(result: HistoryResult, env: str) -> None:
         _output.info(
             f"note: {env} names {short(result.current)}, which no recorded event put there (moved outside "
             "modelpack)"
+        )
+
+
+def built(result: BuildResult) -> None:
+    bundle = result.bundle
+    size = sum(d.size for d in bundle.layers)
+    what = "bundle + serving image" if result.image else "bundle"
+    layers = _output.count(len(bundle.layers), "layer")
+    _output.info(f"built {result.tag} ({what}; bundle {layers}, {size:,} bytes)")
+    _output.info(f"created {bundle.record.created} from {bundle.created_from}")
+    _output.echo(result.digest)
+
+
+def tested(outcome: TestOutcome, as_json: bool) -> None:
+    r = outcome.report
+    if as_json:
+        return _output.emit_json(outcome.to_json())
+    report(r)
+    _output.info(outcome.attach_note)
+    if r.passed:
+        _output.info(
+            f"all {_output.count(len(r.cases), 'case')} and {_output.count(len(r.gates), 'gate')} passed"
         )
 
 

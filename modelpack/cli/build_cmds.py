@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from modelpack.cli import _output
+from modelpack.cli import _output, _render
 from modelpack.cli._app import app
 from modelpack.cli._options import Access, JsonOpt, access_options
 
@@ -75,15 +75,8 @@ def build(
             builder=builder,
             log=_output.info,  # the engine's build output, as it comes (escaped, never markup)
         )
-    bundle = result.bundle
-    for warning in bundle.warnings:  # on stderr in both modes: stdout stays the digest or the JSON
+    for warning in result.bundle.warnings:  # on stderr in both modes: stdout stays the digest or the JSON
         _output.info(f"warning: {warning}")
     if as_json:
         return _output.emit_json(result.to_json())
-    size = sum(d.size for d in bundle.layers)
-    what = "bundle + serving image" if result.image else "bundle"
-    _output.info(
-        f"built {result.tag} ({what}; bundle {_output.count(len(bundle.layers), 'layer')}, {size:,} bytes)"
-    )
-    _output.info(f"created {bundle.record.created} from {bundle.created_from}")
-    _output.echo(result.digest)
+    _render.built(result)

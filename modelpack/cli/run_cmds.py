@@ -88,22 +88,12 @@ def test_release(
     )
     with access.targets() as targets:
         outcome = api.test(targets, ref, options, info=_output.info)
-    result = outcome.report
-    _write(report, result.to_bytes(), "--report")
-    _write(junit, junit_xml(result), "--junit")
-    if as_json:
-        _output.emit_json(outcome.to_json())
-    else:
-        _render.report(result)
-        _output.info(outcome.attach_note)
+    _write(report, outcome.report.to_bytes(), "--report")
+    _write(junit, junit_xml(outcome.report), "--junit")
+    _render.tested(outcome, as_json)
     problem = failure(outcome)
     if problem is not None:
         raise problem
-    if not as_json:
-        _output.info(
-            f"all {_output.count(len(result.cases), 'case')} and "
-            f"{_output.count(len(result.gates), 'gate')} passed"
-        )
 
 
 def _write(path: Path | None, data: bytes, flag: str) -> None:
