@@ -81,13 +81,13 @@ def test_a_forged_fallback_index_neither_loops_nor_lies(registry: RegistryProces
     shown = run_bounded("history", ref, "prod", "--json")
     assert shown.returncode == 0, shown.stderr
     listed = json.loads(shown.stdout)["events"]
-    assert [e["digest"] for e in listed] == events[::-1]  # each once, newest first
-    assert [e["to_digest"] for e in listed] == [releases["1.1.0"].digest, releases["1.0.0"].digest]
+    assert [e["eventDigest"] for e in listed] == events[::-1]  # each once, newest first
+    assert [e["toDigest"] for e in listed] == [releases["1.1.0"].digest, releases["1.0.0"].digest]
     assert {e["who"] for e in listed} == {"alice@laptop"}  # the payload's, not the index's "mallory"
     assert all(e["status"] == "in effect" for e in listed)
 
     rolled = run_bounded("rollback", ref, "prod", "--reason", "incident", "--json")
     assert rolled.returncode == 0, rolled.stderr
-    assert json.loads(rolled.stdout)["to_digest"] == releases["1.0.0"].digest  # not the forged 6.6.6
+    assert json.loads(rolled.stdout)["toDigest"] == releases["1.0.0"].digest  # not the forged 6.6.6
     with client_for(registry.host) as client:
         assert RegistryRepository(client, repo).get_manifest("prod").digest == releases["1.0.0"].digest
