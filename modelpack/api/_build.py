@@ -104,7 +104,8 @@ def build(
         raise UsageError(
             f"{pf.path}: serving.system_packages needs the Docker builder", hint="build with --builder docker"
         )
-    with StatCache(store.stat_cache_path) as cache:
+    store.ensure()  # a folder that is not a store is refused before the stat cache is made in it
+    with store.writing(), StatCache(store.stat_cache_path) as cache:
         bundle = build_bundle(pf, store, cache, version=version, git=git_info(pf.root), environ=environ)
         if not image:
             return BuildResult(bundle=bundle, image=None, index=None, tag=bundle.tag)
@@ -135,8 +136,9 @@ def build(
             img = build_with_docker(store, request, client=docker, log=log, network_mode=network)
         else:
             img = build_image(store, cache, request)
-    # the release's record lists the runtime's packages too, so `diff` shows them change
-    record = dataclasses.replace(bundle.record, runtime=dict(img.runtime_packages))
-    index = release_index(img.manifest, bundle.manifest, record)
-    stored = store.put_document(index, tag=bundle.tag)
+        # the release's record lists the runtime's packages too, so `diff` shows them change
+        record = dataclasses.replace(bundle.record, runtime=dict(img.runtime_packages))
+        index = release_index(img.manifest, bundle.manifest, record)
+        # still under the writer lock: no gc between the image's manifest and the tag that reaches it
+        stored = store.put_document(index, tag=bundle.tag)
     return BuildResult(bundle=bundle, image=img, index=stored, tag=bundle.tag)

@@ -9,9 +9,7 @@ which is then renamed to its digest name. One read of every byte, one write.
 from __future__ import annotations
 
 import hashlib
-import os
-import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from modelpack.bundle.plan import LayerPlan
@@ -41,8 +39,8 @@ def store_layer(store: LayoutStore, cache: StatCache, plan: LayerPlan, mtime: in
     file_hits = [cache.get(_file_key(e)) if not isinstance(e.source, bytes) else None for e in plan.files]
     if (
         isinstance(hit, list)
-        and store.has_blob(str(hit[0]))
         and all(isinstance(h, list) for h in file_hits)
+        and store.keep_blob(str(hit[0]))  # refreshed: a concurrent gc's grace period covers it
     ):
         files = tuple(
             FileEntry(e.arcname, str(h[0]), int(h[1]))
@@ -103,28 +101,16 @@ class _FileHasher:
 
 
 def _ingest(store: LayoutStore, plan: LayerPlan, mtime: int) -> tuple[str, int, list[tuple[str, int]]]:
+    """One pass over the layer: the store hashes and writes it (under its writer lock) while the file
+    hasher takes each member's own digest from the same bytes."""
     files = _FileHasher(plan.entries, mtime)
-    layer = hashlib.sha256()
-    size = 0
-    tmp_dir = store.root / "blobs" / ".tmp"
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / f"layer-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-    try:
-        with open(tmp, "wb") as f:
-            for chunk in tar_chunks(plan.entries, mtime):
-                layer.update(chunk)
-                files.feed(chunk)
-                f.write(chunk)
-                size += len(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        dgst = "sha256:" + layer.hexdigest()
-        final = store.blob_path(dgst)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+
+    def stream() -> Iterator[bytes]:
+        for chunk in tar_chunks(plan.entries, mtime):
+            files.feed(chunk)
+            yield chunk
+
+    dgst, size = store.ingest(stream())
     return dgst, size, files.digests
 
 

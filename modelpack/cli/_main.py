@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 import traceback
@@ -82,10 +83,14 @@ def main(argv: list[str] | None = None) -> int:
         code = 130
     except BrokenPipeError:
         code = 0
-    except Exception as e:  # a bug, not a user mistake: say so plainly
+    except Exception as e:
         if Settings.verbose:
             traceback.print_exc()
-        _err(f"internal error: {type(e).__name__}: {e} (run with --verbose for the traceback)")
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):  # the user's to fix
+            where = f" writing {e.filename}" if e.filename else ""
+            _err(f"no space left on device{where} (free some space, e.g. modelpack gc, then retry)")
+        else:  # a bug, not a user mistake: say so plainly
+            _err(f"internal error: {type(e).__name__}: {e} (run with --verbose for the traceback)")
         code = 1
     if argv is None:
         sys.exit(code)

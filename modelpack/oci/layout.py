@@ -17,7 +17,9 @@ Crash and concurrency safety:
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -134,6 +136,55 @@ class LayoutStore:
         finally:
             os.close(fd)  # closing the descriptor releases the lock
 
+    def ensure(self) -> None:
+        """Create the store, or refuse a folder that is not one, before anything is written into it."""
+        self._ensure()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Held by every writer for the whole of its write (a build, from its first layer to its tag): gc
+        takes the same lock exclusively and without waiting, so it refuses rather than collect a blob a
+        manifest about to be written will name (oci/gc.py)."""
+        self._ensure()
+        with self._lock(GC_LOCK, shared=True):
+            yield
+
+    def keep_blob(self, dgst: str) -> bool:
+        """A blob a new manifest will reuse: refresh its age (a concurrent gc's grace period then covers it);
+        False when it is not there (the caller writes it)."""
+        with self.writing():
+            try:
+                os.utime(self.blob_path(dgst))
+            except FileNotFoundError:
+                return False
+            return True
+
+    def ingest(self, chunks: Iterable[bytes]) -> tuple[str, int]:
+        """Store a blob whose digest is known only at its end (a layer streamed as it is made); returns
+        (digest, size). Written to a temp file under the writer lock, fsynced, then renamed."""
+        with self.writing():
+            tmp_dir = self.root / "blobs" / TMP_DIR
+            tmp_dir.mkdir(exist_ok=True)
+            tmp = tmp_dir / f"ingest-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+            h = hashlib.sha256()
+            size = 0
+            try:
+                with _space(tmp), open(tmp, "wb") as f:
+                    for chunk in chunks:
+                        h.update(chunk)
+                        f.write(chunk)
+                        size += len(chunk)
+                    f.flush()
+                    os.fsync(f.fileno())
+                dgst = "sha256:" + h.hexdigest()
+                final = self.blob_path(dgst)
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, final)
+            finally:
+                if tmp.exists():
+                    tmp.unlink()
+        return dgst, size
+
     # -- blobs -------------------------------------------------------------------------------------------
 
     def has_blob(self, dgst: str) -> bool:
@@ -155,7 +206,7 @@ class LayoutStore:
             tmp = tmp_dir / f"{digest.hex_part(desc.digest)[:16]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             verifier = digest.Verifier(desc.digest, desc.size, what=f"blob {desc.digest}")
             try:
-                with open(tmp, "wb") as f:
+                with _space(final), open(tmp, "wb") as f:
                     for chunk in chunks:
                         verifier.update(chunk)
                         f.write(chunk)
@@ -356,6 +407,7 @@ class LayoutStore:
             return GcResult(0, 0)
         with self._lock(GC_LOCK, blocking=False), self._lock(INDEX_LOCK):
             index = self.read_index()
+            self._check_roots(index)
             live, kept = gc.reachable(index.manifests, self._load_document)
             if len(kept) != len(index.manifests):
                 _atomic_write(self.index_path, index.replace(manifests=tuple(kept)).to_bytes())
@@ -367,6 +419,25 @@ class LayoutStore:
             dropped_entries=len(index.manifests) - len(kept),
         )
 
+    def _check_roots(self, index: Index) -> None:
+        """A tagged manifest that is missing, does not hash to its name or does not parse would leave its
+        children looking unreachable: gc refuses (naming it) and deletes nothing."""
+        for entry in index.manifests:
+            tag = entry.annotations.get(mediatypes.ANN_REF_NAME)
+            if tag is None:
+                continue
+            try:
+                raw = self.read_blob_bytes(entry.digest, max_size=MAX_MANIFEST_BYTES)
+                if digest.of_bytes(raw) != entry.digest:
+                    raise StoreError(f"its blob does not hash to {entry.digest}")
+                parse(raw, entry.media_type)
+            except ModelpackError as e:
+                raise StoreError(
+                    f"gc refused: the tagged manifest {tag} ({entry.digest}) in {self.root} cannot be read "
+                    f"({e.message}); nothing was deleted",
+                    hint="remove or re-pull that tag (modelpack pull / build), then run gc again",
+                ) from None
+
     def _load_document(self, desc: Descriptor) -> Manifest | Index | None:
         if not self.has_blob(desc.digest):
             return None
@@ -374,6 +445,19 @@ class LayoutStore:
             return parse(self.read_blob_bytes(desc.digest, max_size=MAX_MANIFEST_BYTES), desc.media_type)
         except ModelpackError:
             return None  # unreadable or not a manifest: keep what it is, walk no further
+
+
+@contextmanager
+def _space(path: Path) -> Iterator[None]:
+    """A full disk is the user's to fix: say so in one line, not as an internal error."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise StoreError(
+                f"no space left on device writing {path}", hint="free some space (modelpack gc), then retry"
+            ) from None
+        raise
 
 
 def _own(name: str) -> bool:
