@@ -15,8 +15,6 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-import httpx
-
 from modelpack.errors import DigestMismatchError, NotFoundError, RegistryError
 from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes
@@ -24,7 +22,8 @@ from modelpack.oci.model import MAX_MANIFEST_BYTES, Descriptor, Manifest
 from modelpack.oci.target import BlobCopy, Progress, ProgressFn, RawManifest, Target, no_progress
 from modelpack.registry import referrers as _referrers
 from modelpack.registry.auth import repository_scope
-from modelpack.registry.download import STREAM_CHUNK, iter_blob
+from modelpack.registry.download import iter_blob
+from modelpack.registry.pages import pages
 from modelpack.registry.transport import RegistryClient
 from modelpack.registry.upload import (
     BlobOpener,
@@ -174,9 +173,11 @@ class RegistryRepository:
         )
         try:
             if response.status_code != 200:
-                response.read()
+                self.client.read_body(response)
                 raise self.client.status_error(response, _what(ref), self.describe())
-            raw = self._read_capped(response, ref)
+            raw = self.client.read_body(
+                response, MAX_MANIFEST_BYTES, what=f"{_what(ref)} in {self.describe()}", kind="manifest"
+            )
         finally:
             response.close()
         media_type = response.headers.get("content-type", "").split(";")[0].strip()
@@ -191,23 +192,6 @@ class RegistryRepository:
                 f"{_what(ref)} from {self.describe()} hashes to {actual}, expected {expected}; refused"
             )
         return RawManifest(raw=raw, media_type=media_type, digest=actual)
-
-    def _read_capped(self, response: httpx.Response, ref: str) -> bytes:
-        declared = response.headers.get("content-length")
-        too_big = (
-            f"{_what(ref)} in {self.describe()} is over the {MAX_MANIFEST_BYTES}-byte manifest limit; refused"
-        )
-        if declared and declared.isdigit() and int(declared) > MAX_MANIFEST_BYTES:
-            raise RegistryError(too_big)
-        buf = bytearray()
-        try:
-            for chunk in response.iter_bytes(STREAM_CHUNK):
-                buf += chunk
-                if len(buf) > MAX_MANIFEST_BYTES:
-                    raise RegistryError(too_big)
-        except httpx.TransportError as e:
-            raise self.client.transport_error(e) from None
-        return bytes(buf)
 
     def resolve(self, ref: str) -> Descriptor:
         """HEAD a manifest: its descriptor (media type, digest, size) without its body."""
@@ -278,21 +262,21 @@ class RegistryRepository:
 
     def list_tags(self, page_size: int | None = None) -> list[str]:
         tags: list[str] = []
-        url: str | None = f"/v2/{self.name}/tags/list"
-        params = {"n": str(page_size)} if page_size else None
-        while url is not None:
-            response = self.client.send("GET", url, scopes=self._scope("pull"), params=params)
+        for response in pages(
+            self.client,
+            f"/v2/{self.name}/tags/list",
+            what=f"tag list of {self.describe()}",
+            scopes=self._scope("pull"),
+            params={"n": str(page_size)} if page_size else None,
+        ):
             if response.status_code == 404:
                 raise NotFoundError(f"repository {self.name} not found in {self.client.registry}")
             if response.status_code != 200:
                 raise self.client.status_error(response, "tag list", self.describe())
             try:
                 tags += [t for t in (response.json().get("tags") or []) if isinstance(t, str)]
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, RecursionError):
                 raise RegistryError(f"tag list of {self.describe()} is not valid JSON") from None
-            next_link = response.links.get("next", {}).get("url")
-            url = str(response.request.url.join(next_link)) if next_link else None
-            params = None  # the Link URL carries its own query
         return tags
 
     def delete_tag(self, tag: str) -> None:

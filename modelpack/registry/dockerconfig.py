@@ -3,6 +3,9 @@
 Lookup order per host is docker's: a `credHelpers` entry for the host, else `credsStore`, else the
 `auths` entry (base64 `auth` or username/password, `identitytoken`). Helpers are the external
 `docker-credential-<name>` programs, run through an injected runner so tests need no real helper.
+A helper name is a plain name and the program is looked up on PATH only, never relative to the working
+directory (as Go's exec.LookPath does since 1.19): a config.json naming `../x` cannot run a file of the
+project being built.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -44,15 +48,47 @@ class Credential:
         return not (self.username or self.password or self.identity_token)
 
 
-# argv, stdin -> (exit code, stdout, stderr)
+# argv, stdin -> (exit code, stdout, stderr); the shell's codes for a program that cannot be run.
 Runner = Callable[[Sequence[str], bytes], tuple[int, bytes, bytes]]
+NOT_FOUND, CANNOT_RUN, TIMED_OUT = 127, 126, 124
+# A helper may wait for a keychain to be unlocked, but a hung one must not hang a push.
+HELPER_TIMEOUT = 60.0
+_HELPER_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
-def subprocess_runner(argv: Sequence[str], stdin: bytes) -> tuple[int, bytes, bytes]:
+def find_on_path(program: str, path: str | None = None) -> tuple[str | None, str | None]:
+    """(the executable `program` in an absolute PATH folder, else a non-executable file of that name).
+    Relative PATH entries (`.`, or an empty one) would mean the working directory: skipped."""
+    unusable = None
+    folders = (os.environ.get("PATH", os.defpath) if path is None else path).split(os.pathsep)
+    for folder in folders:
+        if not os.path.isabs(folder):
+            continue
+        candidate = os.path.join(folder, program)
+        if os.path.isfile(candidate):
+            if os.access(candidate, os.X_OK):
+                return candidate, None
+            unusable = unusable or candidate
+    return None, unusable
+
+
+def subprocess_runner(
+    argv: Sequence[str], stdin: bytes, *, timeout: float = HELPER_TIMEOUT
+) -> tuple[int, bytes, bytes]:
+    program = argv[0]
+    found, unusable = (None, None) if os.sep in program else find_on_path(program)
+    if found is None:
+        if unusable:
+            return CANNOT_RUN, b"", f"{unusable} is not executable".encode()
+        return NOT_FOUND, b"", f"{program}: not found on PATH".encode()
     try:
-        done = subprocess.run(list(argv), input=stdin, capture_output=True, check=False, timeout=60)
-    except FileNotFoundError:
-        return 127, b"", f"{argv[0]}: not found on PATH".encode()
+        done = subprocess.run(
+            [found, *argv[1:]], input=stdin, capture_output=True, check=False, timeout=timeout
+        )
+    except subprocess.TimeoutExpired:
+        return TIMED_OUT, b"", f"{program} did not answer within {timeout:g} s".encode()
+    except OSError as e:  # not a program this system can run (no shebang, wrong architecture)
+        return CANNOT_RUN, b"", f"{found} cannot be run: {e.strerror or e}".encode()
     return done.returncode, done.stdout, done.stderr
 
 
@@ -97,12 +133,26 @@ class DockerConfig:
     def helper_for(self, registry: str) -> str | None:
         key = auth_key_for(registry)
         helpers = self.data.get("credHelpers") or {}
+        found: str | None = None
         if isinstance(helpers, dict):
-            for k, v in helpers.items():
-                if isinstance(v, str) and v and (k == key or _normalize(k) == _normalize(key)):
-                    return v
-        store = self.data.get("credsStore")
-        return store if isinstance(store, str) and store else None
+            found = next(
+                (
+                    v
+                    for k, v in helpers.items()
+                    if isinstance(v, str) and v and (k == key or _normalize(k) == _normalize(key))
+                ),
+                None,
+            )
+        if found is None:
+            store = self.data.get("credsStore")
+            found = store if isinstance(store, str) and store else None
+        if found is not None and not _HELPER_NAME.fullmatch(found):
+            raise InputError(
+                f"{self.path}: credential helper {found!r} for {registry} is not a plain name; not run",
+                hint="credsStore and credHelpers name a program docker-credential-<name> on PATH: "
+                "use only letters, digits, '.', '_' and '-'",
+            )
+        return found
 
     def file_credential(self, registry: str) -> Credential | None:
         key = auth_key_for(registry)
@@ -196,11 +246,7 @@ def helper_get(helper: str, server: str, runner: Runner) -> Credential | None:
         message = err.decode(errors="replace").strip() or out.decode(errors="replace").strip()
         if "credentials not found" in message.lower():
             return None
-        if code == 127:
-            raise AuthError(
-                f"credential helper {program} for {server} is not installed",
-                hint="install it, or remove it from credsStore/credHelpers in docker's config.json",
-            )
+        _unusable(program, server, code, err)
         raise AuthError(f"credential helper {program} failed for {server} (exit {code})")
     try:
         obj = json.loads(out)
@@ -221,6 +267,7 @@ def helper_store(helper: str, server: str, cred: Credential, runner: Runner) -> 
         payload = {"ServerURL": server, "Username": cred.username, "Secret": cred.password}
     code, _, _ = runner([program, "store"], json.dumps(payload).encode())
     if code != 0:
+        _unusable(program, server, code, b"")
         # stderr is not echoed: some helpers repeat their input, which holds the secret.
         raise AuthError(
             f"credential helper {program} could not store the credentials for {server} (exit {code})"
@@ -236,7 +283,20 @@ def helper_erase(helper: str, server: str, runner: Runner) -> bool:
     message = err.decode(errors="replace").strip() or out.decode(errors="replace").strip()
     if "credentials not found" in message.lower():
         return False
+    _unusable(program, server, code, err)
     raise AuthError(f"credential helper {program} could not erase the credentials for {server} (exit {code})")
+
+
+def _unusable(program: str, server: str, code: int, err: bytes) -> None:
+    """Raise for a helper that could not be run at all. `err` is shown: pass b"" where the helper was
+    handed a secret (some echo their input)."""
+    hint = "install it, or remove it from credsStore/credHelpers in docker's config.json"
+    if code == NOT_FOUND:
+        raise AuthError(f"credential helper {program} for {server} is not installed", hint=hint)
+    if code in (CANNOT_RUN, TIMED_OUT):
+        reason = err.decode(errors="replace").strip().splitlines()[0][:300] if err.strip() else f"exit {code}"
+        fix = "fix or reinstall it" if code == CANNOT_RUN else "check why it hangs (a locked keychain?)"
+        raise AuthError(f"credential helper {program} for {server}: {reason}", hint=fix)
 
 
 def credentials_from_docker(

@@ -68,5 +68,5 @@ def _check(
         if not got.startswith(f"bytes {offset}-"):
             raise RegistryError(f"blob {desc.digest} in {where}: asked for bytes from {offset}, got {got!r}")
         return 0
-    response.read()
+    client.read_body(response)
     raise client.status_error(response, f"blob {desc.digest}", where)

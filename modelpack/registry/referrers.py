@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 from modelpack.errors import NotFoundError, RegistryError
 from modelpack.oci import canonical, mediatypes
 from modelpack.oci import digest as digests
-from modelpack.oci.model import Descriptor, Index, parse
+from modelpack.oci.model import MAX_MANIFEST_BYTES, Descriptor, Index, parse
 from modelpack.oci.target import RawManifest
+from modelpack.registry.pages import pages
 
 if TYPE_CHECKING:
     from modelpack.registry.client import RegistryRepository
@@ -30,31 +31,40 @@ def _api(repo: RegistryRepository, digest: str, artifact_type: str | None) -> li
     """The referrers API's answer, or None when the registry lacks the API (404).
 
     Whether the registry has the API is remembered per client: a registry does not grow or lose it
-    between two requests, and asking again cost a promotion several round trips."""
+    between two requests, and asking again cost a promotion several round trips. The answer may come
+    in pages (a `Link` header), bounded as tag lists are."""
     if repo.client.referrers_api is False:
         return None
-    params = {"artifactType": artifact_type} if artifact_type else None
-    response = repo.client.send(
-        "GET",
+    found: list[Descriptor] = []
+    listing = pages(
+        repo.client,
         f"/v2/{repo.name}/referrers/{digest}",
+        what=f"referrers of {digest} in {repo.describe()}",
         scopes=repo._scope("pull"),
         headers={"Accept": mediatypes.OCI_INDEX},
-        params=params,
+        params={"artifactType": artifact_type} if artifact_type else None,
+        page_limit=MAX_MANIFEST_BYTES,  # each page is an index
     )
-    content_type = response.headers.get("content-type", "").split(";")[0].strip()
-    if response.status_code != 200 or content_type != mediatypes.OCI_INDEX:
-        # 404, or a proxy answering unknown routes with 200 HTML or 400: "no API", as oras-go does.
-        repo.client.referrers_api = False
-        return None
-    index = parse(response.content, mediatypes.OCI_INDEX)
-    if not isinstance(index, Index):
-        repo.client.referrers_api = False
-        return None
-    repo.client.referrers_api = True
-    found = list(index.manifests)
-    applied = response.headers.get("oci-filters-applied", "")
-    if artifact_type and "artifactType" not in applied:
-        found = [d for d in found if d.artifact_type == artifact_type]
+    for number, response in enumerate(listing):
+        content_type = response.headers.get("content-type", "").split(";")[0].strip()
+        index = None
+        if response.status_code == 200 and content_type == mediatypes.OCI_INDEX:
+            index = parse(response.content, mediatypes.OCI_INDEX)
+        if not isinstance(index, Index):
+            if number == 0:
+                # 404, or a proxy answering unknown routes with 200 HTML or 400: "no API", as oras-go does.
+                repo.client.referrers_api = False
+                return None
+            raise RegistryError(
+                f"page {number + 1} of the referrers of {digest} in {repo.describe()} is not an index "
+                f"(HTTP {response.status_code}, {content_type or 'no content type'})"
+            )
+        repo.client.referrers_api = True
+        page = list(index.manifests)
+        applied = response.headers.get("oci-filters-applied", "")
+        if artifact_type and "artifactType" not in applied:
+            page = [d for d in page if d.artifact_type == artifact_type]
+        found += page
     return found
 
 

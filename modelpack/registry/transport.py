@@ -3,6 +3,11 @@
 Everything that talks HTTP to a registry goes through `RegistryClient.send`, so retry policy, credentials
 and the wording of errors live in one place. Request bodies are passed as factories so a retry (or the
 resend after a 401) streams the body again from its source instead of holding it in memory.
+
+Credentials are scoped to the registry's origin (scheme, host, port), as in docker and ggcr: a URL the
+registry hands back (an upload Location, a redirect) on another origin is sent no Authorization, and its
+401 challenge is never learnt, so nothing it names (a token realm) is sent the registry's credentials.
+Every body read into memory is capped; only blob streams are not.
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ log = logging.getLogger("modelpack.registry")
 Body = bytes | Callable[[], Iterable[bytes]] | None
 RETRY_STATUS = frozenset({429, 502, 503, 504})
 USER_AGENT = "modelpack"
+# Token, error and other small answers; list pages pass their own, larger, limit.
+MAX_BODY_BYTES = 1 << 20
+_READ_CHUNK = 1 << 16
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class ConnectionLost(RegistryError):
@@ -124,6 +133,10 @@ class RegistryClient:
     def url(self, path_or_url: str) -> str:
         return path_or_url if "://" in path_or_url else self.base_url + path_or_url
 
+    def on_registry(self, url: str | httpx.URL) -> bool:
+        """Whether `url` is on the registry's own origin, the only one its credentials are sent to."""
+        return _origin(httpx.URL(url)) == _origin(httpx.URL(self.base_url))
+
     def send(
         self,
         method: str,
@@ -135,14 +148,17 @@ class RegistryClient:
         body: Body = None,
         stream: bool = False,
         retry: bool = True,
+        max_body: int = MAX_BODY_BYTES,
     ) -> httpx.Response:
         """One logical request: authenticated, retried on 429/502/503/504 and torn connections when
         `retry`, with the body re-made from its factory on each attempt. 401/403 raise AuthError;
-        other statuses are returned for the caller to judge. A streamed response must be closed."""
+        other statuses are returned for the caller to judge. A streamed response must be closed; any
+        other is read whole, up to `max_body` bytes (more is a RegistryError)."""
         url = self.url(path_or_url)
         started = self._clock()
         attempt = 0
-        authorization = self.auth.authorization(scopes, self._send_plain)
+        own = self.on_registry(url)
+        authorization = self.auth.authorization(scopes, self._send_plain) if own else None
         reauthenticated = False
         while True:
             attempt += 1
@@ -163,6 +179,9 @@ class RegistryClient:
                 url = "https://" + url.removeprefix("http://")
                 continue
             self._may_upgrade = False
+            if status in (401, 403) and not (own and self.on_registry(response.url)):
+                response.close()
+                raise self._foreign_refusal(method, response)
             if status == 401 and not reauthenticated:
                 response.close()
                 authorization = self.auth.after_unauthorized(
@@ -179,28 +198,72 @@ class RegistryClient:
                 continue
             if not stream:
                 try:
-                    response.read()
-                except httpx.TransportError as e:
-                    response.close()
+                    self.read_body(response, max_body)
+                except ConnectionLost:
                     if not retry or not self._may_retry(attempt, started, None):
-                        raise self.transport_error(e) from None
+                        raise
                     self._backoff(attempt, None)
                     continue
             return response
 
+    def read_body(
+        self, response: httpx.Response, limit: int = MAX_BODY_BYTES, what: str = "", kind: str = "body"
+    ) -> bytes:
+        """Read a (streamed) response whole, so `.content`/`.json()` work, refusing it past `limit` bytes
+        (decoded: a gzip bomb counts at its inflated size). The response is closed afterwards."""
+        try:
+            if hasattr(response, "_content"):  # read already (a mock transport's answer)
+                if len(response.content) > limit:
+                    raise self._too_big(response, limit, what, kind)
+                return response.content
+            # A HEAD's Content-Length is the size of what a GET would send (a blob): nothing comes.
+            declared = response.headers.get("content-length", "") if response.request.method != "HEAD" else ""
+            if declared.isdigit() and int(declared) > limit:
+                raise self._too_big(response, limit, what, kind)
+            buf = bytearray()
+            for chunk in response.iter_bytes(_READ_CHUNK):
+                buf += chunk
+                if len(buf) > limit:
+                    raise self._too_big(response, limit, what, kind)
+        except httpx.TransportError as e:
+            raise self.transport_error(e) from None
+        finally:
+            response.close()
+        # What Response.read() itself stores; iter_bytes() was used instead only to stop at `limit`.
+        response._content = bytes(buf)
+        return response._content
+
+    def _too_big(self, response: httpx.Response, limit: int, what: str, kind: str) -> RegistryError:
+        where = f"{response.request.method} {_loggable(str(response.request.url))}"
+        return RegistryError(
+            f"{f'{what} from {where}' if what else f'the answer to {where}'} is over the {limit}-byte {kind} "
+            "limit; refused",
+            hint="the registry or a proxy in front of it is misbehaving",
+        )
+
+    def _foreign_refusal(self, method: str, response: httpx.Response) -> RegistryError:
+        """A 401/403 from an origin that is not the registry: its challenge is not ours to answer."""
+        other = response.url.netloc.decode("ascii", "replace")
+        asked = "asked for credentials" if response.status_code == 401 else "refused it (HTTP 403)"
+        return RegistryError(
+            f"{method} {_loggable(str(response.url))}, a URL {self.api_host} sent us to, {asked}; "
+            f"credentials for {self.api_host} are never sent to another host ({other})",
+            hint="the registry hands out URLs on another host: check its configured external URL",
+        )
+
     def _speaks_tls(self, response: httpx.Response, url: str) -> bool:
         """Go's TLS servers answer plain HTTP with this 400: the registry wants HTTPS after all."""
-        body = response.read()
-        response.close()
+        body = self.read_body(response)
         with self._upgrade_lock:
             if self._upgraded:  # concurrent first requests (parallel blob HEADs) all met the 400: all switch
                 return url.startswith(f"http://{self.api_host}/")
             if not self._may_upgrade or not url.startswith(self.base_url):
                 return False
             if response.request.method == "HEAD":  # the answer to a HEAD has no body to tell: ask a GET
+                probe = self.http.build_request("GET", f"http://{self.api_host}/v2/")
                 try:
-                    body = self.http.get(f"http://{self.api_host}/v2/").content
-                except httpx.HTTPError:
+                    body = self.read_body(self.http.send(probe, stream=True))
+                except (httpx.HTTPError, RegistryError):
                     body = b""
             if b"HTTP request to an HTTPS server" not in body:
                 self._may_upgrade = False
@@ -212,12 +275,12 @@ class RegistryClient:
             return True
 
     def _send_plain(self, request: httpx.Request) -> httpx.Response:
-        """For the token service: retried like any request, never re-authenticated."""
+        """For the token service: retried like any request, never re-authenticated, its answer capped."""
         started, attempt = self._clock(), 0
         while True:
             attempt += 1
             try:
-                response = self.http.send(request)
+                response = self.http.send(request, stream=True)
             except httpx.TooManyRedirects:
                 raise self._redirect_loop(str(request.url)) from None
             except httpx.TransportError as e:
@@ -226,7 +289,15 @@ class RegistryClient:
                 self._backoff(attempt, None)
                 continue
             if response.status_code in RETRY_STATUS and self._may_retry(attempt, started, response):
+                response.close()
                 self._backoff(attempt, response)
+                continue
+            try:
+                self.read_body(response, what="the token service's answer")
+            except ConnectionLost:
+                if not self._may_retry(attempt, started, None):
+                    raise
+                self._backoff(attempt, None)
                 continue
             return response
 
@@ -293,6 +364,10 @@ class RegistryClient:
             return NotFoundError(f"{what} not found in {where}")
         detail = _error_detail(response)
         return RegistryError(f"{what} in {where}: {self.api_host} answered HTTP {status}{detail}")
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    return url.scheme, url.host.lower(), url.port or _DEFAULT_PORTS.get(url.scheme)
 
 
 def _is_tls_error(e: BaseException) -> bool:
