@@ -63,6 +63,7 @@ def test_a_pulled_release_is_usable_by_its_name_with_the_registry_gone(
     assert shown.returncode == 0, shown.stderr
     doc = json.loads(shown.stdout)
     assert (doc["readFrom"], doc["digest"]) == ("store", built.digest)
+    assert "--local: reading the local store's pulled copy" in shown.stderr  # and it says so
     out = tmp_path / "out"
     unpacked = run_main("unpack", ref, str(out), "--local", env=env)
     assert unpacked.returncode == 0, unpacked.stderr

@@ -28,6 +28,12 @@ def count(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
+def said_local(local: bool) -> None:
+    """--local reads a pulled copy: say so, so nobody takes it for what the registry holds now."""
+    if local:
+        info("--local: reading the local store's pulled copy, not the registry")
+
+
 def emit_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
 

@@ -33,6 +33,8 @@ def inspect(
     """
     from modelpack import api
 
+    _output.said_local(local)
+
     with access.targets() as targets:
         result = api.inspect(targets, reference, local=local)
     if as_json:
@@ -73,6 +75,8 @@ def diff(
       modelpack diff iris:1.0.0 iris:1.1.0 --exit-code --better loss=lower
     """
     from modelpack import api
+
+    _output.said_local(local)
 
     with access.targets() as targets:
         result = api.diff(targets, a, b, local=local, better=better or ())
@@ -122,6 +126,8 @@ def ls_cmd(
       modelpack ls iris                       # a repository of the local store
     """
     from modelpack import api
+
+    _output.said_local(local)
 
     if repository is None:
         raise UsageError(

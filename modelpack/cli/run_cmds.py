@@ -80,6 +80,8 @@ def test_release(
       modelpack test iris-onnx:1.0.0 --runtime local --report report.json
     """
     from modelpack import api
+
+    _output.said_local(local)
     from modelpack.api._run import failure
     from modelpack.runner.report import junit_xml
 
@@ -137,6 +139,8 @@ def serve(
       modelpack serve iris-onnx:1.0.0
     """
     from modelpack import api
+
+    _output.said_local(local)
 
     try:
         with access.targets() as targets:

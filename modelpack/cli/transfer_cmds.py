@@ -213,6 +213,8 @@ def unpack(
       modelpack unpack iris:1.4.0 ./iris --force
     """
     from modelpack import api
+
+    _output.said_local(local)
     from modelpack.unpack import parse_filter
 
     kinds = parse_filter(filter_)
