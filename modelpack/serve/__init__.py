@@ -27,7 +27,7 @@ except for requests whose body is over 256 KiB: those are decoded, predicted and
 so health probes keep answering, and such a predict() may overlap one on the event loop.
 
 Limits (serving config keys, or env MODELPACK_SERVE_<KEY>; defaults sized for a 2-core box, where decoding
-8 MiB of JSON holds the GIL ~1 s; measured under attack in tests/test_serve_limits.py: VmHWM 225 MiB,
+16 MiB of JSON held the GIL 1.9 s; measured under attack in tests/test_serve_limits.py: VmHWM 225 MiB,
 liveness probes under 0.5 s):
 
     max_body_bytes      8 MiB    a larger body is a 413, refused from Content-Length before it is read

@@ -17,8 +17,8 @@ Schema (JSON object; only `name` is required):
                           ~10% less CPU a request than "thread"); "thread": predict in one worker
                           thread, so health probes answer during long predictions  (default "inline")
     onnx_threads    int   onnxruntime intra-op threads, 0 = onnxruntime's default       (default 0)
-    max_body_bytes  int   largest request body accepted, else 413; decoding 8 MiB of JSON holds the
-                          GIL for ~1 s on a 2-core box, so larger bodies stall every request   (default 8 MiB)
+    max_body_bytes  int   largest request body accepted, else 413; decoding 16 MiB of JSON held the
+                          GIL 1.9 s on a 2-core box (measured), stalling every other request   (default 8 MiB)
     inflight_bytes  int   request bytes being received or processed at once, over all
                           connections; a request over it is a 503 with Retry-After, never
                           buffered; 0 = 2 x max_body_bytes                                  (default 0)
