@@ -75,9 +75,11 @@ def rss_kib(pid: int) -> int:
 
 
 @contextmanager
-def runtime(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def runtime(tmp_path: Path, **extra_env: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
-    env = base_env(PORT=str(port), MODELPACK_SERVING_CONFIG=str(iris_config(tmp_path)), PYTHONUNBUFFERED="1")
+    env = base_env(
+        PORT=str(port), MODELPACK_SERVING_CONFIG=str(iris_config(tmp_path)), PYTHONUNBUFFERED="1", **extra_env
+    )
     log = (tmp_path / "serve.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "modelpack.serve", "--host", "127.0.0.1"], env=env, stdout=log, stderr=log

@@ -22,7 +22,21 @@ A bare ndarray from predict() is one output named "output". Optional attributes 
 against it and /v2/models/{name} reports it. A ValueError from predict() is the caller's fault: a 400 with
 its message. Any other exception is a 500 naming a request id, logged with one traceback per kind of
 failure (later repeats are one line each); the server keeps serving. With `inference: "thread"` predict()
-runs in one worker thread, never concurrently.
+runs in one worker thread, never concurrently. With "inline" (the default) predict() runs on the event loop,
+except for requests whose body is over 256 KiB: those are decoded, predicted and encoded in one worker thread
+so health probes keep answering, and such a predict() may overlap one on the event loop.
+
+Limits (serving config keys, or env MODELPACK_SERVE_<KEY>; defaults sized for a 2-core box, where decoding
+16 MiB of JSON held the GIL 1.9 s; measured under attack in tests/test_serve_limits.py: VmHWM 225 MiB,
+liveness probes under 0.5 s):
+
+    max_body_bytes      8 MiB    a larger body is a 413, refused from Content-Length before it is read
+    inflight_bytes      16 MiB   (0 = 2 x max_body_bytes) request bytes in flight over all connections;
+                                 beyond it a 503 with Retry-After: 1, the body never buffered
+    max_response_bytes  32 MiB   (0 = 4 x max_body_bytes) a larger answer is a 500 naming the outputs
+    body_timeout_s      30       request head and body must arrive within it, else the connection drops
+    write_timeout_s     30       a client reading none of its answer for this long is dropped
+    idle_timeout_s      5        an idle keep-alive connection is closed
 """
 
 from __future__ import annotations

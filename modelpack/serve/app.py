@@ -3,8 +3,11 @@
 Hand-written rather than a framework because every route is a few lines and the request path is the hot
 loop the runtime benchmark measures. Every failure becomes a JSON `{"error": "..."}`: 400 for a request
 the client can fix, 404 for an unknown model or route, 413 for a body over `max_body_bytes`, 500 when the
-handler raises or returns something unencodable, 503 until the model is loaded. Tracebacks go to the log,
-never to the client, and no request can stop the server.
+handler raises or returns something unencodable or an answer over `max_response_bytes`, 503 until the model
+is loaded and (with Retry-After) while the request bytes in flight over all connections would exceed
+`inflight_bytes`. Requests with bodies over OFF_LOOP_BYTES are decoded, predicted and encoded in a worker
+thread, so the event loop (and /v2/health/*) keeps answering while orjson holds the GIL on a big body.
+Tracebacks go to the log, never to the client, and no request can stop the server.
 
 JSON is orjson: parsing plus writing a small request costs ~1 us against ~30 us with the stdlib (measured),
 a tenth of the runtime's own time per request. Consequences: NaN and infinities in outputs are written as
@@ -40,12 +43,22 @@ log = logging.getLogger("modelpack.serve")
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
+# Below this a request is handled on the event loop (a thread hop costs more than decoding it); above it,
+# in a worker thread. 16 MiB of JSON took 1.9 s to decode on a 2-core box (measured), so 256 KiB stalls
+# the loop ~30 ms at most.
+OFF_LOOP_BYTES = 256 * 1024
+RETRY_AFTER_S = b"1"
+
+
 class RequestError(Exception):
     """A request the client must fix; `status` is the HTTP status to answer with."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(
+        self, message: str, status: int = 400, headers: tuple[tuple[bytes, bytes], ...] = ()
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.headers = headers
 
 
 def default_loader(config: ServingConfig) -> LoadedModel:
@@ -63,6 +76,10 @@ class ServingApp:
         self._id_prefix = secrets.token_hex(6)
         self._ids = itertools.count(1)
         self._executor = ThreadPoolExecutor(1, "predict") if config.inference == "thread" else None
+        # Large requests with `inference: "inline"` go to this one thread, never more: concurrency for them
+        # would multiply their memory, which the in-flight budget bounds anyway.
+        self._large = self._executor or ThreadPoolExecutor(1, "large-request")
+        self._inflight = 0  # request body bytes received or being processed, over all connections
         prefix = f"/v2/models/{config.name}"
         versioned = {f"{prefix}/versions/{config.version}"} if config.version else set()
         self._model_paths = frozenset({prefix, *versioned})
@@ -89,28 +106,31 @@ class ServingApp:
                 log.info("model %s loaded", self.config.name)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                if self._executor is not None:
-                    self._executor.shutdown(wait=False)
+                self._large.shutdown(wait=False)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        extra: tuple[tuple[bytes, bytes], ...] = ()
+        held = [0]  # this request's share of the in-flight budget, given back once it is answered
         try:
-            status, body = await self._route(scope, receive)
+            status, body = await self._route(scope, receive, held)
         except RequestError as exc:
-            status, body = exc.status, {"error": str(exc)}
+            status, body, extra = exc.status, {"error": str(exc)}, exc.headers
         except Exception:
             log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
             status, body = 500, {"error": "internal server error (details in the server log)"}
-        payload = orjson.dumps(body)
-        headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]
+        finally:
+            self._inflight -= held[0]
+        payload = body if isinstance(body, bytes) else orjson.dumps(body)
+        headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode()), *extra]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
 
-    async def _route(self, scope: Scope, receive: Receive) -> tuple[int, Any]:
+    async def _route(self, scope: Scope, receive: Receive, held: list[int]) -> tuple[int, Any]:
         method, path = scope["method"], scope["path"].rstrip("/") or "/"
         if path.startswith("/v2/models/"):
-            return await self._model_route(method, path, receive)
+            return await self._model_route(scope, method, path, receive, held)
         if method != "GET":
             raise RequestError(f"method {method} not allowed on {path}; use GET", 405)
         if path == "/v2/health/live":
@@ -123,7 +143,9 @@ class ServingApp:
             return 200, self._metadata()
         raise RequestError(f"no route {path}", 404)
 
-    async def _model_route(self, method: str, path: str, receive: Receive) -> tuple[int, Any]:
+    async def _model_route(
+        self, scope: Scope, method: str, path: str, receive: Receive, held: list[int]
+    ) -> tuple[int, Any]:
         action = ""
         if path not in self._model_paths:
             base, _, action = path.rpartition("/")
@@ -140,8 +162,45 @@ class ServingApp:
             raise RequestError(f"model '{self.config.name}' is still loading", 503)
         if action == "":
             return 200, self._model_metadata(model)
-        body = await _read_body(receive, self.config.max_body_bytes)
-        return 200, await self._infer(model, body)
+        body = await self._read_body(receive, _content_length(scope), held)
+        if len(body) <= OFF_LOOP_BYTES and self._executor is None:
+            return 200, self._answer(model, body)
+        loop = asyncio.get_running_loop()
+        return 200, await loop.run_in_executor(self._large, self._answer, model, body)
+
+    def _reserve(self, held: list[int], size: int) -> None:
+        # Reserved before the bytes are read, so a request over budget is refused without buffering it.
+        if self._inflight + size > self.config.inflight_limit:
+            raise RequestError(
+                f"server busy: {self._inflight} request bytes already in flight, the limit is "
+                f"{self.config.inflight_limit} (inflight_bytes); retry shortly",
+                503,
+                ((b"retry-after", RETRY_AFTER_S),),
+            )
+        self._inflight += size
+        held[0] += size
+
+    async def _read_body(self, receive: Receive, declared: int | None, held: list[int]) -> bytes:
+        limit = self.config.max_body_bytes
+        if declared is not None:
+            if declared > limit:
+                raise RequestError(f"request body is larger than {limit} bytes (max_body_bytes)", 413)
+            self._reserve(held, declared)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RequestError("client disconnected before sending the whole body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise RequestError(f"request body is larger than {limit} bytes (max_body_bytes)", 413)
+            if size > held[0]:  # chunked, or more than declared: reserve as it arrives
+                self._reserve(held, size - held[0])
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
 
     def _model_metadata(self, model: LoadedModel) -> dict[str, Any]:
         return {
@@ -165,39 +224,52 @@ class ServingApp:
             "runtime": {"name": "modelpack", "version": __version__},
         }
 
-    async def _infer(self, model: LoadedModel, body: bytes) -> dict[str, Any]:
+    def _answer(self, model: LoadedModel, body: bytes) -> bytes:
+        """The encoded answer to an infer body: on the loop for small bodies, in a thread for large ones."""
         request = _parse(body)
+        del body  # the decoded request replaces it; do not hold both during predict
         inputs = _inputs(model, request["inputs"])
         wanted = _wanted_outputs(model, request.get("outputs"))
         given = request.get("id")
         request_id = given if isinstance(given, str) else f"{self._id_prefix}-{next(self._ids)}"
-        if self._executor is None:
-            outputs = _predict(model, inputs, wanted, request_id)
-        else:
-            loop = asyncio.get_running_loop()
-            outputs = await loop.run_in_executor(self._executor, _predict, model, inputs, wanted, request_id)
-        return {
-            "model_name": self.config.name,
-            "model_version": self.config.version,
-            "id": request_id,
-            "outputs": outputs,
-        }
+        del request
+        outputs = _predict(model, inputs, wanted, request_id, self.config.response_limit)
+        payload = orjson.dumps(
+            {
+                "model_name": self.config.name,
+                "model_version": self.config.version,
+                "id": request_id,
+                "outputs": outputs,
+            },
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        )
+        if len(payload) > self.config.response_limit:
+            raise _too_big(outputs, len(payload), self.config.response_limit)
+        return payload
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise RequestError("client disconnected before sending the whole body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise RequestError(f"request body is larger than {limit} bytes (max_body_bytes)", 413)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+def _content_length(scope: Scope) -> int | None:
+    for key, value in scope.get("headers", ()):
+        if key == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # uvicorn's parser refuses it before the app sees it
+    return None
+
+
+# The fewest JSON characters one element of each kind takes ("1," "true,"): a lower bound of the answer's
+# size, known before encoding, so an answer that cannot fit is refused before it is built.
+_MIN_CHARS = {"BOOL": 5, "BYTES": 3}
+
+
+def _too_big(outputs: list[dict[str, Any]], size: int, limit: int) -> RequestError:
+    shown = ", ".join(f"'{o['name']}' {o['datatype']} {o['shape']}" for o in outputs)
+    return RequestError(
+        f"the answer would be at least {size} bytes, over max_response_bytes ({limit}); outputs: {shown}; "
+        "ask for fewer outputs or a smaller batch, or raise max_response_bytes",
+        500,
+    )
 
 
 def _parse(body: bytes) -> dict[str, Any]:
@@ -275,7 +347,7 @@ def _log_failure(exc: BaseException, request_id: str) -> None:
 
 
 def _predict(
-    model: LoadedModel, inputs: dict[str, Array], wanted: list[str] | None, request_id: str
+    model: LoadedModel, inputs: dict[str, Array], wanted: list[str] | None, request_id: str, limit: int
 ) -> list[dict[str, Any]]:
     handler = model.handler
     try:
@@ -307,4 +379,7 @@ def _predict(
             outputs.append(encode_output(str(name), result[name]))
         except EncodeError as exc:
             raise RequestError(str(exc), 500) from None
+    least = sum(_MIN_CHARS.get(o["datatype"], 2) * int(np.prod(o["shape"])) for o in outputs)
+    if least > limit:
+        raise _too_big(outputs, least, limit)
     return outputs

@@ -17,8 +17,24 @@ Schema (JSON object; only `name` is required):
                           ~10% less CPU a request than "thread"); "thread": predict in one worker
                           thread, so health probes answer during long predictions  (default "inline")
     onnx_threads    int   onnxruntime intra-op threads, 0 = onnxruntime's default       (default 0)
-    max_body_bytes  int   largest request body accepted, else 413                      (default 64 MiB)
+    max_body_bytes  int   largest request body accepted, else 413; decoding 16 MiB of JSON held the
+                          GIL 1.9 s on a 2-core box (measured), stalling every other request   (default 8 MiB)
+    inflight_bytes  int   request bytes being received or processed at once, over all
+                          connections; a request over it is a 503 with Retry-After, never
+                          buffered; 0 = 2 x max_body_bytes                                  (default 0)
+    max_response_bytes int  largest answer; a bigger one is a 500 naming its outputs,
+                          refused before it is encoded when the outputs' size already
+                          shows it; 0 = 4 x max_body_bytes                                  (default 0)
+    body_timeout_s  float a request's head and body must arrive within this, else the
+                          connection is dropped (slow-loris, unfinished bodies)             (default 30)
+    idle_timeout_s  float an idle keep-alive connection is closed after this               (default 5)
+    write_timeout_s float a client that reads none of its answer for this long is
+                          dropped, freeing the answer's memory                              (default 30)
     log_level       str   uvicorn log level                                             (default "info")
+
+Each limit is also read from the environment, which beats the file: MODELPACK_SERVE_MAX_BODY_BYTES,
+MODELPACK_SERVE_INFLIGHT_BYTES, MODELPACK_SERVE_MAX_RESPONSE_BYTES, MODELPACK_SERVE_BODY_TIMEOUT_S,
+MODELPACK_SERVE_IDLE_TIMEOUT_S, MODELPACK_SERVE_WRITE_TIMEOUT_S.
 
 The file's path comes from `--config`, else env MODELPACK_SERVING_CONFIG, else /opt/modelpack/serving.json.
 The release's index digest cannot be inside the image (the index contains the image), so /metadata reports
@@ -37,6 +53,15 @@ from typing import Any
 DEFAULT_CONFIG_PATH = Path("/opt/modelpack/serving.json")
 CONFIG_ENV = "MODELPACK_SERVING_CONFIG"
 INDEX_DIGEST_ENV = "MODELPACK_INDEX_DIGEST"
+# The serving limits, each settable as MODELPACK_SERVE_<KEY upper-cased>.
+LIMIT_ENV = (
+    "max_body_bytes",
+    "inflight_bytes",
+    "max_response_bytes",
+    "body_timeout_s",
+    "idle_timeout_s",
+    "write_timeout_s",
+)
 
 
 class ConfigError(ValueError):
@@ -61,8 +86,21 @@ class ServingConfig:
     workers: int = 1
     inference: str = "inline"
     onnx_threads: int = 0
-    max_body_bytes: int = 64 * 1024 * 1024
+    max_body_bytes: int = 8 * 1024 * 1024
+    inflight_bytes: int = 0
+    max_response_bytes: int = 0
+    body_timeout_s: float = 30.0
+    idle_timeout_s: float = 5.0
+    write_timeout_s: float = 30.0
     log_level: str = "info"
+
+    @property
+    def inflight_limit(self) -> int:
+        return self.inflight_bytes or 2 * self.max_body_bytes
+
+    @property
+    def response_limit(self) -> int:
+        return self.max_response_bytes or 4 * self.max_body_bytes
 
     def to_json(self) -> dict[str, Any]:
         """The config as JSON-safe data (paths as strings), so a worker process can rebuild it."""
@@ -89,6 +127,11 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "inference": (str,),
     "onnx_threads": (int,),
     "max_body_bytes": (int,),
+    "inflight_bytes": (int,),
+    "max_response_bytes": (int,),
+    "body_timeout_s": (int, float),
+    "idle_timeout_s": (int, float),
+    "write_timeout_s": (int, float),
     "log_level": (str,),
 }
 
@@ -127,6 +170,12 @@ def _check(config: ServingConfig, where: str) -> None:
         raise ConfigError(f"{where}: handler \"onnx\" needs 'model', the .onnx path relative to model_dir")
     if config.max_body_bytes < 1 or config.onnx_threads < 0:
         raise ConfigError(f"{where}: 'max_body_bytes' must be positive and 'onnx_threads' not negative")
+    for key in LIMIT_ENV:
+        value = getattr(config, key)
+        if value < 0 or (key.endswith("_s") and value == 0):
+            raise ConfigError(f"{where}: '{key}' must be positive (0 only for the derived byte limits)")
+    if config.inflight_limit < config.max_body_bytes:
+        raise ConfigError(f"{where}: 'inflight_bytes' must be at least 'max_body_bytes', or 0 for 2 x it")
 
 
 def load(
@@ -134,7 +183,8 @@ def load(
 ) -> ServingConfig:
     """The config from `path` (else env, else the default path when it exists), env and flag overrides.
 
-    Precedence, lowest first: built-in defaults, the file, env PORT/WORKERS/HOST/MODELPACK_INDEX_DIGEST, flags
+    Precedence, lowest first: built-in defaults, the file, env PORT/WORKERS/HOST/MODELPACK_INDEX_DIGEST and
+    MODELPACK_SERVE_* limits, flags
     (the environment beats the file because `docker run -e PORT=...` must move a built image's port).
     """
     explicit = path or (Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else None)
@@ -151,6 +201,13 @@ def load(
                 data[key] = int(env[var])
             except ValueError:
                 raise ConfigError(f"environment {var}={env[var]!r} is not an integer") from None
+    for key in LIMIT_ENV:
+        var = f"MODELPACK_SERVE_{key.upper()}"
+        if env.get(var):
+            try:
+                data[key] = float(env[var]) if key.endswith("_s") else int(env[var])
+            except ValueError:
+                raise ConfigError(f"environment {var}={env[var]!r} is not a number") from None
     if env.get(INDEX_DIGEST_ENV):
         data["index_digest"] = env[INDEX_DIGEST_ENV]
     if env.get("HOST"):

@@ -1,4 +1,5 @@
-"""Running the app under uvicorn (httptools, uvloop when installed), one process or `workers` of them."""
+"""Running the app under uvicorn (httptools with guard.py's timeouts, uvloop when installed), one process or
+`workers` of them."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import uvicorn
 
 from modelpack.serve.app import ServingApp
 from modelpack.serve.config import ServingConfig, from_mapping
+from modelpack.serve.guard import GuardedHttpToolsProtocol, protocol_for
 
 # Worker processes rebuild the config from this variable: uvicorn starts workers from an import string.
 RESOLVED_ENV = "MODELPACK_SERVE_RESOLVED_CONFIG"
@@ -36,6 +38,14 @@ def create_app() -> ServingApp:
     return ServingApp(from_mapping(json.loads(os.environ[RESOLVED_ENV]), RESOLVED_ENV))
 
 
+def __getattr__(name: str) -> type[GuardedHttpToolsProtocol]:
+    # Worker processes get the protocol class by import string (uvicorn pickles the config to them, and a
+    # class built for one config's timeouts cannot be pickled); it is built from the same variable.
+    if name == "WorkerProtocol":
+        return protocol_for(from_mapping(json.loads(os.environ[RESOLVED_ENV]), RESOLVED_ENV))
+    raise AttributeError(f"module 'modelpack.serve.server' has no attribute {name!r}")
+
+
 def run(config: ServingConfig) -> int:
     """Serve until SIGINT/SIGTERM; the exit code is STARTUP_FAILED if the model did not load."""
     logging.basicConfig(
@@ -44,7 +54,8 @@ def run(config: ServingConfig) -> int:
     common: dict[str, Any] = {
         "host": config.host,
         "port": config.port,
-        "http": "httptools",
+        "http": protocol_for(config),
+        "timeout_keep_alive": config.idle_timeout_s,
         "loop": "auto",
         "lifespan": "on",
         "access_log": False,  # a log line per request costs more than the inference of a small model
@@ -55,6 +66,7 @@ def run(config: ServingConfig) -> int:
     }
     if config.workers > 1:
         os.environ[RESOLVED_ENV] = json.dumps(config.to_json())
+        common["http"] = "modelpack.serve.server:WorkerProtocol"
         uvicorn.run("modelpack.serve.server:create_app", factory=True, workers=config.workers, **common)
         return 0
     server = uvicorn.Server(uvicorn.Config(ServingApp(config), **common))
