@@ -17,6 +17,7 @@ from fixtures.engine import Engine, connect_engine
 from fixtures.registry import REGISTRY_BIN, RegistryProcess
 from fixtures.require import unavailable
 from fixtures.tls import make_tls_auth
+from support.places import kind  # noqa: F401  (the promote tests' fixture: registry, layout and store)
 
 from modelpack.oci.layout import LayoutStore
 

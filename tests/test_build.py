@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-import schemacheck
-from clirun import run_cli
+import support.schemacheck as schemacheck
+from support.clirun import run_cli
 
 from modelpack import api
 from modelpack.errors import InputError

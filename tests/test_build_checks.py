@@ -16,7 +16,7 @@ from pathlib import Path
 
 import joblib
 import pytest
-from clirun import run_cli
+from support.clirun import run_cli
 
 from modelpack import api
 from modelpack.bundle.formats import sniff

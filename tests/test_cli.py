@@ -109,7 +109,7 @@ def _commands() -> list[str]:
 
 @pytest.mark.parametrize("command", _commands())
 def test_every_help_has_examples_and_a_plain_usage_line(command: str) -> None:
-    from clirun import run_main
+    from support.clirun import run_main
 
     out = run_main(command, "--help")
     assert out.returncode == 0, out.stderr
@@ -132,7 +132,7 @@ def test_usage_errors_are_one_line(args: tuple[str, ...]) -> None:
 
 
 def test_verbose_after_the_command_and_quiet_prints_only_the_data(tmp_path: Path) -> None:
-    from clirun import run_main
+    from support.clirun import run_main
 
     project = ROOT / "examples" / "iris-onnx"
     env = {"MODELPACK_STORE": str(tmp_path / "store"), "SOURCE_DATE_EPOCH": "1700000000"}
@@ -164,7 +164,7 @@ def test_version_imports_nothing_but_the_package() -> None:
 
 
 def test_ls_and_list_each_say_what_to_use_for_the_other(tmp_path: Path) -> None:
-    from clirun import run_main
+    from support.clirun import run_main
 
     env = {"MODELPACK_STORE": str(tmp_path / "store")}
     bare = run_main("ls", env=env)

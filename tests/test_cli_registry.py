@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clirun import run_cli as run_process
-from clirun import run_main as run_cli  # in process: the console script is proven in test_cli
 from fixtures.registry import RegistryProcess
-from release_fixtures import EXAMPLES, build, index_release, push
+from support.clirun import run_cli as run_process
+from support.clirun import run_main as run_cli  # in process: the console script is proven in test_cli
+from support.release_fixtures import EXAMPLES, build, index_release, push
 
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.layout import LayoutStore
@@ -400,7 +400,7 @@ def test_gc_removes_unreferenced_blobs_and_keeps_referenced_ones(release: Releas
 
 
 def test_gc_prunes_caches_no_release_needs(tmp_path: Path) -> None:
-    from release_fixtures import ENV, EXAMPLES
+    from support.release_fixtures import ENV, EXAMPLES
 
     store = tmp_path / "store"
     env = {"MODELPACK_STORE": str(store), **ENV}

@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 import pytest
-from clirun import run_main as run_cli  # in process: the console script is proven in test_cli
-from release_fixtures import Pushed, pushed  # noqa: F401  (the fixture)
+from support.clirun import run_main as run_cli  # in process: the console script is proven in test_cli
+from support.release_fixtures import Pushed, pushed  # noqa: F401  (the fixture)
 
 from modelpack.record.git import GitInfo
 from modelpack.record.record import DatasetEntry, FileEntry, LockSummary, Metric, Record

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-import schemacheck
+import support.schemacheck as schemacheck
 
 from modelpack import api
 from modelpack.errors import BuildError, UsageError
@@ -264,7 +264,7 @@ def test_system_packages_come_first_and_every_stage_sees_them() -> None:
 
 
 def test_cli_builder_flag_reaches_the_build(tmp_path: Path) -> None:
-    from clirun import run_cli
+    from support.clirun import run_cli
 
     proj = tmp_path / "proj"
     shutil.copytree(EXAMPLES / "custom-handler", proj)

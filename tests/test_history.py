@@ -7,10 +7,10 @@ import json
 import os
 
 import pytest
-from clirun import run_main as run_cli  # in process: the console script is proven in test_cli
 from fixtures.registry import RegistryProcess
-from registry_helpers import client_for
-from test_promote import attach_report, make_release
+from support.clirun import run_main as run_cli  # in process: the console script is proven in test_cli
+from support.places import attach_report, make_release
+from support.registry_helpers import client_for
 
 from modelpack.oci import mediatypes as mt
 from modelpack.release.actor import who

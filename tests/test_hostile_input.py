@@ -10,11 +10,10 @@ from typing import Any
 
 import httpx
 import pytest
-from hostile_tar import hostile_tar
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_load_serve import runtime
-from test_serve_tensors import _body, _json
+from support.hostile_tar import hostile_tar
+from support.serving import _body, _json, runtime
 
 from modelpack import api
 from modelpack.errors import ContentError, DigestMismatchError, InputError, ModelpackError

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-import schemacheck
+import support.schemacheck as schemacheck
 
 from modelpack import api
 from modelpack.image.config import NONROOT

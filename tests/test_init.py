@@ -13,7 +13,7 @@ from pathlib import Path
 import onnx
 import pytest
 import yaml
-from clirun import run_cli
+from support.clirun import run_cli
 
 from modelpack import init as scaffold
 from modelpack import templates

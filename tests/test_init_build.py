@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from clirun import run_cli
+from support.clirun import run_cli
 
 from modelpack import init as scaffold
 from modelpack.oci.layout import LayoutStore

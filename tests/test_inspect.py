@@ -9,9 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
-from clirun import run_main as run_cli  # in process: the console script is proven in test_cli
 from fixtures.registry import RegistryProcess
-from release_fixtures import Pushed, pushed  # noqa: F401  (the fixture)
+from support.clirun import run_main as run_cli  # in process: the console script is proven in test_cli
+from support.release_fixtures import Pushed, pushed  # noqa: F401  (the fixture)
 
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor, Index
@@ -170,7 +170,7 @@ def test_index_without_record_annotation_reads_the_bundle_once(pushed: Pushed) -
 
 
 def test_inspect_shows_image_size_reports_and_environments(pushed: Pushed) -> None:  # noqa: F811
-    from test_promote import attach_report
+    from support.places import attach_report
 
     from modelpack.targets import Targets
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
-from clirun import run_main as run_cli  # in process: the console script is proven in test_cli
 from fixtures.registry import RegistryProcess
-from release_fixtures import ACCURACY, ON_V3, Pushed, pushed  # noqa: F401  (pushed is the fixture)
+from support.clirun import run_main as run_cli  # in process: the console script is proven in test_cli
+from support.release_fixtures import ACCURACY, ON_V3, Pushed, pushed  # noqa: F401  (pushed is the fixture)
 
 from modelpack.errors import UsageError
 from modelpack.record.record import DatasetEntry, Metric, Record

@@ -9,10 +9,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from clirun import run_main
 from conftest import _registry_binary
 from fixtures.registry import RegistryProcess
-from release_fixtures import ENV, EXAMPLES, variant
+from support.clirun import run_main
+from support.release_fixtures import ENV, EXAMPLES, variant
 
 from modelpack import api
 from modelpack.oci.layout import LayoutStore

@@ -10,9 +10,9 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from hostile_tar import hostile_tar
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support.hostile_tar import hostile_tar
 
 from modelpack.errors import InputError
 from modelpack.oci import digest

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 from fixtures.registry import RegistryProcess
-from registry_helpers import client_for
-from test_promote import attach_report, event_count, make_release, runtime, tag_digest
+from support.places import attach_report, event_count, make_release, runtime, tag_digest
+from support.registry_helpers import client_for
 
 from modelpack.errors import PromotionError
 from modelpack.registry.client import RegistryRepository

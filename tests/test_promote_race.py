@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 from fixtures.registry import RegistryProcess
-from registry_helpers import client_for
-from test_promote import attach_report, make_release, runtime
+from support.places import attach_report, make_release, runtime
+from support.registry_helpers import client_for
 
 from modelpack.errors import PromotionError
 from modelpack.oci.layout import LayoutStore

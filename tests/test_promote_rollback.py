@@ -4,14 +4,12 @@ refusals that change nothing, the trail it leaves, and the tag read back."""
 from __future__ import annotations
 
 import pytest
-from test_promote import Kind, attach_report, event_count, kind, make_release, runtime, tag_digest
+from support.places import Kind, attach_report, event_count, make_release, runtime, tag_digest
 
 from modelpack.errors import PromotionError
 from modelpack.release.history import load_history
 from modelpack.release.place import Place
 from modelpack.release.promote import Runtime, promote, rollback
-
-__all__ = ["kind"]  # the fixture, imported so these tests run over the three kinds of place
 
 
 def _promoted(place: Place, versions: list[str], rt: Runtime) -> dict[str, str]:

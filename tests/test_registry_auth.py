@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from registry_helpers import blob, opener, push_artifact, random_bytes
+from support.registry_helpers import blob, opener, push_artifact, random_bytes
 
 from modelpack.errors import AuthError, ModelpackError, RegistryError
 from modelpack.registry import RegistryClient, RegistryRepository, credentials_from_docker, login

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from registry_helpers import Requests, blob, client_for, random_bytes
+from support.registry_helpers import Requests, blob, client_for, random_bytes
 
 from modelpack.oci import mediatypes
 from modelpack.oci.layout import LayoutStore

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from registry_helpers import Requests, blob, client_for, opener, push_artifact, random_bytes
+from support.registry_helpers import Requests, blob, client_for, opener, push_artifact, random_bytes
 
 from modelpack.errors import NotFoundError
 from modelpack.oci import digest as digests

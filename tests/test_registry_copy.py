@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from registry_helpers import blob, client_for, opener, random_bytes
+from support.registry_helpers import blob, client_for, opener, random_bytes
 
 from modelpack.errors import DigestMismatchError
 from modelpack.oci import mediatypes

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from registry_helpers import blob, opener, random_bytes
+from support.registry_helpers import blob, opener, random_bytes
 
 from modelpack.errors import AuthError, DigestMismatchError, NotFoundError, RegistryError
 from modelpack.oci import digest as digests

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from registry_helpers import blob, client_for, opener, random_bytes
+from support.registry_helpers import blob, client_for, opener, random_bytes
 
 from modelpack.registry import RegistryRepository, UploadOptions
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from clirun import run_cli
 from fixtures.registry import RegistryProcess
-from registry_helpers import client_for
-from test_hostile_network import Scripted, scripted_server
+from support.clirun import run_cli
+from support.registry_helpers import client_for
+from support.scripted import Scripted, scripted_server
 
 from modelpack import api
 from modelpack.errors import NotFoundError, RegistryError

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from clirun import run_cli, script
 from docker import errors as docker_errors
 from fixtures.registry import RegistryProcess
+from support.clirun import run_cli, script
 
 from modelpack import api
 from modelpack.errors import TestNotRunError

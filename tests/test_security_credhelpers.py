@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clirun import run_cli
-from test_hostile_network import Scripted, scripted_server
+from support.clirun import run_cli
+from support.scripted import Scripted, scripted_server
 
 from modelpack.errors import AuthError, InputError
 from modelpack.registry.dockerconfig import Credential, DockerConfig, subprocess_runner

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from clirun import run_cli, script
+from support.clirun import run_cli, script
 
 from modelpack import api
 from modelpack.bundle.lockfile.requirements import parse as parse_requirements

@@ -15,10 +15,10 @@ from typing import Any
 import joblib
 import numpy as np
 import pytest
-from clirun import run_cli
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from support.clirun import run_cli
 
 from modelpack import api
 from modelpack.bundle.pickleops import scan_stream

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 
 import pytest
-from clirun import run_cli
-from registry_helpers import blob, opener
-from test_hostile_network import Scripted, scripted_server
+from support.clirun import run_cli
+from support.registry_helpers import blob, opener
+from support.scripted import Scripted, scripted_server
 
 from modelpack.errors import RegistryError
 from modelpack.oci import mediatypes

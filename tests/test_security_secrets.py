@@ -13,9 +13,9 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from clirun import run_cli
 from fixtures.registry import RegistryProcess
-from registry_helpers import blob, opener
+from support.clirun import run_cli
+from support.registry_helpers import blob, opener
 
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.layout import LayoutStore

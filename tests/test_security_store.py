@@ -15,10 +15,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from clirun import script
 from fixtures.registry import RegistryProcess
-from registry_helpers import client_for
-from test_promote import attach_report, make_release, runtime
+from support.clirun import script
+from support.places import attach_report, make_release, runtime
+from support.registry_helpers import client_for
 
 from modelpack.oci import canonical
 from modelpack.oci import digest as digests
@@ -102,7 +102,7 @@ def test_a_forged_fallback_index_neither_loops_nor_lies(registry: RegistryProces
 
 
 def _project(tmp: Path, weights_mb: int = 0) -> Path:
-    from release_fixtures import EXAMPLES
+    from support.release_fixtures import EXAMPLES
 
     proj = tmp / "proj"
     shutil.copytree(EXAMPLES / "iris-onnx", proj)
@@ -150,7 +150,7 @@ def test_gc_never_deletes_what_a_running_build_writes(tmp_path: Path) -> None:
 
 
 def test_gc_with_a_damaged_tagged_manifest_refuses_and_deletes_nothing(tmp_path: Path) -> None:
-    from clirun import run_main
+    from support.clirun import run_main
 
     from modelpack.oci.layout import LayoutStore
 
@@ -171,7 +171,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_half_written_blob(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """ENOSPC as a filesystem reports it at fsync, injected there (no real disk is filled)."""
-    from clirun import run_main
+    from support.clirun import run_main
 
     real = os.fsync
     calls = {"n": 0}
@@ -194,7 +194,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_half_written_blob(
 
 
 def test_a_store_path_at_a_foreign_folder_is_refused_before_anything_is_written(tmp_path: Path) -> None:
-    from clirun import run_main
+    from support.clirun import run_main
 
     foreign = tmp_path / "my-documents"
     foreign.mkdir()

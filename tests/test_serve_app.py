@@ -8,46 +8,14 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
-from test_serve_models import affine_onnx, handler_module, iris_onnx
+from support.models import affine_onnx, handler_module, iris_onnx
+from support.serving import Client, make_client
 
 from modelpack import __version__
 from modelpack.serve.app import ServingApp
 from modelpack.serve.config import ServingConfig
-
-
-class Client:
-    """A synchronous face over httpx.AsyncClient + ASGITransport, one event loop per request."""
-
-    def __init__(self, app: ServingApp) -> None:
-        self.app = app
-
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        async def go() -> httpx.Response:
-            transport = httpx.ASGITransport(app=self.app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://serve.test") as client:
-                return await client.request(method, path, **kwargs)
-
-        return asyncio.run(go())
-
-    def get(self, path: str) -> httpx.Response:
-        return self.request("GET", path)
-
-    def infer(self, body: Any, model: str = "affine") -> httpx.Response:
-        if isinstance(body, bytes | str):
-            return self.request("POST", f"/v2/models/{model}/infer", content=body)
-        return self.request("POST", f"/v2/models/{model}/infer", json=body)
-
-
-def make_client(tmp_path: Path, load: bool = True, **config: Any) -> Client:
-    app = ServingApp(
-        ServingConfig(**{"model_dir": tmp_path / "models", "code_dir": tmp_path / "code", **config})
-    )
-    if load:
-        app.load()
-    return Client(app)
 
 
 @pytest.fixture
@@ -179,7 +147,7 @@ def test_zipmap_probabilities_become_a_dense_tensor(tmp_path: Path) -> None:
 
 
 def test_non_tensor_onnx_outputs_are_left_out_or_a_named_500(tmp_path: Path) -> None:
-    from test_serve_models import sequence_onnx
+    from support.models import sequence_onnx
 
     sequence_onnx(tmp_path / "models" / "seq.onnx")
     client = make_client(tmp_path, name="seq", model="seq.onnx")
@@ -234,7 +202,7 @@ def test_bad_requests_are_400_naming_the_problem(affine: Client, body: Any, need
 
 
 def test_missing_input_is_named(tmp_path: Path) -> None:
-    from test_serve_models import identity_onnx
+    from support.models import identity_onnx
 
     identity_onnx(tmp_path / "models" / "id.onnx")
     client = make_client(tmp_path, name="id", model="id.onnx")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from clirun import script
+from support.clirun import script
 
 from modelpack.runner.container import free_port
 

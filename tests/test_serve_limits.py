@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from test_load_serve import runtime
+from support.serving import runtime
 
 from modelpack.serve.config import ConfigError, load
 

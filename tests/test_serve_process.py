@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_serve_models import iris_onnx
+from support.serving import base_env, free_port, iris_config
 
 import modelpack
 from modelpack.runner.container import wait_ready
@@ -27,11 +26,6 @@ ONNX_LOCK = REPO / "modelpack" / "serve" / "requirements-onnx.lock"  # what the 
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.4, 3.2, 4.5, 1.5], [6.3, 3.3, 6.0, 2.5]]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager
@@ -60,20 +54,6 @@ def serving(python: str, env: Mapping[str, str], log: Path, timeout: float = 60)
             proc.wait()
 
 
-def iris_config(root: Path) -> Path:
-    iris_onnx(root / "models" / "iris.onnx")
-    config = {
-        "name": "iris",
-        "version": "1.0.0",
-        "model": "iris.onnx",
-        "model_dir": str(root / "models"),
-        "code_dir": str(root / "code"),
-        "bundle_digest": "sha256:" + "d" * 64,
-        "record_summary": {"metrics": {"accuracy": 0.97}},
-    }
-    path = root / "serving.json"
-    path.write_text(json.dumps(config), encoding="utf-8")
-    return path
 
 
 def assert_iris_golden(url: str) -> None:
@@ -119,9 +99,6 @@ def burst_of_mixed_requests(url: str) -> None:
     assert results == [(i, 400 if i % 2 else 200) for i in range(64)]
 
 
-def base_env(**extra: str) -> dict[str, str]:
-    keep = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
-    return {**keep, **extra}
 
 
 def test_module_serves_over_http_on_the_port_from_env(tmp_path: Path) -> None:

@@ -9,9 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from test_serve_app import Client, make_client
-from test_serve_models import ONNX_TYPES, affine_onnx, handler_module, identity_onnx
+from support.models import ONNX_TYPES, affine_onnx, handler_module, identity_onnx
+from support.serving import Client, _body, _json, make_client
 
 from modelpack.serve.tensors import DTYPES, TensorError, TensorSpec, decode_input, encode_output
 
@@ -128,36 +127,6 @@ def test_encoding_maps_numpy_strings_to_bytes() -> None:
 
 
 # Bodies that look like V2 requests, with every field sometimes wrong.
-_json = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
-    max_leaves=12,
-)
-_shape = st.lists(st.integers(min_value=-2, max_value=6), max_size=4) | _json
-_data = (
-    st.lists(st.integers(min_value=-(2**65), max_value=2**65) | st.floats() | st.booleans(), max_size=24)
-    | _json
-)
-_tensor = st.fixed_dictionaries(
-    {},
-    optional={
-        "name": st.sampled_from(["x", "t", ""]) | _json,
-        "shape": _shape,
-        "datatype": st.sampled_from([*DTYPES, "BF16", "fp32"]) | _json,
-        "data": _data,
-        "parameters": _json,
-    },
-)
-_body = st.fixed_dictionaries(
-    {},
-    optional={
-        "inputs": st.lists(_tensor, max_size=3) | _json,
-        "outputs": st.lists(st.fixed_dictionaries({"name": st.sampled_from(["y", "t", "z"])}), max_size=2)
-        | _json,
-        "id": st.text(max_size=5) | _json,
-        "parameters": _json,
-    },
-)
 
 
 @pytest.fixture(scope="module")

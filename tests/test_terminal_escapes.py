@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from clirun import run_main
-from release_fixtures import ENV, EXAMPLES
+from support.clirun import run_main
+from support.release_fixtures import ENV, EXAMPLES
 
 from modelpack import api
 from modelpack.oci.layout import LayoutStore

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from clirun import run_cli
-from release_fixtures import ENV, EXAMPLES, Pushed, pushed  # noqa: F401  (pushed is the fixture)
+from support.clirun import run_cli
+from support.release_fixtures import ENV, EXAMPLES, Pushed, pushed  # noqa: F401  (pushed is the fixture)
 
 from modelpack import api
 from modelpack.errors import DigestMismatchError, UsageError

@@ -23,7 +23,7 @@ from modelpack.registry.client import RegistryRepository
 from modelpack.release.index import release_index
 from modelpack.targets import Targets
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ENV = {"SOURCE_DATE_EPOCH": "1700000000"}
 
 

@@ -18,7 +18,7 @@ import jsonschema
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4, DRAFT202012
 
-SCHEMAS = Path(__file__).parent / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 OCI_DIR = SCHEMAS / "oci-image-spec"
 MODEL_DIR = SCHEMAS / "cncf-model-spec"
 OCI_BASES = ("https://opencontainers.org/schema/", "https://opencontainers.org/schema/image/")

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
-from schemacheck import check_cli_json
+
+from support.schemacheck import check_cli_json
 
 
 def script() -> Path:
