@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import support.schemacheck as schemacheck
 
 from modelpack.errors import DigestMismatchError, NotFoundError, StoreError, UsageError
 from modelpack.oci import digest, mediatypes
@@ -20,7 +21,6 @@ from modelpack.oci.copy import copy_graph
 from modelpack.oci.layout import LayoutStore, default_store_path
 from modelpack.oci.model import Descriptor, Index, Manifest, Platform
 from modelpack.oci.target import Progress, RawManifest, Target
-from tests import schemacheck
 
 
 def _artifact(store: LayoutStore, payload: bytes, **kw: object) -> Manifest:

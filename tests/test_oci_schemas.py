@@ -7,11 +7,11 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+import support.schemacheck as schemacheck
 
 from modelpack.errors import ContentError
 from modelpack.oci import canonical, digest, mediatypes
 from modelpack.oci.model import Descriptor, Index, Manifest, Platform, parse
-from tests import schemacheck
 
 D1 = "sha256:" + "a" * 64
 D2 = "sha256:" + "b" * 64

@@ -12,11 +12,11 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.packfiles import MINIMAL, make_project
 
 from modelpack.errors import InputError
 from modelpack.packfile import load_packfile
 from modelpack.packfile.loader import TOP_KEYS
-from tests.test_packfile import MINIMAL, make_project
 
 SECTION_KEYS = [
     "paths", "format", "framework", "handler", "lockfile", "python", "name", "path", "uri", "package",
