@@ -104,7 +104,7 @@ def build(
         raise UsageError(
             f"{pf.path}: serving.system_packages needs the Docker builder", hint="build with --builder docker"
         )
-    store.ensure()  # a folder that is not a store is refused before the stat cache is made in it
+    # writing() checks the folder first: one that is not a store is refused before the stat cache is made
     with store.writing(), StatCache(store.stat_cache_path) as cache:
         bundle = build_bundle(pf, store, cache, version=version, git=git_info(pf.root), environ=environ)
         if not image:

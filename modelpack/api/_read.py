@@ -149,46 +149,25 @@ def _image_size(where: Location, view: ReleaseView) -> int | None:
 
 
 def _reports(where: Location, digest: str) -> tuple[ReportInfo, ...]:
-    from modelpack.oci import mediatypes as mt
+    from modelpack.release import evidence
 
-    found = []
-    for d in where.target.referrers(digest, mt.TEST_REPORT_ARTIFACT):
-        ann = d.annotations or {}
-        found.append(
-            ReportInfo(
-                d.digest,
-                ann.get("dev.modelpack.test.passed") == "true",
-                ann.get("dev.modelpack.test.runtime") or "unknown",
-                ann.get("dev.modelpack.test.created") or "",
-            )
+    found = [
+        ReportInfo(
+            d.digest,
+            (d.annotations or {}).get(evidence.ANN_PASSED) == "true",
+            evidence.runtime_of(d),
+            (d.annotations or {}).get(evidence.ANN_CREATED) or "",
         )
+        for d in where.target.referrers(digest, evidence.REPORT_TYPE)
+    ]
     return tuple(sorted(found, key=lambda r: (r.created, r.digest), reverse=True))
 
 
 def _naming_environments(where: Location, digest: str) -> tuple[str, ...]:
     """Environment tags (with promotion history) whose tag names `digest` now."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from modelpack.errors import NotFoundError
-    from modelpack.release.history import has_history
-
     if where.kind == "layout":
         return ()
-    names = [t for t in where.target.list_tags() if is_environment_name(t)]
-
-    def names_it(tag: str) -> bool:
-        try:
-            if where.target.get_manifest(tag).digest != digest:
-                return False
-        except NotFoundError:
-            return False
-        return has_history(where.target, tag, where.repository if where.is_local else None)
-
-    if not names:
-        return ()
-    with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
-        flags = list(pool.map(names_it, names))
-    return tuple(t for t, f in zip(names, flags, strict=True) if f)
+    return tuple(sorted(_environments(where, where.target.list_tags(), naming=digest)))
 
 
 def sibling(a: Location, b_text: str) -> str:
@@ -249,18 +228,30 @@ def ls(
     return LsResult(place.repository, tuple(v.tag for v in versions), tuple(versions), sort, envs)
 
 
-def _environments(place: Location, tags: Sequence[str]) -> frozenset[str]:
-    """The tags with promotion history (one referrers listing each, in parallel; versions are skipped)."""
+def _environments(place: Location, tags: Sequence[str], *, naming: str | None = None) -> frozenset[str]:
+    """The tags with promotion history (one referrers listing each, in parallel; versions are skipped);
+    with `naming`, only those whose tag names that digest now (one more manifest read each)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from modelpack.errors import NotFoundError
     from modelpack.release.history import has_history
+
+    scope = place.repository if place.is_local else None
+
+    def is_env(tag: str) -> bool:
+        if naming is not None:
+            try:
+                if place.target.get_manifest(tag).digest != naming:
+                    return False
+            except NotFoundError:
+                return False
+        return has_history(place.target, tag, scope)
 
     candidates = [t for t in tags if is_environment_name(t)]
     if not candidates:
         return frozenset()
-    scope = place.repository if place.is_local else None
     with ThreadPoolExecutor(max_workers=min(8, len(candidates))) as pool:
-        flags = list(pool.map(lambda t: has_history(place.target, t, scope), candidates))
+        flags = list(pool.map(is_env, candidates))
     return frozenset(t for t, f in zip(candidates, flags, strict=True) if f)
 
 

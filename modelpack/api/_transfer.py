@@ -15,14 +15,13 @@ from typing import Any
 
 from modelpack import unpack as unpacking
 from modelpack.errors import DigestMismatchError, NotFoundError, RefusedError, UsageError
-from modelpack.image.build import ANN_BASE_NAME
+from modelpack.image.build import base_sources
 from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.copy import CopyResult, copy_graph
-from modelpack.oci.model import Index, parse
 from modelpack.oci.target import ProgressFn, RawManifest, Target, no_progress
 from modelpack.packfile.loader import PACKFILE, find_packfile
-from modelpack.release.view import load_release
+from modelpack.release.view import load_release, release_version
 from modelpack.targets import Location, Targets, split_name
 
 
@@ -70,25 +69,6 @@ class TagResult:
 
     def to_json(self) -> dict[str, Any]:
         return {"reference": self.reference, "digest": self.digest, "mediaType": self.media_type}
-
-
-def base_sources(source: Target, ref: str, targets: Targets) -> list[Target]:
-    """Where the base layers of the serving images under `ref` live (their images' base.name annotation)."""
-    raw = source.get_manifest(ref)
-    doc = parse(raw.raw, raw.media_type)
-    children = (
-        [parse(source.get_manifest(d.digest).raw) for d in doc.manifests] if isinstance(doc, Index) else [doc]
-    )
-    names = sorted({c.annotations[ANN_BASE_NAME] for c in children if ANN_BASE_NAME in c.annotations})
-    return [targets.open_base(n).target for n in names]
-
-
-def release_version(raw: RawManifest) -> str | None:
-    """The version a release index (or bare bundle manifest) says it is."""
-    try:
-        return parse(raw.raw, raw.media_type).annotations.get(mt.ANN_VERSION)
-    except Exception:
-        return None
 
 
 def _project_source(targets: Targets, project: Path, tag: str | None) -> str:

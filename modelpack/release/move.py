@@ -128,7 +128,7 @@ def move(
     state: State | None = None,
 ) -> MoveResult:
     """Point `env` at `release` and record `action`; `state` is what the caller already read, if any."""
-    target, tag = place.target, env  # every Place has short tags
+    target = place.target
     state = state or read_state(place, env, rt)
     rt.after_read()
     head = state.history.head
@@ -154,7 +154,7 @@ def move(
         return result
     started = rt.monotonic()
     try:
-        target.put_manifest(tag, RawManifest(release.raw, release.media_type, release.digest))
+        target.put_manifest(env, RawManifest(release.raw, release.media_type, release.digest))
     except ModelpackError as e:
         raise PromotionError(
             f"{action} of {env} failed: {target.describe()} refused the tag PUT ({e.message}); "
@@ -201,10 +201,9 @@ def _point(place: Place, env: str, digest: str, now: str | None, rt: Runtime) ->
     `now` is what the tag was just read as: when it agrees, that read was the verification."""
     if now == digest:
         return
-    tag = env
     raw = again(rt, lambda: place.target.get_manifest(digest))
-    place.target.put_manifest(tag, raw)
-    found = again(rt, lambda: digest_of(place.target, tag))
+    place.target.put_manifest(env, raw)
+    found = again(rt, lambda: digest_of(place.target, env))
     if found != digest:
         raise PromotionError(
             f"{place.ref_text(env)} reads back as {short(found)} after being set to {short(digest)}; "
@@ -214,12 +213,11 @@ def _point(place: Place, env: str, digest: str, now: str | None, rt: Runtime) ->
 
 
 def _restore(place: Place, env: str, previous: RawManifest | None, cause: ModelpackError) -> NoReturn:
-    tag = env
     try:
         if previous is not None:
-            place.target.put_manifest(tag, previous)
+            place.target.put_manifest(env, previous)
         else:
-            place.target.delete_tag(tag)
+            place.target.delete_tag(env)
     except ModelpackError as e:
         raise PromotionError(
             f"could not record the event ({cause.message}) and could not put {env} back "

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from modelpack.errors import ModelpackError, NotFoundError, PromotionError, UsageError
-from modelpack.oci import mediatypes as mt
-from modelpack.oci.model import parse
+from modelpack.errors import NotFoundError, PromotionError, UsageError
 from modelpack.oci.target import RawManifest, Target
 from modelpack.release.evidence import passing_report, runtime_of
 from modelpack.release.history import MAX_REASON, Event, History, short
 from modelpack.release.move import MoveResult, Runtime, State, digest_of, move, read_state
 from modelpack.release.place import Place, check_env
+from modelpack.release.view import release_version
 
 __all__ = ["MoveResult", "Runtime", "promote", "rollback", "verify"]
 
@@ -193,11 +192,7 @@ def _recorded(
 
 
 def _version_of(release: RawManifest, fallback: str | None) -> str:
-    try:
-        version = parse(release.raw, release.media_type).annotations.get(mt.ANN_VERSION)
-    except ModelpackError:
-        version = None
-    return version or fallback or short(release.digest)
+    return release_version(release) or fallback or short(release.digest)
 
 
 def _check_reason(reason: str) -> None:

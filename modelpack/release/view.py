@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from modelpack.errors import ContentError
+from modelpack.errors import ContentError, ModelpackError
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor, Index, Manifest, parse
 from modelpack.oci.target import RawManifest, Target
@@ -188,3 +188,12 @@ def _need(bundle: Manifest | None) -> Manifest:
 def _where(target: Target, ref: str) -> str:
     sep = "@" if ref.startswith("sha256:") else ":"
     return f"{target.describe()}{sep}{ref}"
+
+
+def release_version(raw: RawManifest) -> str | None:
+    """The version a release index (or bare bundle manifest) says it is; None when it says none or its
+    bytes are not a manifest."""
+    try:
+        return parse(raw.raw, raw.media_type).annotations.get(mt.ANN_VERSION)
+    except ModelpackError:
+        return None

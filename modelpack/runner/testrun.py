@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 
 from modelpack.errors import RegistryError, TestNotRunError, UsageError
-from modelpack.image.build import ANN_BASE_NAME
-from modelpack.oci.model import Descriptor, parse
+from modelpack.image.build import base_sources
+from modelpack.oci.model import Descriptor
 from modelpack.oci.target import Target
 from modelpack.record.cases import Case, load_cases
 from modelpack.release.view import ReleaseView, load_release
@@ -238,7 +238,7 @@ def _docker_server(
             pinned = f"{resolved.reference.name}@{release.image.digest}"
             source, detail = pulled(client, pinned), f"image {pinned}"
         else:
-            bases = base_targets(targets, resolved.target, release.image.digest)
+            bases = base_sources(resolved.target, release.image.digest, targets)
             source = loaded(client, resolved.target, release.image.digest, bases, info)
             detail = f"image {release.image.digest} loaded from {resolved.display}"
         info(f"starting {detail}")
@@ -246,13 +246,6 @@ def _docker_server(
             yield up.url, detail
     finally:
         client.close()
-
-
-def base_targets(targets: Targets, target: Target, image_digest: str) -> list[Target]:
-    """Where the image's base layers live: the registry its base.name annotation names."""
-    raw = target.get_manifest(image_digest)
-    name = parse(raw.raw, raw.media_type).annotations.get(ANN_BASE_NAME)
-    return [targets.open_base(name).target] if name else []
 
 
 def _inferrer(http: httpx.Client, url: str, name: str) -> Callable[[dict[str, Any]], tuple[int, Any]]:
