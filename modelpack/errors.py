@@ -14,6 +14,8 @@
     ├── RefusedError                exit 1  the release model forbids it: a version tag that names another
     │                                       digest, an environment moved outside promote/rollback
     ├── PromotionError              exit 1  a promotion or rollback was refused or lost a race
+    ├── VerificationError           exit 1  a signature or attestation is missing, tampered with, over
+    │                                       another digest, or by a key that was not asked for
     ├── TestFailedError             exit 1  the release failed its golden cases or gates
     └── TestNotRunError             exit 3  the test could not run: no engine, the container exited before
                                             ready, the image could not be pulled (a broken runner, not a
@@ -109,6 +111,12 @@ class TestFailedError(ModelpackError):
 
 class PromotionError(ModelpackError):
     """A promotion or rollback was refused or lost a race."""
+
+    exit_code = 1
+
+
+class VerificationError(ModelpackError):
+    """A signature or attestation on a release does not verify, or is not there when it must be."""
 
     exit_code = 1
 
