@@ -117,6 +117,7 @@ class DatasetSpec:
     #                        unless the user wrote one)
     uri: str | None
     package: bool = False
+    ref: str | None = None  # a published dataset, REG/REPO:VERSION; the build records its digest
 
 
 @dataclass(frozen=True)
