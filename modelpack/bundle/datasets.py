@@ -57,7 +57,7 @@ def hash_dataset(
     """The record entry of one declared dataset: hash, size and file count of its path, and its URI; a
     `ref:` adds the published artifact's reference and digest (the caller resolved it and, when there is a
     path too, checked that the two have the same content)."""
-    ref, digest = (published.ref, published.digest) if published else (None, None)
+    ref, artifact = (published.ref, published.digest) if published else (None, None)
     if spec.path is None:
         if published is not None:
             return DatasetEntry(
@@ -67,7 +67,7 @@ def hash_dataset(
                 files=published.files,
                 uri=spec.uri,
                 ref=ref,
-                digest=digest,
+                digest=artifact,
             )
         return DatasetEntry(name=spec.name, sha256=None, size=0, files=0, uri=spec.uri, packaged=spec.package)
     try:
@@ -92,7 +92,7 @@ def hash_dataset(
         uri=spec.uri,
         packaged=spec.package,
         ref=ref,
-        digest=digest,
+        digest=artifact,
     )
 
 
