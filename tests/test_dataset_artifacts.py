@@ -85,6 +85,13 @@ def test_push_pull_round_trip_is_checked_by_sha256sum(registry: RegistryProcess,
     only = _json("dataset", "pull", ref, str(tmp_path / "csv"), "--filter", "*.csv", env=env)
     assert only["files"] == ["train/part-0.csv"] and not (tmp_path / "csv" / "big.bin").exists()
 
+    # reproducible: a copy elsewhere (new mtimes, a fresh store) is the same artifact, so v1 takes it again
+    copy = tmp_path / "elsewhere" / "data"
+    shutil.copytree(data, copy)
+    again = _json("dataset", "push", str(copy), ref, "--label", "label", "--source", "s3://b/data",
+                  env={**env, "MODELPACK_STORE": str(tmp_path / "store2")})  # fmt: skip
+    assert again["digest"] == pushed["digest"] and again["blobsCopied"] == 0
+
     listed = _json("dataset", "ls", ref.rsplit(":", 1)[0], env=env)
     assert [v["tag"] for v in listed["versions"]] == ["v1"]  # type: ignore[union-attr, index]
 
