@@ -253,3 +253,53 @@ def test_parquet_statistics_or_a_note(
         assert dict(stats.classes) == {"a": 2, "b": 1}
     else:
         assert stats is None and note is not None and PARQUET_NOTE in note
+
+
+def test_dataset_entry_ref_and_digest_round_trip_and_are_omitted_when_absent() -> None:
+    from modelpack.record.record import DatasetEntry, Record
+
+    digest = "sha256:" + "ab" * 32
+    with_ref = DatasetEntry("d", "sha256:" + "cd" * 32, 3, 1, ref="r.io/acme/d:v3", digest=digest)
+    plain = DatasetEntry("e", None, 0, 0, uri="https://x")
+    record = Record(name="m", version="1", created="2026-01-01T00:00:00Z", datasets=(with_ref, plain))
+    raw = record.to_bytes()
+    assert Record.from_bytes(raw).datasets == (with_ref, plain) and Record.from_bytes(raw).to_bytes() == raw
+    shown = json.loads(raw)["datasets"]
+    assert shown[0]["ref"] == "r.io/acme/d:v3" and shown[0]["digest"] == digest
+    assert "ref" not in shown[1] and "digest" not in shown[1]
+
+
+def test_pull_refuses_a_record_that_lies_about_a_file_and_writes_nothing(tmp_path: Path) -> None:
+    from modelpack.oci.layout import LayoutStore
+    from modelpack.oci.model import Manifest, parse
+    from modelpack.record.dataset import DatasetRecord
+    from modelpack.record.record import FileEntry
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.csv").write_text("x\n1\n")
+    (data / "b.csv").write_text("x\n2\n")
+    env = _env(tmp_path)
+    layout = tmp_path / "layout"
+    _json("dataset", "push", str(data), f"oci:{layout}:v1", env=env)
+    store = LayoutStore(layout)
+    raw = store.get_manifest("v1")
+    doc = parse(raw.raw, raw.media_type)
+    assert isinstance(doc, Manifest)
+    record_desc = next(d for d in doc.layers if d.media_type == mt.DATASET_RECORD)
+    record = DatasetRecord.from_bytes(store.read_blob_bytes(record_desc.digest))
+    forged = [
+        FileEntry(f.path, "sha256:" + "0" * 64, f.size) if f.path == "b.csv" else f for f in record.files
+    ]
+    lie = store.put_blob_bytes(
+        DatasetRecord(**{**record.__dict__, "files": tuple(forged)}).to_bytes(), mt.DATASET_RECORD
+    )
+    layers = tuple(lie if d == record_desc else d for d in doc.layers)
+    evil = Manifest(doc.config, layers, artifact_type=doc.artifact_type, annotations=dict(doc.annotations))
+    store.put_document(evil, tag="evil")
+    dest = tmp_path / "out"
+    out = run_main("dataset", "pull", f"oci:{layout}:evil", str(dest), env=env)
+    assert out.returncode != 0 and out.stderr.count("\n") == 1 and "b.csv hashes to" in out.stderr, out.stderr
+    assert not dest.exists()  # staged, refused, removed: nothing written
+    ok = _json("dataset", "pull", f"oci:{layout}:v1", str(dest), env=env)
+    assert ok["files"] == ["a.csv", "b.csv"] and (dest / "b.csv").read_text() == "x\n2\n"

@@ -232,7 +232,7 @@ def _metrics(values: Mapping[str, float]) -> str:
 
 def _record(reference: str, digest: str, r: DatasetRecord) -> None:
     _output.echo(f"{reference}  {digest}")
-    _output.echo(f"  {r.kind}, {_output.count(r.count, 'file')}, {r.size:,} bytes, sha256 {r.sha256}")
+    _output.echo(f"  {r.kind}, {_output.count(r.count, 'file')}, {r.size:,} bytes, hash {r.sha256}")
     for key, value in (("rows", r.rows), ("label", r.label), ("source", r.source), ("about", r.description)):
         if value is not None:
             _output.echo(f"  {key}: {value}")
