@@ -199,7 +199,8 @@ def build_bundle(
             license=pf.license,
             revision=git.commit if git else None,
             source_url=git.remote if git else None,
-            datasets_urls=[d.uri for d in pf.datasets if d.uri],
+            # model-spec: "links or references to datasets"; a published dataset's reference is one
+            datasets_urls=[u for d in pf.datasets for u in (d.uri, d.ref) if u],
         )
     )
     config_desc = store.put_blob_bytes(config_bytes, mt.MODEL_CONFIG)
