@@ -17,6 +17,7 @@ from fixtures.registry import RegistryProcess
 from support.clirun import run_main
 from support.registry_helpers import client_for
 from support.release_fixtures import EXAMPLES
+from support.schemacheck import validate_manifest
 
 from modelpack.bundle.datasets import hash_directory
 from modelpack.oci import mediatypes as mt
@@ -117,6 +118,7 @@ def test_a_new_version_with_one_changed_file_sends_that_file(
     repository = RegistryRepository(client_for(registry.host), repo.split("/", 1)[1])
     manifest = json.loads(repository.get_manifest("v2").raw)
     assert manifest["artifactType"] == mt.DATASET_ARTIFACT
+    validate_manifest(manifest)  # the OCI image-spec schema, vendored
     assert {layer["mediaType"] for layer in manifest["layers"]} == {mt.MODEL_DATASET_TAR, mt.DATASET_RECORD}
 
     diff = _json("dataset", "diff", f"{repo}:v1", f"{repo}:v2", env=env)
