@@ -305,3 +305,23 @@ def test_pull_refuses_a_record_that_lies_about_a_file_and_writes_nothing(tmp_pat
     assert not dest.exists()  # staged, refused, removed: nothing written
     ok = _json("dataset", "pull", f"oci:{layout}:v1", str(dest), env=env)
     assert ok["files"] == ["a.csv", "b.csv"] and (dest / "b.csv").read_text() == "x\n2\n"
+
+
+def test_the_record_names_the_commit_and_dirty_state_it_came_from(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "data").mkdir(parents=True)
+    (repo / "data" / "t.tsv").write_text("a\tb\n1\tx\n")
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@e", "commit", "-qm", "data")
+    (repo / "data" / "t.tsv").write_text("a\tb\n1\tx\n2\ty\n")  # tracked and changed: dirty
+    env = _env(tmp_path)
+    _json("dataset", "push", str(repo / "data"), f"oci:{tmp_path / 'layout'}:v1", "--label", "b", env=env)
+    record = _json("dataset", "inspect", f"oci:{tmp_path / 'layout'}:v1", env=env)["record"]
+    assert record["git"]["commit"] == git("rev-parse", "HEAD") and record["git"]["dirty"] is True  # type: ignore[index]
+    assert record["rows"] == 2 and record["classes"] == {"x": 1, "y": 1}  # type: ignore[index]
