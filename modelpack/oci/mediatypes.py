@@ -36,6 +36,10 @@ TEST_REPORT_ARTIFACT = "application/vnd.modelpack.test-report.v1+json"
 PROMOTION_EVENT_ARTIFACT = "application/vnd.modelpack.promotion.v1+json"
 # A version tag replaced with --force: attached to the release that replaced it (who, when, what it named).
 OVERWRITE_ARTIFACT = "application/vnd.modelpack.tag-overwrite.v1+json"
+# A published dataset (`modelpack dataset push`): CNCF dataset layers, and its record as a layer of its own.
+# The model-spec defines no dataset artifact type, so this one is modelpack's.
+DATASET_ARTIFACT = "application/vnd.modelpack.dataset.v1+json"
+DATASET_RECORD = "application/vnd.modelpack.dataset-record.v1+json"
 
 
 
@@ -72,3 +76,4 @@ ANN_CREATED = "org.opencontainers.image.created"
 ANN_SOURCE = "org.opencontainers.image.source"
 ANN_REF_NAME = "org.opencontainers.image.ref.name"
 ANN_RECORD = "dev.modelpack.record"
+ANN_DATASET = "dev.modelpack.dataset"  # a dataset artifact's record summary (no per-file lists)

@@ -48,7 +48,10 @@ def check_json(args: tuple[str, ...] | list[str], stdout: str) -> None:
     """Every `--json` output a test sees is checked against the command's documented shape."""
     if "--json" not in args or not stdout.strip():
         return
-    command = next(a for a in args if not a.startswith("-"))
+    words = [a for a in args if not a.startswith("-")]
+    command = words[0]
+    if command == "dataset":  # a command group: its shapes are `dataset-push`, `dataset-ls`, ...
+        command = f"dataset-{words[1]}"
     check_cli_json(command, json.loads(stdout))
 
 
