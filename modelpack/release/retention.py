@@ -11,7 +11,8 @@ the reasons are listed:
   it among the K releases a repeated `rollback` walks back through: the rollback targets;
 - it matches a `--keep` pattern (milestones, fnmatch syntax: `1.0.0`, `*-lts`);
 - it is a dataset version that a kept model's record names (by manifest digest or by `ref`).
-A version of unknown age is kept under `--older-than`: age is never guessed.
+A version of unknown age is kept under `--older-than`: age is never guessed. "Newest" is version order
+(`_order`), not push time, which registries do not keep.
 
 Registries delete a manifest by digest, and that removes every tag naming it. So a deleted tag whose digest
 a kept tag also names is deleted as a tag only (`tag_only`): the manifest and its referrers stay.
@@ -25,8 +26,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from packaging.version import InvalidVersion
+from packaging.version import Version as Pep440
+
 from modelpack.errors import UsageError
-from modelpack.release.query import release_tags
 
 DEFAULT_HISTORY_DEPTH = 10
 _AGE = re.compile(r"^([0-9]{1,6})([hdw])$")
@@ -127,7 +130,7 @@ class Plan:
 def plan(versions: Iterable[Version], facts: Facts, rule: Rule) -> Plan:
     rule.check()
     by_tag = {v.tag: v for v in versions}
-    newest_first = [by_tag[t] for t in reversed(release_tags(by_tag))]
+    newest_first = sorted(by_tag.values(), key=_order, reverse=True)
     envs_of: dict[str, list[str]] = {}
     for env, dgst in sorted(facts.environments.items()):
         envs_of.setdefault(dgst, []).append(env)
@@ -160,6 +163,15 @@ def plan(versions: Iterable[Version], facts: Facts, rule: Rule) -> Plan:
             reasons = [*reasons, f"its manifest stays: {holders[v.digest]}"]
         decisions.append(Decision(v.tag, v.digest, keep, tuple(reasons), tag_only))
     return Plan(tuple(decisions), protected)
+
+
+def _order(v: Version) -> tuple[int, Any, str]:
+    """Version order (1.10.0 after 1.9.0); a tag that is no PEP 440 version (1.0.0-bundle) counts as older
+    than every one that is, so `--keep-last` counts real versions."""
+    try:
+        return (1, Pep440(v.tag), v.tag)
+    except InvalidVersion:
+        return (0, 0, v.tag)
 
 
 def _judge(
