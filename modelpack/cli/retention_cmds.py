@@ -55,8 +55,9 @@ def prune(
     """Delete old version tags and their test reports, signatures and attestations.
 
     Never deletes what an environment tag names, its rollback targets (the releases its last K events
-    name), tags matching --keep, or dataset versions a kept model records. Without a terminal (CI) it is
-    a dry run unless --yes. Space is freed by the registry's own garbage collection: see docs/retention.md.
+    name), tags matching --keep, or dataset versions a kept model records. Without a terminal (CI), or
+    with --json, it is a dry run unless --yes. Space is freed by the registry's own garbage collection:
+    see docs/retention.md.
 
     Examples:
 
@@ -67,7 +68,8 @@ def prune(
     from modelpack import api
     from modelpack.errors import RegistryError
 
-    preview = dry_run or (not yes and not sys.stdin.isatty())
+    # Asking needs a terminal, and a prompt would corrupt --json: without either, only --yes deletes.
+    preview = dry_run or (not yes and (as_json or not sys.stdin.isatty()))
     with access.targets() as targets:
         result = api.prune(
             targets,
@@ -79,7 +81,7 @@ def prune(
             used_by=used_by or (),
             dry_run=preview,
             local=local,
-            confirm=None if yes or preview or as_json else _confirm,
+            confirm=None if yes or preview else _confirm,
         )
     if as_json:
         _output.emit_json(result.to_json())
