@@ -104,7 +104,8 @@ def _confirm(plan: Plan) -> bool:
 def _render(result: PruneResult) -> None:
     _output.table(["VERSION", "DIGEST", "ACTION", "WHY"], [_line(d) for d in result.decisions])
     for d in result.deleted:
-        _output.echo(f"deleted {d.kind} {d.digest} (for {d.version})")
+        what = f"tag {d.version}" if d.kind == "tag" else f"{d.kind} {d.digest} (for {d.version})"
+        _output.echo(f"deleted {what}")
     if not result.dry_run:
         total = _output.count(len(result.decisions), "version")
         _output.info(f"{result.repository}: {len(result.deleted_versions)} of {total} deleted")
