@@ -209,3 +209,17 @@ def test_prune_in_the_local_store_drops_tags_and_gc_frees_their_blobs(tmp_path: 
     assert store.has_blob(Descriptor.of(mt.MODEL_WEIGHT_TAR, b"1.0.0 weights" * 100).digest)
     assert not store.has_blob(Descriptor.of(mt.MODEL_WEIGHT_TAR, b"1.1.0 weights" * 100).digest)
     assert iris.referrers(iris.get_manifest("1.2.0").digest)  # what is kept keeps its report
+
+
+def test_prune_local_prunes_the_pulled_copies_of_a_registry_repository(tmp_path: Path) -> None:
+    with Targets(store_path=tmp_path / "store", environ={}) as targets:
+        pulled = targets.open("127.0.0.1:5000/acme/iris", local=True, must_exist=False).target
+        for v in ("1.0.0", "1.1.0", "1.2.0"):
+            make_release(pulled, v, v)
+        result = api.prune(targets, "127.0.0.1:5000/acme/iris", keep_last=2, local=True)
+        assert result.deleted_versions == ("1.0.0",)
+        assert pulled.list_tags() == ["1.1.0", "1.2.0"]
+        assert targets.store.list_tags() == [
+            "127.0.0.1:5000/acme/iris:1.1.0",
+            "127.0.0.1:5000/acme/iris:1.2.0",
+        ]

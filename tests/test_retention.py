@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from modelpack.errors import UsageError
-from modelpack.release.retention import Facts, Rule, Version, format_age, parse_age, plan
+from modelpack.release.retention import Facts, Plan, Rule, Version, format_age, parse_age, plan
 
 DAY = 86400.0
 NOW = 1_800_000_000.0
@@ -20,8 +20,8 @@ def versions(n: int, *, age_days: float = 100.0) -> list[Version]:
     return [Version(f"1.{i}.0", d(i), NOW - (age_days + (n - 1 - i)) * DAY) for i in range(n)]
 
 
-def actions(p: object) -> dict[str, str]:
-    return {x.tag: x.to_json()["action"] for x in p.decisions}  # type: ignore[attr-defined]
+def actions(p: Plan) -> dict[str, str]:
+    return {x.tag: x.to_json()["action"] for x in p.decisions}
 
 
 def test_keep_last_keeps_the_highest_versions_in_version_order_not_text_order() -> None:
