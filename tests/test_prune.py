@@ -183,7 +183,10 @@ def test_a_dataset_version_a_kept_model_records_is_kept(
     _with_record(
         models, "2.0.0", {"datasets": [{"name": "d", "ref": f"{host}/{repo}-data:0.2.0"}, {"name": "old"}]}
     )
+    alone = api.prune(targets, f"{host}/{repo}-data", keep_last=1, dry_run=True)
+    assert "--used-by" in alone.notes[0]  # datasets no model here records: say what protects them
     result = api.prune(targets, f"{host}/{repo}-data", keep_last=1, used_by=[f"{host}/{repo}-models"])
+    assert not any("--used-by" in n for n in result.notes)
     actions = {d.tag: d.to_json()["action"] for d in result.decisions}
     assert actions == {"0.4.0": "keep", "0.3.0": "delete", "0.2.0": "keep", "0.1.0": "keep"}
     why = {d.tag: d.reasons for d in result.decisions}

@@ -10,7 +10,7 @@ from typing import Any
 
 from modelpack.errors import UsageError
 from modelpack.release.place import Place
-from modelpack.release.prune import Deleted, execute, facts, read_repository
+from modelpack.release.prune import Deleted, Repository, execute, facts, read_repository
 from modelpack.release.retention import DEFAULT_HISTORY_DEPTH, Decision, Plan, Rule, parse_age, plan
 from modelpack.targets import Targets
 
@@ -83,7 +83,9 @@ def prune(
     others = [_repository(targets, u, local)[0] for u in used_by]
     repo = read_repository(place)
     decided = plan(repo.versions, facts(place, repo, history_depth, others), rule)
-    result = PruneResult(place.display, True, rule, history_depth, decided.decisions)
+    result = PruneResult(
+        place.display, True, rule, history_depth, decided.decisions, notes=_unguarded(repo, decided, used_by)
+    )
     if not decided.deleted:
         return _with(result, dry_run, "nothing to delete")
     if dry_run:
@@ -91,7 +93,7 @@ def prune(
     if confirm is not None and not confirm(decided):
         return _with(result, True, "not confirmed: nothing was deleted")
     outcome = execute(place, decided, repo)
-    notes = (_GC_NOTE,) if outcome.deleted and not on_registry else ()
+    notes = (*result.notes, *((_GC_NOTE,) if outcome.deleted and not on_registry else ()))
     return PruneResult(
         place.display, False, rule, history_depth, decided.decisions, outcome.deleted, outcome.failure, notes
     )
@@ -102,7 +104,24 @@ _GC_NOTE = "the tags are gone; run `modelpack gc` to free the blobs only they re
 
 def _with(result: PruneResult, dry_run: bool, note: str) -> PruneResult:
     return PruneResult(
-        result.repository, dry_run, result.rule, result.history_depth, result.decisions, notes=(note,)
+        result.repository,
+        dry_run,
+        result.rule,
+        result.history_depth,
+        result.decisions,
+        notes=(*result.notes, note),
+    )
+
+
+def _unguarded(repo: Repository, decided: Plan, used_by: Sequence[str]) -> tuple[str, ...]:
+    """Datasets are protected by the models that record them; models elsewhere are read only when named."""
+    artifacts = {v.tag for v in repo.versions if v.artifact}
+    loose = [d.tag for d in decided.deleted if d.tag in artifacts]
+    if not loose or used_by:
+        return ()
+    return (
+        f"note: {len(loose)} of the versions to delete carry no modelpack record (datasets?); models in "
+        "other repositories keep the datasets they record only when named with --used-by REPO",
     )
 
 

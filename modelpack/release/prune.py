@@ -96,7 +96,7 @@ def read_version(tag: str, raw: RawManifest, display: str) -> Version:
     try:
         doc = parse(raw.raw, raw.media_type)
     except ContentError:
-        return Version(tag, raw.digest)
+        return Version(tag, raw.digest, artifact=True)
     ann = doc.annotations or {}
     record: dict[str, Any] = {}
     try:
@@ -121,7 +121,8 @@ def read_version(tag: str, raw: RawManifest, display: str) -> Version:
             elif sep and repo == display:
                 uses_t.add(rest)
     children = frozenset(d.digest for d in doc.manifests) if isinstance(doc, Index) else frozenset()
-    return Version(tag, raw.digest, created, frozenset(uses_d), frozenset(uses_t), children)
+    artifact = not isinstance(doc, Index) and mt.ANN_RECORD not in ann
+    return Version(tag, raw.digest, created, frozenset(uses_d), frozenset(uses_t), children, artifact)
 
 
 def _epoch(value: object) -> float | None:

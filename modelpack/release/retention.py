@@ -64,6 +64,7 @@ class Version:
     uses_digests: frozenset[str] = frozenset()  # dataset manifest digests its record names
     uses_tags: frozenset[str] = frozenset()  # dataset tags of this repository its record names (by ref)
     children: frozenset[str] = frozenset()  # manifests it names (an index: the image and the bundle)
+    artifact: bool = False  # no modelpack record: a dataset or another plain artifact
 
 
 @dataclass(frozen=True)
