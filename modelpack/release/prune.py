@@ -211,8 +211,8 @@ def execute(place: Place, plan: Plan, repo: Repository) -> Outcome:
             _delete_on_registry(target, plan, repo, done)
         else:
             for d in reversed(plan.deleted):  # oldest first, as on a registry
-                _gone_ok(partial(target.delete_tag, d.tag))
-                done.append(Deleted("tag", d.digest, d.tag))
+                if _gone_ok(partial(target.delete_tag, d.tag)):
+                    done.append(Deleted("tag", d.digest, d.tag))
     except ModelpackError as e:
         kept = sum(1 for d in plan.decisions if d.keep)
         return Outcome(
@@ -243,14 +243,14 @@ def _delete_on_registry(
     def delete(dgst: str, kind: str, version: str) -> None:
         if dgst in plan.protected or dgst in removed:
             return
-        _gone_ok(partial(target.delete_manifest, dgst))
         removed.add(dgst)
-        done.append(Deleted(kind, dgst, version))
+        if _gone_ok(partial(target.delete_manifest, dgst)):
+            done.append(Deleted(kind, dgst, version))  # what was already gone is not listed as deleted
 
     for d in reversed(plan.deleted):  # oldest first
         if d.tag_only:
-            _gone_ok(partial(target.delete_tag, d.tag))
-            done.append(Deleted("tag", d.digest, d.tag))
+            if _gone_ok(partial(target.delete_tag, d.tag)):
+                done.append(Deleted("tag", d.digest, d.tag))
             continue
         if d.digest in removed:
             continue  # another tag of the same digest: deleted with it
@@ -273,7 +273,9 @@ def _referrers_deep(target: Target, dgst: str) -> list[str]:
     seen = {dgst}
     level = [dgst]
     for _ in range(MAX_REFERRER_DEPTH):
-        nxt = [r.digest for s in level for r in target.referrers(s) if r.digest not in seen]
+        nxt = list(
+            dict.fromkeys(r.digest for s in level for r in target.referrers(s) if r.digest not in seen)
+        )
         seen.update(nxt)
         out.extend(nxt)
         if len(out) > MAX_REFERRERS:
@@ -291,6 +293,10 @@ def _fallback_tags(tags: Sequence[str], nodes: Sequence[str]) -> list[str]:
     return [t for t in tags if any(t == n or t.startswith(n + ".") for n in names)]
 
 
-def _gone_ok(step: Callable[[], None]) -> None:
-    with contextlib.suppress(NotFoundError):  # already gone: what we wanted
+def _gone_ok(step: Callable[[], None]) -> bool:
+    """Run a delete; False when its object was already gone (what we wanted, but not our doing)."""
+    try:
         step()
+    except NotFoundError:
+        return False
+    return True
