@@ -16,7 +16,7 @@ from support.prune_repos import VERSIONS, gone, populate
 from support.registry_helpers import client_for, push_artifact
 
 from modelpack import api
-from modelpack.errors import PromotionError
+from modelpack.errors import PromotionError, RefusedError
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Index, parse
@@ -226,3 +226,20 @@ def test_prune_local_prunes_the_pulled_copies_of_a_registry_repository(tmp_path:
             "127.0.0.1:5000/acme/iris:1.1.0",
             "127.0.0.1:5000/acme/iris:1.2.0",
         ]
+
+
+def test_an_environment_moved_while_planning_stops_prune_before_any_delete(
+    registry: RegistryProcess, repo: str, targets: Targets
+) -> None:
+    r = populate(registry.host, repo, targets)
+    place = Place(r.target, None, r.ref)
+    seen = read_repository(place)
+    decided = plan(seen.versions, facts(place, seen, 1, ()), Rule(keep_last=0))
+    assert "1.0.0" in {d.tag for d in decided.deleted}
+    api.promote(targets, f"{r.ref}:1.0.0", "staging", runtime=runtime())  # a promotion lands meanwhile
+    before = sorted(r.target.list_tags())
+    with pytest.raises(
+        RefusedError, match=r"staging moved from .* while prune was planning; nothing was deleted"
+    ):
+        execute(place, decided, seen)
+    assert sorted(r.target.list_tags()) == before
