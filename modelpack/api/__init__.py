@@ -50,6 +50,8 @@ _HOME = {
     "rollback": "_environments",
     "history": "_environments",
     "HistoryResult": "_environments",
+    "prune": "_retention",
+    "PruneResult": "_retention",
     "test": "_run",
     "TestOptions": "_run",
     "serve": "_run",
@@ -85,6 +87,7 @@ __all__ = [
     "InspectResult",
     "ListResult",
     "LsResult",
+    "PruneResult",
     "PullResult",
     "TagResult",
     "Targets",
@@ -110,6 +113,7 @@ __all__ = [
     "logout",
     "ls",
     "promote",
+    "prune",
     "pull",
     "push",
     "rollback",
@@ -147,6 +151,8 @@ if TYPE_CHECKING:
     from modelpack.api._read import inspect as inspect
     from modelpack.api._read import list_store as list
     from modelpack.api._read import ls as ls
+    from modelpack.api._retention import PruneResult as PruneResult
+    from modelpack.api._retention import prune as prune
     from modelpack.api._run import TestOptions as TestOptions
     from modelpack.api._run import serve as serve
     from modelpack.api._run import test as test
