@@ -46,6 +46,8 @@ _HOME = {
     "DiffResult": "_read",
     "LsResult": "_read",
     "ListResult": "_read",
+    "training_curves": "_curves",
+    "CurvesResult": "_curves",
     "promote": "_environments",
     "rollback": "_environments",
     "history": "_environments",
@@ -62,6 +64,7 @@ _HOME = {
 }
 __all__ = [
     "BuildResult",
+    "CurvesResult",
     "DiffResult",
     "HistoryResult",
     "InspectResult",
@@ -92,6 +95,7 @@ __all__ = [
     "serve",
     "tag",
     "test",
+    "training_curves",
     "unpack",
 ]
 
@@ -99,6 +103,8 @@ if TYPE_CHECKING:
     from modelpack.api._build import BuildResult as BuildResult
     from modelpack.api._build import build as build
     from modelpack.api._build import find_packfile as find_packfile
+    from modelpack.api._curves import CurvesResult as CurvesResult
+    from modelpack.api._curves import training_curves as training_curves
     from modelpack.api._environments import HistoryResult as HistoryResult
     from modelpack.api._environments import history as history
     from modelpack.api._environments import promote as promote

@@ -36,6 +36,8 @@ TEST_REPORT_ARTIFACT = "application/vnd.modelpack.test-report.v1+json"
 PROMOTION_EVENT_ARTIFACT = "application/vnd.modelpack.promotion.v1+json"
 # A version tag replaced with --force: attached to the release that replaced it (who, when, what it named).
 OVERWRITE_ARTIFACT = "application/vnd.modelpack.tag-overwrite.v1+json"
+# The training history (metrics.history) as normalized JSON: a bundle layer beside the record.
+METRICS_HISTORY = "application/vnd.dev.modelpack.metrics.history.v1+json"
 
 
 
@@ -55,6 +57,7 @@ LAYER_KINDS: Mapping[str, LayerKind] = {
     MODEL_DOC_TAR: LayerKind("docs", "docs", served=False),
     MODEL_DATASET_TAR: LayerKind("datasets", "datasets", served=False),
     RECORD: LayerKind("record", None, served=False),
+    METRICS_HISTORY: LayerKind("history", None, served=False),
 }
 SERVED_LAYERS = frozenset(t for t, kind in LAYER_KINDS.items() if kind.served)
 
