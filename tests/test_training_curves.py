@@ -133,6 +133,10 @@ def test_inspect_shows_the_summary_and_its_json_validates(tmp_path: Path) -> Non
     assert history["rows"] == 4 and [c["name"] for c in history["columns"]] == ["epoch", "loss", "val_acc"]
     kinds = [layer["kind"] for layer in json.loads(as_json.stdout)["layers"]]
     assert kinds[-2:] == ["history", "record"]
+    # unpack writes the project's files; the history layer (JSON, not a tar) is not one of them
+    with Targets(store_path=store, environ={}) as targets:
+        unpacked = api.unpack(targets, "demo:1.0.0", tmp_path / "out")
+    assert unpacked.files and not any("history" in f or f.endswith("train.csv") for f in unpacked.files)
 
 
 def test_curves_read_from_a_registry_and_without_a_history(tmp_path: Path, registry: RegistryProcess) -> None:
@@ -177,6 +181,9 @@ def _refusal(tmp_path: Path, history: str, files: dict[str, str | bytes]) -> str
          "t.jsonl:2: column 'loss': 'low' is not a number"),
         ("t.jsonl", '{"step": 1, "ok": true}\n', "t.jsonl:1: column 'ok': True is not a number"),
         ("t.jsonl", '{"step": 1}\n[2]\n', "t.jsonl:2: not a JSON object, but list"),
+        ("t.jsonl", '{"step": 1, "loss": 0.5, "loss": 0.4}\n',
+         "t.jsonl:1: column 'loss' is given twice on one line"),
+        ("t.csv", "step,loss,loss\n1,2,3\n", "t.csv:1: column 'loss' is named twice"),
         ("t.jsonl", '{"step": 1, "loss": NaN}\n', "t.jsonl:1: not a JSON object: NaN is not a finite number"),
     ],
 )  # fmt: skip

@@ -112,13 +112,17 @@ def _jsonl(text: str, where: str) -> tuple[list[str], _Rows]:
         if not raw.strip():
             continue
         try:
-            obj = json.loads(raw, parse_constant=_no_constant)
+            obj = json.loads(raw, parse_constant=_no_constant, object_pairs_hook=_unique)
+        except _Twice as e:
+            raise InputError(f"{where}:{n}: column {e.key!r} is given twice on one line") from None
         except ValueError as e:
             raise InputError(f"{where}:{n}: not a JSON object: {getattr(e, 'msg', e)}") from None
         if not isinstance(obj, dict):
             raise InputError(f"{where}:{n}: not a JSON object, but {type(obj).__name__}")
         row: dict[str, Value] = {}
         for key, value in obj.items():
+            if not key.strip():
+                raise InputError(f"{where}:{n}: a column has an empty name")
             if value is not None and not is_number(value):
                 raise InputError(f"{where}:{n}: column {key!r}: {_show(value)} is not a number",
                                  hint="a history holds numbers only; put text elsewhere")  # fmt: skip
@@ -130,6 +134,22 @@ def _jsonl(text: str, where: str) -> tuple[list[str], _Rows]:
     if not parsed:
         raise InputError(f"{where}: is empty; expected lines such as {{\"step\": 1, \"loss\": 0.5}}")
     return list(names), iter(parsed)
+
+
+class _Twice(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """JSON's last-wins for a repeated key would drop a value silently: refused instead."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Twice(key)
+        out[key] = value
+    return out
 
 
 def _no_constant(name: str) -> Any:
