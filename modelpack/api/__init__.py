@@ -46,6 +46,8 @@ _HOME = {
     "DiffResult": "_read",
     "LsResult": "_read",
     "ListResult": "_read",
+    "training_curves": "_curves",
+    "CurvesResult": "_curves",
     "promote": "_environments",
     "rollback": "_environments",
     "history": "_environments",
@@ -76,6 +78,7 @@ _HOME = {
 }
 __all__ = [
     "BuildResult",
+    "CurvesResult",
     "DatasetDiffResult",
     "DatasetInspectResult",
     "DatasetLsResult",
@@ -120,6 +123,7 @@ __all__ = [
     "serve",
     "tag",
     "test",
+    "training_curves",
     "unpack",
 ]
 
@@ -127,6 +131,8 @@ if TYPE_CHECKING:
     from modelpack.api._build import BuildResult as BuildResult
     from modelpack.api._build import build as build
     from modelpack.api._build import find_packfile as find_packfile
+    from modelpack.api._curves import CurvesResult as CurvesResult
+    from modelpack.api._curves import training_curves as training_curves
     from modelpack.api._datasets import DatasetDiffResult as DatasetDiffResult
     from modelpack.api._datasets import DatasetInspectResult as DatasetInspectResult
     from modelpack.api._datasets import DatasetLsResult as DatasetLsResult

@@ -40,6 +40,8 @@ OVERWRITE_ARTIFACT = "application/vnd.modelpack.tag-overwrite.v1+json"
 # The model-spec defines no dataset artifact type, so this one is modelpack's.
 DATASET_ARTIFACT = "application/vnd.modelpack.dataset.v1+json"
 DATASET_RECORD = "application/vnd.modelpack.dataset-record.v1+json"
+# The training history (metrics.history) as normalized JSON: a bundle layer beside the record.
+METRICS_HISTORY = "application/vnd.dev.modelpack.metrics.history.v1+json"
 
 
 
@@ -59,6 +61,7 @@ LAYER_KINDS: Mapping[str, LayerKind] = {
     MODEL_DOC_TAR: LayerKind("docs", "docs", served=False),
     MODEL_DATASET_TAR: LayerKind("datasets", "datasets", served=False),
     RECORD: LayerKind("record", None, served=False),
+    METRICS_HISTORY: LayerKind("history", None, served=False),
 }
 SERVED_LAYERS = frozenset(t for t, kind in LAYER_KINDS.items() if kind.served)
 
