@@ -30,6 +30,9 @@ COMMANDS = {
     "login": "account_cmds",
     "logout": "account_cmds",
     "gc": "account_cmds",
+    "keygen": "trust_cmds",
+    "sign": "trust_cmds",
+    "verify": "trust_cmds",
 }
 
 

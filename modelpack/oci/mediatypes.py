@@ -36,6 +36,11 @@ TEST_REPORT_ARTIFACT = "application/vnd.modelpack.test-report.v1+json"
 PROMOTION_EVENT_ARTIFACT = "application/vnd.modelpack.promotion.v1+json"
 # A version tag replaced with --force: attached to the release that replaced it (who, when, what it named).
 OVERWRITE_ARTIFACT = "application/vnd.modelpack.tag-overwrite.v1+json"
+# Signatures: Sigstore bundles as OCI 1.1 referrers, cosign's convention (artifactType = the bundle's media
+# type; the predicate-type annotation tells a release signature from an OpenSSF model signature).
+SIGSTORE_BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+ANN_BUNDLE_CONTENT = "dev.sigstore.bundle.content"
+ANN_BUNDLE_PREDICATE = "dev.sigstore.bundle.predicateType"
 
 
 

@@ -17,6 +17,9 @@ from modelpack.trust.keys import PrivateKey, PublicKey
 
 PREDICATE_TYPE = "https://sigstore.dev/cosign/sign/v1"
 KIND = "signature"
+# How a verdict says "signed, but by a key nobody asked about": not a forgery, only not trusted here.
+NOT_GIVEN = "not by a given key"
+NOT_CHECKED = "not checked, pass --key"
 
 
 def sign_digest(key: PrivateKey, digest: str, name: str) -> bytes:
@@ -57,12 +60,17 @@ def signer_verdict(kind: str, opened: sigstore_bundle.Opened, keys: Sequence[Pub
         return Check(kind, True, f"{what} signed by {short(keyid)} ({source})", signer=keyid)
     claimed = opened.signer_claimed
     if not keys:
-        return Check(kind, False, f"{what} signed by {short(claimed)}: not checked, pass --key with its .pub")
+        return Check(kind, False, f"{what} signed by {short(claimed)}: {NOT_CHECKED} with its .pub")
     if any(k.keyid == claimed for k in keys):
         changed = "does not verify: the signed content was changed"
         return Check(kind, False, f"{what} signature by {short(claimed)} {changed}")
     given = ", ".join(f"{short(k.keyid)} ({k.source})" for k in keys)
-    return Check(kind, False, f"{what} signed by {short(claimed)}, not by a given key: {given}")
+    return Check(kind, False, f"{what} signed by {short(claimed)}, {NOT_GIVEN}: {given}")
+
+
+def is_foreign(check: Check) -> bool:
+    """A failed verdict that only says the signer is not one of the given keys."""
+    return not check.ok and (NOT_GIVEN in check.detail or NOT_CHECKED in check.detail)
 
 
 def short(keyid: str) -> str:
