@@ -64,6 +64,12 @@ def test_sign_then_verify_prints_the_chain(
     assert verdict["ok"] is True and len(mine) == 2
     assert all(c["ok"] and c["signer"] == doc["keyid"] and c["evidence"] for c in mine)
 
+    shown = run_cli("inspect", ref)
+    assert shown.returncode == 0, shown.stderr
+    assert f"release by {keyid}, model by {keyid}" in shown.stdout
+    listed = json.loads(run_cli("inspect", ref, "--json").stdout)["signatures"]
+    assert [(s["kind"], s["keyid"]) for s in listed] == [("release", doc["keyid"]), ("model", doc["keyid"])]
+
     unchecked = run_cli("verify", ref)
     assert unchecked.returncode == 1
     assert "not checked, pass --key" in unchecked.stderr and len(unchecked.stderr.strip().splitlines()) == 1

@@ -29,6 +29,18 @@ from modelpack.trust.sigstore_bundle import BUNDLE_MEDIA_TYPE, MAX_BUNDLE_BYTES
 
 # Exactly what `unpack` writes by default: every layer kind with an unpack group (the record stays out).
 SIGNED_LAYERS = frozenset(t for t, kind in mt.LAYER_KINDS.items() if kind.group)
+# The keyid the signer claims, on the referrer descriptor: `inspect` names signers from a listing alone.
+ANN_KEYID = "dev.modelpack.signature.keyid"
+
+
+@dataclass(frozen=True)
+class Listed:
+    kind: str  # "release" | "model"
+    digest: str  # of the referrer
+    keyid: str | None  # claimed, not verified: `verify` checks
+
+    def to_json(self) -> dict[str, object]:
+        return {"kind": self.kind, "digest": self.digest, "keyid": self.keyid}
 
 
 @dataclass(frozen=True)
@@ -64,12 +76,13 @@ def sign(
         digests = bundle_files(target, bundle, progress)
         raw = oms.sign_files(key, name, digests)
         files = len(oms.signed_files(digests))
-        model_desc = _attach(target, release.bundle, raw, oms.PREDICATE_TYPE, "bundle manifest")
+        keyid = key.public.keyid
+        model_desc = _attach(target, release.bundle, raw, oms.PREDICATE_TYPE, "bundle manifest", keyid)
     release_desc = None
     if release_signature:
         subject = Descriptor(release.media_type, release.digest, _root_size(target, release))
         raw = cosign.sign_digest(key, release.digest, name)
-        release_desc = _attach(target, subject, raw, cosign.PREDICATE_TYPE, "release")
+        release_desc = _attach(target, subject, raw, cosign.PREDICATE_TYPE, "release", key.public.keyid)
     return Signed(release_desc, model_desc, files)
 
 
@@ -105,10 +118,18 @@ def model_signature(target: Target, bundle_digest: str) -> bytes | None:
     return _payload(target, found[-1]) if found else None
 
 
-def listed(target: Target, release: ReleaseView) -> tuple[Descriptor, ...]:
+def listed(target: Target, release: ReleaseView) -> tuple[Listed, ...]:
     """Every signature referrer of the release and of its bundle (for `inspect`), from listings alone."""
     subjects = dict.fromkeys([release.digest, release.bundle.digest])
-    return tuple(d for s in subjects for d in target.referrers(s, mt.SIGSTORE_BUNDLE) if _is_signature(d))
+    found = [d for s in subjects for d in target.referrers(s, mt.SIGSTORE_BUNDLE) if _is_signature(d)]
+    return tuple(
+        Listed(
+            "release" if _predicate(d) == cosign.PREDICATE_TYPE else "model",
+            d.digest,
+            (d.annotations or {}).get(ANN_KEYID),
+        )
+        for d in sorted(found, key=lambda d: (_predicate(d) != cosign.PREDICATE_TYPE, d.digest))
+    )
 
 
 def bundle_files(target: Target, bundle: Manifest, progress: ProgressFn = no_progress) -> dict[str, str]:
@@ -145,23 +166,33 @@ def _found(target: Target, digest: str, predicate: str) -> list[Descriptor]:
         (
             d
             for d in target.referrers(digest, mt.SIGSTORE_BUNDLE)
-            if d.artifact_type == mt.SIGSTORE_BUNDLE
-            and (d.annotations or {}).get(mt.ANN_BUNDLE_PREDICATE) == predicate
+            if _is_signature(d) and _predicate(d) == predicate
         ),
         key=lambda d: d.digest,
     )
 
 
+def _predicate(d: Descriptor) -> str | None:
+    return (d.annotations or {}).get(mt.ANN_BUNDLE_PREDICATE)
+
+
 def _is_signature(d: Descriptor) -> bool:
-    return (d.annotations or {}).get(mt.ANN_BUNDLE_PREDICATE) in (cosign.PREDICATE_TYPE, oms.PREDICATE_TYPE)
+    known = (cosign.PREDICATE_TYPE, oms.PREDICATE_TYPE)
+    return d.artifact_type == mt.SIGSTORE_BUNDLE and _predicate(d) in known
 
 
 def _payload(target: Target, referrer: Descriptor) -> bytes:
     return read_payload(target, referrer, max_size=MAX_BUNDLE_BYTES)
 
 
-def _attach(target: Target, subject: Descriptor, raw: bytes, predicate: str, what: str) -> Descriptor:
-    annotations = {mt.ANN_BUNDLE_CONTENT: "dsse-envelope", mt.ANN_BUNDLE_PREDICATE: predicate}
+def _attach(
+    target: Target, subject: Descriptor, raw: bytes, predicate: str, what: str, keyid: str
+) -> Descriptor:
+    annotations = {
+        mt.ANN_BUNDLE_CONTENT: "dsse-envelope",
+        mt.ANN_BUNDLE_PREDICATE: predicate,
+        ANN_KEYID: keyid,
+    }
     try:
         return attach(target, subject, mt.SIGSTORE_BUNDLE, raw, BUNDLE_MEDIA_TYPE, annotations)
     except ModelpackError as e:
