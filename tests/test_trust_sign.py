@@ -170,3 +170,20 @@ def test_sigstore_verify_accepts_the_release_signature_and_refuses_a_tampered_on
     assert wrong_key.returncode == 1 and "signature verification failed" in wrong_key.stdout
     other_digest = sigstore_verify(bundle, Path(f"{key}.pub"), "sha256:" + "1" * 64)
     assert other_digest.returncode == 1 and "not over" in other_digest.stdout
+
+
+def test_signatures_travel_with_copy_referrers_and_verify_offline(
+    registry: RegistryProcess, releases: Built, key: Path, tmp_path: Path
+) -> None:
+    ref, digest = pushed_copy(releases, registry.host, releases.index_tag)
+    assert run_cli("sign", ref, "--key", f"{key}.key").returncode == 0
+    mirror = f"oci:{tmp_path / 'mirror'}:1.0.0"
+    copied = run_cli("copy", ref, mirror, "--referrers")
+    assert copied.returncode == 0, copied.stderr
+    checked = run_cli("verify", mirror, "--key", f"{key}.pub", "--json")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert json.loads(checked.stdout)["digest"] == digest
+    dest = tmp_path / "from-mirror"
+    assert run_cli("unpack", mirror, str(dest)).returncode == 0
+    ok = model_signing_verify(dest, Path(f"{key}.pub"))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
