@@ -171,3 +171,14 @@ def test_a_registry_that_refuses_the_referrer_is_one_clear_error(
     message = str(caught.value)
     assert "refused the bundle manifest signature" in message and "not signed" in message
     assert "\n" not in message
+
+
+def test_keygen_never_replaces_a_key_and_needs_a_password_to_encrypt(tmp_path: Path) -> None:
+    assert run_cli("keygen", str(tmp_path / "k")).returncode == 0
+    before = (tmp_path / "k.key").read_bytes()
+    again = run_cli("keygen", str(tmp_path / "k"))
+    assert again.returncode == 2 and "never replaces a key" in again.stderr
+    assert (tmp_path / "k.key").read_bytes() == before
+    no_password = run_cli("keygen", str(tmp_path / "e"), "--encrypt", env={"MODELPACK_KEY_PASSWORD": ""})
+    assert no_password.returncode == 2 and "MODELPACK_KEY_PASSWORD" in no_password.stderr
+    assert not (tmp_path / "e.key").exists()
