@@ -73,6 +73,12 @@ _HOME = {
     "login": "_store",
     "logout": "_store",
     "init": "_store",
+    "keygen": "_trust",
+    "sign": "_trust",
+    "verify": "_trust",
+    "KeygenResult": "_trust",
+    "SignResult": "_trust",
+    "VerifyResult": "_trust",
     "Targets": "modelpack.targets",
     "TlsOptions": "modelpack.targets",
 }
@@ -88,15 +94,18 @@ __all__ = [
     "DiffResult",
     "HistoryResult",
     "InspectResult",
+    "KeygenResult",
     "ListResult",
     "LsResult",
     "PruneResult",
     "PullResult",
+    "SignResult",
     "TagResult",
     "Targets",
     "TestOptions",
     "TlsOptions",
     "TransferResult",
+    "VerifyResult",
     "build",
     "copy",
     "dataset_diff",
@@ -111,6 +120,7 @@ __all__ = [
     "history",
     "init",
     "inspect",
+    "keygen",
     "list",
     "login",
     "logout",
@@ -121,10 +131,12 @@ __all__ = [
     "push",
     "rollback",
     "serve",
+    "sign",
     "tag",
     "test",
     "training_curves",
     "unpack",
+    "verify",
 ]
 
 if TYPE_CHECKING:
@@ -174,6 +186,12 @@ if TYPE_CHECKING:
     from modelpack.api._transfer import push as push
     from modelpack.api._transfer import tag as tag
     from modelpack.api._transfer import unpack as unpack
+    from modelpack.api._trust import KeygenResult as KeygenResult
+    from modelpack.api._trust import SignResult as SignResult
+    from modelpack.api._trust import VerifyResult as VerifyResult
+    from modelpack.api._trust import keygen as keygen
+    from modelpack.api._trust import sign as sign
+    from modelpack.api._trust import verify as verify
     from modelpack.targets import Targets as Targets
     from modelpack.targets import TlsOptions as TlsOptions
 

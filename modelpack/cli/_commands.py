@@ -32,6 +32,9 @@ COMMANDS = {
     "logout": "account_cmds",
     "gc": "account_cmds",
     "dataset": "dataset_cmds",  # a typer group: dataset push | pull | inspect | ls | diff | used-by
+    "keygen": "trust_cmds",
+    "sign": "trust_cmds",
+    "verify": "trust_cmds",
 }
 
 

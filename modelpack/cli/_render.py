@@ -57,6 +57,7 @@ def release(display: str, view: ReleaseView, extra: InspectResult | None = None)
             else "no report attached"
         )
         fields.append(("tested", tested))
+        fields.append(("signed", _signed(extra)))
     if rec.lock is not None:
         lk = rec.lock
         python = lk.python or (rec.serving.python if rec.serving else None) or "?"
@@ -108,6 +109,13 @@ def _curve_rows(rec: Record) -> list[list[Any]]:
          at(c.best) + (f" ({c.better})" if c.better else "") if c.best else "-"]
         for c in rec.history.columns
     ]  # fmt: skip
+
+
+def _signed(extra: InspectResult) -> str:
+    if not extra.signatures:
+        return "no signature attached"
+    said = [f"{s.kind} by {(s.keyid or 'an unnamed key')[:12]}" for s in extra.signatures]
+    return ", ".join(said) + " (not verified here: run `modelpack verify --key`)"
 
 
 def diff(a: str, b: str, d: RecordDiff) -> None:

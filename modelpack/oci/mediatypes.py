@@ -42,6 +42,11 @@ DATASET_ARTIFACT = "application/vnd.modelpack.dataset.v1+json"
 DATASET_RECORD = "application/vnd.modelpack.dataset-record.v1+json"
 # The training history (metrics.history) as normalized JSON: a bundle layer beside the record.
 METRICS_HISTORY = "application/vnd.dev.modelpack.metrics.history.v1+json"
+# Signatures: Sigstore bundles as OCI 1.1 referrers, cosign's convention (artifactType = the bundle's media
+# type; the predicate-type annotation tells a release signature from an OpenSSF model signature).
+SIGSTORE_BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+ANN_BUNDLE_CONTENT = "dev.sigstore.bundle.content"
+ANN_BUNDLE_PREDICATE = "dev.sigstore.bundle.predicateType"
 
 
 
