@@ -46,6 +46,12 @@ _HOME = {
     "DiffResult": "_read",
     "LsResult": "_read",
     "ListResult": "_read",
+    "catalog": "_catalog",
+    "evidence": "_catalog",
+    "report": "_catalog",
+    "CatalogResult": "_catalog",
+    "DigestCache": "_catalog",
+    "ReportResult": "_catalog",
     "promote": "_environments",
     "rollback": "_environments",
     "history": "_environments",
@@ -62,20 +68,25 @@ _HOME = {
 }
 __all__ = [
     "BuildResult",
+    "CatalogResult",
     "DiffResult",
+    "DigestCache",
     "HistoryResult",
     "InspectResult",
     "ListResult",
     "LsResult",
     "PullResult",
+    "ReportResult",
     "TagResult",
     "Targets",
     "TestOptions",
     "TlsOptions",
     "TransferResult",
     "build",
+    "catalog",
     "copy",
     "diff",
+    "evidence",
     "find_packfile",
     "gc",
     "history",
@@ -88,6 +99,7 @@ __all__ = [
     "promote",
     "pull",
     "push",
+    "report",
     "rollback",
     "serve",
     "tag",
@@ -99,6 +111,12 @@ if TYPE_CHECKING:
     from modelpack.api._build import BuildResult as BuildResult
     from modelpack.api._build import build as build
     from modelpack.api._build import find_packfile as find_packfile
+    from modelpack.api._catalog import CatalogResult as CatalogResult
+    from modelpack.api._catalog import DigestCache as DigestCache
+    from modelpack.api._catalog import ReportResult as ReportResult
+    from modelpack.api._catalog import catalog as catalog
+    from modelpack.api._catalog import evidence as evidence
+    from modelpack.api._catalog import report as report
     from modelpack.api._environments import HistoryResult as HistoryResult
     from modelpack.api._environments import history as history
     from modelpack.api._environments import promote as promote

@@ -30,6 +30,7 @@ COMMANDS = {
     "login": "account_cmds",
     "logout": "account_cmds",
     "gc": "account_cmds",
+    "ui": "ui_cmds",
 }
 
 

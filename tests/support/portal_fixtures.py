@@ -1,0 +1,104 @@
+"""A repository for the portal tests: real builds pushed to the session registry, test reports attached,
+promotions and a rollback in two environments, and hostile text in a metric name, a reason and an actor."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelpack import api
+from modelpack.oci.layout import LayoutStore
+from modelpack.oci.model import Descriptor
+from modelpack.release import evidence
+from modelpack.release.move import Runtime
+from modelpack.targets import Targets
+from support.places import fake_clock
+from support.release_fixtures import build, push, variant
+
+HOSTILE_METRIC = "<script>alert('metric')</script>"
+HOSTILE_REASON = "<img src=x onerror=alert('reason')><b>bold</b>"
+HOSTILE_ACTOR = "mallory\x1b[31m red\x1b[0m"
+F1 = {"1.0.0": 0.88, "1.1.0": 0.93, "1.2.0": 0.91}
+P95 = {"1.0.0": 4.0, "1.1.0": 6.5, "1.2.0": 3.2}
+SIGNATURE_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+
+
+@dataclass(frozen=True)
+class PortalRepo:
+    repo: str  # HOST/REPO
+    digests: dict[str, str]
+
+
+def report_body(version: str, digest: str, passed: bool, p95: float) -> bytes:
+    return json.dumps(
+        {
+            "reportVersion": 1,
+            "release": {"digest": digest, "version": version},
+            "runtime": "local",
+            "cases": [{"name": "setosa", "passed": True}, {"name": "virginica", "passed": passed}],
+            "gates": [{"gate": "f1_macro >= 0.85", "passed": True, "value": F1[version]}],
+            "latency": {"requests": 50, "p50_ms": p95 / 2, "p95_ms": p95, "p99_ms": p95 * 1.5},
+            "passed": passed,
+        }
+    ).encode()
+
+
+def make_portal_repo(tmp: Path, host: str) -> PortalRepo:
+    store = LayoutStore(tmp / "store")
+    repo = f"{host}/t/portal-{secrets.token_hex(3)}"
+    digests: dict[str, str] = {}
+    for i, (version, f1) in enumerate(F1.items()):
+        metrics = {"accuracy": f1 + 0.01, "f1_macro": f1}
+        if version == "1.2.0":
+            metrics[HOSTILE_METRIC] = 0.5
+        project = variant(
+            tmp,
+            "iris-onnx",
+            metrics=metrics,
+            metrics_dataset="iris-test-v3" if version != "1.0.0" else None,
+            model_extra=b"\0" * i,
+            params={"lr": 0.1 / (i + 1), "seed": 42},
+        )
+        result = build(project, store, version)
+        digests[version] = push(store, result.tag, f"{repo}:{version}")
+    with Targets(store_path=tmp / "store", environ={}) as targets:
+        target = targets.open(repo).target
+        for version, digest in digests.items():
+            raw = target.get_manifest(digest)
+            passed = version != "1.2.0"  # the newest fails its case: shown red, promoted by force
+            evidence.attach_test_report(
+                target,
+                Descriptor(raw.media_type, raw.digest, len(raw.raw)),
+                report_body(version, digest, passed, P95[version]),
+                evidence.report_annotations(
+                    passed=passed,
+                    created=f"2026-12-01T0{len(version)}:00:00Z",
+                    runtime="local",
+                    version=version,
+                    measured={"latency_p95_ms": P95[version]},
+                ),
+            )
+        raw = target.get_manifest(digests["1.1.0"])
+        evidence.attach(
+            target,
+            Descriptor(raw.media_type, raw.digest, len(raw.raw)),
+            SIGNATURE_TYPE,
+            b"{}",
+            "application/json",
+        )
+        clock = fake_clock(step=3600.0)
+
+        def rt(actor: str) -> Runtime:
+            return Runtime(clock=clock, environ={}, actor=actor)
+
+        api.promote(targets, f"{repo}:1.0.0", "staging", reason="first", runtime=rt("alice"))
+        api.promote(targets, f"{repo}:1.0.0", "prod", reason="launch", runtime=rt("alice"))
+        api.promote(targets, f"{repo}:1.1.0", "staging", reason="better f1", runtime=rt("bob"))
+        api.promote(
+            targets, f"{repo}:1.2.0", "staging", force=True, reason=HOSTILE_REASON, runtime=rt(HOSTILE_ACTOR)
+        )
+        api.promote(targets, f"{repo}:1.1.0", "prod", reason="after staging", runtime=rt("bob"))
+        api.rollback(targets, repo, "staging", reason="latency", runtime=rt("carol"))
+    return PortalRepo(repo, digests)
