@@ -65,7 +65,7 @@ def ui(
         if export is not None:
             written = portal.export(targets, repositories, export)
             return _output.echo(f"wrote {_output.count(written, 'page')} to {export}")
-        srv = portal.server(targets, repositories, host=host, port=port, token=token, log=_output.info)
+        srv = portal.open_server(targets, repositories, host=host, port=port, token=token, log=_output.info)
         _output.echo(f"modelpack ui: http://{host}:{srv.server_address[1]}/ (Ctrl-C stops)")
         try:
             srv.serve_forever()

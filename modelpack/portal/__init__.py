@@ -55,7 +55,7 @@ def check_listen(host: str, token: str | None) -> None:
         )
 
 
-def server(
+def open_server(
     targets: Targets,
     repositories: Sequence[str],
     *,

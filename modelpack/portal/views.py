@@ -182,7 +182,7 @@ class Pages:
         previous = tags[tags.index(tag) - 1] if tag in tags and tags.index(tag) > 0 else None
         return self._render(
             "version.html",
-            4,
+            3,
             repo=repo,
             slug=slug,
             tag=tag,
@@ -207,7 +207,7 @@ class Pages:
         d = self.src.diff(repo, a, b, by_tag[a]["digest"], by_tag[b]["digest"])
         tags = [e["tag"] for e in sorted((e for e in cat["versions"] if not e["alias"]), key=_version_key)]
         return self._render(
-            "compare.html", 5, repo=repo, slug=slug, a=by_tag[a], b=by_tag[b], diff=d, tags=tags
+            "compare.html", 4, repo=repo, slug=slug, a=by_tag[a], b=by_tag[b], diff=d, tags=tags
         )
 
     def environment(self, slug: str, env: str, metric: str | None = None) -> str:
@@ -242,7 +242,7 @@ class Pages:
         current = by_digest.get(hist["current"] or "")
         return self._render(
             "environment.html",
-            4,
+            3,
             repo=repo,
             slug=slug,
             env=env,

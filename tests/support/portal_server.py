@@ -31,7 +31,7 @@ def serve_portal(
     repositories: Sequence[str], store: Path, *, token: str | None = None, ttl_store: Path | None = None
 ) -> Iterator[Served]:
     with api.Targets(store_path=store, environ={}) as targets:
-        srv = portal.server(targets, repositories, port=0, token=token)
+        srv = portal.open_server(targets, repositories, port=0, token=token)
         thread = threading.Thread(target=srv.serve_forever, daemon=True)
         thread.start()
         try:
