@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from modelpack.release.query import Version
     from modelpack.release.view import ReleaseView
 
-WORKERS = 8
+WORKERS = 16  # round trips, not bytes: the registry answers many at once
 SIGSTORE_BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 MAX_REPORT_BYTES = 4 * 1024 * 1024
 
@@ -204,22 +204,22 @@ def _load(target: Target, tag: str, cache: DigestCache | None) -> ReleaseView:
 
 
 def _manifest(target: Target, ref: str, cache: DigestCache | None) -> RawManifest:
-    """A manifest, from `cache` when its digest is known (HEAD for a tag) and cached; else read and kept."""
-    if cache is None:
-        return target.get_manifest(ref)
-    digest = ref
-    if not digests.is_digest(ref):
-        resolve = getattr(target, "resolve", None)
-        digest = resolve(ref).digest if resolve is not None else ""
-    hit = cache.get(digest) if digests.is_digest(digest) else None
-    if hit is not None:
+    """A manifest by digest from `cache` when there, else read and kept. A tag is always read: a HEAD
+    to learn its digest costs the same round trip as the GET of a manifest this small."""
+    if cache is None or not digests.is_digest(ref):
+        raw = target.get_manifest(ref)
+        if cache is not None:
+            cache.put(raw.digest, raw.raw)
+        return raw
+    hit = cache.get(ref)
+    if hit is not None and digests.of_bytes(hit) == ref:  # a damaged cache file is read again, not trusted
         try:
             media_type = str(json.loads(hit).get("mediaType") or "")
         except (ValueError, AttributeError):
             media_type = ""
         if media_type:
-            return RawManifest(hit, media_type, digest)
-    raw = target.get_manifest(digest if digests.is_digest(digest) else ref)  # verified by the client
+            return RawManifest(hit, media_type, ref)
+    raw = target.get_manifest(ref)  # verified against `ref` by the client
     cache.put(raw.digest, raw.raw)
     return raw
 
