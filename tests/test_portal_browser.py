@@ -38,6 +38,13 @@ def _no_alert(driver: Any) -> None:
         driver.switch_to.alert.text  # noqa: B018  (a script that ran would have opened one)
 
 
+def _wait(driver: Any, ready: Any) -> None:
+    """A click navigates on its own time: wait for the next page (a timeout here fails the test)."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 20).until(ready)
+
+
 def _css(driver: Any, selector: str) -> list[Any]:
     from selenium.webdriver.common.by import By
 
@@ -73,6 +80,9 @@ def test_repository_page_table_charts_and_filter(
     }
     _no_alert(browser)
     screenshot(browser, "repository")
+    browser.set_window_size(1400, 760)  # the README's picture (docs/portal.png is a copy of this one)
+    screenshot(browser, "readme")
+    browser.set_window_size(1400, 1000)
     # "the best F1 on dataset v3", asked through the form (plain GET, no JavaScript needed)
     from selenium.webdriver.support.ui import Select
 
@@ -81,6 +91,7 @@ def test_repository_page_table_charts_and_filter(
     box.clear()
     box.send_keys("dataset=iris-test-v3")
     _css(browser, "form.query button")[0].click()
+    _wait(browser, lambda d: "sort=f1_macro" in d.current_url and _css(d, "#query"))
     best = [r.get_attribute("data-version") for r in _css(browser, "#versions tr.version")]
     assert best == ["1.1.0", "1.2.0"], best
     screenshot(browser, "repository-best-f1-v3")
@@ -107,6 +118,7 @@ def test_compare_view(browser: Any, served: Served, portal_repo: PortalRepo) -> 
     browser.get(served.url(f"r/{slug}/index.html"))
     link = next(a for a in _css(browser, "a.compare") if a.text == "vs 1.0.0")
     link.click()
+    _wait(browser, lambda d: "/compare/" in d.current_url and _css(d, "#metric-deltas"))
     assert "1.0.0 → 1.1.0" in _css(browser, "h1")[0].text
     rows = {r.get_attribute("data-metric"): r for r in _css(browser, "#metric-deltas tr.delta")}
     f1 = rows["f1_macro"]

@@ -11,7 +11,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from modelpack.portal.data import Query, Source
-from modelpack.portal.views import LATENCY, Links, Pages
+from modelpack.portal.views import LATENCY, Links, Pages, metric_names
 
 
 def export_site(source: Source, dest: Path) -> int:
@@ -33,7 +33,7 @@ def export_site(source: Source, dest: Path) -> int:
     for repo, slug in source.slug_of.items():
         cat = source.catalog(repo)
         rows = sorted((e for e in cat["versions"] if not e["alias"]), key=_version_key)
-        metrics = sorted({m for e in rows for m in e["record"]["metrics"]})
+        metrics = metric_names(rows)
         sortable = metrics + [
             m for m in LATENCY if any(m in (e["test"] or {}).get("metrics", {}) for e in rows)
         ]

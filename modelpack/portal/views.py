@@ -113,7 +113,7 @@ class Pages:
         env_by_digest: dict[str, list[str]] = {}
         for name, d in _envs(cat):
             env_by_digest.setdefault(d, []).append(name)
-        metrics = sorted({m for e in rows for m in e["record"]["metrics"]})
+        metrics = metric_names(rows)
         chart_rows = sorted(rows, key=_version_key)
         chart_list = [
             charts.line_chart(
@@ -216,10 +216,9 @@ class Pages:
         hist = self.src.history(repo, env)
         by_digest = {e["digest"]: e for e in cat["versions"] if not e["alias"]}
         by_digest.update({e["digest"]: e for e in cat["versions"] if e["digest"] not in by_digest})
-        metrics = sorted({m for e in cat["versions"] for m in e["record"]["metrics"]})
+        metrics = metric_names([e for e in cat["versions"] if not e["alias"]])
         if metric not in metrics:  # by default the metric most versions record
-            counts = {m: sum(m in e["record"]["metrics"] for e in by_digest.values()) for m in metrics}
-            metric = min(metrics, key=lambda m: (-counts[m], m)) if metrics else None
+            metric = metrics[0] if metrics else None
         events = [
             {
                 **ev,
@@ -290,6 +289,16 @@ class Pages:
 
 def _envs(cat: dict[str, Any]) -> list[tuple[str, str]]:
     return sorted(cat["environments"].items())
+
+
+def metric_names(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Metric names, the ones most versions record first (then by name): the columns and charts a reader
+    looks for come before a metric one version tried."""
+    counts: dict[str, int] = {}
+    for e in rows:
+        for m in e["record"]["metrics"]:
+            counts[m] = counts.get(m, 0) + 1
+    return sorted(counts, key=lambda m: (-counts[m], m))
 
 
 def _metric(entry: dict[str, Any], name: str) -> float | None:
