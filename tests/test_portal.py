@@ -3,7 +3,10 @@ the listen rule, the caches, and the static export (relative links that resolve,
 
 from __future__ import annotations
 
+import base64
+import json
 import re
+import secrets
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -15,6 +18,7 @@ from support.clirun import run_cli
 from support.portal_fixtures import HOSTILE_METRIC, HOSTILE_REASON, PortalRepo, make_portal_repo
 from support.portal_server import Served, serve_portal
 
+from modelpack import api
 from modelpack.portal.cache import DiskCache, Memo
 
 
@@ -134,6 +138,35 @@ def test_export_writes_a_static_site_with_relative_links(portal_repo: PortalRepo
             target = (page.parent / link.split("?")[0]).resolve()
             assert target.is_file(), f"{page.relative_to(site)} links to missing {link}"
     assert any(p.name.startswith("sort-") for p in pages)  # the sorted tables an export cannot compute
+
+
+def test_private_registry_is_read_with_docker_credentials_never_shown(
+    portal_repo: PortalRepo, tls_registry: RegistryProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user, password = tls_registry.username, tls_registry.password
+    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
+    (tmp_path / "docker").mkdir()
+    (tmp_path / "docker" / "config.json").write_text(
+        json.dumps({"auths": {tls_registry.host: {"auth": auth}}})
+    )
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    ca = str(tls_registry.ca_file)
+    dest = f"{tls_registry.host}/t/portal-private-{secrets.token_hex(3)}"
+    with api.Targets(store_path=tmp_path / "s", environ={}) as targets:
+        api.copy(targets, f"{portal_repo.repo}:1.1.0", f"oci:{tmp_path / 'layout'}:1.1.0", referrers=True)
+    with api.Targets(tls=api.TlsOptions(ca_file=ca), store_path=tmp_path / "s", environ={}) as targets:
+        api.copy(targets, f"oci:{tmp_path / 'layout'}:1.1.0", f"{dest}:1.1.0", referrers=True)
+    with serve_portal([dest], tmp_path / "portal-store", ca_file=ca) as s:
+        slug = s.slugs[dest]
+        for path in ("", f"r/{slug}/", f"r/{slug}/v/1.1.0.html", f"r/{slug}/lineage.html"):
+            status, html, _ = _get(s.url(path))
+            assert status == 200, (path, html[:300])
+            assert password not in html and auth not in html and f"{user}:" not in html, path
+        assert 'data-version="1.1.0"' in _get(s.url(f"r/{slug}/"))[1]
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "nobody"))
+    with serve_portal([dest], tmp_path / "portal-store-2", ca_file=ca) as s:
+        status, html, _ = _get(s.url())
+        assert status == 200 and "modelpack login" in html  # the one-line error, in the repository's row
 
 
 def test_disk_cache_is_bounded_and_memo_expires(tmp_path: Path) -> None:

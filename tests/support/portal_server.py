@@ -28,9 +28,9 @@ class Served:
 
 @contextmanager
 def serve_portal(
-    repositories: Sequence[str], store: Path, *, token: str | None = None, ttl_store: Path | None = None
+    repositories: Sequence[str], store: Path, *, token: str | None = None, ca_file: str | None = None
 ) -> Iterator[Served]:
-    with api.Targets(store_path=store, environ={}) as targets:
+    with api.Targets(tls=api.TlsOptions(ca_file=ca_file), store_path=store, environ={}) as targets:
         srv = portal.open_server(targets, repositories, port=0, token=token)
         thread = threading.Thread(target=srv.serve_forever, daemon=True)
         thread.start()
