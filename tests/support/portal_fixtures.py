@@ -3,7 +3,6 @@ promotions and a rollback in two environments, and hostile text in a metric name
 
 from __future__ import annotations
 
-import json
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,9 @@ from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor
 from modelpack.release import evidence
 from modelpack.release.move import Runtime
+from modelpack.runner.cases import CaseResult
+from modelpack.runner.gates import GateResult, Latency
+from modelpack.runner.report import ReleaseInfo, TestReport, attach_report
 from modelpack.targets import Targets
 from support.places import fake_clock
 from support.release_fixtures import build, push, variant
@@ -31,18 +33,24 @@ class PortalRepo:
     digests: dict[str, str]
 
 
-def report_body(version: str, digest: str, passed: bool, p95: float) -> bytes:
-    return json.dumps(
-        {
-            "reportVersion": 1,
-            "release": {"digest": digest, "version": version},
-            "runtime": "local",
-            "cases": [{"name": "setosa", "passed": True}, {"name": "virginica", "passed": passed}],
-            "gates": [{"gate": "f1_macro >= 0.85", "passed": True, "value": F1[version]}],
-            "latency": {"requests": 50, "p50_ms": p95 / 2, "p95_ms": p95, "p99_ms": p95 * 1.5},
-            "passed": passed,
-        }
-    ).encode()
+def runner_report(version: str, digest: str, media_type: str, size: int, passed: bool) -> TestReport:
+    """A report as the runner writes it (its own types), with one case failing when `passed` is False."""
+    p95 = P95[version]
+    return TestReport(
+        reference=f"portal:{version}",
+        release=ReleaseInfo(digest, media_type, size, "iris-onnx", version, digest, None),
+        runtime="local",
+        runtime_note="portal test fixture",
+        started=f"2026-12-01T0{len(version)}:00:00Z",
+        finished=f"2026-12-01T0{len(version)}:00:01Z",
+        cases=(
+            CaseResult("setosa", True, ()),
+            CaseResult("virginica", passed, () if passed else ("class 2 expected, got 1",)),
+        ),
+        gates=(GateResult("f1_macro >= 0.85", F1[version], True, ""),),
+        latency=Latency(50, p95 / 2, p95, p95 * 1.5),
+        image_size_mb=None,
+    )
 
 
 def make_portal_repo(tmp: Path, host: str) -> PortalRepo:
@@ -67,19 +75,9 @@ def make_portal_repo(tmp: Path, host: str) -> PortalRepo:
         target = targets.open(repo).target
         for version, digest in digests.items():
             raw = target.get_manifest(digest)
-            passed = version != "1.2.0"  # the newest fails its case: shown red, promoted by force
-            evidence.attach_test_report(
-                target,
-                Descriptor(raw.media_type, raw.digest, len(raw.raw)),
-                report_body(version, digest, passed, P95[version]),
-                evidence.report_annotations(
-                    passed=passed,
-                    created=f"2026-12-01T0{len(version)}:00:00Z",
-                    runtime="local",
-                    version=version,
-                    measured={"latency_p95_ms": P95[version]},
-                ),
-            )
+            passed = version != "1.2.0"  # the newest fails a case: shown red, promoted by force
+            report = runner_report(version, digest, raw.media_type, len(raw.raw), passed)
+            attach_report(target, report)
         raw = target.get_manifest(digests["1.1.0"])
         evidence.attach(
             target,
