@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import secrets
+import socket
+import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -14,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from fixtures.registry import RegistryProcess
-from support.clirun import run_cli
+from support.clirun import run_cli, script
 from support.portal_fixtures import HOSTILE_METRIC, HOSTILE_REASON, PortalRepo, make_portal_repo
 from support.portal_server import Served, serve_portal
 
@@ -120,6 +123,24 @@ def test_listening_beyond_loopback_needs_a_token(portal_repo: PortalRepo) -> Non
     out = run_cli("ui", portal_repo.repo, "--host", "0.0.0.0")
     assert out.returncode != 0 and out.stderr.startswith("error: --host 0.0.0.0: listening beyond")
     assert out.stderr.count("\n") <= 2 and "Traceback" not in out.stderr
+
+
+def test_ui_serves_on_loopback_and_prints_where(portal_repo: PortalRepo, tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "MODELPACK_VERBOSE"}
+    args = [str(script()), "ui", portal_repo.repo, "--port", str(port), "--store", str(tmp_path / "s")]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line == f"modelpack ui: http://127.0.0.1:{port}/ (Ctrl-C stops)\n", line
+        status, html, _ = _get(f"http://127.0.0.1:{port}/")
+        assert status == 200 and portal_repo.repo in html
+    finally:
+        proc.terminate()  # this test's own child, by its pid
+        proc.wait(10)
 
 
 def test_export_writes_a_static_site_with_relative_links(portal_repo: PortalRepo, tmp_path: Path) -> None:

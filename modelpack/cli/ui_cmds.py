@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -67,6 +68,7 @@ def ui(
             return _output.echo(f"wrote {_output.count(written, 'page')} to {export}")
         srv = portal.open_server(targets, repositories, host=host, port=port, token=token, log=_output.info)
         _output.echo(f"modelpack ui: http://{host}:{srv.server_address[1]}/ (Ctrl-C stops)")
+        sys.stdout.flush()  # the address is what a script waits for: not held in a pipe's buffer
         try:
             srv.serve_forever()
         except KeyboardInterrupt:
