@@ -106,9 +106,15 @@ def test_the_portal_is_read_only(served: Served) -> None:
     assert status == 200 and body == ""
 
 
+def test_a_rebound_host_name_is_refused(served: Served) -> None:
+    assert _get(served.url(), {"Host": "evil.example:80"})[0] == 421
+    assert _get(served.url(), {"Host": "localhost:8765"})[0] == 200
+
+
 def test_token_is_required_and_swapped_for_a_cookie(portal_repo: PortalRepo, tmp_path: Path) -> None:
     token = "t0ken-of-sixteen-chars"
-    with serve_portal([portal_repo.repo], tmp_path / "store", token=token) as s:
+    logged: list[str] = []
+    with serve_portal([portal_repo.repo], tmp_path / "store", token=token, log=logged.append) as s:
         assert _get(s.url())[0] == 401
         assert _get(s.url(), {"Authorization": "Bearer wrong-token-000000"})[0] == 401
         assert _get(s.url(), {"Authorization": f"Bearer {token}"})[0] == 200
@@ -117,6 +123,8 @@ def test_token_is_required_and_swapped_for_a_cookie(portal_repo: PortalRepo, tmp
         cookie = headers["Set-Cookie"]
         assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
         assert _get(s.url(), {"Cookie": cookie.split(";")[0]})[0] == 200
+    assert logged and not any(token in line for line in logged)
+    assert any("token=***" in line for line in logged)
 
 
 def test_listening_beyond_loopback_needs_a_token(portal_repo: PortalRepo) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -62,7 +62,7 @@ def open_server(
     host: str = "127.0.0.1",
     port: int = DEFAULT_PORT,
     token: str | None = None,
-    log: object = None,
+    log: Callable[[str], None] | None = None,
 ) -> ThreadingHTTPServer:
     """A server ready to `serve_forever()`; `server_address` says where it listens (port 0: any free)."""
     from modelpack.portal.server import make_server
@@ -75,9 +75,7 @@ def open_server(
     for repo in repositories:  # the registry clients exist before threads share them
         targets.open(repo)
     try:
-        return make_server(
-            Pages(source), host, port, token=token, log=log if callable(log) else lambda _: None
-        )
+        return make_server(Pages(source), host, port, token=token, log=log or (lambda _: None))
     except OSError as e:
         raise UsageError(
             f"cannot listen on {host}:{port}: {e.strerror}", hint="choose another --port"

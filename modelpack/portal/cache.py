@@ -109,4 +109,7 @@ class Memo:
                 self._values[key] = (self.clock(), value)
                 if len(self._values) > 4096:  # a crawler asking every sort: drop the stale ones
                     self._values = {k: v for k, v in self._values.items() if now - v[0] < self.ttl}
+                    self._key_locks = {
+                        k: lk for k, lk in self._key_locks.items() if k in self._values or lk.locked()
+                    }
             return value

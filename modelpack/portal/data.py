@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelpack import api
+from modelpack.errors import ModelpackError
 from modelpack.portal.cache import DiskCache, Memo
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -65,7 +66,7 @@ class Source:
         def one(repo: str) -> dict[str, Any] | str:
             try:
                 return self.catalog(repo)
-            except api_errors() as e:
+            except ModelpackError as e:
                 return str(e)
 
         with ThreadPoolExecutor(max_workers=max(1, min(4, len(self.repositories)))) as pool:
@@ -98,9 +99,3 @@ class Source:
         out["a"], out["b"] = f"{repo}:{a}", f"{repo}:{b}"
         self.disk.put(key, json.dumps(out).encode())
         return out
-
-
-def api_errors() -> tuple[type[Exception], ...]:
-    from modelpack.errors import ModelpackError
-
-    return (ModelpackError,)

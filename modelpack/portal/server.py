@@ -91,7 +91,7 @@ def make_server(
         sys_version = ""
 
         def log_message(self, format: str, *args: Any) -> None:
-            log(clean(format % args))
+            log(_TOKEN_IN_LOG.sub(r"\1token=***", clean(format % args)))  # the token never reaches a log
 
         def do_HEAD(self) -> None:
             self._serve(body=False)
@@ -124,6 +124,10 @@ def make_server(
 
         def _serve(self, body: bool) -> None:
             parts = urlsplit(self.path)
+            if token is None and not _loopback_host(self.headers.get("Host", ""), host):
+                # DNS rebinding: a web page whose name now resolves to 127.0.0.1 must not read the portal
+                self._send(421, _page("421", "this portal answers only to its loopback address"), body)
+                return
             query = parse_qs(parts.query, max_num_fields=32)
             allowed, swap = self._authorized(query)
             if not allowed:
@@ -164,6 +168,16 @@ def make_server(
     server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
     return server
+
+
+_TOKEN_IN_LOG = re.compile(r"([?&])token=[^&\s\"]*")
+_LOOPBACK_NAMES = {"127.0.0.1", "localhost", "[::1]"}
+
+
+def _loopback_host(header: str, listening: str) -> bool:
+    """Whether a request's Host header names this machine's loopback (or the address listened on)."""
+    name = header.rsplit(":", 1)[0] if not header.endswith("]") else header
+    return name.lower() in _LOOPBACK_NAMES | {listening}
 
 
 def _page(code: str, message: str) -> str:

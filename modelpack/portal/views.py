@@ -18,6 +18,7 @@ from markupsafe import Markup
 from packaging.version import InvalidVersion
 from packaging.version import Version as PV
 
+from modelpack.errors import ModelpackError, NotFoundError
 from modelpack.portal import charts
 from modelpack.portal.charts import Point, clean
 from modelpack.portal.data import Query, Source
@@ -102,11 +103,7 @@ class Pages:
         error = None
         try:
             cat = self.src.catalog(repo, q)
-        except Exception as e:  # a bad --where is the user's to fix: show it, and the unfiltered table
-            from modelpack.portal.data import api_errors
-
-            if not isinstance(e, api_errors()):
-                raise
+        except ModelpackError as e:  # a bad --where is the user's to fix: show it, and the unfiltered table
             error, cat = str(e), self.src.catalog(repo)
             q = Query()
         rows = [e for e in cat["versions"] if not e["alias"]]
@@ -163,11 +160,7 @@ class Pages:
         for r in info["reports"][:5]:  # the newest few: older ones are listed, not opened
             try:
                 reports.append({**r, "body": self.src.report(repo, r["digest"])})
-            except Exception as e:
-                from modelpack.portal.data import api_errors
-
-                if not isinstance(e, api_errors()):
-                    raise
+            except ModelpackError as e:  # one damaged report does not hide the rest of the page
                 reports.append({**r, "body": None, "error": str(e)})
         cat = self.src.catalog(repo)
         events = []
@@ -199,8 +192,6 @@ class Pages:
         repo = self.src.repo_of[slug]
         cat = self.src.catalog(repo)
         by_tag = {e["tag"]: e for e in cat["versions"]}
-        from modelpack.errors import NotFoundError
-
         for t in (a, b):
             if t not in by_tag:
                 raise NotFoundError(f"no release {repo}:{t}")
@@ -214,8 +205,9 @@ class Pages:
         repo = self.src.repo_of[slug]
         cat = self.src.catalog(repo)
         hist = self.src.history(repo, env)
-        by_digest = {e["digest"]: e for e in cat["versions"] if not e["alias"]}
-        by_digest.update({e["digest"]: e for e in cat["versions"] if e["digest"] not in by_digest})
+        # a version's own tag where it has one (its page exists in an export too), else the alias naming it
+        tagged = {e["digest"]: e for e in cat["versions"] if not e["alias"]}
+        by_digest = {**{e["digest"]: e for e in cat["versions"]}, **tagged}
         metrics = metric_names([e for e in cat["versions"] if not e["alias"]])
         if metric not in metrics:  # by default the metric most versions record
             metric = metrics[0] if metrics else None
@@ -224,6 +216,7 @@ class Pages:
                 **ev,
                 "fromVersion": by_digest.get(ev["fromDigest"] or "", {}).get("version"),
                 "toVersion": by_digest.get(ev["toDigest"], {}).get("version", ev["version"]),
+                "toTag": tagged.get(ev["toDigest"], {}).get("tag"),
             }
             for ev in hist["events"]
         ]
@@ -238,7 +231,7 @@ class Pages:
                 for ev in reversed(events)
             ]
             chart = charts.line_chart(f"{metric} in {env}", points, css_class="chart timeline")
-        current = by_digest.get(hist["current"] or "")
+        current = tagged.get(hist["current"] or "")
         return self._render(
             "environment.html",
             3,

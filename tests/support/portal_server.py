@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +28,15 @@ class Served:
 
 @contextmanager
 def serve_portal(
-    repositories: Sequence[str], store: Path, *, token: str | None = None, ca_file: str | None = None
+    repositories: Sequence[str],
+    store: Path,
+    *,
+    token: str | None = None,
+    ca_file: str | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> Iterator[Served]:
     with api.Targets(tls=api.TlsOptions(ca_file=ca_file), store_path=store, environ={}) as targets:
-        srv = portal.open_server(targets, repositories, port=0, token=token)
+        srv = portal.open_server(targets, repositories, port=0, token=token, log=log)
         thread = threading.Thread(target=srv.serve_forever, daemon=True)
         thread.start()
         try:
