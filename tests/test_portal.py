@@ -90,6 +90,8 @@ def test_bad_where_is_shown_on_the_page_and_unknown_pages_are_404(
     status, html, _ = _get(served.url(f"r/{slug}/index.html?where=acurracy%3E%3D0.9"))
     assert status == 200 and 'id="query-error"' in html and "did you mean &#39;accuracy&#39;" in html
     assert html.count('class="version"') == 3  # the unfiltered table under the message
+    both = _get(served.url(f"r/{slug}/index.html?where=dataset%3Diris-test-v3+f1_macro%3E%3D0.92"))[1]
+    assert re.findall(r'data-version="([^"]+)"', both) == ["1.1.0"]  # several conditions: all must hold
     assert _get(served.url("r/nope/"))[0] == 404
     assert _get(served.url(f"r/{slug}/v/9.9.9.html"))[0] in (404, 502)
     assert _get(served.url(f"r/{slug}/compare/1.0.0/9.9.9.html"))[0] == 404

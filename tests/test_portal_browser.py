@@ -21,7 +21,8 @@ def portal_repo(registry: RegistryProcess, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(scope="module")
 def served(portal_repo: PortalRepo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    with serve_portal([portal_repo.repo], tmp_path_factory.mktemp("portal-store")) as s:
+    repos = [portal_repo.repo, portal_repo.index_repo]
+    with serve_portal(repos, tmp_path_factory.mktemp("portal-store")) as s:
         yield s
 
 
@@ -54,9 +55,12 @@ def _css(driver: Any, selector: str) -> list[Any]:
 def test_repositories_page_lists_environments(browser: Any, served: Served, portal_repo: PortalRepo) -> None:
     browser.get(served.url())
     rows = _css(browser, "#repositories tr.repo")
-    assert len(rows) == 1 and portal_repo.repo in rows[0].text
-    envs = {e.text for e in _css(browser, "#repositories .env")}
-    assert envs == {"prod → 1.1.0", "staging → 1.1.0"}, envs
+    assert [r.find_elements("css selector", "td a")[0].text for r in rows] == [
+        portal_repo.repo,
+        portal_repo.index_repo,
+    ]
+    envs = [{e.text for e in r.find_elements("css selector", ".env")} for r in rows]
+    assert envs == [{"prod → 1.1.0", "staging → 1.1.0"}, {"prod → 0.1.0"}], envs
     screenshot(browser, "repositories")
 
 
@@ -158,3 +162,15 @@ def test_environment_timeline_and_hostile_text(browser: Any, served: Served, por
 def test_artifacts_folder_is_ignored() -> None:
     ignore = (Path(__file__).parent.parent / ".gitignore").read_text()
     assert "tests/artifacts/" in ignore
+
+
+def test_lineage_of_an_index_release_runs_through_its_image(
+    browser: Any, served: Served, portal_repo: PortalRepo
+) -> None:
+    browser.get(served.url(f"r/{served.slugs[portal_repo.index_repo]}/lineage.html"))
+    nodes = {n.get_attribute("data-node") for n in _css(browser, "svg.lineage g.node")}
+    images = [n for n in nodes if n.startswith("image:sha256:")]
+    assert len(images) == 1 and {"version:0.1.0", "environment:prod"} <= nodes, nodes
+    assert len(_css(browser, "svg.lineage line.edge")) >= 2  # version -> image -> prod (and its datasets)
+    assert "image: sha256:" in _css(browser, "#lineage-list")[0].text
+    screenshot(browser, "lineage-index")

@@ -60,7 +60,8 @@ def route(pages: Pages, path: str, query: dict[str, list[str]]) -> tuple[int, st
             q = Query(
                 (query.get("sort") or [""])[0] or None,
                 (query.get("asc") or [""])[0] in ("1", "true", "on"),
-                tuple(w for w in query.get("where", []) if w.strip()),
+                # one box holds several conditions, as `ls` takes several --where: all must hold
+                tuple(w for text in query.get("where", []) for w in text.split()),
             )
             return 200, pages.repository(slug, q), None
         if name == "version":

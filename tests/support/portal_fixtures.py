@@ -17,7 +17,7 @@ from modelpack.runner.gates import GateResult, Latency
 from modelpack.runner.report import ReleaseInfo, TestReport, attach_report
 from modelpack.targets import Targets
 from support.places import fake_clock
-from support.release_fixtures import build, push, variant
+from support.release_fixtures import EXAMPLES, build, index_release, push, variant
 
 HOSTILE_METRIC = "<script>alert('metric')</script>"
 HOSTILE_REASON = "<img src=x onerror=alert('reason')><b>bold</b>"
@@ -29,8 +29,9 @@ SIGNATURE_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 
 @dataclass(frozen=True)
 class PortalRepo:
-    repo: str  # HOST/REPO
+    repo: str  # HOST/REPO: iris-onnx 1.0.0-1.2.0, bundle-only releases, staging and prod
     digests: dict[str, str]
+    index_repo: str  # HOST/REPO: custom-handler 0.1.0 as an index over an image and the bundle, in prod
 
 
 def runner_report(version: str, digest: str, media_type: str, size: int, passed: bool) -> TestReport:
@@ -99,4 +100,13 @@ def make_portal_repo(tmp: Path, host: str) -> PortalRepo:
         )
         api.promote(targets, f"{repo}:1.1.0", "prod", reason="after staging", runtime=rt("bob"))
         api.rollback(targets, repo, "staging", reason="latency", runtime=rt("carol"))
-    return PortalRepo(repo, digests)
+    index_repo = f"{host}/t/portal-index-{secrets.token_hex(3)}"
+    handler = build(EXAMPLES / "custom-handler", store, "0.1.0")
+    index_release(store, handler, "house-prices:0.1.0-index")
+    index_digest = push(store, "house-prices:0.1.0-index", f"{index_repo}:0.1.0")
+    with Targets(store_path=tmp / "store", environ={}) as targets:
+        target = targets.open(index_repo).target
+        raw = target.get_manifest(index_digest)
+        attach_report(target, runner_report("1.0.0", index_digest, raw.media_type, len(raw.raw), True))
+        api.promote(targets, f"{index_repo}:0.1.0", "prod", reason="first", runtime=rt("alice"))
+    return PortalRepo(repo, digests, index_repo)
