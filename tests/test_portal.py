@@ -20,9 +20,12 @@ from fixtures.registry import RegistryProcess
 from support.clirun import run_cli, script
 from support.portal_fixtures import HOSTILE_METRIC, HOSTILE_REASON, PortalRepo, make_portal_repo
 from support.portal_server import Served, serve_portal
+from support.release_fixtures import build, variant
 
-from modelpack import api
+from modelpack import api, portal
+from modelpack.oci.layout import LayoutStore
 from modelpack.portal.cache import DiskCache, Memo
+from modelpack.portal.data import slugs
 
 
 @pytest.fixture(scope="module")
@@ -198,6 +201,24 @@ def test_private_registry_is_read_with_docker_credentials_never_shown(
     with serve_portal([dest], tmp_path / "portal-store-2", ca_file=ca) as s:
         status, html, _ = _get(s.url())
         assert status == 200 and "modelpack login" in html  # the one-line error, in the repository's row
+
+
+def test_export_reads_the_local_store_and_a_layout_too(tmp_path: Path) -> None:
+    store = LayoutStore(tmp_path / "store")
+    for i, version in enumerate(("1.0.0", "1.1.0")):
+        project = variant(tmp_path, "iris-onnx", metrics={"accuracy": 0.9 + i / 100}, model_extra=b"\0" * i)
+        build(project, store, version)
+    layout = f"oci:{tmp_path / 'layout'}"
+    with api.Targets(store_path=tmp_path / "store", environ={}) as targets:
+        api.copy(targets, "iris-onnx:1.0.0", f"{layout}:1.0.0")
+        written = portal.export(targets, ["iris-onnx", layout], tmp_path / "site")
+    site = tmp_path / "site"
+    assert written == len(list(site.rglob("*.html")))
+    table = (site / "r" / "iris-onnx" / "index.html").read_text()
+    assert re.findall(r'data-version="([^"]+)"', table) == ["1.0.0", "1.1.0"]
+    assert (site / "r" / "iris-onnx" / "compare" / "1.0.0" / "1.1.0.html").is_file()
+    slug = slugs(["iris-onnx", layout])[layout]
+    assert "modelpack pull" in (site / "r" / slug / "v" / "1.0.0.html").read_text()
 
 
 def test_disk_cache_is_bounded_and_memo_expires(tmp_path: Path) -> None:

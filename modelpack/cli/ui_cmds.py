@@ -18,7 +18,7 @@ from modelpack.cli._options import Access, access_options
 def ui(
     repositories: Annotated[
         list[str],
-        typer.Argument(metavar="REPO...", help="Repositories: HOST/REPO, oci:PATH or a local NAME."),
+        typer.Argument(metavar="REPO", help="Repositories: HOST/REPO, oci:PATH or a local NAME."),
     ],
     port: Annotated[int, typer.Option("--port", metavar="PORT", help="Port to listen on.")] = 8765,
     host: Annotated[
