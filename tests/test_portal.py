@@ -18,11 +18,19 @@ from pathlib import Path
 import pytest
 from fixtures.registry import RegistryProcess
 from support.clirun import run_cli, script
-from support.portal_fixtures import HOSTILE_METRIC, HOSTILE_REASON, PortalRepo, make_portal_repo
+from support.portal_fixtures import (
+    HOSTILE_METRIC,
+    HOSTILE_REASON,
+    SIGNATURE_TYPE,
+    PortalRepo,
+    make_portal_repo,
+)
 from support.portal_server import Served, serve_portal
 from support.release_fixtures import build, variant
 
 from modelpack import api, portal
+from modelpack.errors import ModelpackError
+from modelpack.oci import mediatypes as mt
 from modelpack.oci.layout import LayoutStore
 from modelpack.portal.cache import DiskCache, Memo
 from modelpack.portal.data import slugs
@@ -68,6 +76,34 @@ def _pages(slug: str) -> list[str]:
         f"r/{slug}/env/prod.html?metric=accuracy",
         f"r/{slug}/lineage.html",
     ]
+
+
+def test_catalog_answers_as_ls_does_with_verdicts_evidence_and_environments(
+    portal_repo: PortalRepo, tmp_path: Path
+) -> None:
+    repo = portal_repo.repo
+    with api.Targets(store_path=tmp_path / "s", environ={}) as targets:
+        for sort, where in ((None, ()), ("f1_macro", ("dataset=iris-test-v3",)), ("latency_p95_ms", ())):
+            cat = api.catalog(targets, repo, sort=sort, where=where, cache=DiskCache(tmp_path / "c"))
+            ls = api.ls(targets, repo, sort=sort, where=where)
+            assert [e.tag for e in cat.entries] == list(ls.tags), (sort, where)
+        doc = api.catalog(targets, repo).to_json()
+        assert doc["environments"] == {
+            "prod": portal_repo.digests["1.1.0"],
+            "staging": portal_repo.digests["1.1.0"],
+        }
+        rows = {v["tag"]: v for v in doc["versions"]}
+        assert rows["1.1.0"]["signed"] and not rows["1.0.0"]["signed"]
+        assert rows["1.2.0"]["test"]["passed"] is False
+        assert rows["1.2.0"]["test"]["metrics"]["latency_p95_ms"] == 3.2
+        found = api.evidence(targets, f"{repo}:1.1.0")
+        assert {a.artifact_type for a in found} == {SIGNATURE_TYPE, mt.TEST_REPORT_ARTIFACT}
+        assert [a.is_signature for a in found if a.artifact_type == SIGNATURE_TYPE] == [True]
+        report = next(a for a in found if a.artifact_type == mt.TEST_REPORT_ARTIFACT)
+        body = api.report(targets, repo, report.digest).report
+        assert body["release"]["version"] == "1.1.0" and body["latency"]["latency_p95_ms"] == 6.5
+        with pytest.raises(ModelpackError):
+            api.report(targets, repo, "not-a-digest")
 
 
 def test_every_page_escapes_hostile_registry_text(served: Served, portal_repo: PortalRepo) -> None:

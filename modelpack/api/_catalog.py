@@ -4,8 +4,9 @@ the registry allows.
 `catalog` is `ls` with everything a table of versions shows in one pass: each version's record, its
 newest test report's verdict and latency, the artifact types attached to it (signatures, SBOMs) and the
 environments naming it. One referrers listing per version answers both the report and the evidence
-columns. A `DigestCache` (bytes by digest: immutable, so never stale) saves the manifest bodies on later
-reads; tags and referrers are always read again, they move.
+columns. A `DigestCache` (bytes by digest: immutable, so never stale) keeps what is read by digest (the
+bundle manifests of index releases, report payloads) for later reads; tags and referrers are always read
+again, they move.
 """
 
 from __future__ import annotations
