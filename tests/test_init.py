@@ -9,6 +9,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import onnx
 import pytest
@@ -131,14 +132,25 @@ def test_workflow_pipeline_shape(tmp_path: Path) -> None:
         "modelpack sign",
         "modelpack test",
         "modelpack promote",
+        "modelpack ui --export",
     ]
     sign = next(st for st in wf["jobs"]["release"]["steps"] if "modelpack sign" in st.get("run", ""))
     assert sign["env"]["MODELPACK_SIGNING_KEY"] == "${{ secrets.MODELPACK_SIGNING_KEY }}"
     assert "--key env://MODELPACK_SIGNING_KEY" in sign["run"]
     assert 'if [ -z "$MODELPACK_SIGNING_KEY" ]' in sign["run"]  # no secret: a notice, not a failure
-    assert "staging" in wf["jobs"]["release"]["steps"][-1]["run"]
+
+    def step(job: str, name: str) -> dict[str, Any]:
+        steps = wf["jobs"][job]["steps"]
+        found: dict[str, Any] = next(s for s in steps if s.get("name", "").startswith(name))
+        return found
+
+    assert "staging" in step("release", "Promote")["run"]
     assert "'release'" in wf["jobs"]["prod"]["if"] and "'workflow_dispatch'" in wf["jobs"]["prod"]["if"]
-    assert commands("prod") == ["modelpack promote"] and "prod" in wf["jobs"]["prod"]["steps"][-1]["run"]
+    assert commands("prod") == ["modelpack promote", "modelpack ui --export"]
+    assert "prod" in step("prod", "Promote")["run"]
+    # the portal of the repository, as the promotion left it, kept as an artifact of each run
+    for job in ("release", "prod"):
+        assert step(job, "Keep the portal")["with"]["path"].endswith("/portal")
 
     rollback = yaml.safe_load((tmp_path / WORKFLOWS[1]).read_text())
     inputs = rollback[True]["workflow_dispatch"]["inputs"]

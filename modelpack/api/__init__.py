@@ -48,6 +48,12 @@ _HOME = {
     "ListResult": "_read",
     "training_curves": "_curves",
     "CurvesResult": "_curves",
+    "catalog": "_catalog",
+    "evidence": "_catalog",
+    "report": "_catalog",
+    "CatalogResult": "_catalog",
+    "DigestCache": "_catalog",
+    "ReportResult": "_catalog",
     "promote": "_environments",
     "rollback": "_environments",
     "history": "_environments",
@@ -84,6 +90,7 @@ _HOME = {
 }
 __all__ = [
     "BuildResult",
+    "CatalogResult",
     "CurvesResult",
     "DatasetDiffResult",
     "DatasetInspectResult",
@@ -92,6 +99,7 @@ __all__ = [
     "DatasetPushResult",
     "DatasetUsedByResult",
     "DiffResult",
+    "DigestCache",
     "HistoryResult",
     "InspectResult",
     "KeygenResult",
@@ -99,6 +107,7 @@ __all__ = [
     "LsResult",
     "PruneResult",
     "PullResult",
+    "ReportResult",
     "SignResult",
     "TagResult",
     "Targets",
@@ -107,6 +116,7 @@ __all__ = [
     "TransferResult",
     "VerifyResult",
     "build",
+    "catalog",
     "copy",
     "dataset_diff",
     "dataset_inspect",
@@ -115,6 +125,7 @@ __all__ = [
     "dataset_push",
     "dataset_used_by",
     "diff",
+    "evidence",
     "find_packfile",
     "gc",
     "history",
@@ -129,6 +140,7 @@ __all__ = [
     "prune",
     "pull",
     "push",
+    "report",
     "rollback",
     "serve",
     "sign",
@@ -143,6 +155,12 @@ if TYPE_CHECKING:
     from modelpack.api._build import BuildResult as BuildResult
     from modelpack.api._build import build as build
     from modelpack.api._build import find_packfile as find_packfile
+    from modelpack.api._catalog import CatalogResult as CatalogResult
+    from modelpack.api._catalog import DigestCache as DigestCache
+    from modelpack.api._catalog import ReportResult as ReportResult
+    from modelpack.api._catalog import catalog as catalog
+    from modelpack.api._catalog import evidence as evidence
+    from modelpack.api._catalog import report as report
     from modelpack.api._curves import CurvesResult as CurvesResult
     from modelpack.api._curves import training_curves as training_curves
     from modelpack.api._datasets import DatasetDiffResult as DatasetDiffResult

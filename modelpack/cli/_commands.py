@@ -35,6 +35,7 @@ COMMANDS = {
     "keygen": "trust_cmds",
     "sign": "trust_cmds",
     "verify": "trust_cmds",
+    "ui": "ui_cmds",
 }
 
 

@@ -1,0 +1,259 @@
+"""`catalog`, `evidence` and `report`: what the portal (and any dashboard) reads, in as few round trips as
+the registry allows.
+
+`catalog` is `ls` with everything a table of versions shows in one pass: each version's record, its
+newest test report's verdict and latency, the artifact types attached to it (signatures, SBOMs) and the
+environments naming it. One referrers listing per version answers both the report and the evidence
+columns. A `DigestCache` (bytes by digest: immutable, so never stale) keeps what is read by digest (the
+bundle manifests of index releases, report payloads) for later reads; tags and referrers are always read
+again, they move.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from modelpack.errors import ContentError, InputError, NotFoundError, UsageError
+from modelpack.oci import digest as digests
+from modelpack.oci.model import Descriptor
+from modelpack.oci.target import RawManifest, Target
+from modelpack.targets import Location, Targets
+
+if TYPE_CHECKING:
+    from modelpack.release.query import Version
+    from modelpack.release.view import ReleaseView
+
+WORKERS = 16  # round trips, not bytes: the registry answers many at once
+SIGSTORE_BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+MAX_REPORT_BYTES = 4 * 1024 * 1024
+
+
+class DigestCache(Protocol):
+    """Bytes by content digest; `get` verifies nothing, so a cache must only hold what `put` was given."""
+
+    def get(self, digest: str) -> bytes | None: ...
+
+    def put(self, digest: str, data: bytes) -> None: ...
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A referrer of a release: a test report, a signature, an SBOM, anything attached."""
+
+    digest: str
+    artifact_type: str
+    size: int
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_signature(self) -> bool:
+        # Signatures are being built elsewhere: until their type is fixed, any artifact type naming a
+        # signature, or a sigstore bundle, counts as one.
+        return "signature" in self.artifact_type or self.artifact_type == SIGSTORE_BUNDLE
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "digest": self.digest,
+            "artifactType": self.artifact_type,
+            "size": self.size,
+            "annotations": dict(self.annotations),
+            "signature": self.is_signature,
+        }
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    tag: str
+    release: ReleaseView
+    test_passed: bool | None  # the newest report's verdict; None: no report
+    tested: Mapping[str, float]  # the newest report's test-run metrics (latency, image size)
+    artifacts: tuple[Artifact, ...]  # every referrer, newest report first
+
+    @property
+    def signed(self) -> bool:
+        return any(a.is_signature for a in self.artifacts)
+
+    def to_json(self) -> dict[str, Any]:
+        rec = self.release.record
+        return {
+            "tag": self.tag,
+            "version": rec.version,
+            "alias": rec.version != self.tag,
+            "digest": self.release.digest,
+            "image": self.release.image.digest if self.release.image is not None else None,
+            "record": rec.to_json(),
+            "test": {"passed": self.test_passed, "metrics": dict(self.tested)}
+            if self.test_passed is not None
+            else None,
+            "signed": self.signed,
+            "artifacts": [a.to_json() for a in self.artifacts],
+        }
+
+
+@dataclass(frozen=True)
+class CatalogResult:
+    repository: str
+    entries: tuple[CatalogEntry, ...]  # in `ls` order, or sorted and filtered as asked
+    environments: Mapping[str, str]  # environment tag (with promotion history) -> the digest it names
+    sort: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repository": self.repository,
+            "sort": self.sort,
+            "environments": dict(sorted(self.environments.items())),
+            "versions": [e.to_json() for e in self.entries],
+        }
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    reference: str
+    digest: str
+    report: Mapping[str, Any]  # the report's JSON as the runner wrote it
+
+    def to_json(self) -> dict[str, Any]:
+        return {"reference": self.reference, "digest": self.digest, "report": dict(self.report)}
+
+
+def catalog(
+    targets: Targets,
+    repository: str,
+    *,
+    sort: str | None = None,
+    asc: bool = False,
+    where: Sequence[str] = (),
+    cache: DigestCache | None = None,
+) -> CatalogResult:
+    """Every release of `repository` with its test verdict, evidence and environments, filtered by `where`
+    and ordered by `sort` exactly as `ls --where/--sort` does."""
+    from modelpack.api._read import _environments
+    from modelpack.release import query
+
+    wheres = [query.Where.parse(w) for w in where]
+    place = targets.open(repository)
+    if place.ref is not None:
+        raise UsageError(
+            f"catalog takes a repository, not a release: drop the tag from {repository!r}",
+            hint=place.repository,
+        )
+    tags = query.release_tags(place.target.list_tags())
+
+    def one(tag: str) -> tuple[Version, CatalogEntry] | None:
+        try:
+            release = _load(place.target, tag, cache)
+        except (ContentError, NotFoundError):  # not a release, or deleted since the listing
+            return None
+        return _entry(place.target, tag, release)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(tags)))) as pool:
+        found = [x for x in pool.map(one, tags) if x is not None]
+        envs = _environments(place, [e.tag for _, e in found])
+    versions = [v for v, _ in found]
+    for name, flag in [(sort, "--sort")] + [(w.key, "--where") for w in wheres if w.field == "gate"]:
+        if name is not None:
+            query.check_metric(versions, name, flag)
+    by_tag = {e.tag: e for _, e in found}
+    chosen = query.select(versions, wheres, sort, asc)
+    return CatalogResult(
+        place.repository,
+        tuple(by_tag[v.tag] for v in chosen),
+        {e.tag: e.release.digest for _, e in found if e.tag in envs},
+        sort,
+    )
+
+
+def _entry(target: Target, tag: str, release: ReleaseView) -> tuple[Version, CatalogEntry]:
+    from modelpack.packfile.gates import MEASURED
+    from modelpack.release import evidence
+    from modelpack.release.query import Version
+
+    found = [_artifact(d) for d in target.referrers(release.digest)]
+    reports = sorted(
+        (a for a in found if a.artifact_type == evidence.REPORT_TYPE),
+        key=lambda a: (a.annotations.get(evidence.ANN_CREATED, ""), a.digest),
+        reverse=True,
+    )
+    others = sorted((a for a in found if a.artifact_type != evidence.REPORT_TYPE), key=lambda a: a.digest)
+    passed: bool | None = None
+    tested: dict[str, float] = {}
+    if reports:
+        newest = reports[0]
+        passed = newest.annotations.get(evidence.ANN_PASSED) == "true"
+        desc = Descriptor(evidence.REPORT_TYPE, newest.digest, newest.size, annotations=newest.annotations)
+        tested = {k: x for k, x in evidence.measured(desc).items() if k in MEASURED}
+    entry = CatalogEntry(tag, release, passed, tested, tuple(reports + others))
+    return Version(tag, release, tested, passed), entry
+
+
+def _artifact(d: Descriptor) -> Artifact:
+    return Artifact(d.digest, d.artifact_type or d.media_type, d.size, dict(d.annotations or {}))
+
+
+def _load(target: Target, tag: str, cache: DigestCache | None) -> ReleaseView:
+    from modelpack.release.view import release_from_manifest
+
+    def fetch(ref: str) -> RawManifest:
+        return _manifest(target, ref, cache)
+
+    where = f"{target.describe()}:{tag}"
+    return release_from_manifest(_manifest(target, tag, cache), fetch, layers=False, where=where)
+
+
+def _manifest(target: Target, ref: str, cache: DigestCache | None) -> RawManifest:
+    """A manifest by digest from `cache` when there, else read and kept. A tag is always read: a HEAD
+    to learn its digest costs the same round trip as the GET of a manifest this small."""
+    if cache is None or not digests.is_digest(ref):
+        raw = target.get_manifest(ref)
+        if cache is not None:
+            cache.put(raw.digest, raw.raw)
+        return raw
+    hit = cache.get(ref)
+    if hit is not None and digests.of_bytes(hit) == ref:  # a damaged cache file is read again, not trusted
+        try:
+            media_type = str(json.loads(hit).get("mediaType") or "")
+        except (ValueError, AttributeError):
+            media_type = ""
+        if media_type:
+            return RawManifest(hit, media_type, ref)
+    raw = target.get_manifest(ref)  # verified against `ref` by the client
+    cache.put(raw.digest, raw.raw)
+    return raw
+
+
+def evidence(targets: Targets, reference: str) -> tuple[Artifact, ...]:
+    """Every artifact attached to the release `reference` names (its referrers), by type."""
+    where, ref = _release(targets, reference)
+    digest = where.target.get_manifest(ref).digest if not digests.is_digest(ref) else ref
+    return tuple(_artifact(d) for d in where.target.referrers(digest))
+
+
+def report(
+    targets: Targets, reference: str, digest: str, *, cache: DigestCache | None = None
+) -> ReportResult:
+    """The test report `digest` (a referrer in `reference`'s repository), its JSON read bounded."""
+    from modelpack.release.evidence import read_payload
+
+    digests.validate(digest)
+    where = targets.open(reference)
+    data = cache.get(f"{digest}.payload") if cache is not None else None
+    if data is None:
+        data = read_payload(where.target, Descriptor("", digest, 0), MAX_REPORT_BYTES)
+        if cache is not None:
+            cache.put(f"{digest}.payload", data)
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        raise InputError(f"test report {digest} in {where.display} is not JSON") from None
+    if not isinstance(doc, dict):
+        raise InputError(f"test report {digest} in {where.display} is not a JSON object")
+    return ReportResult(where.display, digest, doc)
+
+
+def _release(targets: Targets, text: str) -> tuple[Location, str]:
+    where = targets.open(text)
+    return where, where.need_ref("read")

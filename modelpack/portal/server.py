@@ -1,0 +1,189 @@
+"""The portal's HTTP server: the stdlib ThreadingHTTPServer, GET and HEAD only.
+
+Why not an ASGI framework: the portal is a read-only page server for one person on their own machine (or
+a team behind `--token`), every page is a handful of registry reads, and the stdlib server needs no new
+dependency, no event loop and nothing to configure. Its known weaknesses (no HTTP/2, no keep-alive
+tuning, a thread per connection) do not matter at this load. What does matter is handled here: only GET
+and HEAD, bounded request lines (the stdlib's own limit), no credential ever rendered (the registries are
+read with the user's docker credentials, which never reach a page), the token compared in constant time,
+and a Content-Security-Policy that lets no script run at all: the pages need none.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from markupsafe import escape
+
+from modelpack.errors import ModelpackError, NotFoundError, UsageError
+from modelpack.portal.charts import clean
+from modelpack.portal.data import Query
+from modelpack.portal.views import Pages
+
+COOKIE = "modelpack_portal"
+CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+ROUTES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"^/(index\.html)?$"), "index"),
+    (re.compile(r"^/r/(?P<slug>[^/]+)/(index\.html)?$"), "repository"),
+    (re.compile(rf"^/r/(?P<slug>[^/]+)/v/(?P<tag>{_TAG})\.html$"), "version"),
+    (re.compile(rf"^/r/(?P<slug>[^/]+)/compare/(?P<a>{_TAG})/(?P<b>{_TAG})\.html$"), "compare"),
+    (re.compile(r"^/r/(?P<slug>[^/]+)/compare\.html$"), "compare_form"),
+    (re.compile(rf"^/r/(?P<slug>[^/]+)/env/(?P<env>{_TAG})\.html$"), "environment"),
+    (re.compile(r"^/r/(?P<slug>[^/]+)/lineage\.html$"), "lineage"),
+]
+
+
+def route(pages: Pages, path: str, query: dict[str, list[str]]) -> tuple[int, str, str | None]:
+    """(status, HTML, redirect location) for a GET of `path`."""
+    for pattern, name in ROUTES:
+        m = pattern.match(path)
+        if m is None:
+            continue
+        args = m.groupdict()
+        slug = args.get("slug")
+        if slug is not None and slug not in pages.src.repo_of:
+            raise NotFoundError(f"no repository {slug!r} in this portal")
+        if name == "index":
+            return 200, pages.index(), None
+        assert slug is not None
+        if name == "repository":
+            q = Query(
+                (query.get("sort") or [""])[0] or None,
+                (query.get("asc") or [""])[0] in ("1", "true", "on"),
+                # one box holds several conditions, as `ls` takes several --where: all must hold
+                tuple(w for text in query.get("where", []) for w in text.split()),
+            )
+            return 200, pages.repository(slug, q), None
+        if name == "version":
+            return 200, pages.version(slug, args["tag"]), None
+        if name == "compare":
+            return 200, pages.compare(slug, args["a"], args["b"]), None
+        if name == "compare_form":
+            a, b = (query.get("a") or [""])[0], (query.get("b") or [""])[0]
+            if not (re.fullmatch(_TAG, a) and re.fullmatch(_TAG, b)):
+                raise UsageError("compare needs two versions: ?a=VERSION&b=VERSION")
+            return 302, "", f"compare/{a}/{b}.html"
+        if name == "environment":
+            return 200, pages.environment(slug, args["env"], next(iter(query.get("metric", [])), None)), None
+        return 200, pages.lineage(slug), None
+    raise NotFoundError(f"no page {path}")
+
+
+def make_server(
+    pages: Pages,
+    host: str,
+    port: int,
+    *,
+    token: str | None = None,
+    log: Callable[[str], None] = lambda _: None,
+) -> ThreadingHTTPServer:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "modelpack-portal"
+        sys_version = ""
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log(_TOKEN_IN_LOG.sub(r"\1token=***", clean(format % args)))  # the token never reaches a log
+
+        def do_HEAD(self) -> None:
+            self._serve(body=False)
+
+        def do_GET(self) -> None:
+            self._serve(body=True)
+
+        def _refuse(self) -> None:
+            self._send(
+                405, _page("405", "the portal is read-only: GET and HEAD only"), True, {"Allow": "GET, HEAD"}
+            )
+
+        do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse
+
+        def _authorized(self, query: dict[str, list[str]]) -> tuple[bool, bool]:
+            """(allowed, came with ?token= to be swapped for a cookie)"""
+            if token is None:
+                return True, False
+            offered = []
+            auth = self.headers.get("Authorization", "")
+            if auth.startswith("Bearer "):
+                offered.append(auth[7:])
+            for part in self.headers.get("Cookie", "").split(";"):
+                name, _, value = part.strip().partition("=")
+                if name == COOKIE:
+                    offered.append(value)
+            from_query = query.get("token", [])
+            ok = any(hmac.compare_digest(o.encode(), token.encode()) for o in offered + from_query)
+            return ok, ok and bool(from_query)
+
+        def _serve(self, body: bool) -> None:
+            parts = urlsplit(self.path)
+            if token is None and not _loopback_host(self.headers.get("Host", ""), host):
+                # DNS rebinding: a web page whose name now resolves to 127.0.0.1 must not read the portal
+                self._send(421, _page("421", "this portal answers only to its loopback address"), body)
+                return
+            query = parse_qs(parts.query, max_num_fields=32)
+            allowed, swap = self._authorized(query)
+            if not allowed:
+                self._send(401, _page("401", "this portal needs its token: open it with ?token=TOKEN"), body)
+                return
+            if swap:  # the token leaves the address bar (and the history) for an HttpOnly cookie
+                cookie = f"{COOKIE}={query['token'][0]}; HttpOnly; SameSite=Strict; Path=/"
+                self._send(303, "", body, {"Location": parts.path or "/", "Set-Cookie": cookie})
+                return
+            try:
+                status, html, location = route(pages, unquote(parts.path), query)
+            except NotFoundError as e:
+                status, html, location = 404, _page("404", e.message), None
+            except UsageError as e:
+                status, html, location = 400, _page("400", e.message), None
+            except ModelpackError as e:
+                status, html, location = 502, _page("502", e.message), None
+            except Exception as e:  # a bug of ours: say so without the traceback's registry content
+                log(f"portal: internal error on {clean(parts.path)}: {type(e).__name__}")
+                status, html, location = 500, _page("500", "internal error (see the portal's log)"), None
+            self._send(status, html, body, {"Location": location} if location else None)
+
+        def _send(self, status: int, html: str, body: bool, headers: dict[str, str] | None = None) -> None:
+            data = html.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Security-Policy", CSP)
+            self.send_header("X-Content-Type-Options", "nosniff")
+            self.send_header("Referrer-Policy", "no-referrer")
+            self.send_header("Cache-Control", "no-store")
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            if body:
+                self.wfile.write(data)
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    return server
+
+
+_TOKEN_IN_LOG = re.compile(r"([?&])token=[^&\s\"]*")
+_LOOPBACK_NAMES = {"127.0.0.1", "localhost", "[::1]"}
+
+
+def _loopback_host(header: str, listening: str) -> bool:
+    """Whether a request's Host header names this machine's loopback (or the address listened on)."""
+    name = header.rsplit(":", 1)[0] if not header.endswith("]") else header
+    return name.lower() in _LOOPBACK_NAMES | {listening}
+
+
+def _page(code: str, message: str) -> str:
+    phrase = HTTPStatus(int(code)).phrase
+    return (
+        f"<!doctype html><meta charset=utf-8><title>{code} {phrase}</title>"
+        f"<h1>{code} {phrase}</h1><p class=error>{escape(clean(message))}</p><p><a href='/'>portal</a></p>"
+    )

@@ -1,0 +1,309 @@
+"""Pages: one function per page, from the data source's JSON to HTML through jinja2 (autoescape on).
+
+Links are relative (`root` climbs back to the site's top), so the same pages work served and exported;
+`Links` says where a sorted table or a chosen metric lives: a query string on the server, a file of its
+own in an export (which has no server to sort for it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
+from packaging.version import InvalidVersion
+from packaging.version import Version as PV
+
+from modelpack.errors import ModelpackError, NotFoundError
+from modelpack.portal import charts
+from modelpack.portal.charts import Point, clean
+from modelpack.portal.data import Query, Source
+
+LATENCY = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
+
+
+@dataclass(frozen=True)
+class Links:
+    static: bool = False  # an export: sorted tables and metric choices are files of their own
+
+    def repo(self, slug: str, q: Query = Query(), metrics: Sequence[str] = ()) -> str:
+        if self.static:
+            if q.sort is None:
+                return f"r/{slug}/index.html"
+            n = list(metrics).index(q.sort) if q.sort in metrics else 0
+            return f"r/{slug}/sort-{n}{'-asc' if q.asc else ''}.html"
+        args: list[tuple[str, str]] = []
+        if q.sort:
+            args.append(("sort", q.sort))
+        if q.asc:
+            args.append(("asc", "1"))
+        args += [("where", w) for w in q.where]
+        return f"r/{slug}/index.html" + (f"?{urlencode(args)}" if args else "")
+
+    def version(self, slug: str, tag: str) -> str:
+        return f"r/{slug}/v/{quote(tag)}.html"
+
+    def compare(self, slug: str, a: str, b: str) -> str:
+        return f"r/{slug}/compare/{quote(a)}/{quote(b)}.html"
+
+    def env(self, slug: str, env: str, metric: str | None = None, metrics: Sequence[str] = ()) -> str:
+        if metric is None:
+            return f"r/{slug}/env/{quote(env)}.html"
+        if self.static:
+            return f"r/{slug}/env/{quote(env)}-m{list(metrics).index(metric)}.html"
+        return f"r/{slug}/env/{quote(env)}.html?{urlencode({'metric': metric})}"
+
+    def lineage(self, slug: str) -> str:
+        return f"r/{slug}/lineage.html"
+
+
+def _finalize(value: Any) -> Any:
+    """Every `{{ }}` of every template: terminal escapes made visible before HTML escaping."""
+    if isinstance(value, Markup) or value is None:
+        return "" if value is None else value
+    return clean(value)
+
+
+_ENV = Environment(
+    loader=PackageLoader("modelpack.portal", "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    finalize=_finalize,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+class Pages:
+    def __init__(self, source: Source, links: Links = Links()) -> None:
+        self.src = source
+        self.links = links
+
+    def _render(self, name: str, depth: int, **ctx: Any) -> str:
+        root = "../" * depth
+        return _ENV.get_template(name).render(root=root, links=self.links, **ctx)
+
+    def index(self) -> str:
+        repos: list[dict[str, Any]] = []
+        for repo, cat in self.src.catalogs().items():
+            if isinstance(cat, str):
+                repos.append({"name": repo, "slug": self.src.slug_of[repo], "error": cat})
+                continue
+            versions = {e["digest"]: e["version"] for e in cat["versions"]}
+            envs = [{"name": n, "version": versions.get(d, "?"), "digest": d} for n, d in _envs(cat)]
+            count = sum(1 for e in cat["versions"] if not e["alias"])
+            repos.append({"name": repo, "slug": self.src.slug_of[repo], "envs": envs, "count": count})
+        return self._render("index.html", 0, repos=repos)
+
+    def repository(self, slug: str, q: Query = Query()) -> str:
+        repo = self.src.repo_of[slug]
+        error = None
+        try:
+            cat = self.src.catalog(repo, q)
+        except ModelpackError as e:  # a bad --where is the user's to fix: show it, and the unfiltered table
+            error, cat = str(e), self.src.catalog(repo)
+            q = Query()
+        rows = [e for e in cat["versions"] if not e["alias"]]
+        env_by_digest: dict[str, list[str]] = {}
+        for name, d in _envs(cat):
+            env_by_digest.setdefault(d, []).append(name)
+        metrics = metric_names(rows)
+        chart_rows = sorted(rows, key=_version_key)
+        chart_list = [
+            charts.line_chart(
+                m,
+                [
+                    Point(
+                        e["version"],
+                        _metric(e, m),
+                        tuple(env_by_digest.get(e["digest"], ())),
+                    )
+                    for e in chart_rows
+                ],
+            )
+            for m in metrics
+        ]
+        sortable = metrics + [
+            m for m in LATENCY if any(m in (e["test"] or {}).get("metrics", {}) for e in rows)
+        ]
+
+        def sort_link(metric: str) -> str:
+            return self.links.repo(slug, Query(metric, metric in LATENCY, q.where), sortable)
+
+        prev_of = {b["tag"]: a["tag"] for a, b in pairwise(chart_rows)}
+        return self._render(
+            "repository.html",
+            2,
+            prev_of=prev_of,
+            sort_link=sort_link,
+            repo=repo,
+            slug=slug,
+            rows=rows,
+            metrics=metrics,
+            sortable=sortable,
+            envs=env_by_digest,
+            env_names=[n for n, _ in _envs(cat)],
+            q=q,
+            error=error,
+            charts=chart_list,
+            static=self.links.static,
+        )
+
+    def version(self, slug: str, tag: str) -> str:
+        repo = self.src.repo_of[slug]
+        info = self.src.inspect(repo, tag)
+        digest = info["digest"]
+        reports = []
+        for r in info["reports"][:5]:  # the newest few: older ones are listed, not opened
+            try:
+                reports.append({**r, "body": self.src.report(repo, r["digest"])})
+            except ModelpackError as e:  # one damaged report does not hide the rest of the page
+                reports.append({**r, "body": None, "error": str(e)})
+        cat = self.src.catalog(repo)
+        events = []
+        for name, _ in _envs(cat):
+            for ev in self.src.history(repo, name)["events"]:
+                if digest in (ev["toDigest"], ev["fromDigest"]):
+                    events.append(ev)
+        events.sort(key=lambda ev: ev["when"], reverse=True)
+        versions = [e for e in cat["versions"] if not e["alias"]]
+        ordered = sorted(versions, key=_version_key)
+        tags = [e["tag"] for e in ordered]
+        previous = tags[tags.index(tag) - 1] if tag in tags and tags.index(tag) > 0 else None
+        return self._render(
+            "version.html",
+            3,
+            repo=repo,
+            slug=slug,
+            tag=tag,
+            info=info,
+            rec=info["record"],
+            reports=reports,
+            artifacts=self.src.evidence(repo, digest),
+            events=events,
+            previous=previous,
+            env_names=[n for n, _ in _envs(cat)],
+        )
+
+    def compare(self, slug: str, a: str, b: str) -> str:
+        repo = self.src.repo_of[slug]
+        cat = self.src.catalog(repo)
+        by_tag = {e["tag"]: e for e in cat["versions"]}
+        for t in (a, b):
+            if t not in by_tag:
+                raise NotFoundError(f"no release {repo}:{t}")
+        d = self.src.diff(repo, a, b, by_tag[a]["digest"], by_tag[b]["digest"])
+        tags = [e["tag"] for e in sorted((e for e in cat["versions"] if not e["alias"]), key=_version_key)]
+        return self._render(
+            "compare.html", 4, repo=repo, slug=slug, a=by_tag[a], b=by_tag[b], diff=d, tags=tags
+        )
+
+    def environment(self, slug: str, env: str, metric: str | None = None) -> str:
+        repo = self.src.repo_of[slug]
+        cat = self.src.catalog(repo)
+        hist = self.src.history(repo, env)
+        # a version's own tag where it has one (its page exists in an export too), else the alias naming it
+        tagged = {e["digest"]: e for e in cat["versions"] if not e["alias"]}
+        by_digest = {**{e["digest"]: e for e in cat["versions"]}, **tagged}
+        metrics = metric_names([e for e in cat["versions"] if not e["alias"]])
+        if metric not in metrics:  # by default the metric most versions record
+            metric = metrics[0] if metrics else None
+        events = [
+            {
+                **ev,
+                "fromVersion": by_digest.get(ev["fromDigest"] or "", {}).get("version"),
+                "toVersion": by_digest.get(ev["toDigest"], {}).get("version", ev["version"]),
+                "toTag": tagged.get(ev["toDigest"], {}).get("tag"),
+            }
+            for ev in hist["events"]
+        ]
+        chart = None
+        if metric is not None:
+            points = [
+                Point(
+                    f"{ev['when']} {ev['toVersion']}",
+                    _metric(by_digest[ev["toDigest"]], metric) if ev["toDigest"] in by_digest else None,
+                    (ev["action"],) if ev["action"] != "promote" else (),
+                )
+                for ev in reversed(events)
+            ]
+            chart = charts.line_chart(f"{metric} in {env}", points, css_class="chart timeline")
+        current = tagged.get(hist["current"] or "")
+        return self._render(
+            "environment.html",
+            3,
+            repo=repo,
+            slug=slug,
+            env=env,
+            hist=hist,
+            events=events,
+            current=current,
+            metric=metric,
+            metrics=metrics,
+            chart=chart,
+        )
+
+    def lineage(self, slug: str) -> str:
+        repo = self.src.repo_of[slug]
+        cat = self.src.catalog(repo)
+        rows = sorted((e for e in cat["versions"] if not e["alias"]), key=_version_key)
+        datasets: list[str] = []
+        images: list[str] = []
+        edges: dict[str, list[str]] = {}
+        for e in rows:
+            v = f"version:{e['version']}"
+            for ds in e["record"]["datasets"]:
+                node = f"{ds['name']}@{(ds.get('sha256') or '')[:19]}"
+                if node not in datasets:
+                    datasets.append(node)
+                edges.setdefault(f"dataset:{node}", []).append(v)
+            if e["image"]:
+                images.append(e["image"][:19])
+                edges.setdefault(v, []).append(f"image:{e['image'][:19]}")
+        env_nodes = []
+        for name, d in _envs(cat):
+            env_nodes.append(name)
+            target = next((e for e in rows if e["digest"] == d), None)
+            if target is not None:
+                src = f"image:{target['image'][:19]}" if target["image"] else f"version:{target['version']}"
+                edges.setdefault(src, []).append(f"environment:{name}")
+        columns = [
+            ("dataset", datasets),
+            ("version", [e["version"] for e in rows]),
+            ("image", list(dict.fromkeys(images))),
+            ("environment", env_nodes),
+        ]
+        graph = charts.lineage_graph(columns, edges)
+        return self._render("lineage.html", 2, repo=repo, slug=slug, graph=graph, rows=rows, cat=cat)
+
+
+def _envs(cat: dict[str, Any]) -> list[tuple[str, str]]:
+    return sorted(cat["environments"].items())
+
+
+def metric_names(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Metric names, the ones most versions record first (then by name): the columns and charts a reader
+    looks for come before a metric one version tried."""
+    counts: dict[str, int] = {}
+    for e in rows:
+        for m in e["record"]["metrics"]:
+            counts[m] = counts.get(m, 0) + 1
+    return sorted(counts, key=lambda m: (-counts[m], m))
+
+
+def _metric(entry: dict[str, Any], name: str) -> float | None:
+    m = entry["record"]["metrics"].get(name)
+    if m is not None:
+        return float(m["value"])
+    tested = (entry.get("test") or {}).get("metrics", {})
+    return float(tested[name]) if name in tested else None
+
+
+def _version_key(entry: dict[str, Any]) -> tuple[int, Any, str]:
+    try:
+        return (0, PV(entry["version"]), entry["version"])
+    except InvalidVersion:
+        return (1, entry["record"]["created"], entry["version"])
