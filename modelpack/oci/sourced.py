@@ -18,6 +18,7 @@ cores the two digests cost about one).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import queue
@@ -125,7 +126,7 @@ def hash_parts(parts: Sequence[Part]) -> tuple[str, int, list[tuple[str, int]]]:
     Raises InputError when a file is not, or stops being while read, what its FilePart says."""
     depth = 4
     work: queue.Queue[bytes | memoryview | None] = queue.Queue(maxsize=depth)
-    ring = [bytearray(CHUNK) for _ in range(depth + 2)]
+    ring = itertools.cycle([bytearray(CHUNK) for _ in range(depth + 2)])  # one turn across all files
     layer = hashlib.sha256()
 
     def hash_layer() -> None:
@@ -155,7 +156,7 @@ def hash_parts(parts: Sequence[Part]) -> tuple[str, int, list[tuple[str, int]]]:
 
 
 def _file_chunks(
-    p: FilePart, offset: int, dgst: str | None, ring: list[bytearray] | None = None
+    p: FilePart, offset: int, dgst: str | None, ring: Iterator[bytearray] | None = None
 ) -> Iterator[bytes | memoryview]:
     """`p`'s bytes from `offset`, refused (StoreError for a stored blob, InputError while building) when
     the file is not the one recorded, before its first byte or after its last. With a `ring`, chunks are
@@ -178,13 +179,11 @@ def _file_chunks(
             raise refuse(changed)
         f.seek(offset)
         left = p.size - offset
-        turn = 0
         while left:
             if ring is None:
                 chunk: bytes | memoryview = f.read(min(CHUNK, left))
             else:
-                buf = memoryview(ring[turn % len(ring)])[: min(CHUNK, left)]
-                turn += 1
+                buf = memoryview(next(ring))[: min(CHUNK, left)]
                 chunk = buf[: f.readinto(buf) or 0]
             if not chunk:
                 raise refuse(changed)
