@@ -117,20 +117,22 @@ import json, resource, sys, time
 from modelpack import api
 from modelpack.oci.layout import LayoutStore
 build = api.build  # api imports its modules on first use: before the clock
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 build(sys.argv[1], LayoutStore(sys.argv[2]), environ={"SOURCE_DATE_EPOCH": "1700000000"})
-seconds = time.perf_counter() - t0
-print(json.dumps({"seconds": seconds, "rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"seconds": seconds, "cpu": cpu, "rss_kib": rss}))
 """
 
 
-def cold_child(proj: Path, store: Path) -> tuple[float, int]:
-    """A cold build in a fresh interpreter (modelpack imported before the clock): seconds, peak RSS KiB."""
+def cold_child(proj: Path, store: Path) -> tuple[float, float, int]:
+    """A cold build in a fresh interpreter (modelpack imported before the clock): seconds, CPU seconds (all
+    threads), peak RSS KiB."""
     out = subprocess.run([sys.executable, "-c", CHILD, str(proj), str(store)], capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(f"cold build failed: {out.stderr.strip()}")
     got = json.loads(out.stdout.strip().splitlines()[-1])
-    return float(got["seconds"]), int(got["rss_kib"])
+    return float(got["seconds"]), float(got["cpu"]), int(got["rss_kib"])
 
 
 def cold_command(proj: Path, store: Path) -> None:
@@ -147,19 +149,22 @@ def run(size: int, rounds: int, work: Path) -> dict[str, float]:
     proj = make_project(work / f"proj-{size}", size)
     weights = proj / "weights.bin"
     time.sleep(0.2)  # past the stat cache's racy window, as a file saved a moment ago is
-    keys = ("sha256sum", "hashlib", "kit", "cold", "command", "warm", "store", "rss")
+    keys = ("sha256sum", "hashlib", "hashlib_cpu", "kit", "cold", "cold_cpu", "command", "warm", "store", "rss")
     results: dict[str, list[float]] = {k: [] for k in keys}
     for r in range(rounds):
         results["sha256sum"].append(
             timed(lambda: subprocess.run(["sha256sum", str(weights)], check=True, capture_output=True))
         )
+        c0 = time.process_time()
         results["hashlib"].append(timed(lambda: hashlib_once(weights)))
+        results["hashlib_cpu"].append(time.process_time() - c0)
         kit_dir = work / f"kit-{size}-{r}"
         results["kit"].append(timed(lambda d=kit_dir: kit_style(weights, d)))  # type: ignore[misc]
         shutil.rmtree(kit_dir)
         store = LayoutStore(work / f"store-{size}-{r}")
-        seconds, rss = cold_child(proj, store.root)
+        seconds, cpu, rss = cold_child(proj, store.root)
         results["cold"].append(seconds)
+        results["cold_cpu"].append(cpu)
         results["rss"].append(rss / 1024)
         results["store"].append(disk_bytes(store.root))
         results["warm"].append(timed(lambda s=store: api.build(proj, s, environ=EPOCH)))  # type: ignore[misc]
@@ -198,6 +203,12 @@ def main() -> int:
             f" {m['command']:>8.2f} {m['warm']:>7.3f}  {m['cold'] / m['hashlib']:>11.2f}x"
             f" {100 * m['store'] / size:>13.3f}% {m['rss']:>6.0f} MiB"
             f"  {'<0.3 s: ok' if m['warm'] < 0.3 else '>= 0.3 s: MISSED'}"
+        )
+    for size, m in rows:
+        print(
+            f"{_label(size)}: CPU seconds (all threads) cold {m['cold_cpu']:.2f} vs hashlib {m['hashlib_cpu']:.2f}"
+            f" ({m['cold_cpu'] / m['hashlib_cpu']:.2f}x): the two digests are two hashes; their wall time"
+            " overlaps only when a second core is free"
         )
     cold_ok = all(m["cold"] <= 1.2 * m["hashlib"] for _, m in rows)
     store_ok = all(m["store"] < 0.01 * size for size, m in rows)
