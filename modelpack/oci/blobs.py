@@ -196,6 +196,7 @@ class BlobStore:
                 final = self.blob_path(dgst)
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp, final)
+                self.sourced_path(dgst).unlink(missing_ok=True)  # the real bytes replace an entry
             finally:
                 if tmp.exists():
                     tmp.unlink()
