@@ -243,6 +243,12 @@ def test_gc_keeps_live_source_backed_layers_and_drops_changed_or_unreachable_one
     (sidecar.parent / f".{sidecar.name}.123-abc").write_bytes(b"{")  # a torn entry write
     assert store.gc(grace_seconds=3600).removed_temp_files == 1
 
+    moved = weights_project(tmp_path / "moved", 20 * MIB, seed=b"other")  # a project deleted after its build
+    api.build(moved, store, environ=ENV)
+    gone = store.sourced_path(_weights_layer(store).digest)
+    (moved / "weights.bin").unlink()
+    assert gone.is_file() and store.gc(grace_seconds=3600).stale_sources == 1 and not gone.exists()
+
 
 def test_the_stat_cache_answers_a_warm_build_and_misses_a_touched_file(tmp_path: Path) -> None:
     proj = weights_project(tmp_path / "proj", 20 * MIB)
