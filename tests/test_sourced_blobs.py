@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import httpx
@@ -253,7 +254,9 @@ def test_gc_keeps_live_source_backed_layers_and_drops_changed_or_unreachable_one
 def test_the_stat_cache_answers_a_warm_build_and_misses_a_touched_file(tmp_path: Path) -> None:
     proj = weights_project(tmp_path / "proj", 20 * MIB)
     store = LayoutStore(tmp_path / "store")
-    os.utime(proj / "weights.bin", (1_700_000_000, 1_700_000_000))  # not racily recent: cacheable
+    for f in proj.iterdir():  # none racily recent (just written), so the stat cache keeps every layer
+        os.utime(f, (1_700_000_000, 1_700_000_000))
+    time.sleep(0.2)  # the ctime of that utime is recent too: let it age past the racy window
     first = api.build(proj, store, environ=ENV)
     warm = api.build(proj, store, environ=ENV)
     assert warm.bundle.reused_layers == len(first.bundle.layers) and warm.digest == first.digest
