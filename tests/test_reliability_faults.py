@@ -152,7 +152,8 @@ def _default_sigint() -> None:
 
 
 def _blob_files(root: Path) -> list[Path]:
-    return [p for p in (root / "blobs" / "sha256").glob("*") if p.is_file()]
+    """The store's blobs: files under blobs/, and the entries of source-backed layers (oci/sourced.py)."""
+    return [p for top in ("blobs", "sourced") for p in (root / top / "sha256").glob("*") if p.is_file()]
 
 
 @pytest.mark.slow
@@ -164,7 +165,8 @@ def test_sigint_during_build_leaves_a_consistent_store(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     kept = set(_blob_files(store_root))
     # v2 adds two large weights files, one layer each, in name order: a.bin's layer completes (a blob no
-    # tag names yet), then the build is interrupted while big.bin's is being written
+    # tag names yet), then the build is interrupted while big.bin's is being hashed (layers this big are
+    # source-backed: the store records a.bin's layer as an entry naming the file, and copies nothing)
     (proj / "a.bin").write_bytes(os.urandom(20 * MiB))
     with (proj / "big.bin").open("wb") as f:
         f.truncate(512 * MiB)
@@ -183,7 +185,7 @@ def test_sigint_during_build_leaves_a_consistent_store(tmp_path: Path) -> None:
     )  # fmt: skip
     tmp_dir = store_root / "blobs" / ".tmp"
     deadline = time.monotonic() + 60
-    while not any(p.stat().st_size > 64 * MiB for p in tmp_dir.glob("*") if p.is_file()):
+    while not list((store_root / "sourced" / "sha256").glob("[0-9a-f]*")):  # a.bin's layer is done
         assert proc.poll() is None, "the build finished before it could be interrupted"
         assert time.monotonic() < deadline
         time.sleep(0.005)
@@ -193,8 +195,8 @@ def test_sigint_during_build_leaves_a_consistent_store(tmp_path: Path) -> None:
     assert stderr.decode().strip() == "error: interrupted"
     # no blob under a wrong digest: every blob in the store hashes to its name
     for blob in _blob_files(store_root):
-        with blob.open("rb") as f:
-            assert digests.of_stream(f)[0] == f"sha256:{blob.name}", blob
+        desc = Descriptor(mt.OCI_LAYER_TAR, f"sha256:{blob.name}", 0)
+        assert digests.of_chunks(LayoutStore(store_root).read_blob_at(desc, 0))[0] == desc.digest, blob
     assert LayoutStore(store_root).tags() == ["house-prices:0.1.0"]
     leftovers = set(_blob_files(store_root)) - kept
     assert leftovers  # a.bin's layer: complete, valid, and named by no tag

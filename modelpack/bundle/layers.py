@@ -2,23 +2,34 @@
 
 Warm: the layer's stat-cache key (every entry's header fields and its file's stat identity) names a
 digest whose blob the store holds, and the files' own digests are cached too: nothing is read.
-Cold: the tar stream is hashed as a whole and, file by file, as it is written to a temp file in the store,
-which is then renamed to its digest name. One read of every byte, one write.
+Cold, big layer (its files hold at least `SOURCED_MIN` bytes, e.g. a weight file): each file is read
+once, its own sha256 and the layer's taken from the same bytes on two threads, and the store keeps a
+source-backed entry (oci/sourced.py: the tar headers and padding, the files by path and stat identity)
+instead of a second copy of the weights. No byte is written.
+Cold, small layer (code, docs, configs): the tar stream is hashed as a whole and, file by file, as it is
+written to a temp file in the store, which is then renamed to its digest name. One read, one write: a
+copy costs nothing here, and keeps the layer valid when the code is edited after the build.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from modelpack.bundle.plan import LayerPlan
+from modelpack.bundle.plan import LARGE_FILE, LayerPlan
+from modelpack.oci import digest
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor
+from modelpack.oci.sourced import FilePart, Part, SourcedBlob, hash_parts
 from modelpack.oci.statcache import FileStat, StatCache, file_key
-from modelpack.oci.tar import TarEntry, header, layer_key, tar_chunks
+from modelpack.oci.tar import TarEntry, header, layer_key, layer_parts, tar_chunks
 from modelpack.record.record import FileEntry
+
+SOURCED_MIN = LARGE_FILE  # a layer whose files hold this much is kept by reference, not copied
 
 
 @dataclass(frozen=True)
@@ -49,7 +60,10 @@ def store_layer(store: LayoutStore, cache: StatCache, plan: LayerPlan, mtime: in
         )
         return StoredLayer(_descriptor(plan, str(hit[0]), int(hit[1])), files, reused=True)
 
-    layer_hash, size, file_digests = _ingest(store, plan, mtime)
+    if sum(e.size for e in plan.files if isinstance(e.source, Path)) >= SOURCED_MIN:
+        layer_hash, size, file_digests = _by_reference(store, plan, mtime)
+    else:
+        layer_hash, size, file_digests = _ingest(store, plan, mtime)
     stats = [e.stat for e in plan.entries if e.stat is not None]
     cache.put(key, [layer_hash, size], stats=stats)
     for e, (d, n) in zip(plan.files, file_digests, strict=True):
@@ -114,3 +128,21 @@ def _ingest(store: LayoutStore, plan: LayerPlan, mtime: int) -> tuple[str, int, 
     return dgst, size, files.digests
 
 
+def _by_reference(store: LayoutStore, plan: LayerPlan, mtime: int) -> tuple[str, int, list[tuple[str, int]]]:
+    """One read of each file for both digests; the store records the layer as its parts, copying nothing."""
+    parts: list[Part] = []
+    for p in layer_parts(plan.entries, mtime):
+        if isinstance(p, bytes):
+            parts.append(p)
+        else:
+            assert isinstance(p.source, Path)
+            parts.append(FilePart(Path(os.path.abspath(p.source)), p.stat or FileStat.of(p.source)))
+    dgst, size, read = hash_parts(parts)
+    store.put_sourced(SourcedBlob(dgst, size, tuple(parts)))
+    found = iter(read)  # in stream order (by name), as _FileHasher gives them
+    in_memory = {e.arcname: e.source for e in plan.files if isinstance(e.source, bytes)}
+    file_digests = [
+        (digest.of_bytes(data), len(data)) if (data := in_memory.get(e.arcname)) is not None else next(found)
+        for e in sorted(plan.files, key=lambda x: x.arcname)
+    ]
+    return dgst, size, file_digests

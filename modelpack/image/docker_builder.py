@@ -195,7 +195,7 @@ def context_entries(
             if e.arcname.startswith(runtime_prefix)
         ),
         *(
-            TarEntry.from_file(store.blob_path(d.digest), f"layers/{i}.tar")
+            TarEntry.from_file(store.blob_file(d.digest), f"layers/{i}.tar")
             for i, d in enumerate(bundle_layers, 1)
         ),
         TarEntry.from_bytes("serving.json", serving),

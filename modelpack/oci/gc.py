@@ -11,17 +11,29 @@ The safety rule, for writers running while gc runs:
 - A complete blob that nothing names yet may be part of a copy in progress (blobs land before the manifest
   and tag that name them). So an unreachable blob is removed only once its mtime is older than the grace
   period (default 1 h); a write that finds the blob already there refreshes its mtime.
+
+Source-backed blobs (`sourced/<alg>/<hex>`, oci/sourced.py) follow the same rule, and one more: an entry
+whose source file is gone or changed can never be served again, so it is dropped even when a tag names
+it (a push of that release then says the blob is missing and to rebuild). The sweep runs with the index
+lock held too, so the tags it keeps cannot change under it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from modelpack.oci import mediatypes
-from modelpack.oci.model import Descriptor, Index, Manifest
+from modelpack.errors import ModelpackError, StoreError
+from modelpack.oci import digest, mediatypes
+from modelpack.oci.atomic import atomic_write
+from modelpack.oci.blobs import GC_LOCK, INDEX_LOCK
+from modelpack.oci.model import MAX_MANIFEST_BYTES, Descriptor, Index, Manifest, parse
+
+if TYPE_CHECKING:
+    from modelpack.oci.layout import LayoutStore
 
 Loader = Callable[[Descriptor], Manifest | Index | None]  # None: blob absent or not a manifest/index
 DOCUMENT_TYPES = mediatypes.MANIFEST_TYPES | mediatypes.INDEX_TYPES
@@ -34,6 +46,93 @@ class GcResult:
     removed_temp_files: int = 0
     dropped_entries: int = 0  # untagged referrer entries whose subject is gone
     kept_young: int = 0  # unreachable blobs spared by the grace period
+    stale_sources: int = 0  # source-backed blobs dropped because their file is gone or changed (in removed)
+
+
+def collect(store: LayoutStore, *, grace_seconds: float, now: float) -> GcResult:
+    """The whole of `modelpack gc` on one store: refuses (StoreError) when a writer holds the store."""
+    if not store.index_path.is_file():
+        return GcResult(0, 0)
+    with store.lock(GC_LOCK, blocking=False), store.lock(INDEX_LOCK):
+        index = store.read_index()
+        _check_roots(store, index)
+        live, kept = reachable(index.manifests, lambda d: _load_document(store, d))
+        if len(kept) != len(index.manifests):
+            atomic_write(store.index_path, index.replace(manifests=tuple(kept)).to_bytes())
+        result = sweep(store.root / "blobs", live, grace_seconds=grace_seconds, now=now)
+        refs = sweep_sourced(store, live, grace_seconds=grace_seconds, now=now)
+        temps = remove_stale_index_temps(store.root)
+    return replace(
+        result,
+        removed_blobs=result.removed_blobs + refs.removed_blobs,
+        freed_bytes=result.freed_bytes + refs.freed_bytes,
+        removed_temp_files=result.removed_temp_files + refs.removed_temp_files + temps,
+        dropped_entries=len(index.manifests) - len(kept),
+        kept_young=result.kept_young + refs.kept_young,
+        stale_sources=refs.stale_sources,
+    )
+
+
+def _check_roots(store: LayoutStore, index: Index) -> None:
+    """A tagged manifest that is missing, does not hash to its name or does not parse would leave its
+    children looking unreachable: gc refuses (naming it) and deletes nothing."""
+    for entry in index.manifests:
+        tag = entry.annotations.get(mediatypes.ANN_REF_NAME)
+        if tag is None:
+            continue
+        try:
+            raw = store.read_blob_bytes(entry.digest, max_size=MAX_MANIFEST_BYTES)
+            if digest.of_bytes(raw) != entry.digest:
+                raise StoreError(f"its blob does not hash to {entry.digest}")
+            parse(raw, entry.media_type)
+        except ModelpackError as e:
+            raise StoreError(
+                f"gc refused: the tagged manifest {tag} ({entry.digest}) in {store.root} cannot be read "
+                f"({e.message}); nothing was deleted",
+                hint="remove or re-pull that tag (modelpack pull / build), then run gc again",
+            ) from None
+
+
+def _load_document(store: LayoutStore, desc: Descriptor) -> Manifest | Index | None:
+    try:
+        if not store.has_blob(desc.digest):
+            return None
+        return parse(store.read_blob_bytes(desc.digest, max_size=MAX_MANIFEST_BYTES), desc.media_type)
+    except ModelpackError:
+        return None  # unreadable or not a manifest: keep what it is, walk no further
+
+
+def sweep_sourced(store: LayoutStore, live: set[str], *, grace_seconds: float, now: float) -> GcResult:
+    """Source-backed entries: stale or damaged ones always go, unreachable ones after the grace period;
+    temps of an interrupted entry write (dot names) always go (caller holds .gc.lock exclusively)."""
+    removed = freed = temps = young = stale = 0
+    top = store.root / "sourced"
+    for alg_dir in sorted(p for p in top.iterdir() if p.is_dir()) if top.is_dir() else []:
+        for path in sorted(alg_dir.iterdir()):
+            if path.name.startswith("."):
+                path.unlink(missing_ok=True)
+                temps += 1
+                continue
+            dgst = f"{alg_dir.name}:{path.name}"
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            try:
+                entry = store.sourced(dgst) if digest.is_digest(dgst) else None
+                bad = entry is None or entry.changed() is not None
+            except StoreError:
+                bad = True
+            if not bad and dgst in live:
+                continue
+            if not bad and now - st.st_mtime < grace_seconds:
+                young += 1
+                continue
+            path.unlink(missing_ok=True)
+            removed += 1
+            stale += bad
+            freed += st.st_size
+    return GcResult(removed, freed, temps, kept_young=young, stale_sources=stale)
 
 
 def _tagged(entry: Descriptor) -> bool:

@@ -6,44 +6,32 @@ with a `subject`) put by digest get an untagged index.json entry so they can be 
 A manifest may name blobs the store does not hold: a serving image's base layers stay in the base image's
 repository and are never pulled here (the copy engine finds them through its fallbacks).
 
-Crash and concurrency safety:
-- A blob is written under `blobs/.tmp/`, verified, fsynced and renamed to its digest name: a crash leaves
-  at worst a temp file, never a half blob under a digest; a digest or size mismatch keeps nothing.
-- index.json is rewritten whole (temp + fsync + rename) while holding an exclusive flock on
-  `.index.lock`, so concurrent writers (threads or processes) never lose each other's tags and readers
-  always see a complete file.
-- Blob writes hold a shared flock on `.gc.lock`; gc holds it exclusively (see oci/gc.py for its rule).
+index.json is rewritten whole (temp + fsync + rename) while holding an exclusive flock on `.index.lock`, so
+concurrent writers (threads or processes) never lose each other's tags and readers always see a complete
+file. Blobs, their locks and source-backed blobs are oci/blobs.py; garbage collection is oci/gc.py.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
-import hashlib
 import json
 import os
 import re
-import time
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
-from typing import BinaryIO
 
-from modelpack.errors import DigestMismatchError, ModelpackError, NotFoundError, StoreError, UsageError
-from modelpack.oci import canonical, digest, gc, mediatypes
+from modelpack.errors import DigestMismatchError, NotFoundError, StoreError, UsageError
+from modelpack.oci import digest, gc, mediatypes
+from modelpack.oci.atomic import atomic_write
+from modelpack.oci.blobs import GC_LOCK, INDEX_LOCK, LAYOUT_VERSION, TMP_DIR, BlobStore
 from modelpack.oci.gc import GcResult
 from modelpack.oci.model import MAX_MANIFEST_BYTES, Descriptor, Index, Manifest, parse
-from modelpack.oci.statcache import StatCache
-from modelpack.oci.target import BlobCopy, Progress, ProgressFn, RawManifest, Target, no_progress
+from modelpack.oci.target import RawManifest
 
-LAYOUT_VERSION = "1.0.0"
-TMP_DIR = ".tmp"
-INDEX_LOCK = ".index.lock"
-GC_LOCK = ".gc.lock"
-# What a half-created layout may hold: anything else in a folder without oci-layout is someone else's.
-_OWN_NAMES = frozenset({"blobs", "index.json", "oci-layout", "cache", INDEX_LOCK, GC_LOCK})
+__all__ = [
+    "GC_LOCK", "INDEX_LOCK", "LAYOUT_VERSION", "TMP_DIR", "LayoutStore", "check_tag", "default_store_path"
+]  # fmt: skip
+
 # org.opencontainers.image.ref.name grammar (image-spec annotations.md): `name:version` is allowed.
 _REF_NAME = re.compile(
     r"^[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*(?:/[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*)*$"
@@ -67,213 +55,8 @@ def check_tag(tag: str) -> str:
     return tag
 
 
-class LayoutStore:
+class LayoutStore(BlobStore):
     """An OCI image layout directory implementing the Target protocol. Created on the first write."""
-
-    def __init__(self, root: Path | str, *, clock: Callable[[], float] = time.time) -> None:
-        self.root = Path(root)
-        self._clock = clock
-
-    # -- paths and setup ---------------------------------------------------------------------------------
-
-    def describe(self) -> str:
-        return f"oci:{self.root}"
-
-    @property
-    def index_path(self) -> Path:
-        return self.root / "index.json"
-
-    @property
-    def stat_cache_path(self) -> Path:
-        """Where the bundle builder keeps its stat cache for this store (outside the OCI layout proper)."""
-        return self.root / "cache" / "stat.sqlite"
-
-    def stat_cache(self) -> StatCache:
-        return StatCache(self.stat_cache_path)
-
-    def blob_path(self, dgst: str) -> Path:
-        algorithm, hexpart = digest.validate(dgst).split(":", 1)
-        return self.root / "blobs" / algorithm / hexpart
-
-    def _ensure(self) -> None:
-        if (self.root / "oci-layout").is_file() and self.index_path.is_file():
-            return
-        if (
-            self.root.is_dir()
-            and not (self.root / "oci-layout").exists()
-            and any(not _own(p.name) for p in self.root.iterdir())
-        ):
-            raise StoreError(
-                f"{self.root} is a non-empty folder but not an OCI layout",
-                hint="point oci: at an empty or new folder",
-            )
-        try:
-            (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise StoreError(f"cannot create the store {self.root}: {e.strerror}") from None
-        with self._lock(INDEX_LOCK):
-            if not (self.root / "oci-layout").is_file():
-                _atomic_write(
-                    self.root / "oci-layout", canonical.dumps({"imageLayoutVersion": LAYOUT_VERSION})
-                )
-            if not self.index_path.is_file():
-                _atomic_write(self.index_path, Index(manifests=()).to_bytes())
-
-    @contextmanager
-    def _lock(self, name: str, shared: bool = False, blocking: bool = True) -> Iterator[None]:
-        """flock on a file of its own: each call opens it anew, so threads exclude each other too."""
-        fd = os.open(self.root / name, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            flags = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if blocking else fcntl.LOCK_NB)
-            try:
-                fcntl.flock(fd, flags)
-            except BlockingIOError:
-                raise StoreError(
-                    f"the store {self.root} is busy: another modelpack process is writing to it",
-                    hint="run the command again when it has finished",
-                ) from None
-            yield
-        finally:
-            os.close(fd)  # closing the descriptor releases the lock
-
-    def ensure(self) -> None:
-        """Create the store, or refuse a folder that is not one, before anything is written into it."""
-        self._ensure()
-
-    @contextmanager
-    def writing(self) -> Iterator[None]:
-        """Held by every writer for the whole of its write (a build, from its first layer to its tag): gc
-        takes the same lock exclusively and without waiting, so it refuses rather than collect a blob a
-        manifest about to be written will name (oci/gc.py)."""
-        self._ensure()
-        with self._lock(GC_LOCK, shared=True):
-            yield
-
-    def keep_blob(self, dgst: str) -> bool:
-        """A blob a new manifest will reuse: refresh its age (a concurrent gc's grace period then covers it);
-        False when it is not there (the caller writes it)."""
-        with self.writing():
-            try:
-                os.utime(self.blob_path(dgst))
-            except FileNotFoundError:
-                return False
-            return True
-
-    def ingest(self, chunks: Iterable[bytes]) -> tuple[str, int]:
-        """Store a blob whose digest is known only at its end (a layer streamed as it is made); returns
-        (digest, size). Written to a temp file under the writer lock, fsynced, then renamed."""
-        with self.writing():
-            tmp_dir = self.root / "blobs" / TMP_DIR
-            tmp_dir.mkdir(exist_ok=True)
-            tmp = tmp_dir / f"ingest-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-            h = hashlib.sha256()
-            size = 0
-            try:
-                with _space(tmp), open(tmp, "wb") as f:
-                    for chunk in chunks:
-                        h.update(chunk)
-                        f.write(chunk)
-                        size += len(chunk)
-                    f.flush()
-                    os.fsync(f.fileno())
-                dgst = "sha256:" + h.hexdigest()
-                final = self.blob_path(dgst)
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, final)
-            finally:
-                if tmp.exists():
-                    tmp.unlink()
-        return dgst, size
-
-    # -- blobs -------------------------------------------------------------------------------------------
-
-    def has_blob(self, dgst: str) -> bool:
-        return self.blob_path(dgst).is_file()
-
-    def write_blob(
-        self, desc: Descriptor, chunks: Iterable[bytes], progress: ProgressFn = no_progress
-    ) -> None:
-        self._ensure()
-        final = self.blob_path(desc.digest)
-        with self._lock(GC_LOCK, shared=True):
-            if final.is_file() and final.stat().st_size == desc.size:
-                # Refresh its age so a concurrent gc's grace period covers the manifest about to use it.
-                os.utime(final)
-                progress(Progress(desc.digest, desc.size, desc.size, "skip"))
-                return
-            tmp_dir = self.root / "blobs" / TMP_DIR
-            tmp_dir.mkdir(exist_ok=True)
-            tmp = tmp_dir / f"{digest.hex_part(desc.digest)[:16]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            verifier = digest.Verifier(desc.digest, desc.size, what=f"blob {desc.digest}")
-            try:
-                with _space(final), open(tmp, "wb") as f:
-                    for chunk in chunks:
-                        verifier.update(chunk)
-                        f.write(chunk)
-                        progress(Progress(desc.digest, verifier.size, desc.size))
-                    verifier.check()
-                    f.flush()
-                    os.fsync(f.fileno())
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp, final)
-                _fsync_dir(final.parent)
-            finally:
-                if tmp.exists():
-                    tmp.unlink()
-
-    def put_blob_bytes(self, data: bytes, media_type: str = "application/octet-stream") -> Descriptor:
-        desc = Descriptor.of(media_type, data)
-        self.write_blob(desc, [data])
-        return desc
-
-    @contextmanager
-    def read_blob(self, desc: Descriptor) -> Iterator[Iterator[bytes]]:
-        try:
-            f = open(self.blob_path(desc.digest), "rb")  # noqa: SIM115 - closed when the context exits
-        except FileNotFoundError:
-            raise NotFoundError(f"blob {desc.digest} is not in {self.describe()}") from None
-        try:
-            yield _verified(
-                f, digest.Verifier(desc.digest, desc.size, what=f"blob {desc.digest} in {self.root}")
-            )
-        finally:
-            f.close()
-
-    def read_blob_at(self, desc: Descriptor, offset: int) -> Iterator[bytes]:
-        try:
-            f = open(self.blob_path(desc.digest), "rb")  # noqa: SIM115 - closed when the generator ends
-        except FileNotFoundError:
-            raise NotFoundError(f"blob {desc.digest} is not in {self.describe()}") from None
-        with f:
-            f.seek(offset)
-            while chunk := f.read(digest.CHUNK):
-                yield chunk
-
-    def copy_blob_from(
-        self, sources: Sequence[Target], desc: Descriptor, progress: ProgressFn = no_progress
-    ) -> BlobCopy:
-        if self.has_blob(desc.digest):
-            progress(Progress(desc.digest, desc.size, desc.size, "skip"))
-            return BlobCopy("skip", desc.digest, 0)
-        with sources[0].read_blob(desc) as chunks:
-            self.write_blob(desc, chunks, progress)
-        return BlobCopy("upload", desc.digest, desc.size)
-
-    def read_blob_bytes(self, dgst: str, max_size: int | None = None) -> bytes:
-        path = self.blob_path(dgst)
-        try:
-            size = path.stat().st_size
-            if max_size is not None and size > max_size:
-                raise StoreError(
-                    f"blob {dgst} in {self.root} is {size} bytes, over the {max_size}-byte limit"
-                )
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise NotFoundError(f"blob {dgst} is not in {self.describe()}") from None
-        verifier = digest.Verifier(dgst, what=f"blob {dgst} in {self.root}")
-        verifier.update(data)
-        verifier.check()
-        return data
 
     # -- index.json --------------------------------------------------------------------------------------
 
@@ -292,12 +75,12 @@ class LayoutStore:
     def _editing_index(self) -> Iterator[list[Descriptor]]:
         """Yield index.json's entries for in-place edits; written back atomically under the lock."""
         self._ensure()
-        with self._lock(INDEX_LOCK):
+        with self.lock(INDEX_LOCK):
             current = self.read_index()
             entries = list(current.manifests)
             yield entries
             if entries != list(current.manifests):
-                _atomic_write(self.index_path, current.replace(manifests=tuple(entries)).to_bytes())
+                atomic_write(self.index_path, current.replace(manifests=tuple(entries)).to_bytes())
 
     # -- manifests and tags ------------------------------------------------------------------------------
 
@@ -400,68 +183,10 @@ class LayoutStore:
     # -- garbage collection ------------------------------------------------------------------------------
 
     def gc(self, *, grace_seconds: float = 3600.0) -> GcResult:
-        """Remove blobs unreachable from index.json and leftover temp files (rules in oci/gc.py).
+        """Remove blobs unreachable from index.json, source-backed blobs whose files changed, and leftover
+        temp files (rules in oci/gc.py). Raises StoreError when another process is writing right now."""
+        return gc.collect(self, grace_seconds=grace_seconds, now=self._clock())
 
-        Raises StoreError when another process is writing a blob right now (it never waits for one)."""
-        if not self.index_path.is_file():
-            return GcResult(0, 0)
-        with self._lock(GC_LOCK, blocking=False), self._lock(INDEX_LOCK):
-            index = self.read_index()
-            self._check_roots(index)
-            live, kept = gc.reachable(index.manifests, self._load_document)
-            if len(kept) != len(index.manifests):
-                _atomic_write(self.index_path, index.replace(manifests=tuple(kept)).to_bytes())
-            result = gc.sweep(self.root / "blobs", live, grace_seconds=grace_seconds, now=self._clock())
-            temps = gc.remove_stale_index_temps(self.root)
-        return replace(
-            result,
-            removed_temp_files=result.removed_temp_files + temps,
-            dropped_entries=len(index.manifests) - len(kept),
-        )
-
-    def _check_roots(self, index: Index) -> None:
-        """A tagged manifest that is missing, does not hash to its name or does not parse would leave its
-        children looking unreachable: gc refuses (naming it) and deletes nothing."""
-        for entry in index.manifests:
-            tag = entry.annotations.get(mediatypes.ANN_REF_NAME)
-            if tag is None:
-                continue
-            try:
-                raw = self.read_blob_bytes(entry.digest, max_size=MAX_MANIFEST_BYTES)
-                if digest.of_bytes(raw) != entry.digest:
-                    raise StoreError(f"its blob does not hash to {entry.digest}")
-                parse(raw, entry.media_type)
-            except ModelpackError as e:
-                raise StoreError(
-                    f"gc refused: the tagged manifest {tag} ({entry.digest}) in {self.root} cannot be read "
-                    f"({e.message}); nothing was deleted",
-                    hint="remove or re-pull that tag (modelpack pull / build), then run gc again",
-                ) from None
-
-    def _load_document(self, desc: Descriptor) -> Manifest | Index | None:
-        if not self.has_blob(desc.digest):
-            return None
-        try:
-            return parse(self.read_blob_bytes(desc.digest, max_size=MAX_MANIFEST_BYTES), desc.media_type)
-        except ModelpackError:
-            return None  # unreadable or not a manifest: keep what it is, walk no further
-
-
-@contextmanager
-def _space(path: Path) -> Iterator[None]:
-    """A full disk is the user's to fix: say so in one line, not as an internal error."""
-    try:
-        yield
-    except OSError as e:
-        if e.errno == errno.ENOSPC:
-            raise StoreError(
-                f"no space left on device writing {path}", hint="free some space (modelpack gc), then retry"
-            ) from None
-        raise
-
-
-def _own(name: str) -> bool:
-    return name in _OWN_NAMES or name.startswith((".index.json.", ".oci-layout."))  # temps of _atomic_write
 
 
 def _referrer_type(doc: Manifest | Index) -> str | None:
@@ -469,32 +194,3 @@ def _referrer_type(doc: Manifest | Index) -> str | None:
     if doc.artifact_type or isinstance(doc, Index):
         return doc.artifact_type
     return doc.config.media_type
-
-
-def _verified(f: BinaryIO, verifier: digest.Verifier) -> Iterator[bytes]:
-    while chunk := f.read(digest.CHUNK):
-        verifier.update(chunk)
-        yield chunk
-    verifier.check()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -2,9 +2,11 @@
 
 The local store is a single OCI image layout holding every release built or pulled on this machine. Its
 index.json names them `NAME:TAG` (the `org.opencontainers.image.ref.name` grammar allows it, and skopeo
-and oras read such a layout as it is). Everything above this module sees repositories instead: the
-repository `iris` with tags `1.0.0` and `prod`, or `127.0.0.1:5000/acme/iris` for a pulled release, so
-promote, history, ls and copy are written once for registries, layouts and the store alike.
+and oras read such a layout; the source-backed weight layers of releases built here are served by
+modelpack only, so `modelpack copy NAME:TAG oci:DIR` is how another tool gets a complete layout).
+Everything above this module sees repositories instead: the repository `iris` with tags `1.0.0` and
+`prod`, or `127.0.0.1:5000/acme/iris` for a pulled release, so promote, history, ls and copy are written
+once for registries, layouts and the store alike.
 
 Blobs and referrers are shared by every repository of the store (content-addressed, so sharing is safe);
 manifests by digest are found wherever the store holds them.

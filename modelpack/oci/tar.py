@@ -225,6 +225,27 @@ def tar_chunks(entries: Sequence[TarEntry], mtime: int = 0) -> Iterator[bytes]:
     yield END_OF_ARCHIVE
 
 
+def layer_parts(entries: Sequence[TarEntry], mtime: int = 0) -> list[bytes | TarEntry]:
+    """`tar_chunks`' exact bytes as runs of bytes (headers, in-memory files, padding, the end blocks) and
+    the file entries whose content goes between them: what a source-backed blob records (oci/sourced.py)."""
+    _check_mtime(mtime)
+    parts: list[bytes | TarEntry] = []
+    run = bytearray()
+    for e in _ordered(entries):
+        run += header(e, mtime)
+        if e.kind != "file":
+            continue
+        if isinstance(e.source, bytes):
+            run += e.source
+        else:
+            parts += [bytes(run), e]
+            run.clear()
+        run += b"\0" * (-e.size % BLOCK)
+    run += END_OF_ARCHIVE
+    parts.append(bytes(run))
+    return [p for p in parts if not isinstance(p, bytes) or p]
+
+
 def _content(e: TarEntry) -> Iterator[bytes]:
     if isinstance(e.source, bytes):
         for i in range(0, len(e.source), CHUNK):
