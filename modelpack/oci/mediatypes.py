@@ -36,6 +36,13 @@ TEST_REPORT_ARTIFACT = "application/vnd.modelpack.test-report.v1+json"
 PROMOTION_EVENT_ARTIFACT = "application/vnd.modelpack.promotion.v1+json"
 # A version tag replaced with --force: attached to the release that replaced it (who, when, what it named).
 OVERWRITE_ARTIFACT = "application/vnd.modelpack.tag-overwrite.v1+json"
+# Attestations (issue 14). Each kind has its own artifactType, so the referrers API filters them server-side
+# and `passing_report` keeps finding test evidence by type and annotations alone; the in-toto ones (test
+# report, provenance) are DSSE envelopes and name their predicate in ANN_PREDICATE_TYPE for other tools.
+DSSE_ENVELOPE = "application/vnd.dsse.envelope.v1+json"
+PROVENANCE_ARTIFACT = "application/vnd.modelpack.provenance.v1+json"
+CYCLONEDX_JSON = "application/vnd.cyclonedx+json"
+SBOM_ARTIFACT = CYCLONEDX_JSON
 
 
 
@@ -72,3 +79,5 @@ ANN_CREATED = "org.opencontainers.image.created"
 ANN_SOURCE = "org.opencontainers.image.source"
 ANN_REF_NAME = "org.opencontainers.image.ref.name"
 ANN_RECORD = "dev.modelpack.record"
+ANN_PREDICATE_TYPE = "dev.modelpack.predicateType"  # an in-toto referrer's predicateType
+ANN_SIGNER = "dev.modelpack.signer"  # keyid the envelope claims: a hint for listings, never trusted

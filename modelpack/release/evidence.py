@@ -55,12 +55,18 @@ def attach(
 
 def read_payload(target: Target, referrer: Descriptor, max_size: int = 4 * 1024 * 1024) -> bytes:
     """The payload of an attached artifact (its single layer), verified."""
+    return read_layer(target, referrer, max_size)[1]
+
+
+def read_layer(target: Target, referrer: Descriptor, max_size: int = 4 * 1024 * 1024) -> tuple[str, bytes]:
+    """(media type, bytes) of an attached artifact's single layer, verified: a test report written as a
+    DSSE envelope and one written as plain JSON (before signed evidence) are told apart by it."""
     raw = target.get_manifest(referrer.digest)
     doc = parse(raw.raw, raw.media_type)
     if not isinstance(doc, Manifest) or len(doc.layers) != 1 or doc.layers[0].size > max_size:
         raise InputError(f"referrer {referrer.digest} is not a single-payload artifact")
     with target.read_blob(doc.layers[0]) as chunks:
-        return b"".join(chunks)
+        return doc.layers[0].media_type, b"".join(chunks)
 
 
 def report_annotations(
