@@ -400,3 +400,16 @@ def test_a_registry_that_refuses_the_referrer_is_one_line_exit_1(
         attach_report(RegistryRepository(client, repo), _report(release), private)
     assert refused.value.exit_code == 1 and "\n" not in str(refused.value)
     assert "500" in str(refused.value) or "read-only" in str(refused.value), str(refused.value)
+
+
+def test_a_report_edited_on_disk_is_a_verdict_not_a_crash(tmp_path: Path) -> None:
+    private, public = _keys(tmp_path, "ci")
+    layout = LayoutStore(tmp_path / "layout")
+    release = make_release(layout, "1.0.0", "1.0.0")
+    desc = attach_report(layout, _report(release), private)
+    manifest = json.loads(layout.read_blob_bytes(desc.digest))
+    envelope = layout.blob_path(manifest["layers"][0]["digest"])
+    envelope.chmod(0o644)
+    envelope.write_bytes(envelope.read_bytes().replace(b'"payload"', b'"payload" ', 1))
+    check = check_test_evidence(layout, release.digest, [public])
+    assert not check.ok and "cannot be read" in check.detail and check.evidence == desc.digest, check

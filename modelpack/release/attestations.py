@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from modelpack.errors import ContentError, InputError, NotFoundError
+from modelpack.errors import ContentError, DigestMismatchError, InputError, NotFoundError
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor
 from modelpack.oci.target import Target
@@ -37,6 +37,8 @@ KINDS = {
 }
 # What pull and copy carry with a release even without --referrers: facts of the build, not of a place.
 TRAVELS = frozenset({mt.PROVENANCE_ARTIFACT, mt.SBOM_ARTIFACT})
+# Evidence that does not read back as it was written (edited in a layout, malformed, oversized): a verdict
+BAD_CONTENT = (ContentError, InputError, DigestMismatchError)
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ def check_test_evidence(
         return Check(
             "test", False, f"test report {_short(newest.digest)} is listed but its content is missing"
         )
-    except (ContentError, InputError) as e:
+    except BAD_CONTENT as e:
         return Check(
             "test", False, f"test report {_short(newest.digest)} cannot be read: {e}", evidence=newest.digest
         )
@@ -156,7 +158,7 @@ def check_provenance(target: Target, index_digest: str, keys: Iterable[PublicKey
         return Check("provenance", False, f"no SLSA provenance attached to {_short(index_digest)}")
     try:
         _, payload = evidence.read_layer(target, newest)
-    except (ContentError, InputError, NotFoundError) as e:
+    except (*BAD_CONTENT, NotFoundError) as e:
         return Check(
             "provenance",
             False,
@@ -185,7 +187,7 @@ def check_sbom(target: Target, index_digest: str) -> Check:
     try:
         _, payload = evidence.read_layer(target, newest, max_size=16 * 1024 * 1024)
         doc = json.loads(payload)
-    except (ContentError, InputError, NotFoundError, ValueError) as e:
+    except (*BAD_CONTENT, NotFoundError, ValueError) as e:
         return Check(
             "sbom", False, f"SBOM {_short(newest.digest)} cannot be read: {e}", evidence=newest.digest
         )
