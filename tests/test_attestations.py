@@ -240,6 +240,11 @@ def test_provenance_and_sbom_travel_with_push_and_pull_and_inspect_lists_them(
         local = targets.open(f"{dest}:3.1.4", local=True).target
         kinds = sorted(a.kind for a in listed(local, result.index.digest))
     assert kinds == ["provenance", "sbom"]  # a pull carries the build's facts
+    with Targets(store_path=fresh, environ={}) as targets:
+        api.copy(targets, f"{dest}:3.1.4", f"oci:{tmp_path / 'mirror'}:3.1.4")  # no --referrers
+    mirror = LayoutStore(tmp_path / "mirror")
+    assert sorted(a.kind for a in listed(mirror, result.index.digest)) == ["provenance", "sbom"]
+    assert check_provenance(mirror, result.index.digest, [keys[1]]).ok
     shown = run_main("inspect", f"{dest}:3.1.4", "--json")
     assert shown.returncode == 0, shown.stderr
     attested = {a["kind"]: a for a in json.loads(shown.stdout)["attestations"]}

@@ -71,7 +71,10 @@ def listed(target: Target, digest: str) -> tuple[Listed, ...]:
         ann = d.annotations or {}
         created = ann.get(evidence.ANN_CREATED) or ann.get(mt.ANN_CREATED) or ""
         out.append(Listed(kind, d.digest, d.artifact_type or "", created, ann.get(mt.ANN_SIGNER)))
-    return tuple(sorted(out, key=lambda x: (x.kind, _desc(x.created), x.digest)))
+    # stable sorts: by kind, newest first within one (RFC 3339 UTC sorts as text), digest breaking ties
+    out.sort(key=lambda x: x.digest)
+    out.sort(key=lambda x: x.created, reverse=True)
+    return tuple(sorted(out, key=lambda x: x.kind))
 
 
 def attach_envelope(
@@ -278,10 +281,6 @@ def _newest(target: Target, digest: str, artifact_type: str) -> Descriptor | Non
     return (
         max(found, key=lambda d: ((d.annotations or {}).get(mt.ANN_CREATED, ""), d.digest)) if found else None
     )
-
-
-def _desc(text: str) -> tuple[int, ...]:
-    return tuple(-ord(c) for c in text)
 
 
 def _short(digest: str) -> str:
