@@ -23,6 +23,7 @@ from fixtures.registry import RegistryProcess
 from support.clirun import run_main
 from support.places import attach_report as attach_old_report
 from support.places import make_release, runtime
+from support.refusing_proxy import refusing_proxy
 from support.registry_helpers import client_for
 
 from modelpack import api
@@ -418,3 +419,28 @@ def test_a_report_edited_on_disk_is_a_verdict_not_a_crash(tmp_path: Path) -> Non
     envelope.write_bytes(envelope.read_bytes().replace(b'"payload"', b'"payload" ', 1))
     check = check_test_evidence(layout, release.digest, [public])
     assert not check.ok and "cannot be read" in check.detail and check.evidence == desc.digest, check
+
+
+def test_test_key_on_a_registry_that_refuses_the_report_is_one_line_exit_1(
+    built: tuple[api.BuildResult, Path],
+    image_store: LayoutStore,
+    registry: RegistryProcess,
+    keys: tuple[PrivateKey, PublicKey, Path],
+    tmp_path: Path,
+) -> None:
+    result, _ = built
+    with Targets(store_path=image_store.root, environ={}) as targets:
+        api.push(targets, f"{registry.host}/attest/refused:3.1.4", source=result.tag)
+
+    def referrer_put(method: str, path: str) -> bool:
+        return method == "PUT" and "/manifests/sha256:" in path  # a referrer is written by digest
+
+    with refusing_proxy(registry.host, referrer_put) as proxy:
+        cli = run_main(
+            "test", f"{proxy}/attest/refused:3.1.4", "--runtime", "local", "--requests", "3",
+            "--key", str(keys[2]), "--store", str(tmp_path / "store"),
+        )  # fmt: skip
+    assert cli.returncode == 1, cli.stderr
+    assert "Traceback" not in cli.stderr
+    errors = [x for x in cli.stderr.splitlines() if "refused the signed test report" in x]
+    assert len(errors) == 1 and "passed but left no evidence" in errors[0], cli.stderr
