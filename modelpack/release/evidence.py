@@ -5,9 +5,10 @@ registry's referrers API lists it, and on registries without that API (distribut
 own manifest write keeps the `sha256-<hex>` fallback tag index up to date. Annotations carry the payload's
 summary so a listing answers most questions without fetching a blob.
 
-The test report is the evidence promote needs: the runner writes it through `attach_test_report`, promote
-reads it through `passing_report`, so the annotation keys and the rule live here once. A new kind of
-evidence (a signature, an SBOM) adds its type, its annotations and its lookup beside these.
+The test report is the evidence promote needs: the runner writes it through `release.attestations` (an
+in-toto statement in a DSSE envelope, with these annotations), promote reads it through `passing_report`
+from the listing alone, so the annotation keys and the rule live here once and hold for reports of every
+version. Attestations (signed test evidence, provenance, the SBOM) are in `attestations.py`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from modelpack.oci.target import RawManifest, Target
 EMPTY_CONFIG = Descriptor.of(mt.OCI_EMPTY, mt.EMPTY_JSON)
 
 REPORT_TYPE = mt.TEST_REPORT_ARTIFACT
-REPORT_MEDIA_TYPE = "application/json"
+REPORT_MEDIA_TYPE = "application/json"  # the payload of reports written before signed evidence
 ANN_PASSED = "dev.modelpack.test.passed"
 ANN_CREATED = "dev.modelpack.test.created"
 ANN_RUNTIME = "dev.modelpack.test.runtime"
@@ -99,13 +100,6 @@ def measured(report: Descriptor) -> dict[str, float]:
             except ValueError:
                 continue  # a foreign or damaged annotation: not a number we can sort by
     return out
-
-
-def attach_test_report(
-    target: Target, subject: Descriptor, payload: bytes, annotations: Mapping[str, str]
-) -> Descriptor:
-    """Attaches a test report (JSON `payload`, `annotations` from `report_annotations`) to `subject`."""
-    return attach(target, subject, REPORT_TYPE, payload, REPORT_MEDIA_TYPE, annotations)
 
 
 def passing_report(target: Target, index_digest: str, runtime: str | None = None) -> Descriptor | None:
