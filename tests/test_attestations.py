@@ -444,3 +444,33 @@ def test_test_key_on_a_registry_that_refuses_the_report_is_one_line_exit_1(
     assert "Traceback" not in cli.stderr
     errors = [x for x in cli.stderr.splitlines() if "refused the signed test report" in x]
     assert len(errors) == 1 and "passed but left no evidence" in errors[0], cli.stderr
+
+
+def test_build_json_lists_the_attestations_and_a_rebuild_outside_ci_is_a_local_builder(
+    built: tuple[api.BuildResult, Path],
+    image_store: LayoutStore,
+    docker_engine: Any,
+    keys: tuple[PrivateKey, PublicKey, Path],
+) -> None:
+    _, proj = built
+    cli = run_main(
+        "build", str(proj), "--version", "3.1.5", "--base", docker_engine.base_ref,
+        "--store", str(image_store.root), "--key", "env://SIGNING_KEY", "--json",
+        env={"SIGNING_KEY": keys[2].read_text(), "SOURCE_DATE_EPOCH": "1700000000", "GITHUB_ACTIONS": ""},
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    body = json.loads(cli.stdout)  # and valid against the CLI's --json schema (run_main checks it)
+    types = sorted(a["artifactType"] for a in body["attestations"])
+    assert types == sorted([mt.PROVENANCE_ARTIFACT, mt.SBOM_ARTIFACT])
+    (prov,) = [a for a in body["attestations"] if a["artifactType"] == mt.PROVENANCE_ARTIFACT]
+    doc = _statement_of(image_store, Descriptor(mt.OCI_MANIFEST, prov["digest"], 0))
+    run = doc["predicate"]["runDetails"]
+    assert (
+        run["builder"]["id"] == "https://modelpack.dev/builder/local"
+        and "invocationId" not in run["metadata"]
+    )
+    assert doc["predicate"]["buildDefinition"]["externalParameters"]["version"] == "3.1.5"
+    no_image = run_main(
+        "build", str(proj), "--no-image", "--key", "env://SIGNING_KEY", "--store", str(image_store.root)
+    )
+    assert no_image.returncode == 2 and "needs --image" in no_image.stderr.strip().splitlines()[-1]
