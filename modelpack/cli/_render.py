@@ -211,6 +211,11 @@ def built(result: BuildResult) -> None:
     layers = _output.count(len(bundle.layers), "layer")
     _output.info(f"built {result.tag} ({what}; bundle {layers}, {size:,} bytes)")
     _output.info(f"created {bundle.record.created} from {bundle.created_from}")
+    if result.attestations:
+        signers = [(d.annotations or {}).get("dev.modelpack.signer") for d in result.attestations]
+        signer = next((s for s in signers if s), None)
+        how = f"signed by {signer[:12]}" if signer else "unsigned: pass --key to sign"
+        _output.info(f"attached SLSA provenance ({how}) and a CycloneDX SBOM to the index")
     _output.echo(result.digest)
 
 
