@@ -347,6 +347,30 @@ def test_a_tampered_report_is_refused(place: Place, tmp_path: Path) -> None:
     assert not check.ok and "signature does not verify" in check.detail and "\n" not in check.detail, check
 
 
+def test_annotations_that_contradict_the_signed_statement_are_refused(place: Place, tmp_path: Path) -> None:
+    private, public = _keys(tmp_path, "ci")
+    release = make_release(place.target, "1.0.0", "1.0.0")
+    attach_report(place.target, _report(release), private)  # a local run
+    (desc,) = place.target.referrers(release.digest, evidence.REPORT_TYPE)
+    # the same signed envelope re-attached with its listing claiming a docker run
+    relabelled = {
+        **desc.annotations,
+        evidence.ANN_RUNTIME: "docker",
+        evidence.ANN_CREATED: "2026-12-02T00:00:00Z",
+    }
+    subject = Descriptor(release.media_type, release.digest, len(release.raw))
+    evidence.attach(
+        place.target,
+        subject,
+        evidence.REPORT_TYPE,
+        _payload(place.target, desc)[1],
+        mt.DSSE_ENVELOPE,
+        relabelled,
+    )
+    check = check_test_evidence(place.target, release.digest, [public], runtime="docker")
+    assert not check.ok and "its statement says local" in check.detail, check
+
+
 def test_a_report_over_another_digest_is_refused(place: Place, tmp_path: Path) -> None:
     private, public = _keys(tmp_path, "ci")
     release = make_release(place.target, "1.0.0", "1.0.0")

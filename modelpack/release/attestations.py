@@ -145,8 +145,12 @@ def check_test_evidence(
             signer,
             newest.digest,
         )
+    # the annotations are not signed: what the statement says wins over what the listing claimed
+    ran = str((doc["predicate"].get("modelpack") or {}).get("runtime") or evidence.runtime_of(newest))
+    if runtime is not None and ran != runtime:
+        detail = f"test report {_short(newest.digest)} is annotated {runtime} but its statement says {ran}"
+        return Check("test", False, detail, signer, newest.digest)
     how = f"signed by {signer[:12]}" if signer else "unsigned"
-    ran = evidence.runtime_of(newest)
     return Check(
         "test", True, f"passed ({ran} runtime, {how}) as {_short(newest.digest)}", signer, newest.digest
     )
