@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from modelpack.api._attest import BuildInputs, attest
 from modelpack.bundle.build import BundleResult, build_bundle
 from modelpack.errors import UsageError
 from modelpack.image import wheels
@@ -37,6 +38,7 @@ class BuildResult:
     image: ImageResult | None
     index: Descriptor | None  # the release index, when an image was built
     tag: str  # local store tag: "name:version"
+    attestations: tuple[Descriptor, ...] = ()  # provenance and SBOM referrers of the index
 
     @property
     def digest(self) -> str:
@@ -66,6 +68,9 @@ class BuildResult:
                 "layers": [d.to_json() for d in self.image.layers],
                 "base": {"name": self.image.base.name, "digest": self.image.base.digest},
             }
+            out["attestations"] = [
+                {"artifactType": d.artifact_type, "digest": d.digest} for d in self.attestations
+            ]
         return out
 
 
@@ -91,14 +96,23 @@ def build(
     builder: str | None = None,
     docker: Any = None,
     log: Callable[[str], None] = lambda _line: None,
+    key: str | None = None,
 ) -> BuildResult:
-    """Build the bundle and, with `image`, the serving image and the release index over both.
+    """Build the bundle and, with `image`, the serving image and the release index over both, with its
+    SLSA provenance (signed by the private key `key` names, when given) and CycloneDX SBOM as referrers.
 
     `builder` is "daemonless" or "docker" (None: the packfile's serving.builder). The Docker builder uses
     the `docker` client given (else one from the environment) and streams the engine's output to `log`."""
     # A store inside the project must not pack itself: each build would carry the one before.
     pf = load_packfile(find_packfile(Path(project)), skip=(store.root,))
     builder = builder or pf.serving.builder
+    signing = None
+    if key is not None:
+        from modelpack.trust.keys import load_private
+
+        if not image:
+            raise UsageError("--key signs the release's provenance: it needs --image")
+        signing = load_private(key, env=environ)
     if builder not in BUILDERS:
         raise UsageError(f"unknown builder {builder!r}", hint=f"use one of: {', '.join(BUILDERS)}")
     if image and pf.serving.system_packages and builder != "docker":
@@ -145,7 +159,10 @@ def build(
         index = release_index(img.manifest, bundle.manifest, record)
         # still under the writer lock: no gc between the image's manifest and the tag that reaches it
         stored = store.put_document(index, tag=bundle.tag)
-    return BuildResult(bundle=bundle, image=img, index=stored, tag=bundle.tag)
+        asked = {"version": bundle.version, "base": base_ref}
+        inputs = BuildInputs(base_image.name, base_image.digest, builder, asked)
+        attestations = attest(store, stored, bundle, img, request, inputs, environ, signing)
+    return BuildResult(bundle=bundle, image=img, index=stored, tag=bundle.tag, attestations=attestations)
 
 
 def _published(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from modelpack.errors import InputError, TestFailedError
+from modelpack.errors import InputError, TestFailedError, UsageError
 from modelpack.runner.testrun import TestOptions, TestOutcome, run_test
 from modelpack.targets import Targets
 
@@ -22,9 +22,20 @@ def test(
     options: TestOptions = TestOptions(),
     *,
     info: Callable[[str], None] = _quiet,
+    key: str | None = None,
 ) -> TestOutcome:
-    """Run a release's golden cases, latency and gates; attach the report unless `options.attach` is off.
+    """Run a release's golden cases, latency and gates; attach the report unless `options.attach` is off,
+    signed by the private key `key` names (a path, `env://NAME` or `-`) when given.
     Returns the outcome whether it passed or not (`outcome.report.passed`)."""
+    if key is not None:
+        import dataclasses
+
+        from modelpack.trust.keys import load_private
+
+        if not options.attach:
+            raise UsageError("--key signs the attached report: drop --no-attach, or --key")
+        # loaded before the run: a wrong key fails in a second, not after the latency loop
+        options = dataclasses.replace(options, key=load_private(key, env=targets.environ))
     return run_test(targets, reference, options, info=info)
 
 

@@ -23,6 +23,7 @@ from modelpack.oci.copy import CopyResult, copy_graph
 from modelpack.oci.target import ProgressFn, RawManifest, Target, no_progress
 from modelpack.packfile.loader import PACKFILE, find_packfile
 from modelpack.release import signatures
+from modelpack.release.attestations import TRAVELS
 from modelpack.release.view import load_release, release_version
 from modelpack.targets import Location, Targets, split_name
 from modelpack.trust import oms
@@ -212,7 +213,14 @@ def copy(
     # registry); anywhere else the graph is complete and the extra manifest reads would be wasted.
     fallbacks = base_sources(src.target, ref, targets) if src.is_local else []
     result = copy_graph(
-        src.target, dst.target, ref, dest_tag, referrers=referrers, fallbacks=fallbacks, progress=progress
+        src.target,
+        dst.target,
+        ref,
+        dest_tag,
+        referrers=referrers,
+        carry=TRAVELS,
+        fallbacks=fallbacks,
+        progress=progress,
     )
     return TransferResult(src.display, dst.ref_text(dest_tag or result.digest), result)
 
@@ -238,7 +246,7 @@ def pull(
     names += list(also)
     places = [_local_name(targets, n) for n in dict.fromkeys(names)]
     first, tag = places[0]
-    result = copy_graph(src.target, first.target, ref, tag, progress=progress)
+    result = copy_graph(src.target, first.target, ref, tag, carry=TRAVELS, progress=progress)
     root = first.target.get_manifest(tag)
     for where, t in places[1:]:
         where.target.put_manifest(t, root)

@@ -58,6 +58,7 @@ def release(display: str, view: ReleaseView, extra: InspectResult | None = None)
         )
         fields.append(("tested", tested))
         fields.append(("signed", _signed(extra)))
+        fields.append(("attested", _attested(extra)))
     if rec.lock is not None:
         lk = rec.lock
         python = lk.python or (rec.serving.python if rec.serving else None) or "?"
@@ -238,6 +239,11 @@ def built(result: BuildResult) -> None:
     layers = _output.count(len(bundle.layers), "layer")
     _output.info(f"built {result.tag} ({what}; bundle {layers}, {size:,} bytes)")
     _output.info(f"created {bundle.record.created} from {bundle.created_from}")
+    if result.attestations:
+        signers = [(d.annotations or {}).get("dev.modelpack.signer") for d in result.attestations]
+        signer = next((s for s in signers if s), None)
+        how = f"signed by {signer[:12]}" if signer else "unsigned: pass --key to sign"
+        _output.info(f"attached SLSA provenance ({how}) and a CycloneDX SBOM to the index")
     _output.echo(result.digest)
 
 
@@ -268,3 +274,13 @@ def report(r: TestReport) -> None:
             f"latency over {lat.requests} requests: p50 {lat.p50_ms:.2f} ms, p95 {lat.p95_ms:.2f} ms, "
             f"p99 {lat.p99_ms:.2f} ms"
         )
+
+
+def _attested(extra: InspectResult) -> str:
+    """The newest of each attestation kind, as listed (claims; `verify` checks them)."""
+    newest: dict[str, str] = {}
+    for a in extra.attestations:  # newest first within a kind
+        if a.kind not in newest:
+            signed = f" (signed {a.signer[:12]})" if a.signer else " (unsigned)"
+            newest[a.kind] = f"{a.kind} {a.digest[:19]}{signed if a.kind != 'sbom' else ''}"
+    return "; ".join(newest[k] for k in ("provenance", "sbom", "test") if k in newest) or "nothing attached"

@@ -42,12 +42,22 @@ def build(
             show_default=False,
         ),
     ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            metavar="PATH",
+            help="Sign the release's SLSA provenance with this private key: a file, env://NAME or - (stdin).",
+            show_default=False,
+        ),
+    ] = None,
     as_json: JsonOpt = False,
     *,
     access: Access,
 ) -> None:
     """Build the release into the local store, tagged NAME:VERSION: the bundle (weights, lockfile,
-    code, record as a CNCF ModelPack artifact), the serving image, and the index over both.
+    code, record as a CNCF ModelPack artifact), the serving image, and the index over both. The index
+    gets its SLSA provenance (signed with --key) and CycloneDX SBOM attached as referrers.
 
     Examples:
 
@@ -58,6 +68,8 @@ def build(
       modelpack build --no-image        # bundle only: no base image needed
 
       modelpack build --builder docker  # a Docker engine builds it (serving.system_packages)
+
+      modelpack build --key env://SIGNING_KEY  # signed provenance (CI: the key from a secret)
 
     The Docker builder runs with no network unless serving.system_packages needs apt-get; then the
     engine's default network, or $MODELPACK_DOCKER_NETWORK (e.g. host) when it has no default bridge.
@@ -73,6 +85,7 @@ def build(
             base=base,
             targets=targets,
             builder=builder,
+            key=key,
             log=_output.info,  # the engine's build output, as it comes (escaped, never markup)
         )
     for warning in result.bundle.warnings:  # on stderr in both modes: stdout stays the digest or the JSON

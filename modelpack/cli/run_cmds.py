@@ -59,6 +59,16 @@ def test_release(
             show_default=False,
         ),
     ] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            metavar="PATH",
+            help="Sign the attached report (an in-toto statement) with this private key: a file, "
+            "env://NAME or - for stdin.",
+            show_default=False,
+        ),
+    ] = None,
     ready_timeout: ReadyOpt = 90.0,
     local: LocalOpt = False,
     as_json: JsonOpt = False,
@@ -71,13 +81,16 @@ def test_release(
     --runtime docker also runs a release of the local store: its image is loaded into the engine.
 
     The report is attached to the release as a referrer (so `promote` can require a pass for that exact
-    digest) unless --no-attach or the target cannot be written.
+    digest) unless --no-attach or the target cannot be written: an in-toto test-result statement over the
+    release digest, in a DSSE envelope signed with --key when given (then a refused attach is an error).
 
     Examples:
 
       modelpack test 127.0.0.1:5000/acme/iris:1.0.0 --junit junit.xml
 
       modelpack test iris-onnx:1.0.0 --runtime local --report report.json
+
+      modelpack test 127.0.0.1:5000/acme/iris:1.0.0 --key env://MODELPACK_SIGNING_KEY
     """
     from modelpack import api
 
@@ -89,7 +102,7 @@ def test_release(
         runtime=runtime, requests=requests, attach=not no_attach, ready_timeout=ready_timeout, local=local
     )
     with access.targets() as targets:
-        outcome = api.test(targets, ref, options, info=_output.info)
+        outcome = api.test(targets, ref, options, info=_output.info, key=key)
     _write(report, outcome.report.to_bytes(), "--report")
     _write(junit, junit_xml(outcome.report), "--junit")
     _render.tested(outcome, as_json)

@@ -45,11 +45,15 @@ def copy_graph(
     dest_ref: str | None = None,
     *,
     referrers: bool = False,
+    carry: frozenset[str] = frozenset(),
     fallbacks: Sequence[Target] = (),
     progress: ProgressFn = no_progress,
     concurrency: int = 4,
 ) -> CopyResult:
     """Copy `ref` (tag or digest) of `source` to `dest`, tagging it `dest_ref` (default: the same tag).
+
+    `carry`: artifact types of the root's referrers copied even without `referrers` (provenance and the
+    SBOM travel with a release; test reports and promotion events belong to the place they were made in).
 
     `fallbacks` are where blobs the source does not hold live (a serving image's base layers stay in the
     base image's repository and are never pulled into the local store).
@@ -58,6 +62,13 @@ def copy_graph(
     tally = _Tally()
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
         _copy_node(source, dest, root, pool, tally, fallbacks, progress, referrers)
+        if carry and not referrers:
+            for r in source.referrers(root.digest):
+                if r.artifact_type in carry:
+                    child = source.get_manifest(r.digest)
+                    _copy_node(source, dest, child, pool, tally, fallbacks, progress, False)
+                    dest.put_manifest(child.digest, child)
+                    tally.referrers += 1
         target_tag = dest_ref if dest_ref is not None else (None if ref.startswith("sha256:") else ref)
         dest.put_manifest(target_tag or root.digest, root)
     return CopyResult(

@@ -47,6 +47,13 @@ METRICS_HISTORY = "application/vnd.dev.modelpack.metrics.history.v1+json"
 SIGSTORE_BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 ANN_BUNDLE_CONTENT = "dev.sigstore.bundle.content"
 ANN_BUNDLE_PREDICATE = "dev.sigstore.bundle.predicateType"
+# Attestations (issue 14). Each kind has its own artifactType, so the referrers API filters them server-side
+# and `passing_report` keeps finding test evidence by type and annotations alone; the in-toto ones (test
+# report, provenance) are DSSE envelopes and name their predicate in ANN_PREDICATE_TYPE for other tools.
+DSSE_ENVELOPE = "application/vnd.dsse.envelope.v1+json"
+PROVENANCE_ARTIFACT = "application/vnd.modelpack.provenance.v1+json"
+CYCLONEDX_JSON = "application/vnd.cyclonedx+json"
+SBOM_ARTIFACT = CYCLONEDX_JSON
 
 
 
@@ -85,3 +92,5 @@ ANN_SOURCE = "org.opencontainers.image.source"
 ANN_REF_NAME = "org.opencontainers.image.ref.name"
 ANN_RECORD = "dev.modelpack.record"
 ANN_DATASET = "dev.modelpack.dataset"  # a dataset artifact's record summary (no per-file lists)
+ANN_PREDICATE_TYPE = "dev.modelpack.predicateType"  # an in-toto referrer's predicateType
+ANN_SIGNER = "dev.modelpack.signer"  # keyid the envelope claims: a hint for listings, never trusted

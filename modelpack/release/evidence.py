@@ -5,9 +5,10 @@ registry's referrers API lists it, and on registries without that API (distribut
 own manifest write keeps the `sha256-<hex>` fallback tag index up to date. Annotations carry the payload's
 summary so a listing answers most questions without fetching a blob.
 
-The test report is the evidence promote needs: the runner writes it through `attach_test_report`, promote
-reads it through `passing_report`, so the annotation keys and the rule live here once. A new kind of
-evidence (a signature, an SBOM) adds its type, its annotations and its lookup beside these.
+The test report is the evidence promote needs: the runner writes it through `release.attestations` (an
+in-toto statement in a DSSE envelope, with these annotations), promote reads it through `passing_report`
+from the listing alone, so the annotation keys and the rule live here once and hold for reports of every
+version. Attestations (signed test evidence, provenance, the SBOM) are in `attestations.py`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from modelpack.oci.target import RawManifest, Target
 EMPTY_CONFIG = Descriptor.of(mt.OCI_EMPTY, mt.EMPTY_JSON)
 
 REPORT_TYPE = mt.TEST_REPORT_ARTIFACT
-REPORT_MEDIA_TYPE = "application/json"
+REPORT_MEDIA_TYPE = "application/json"  # the payload of reports written before signed evidence
 ANN_PASSED = "dev.modelpack.test.passed"
 ANN_CREATED = "dev.modelpack.test.created"
 ANN_RUNTIME = "dev.modelpack.test.runtime"
@@ -55,12 +56,18 @@ def attach(
 
 def read_payload(target: Target, referrer: Descriptor, max_size: int = 4 * 1024 * 1024) -> bytes:
     """The payload of an attached artifact (its single layer), verified."""
+    return read_layer(target, referrer, max_size)[1]
+
+
+def read_layer(target: Target, referrer: Descriptor, max_size: int = 4 * 1024 * 1024) -> tuple[str, bytes]:
+    """(media type, bytes) of an attached artifact's single layer, verified: a test report written as a
+    DSSE envelope and one written as plain JSON (before signed evidence) are told apart by it."""
     raw = target.get_manifest(referrer.digest)
     doc = parse(raw.raw, raw.media_type)
     if not isinstance(doc, Manifest) or len(doc.layers) != 1 or doc.layers[0].size > max_size:
         raise InputError(f"referrer {referrer.digest} is not a single-payload artifact")
     with target.read_blob(doc.layers[0]) as chunks:
-        return b"".join(chunks)
+        return doc.layers[0].media_type, b"".join(chunks)
 
 
 def report_annotations(
@@ -93,13 +100,6 @@ def measured(report: Descriptor) -> dict[str, float]:
             except ValueError:
                 continue  # a foreign or damaged annotation: not a number we can sort by
     return out
-
-
-def attach_test_report(
-    target: Target, subject: Descriptor, payload: bytes, annotations: Mapping[str, str]
-) -> Descriptor:
-    """Attaches a test report (JSON `payload`, `annotations` from `report_annotations`) to `subject`."""
-    return attach(target, subject, REPORT_TYPE, payload, REPORT_MEDIA_TYPE, annotations)
 
 
 def passing_report(target: Target, index_digest: str, runtime: str | None = None) -> Descriptor | None:

@@ -1,7 +1,8 @@
 """The test report: its JSON, its JUnit XML, and its life as a referrer of the release index.
 
-The report is attached through `release.evidence` with `subject` = the index digest and the annotations
-that module defines, so `promote` decides from a referrers listing alone, without fetching any report blob.
+The report is attached as an in-toto test-result statement (a DSSE envelope, signed when a key is given)
+with `subject` = the index digest and the annotations `release.evidence` defines, so `promote` decides from a
+referrers listing alone, without fetching any report blob.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from modelpack import __version__
 from modelpack.oci.model import Descriptor
 from modelpack.oci.target import Target
 from modelpack.release import evidence
+from modelpack.release.attestations import attach_envelope
 from modelpack.runner.cases import CaseResult
 from modelpack.runner.gates import GateResult, Latency
+from modelpack.trust.intoto import test_result_statement
+from modelpack.trust.keys import PrivateKey
 
 REPORT_VERSION = 1
 
@@ -137,7 +141,15 @@ def junit_xml(report: TestReport) -> bytes:
     return xml + b"\n"
 
 
-def attach_report(target: Target, report: TestReport) -> Descriptor:
+def statement(report: TestReport) -> dict[str, Any]:
+    """The report as an in-toto test-result statement over the release digest."""
+    r = report.release
+    return test_result_statement(report.to_json(), r.digest, f"{r.name}:{r.version}")
+
+
+def attach_report(target: Target, report: TestReport, key: PrivateKey | None = None) -> Descriptor:
+    """Attaches the report as test evidence: its statement in a DSSE envelope, signed by `key` if given."""
     r = report.release
     subject = Descriptor(r.media_type, r.digest, r.size)
-    return evidence.attach_test_report(target, subject, report.to_bytes(), report.annotations())
+    annotations = report.annotations()
+    return attach_envelope(target, subject, evidence.REPORT_TYPE, statement(report), key, annotations)

@@ -26,6 +26,7 @@ from modelpack.runner.gates import GateResult, Latency, evaluate_gates
 from modelpack.runner.report import ReleaseInfo, TestReport, attach_report
 from modelpack.runner.unpacked import ReleaseFiles, image_runtime, release_files
 from modelpack.targets import Resolved, Targets
+from modelpack.trust.keys import PrivateKey
 
 RUNTIMES = ("auto", "docker", "local")
 DEFAULT_LATENCY_REQUESTS = 100
@@ -41,6 +42,7 @@ class TestOptions:
     attach: bool = True
     ready_timeout: float = 90.0
     local: bool = False  # read a registry name from the store's pulled copy
+    key: PrivateKey | None = None  # signs the attached evidence
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ def run_test(
         latency=latency,
         image_size_mb=size_mb,
     )
-    attached, attach_note = _attach(resolved, report, options.attach)
+    attached, attach_note = _attach(resolved, report, options.attach, options.key)
     return TestOutcome(report, attached, attach_note)
 
 
@@ -274,12 +276,21 @@ def image_size_mb(target: Target, release: ReleaseView) -> float | None:
     return round(sum(d.size for d in doc.layers) / MB, 2) if doc is not None else None
 
 
-def _attach(resolved: Resolved, report: TestReport, wanted: bool) -> tuple[Descriptor | None, str]:
+def _attach(
+    resolved: Resolved, report: TestReport, wanted: bool, key: PrivateKey | None
+) -> tuple[Descriptor | None, str]:
     if not wanted:
         return None, "not attached (--no-attach)"
     try:
-        desc = attach_report(resolved.target, report)
-    except RegistryError as e:  # pull-only credentials, a read-only registry: the run itself still stands
+        desc = attach_report(resolved.target, report, key)
+    except RegistryError as e:
+        if key is not None:  # signed evidence was asked for: a run without it is not what CI wanted
+            raise RegistryError(
+                f"{resolved.display} refused the signed test report ({e.message}); the run "
+                f"{'passed' if report.passed else 'failed'} but left no evidence",
+                hint="check push access to the repository, or run without --key",
+            ) from None
+        # pull-only credentials, a read-only registry: the run itself still stands
         return None, f"not attached: {resolved.display} refused the report ({e.message})"
     except PermissionError as e:
         return None, f"not attached: cannot write to {resolved.display} ({e.strerror})"
