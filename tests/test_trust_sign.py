@@ -49,8 +49,18 @@ def test_sign_then_verify_prints_the_chain(
     assert doc["digest"] == digest and doc["bundle"] != digest  # an index: two subjects
     assert doc["releaseSignature"] and doc["modelSignature"] and doc["files"] >= 3
 
+    # a hand-made release: signed, but never tested and built without provenance or SBOM. verify checks
+    # the whole chain, so it fails, naming the first missing link, and still shows the signatures ok
     checked = run_cli("verify", ref, "--key", f"{key}.pub")
-    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert "no test report attached" in checked.stderr and checked.stderr.count("\n") == 1
+    assert [line.split()[:2] for line in checked.stdout.splitlines()[1:]] == [
+        ["ok", "signature"],
+        ["ok", "model-signature"],
+        ["FAIL", "test"],
+        ["FAIL", "provenance"],
+        ["FAIL", "sbom"],
+    ]
     lines = checked.stdout.splitlines()
     assert lines[0].startswith(ref) and digest in lines[0]
     keyid = doc["keyid"][:12]
@@ -58,10 +68,10 @@ def test_sign_then_verify_prints_the_chain(
     assert any("model-signature" in line and f"model signed by {keyid}" in line for line in lines)
 
     as_json = run_cli("verify", ref, "--key", f"{key}.pub", "--json")
-    assert as_json.returncode == 0
+    assert as_json.returncode == 1
     verdict = json.loads(as_json.stdout)
     mine = [c for c in verdict["checks"] if c["kind"] in ("signature", "model-signature")]
-    assert verdict["ok"] is True and len(mine) == 2
+    assert verdict["ok"] is False and len(mine) == 2
     assert all(c["ok"] and c["signer"] == doc["keyid"] and c["evidence"] for c in mine)
 
     shown = run_cli("inspect", ref)
@@ -84,8 +94,10 @@ def test_a_key_from_the_environment_or_stdin_signs_a_bundle_only_release(
     assert by_env.returncode == 0, by_env.stderr
     by_stdin = run_cli("sign", ref, "--key", "-", "--no-model", stdin=pem)
     assert by_stdin.returncode == 0, by_stdin.stderr
-    checked = run_cli("verify", ref, "--key", f"{key}.pub", "--json")
+    checked = run_cli("verify", ref, "--key", f"{key}.pub", "--json", "--only", "signature,model-signature")
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    bad = run_cli("verify", ref, "--key", f"{key}.pub", "--only", "signatures")
+    assert bad.returncode == 2 and "--only signatures: choose from signature" in bad.stderr
 
 
 def test_encrypted_key_signs_with_its_password(
@@ -98,7 +110,8 @@ def test_encrypted_key_signs_with_its_password(
     ref, _ = pushed_copy(releases, registry.host, releases.bundle_tag)
     signed = run_cli("sign", ref, "--key", str(tmp_path / "locked.key"), env=env)
     assert signed.returncode == 0, signed.stderr
-    assert run_cli("verify", ref, "--key", str(tmp_path / "locked.pub")).returncode == 0
+    verified = run_cli("verify", ref, "--key", str(tmp_path / "locked.pub"), "--only", "signature")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 def test_unpacked_folder_passes_model_signing_and_fails_after_one_byte_changes(
@@ -180,7 +193,8 @@ def test_signatures_travel_with_copy_referrers_and_verify_offline(
     mirror = f"oci:{tmp_path / 'mirror'}:1.0.0"
     copied = run_cli("copy", ref, mirror, "--referrers")
     assert copied.returncode == 0, copied.stderr
-    checked = run_cli("verify", mirror, "--key", f"{key}.pub", "--json")
+    only = ("--only", "signature,model-signature")
+    checked = run_cli("verify", mirror, "--key", f"{key}.pub", "--json", *only)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert json.loads(checked.stdout)["digest"] == digest
     dest = tmp_path / "from-mirror"

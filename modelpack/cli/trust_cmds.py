@@ -91,24 +91,37 @@ def verify(
         list[str] | None,
         typer.Option("--key", metavar="PUB", help="A trusted public key (path or env://NAME); repeatable."),
     ] = None,
+    only: Annotated[
+        str | None,
+        typer.Option(
+            "--only",
+            metavar="KINDS",
+            help="Only these links, comma-separated: signature, model-signature, test, provenance, sbom.",
+            show_default=False,
+        ),
+    ] = None,
     local: LocalOpt = False,
     as_json: JsonOpt = False,
     *,
     access: Access,
 ) -> None:
-    """Check every signature and attestation on a release and print the chain; exit 1 naming the first
-    failure. Without --key, signatures are listed but count as unchecked (a failure).
+    """Check every signature and attestation on a release and print the chain (release signature, model
+    signature, test evidence, provenance, SBOM); exit 1 naming the first failure, a missing link included.
+    Without --key, signatures are listed but count as unchecked (a failure).
 
     Examples:
 
       modelpack verify ghcr.io/acme/iris:1.4.0 --key release.pub
 
       modelpack verify ghcr.io/acme/iris:1.4.0 --key release.pub --key ci.pub --json
+
+      modelpack verify ghcr.io/acme/iris:1.4.0 --key release.pub --only signature,model-signature
     """
     from modelpack import api
 
+    kinds = [k.strip() for k in only.split(",") if k.strip()] if only else []
     with access.targets() as targets:
-        result = api.verify(targets, reference, key or (), local=local)
+        result = api.verify(targets, reference, key or (), local=local, only=kinds)
     if as_json:
         _output.emit_json(result.to_json())
     else:
