@@ -50,6 +50,9 @@ _HOME = {
     "rollback": "_environments",
     "history": "_environments",
     "HistoryResult": "_environments",
+    "policy_set": "_environments",
+    "policy_show": "_environments",
+    "PolicyResult": "_environments",
     "test": "_run",
     "TestOptions": "_run",
     "serve": "_run",
@@ -67,6 +70,7 @@ __all__ = [
     "InspectResult",
     "ListResult",
     "LsResult",
+    "PolicyResult",
     "PullResult",
     "TagResult",
     "Targets",
@@ -85,6 +89,8 @@ __all__ = [
     "login",
     "logout",
     "ls",
+    "policy_set",
+    "policy_show",
     "promote",
     "pull",
     "push",
@@ -100,7 +106,10 @@ if TYPE_CHECKING:
     from modelpack.api._build import build as build
     from modelpack.api._build import find_packfile as find_packfile
     from modelpack.api._environments import HistoryResult as HistoryResult
+    from modelpack.api._environments import PolicyResult as PolicyResult
     from modelpack.api._environments import history as history
+    from modelpack.api._environments import policy_set as policy_set
+    from modelpack.api._environments import policy_show as policy_show
     from modelpack.api._environments import promote as promote
     from modelpack.api._environments import rollback as rollback
     from modelpack.api._read import DiffResult as DiffResult
