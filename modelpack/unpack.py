@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,24 @@ def unpack(
     assert release.bundle_manifest is not None  # load_release reads it when layers are asked for
     wanted = frozenset().union(*(FILTERS[k] for k in kinds))
     layers = tuple(d for d in release.bundle_manifest.layers if d.media_type in wanted)
+    files = extract(target, layers, dest, force=force, progress=progress)
+    return UnpackResult(release, dest, layers, tuple(sorted(files)))
+
+
+def extract(
+    target: Target,
+    layers: Sequence[Descriptor],
+    dest: Path,
+    *,
+    force: bool = False,
+    progress: ProgressFn = no_progress,
+    keep: Callable[[str], bool] | None = None,
+    check: Callable[[Path, list[str]], None] | None = None,
+) -> list[str]:
+    """Stage `layers` inside `dest`, every digest verified, then move them in; the files written.
+
+    `keep` selects files by path (the others, and folders left empty, are not moved); `check` sees the
+    staging folder and the kept files before anything moves, and refuses by raising."""
     if dest.exists() and not dest.is_dir():
         raise InputError(f"{dest} exists and is not a folder", hint="name a new or existing folder")
     created = not dest.exists()
@@ -89,6 +107,10 @@ def unpack(
         for desc in layers:
             _extract_layer(target, desc, staging, progress)
         entries = _staged(staging)
+        if keep is not None:
+            entries = _kept(entries, staging, keep)
+        if check is not None:
+            check(staging, [e for e in entries if not (staging / e).is_dir()])
         _check_free(entries, staging, dest, force)
         files = _move(entries, staging, dest)
     except BaseException:
@@ -97,7 +119,15 @@ def unpack(
             dest.rmdir()
         raise
     shutil.rmtree(staging, ignore_errors=True)
-    return UnpackResult(release, dest, layers, tuple(sorted(files)))
+    return files
+
+
+def _kept(entries: Sequence[str], staging: Path, keep: Callable[[str], bool]) -> list[str]:
+    """The files `keep` selects and the folders on their way, in the staged order."""
+    files = [e for e in entries if not (staging / e).is_dir() and keep(e)]
+    folders = {"/".join(f.split("/")[:i]) for f in files for i in range(1, f.count("/") + 1)}
+    chosen = set(files) | folders
+    return [e for e in entries if e in chosen]
 
 
 def _extract_layer(target: Target, desc: Descriptor, staging: Path, progress: ProgressFn) -> None:

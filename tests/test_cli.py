@@ -75,9 +75,10 @@ def test_the_lazy_command_table_matches_what_the_modules_register() -> None:
     for info in app.registered_commands:
         name = info.name or info.callback.__name__.replace("_", "-")  # type: ignore[union-attr]
         registered[name] = info.callback.__module__.rsplit(".", 1)[1]  # type: ignore[union-attr]
-    for group in app.registered_groups:  # `modelpack policy set|show`: a group is one entry
-        first = group.typer_instance.registered_commands[0].callback  # type: ignore[union-attr]
-        registered[str(group.name)] = first.__module__.rsplit(".", 1)[1]  # type: ignore[union-attr]
+    for group in app.registered_groups:  # a typer sub-app (`dataset`): the module of its commands
+        sub = group.typer_instance.registered_commands  # type: ignore[union-attr]
+        module = sub[0].callback.__module__.rsplit(".", 1)[1]  # type: ignore[union-attr]
+        registered[str(group.name or group.typer_instance.info.name)] = module  # type: ignore[union-attr]
     assert registered == _commands.COMMANDS
     for module in set(_commands.COMMANDS.values()):
         importlib.import_module(f"modelpack.cli.{module}")

@@ -182,7 +182,7 @@ def test_dataset_path_that_does_not_exist(tmp_path: Path) -> None:
 
 
 def test_dataset_needs_path_or_uri_and_unique_names(tmp_path: Path) -> None:
-    assert "datasets[0]: needs a path, a uri, or both" in load_error(
+    assert "datasets[0]: needs a path, a uri or a ref" in load_error(
         tmp_path, MINIMAL + "datasets:\n  - name: x\n"
     )
     text = MINIMAL + "datasets:\n  - {name: x, uri: s3://a}\n  - {name: x, uri: s3://b}\n"

@@ -56,6 +56,18 @@ _HOME = {
     "test": "_run",
     "TestOptions": "_run",
     "serve": "_run",
+    "dataset_push": "_datasets",
+    "dataset_pull": "_datasets",
+    "dataset_inspect": "_datasets",
+    "dataset_ls": "_datasets",
+    "dataset_diff": "_datasets",
+    "dataset_used_by": "_datasets",
+    "DatasetPushResult": "_datasets",
+    "DatasetPullResult": "_datasets",
+    "DatasetInspectResult": "_datasets",
+    "DatasetLsResult": "_datasets",
+    "DatasetDiffResult": "_datasets",
+    "DatasetUsedByResult": "_datasets",
     "gc": "_store",
     "login": "_store",
     "logout": "_store",
@@ -65,6 +77,12 @@ _HOME = {
 }
 __all__ = [
     "BuildResult",
+    "DatasetDiffResult",
+    "DatasetInspectResult",
+    "DatasetLsResult",
+    "DatasetPullResult",
+    "DatasetPushResult",
+    "DatasetUsedByResult",
     "DiffResult",
     "HistoryResult",
     "InspectResult",
@@ -79,6 +97,12 @@ __all__ = [
     "TransferResult",
     "build",
     "copy",
+    "dataset_diff",
+    "dataset_inspect",
+    "dataset_ls",
+    "dataset_pull",
+    "dataset_push",
+    "dataset_used_by",
     "diff",
     "find_packfile",
     "gc",
@@ -105,6 +129,18 @@ if TYPE_CHECKING:
     from modelpack.api._build import BuildResult as BuildResult
     from modelpack.api._build import build as build
     from modelpack.api._build import find_packfile as find_packfile
+    from modelpack.api._datasets import DatasetDiffResult as DatasetDiffResult
+    from modelpack.api._datasets import DatasetInspectResult as DatasetInspectResult
+    from modelpack.api._datasets import DatasetLsResult as DatasetLsResult
+    from modelpack.api._datasets import DatasetPullResult as DatasetPullResult
+    from modelpack.api._datasets import DatasetPushResult as DatasetPushResult
+    from modelpack.api._datasets import DatasetUsedByResult as DatasetUsedByResult
+    from modelpack.api._datasets import dataset_diff as dataset_diff
+    from modelpack.api._datasets import dataset_inspect as dataset_inspect
+    from modelpack.api._datasets import dataset_ls as dataset_ls
+    from modelpack.api._datasets import dataset_pull as dataset_pull
+    from modelpack.api._datasets import dataset_push as dataset_push
+    from modelpack.api._datasets import dataset_used_by as dataset_used_by
     from modelpack.api._environments import HistoryResult as HistoryResult
     from modelpack.api._environments import PolicyResult as PolicyResult
     from modelpack.api._environments import history as history

@@ -20,6 +20,7 @@ from modelpack.oci.model import Descriptor
 from modelpack.oci.statcache import StatCache
 from modelpack.packfile import BUILDERS, Packfile, load_packfile
 from modelpack.packfile.loader import PACKFILE, find_packfile
+from modelpack.record.dataset import PublishedDataset
 from modelpack.record.git import git_info
 from modelpack.release.index import release_index
 from modelpack.targets import Targets
@@ -106,7 +107,10 @@ def build(
         )
     # writing() checks the folder first: one that is not a store is refused before the stat cache is made
     with store.writing(), StatCache(store.stat_cache_path) as cache:
-        bundle = build_bundle(pf, store, cache, version=version, git=git_info(pf.root), environ=environ)
+        published = _published(pf, store, cache, targets, environ)
+        bundle = build_bundle(
+            pf, store, cache, version=version, git=git_info(pf.root), environ=environ, published=published
+        )
         if not image:
             return BuildResult(bundle=bundle, image=None, index=None, tag=bundle.tag)
         base_ref = base_reference(pf, base, environ)
@@ -142,3 +146,17 @@ def build(
         # still under the writer lock: no gc between the image's manifest and the tag that reaches it
         stored = store.put_document(index, tag=bundle.tag)
     return BuildResult(bundle=bundle, image=img, index=stored, tag=bundle.tag)
+
+
+def _published(
+    pf: Packfile, store: LayoutStore, cache: StatCache, targets: Targets | None, environ: Mapping[str, str]
+) -> dict[str, PublishedDataset]:
+    """The packfile's dataset `ref:`s, resolved in their registries (none: no registry is asked)."""
+    if not any(d.ref for d in pf.datasets):
+        return {}
+    from modelpack.dataset.published import resolve_refs
+
+    if targets is not None:
+        return resolve_refs(targets, pf.datasets, hash_file=cache.file_digest)
+    with Targets(store_path=store.root, environ=environ) as own:
+        return resolve_refs(own, pf.datasets, hash_file=cache.file_digest)

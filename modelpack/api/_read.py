@@ -209,6 +209,7 @@ def ls(
     from modelpack.release import query  # yaml and the gate parser: only ls needs them
 
     wheres = [query.Where.parse(w) for w in where]
+    wheres = [_resolve_dataset(targets, w) if w.published else w for w in wheres]
     place = targets.open(repository, local=local)
     if place.ref is not None:
         raise UsageError(
@@ -226,6 +227,17 @@ def ls(
             query.check_metric(read, name, flag)
     versions = query.select(read, wheres, sort, asc)
     return LsResult(place.repository, tuple(v.tag for v in versions), tuple(versions), sort, envs)
+
+
+def _resolve_dataset(targets: Targets, where: query.Where) -> query.Where:
+    """`--where dataset=REG/REPO:TAG`: the dataset artifact's digest, so records match by content."""
+    import dataclasses
+
+    from modelpack.dataset.read import load_dataset
+
+    place = targets.open(where.key)
+    digest = load_dataset(place.target, place.need_ref("match"), where=where.key, full=False).digest
+    return dataclasses.replace(where, value=digest)
 
 
 def _environments(place: Location, tags: Sequence[str], *, naming: str | None = None) -> frozenset[str]:

@@ -31,6 +31,7 @@ from modelpack.packfile import Packfile
 from modelpack.packfile.files import walk
 from modelpack.packfile.gates import check_gate_metrics
 from modelpack.packfile.version import resolve_version
+from modelpack.record.dataset import PublishedDataset
 from modelpack.record.git import GitInfo
 from modelpack.record.record import FileEntry, Record, ServingInfo, TestPlan, build_environment
 
@@ -114,7 +115,9 @@ def build_bundle(
     version: str | None = None,
     git: GitInfo | None = None,
     environ: Mapping[str, str] | None = None,
+    published: Mapping[str, PublishedDataset] | None = None,
 ) -> BundleResult:
+    """`published`: the packfile's dataset `ref:`s, resolved by the caller (they need a registry)."""
     environ = environ or {}
     version = resolve_version(pf.version, version, pf.root, packfile_name=pf.path.name)
     epoch = build_epoch(environ, git)
@@ -125,7 +128,7 @@ def build_bundle(
     lock_name = _rel(pf.dependencies.lockfile, pf.root)
     lock = load_lock(pf.dependencies.lockfile, display=lock_name)
     lock.check_python(pf.dependencies.python, where=lock_name)
-    datasets = hash_datasets(pf.datasets, hash_file=cache.file_digest)
+    datasets = hash_datasets(pf.datasets, hash_file=cache.file_digest, published=published)
 
     packaged = [d for d in pf.datasets if d.package and d.path is not None]
     dataset_entries: list[TarEntry] = []
@@ -196,7 +199,8 @@ def build_bundle(
             license=pf.license,
             revision=git.commit if git else None,
             source_url=git.remote if git else None,
-            datasets_urls=[d.uri for d in pf.datasets if d.uri],
+            # model-spec: "links or references to datasets"; a published dataset's reference is one
+            datasets_urls=[u for d in pf.datasets for u in (d.uri, d.ref) if u],
         )
     )
     config_desc = store.put_blob_bytes(config_bytes, mt.MODEL_CONFIG)

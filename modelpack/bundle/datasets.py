@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import BinaryIO
 
@@ -25,6 +25,7 @@ from modelpack.errors import InputError
 from modelpack.oci import digest as digests
 from modelpack.packfile.files import walk
 from modelpack.packfile.schema import DatasetSpec
+from modelpack.record.dataset import PublishedDataset
 from modelpack.record.record import DatasetEntry
 
 HashFile = Callable[[Path], tuple[str, int]]
@@ -50,9 +51,24 @@ def sha256_file(
     return digest, size
 
 
-def hash_dataset(spec: DatasetSpec, *, hash_file: HashFile = sha256_file) -> DatasetEntry:
-    """The record entry of one declared dataset: hash, size and file count of its path, and its URI."""
+def hash_dataset(
+    spec: DatasetSpec, *, hash_file: HashFile = sha256_file, published: PublishedDataset | None = None
+) -> DatasetEntry:
+    """The record entry of one declared dataset: hash, size and file count of its path, and its URI; a
+    `ref:` adds the published artifact's reference and digest (the caller resolved it and, when there is a
+    path too, checked that the two have the same content)."""
+    ref, artifact = (published.ref, published.digest) if published else (None, None)
     if spec.path is None:
+        if published is not None:
+            return DatasetEntry(
+                name=spec.name,
+                sha256=published.sha256,
+                size=published.size,
+                files=published.files,
+                uri=spec.uri,
+                ref=ref,
+                digest=artifact,
+            )
         return DatasetEntry(name=spec.name, sha256=None, size=0, files=0, uri=spec.uri, packaged=spec.package)
     try:
         st = spec.path.stat()
@@ -75,13 +91,19 @@ def hash_dataset(spec: DatasetSpec, *, hash_file: HashFile = sha256_file) -> Dat
         path=spec.path_text,
         uri=spec.uri,
         packaged=spec.package,
+        ref=ref,
+        digest=artifact,
     )
 
 
 def hash_datasets(
-    specs: Iterable[DatasetSpec], *, hash_file: HashFile = sha256_file
+    specs: Iterable[DatasetSpec],
+    *,
+    hash_file: HashFile = sha256_file,
+    published: Mapping[str, PublishedDataset] | None = None,
 ) -> tuple[DatasetEntry, ...]:
-    return tuple(hash_dataset(s, hash_file=hash_file) for s in specs)
+    found = published or {}
+    return tuple(hash_dataset(s, hash_file=hash_file, published=found.get(s.name)) for s in specs)
 
 
 def hash_directory(root: Path, *, hash_file: HashFile = sha256_file) -> tuple[str, int, int]:

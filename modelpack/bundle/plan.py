@@ -82,6 +82,11 @@ def plan_layers(
     return plans
 
 
+def group_layer(media_type: str, files: Sequence[TarEntry]) -> LayerPlan:
+    """One layer of `files` (with their parent folders), annotated with the file or their common folder."""
+    return _layer(media_type, files, _common_folder(files))
+
+
 def _layer(media_type: str, files: Sequence[TarEntry], filepath: str) -> LayerPlan:
     dirs: set[str] = set()
     for e in files:

@@ -31,6 +31,7 @@ COMMANDS = {
     "login": "account_cmds",
     "logout": "account_cmds",
     "gc": "account_cmds",
+    "dataset": "dataset_cmds",  # a typer group: dataset push | pull | inspect | ls | diff | used-by
 }
 
 

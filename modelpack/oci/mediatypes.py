@@ -37,6 +37,10 @@ PROMOTION_EVENT_ARTIFACT = "application/vnd.modelpack.promotion.v1+json"
 # A version tag replaced with --force: attached to the release that replaced it (who, when, what it named).
 OVERWRITE_ARTIFACT = "application/vnd.modelpack.tag-overwrite.v1+json"
 POLICY_ARTIFACT = "application/vnd.modelpack.promotion-policy.v1+json"  # what an environment requires
+# A published dataset (`modelpack dataset push`): CNCF dataset layers, and its record as a layer of its own.
+# The model-spec defines no dataset artifact type, so this one is modelpack's.
+DATASET_ARTIFACT = "application/vnd.modelpack.dataset.v1+json"
+DATASET_RECORD = "application/vnd.modelpack.dataset-record.v1+json"
 
 
 
@@ -73,3 +77,4 @@ ANN_CREATED = "org.opencontainers.image.created"
 ANN_SOURCE = "org.opencontainers.image.source"
 ANN_REF_NAME = "org.opencontainers.image.ref.name"
 ANN_RECORD = "dev.modelpack.record"
+ANN_DATASET = "dev.modelpack.dataset"  # a dataset artifact's record summary (no per-file lists)

@@ -25,12 +25,12 @@ class LineageReader:
         out: list[DatasetSpec] = []
         for i, item in enumerate(d.sequence(node, "datasets", scalar_ok=False) if node is not None else []):
             key = f"datasets[{i}]"
-            m = d.mapping(item, key, ("name", "path", "uri", "package"), required=("name",))
+            m = d.mapping(item, key, ("name", "path", "uri", "package", "ref"), required=("name",))
             name = d.string(m["name"], f"{key}.name")
             if any(ds.name == name for ds in out):
                 raise d.error(m["name"], f"{key}.name", f"{name!r} is declared twice")
-            if "path" not in m and "uri" not in m:
-                raise d.error(item, key, "needs a path, a uri, or both")
+            if "path" not in m and "uri" not in m and "ref" not in m:
+                raise d.error(item, key, "needs a path, a uri or a ref (a published dataset)")
             path = text = None
             if "path" in m:
                 path, text = self.loc.path(m["path"], f"{key}.path", inside=False)
@@ -42,7 +42,10 @@ class LineageReader:
                 raise d.error(m["path"], f"{key}.path", "a packaged dataset must live next to modelpack.yaml")
             if package and path is not None:
                 self.loc.contain(m["path"], f"{key}.path", path)  # what ships may not be a link out
-            out.append(DatasetSpec(name, path, text, uri, package))
+            ref = d.optional_string(m.get("ref"), f"{key}.ref")
+            if ref is not None and ("/" not in ref or ":" not in ref.rsplit("/", 1)[-1]):
+                raise d.error(m["ref"], f"{key}.ref", f"{ref!r} is not REG/REPO:VERSION")
+            out.append(DatasetSpec(name, path, text, uri, package, ref))
         return tuple(out)
 
     def metrics(

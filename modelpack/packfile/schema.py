@@ -17,8 +17,10 @@ The fields, as written in modelpack.yaml (see examples/iris-onnx/modelpack.yaml 
                   or `module:Class` where module is importable from code/); optional when format is onnx
     dependencies: lockfile (requirements.txt-style, uv.lock, poetry.lock, Pipfile.lock, pylock.toml),
                   python ("3.11", quoted or not)
-    datasets:     list of {name, path and/or uri, package: false}; a path is hashed and recorded, and
-                  shipped only with `package: true`
+    datasets:     list of {name, path and/or uri and/or ref, package: false}; a path is hashed and
+                  recorded, and shipped only with `package: true`; a ref (REG/REPO:VERSION, a dataset
+                  pushed with `modelpack dataset push`) is recorded with its digest, and a path beside
+                  it must hold the same content
     metrics:      a file name (shorthand), or {file, dataset, values}: `file` is JSON/YAML written by
                   training (nested keys flatten with dots), `dataset` the default dataset the metrics were
                   measured on, `values` inline metrics `name: 0.97` or `name: {value: 0.97, dataset: d}`
@@ -117,6 +119,7 @@ class DatasetSpec:
     #                        unless the user wrote one)
     uri: str | None
     package: bool = False
+    ref: str | None = None  # a published dataset, REG/REPO:VERSION; the build records its digest
 
 
 @dataclass(frozen=True)

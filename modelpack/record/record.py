@@ -39,6 +39,8 @@ class DatasetEntry:
     path: str | None = None
     uri: str | None = None
     packaged: bool = False
+    ref: str | None = None  # a published dataset as modelpack.yaml names it, REG/REPO:VERSION
+    digest: str | None = None  # that dataset artifact's manifest digest, "sha256:..."
 
 
 @dataclass(frozen=True)

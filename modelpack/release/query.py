@@ -46,6 +46,11 @@ class Where:
     key: str
     value: Any = None
 
+    @property
+    def published(self) -> bool:
+        """`dataset=REG/REPO:TAG`: a published dataset, matched by the digest the caller resolves."""
+        return self.field == "dataset" and "/" in self.key
+
     @classmethod
     def parse(cls, text: str) -> Where:
         if _GATE_OP.search(text) and not text.startswith(("param=", "dataset=")):
@@ -77,6 +82,8 @@ class Where:
         if self.field == "param":
             params = flatten(record.params)
             return self.key in params and _equal(params[self.key], self.value)
+        if self.value is not None:  # a published dataset's reference, resolved to its digest
+            return _on_published(record, str(self.value), metric)
         return _on_dataset(record, self.key, metric)
 
 
@@ -193,6 +200,15 @@ def _on_dataset(record: Record, name: str, metric: str | None) -> bool:
     if any(_same_dataset(record, m.dataset, name) for m in record.metrics.values() if m.dataset):
         return True
     return any(d.name == name or _hash_match(d.sha256, name) for d in record.datasets)
+
+
+def _on_published(record: Record, digest: str, metric: str | None) -> bool:
+    """Like `_on_dataset`, for `dataset=REG/REPO:TAG` resolved to its artifact digest: entries match by
+    that digest whatever the model calls them, so a dataset renamed in modelpack.yaml still matches."""
+    names = {d.name for d in record.datasets if d.digest == digest}
+    if metric is not None and metric in record.metrics and record.metrics[metric].dataset is not None:
+        return record.metrics[metric].dataset in names
+    return bool(names)
 
 
 def _same_dataset(record: Record, dataset: str | None, wanted: str) -> bool:

@@ -49,8 +49,9 @@ def check_json(args: tuple[str, ...] | list[str], stdout: str) -> None:
     if "--json" not in args or not stdout.strip():
         return
     words = [a for a in args if not a.startswith("-")]
-    # a group's commands have their own shapes: "policy set", "dataset push"
-    command = f"{words[0]} {words[1]}" if len(words) > 1 and has_shape(f"{words[0]} {words[1]}") else words[0]
+    # a command group's commands have shapes of their own: `dataset-push`, `policy-set`, ...
+    group = f"{words[0]}-{words[1]}" if len(words) > 1 else ""
+    command = group if group and has_shape(group) else words[0]
     check_cli_json(command, json.loads(stdout))
 
 
