@@ -3,6 +3,7 @@
 Run by hand (not a test):
 
     .venv/bin/python bench/cli_bench.py [--rounds 7]
+    .venv/bin/python bench/cli_bench.py --quick      # 3 rounds, for bench/all
 
 It starts its own `docker-registry` (distribution 2.8) on a free 127.0.0.1 port, builds the iris example
 (bundle only) into a temp store, pushes it as 1.0.0 and 1.0.1, promotes both to prod (forced: no engine
@@ -29,6 +30,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import benchkit  # bench/, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELPACK = Path(sys.executable).parent / "modelpack"
@@ -62,7 +65,10 @@ def median(cmd: list[str], env: dict[str, str], rounds: int) -> tuple[float, int
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--quick", action="store_true", help="3 rounds (bench/all)")
     args = ap.parse_args()
+    if args.quick:
+        args.rounds = 3
     work = Path(tempfile.mkdtemp(prefix="cli-bench-"))
     port = free_port()
     (work / "config.yml").write_text(
@@ -166,6 +172,8 @@ def main() -> None:
                 f"{rss / 1024:.0f}"
             )
         print(f"load average: {os.getloadavg()}")
+        for name, (secs, _rss), limit, peer_name, peer in rows:
+            benchkit.emit(f"{name} (peer: {peer_name})", secs, limit, peer[0] if peer else None)
     finally:
         registry.terminate()
         registry.wait(10)

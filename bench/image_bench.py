@@ -2,6 +2,7 @@
 
     eval "$(scripts/test-env env)"          # the Docker engine and the base image
     .venv/bin/python bench/image_bench.py
+    .venv/bin/python bench/image_bench.py --quick           # 64 MiB of weights, for bench/all
 
 It starts its own loopback registry (`docker-registry` on a free 127.0.0.1 port), pushes the test base
 image there from the engine, writes a custom-handler project with 1 GiB of random weights (the handler
@@ -19,6 +20,7 @@ Targets: (a) cold at least 5x faster than (c) cold; after the change (a) uploads
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import shutil
@@ -34,6 +36,8 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))  # the test fixtures start the registry and push the base
 
+import benchkit  # noqa: E402  (bench/, beside this script)
+
 from modelpack import api  # noqa: E402
 from modelpack.image import wheels  # noqa: E402
 from modelpack.image.runtime import runtime_pins  # noqa: E402
@@ -45,35 +49,10 @@ from tests.fixtures.engine import connect_engine  # noqa: E402
 from tests.fixtures.registry import RegistryProcess  # noqa: E402
 
 GIB = 1 << 30
-CHUNK = 64 << 20
+MIB = 1 << 20
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
 NAME = "bench-image"
-USER_PINS = {"numpy": "2.4.6"}
-
-PACKFILE = f"""\
-name: {NAME}
-version: 1.0.0
-model:
-  paths: [weights.bin]
-  format: other
-code:
-  paths: [handler.py]
-  handler: handler:Model
-dependencies:
-  lockfile: requirements.lock
-  python: "3.11"
-"""
-HANDLER = """\
-import numpy as np
-
-
-class Model:
-    def load(self, model_dir):
-        self.scale = np.float32(2.0)  # the weights' content does not matter to this benchmark
-
-    def predict(self, inputs):
-        return {"y": np.asarray(inputs["x"], dtype=np.float32) * self.scale}
-"""
+USER_PINS = benchkit.USER_PINS
 PLAIN_DOCKERFILE = """\
 FROM {base}
 COPY wheels/ /tmp/wheels/
@@ -105,21 +84,6 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - t0, out
 
 
-def du(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def make_project(root: Path) -> Path:
-    root.mkdir(parents=True)
-    (root / "modelpack.yaml").write_text(PACKFILE)
-    (root / "handler.py").write_text(HANDLER)
-    (root / "requirements.lock").write_text("".join(f"{k}=={v}\n" for k, v in USER_PINS.items()))
-    with open(root / "weights.bin", "wb") as f:
-        for _ in range(GIB // CHUNK):
-            f.write(os.urandom(CHUNK))
-    return root
-
-
 def link_tree(src: Path, dest: Path) -> None:
     shutil.copytree(src, dest, copy_function=os.link, dirs_exist_ok=True)
 
@@ -139,8 +103,8 @@ def modelpack_path(
         lambda: api.build(proj, store, image=True, base=base, version=version, environ=EPOCH, **kw)
     )
     with Targets(store_path=store.root) as targets:
-        push_s, (result, _) = timed(lambda: api.push(targets, f"{NAME}:{version}", dest))
-    return Row(label, version, build_s, push_s, result.bytes_copied)
+        push_s, result = timed(lambda: api.push(targets, f"{dest}:{version}", source=f"{NAME}:{version}"))
+    return Row(label, version, build_s, push_s, result.copy.bytes_copied)
 
 
 def plain_path(ctx: Path, registry: RegistryProcess, ref: str, version: str) -> Row:
@@ -151,16 +115,21 @@ def plain_path(ctx: Path, registry: RegistryProcess, ref: str, version: str) -> 
             check=True, capture_output=True, env=env,
         )
     )  # fmt: skip
-    before = du(registry.storage)
+    before = benchkit.du(registry.storage)
     push_s, _ = timed(
         lambda: subprocess.run(
             ["docker", "push", f"{ref}:{version}"], check=True, capture_output=True, env=env
         ),
     )
-    return Row("(c) Dockerfile + docker", version, build_s, push_s, du(registry.storage) - before)
+    return Row("(c) Dockerfile + docker", version, build_s, push_s, benchkit.du(registry.storage) - before)
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights-mib", type=int, default=GIB // MIB)
+    parser.add_argument("--quick", action="store_true", help="64 MiB of weights (bench/all)")
+    args = parser.parse_args()
+    weights = (64 if args.quick else args.weights_mib) * MIB
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     rows: list[Row] = []
     sizes: dict[str, tuple[int, int]] = {}
@@ -173,7 +142,8 @@ def main() -> int:
         try:
             engine = connect_engine(registry.host)
             base = engine.base_ref
-            proj = make_project(work / "proj")
+            requirements = "".join(f"{k}=={v}\n" for k, v in USER_PINS.items())
+            proj = benchkit.make_project(work / "proj", NAME, weights, requirements)
             weights_size = (proj / "weights.bin").stat().st_size
 
             # the same wheels for every path, fetched before any clock starts
@@ -217,7 +187,7 @@ def main() -> int:
 
             # image size minus base, against weights + deps (the deps tree as installed)
             deps_trees = list((stores["a"].root / "cache" / "deps").iterdir())
-            deps_size = du(deps_trees[0])
+            deps_size = benchkit.du(deps_trees[0])
             for key, store in stores.items():
                 m = image_manifest(store, f"{NAME}:1.0.0")
                 # base layers are referenced, never in the store
@@ -234,11 +204,11 @@ def main() -> int:
                         engine.client.images.remove(tag)
             registry.stop()
     print(f"load average after: {os.getloadavg()[0]:.2f}\n")
-    report(rows, sizes)
+    report(rows, sizes, weights)
     return 0
 
 
-def report(rows: list[Row], sizes: dict[str, tuple[int, int]]) -> None:
+def report(rows: list[Row], sizes: dict[str, tuple[int, int]], weights: int) -> None:
     print(f"{'path':<32} {'release':<8} {'build s':>8} {'push s':>7} {'total s':>8} {'uploaded':>15}")
     for r in rows:
         times = f"{r.build_s:>8.2f} {r.push_s:>7.2f} {r.total:>8.2f}"
@@ -257,6 +227,12 @@ def report(rows: list[Row], sizes: dict[str, tuple[int, int]]) -> None:
     for key, (size, expected) in sizes.items():
         ratio = size / expected
         print(f"({key}) image minus base: {size:,} bytes = {ratio:.3f} x weights + deps ({expected:,})")
+    w = f"{weights // MIB} MiB weights (peer: Dockerfile + docker)"
+    benchkit.emit(f"image build+push cold, daemonless, {w}", a0.total, c0.total / 5, c0.total)
+    benchkit.emit(f"image build+push cold, --builder docker, {w}", b0.total, None, c0.total)
+    benchkit.emit(f"image build+push after a code change, {w}", a1.total, 2.0, c1.total)
+    size, expected = sizes["a"]
+    benchkit.emit(f"image minus base, daemonless, {w}", size, expected * 1.05, sizes["c"][0], unit="B")
 
 
 if __name__ == "__main__":

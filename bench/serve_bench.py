@@ -4,6 +4,7 @@ Run by hand (needs `wrk` from Debian and network to PyPI for the MLServer venv o
 
     .venv/bin/python bench/serve_bench.py                 # 16 connections, 15 s per server
     .venv/bin/python bench/serve_bench.py --duration 5 --skip-mlserver
+    .venv/bin/python bench/serve_bench.py --quick          # inline only, 3 s per server, for bench/all
 
 One LogisticRegression is fitted on iris, saved as model.joblib for MLServer (mlserver-sklearn) and as ONNX
 (skl2onnx, zipmap off) for modelpack. Both get the same one-row V2 request and return the predicted label
@@ -31,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import benchkit  # bench/, beside this script
 import httpx
 
 REPO = Path(__file__).resolve().parent.parent
@@ -251,7 +253,10 @@ def main() -> None:
         default="inline,thread",
         help="modelpack runs to measure: inference mode[:onnx_threads], comma-separated",
     )
+    parser.add_argument("--quick", action="store_true", help="inline only, 3 s per server (bench/all)")
     args = parser.parse_args()
+    if args.quick:
+        args.duration, args.rounds, args.variants = 3, 1, "inline"
     root = Path(tempfile.mkdtemp(prefix="serve-bench-"))  # kept: the servers' logs are in it
     make_models(root)
     variants = [v.partition(":") for v in args.variants.split(",")]
@@ -270,7 +275,26 @@ def main() -> None:
         f"{args.connections} connections, {args.duration} s each, wrk -t2, loopback, one-row iris request; "
         f"{os.cpu_count()} CPUs, 1-min load average {load_before:.1f} before, {load_after:.1f} after"
     )
-    report(f"median of {args.rounds} round(s)" if args.rounds > 1 else "results", median(rounds))
+    results = median(rounds)
+    report(f"median of {args.rounds} round(s)" if args.rounds > 1 else "results", results)
+    emit(results, args.connections)
+
+
+def emit(results: list[Result], connections: int) -> None:
+    """BENCH rows in seconds: per request (1 / throughput; limit a quarter of MLServer's, i.e. >= 4x its
+    throughput) and p99 (limit a quarter of MLServer's)."""
+    peer = next((r for r in results if r.name.startswith("MLServer")), None)
+    for r in results:
+        if r is peer:
+            continue
+        per_request = 1 / r.rps
+        peer_request = 1 / peer.rps if peer else None
+        name = r.name.removeprefix("modelpack ")
+        benchkit.emit(f"serve {name}: s per request, {connections} conns (peer: MLServer)", per_request,
+                      peer_request / 4 if peer_request else None, peer_request)  # fmt: skip
+        peer_p99 = peer.p99_ms / 1000 if peer else None
+        benchkit.emit(f"serve {name}: p99, {connections} conns (peer: MLServer)", r.p99_ms / 1000,
+                      peer_p99 / 4 if peer_p99 else None, peer_p99)  # fmt: skip
 
 
 def median(rounds: list[list[Result]]) -> list[Result]:

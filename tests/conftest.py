@@ -41,6 +41,19 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProce
 
 
 @pytest.fixture(scope="session")
+def registry_without_deletes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
+    """A plain-HTTP distribution registry with deletes disabled (its default): DELETE answers 405."""
+    proc = RegistryProcess(
+        root=tmp_path_factory.mktemp("registry-nodelete"), binary=_registry_binary(), deletes=False
+    )
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
 def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
     """An HTTPS registry with htpasswd auth; adds `ca_file`, `username`, `password` to `registry`'s API."""
     root = tmp_path_factory.mktemp("tls-registry")

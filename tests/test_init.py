@@ -128,9 +128,14 @@ def test_workflow_pipeline_shape(tmp_path: Path) -> None:
     assert commands("release") == [
         "modelpack build --version",
         "modelpack push",
+        "modelpack sign",
         "modelpack test",
         "modelpack promote",
     ]
+    sign = next(st for st in wf["jobs"]["release"]["steps"] if "modelpack sign" in st.get("run", ""))
+    assert sign["env"]["MODELPACK_SIGNING_KEY"] == "${{ secrets.MODELPACK_SIGNING_KEY }}"
+    assert "--key env://MODELPACK_SIGNING_KEY" in sign["run"]
+    assert 'if [ -z "$MODELPACK_SIGNING_KEY" ]' in sign["run"]  # no secret: a notice, not a failure
     assert "staging" in wf["jobs"]["release"]["steps"][-1]["run"]
     assert "'release'" in wf["jobs"]["prod"]["if"] and "'workflow_dispatch'" in wf["jobs"]["prod"]["if"]
     assert commands("prod") == ["modelpack promote"] and "prod" in wf["jobs"]["prod"]["steps"][-1]["run"]

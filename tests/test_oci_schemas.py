@@ -76,6 +76,16 @@ def test_manifest_with_every_field_validates() -> None:
         schemacheck.validate_descriptor(layer)
 
 
+def test_a_bundle_with_a_training_history_layer_validates() -> None:
+    history = Descriptor.of(mediatypes.METRICS_HISTORY, b'{"columns":[],"rows":[],"x":"step"}')
+    m = _manifest()
+    m = m.replace(layers=(m.layers[0], history, m.layers[1]))
+    schemacheck.validate_manifest(m)
+    schemacheck.validate_descriptor(history.to_json())
+    assert mediatypes.LAYER_KINDS[mediatypes.METRICS_HISTORY].name == "history"
+    assert mediatypes.METRICS_HISTORY not in mediatypes.SERVED_LAYERS  # never in the serving image
+
+
 def test_index_with_platforms_validates() -> None:
     ix = _index()
     obj = json.loads(ix.to_bytes())

@@ -9,13 +9,16 @@ import pytest
 from modelpack.errors import ContentError, InputError
 from modelpack.record.files import read_bounded
 from modelpack.record.git import GitInfo
+from modelpack.record.history import ColumnSummary
 from modelpack.record.record import PickleEntry, Record, SecurityInfo, ServingInfo, TestPlan
 
 # Written by the code on main before the fields were typed (Mapping[str, Any] read by string key).
 RECORDS = Path(__file__).parent / "fixtures" / "records"
 
 
-@pytest.mark.parametrize("name", ["full-2026-12.json", "minimal-no-latency.json", "bare.json"])
+@pytest.mark.parametrize(
+    "name", ["full-2026-12.json", "minimal-no-latency.json", "bare.json", "with-history.json"]
+)
 def test_records_written_before_the_typed_fields_round_trip_bit_for_bit(name: str) -> None:
     raw = (RECORDS / name).read_bytes()
     assert Record.from_bytes(raw).to_bytes() == raw
@@ -39,6 +42,20 @@ def test_fields_read_as_types() -> None:
     assert older.git is not None and older.git.branch is None and older.git.dirty
     bare = Record.from_bytes((RECORDS / "bare.json").read_bytes())
     assert (bare.git, bare.tests, bare.security, bare.serving) == (None, None, None, None)
+
+
+def test_the_training_history_summary_reads_as_types_and_only_when_written() -> None:
+    rec = Record.from_bytes((RECORDS / "with-history.json").read_bytes())
+    assert rec.history is not None and (rec.history.x, rec.history.rows) == ("step", 4)
+    loss, acc, lr = rec.history.columns
+    assert loss == ColumnSummary("loss", 4, (0, 0.9), (30, 0.55), (20, 0.5), (0, 0.9), "lower")
+    assert loss.best == (20, 0.5) and acc.best is None and lr.first is None
+    for name in ("bare.json", "full-2026-12.json"):  # records without a history never grow the key
+        rec = Record.from_bytes((RECORDS / name).read_bytes())
+        assert rec.history is None and b'"history"' not in rec.to_bytes()
+    broken = (RECORDS / "with-history.json").read_bytes().replace(b'"better":"lower"', b'"better":"up"')
+    with pytest.raises(ContentError, match="malformed modelpack record"):
+        Record.from_bytes(broken)
 
 
 def test_a_build_time_git_info_records_only_what_the_record_keeps() -> None:

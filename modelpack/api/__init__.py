@@ -46,6 +46,8 @@ _HOME = {
     "DiffResult": "_read",
     "LsResult": "_read",
     "ListResult": "_read",
+    "training_curves": "_curves",
+    "CurvesResult": "_curves",
     "promote": "_environments",
     "rollback": "_environments",
     "history": "_environments",
@@ -53,6 +55,8 @@ _HOME = {
     "policy_set": "_environments",
     "policy_show": "_environments",
     "PolicyResult": "_environments",
+    "prune": "_retention",
+    "PruneResult": "_retention",
     "test": "_run",
     "TestOptions": "_run",
     "serve": "_run",
@@ -72,11 +76,18 @@ _HOME = {
     "login": "_store",
     "logout": "_store",
     "init": "_store",
+    "keygen": "_trust",
+    "sign": "_trust",
+    "verify": "_trust",
+    "KeygenResult": "_trust",
+    "SignResult": "_trust",
+    "VerifyResult": "_trust",
     "Targets": "modelpack.targets",
     "TlsOptions": "modelpack.targets",
 }
 __all__ = [
     "BuildResult",
+    "CurvesResult",
     "DatasetDiffResult",
     "DatasetInspectResult",
     "DatasetLsResult",
@@ -86,15 +97,19 @@ __all__ = [
     "DiffResult",
     "HistoryResult",
     "InspectResult",
+    "KeygenResult",
     "ListResult",
     "LsResult",
     "PolicyResult",
+    "PruneResult",
     "PullResult",
+    "SignResult",
     "TagResult",
     "Targets",
     "TestOptions",
     "TlsOptions",
     "TransferResult",
+    "VerifyResult",
     "build",
     "copy",
     "dataset_diff",
@@ -109,6 +124,7 @@ __all__ = [
     "history",
     "init",
     "inspect",
+    "keygen",
     "list",
     "login",
     "logout",
@@ -116,19 +132,25 @@ __all__ = [
     "policy_set",
     "policy_show",
     "promote",
+    "prune",
     "pull",
     "push",
     "rollback",
     "serve",
+    "sign",
     "tag",
     "test",
+    "training_curves",
     "unpack",
+    "verify",
 ]
 
 if TYPE_CHECKING:
     from modelpack.api._build import BuildResult as BuildResult
     from modelpack.api._build import build as build
     from modelpack.api._build import find_packfile as find_packfile
+    from modelpack.api._curves import CurvesResult as CurvesResult
+    from modelpack.api._curves import training_curves as training_curves
     from modelpack.api._datasets import DatasetDiffResult as DatasetDiffResult
     from modelpack.api._datasets import DatasetInspectResult as DatasetInspectResult
     from modelpack.api._datasets import DatasetLsResult as DatasetLsResult
@@ -156,6 +178,8 @@ if TYPE_CHECKING:
     from modelpack.api._read import inspect as inspect
     from modelpack.api._read import list_store as list
     from modelpack.api._read import ls as ls
+    from modelpack.api._retention import PruneResult as PruneResult
+    from modelpack.api._retention import prune as prune
     from modelpack.api._run import TestOptions as TestOptions
     from modelpack.api._run import serve as serve
     from modelpack.api._run import test as test
@@ -171,6 +195,12 @@ if TYPE_CHECKING:
     from modelpack.api._transfer import push as push
     from modelpack.api._transfer import tag as tag
     from modelpack.api._transfer import unpack as unpack
+    from modelpack.api._trust import KeygenResult as KeygenResult
+    from modelpack.api._trust import SignResult as SignResult
+    from modelpack.api._trust import VerifyResult as VerifyResult
+    from modelpack.api._trust import keygen as keygen
+    from modelpack.api._trust import sign as sign
+    from modelpack.api._trust import verify as verify
     from modelpack.targets import Targets as Targets
     from modelpack.targets import TlsOptions as TlsOptions
 

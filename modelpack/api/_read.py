@@ -16,6 +16,7 @@ from modelpack.targets import Location, Targets
 
 if TYPE_CHECKING:
     from modelpack.release import query
+    from modelpack.release.signatures import Listed
 
 _BARE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
@@ -44,6 +45,7 @@ class InspectResult:
     image_size: int | None = None  # the serving image's manifest, config and layers (base included)
     reports: tuple[ReportInfo, ...] = ()  # attached test reports, newest first
     environments: tuple[str, ...] = ()  # environment tags that name this release now
+    signatures: tuple[Listed, ...] = ()  # release and model signatures attached (listed, not verified)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -53,6 +55,7 @@ class InspectResult:
             "imageSize": self.image_size,
             "reports": [r.to_json() for r in self.reports],
             "environments": list(self.environments),
+            "signatures": [s.to_json() for s in self.signatures],
         }
 
 
@@ -127,13 +130,18 @@ def inspect(targets: Targets, reference: str, *, local: bool = False) -> Inspect
     """A release's record, layers and sizes; `local` reads the store's copy of a pulled release."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from modelpack.release import signatures
+
     where, ref = _release(targets, reference, local)
     view = load_release(where.target, ref, where=where.display)
-    with ThreadPoolExecutor(max_workers=3) as pool:  # three independent reads: latency, not bytes
+    with ThreadPoolExecutor(max_workers=4) as pool:  # four independent reads: latency, not bytes
         size = pool.submit(_image_size, where, view)
         reports = pool.submit(_reports, where, view.digest)
         envs = pool.submit(_naming_environments, where, view.digest)
-        return InspectResult(where.display, view, where.kind, size.result(), reports.result(), envs.result())
+        signed = pool.submit(signatures.listed, where.target, view)
+        return InspectResult(
+            where.display, view, where.kind, size.result(), reports.result(), envs.result(), signed.result()
+        )
 
 
 def _image_size(where: Location, view: ReleaseView) -> int | None:

@@ -8,21 +8,24 @@ rollback, so `tag` refuses them.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from modelpack import unpack as unpacking
-from modelpack.errors import DigestMismatchError, NotFoundError, RefusedError, UsageError
+from modelpack.errors import DigestMismatchError, InputError, NotFoundError, RefusedError, UsageError
 from modelpack.image.build import base_sources
 from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.copy import CopyResult, copy_graph
 from modelpack.oci.target import ProgressFn, RawManifest, Target, no_progress
 from modelpack.packfile.loader import PACKFILE, find_packfile
+from modelpack.release import signatures
 from modelpack.release.view import load_release, release_version
 from modelpack.targets import Location, Targets, split_name
+from modelpack.trust import oms
 
 
 @dataclass(frozen=True)
@@ -295,9 +298,11 @@ def unpack(
     local: bool = False,
     progress: ProgressFn = no_progress,
 ) -> unpacking.UnpackResult:
-    """Write a release's files into `dest` (models/, code/, docs/, datasets/), every digest verified."""
+    """Write a release's files into `dest` (models/, code/, docs/, datasets/), every digest verified; and
+    its model signature as `dest/model.sig` when it has one and every kind was unpacked (the signature
+    covers all the files, so `model_signing verify` on a partial folder could only fail)."""
     where = targets.open(reference, local=local)
-    return unpacking.unpack(
+    result = unpacking.unpack(
         where.target,
         where.need_ref("unpack"),
         dest,
@@ -306,3 +311,26 @@ def unpack(
         progress=progress,
         where=where.display,
     )
+    if set(kinds) != set(unpacking.ALL):
+        return result
+    signature = signatures.model_signature(where.target, result.release.bundle.digest)
+    if signature is None:
+        return result
+    _write_signature(dest / oms.SIGNATURE_FILE, signature, force)
+    return replace(result, files=tuple(sorted((*result.files, oms.SIGNATURE_FILE))))
+
+
+def _write_signature(path: Path, data: bytes, force: bool) -> None:
+    if os.path.lexists(path) and (not force or not path.is_file() or path.is_symlink()):
+        raise InputError(
+            f"{path} already exists: the release's files are unpacked, its model signature is not",
+            hint="pass --force to overwrite it",
+        )
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644), "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)

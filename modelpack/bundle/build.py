@@ -35,6 +35,7 @@ from modelpack.record.dataset import PublishedDataset
 from modelpack.record.git import GitInfo
 from modelpack.record.record import FileEntry, Record, ServingInfo, TestPlan, build_environment
 
+from modelpack.bundle.history import read_history, store_history  # isort: skip
 from modelpack.bundle.layers import store_layer  # isort: skip
 
 
@@ -87,7 +88,8 @@ def created_epoch(
 def _input_times(pf: Packfile, plans: Sequence[plan.LayerPlan]) -> list[tuple[str, int]]:
     """(name, mtime in seconds) of every file the build reads: the bundle's files and the packfile's."""
     out = [(e.arcname, e.stat.mtime_ns // 1_000_000_000) for p in plans for e in p.files if e.stat]
-    for path in (pf.path, pf.metrics_file, pf.params_file):
+    history = pf.metrics_history.path if pf.metrics_history else None
+    for path in (pf.path, pf.metrics_file, pf.params_file, history):
         if path is not None:
             out.append((_rel(path, pf.root), int(os.stat(path).st_mtime)))
     return out
@@ -129,6 +131,7 @@ def build_bundle(
     lock = load_lock(pf.dependencies.lockfile, display=lock_name)
     lock.check_python(pf.dependencies.python, where=lock_name)
     datasets = hash_datasets(pf.datasets, hash_file=cache.file_digest, published=published)
+    curves = read_history(pf)
 
     packaged = [d for d in pf.datasets if d.package and d.path is not None]
     dataset_entries: list[TarEntry] = []
@@ -158,6 +161,7 @@ def build_bundle(
         files += stored.files
         reused += stored.reused
 
+    extra_layers, history = store_history(store, pf, curves)
     model_files = [f for f in files if f.path.startswith("models/")]
     model_file = next((f.path for f in model_files if f.path.endswith(".onnx")), None)
     record = Record(
@@ -184,6 +188,7 @@ def build_bundle(
             python=pf.dependencies.python,
             format=pf.model.format,
         ),
+        history=history,
     )
     record_bytes = record.to_bytes()
     record_desc = store.put_blob_bytes(record_bytes, mt.RECORD)
@@ -214,7 +219,7 @@ def build_bundle(
         annotations[mt.ANN_REVISION] = git.commit
     manifest = Manifest(
         config=config_desc,
-        layers=(*layers, record_desc),
+        layers=(*layers, *extra_layers, record_desc),
         artifact_type=mt.MODEL_ARTIFACT,
         annotations=annotations,
     )

@@ -26,12 +26,16 @@ COMMANDS = {
     "rollback": "env_cmds",
     "history": "env_cmds",
     "policy": "policy_cmds",
+    "prune": "retention_cmds",
     "test": "run_cmds",
     "serve": "run_cmds",
     "login": "account_cmds",
     "logout": "account_cmds",
     "gc": "account_cmds",
     "dataset": "dataset_cmds",  # a typer group: dataset push | pull | inspect | ls | diff | used-by
+    "keygen": "trust_cmds",
+    "sign": "trust_cmds",
+    "verify": "trust_cmds",
 }
 
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from modelpack.api._build import BuildResult
     from modelpack.api._environments import HistoryResult, PolicyResult
     from modelpack.api._read import InspectResult, LsResult
+    from modelpack.record.record import Record
     from modelpack.release.diff import RecordDiff
     from modelpack.release.move import MoveResult
     from modelpack.release.view import ReleaseView
@@ -56,6 +57,7 @@ def release(display: str, view: ReleaseView, extra: InspectResult | None = None)
             else "no report attached"
         )
         fields.append(("tested", tested))
+        fields.append(("signed", _signed(extra)))
     if rec.lock is not None:
         lk = rec.lock
         python = lk.python or (rec.serving.python if rec.serving else None) or "?"
@@ -64,6 +66,9 @@ def release(display: str, view: ReleaseView, extra: InspectResult | None = None)
         )
     gates = rec.tests.gates if rec.tests else ()
     fields.append(("gates", ", ".join(str(g) for g in gates) or "none"))
+    if rec.history is not None:
+        h = rec.history
+        fields.append(("history", f"{h.path}: {_output.count(h.rows, 'row')} by {h.x}"))
     for key, value in fields:
         _output.echo(f"  {key:<10} {value}")
     sections: list[tuple[str, list[str], list[list[Any]]]] = [
@@ -77,6 +82,7 @@ def release(display: str, view: ReleaseView, extra: InspectResult | None = None)
             ["NAME", "VALUE", "DATASET"],
             [[k, f"{m.value:g}", m.dataset or ""] for k, m in sorted(rec.metrics.items())],
         ),
+        ("TRAINING CURVES", ["METRIC", "POINTS", "FIRST", "LAST", "MIN", "MAX", "BEST"], _curve_rows(rec)),
         ("PARAMS", ["KEY", "VALUE"], [[k, v] for k, v in sorted(_flat(rec.params).items())]),
         (
             "DATASETS",
@@ -88,6 +94,28 @@ def release(display: str, view: ReleaseView, extra: InspectResult | None = None)
         if rows:
             _output.echo()
             _output.table(columns, rows, title=title)
+
+
+def _curve_rows(rec: Record) -> list[list[Any]]:
+    """One row per history column; a point is `value @x`, best only where its direction is known."""
+    if rec.history is None:
+        return []
+
+    def at(point: tuple[float, float] | None) -> str:
+        return "-" if point is None else f"{point[1]:g} @{point[0]:g}"
+
+    return [
+        [c.name, c.count, at(c.first), at(c.last), at(c.min), at(c.max),
+         at(c.best) + (f" ({c.better})" if c.better else "") if c.best else "-"]
+        for c in rec.history.columns
+    ]  # fmt: skip
+
+
+def _signed(extra: InspectResult) -> str:
+    if not extra.signatures:
+        return "no signature attached"
+    said = [f"{s.kind} by {(s.keyid or 'an unnamed key')[:12]}" for s in extra.signatures]
+    return ", ".join(said) + " (not verified here: run `modelpack verify --key`)"
 
 
 def diff(a: str, b: str, d: RecordDiff) -> None:

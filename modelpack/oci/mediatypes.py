@@ -41,6 +41,13 @@ POLICY_ARTIFACT = "application/vnd.modelpack.promotion-policy.v1+json"  # what a
 # The model-spec defines no dataset artifact type, so this one is modelpack's.
 DATASET_ARTIFACT = "application/vnd.modelpack.dataset.v1+json"
 DATASET_RECORD = "application/vnd.modelpack.dataset-record.v1+json"
+# The training history (metrics.history) as normalized JSON: a bundle layer beside the record.
+METRICS_HISTORY = "application/vnd.dev.modelpack.metrics.history.v1+json"
+# Signatures: Sigstore bundles as OCI 1.1 referrers, cosign's convention (artifactType = the bundle's media
+# type; the predicate-type annotation tells a release signature from an OpenSSF model signature).
+SIGSTORE_BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+ANN_BUNDLE_CONTENT = "dev.sigstore.bundle.content"
+ANN_BUNDLE_PREDICATE = "dev.sigstore.bundle.predicateType"
 
 
 
@@ -60,6 +67,7 @@ LAYER_KINDS: Mapping[str, LayerKind] = {
     MODEL_DOC_TAR: LayerKind("docs", "docs", served=False),
     MODEL_DATASET_TAR: LayerKind("datasets", "datasets", served=False),
     RECORD: LayerKind("record", None, served=False),
+    METRICS_HISTORY: LayerKind("history", None, served=False),
 }
 SERVED_LAYERS = frozenset(t for t, kind in LAYER_KINDS.items() if kind.served)
 

@@ -9,7 +9,9 @@ import yaml
 
 from modelpack.packfile.files import Locator
 from modelpack.packfile.nodes import Doc, did_you_mean, is_null
-from modelpack.packfile.schema import DatasetSpec
+from modelpack.packfile.schema import DatasetSpec, HistorySpec
+from modelpack.record.history import HIGHER, LOWER
+from modelpack.record.history_read import SUFFIXES
 from modelpack.record.metrics import flatten_params, load_metrics_file, load_params_file, located
 from modelpack.record.record import Metric, ParamValue
 
@@ -57,7 +59,7 @@ class LineageReader:
         if isinstance(node, yaml.ScalarNode):  # shorthand: `metrics: metrics.json`
             m: dict[str, yaml.Node] = {"file": node}
         else:
-            m = d.mapping(node, "metrics", ("file", "dataset", "values"))
+            m = d.mapping(node, "metrics", ("file", "dataset", "values", "history"))
         default = None
         if "dataset" in m:
             default = self.dataset_ref(m["dataset"], "metrics.dataset", datasets)
@@ -74,6 +76,35 @@ class LineageReader:
                 raise d.error(m["values"], f"metrics.values.{name}", what)
             found[name] = metric
         return tuple(sorted(found.items())), metrics_file
+
+    def history(self, node: yaml.Node | None) -> HistorySpec | None:
+        """`metrics.history`: where it is and which way is better; the build reads the file itself."""
+        d = self.doc
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        h = d.mapping(node, "metrics", ("file", "dataset", "values", "history")).get("history")
+        if h is None or is_null(h):
+            return None
+        key = "metrics.history"
+        m = {"file": h}
+        if not isinstance(h, yaml.ScalarNode):
+            m = d.mapping(h, key, ("file", "better"), ("file",))
+            key = "metrics.history.file"
+        path, text = self.loc.path(m["file"], key, inside=True, kind="file")
+        if path.suffix.lower() not in SUFFIXES:
+            raise d.error(m["file"], key, f"{text!r} is neither .csv nor .jsonl",
+                          hint="a training history is a CSV file with a header, or JSON lines")  # fmt: skip
+        better: list[tuple[str, str]] = []
+        if "better" in m and not is_null(m["better"]):
+            if not isinstance(m["better"], yaml.MappingNode):
+                what = "expected a mapping of column: higher | lower"
+                raise d.error(m["better"], "metrics.history.better", what)
+            for k, v in m["better"].value:
+                name = d.string(k, "metrics.history.better")
+                if any(n == name for n, _ in better):
+                    raise d.error(k, f"metrics.history.better.{name}", "is given twice")
+                better.append((name, d.choice(v, f"metrics.history.better.{name}", (HIGHER, LOWER))))
+        return HistorySpec(path, self.loc.shown(text), tuple(sorted(better)))
 
     def inline_metrics(
         self, node: yaml.Node | None, key: str, default: str | None, datasets: tuple[DatasetSpec, ...]

@@ -135,6 +135,7 @@ class _Reader:
             datasets=datasets,
             metrics=metrics,
             metrics_file=metrics_file,
+            metrics_history=self.lineage.history(top.get("metrics")),
             params=params,
             params_file=params_file,
             docs=docs,

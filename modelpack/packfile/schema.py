@@ -21,9 +21,11 @@ The fields, as written in modelpack.yaml (see examples/iris-onnx/modelpack.yaml 
                   recorded, and shipped only with `package: true`; a ref (REG/REPO:VERSION, a dataset
                   pushed with `modelpack dataset push`) is recorded with its digest, and a path beside
                   it must hold the same content
-    metrics:      a file name (shorthand), or {file, dataset, values}: `file` is JSON/YAML written by
+    metrics:      a file name (shorthand), or {file, dataset, values, history}: `file` is JSON/YAML from
                   training (nested keys flatten with dots), `dataset` the default dataset the metrics were
-                  measured on, `values` inline metrics `name: 0.97` or `name: {value: 0.97, dataset: d}`
+                  measured on, `values` inline metrics `name: 0.97` or `name: {value: 0.97, dataset: d}`,
+                  `history` the training curves: a CSV or JSONL file inside the project with a step or
+                  epoch column (record/history_read.py), or {file, better: {column: higher | lower}}
     params:       a file name (JSON/YAML), or an inline mapping of scalars
     docs:         paths
     tests:        cases (golden cases file, see record/cases.py), gates (list like "accuracy >= 0.9"),
@@ -123,6 +125,13 @@ class DatasetSpec:
 
 
 @dataclass(frozen=True)
+class HistorySpec:
+    path: Path  # absolute, inside root; parsed by the build (record/history_read.py)
+    shown: str  # how messages name it: as written, next to the packfile as the user named that
+    better: tuple[tuple[str, str], ...] = ()  # column -> "higher" | "lower", as the packfile says
+
+
+@dataclass(frozen=True)
 class TestsSpec:
     __test__ = False  # not a pytest class
 
@@ -163,6 +172,7 @@ class Packfile:
     datasets: tuple[DatasetSpec, ...] = ()
     metrics: tuple[tuple[str, Metric], ...] = ()
     metrics_file: Path | None = None
+    metrics_history: HistorySpec | None = None
     params: tuple[tuple[str, ParamValue], ...] = ()
     params_file: Path | None = None
     docs: tuple[Path, ...] = ()

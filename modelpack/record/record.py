@@ -18,6 +18,7 @@ from modelpack import __version__
 from modelpack.errors import ContentError
 from modelpack.oci import canonical
 from modelpack.record.git import GitInfo, opt_str
+from modelpack.record.history import HistorySummary
 
 RECORD_VERSION = 1
 ParamValue = str | int | float | bool | None
@@ -191,6 +192,7 @@ class Record:
     serving: ServingInfo | None = None
     # the serving runtime's own packages in the image (name -> version); only in the release index's copy
     runtime: Mapping[str, str] = field(default_factory=dict)
+    history: HistorySummary | None = None  # the training curves' summary; None: no metrics.history
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -223,6 +225,8 @@ class Record:
             out["serving"] = self.serving.to_json()
         if self.runtime:
             out["runtime"] = {"packages": dict(sorted(self.runtime.items()))}
+        if self.history is not None:
+            out["history"] = self.history.to_json()
         return out
 
     def to_bytes(self) -> bytes:
@@ -262,6 +266,7 @@ class Record:
                 security=SecurityInfo.from_json(security) if security else None,
                 serving=ServingInfo.from_json(serving) if serving else None,
                 runtime=_runtime(obj.get("runtime")),
+                history=HistorySummary.from_json(obj["history"]) if obj.get("history") else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ContentError(f"malformed modelpack record: {e}") from None

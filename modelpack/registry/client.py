@@ -255,8 +255,20 @@ class RegistryRepository:
             f"/v2/{self.name}/manifests/{digests.validate(digest)}",
             scopes=self._scope("pull", "push", "delete"),
         )
+        if response.status_code == 405:
+            raise self._deletes_disabled("cannot delete manifests")
         if response.status_code not in (200, 202, 204):
             raise self.client.status_error(response, f"deletion of manifest {digest}", self.describe())
+
+    def check_deletes(self) -> None:
+        """Raise the one clear line when the registry disables deletes, before anything is touched."""
+        self._check_deletes_enabled()
+
+    def _deletes_disabled(self, what: str) -> RegistryError:
+        return RegistryError(
+            f"{self.client.registry} does not allow deletes (HTTP 405): {what} in {self.describe()}",
+            hint="enable deletes on the registry (distribution: storage.delete.enabled: true)",
+        )
 
     # tags
 
@@ -316,10 +328,7 @@ class RegistryRepository:
             "DELETE", f"/v2/{self.name}/manifests/{probe}", scopes=self._scope("pull", "push", "delete")
         )
         if response.status_code == 405:
-            raise RegistryError(
-                f"{self.client.registry} does not allow deletes: cannot remove tags in {self.describe()}",
-                hint="enable deletes on the registry (distribution: storage.delete.enabled)",
-            )
+            raise self._deletes_disabled("cannot remove tags")
 
     # referrers
 
