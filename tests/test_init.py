@@ -138,7 +138,11 @@ def test_workflow_pipeline_shape(tmp_path: Path) -> None:
     assert 'if [ -z "$MODELPACK_SIGNING_KEY" ]' in sign["run"]  # no secret: a notice, not a failure
     assert "staging" in wf["jobs"]["release"]["steps"][-1]["run"]
     assert "'release'" in wf["jobs"]["prod"]["if"] and "'workflow_dispatch'" in wf["jobs"]["prod"]["if"]
-    assert commands("prod") == ["modelpack promote"] and "prod" in wf["jobs"]["prod"]["steps"][-1]["run"]
+    assert commands("prod")[-2:] == ["modelpack policy set", "modelpack promote"]
+    assert "prod" in wf["jobs"]["prod"]["steps"][-1]["run"]
+    policy = next(st for st in wf["jobs"]["prod"]["steps"] if "modelpack policy set" in st.get("run", ""))
+    assert policy["env"]["SIGNING_PUB"] == "${{ vars.MODELPACK_SIGNING_PUB }}"
+    assert "test:docker,provenance,sbom" in policy["run"] and "signature:" in policy["run"]
 
     rollback = yaml.safe_load((tmp_path / WORKFLOWS[1]).read_text())
     inputs = rollback[True]["workflow_dispatch"]["inputs"]
