@@ -146,11 +146,14 @@ def test_workflow_pipeline_shape(tmp_path: Path) -> None:
 
     assert "staging" in step("release", "Promote")["run"]
     assert "'release'" in wf["jobs"]["prod"]["if"] and "'workflow_dispatch'" in wf["jobs"]["prod"]["if"]
-    assert commands("prod") == ["modelpack promote", "modelpack ui --export"]
+    assert commands("prod")[-3:] == ["modelpack policy set", "modelpack promote", "modelpack ui --export"]
     assert "prod" in step("prod", "Promote")["run"]
     # the portal of the repository, as the promotion left it, kept as an artifact of each run
     for job in ("release", "prod"):
         assert step(job, "Keep the portal")["with"]["path"].endswith("/portal")
+    policy = step("prod", "Prod policy")
+    assert policy["env"]["SIGNING_PUB"] == "${{ vars.MODELPACK_SIGNING_PUB }}"
+    assert "test:docker,provenance,sbom" in policy["run"] and "signature:" in policy["run"]
 
     rollback = yaml.safe_load((tmp_path / WORKFLOWS[1]).read_text())
     inputs = rollback[True]["workflow_dispatch"]["inputs"]

@@ -58,6 +58,9 @@ _HOME = {
     "rollback": "_environments",
     "history": "_environments",
     "HistoryResult": "_environments",
+    "policy_set": "_environments",
+    "policy_show": "_environments",
+    "PolicyResult": "_environments",
     "prune": "_retention",
     "PruneResult": "_retention",
     "test": "_run",
@@ -105,6 +108,7 @@ __all__ = [
     "KeygenResult",
     "ListResult",
     "LsResult",
+    "PolicyResult",
     "PruneResult",
     "PullResult",
     "ReportResult",
@@ -136,6 +140,8 @@ __all__ = [
     "login",
     "logout",
     "ls",
+    "policy_set",
+    "policy_show",
     "promote",
     "prune",
     "pull",
@@ -176,7 +182,10 @@ if TYPE_CHECKING:
     from modelpack.api._datasets import dataset_push as dataset_push
     from modelpack.api._datasets import dataset_used_by as dataset_used_by
     from modelpack.api._environments import HistoryResult as HistoryResult
+    from modelpack.api._environments import PolicyResult as PolicyResult
     from modelpack.api._environments import history as history
+    from modelpack.api._environments import policy_set as policy_set
+    from modelpack.api._environments import policy_show as policy_show
     from modelpack.api._environments import promote as promote
     from modelpack.api._environments import rollback as rollback
     from modelpack.api._read import DiffResult as DiffResult

@@ -6,15 +6,26 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelpack.errors import UsageError
-from modelpack.release.history import Event, History, load_history
+from modelpack.release.history import Event, History, format_when, load_history
 from modelpack.release.move import MoveResult, Runtime, event_json
 from modelpack.release.place import Place, check_env
+from modelpack.release.policy import Policy, parse_requirements, read_policy, write_policy
 from modelpack.release.promote import promote as _promote
 from modelpack.release.promote import rollback as _rollback
 from modelpack.release.promote import verify
 from modelpack.targets import Targets
 
-__all__ = ["HistoryResult", "MoveResult", "Runtime", "history", "promote", "rollback"]
+__all__ = [
+    "HistoryResult",
+    "MoveResult",
+    "PolicyResult",
+    "Runtime",
+    "history",
+    "policy_set",
+    "policy_show",
+    "promote",
+    "rollback",
+]
 
 
 def promote(
@@ -112,6 +123,46 @@ def history(targets: Targets, repository: str, env: str) -> HistoryResult:
     )
     moved = head is not None and head.to_digest != current
     return HistoryResult(place.ref_text(env), current, entries, moved)
+
+
+@dataclass(frozen=True)
+class PolicyResult:
+    reference: str  # the environment, as the user names it
+    env: str
+    policy: Policy | None  # None: the environment has no policy (promote needs a passing report only)
+    written: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference,
+            "env": self.env,
+            "written": self.written,
+            "policyDigest": self.policy.digest if self.policy else None,
+            "requirements": [r.to_json() for r in self.policy.requirements] if self.policy else [],
+            "who": self.policy.who if self.policy else None,
+            "created": self.policy.created if self.policy else None,
+        }
+
+
+def policy_set(
+    targets: Targets, repository: str, env: str, require: str, *, runtime: Runtime | None = None
+) -> PolicyResult:
+    """Make `require` (e.g. "test:docker,signature:release.pub,provenance,sbom") what `promote` demands
+    of a release before it moves `env`; stored in the registry beside the environment."""
+    rt = runtime or Runtime()
+    check_env(env)
+    place = _repository(targets, repository)
+    requirements = parse_requirements(require)
+    policy = Policy(env, requirements, rt.who(), format_when(rt.clock()))
+    stored = write_policy(place.target, policy, place.name)
+    return PolicyResult(place.ref_text(env), env, stored, True)
+
+
+def policy_show(targets: Targets, repository: str, env: str) -> PolicyResult:
+    """The policy in force for `env`, or None."""
+    check_env(env)
+    place = _repository(targets, repository)
+    return PolicyResult(place.ref_text(env), env, read_policy(place.target, env, place.name), False)
 
 
 def _repository(targets: Targets, text: str) -> Place:

@@ -11,7 +11,7 @@ from modelpack.cli import _output
 
 if TYPE_CHECKING:
     from modelpack.api._build import BuildResult
-    from modelpack.api._environments import HistoryResult
+    from modelpack.api._environments import HistoryResult, PolicyResult
     from modelpack.api._read import InspectResult, LsResult
     from modelpack.record.record import Record
     from modelpack.release.diff import RecordDiff
@@ -223,13 +223,30 @@ def history(result: HistoryResult, env: str) -> None:
         status = e.action + (" (forced)" if e.forced else "") + ("" if entry.in_effect else " SUPERSEDED")
         when = e.when[:19].replace("T", " ")
         arrow = f"{short(e.from_digest)} -> {short(e.to_digest)}"
-        rows.append(["*" if entry.current else "", when, status, e.version, arrow, e.who, e.reason])
-    _output.table(["", "WHEN (UTC)", "ACTION", "VERSION", "FROM -> TO", "WHO", "REASON"], rows)
+        checked = " ".join(f"{c.kind}:{'ok' if c.ok else 'MISSING'}" for c in e.evidence) or "-"
+        rows.append(["*" if entry.current else "", when, status, e.version, arrow, e.who, checked, e.reason])
+    _output.table(["", "WHEN (UTC)", "ACTION", "VERSION", "FROM -> TO", "WHO", "CHECKED", "REASON"], rows)
     if result.moved_outside:
         _output.info(
             f"note: {env} names {short(result.current)}, which no recorded event put there (moved outside "
             "modelpack)"
         )
+
+
+def policy(result: PolicyResult) -> None:
+    p = result.policy
+    if p is None:
+        _output.info(f"{result.reference} has no policy: promote needs a passing test report (or --force)")
+        return
+    verb = "set" if result.written else "policy of"
+    _output.info(f"{verb} {result.reference}, by {p.who} at {p.created[:19].replace('T', ' ')} UTC")
+    rows = []
+    for r in p.requirements:
+        keys = ", ".join(k.keyid[:12] for k in r.public_keys()) or "-"
+        rows.append([r.kind, r.runtime or "-", keys, r.until or "-"])
+    _output.table(["REQUIRES", "RUNTIME", "KEY", "TRUSTED UNTIL"], rows)
+    if result.written and p.digest:
+        _output.echo(p.digest)
 
 
 def built(result: BuildResult) -> None:

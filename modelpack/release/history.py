@@ -38,6 +38,7 @@ from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor, Manifest, parse
 from modelpack.oci.target import RawManifest, Target
 from modelpack.release.evidence import EMPTY_CONFIG, attach
+from modelpack.trust.check import Check
 
 EVENT_TYPE = mt.PROMOTION_EVENT_ARTIFACT
 ANCHOR_TYPE = "application/vnd.modelpack.env-anchor.v1"
@@ -48,6 +49,7 @@ _PREFIX = "dev.modelpack.event."
 ACTIONS = ("promote", "rollback")
 MAX_REASON = 1000
 MAX_EVENT_BYTES = 64 * 1024  # an event payload is a few hundred bytes; a bigger one is not ours
+MAX_EVIDENCE = 64  # checks recorded per event: a policy has at most 32 requirements
 MAX_EVENTS = 100_000  # beyond any real history (one promotion a minute for two months)
 
 
@@ -77,6 +79,7 @@ class Event:
     forced: bool = False
     previous_event: str | None = None  # digest of the event this one follows
     digest: str | None = field(default=None, compare=False)  # of the stored event manifest
+    evidence: tuple[Check, ...] = ()  # what promote or rollback checked (the policy's requirements)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -90,6 +93,8 @@ class Event:
             "reason": self.reason,
             "forced": self.forced,
             "previous_event": self.previous_event,
+            # only when something was checked, so events written before policies keep their bytes
+            **({"evidence": [c.to_json() for c in self.evidence]} if self.evidence else {}),
         }
 
     def payload(self) -> bytes:
@@ -100,7 +105,11 @@ class Event:
             ANN_ENV: self.env,
             mt.ANN_CREATED: self.when,
             mt.ANN_VERSION: self.version,
-            **{_PREFIX + k: _text(v) for k, v in self.to_json().items() if k not in ("env", "version")},
+            **{
+                _PREFIX + k: _text(v)
+                for k, v in self.to_json().items()
+                if k not in ("env", "version", "evidence")  # evidence is in the payload alone
+            },
         }
         return {k: v for k, v in out.items() if v != ""}
 
@@ -122,6 +131,7 @@ class Event:
                 forced=obj.get("forced") in (True, "true"),
                 previous_event=_digest_field(obj, "previous_event", digest),
                 digest=digest,
+                evidence=_evidence(obj.get("evidence"), digest),
             )
         except (KeyError, TypeError, AttributeError):
             raise InputError(f"promotion event {digest} is missing fields") from None
@@ -143,6 +153,23 @@ def _digest_field(obj: Mapping[str, Any], key: str, event: str | None, required:
     if not isinstance(value, str) or not digests.is_digest(value):
         raise InputError(f"promotion event {event}: {key} {value!r} is not a digest")
     return value
+
+
+def _evidence(value: object, event: str | None) -> tuple[Check, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > MAX_EVIDENCE:
+        raise InputError(f"promotion event {event}: evidence is not a list of at most {MAX_EVIDENCE} checks")
+    return tuple(
+        Check(
+            kind=str(c["kind"]),
+            ok=c["ok"] is True,
+            detail=str(c.get("detail") or ""),
+            signer=str(c["signer"]) if c.get("signer") else None,
+            evidence=str(c["evidence"]) if c.get("evidence") else None,
+        )
+        for c in value
+    )
 
 
 def _text(value: object) -> str:

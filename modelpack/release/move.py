@@ -47,6 +47,7 @@ from modelpack.release.history import (
     write_event,
 )
 from modelpack.release.place import Place
+from modelpack.trust.check import Check
 
 T = TypeVar("T")
 RETRIES = 4
@@ -105,6 +106,7 @@ def event_json(e: Event) -> dict[str, Any]:
         "forced": e.forced,
         "previousEvent": e.previous_event,
         "eventDigest": e.digest,
+        "evidence": [c.to_json() for c in e.evidence],
     }
 
 
@@ -126,6 +128,7 @@ def move(
     rt: Runtime,
     notes: list[str],
     state: State | None = None,
+    evidence: tuple[Check, ...] = (),
 ) -> MoveResult:
     """Point `env` at `release` and record `action`; `state` is what the caller already read, if any."""
     target = place.target
@@ -146,6 +149,7 @@ def move(
         reason=reason,
         forced=forced,
         previous_event=head.digest if head is not None else None,
+        evidence=evidence,
     )
     result = MoveResult(env, place.ref_text(env), event, changed=False, dry_run=dry_run, notes=tuple(notes))
     if before == release.digest:

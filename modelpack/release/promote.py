@@ -4,10 +4,14 @@ promote refuses a release with no passing test report attached to exactly its in
 (`evidence.passing_report`), unless forced with a reason, which is recorded. rollback is the incident tool:
 it checks no report and says so; without a version it goes to what the environment named before its last
 recorded move. The move itself (retag, event, race settlement) is `move.move`, shared by both.
+
+An environment with a policy (release/policy.py) adds its requirements: promote refuses a release that
+lacks one, forced or not; rollback warns and goes ahead. Either way the event records what was checked.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 
 from modelpack.errors import NotFoundError, PromotionError, UsageError
@@ -16,7 +20,9 @@ from modelpack.release.evidence import passing_report, runtime_of
 from modelpack.release.history import MAX_REASON, Event, History, short
 from modelpack.release.move import MoveResult, Runtime, State, digest_of, move, read_state
 from modelpack.release.place import Place, check_env
+from modelpack.release.policy import Checkers, Policy, read_policy, unmet
 from modelpack.release.view import release_version
+from modelpack.trust.check import Check
 
 __all__ = ["MoveResult", "Runtime", "promote", "rollback", "verify"]
 
@@ -31,19 +37,22 @@ def promote(
     dry_run: bool = False,
     runtime: Runtime | None = None,
     require_runtime: str | None = None,
+    checkers: Checkers | None = None,
 ) -> MoveResult:
     """Point `env` at the release `ref` (tag or digest) of `place`; refuses one with no passing test report
     attached to exactly its digest (from `require_runtime`, "docker" or "local", when given), unless `force`
-    (which needs a `reason` and is recorded)."""
+    (which needs a `reason` and is recorded), and one that lacks what `env`'s policy requires, forced or
+    not."""
     rt = runtime or Runtime()
     check_env(env)
     _check_reason(reason)
     if force and not reason.strip():
         raise UsageError("--force needs --reason TEXT: a forced promotion is recorded with its reason")
     by_digest = ref.startswith("sha256:")
-    # The environment's state does not depend on the release: read both at once (latency, not bytes).
-    with ThreadPoolExecutor(1) as pool:
+    # The environment's state and policy do not depend on the release: read all three at once (latency).
+    with ThreadPoolExecutor(2) as pool:
         state = pool.submit(read_state, place, env, rt)
+        ruling = pool.submit(read_policy, place.target, env, place.name)
         try:
             release = place.target.get_manifest(ref)
         except NotFoundError:
@@ -51,6 +60,7 @@ def promote(
                 f"cannot promote {place.ref_text(ref)}: it does not exist",
                 hint="check the version with `modelpack ls`",
             ) from None
+        evidence = _enforce(place, env, ref, release.digest, ruling.result(), checkers or _checkers(rt))
         report = passing_report(place.target, release.digest, require_runtime)
         notes: list[str] = []
         if report is None and not force:
@@ -65,16 +75,42 @@ def promote(
             )
         if report is None:
             notes.append(f"no passing test report for {short(release.digest)}: forced, recorded as forced")
+            builtin = Check("test", False, "no passing test report: forced")
         else:
-            notes.append(
-                f"passing test report {short(report.digest)} found for {short(release.digest)} "
-                f"({runtime_of(report)} runtime)"
-            )
+            found = f"passing test report {short(report.digest)} ({runtime_of(report)} runtime)"
+            notes.append(f"{found} found for {short(release.digest)}")
+            builtin = Check("test", True, found, evidence=report.digest)
+        notes.extend(f"policy: {c.detail}" for c in evidence)
         version = _version_of(release, None if by_digest else ref)
         current = state.result()
         if current.current is None:
             _refuse_case_twin(place, env)
-    return move(place, env, release, version, "promote", reason, force, dry_run, rt, notes, current)
+    evidence = (builtin, *evidence)
+    return move(place, env, release, version, "promote", reason, force, dry_run, rt, notes, current, evidence)
+
+
+def _enforce(
+    place: Place, env: str, ref: str, digest: str, policy: Policy | None, checkers: Checkers
+) -> tuple[Check, ...]:
+    if policy is None:
+        return ()
+    checks = checkers.evaluate(place.target, digest, policy)
+    failed = unmet(checks)
+    if failed:
+        raise PromotionError(
+            f"refusing to promote {place.ref_text(ref)} to {env}: its policy requires what it lacks: "
+            + "; ".join(c.detail for c in failed),
+            hint=f"see `modelpack verify {place.ref_text(ref)}` and `modelpack policy show {place.display} "
+            f"{env}`; --force does not override a policy",
+        )
+    return checks
+
+
+def _checkers(rt: Runtime) -> Checkers:
+    from modelpack.release.checks import default_checkers
+
+    # "today" from the injected clock, so a key's trust expiring is testable without waiting for it
+    return default_checkers(lambda: dt.datetime.fromtimestamp(rt.clock(), dt.UTC).date())
 
 
 def rollback(
@@ -85,23 +121,35 @@ def rollback(
     reason: str = "",
     dry_run: bool = False,
     runtime: Runtime | None = None,
+    checkers: Checkers | None = None,
 ) -> MoveResult:
-    """Point `env` back at `version`, or without one at what it named before its last recorded move."""
+    """Point `env` back at `version`, or without one at what it named before its last recorded move. The
+    policy of `env` is checked and its unmet requirements said, never enforced."""
     rt = runtime or Runtime()
     check_env(env)
     _check_reason(reason)
     notes = ["rollback checks no test report: it is the incident tool"]
-    if version is None:
-        state = read_state(place, env, rt)
-        release, label, why = _previous(place, env, state)
-        notes.append(why)
-    else:
-        with ThreadPoolExecutor(1) as pool:
+    with ThreadPoolExecutor(2) as pool:
+        ruling = pool.submit(read_policy, place.target, env, place.name)
+        if version is None:
+            state = read_state(place, env, rt)
+            release, label, why = _previous(place, env, state)
+            notes.append(why)
+        else:
             reading = pool.submit(read_state, place, env, rt)
             tagged = pool.submit(_get, place.target, version)
             state = reading.result()
             release, label = _recorded(place, env, version, state, tagged.result(), notes)
-    return move(place, env, release, label, "rollback", reason, False, dry_run, rt, notes, state)
+        policy = ruling.result()
+    evidence: tuple[Check, ...] = ()
+    if policy is not None:
+        evidence = (checkers or _checkers(rt)).evaluate(place.target, release.digest, policy)
+        notes.extend(
+            f"warning: {env}'s policy is not met by the target; going ahead, rollback never refuses: "
+            f"{c.detail}"
+            for c in unmet(evidence)
+        )
+    return move(place, env, release, label, "rollback", reason, False, dry_run, rt, notes, state, evidence)
 
 
 def undo_stack(history: History) -> list[Event]:

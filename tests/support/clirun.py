@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from support.schemacheck import check_cli_json
+from support.schemacheck import check_cli_json, has_shape
 
 
 def script() -> Path:
@@ -49,9 +49,9 @@ def check_json(args: tuple[str, ...] | list[str], stdout: str) -> None:
     if "--json" not in args or not stdout.strip():
         return
     words = [a for a in args if not a.startswith("-")]
-    command = words[0]
-    if command == "dataset":  # a command group: its shapes are `dataset-push`, `dataset-ls`, ...
-        command = f"dataset-{words[1]}"
+    # a command group's commands have shapes of their own: `dataset-push`, `policy-set`, ...
+    group = f"{words[0]}-{words[1]}" if len(words) > 1 else ""
+    command = group if group and has_shape(group) else words[0]
     check_cli_json(command, json.loads(stdout))
 
 

@@ -125,6 +125,10 @@ def _cli_registry() -> tuple[Registry, str]:
     return Registry().with_resource(doc["$id"], Resource(doc, DRAFT202012)), doc["$id"]
 
 
+def has_shape(command: str) -> bool:
+    return command in _load(CLI_SCHEMA)["$defs"]["commands"]
+
+
 def check_cli_json(command: str, value: Any) -> None:
     """`modelpack COMMAND --json` output against its documented shape (tests/schemas/cli)."""
     registry, base = _cli_registry()
