@@ -178,6 +178,25 @@ def test_weights_edited_after_build_are_refused_and_nothing_is_uploaded(
     assert again.returncode == 0, again.stderr
 
 
+def test_a_pull_brings_back_the_real_bytes_of_a_release_whose_source_changed(
+    registry, repo, tmp_path: Path
+) -> None:
+    proj = weights_project(tmp_path / "proj", 20 * MIB)
+    env = _env(tmp_path / "store")
+    assert run_main("build", str(proj), "--no-image", env=env).returncode == 0
+    ref = f"{registry.host}/{repo}:1.0.0"
+    assert run_main("push", ref, "--from", TAG, env=env).returncode == 0
+    store = LayoutStore(tmp_path / "store")
+    weights = _weights_layer(store)
+    rewrite_same_size(proj / "weights.bin")
+    pulled = run_main("pull", ref, env=env)
+    assert pulled.returncode == 0, pulled.stderr
+    assert store.has_blob(weights.digest)  # a real blob now, not the stale entry
+    assert digest.of_bytes(_read(store, weights)) == weights.digest
+    again = run_main("push", f"{registry.host}/{repo}-mirror:1.0.0", "--from", TAG, env=env)
+    assert again.returncode == 0, again.stderr
+
+
 def test_a_file_changed_while_it_is_served_stops_the_read(tmp_path: Path) -> None:
     proj = weights_project(tmp_path / "proj", 20 * MIB)
     store = LayoutStore(tmp_path / "store")

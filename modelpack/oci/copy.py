@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from modelpack.errors import NotFoundError
+from modelpack.errors import NotFoundError, StoreError
 from modelpack.oci.model import Descriptor, Index, Manifest, parse
 from modelpack.oci.target import Progress, ProgressFn, RawManifest, Target, no_progress
 
@@ -135,7 +135,13 @@ def _copy_blob(
 ) -> tuple[bool, int]:
     """Asks the destination first, so a re-run asks the sources nothing for what already landed; the
     destination then picks the cheapest way in (a mount, a resumable read from a holder)."""
-    if dest.has_blob(desc.digest):
+    try:
+        present = dest.has_blob(desc.digest)
+    except StoreError:
+        # a store blob served from a source file that changed since the build: unusable as it is, and
+        # the real bytes written now replace it (a pull after the weights were edited is how to get it back)
+        present = False
+    if present:
         progress(_skip(desc))
         return False, 0
     result = dest.copy_blob_from(_holders(source, desc, fallbacks), desc, progress)
