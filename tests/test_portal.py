@@ -94,11 +94,18 @@ def test_catalog_answers_as_ls_does_with_verdicts_evidence_and_environments(
         }
         rows = {v["tag"]: v for v in doc["versions"]}
         assert rows["1.1.0"]["signed"] and not rows["1.0.0"]["signed"]
+        assert [s["kind"] for s in rows["1.1.0"]["signatures"]] == ["release", "model"]
+        assert not rows["1.2.0"]["signed"]  # a sigstore bundle with no signature predicate is not one
+        index = api.catalog(targets, portal_repo.index_repo).entries[0]
+        assert [s.kind for s in index.signatures] == ["model"]  # found on the bundle, below the index
         assert rows["1.2.0"]["test"]["passed"] is False
         assert rows["1.2.0"]["test"]["metrics"]["latency_p95_ms"] == 3.2
         found = api.evidence(targets, f"{repo}:1.1.0")
         assert {a.artifact_type for a in found} == {SIGNATURE_TYPE, mt.TEST_REPORT_ARTIFACT}
-        assert [a.is_signature for a in found if a.artifact_type == SIGNATURE_TYPE] == [True]
+        kinds = sorted(str(a.signature) for a in found if a.artifact_type == SIGNATURE_TYPE)
+        assert kinds == ["model", "release"]
+        unsigned = api.evidence(targets, f"{repo}:1.2.0")
+        assert [a.signature for a in unsigned if a.artifact_type == SIGNATURE_TYPE] == [None]
         report = next(a for a in found if a.artifact_type == mt.TEST_REPORT_ARTIFACT)
         body = api.report(targets, repo, report.digest).report
         assert body["release"]["version"] == "1.1.0" and body["latency"]["latency_p95_ms"] == 6.5

@@ -72,7 +72,7 @@ def test_repository_page_table_charts_and_filter(
     versions = [r.get_attribute("data-version") for r in _css(browser, "#versions tr.version")]
     assert versions == ["1.0.0", "1.1.0", "1.2.0"]
     row = {r.get_attribute("data-version"): r.text for r in _css(browser, "#versions tr.version")}
-    assert "passed" in row["1.1.0"] and "signed" in row["1.1.0"] and "prod" in row["1.1.0"]
+    assert "passed" in row["1.1.0"] and "signed (release, model)" in row["1.1.0"] and "prod" in row["1.1.0"]
     assert "failed" in row["1.2.0"] and "signed" not in row["1.2.0"]
     charts = _css(browser, "#charts svg.chart")
     assert {c.get_attribute("data-metric") for c in charts} >= {"accuracy", "f1_macro", HOSTILE_METRIC}
@@ -111,6 +111,9 @@ def test_version_page(browser: Any, served: Served, portal_repo: PortalRepo) -> 
     report = _css(browser, ".report")[0]
     assert "passed" in report.text and "p95_ms" in report.text and "virginica" in report.text
     assert "sigstore" in _css(browser, "#evidence")[0].text
+    kinds = [r.get_attribute("data-kind") for r in _css(browser, "#signatures tr.signature")]
+    assert kinds == ["release", "model"]
+    assert "modelpack verify --key" in _css(browser, "#not-verified")[0].text
     events = _css(browser, "#events")[0].text
     assert "prod" in events and "after staging" in events
     assert _css(browser, "#training-curves")

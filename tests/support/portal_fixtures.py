@@ -79,7 +79,10 @@ def make_portal_repo(tmp: Path, host: str) -> PortalRepo:
             passed = version != "1.2.0"  # the newest fails a case: shown red, promoted by force
             report = runner_report(version, digest, raw.media_type, len(raw.raw), passed)
             attach_report(target, report)
-        raw = target.get_manifest(digests["1.1.0"])
+        key = api.keygen(tmp / "portal-key").private_key
+        api.sign(targets, f"{repo}:1.1.0", str(key))  # the release and the model signature, for real
+        # a sigstore bundle that is no signature `sign` writes (no predicate): not "signed"
+        raw = target.get_manifest(digests["1.2.0"])
         evidence.attach(
             target,
             Descriptor(raw.media_type, raw.digest, len(raw.raw)),
@@ -108,5 +111,7 @@ def make_portal_repo(tmp: Path, host: str) -> PortalRepo:
         target = targets.open(index_repo).target
         raw = target.get_manifest(index_digest)
         attach_report(target, runner_report("1.0.0", index_digest, raw.media_type, len(raw.raw), True))
+        # the model signature alone: a referrer of the bundle manifest, not of the index the tag names
+        api.sign(targets, f"{index_repo}:0.1.0", str(key), release_signature=False)
         api.promote(targets, f"{index_repo}:0.1.0", "prod", reason="first", runtime=rt("alice"))
     return PortalRepo(repo, digests, index_repo)
