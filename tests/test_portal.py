@@ -19,6 +19,7 @@ import pytest
 from fixtures.registry import RegistryProcess
 from support.clirun import run_cli, script
 from support.portal_fixtures import (
+    HOSTILE_COLUMN,
     HOSTILE_METRIC,
     HOSTILE_REASON,
     SIGNATURE_TYPE,
@@ -127,6 +128,32 @@ def test_every_page_escapes_hostile_registry_text(served: Served, portal_repo: P
     assert "&lt;img src=x onerror=alert(" in env_page and "&lt;b&gt;bold&lt;/b&gt;" in env_page
     assert "mallory\\x1b[31m red" in env_page  # a terminal escape in the actor, made visible
     assert HOSTILE_METRIC not in repo_page and HOSTILE_REASON not in env_page
+    for page in (f"r/{slug}/v/1.2.0.html", f"r/{slug}/compare/1.1.0/1.2.0.html"):
+        html = _get(served.url(page))[1]
+        assert "&lt;script&gt;alert(&#39;column&#39;)" in html and HOSTILE_COLUMN not in html, page
+
+
+def test_training_curves_on_the_version_page_and_overlaid_on_compare(
+    served: Served, portal_repo: PortalRepo
+) -> None:
+    slug = served.slugs[portal_repo.repo]
+    html = _get(served.url(f"r/{slug}/v/1.1.0.html"))[1]
+    curves = html[html.index('id="training-curves"') :]
+    assert re.findall(r'<svg class="chart curves"[^>]*data-metric="([^"]+)"', curves) == ["loss", "val_acc"]
+    # loss at step 0, 10, 20 over the full width: three points, the first at the left edge
+    line = re.search(r'<polyline class="line series-0" data-series="1.1.0" points="([^"]+)"', curves)
+    assert line is not None and len(line.group(1).split()) == 3 and line.group(1).startswith("56.0,")
+    assert "3 rows over step from <code>logs/train.csv</code>" in html
+    assert "no training history recorded" in _get(served.url(f"r/{slug}/v/1.0.0.html"))[1]
+    both = _get(served.url(f"r/{slug}/compare/1.1.0/1.2.0.html"))[1]
+    loss = both[both.index('data-metric="loss"') :].split("</svg>")[0]
+    assert re.findall(r'<polyline class="line series-\d" data-series="([^"]+)"', loss) == ["1.1.0", "1.2.0"]
+    assert re.findall(r'<g class="legend" data-series="([^"]+)"', loss) == ["1.1.0", "1.2.0"]
+    # a column only one side logged is still drawn, for that side
+    acc = both[both.index('data-metric="val_acc"') :].split("</svg>")[0]
+    assert re.findall(r'<polyline[^>]*data-series="([^"]+)"', acc) == ["1.1.0"]
+    one_sided = _get(served.url(f"r/{slug}/compare/1.0.0/1.1.0.html"))[1]
+    assert "overlaid when both versions carry a training history" in one_sided
 
 
 def test_bad_where_is_shown_on_the_page_and_unknown_pages_are_404(

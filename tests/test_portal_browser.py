@@ -116,8 +116,29 @@ def test_version_page(browser: Any, served: Served, portal_repo: PortalRepo) -> 
     assert "modelpack verify --key" in _css(browser, "#not-verified")[0].text
     events = _css(browser, "#events")[0].text
     assert "prod" in events and "after staging" in events
-    assert _css(browser, "#training-curves")
+    charts = _css(browser, "#training-curves svg.curves")
+    assert [c.get_attribute("data-metric") for c in charts] == ["loss", "val_acc"]
+    for chart in charts:  # drawn, with a size: the browser parsed the inline SVG
+        line = chart.find_elements("css selector", "polyline")
+        assert len(line) == 1 and line[0].size["width"] > 100, chart.get_attribute("outerHTML")[:300]
     screenshot(browser, "version")
+
+
+def test_compare_overlays_training_curves_with_a_legend(
+    browser: Any, served: Served, portal_repo: PortalRepo
+) -> None:
+    slug = served.slugs[portal_repo.repo]
+    browser.get(served.url(f"r/{slug}/index.html"))
+    next(a for a in _css(browser, "a.compare") if a.text == "vs 1.1.0").click()
+    _wait(browser, lambda d: "/compare/" in d.current_url and _css(d, "#training-curves"))
+    charts = {c.get_attribute("data-metric"): c for c in _css(browser, "#training-curves svg.curves")}
+    loss = charts["loss"]
+    lines = loss.find_elements("css selector", "polyline")
+    assert [x.get_attribute("data-series") for x in lines] == ["1.1.0", "1.2.0"]
+    assert lines[0].value_of_css_property("stroke") != lines[1].value_of_css_property("stroke")
+    legend = [g.text for g in loss.find_elements("css selector", "g.legend")]
+    assert legend == ["1.1.0", "1.2.0"], legend
+    screenshot(browser, "compare-curves")
 
 
 def test_compare_view(browser: Any, served: Served, portal_repo: PortalRepo) -> None:

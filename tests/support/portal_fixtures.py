@@ -24,6 +24,12 @@ HOSTILE_REASON = "<img src=x onerror=alert('reason')><b>bold</b>"
 HOSTILE_ACTOR = "mallory\x1b[31m red\x1b[0m"
 F1 = {"1.0.0": 0.88, "1.1.0": 0.93, "1.2.0": 0.91}
 P95 = {"1.0.0": 4.0, "1.1.0": 6.5, "1.2.0": 3.2}
+HOSTILE_COLUMN = "<script>alert('column')</script>"
+# Training histories (CSV, over step): 1.0.0 has none; 1.2.0 logs a column with a hostile name.
+HISTORY = {
+    "1.1.0": "step,loss,val_acc\n0,0.9,\n10,0.6,0.8\n20,0.4,0.9\n",
+    "1.2.0": f"step,loss,{HOSTILE_COLUMN}\n0,0.8,1\n10,0.5,2\n20,0.3,3\n30,0.2,4\n",
+}
 SIGNATURE_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 
 
@@ -69,6 +75,7 @@ def make_portal_repo(tmp: Path, host: str) -> PortalRepo:
             metrics_dataset="iris-test-v3" if version != "1.0.0" else None,
             model_extra=b"\0" * i,
             params={"lr": 0.1 / (i + 1), "seed": 42},
+            history=HISTORY.get(version),
         )
         result = build(project, store, version)
         digests[version] = push(store, result.tag, f"{repo}:{version}")
