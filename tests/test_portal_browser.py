@@ -21,7 +21,7 @@ def portal_repo(registry: RegistryProcess, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(scope="module")
 def served(portal_repo: PortalRepo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    repos = [portal_repo.repo, portal_repo.index_repo]
+    repos = [portal_repo.repo, portal_repo.index_repo, portal_repo.data_repo]
     with serve_portal(repos, tmp_path_factory.mktemp("portal-store")) as s:
         yield s
 
@@ -122,6 +122,11 @@ def test_version_page(browser: Any, served: Served, portal_repo: PortalRepo) -> 
         line = chart.find_elements("css selector", "polyline")
         assert len(line) == 1 and line[0].size["width"] > 100, chart.get_attribute("outerHTML")[:300]
     screenshot(browser, "version")
+    _css(browser, "#datasets a.dataset")[0].click()  # the dataset version it was built with
+    _wait(browser, lambda d: "/d/sha256-" in d.current_url and _css(d, "#classes"))
+    assert portal_repo.data_digest in browser.page_source
+    assert len(_css(browser, "#classes tr.class")) == 3
+    screenshot(browser, "dataset")
 
 
 def test_compare_overlays_training_curves_with_a_legend(

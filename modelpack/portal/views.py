@@ -19,7 +19,7 @@ from packaging.version import InvalidVersion
 from packaging.version import Version as PV
 
 from modelpack.errors import ModelpackError, NotFoundError
-from modelpack.portal import charts
+from modelpack.portal import charts, datasets
 from modelpack.portal.charts import Point, clean
 from modelpack.portal.data import Query, Source
 
@@ -60,6 +60,9 @@ class Links:
     def lineage(self, slug: str) -> str:
         return f"r/{slug}/lineage.html"
 
+    def dataset(self, slug: str, digest: str) -> str:
+        return f"r/{slug}/d/{datasets.file_name(digest)}.html"
+
 
 def _finalize(value: Any) -> Any:
     """Every `{{ }}` of every template: terminal escapes made visible before HTML escaping."""
@@ -84,19 +87,41 @@ class Pages:
 
     def _render(self, name: str, depth: int, **ctx: Any) -> str:
         root = "../" * depth
-        return _ENV.get_template(name).render(root=root, links=self.links, **ctx)
+        return _ENV.get_template(name).render(
+            root=root, links=self.links, dataset_link=self.dataset_link, **ctx
+        )
+
+    def dataset_link(self, entry: dict[str, Any]) -> str | None:
+        """Where a model's dataset entry links (relative to the site's top), or None: show its ref."""
+        found = datasets.linked(entry, self.src.slug_of)
+        return self.links.dataset(*found) if found is not None else None
+
+    def dataset(self, slug: str, digest: str) -> str:
+        repo = self.src.repo_of[slug]
+        ds = self.src.dataset(repo, digest)
+        stat_paths = {st["path"] for st in ds["record"]["stats"]}
+        return self._render("dataset.html", 3, repo=repo, slug=slug, ds=ds, stat_paths=stat_paths)
 
     def index(self) -> str:
         repos: list[dict[str, Any]] = []
+        data: list[dict[str, Any]] = []
         for repo, cat in self.src.catalogs().items():
             if isinstance(cat, str):
                 repos.append({"name": repo, "slug": self.src.slug_of[repo], "error": cat})
                 continue
+            if not cat["versions"]:  # no model release: perhaps a dataset repository
+                try:
+                    found = self.src.dataset_versions(repo)["versions"]
+                except ModelpackError:
+                    found = []
+                if found:
+                    data.append({"name": repo, "slug": self.src.slug_of[repo], "versions": found})
+                    continue
             versions = {e["digest"]: e["version"] for e in cat["versions"]}
             envs = [{"name": n, "version": versions.get(d, "?"), "digest": d} for n, d in _envs(cat)]
             count = sum(1 for e in cat["versions"] if not e["alias"])
             repos.append({"name": repo, "slug": self.src.slug_of[repo], "envs": envs, "count": count})
-        return self._render("index.html", 0, repos=repos)
+        return self._render("index.html", 0, repos=repos, data=data)
 
     def repository(self, slug: str, q: Query = Query()) -> str:
         repo = self.src.repo_of[slug]

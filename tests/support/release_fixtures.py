@@ -36,9 +36,11 @@ def variant(
     model_extra: bytes = b"",
     params: dict[str, object] | None = None,
     history: str | None = None,
+    dataset_ref: str | None = None,
 ) -> Path:
     """A copy of an example with its metrics (and optionally the dataset they were measured on, the model
-    bytes, the params and a training history, CSV text) changed, as a retraining would."""
+    bytes, the params, a training history as CSV text, a published dataset's `ref:`) changed, as a retraining
+    would."""
     dest = tmp / f"{example}-{secrets.token_hex(3)}"
     shutil.copytree(EXAMPLES / example, dest)
     if metrics is not None:
@@ -57,6 +59,8 @@ def variant(
         doc["metrics"]["dataset"] = metrics_dataset
     if params is not None:
         (dest / "params.yaml").write_text(yaml.safe_dump(params))
+    if dataset_ref is not None:
+        doc["datasets"].append({"name": "iris-published", "ref": dataset_ref})
     if history is not None:
         (dest / "logs").mkdir(exist_ok=True)
         (dest / "logs" / "train.csv").write_text(history)
