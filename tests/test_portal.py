@@ -4,6 +4,7 @@ the listen rule, the caches, and the static export (relative links that resolve,
 from __future__ import annotations
 
 import base64
+import csv
 import json
 import os
 import re
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import pytest
 from fixtures.registry import RegistryProcess
 from support.clirun import run_cli, script
 from support.portal_fixtures import (
+    HOSTILE_COLUMN,
     HOSTILE_METRIC,
     HOSTILE_REASON,
     SIGNATURE_TYPE,
@@ -26,7 +29,7 @@ from support.portal_fixtures import (
     make_portal_repo,
 )
 from support.portal_server import Served, serve_portal
-from support.release_fixtures import build, variant
+from support.release_fixtures import EXAMPLES, build, variant
 
 from modelpack import api, portal
 from modelpack.errors import ModelpackError
@@ -43,7 +46,8 @@ def portal_repo(registry: RegistryProcess, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(scope="module")
 def served(portal_repo: PortalRepo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    with serve_portal([portal_repo.repo], tmp_path_factory.mktemp("portal-store")) as s:
+    repos = [portal_repo.repo, portal_repo.data_repo]
+    with serve_portal(repos, tmp_path_factory.mktemp("portal-store")) as s:
         yield s
 
 
@@ -94,11 +98,18 @@ def test_catalog_answers_as_ls_does_with_verdicts_evidence_and_environments(
         }
         rows = {v["tag"]: v for v in doc["versions"]}
         assert rows["1.1.0"]["signed"] and not rows["1.0.0"]["signed"]
+        assert [s["kind"] for s in rows["1.1.0"]["signatures"]] == ["release", "model"]
+        assert not rows["1.2.0"]["signed"]  # a sigstore bundle with no signature predicate is not one
+        index = api.catalog(targets, portal_repo.index_repo).entries[0]
+        assert [s.kind for s in index.signatures] == ["model"]  # found on the bundle, below the index
         assert rows["1.2.0"]["test"]["passed"] is False
         assert rows["1.2.0"]["test"]["metrics"]["latency_p95_ms"] == 3.2
         found = api.evidence(targets, f"{repo}:1.1.0")
         assert {a.artifact_type for a in found} == {SIGNATURE_TYPE, mt.TEST_REPORT_ARTIFACT}
-        assert [a.is_signature for a in found if a.artifact_type == SIGNATURE_TYPE] == [True]
+        kinds = sorted(str(a.signature) for a in found if a.artifact_type == SIGNATURE_TYPE)
+        assert kinds == ["model", "release"]
+        unsigned = api.evidence(targets, f"{repo}:1.2.0")
+        assert [a.signature for a in unsigned if a.artifact_type == SIGNATURE_TYPE] == [None]
         report = next(a for a in found if a.artifact_type == mt.TEST_REPORT_ARTIFACT)
         body = api.report(targets, repo, report.digest).report
         assert body["release"]["version"] == "1.1.0" and body["latency"]["latency_p95_ms"] == 6.5
@@ -120,6 +131,58 @@ def test_every_page_escapes_hostile_registry_text(served: Served, portal_repo: P
     assert "&lt;img src=x onerror=alert(" in env_page and "&lt;b&gt;bold&lt;/b&gt;" in env_page
     assert "mallory\\x1b[31m red" in env_page  # a terminal escape in the actor, made visible
     assert HOSTILE_METRIC not in repo_page and HOSTILE_REASON not in env_page
+    for page in (f"r/{slug}/v/1.2.0.html", f"r/{slug}/compare/1.1.0/1.2.0.html"):
+        html = _get(served.url(page))[1]
+        assert "&lt;script&gt;alert(&#39;column&#39;)" in html and HOSTILE_COLUMN not in html, page
+
+
+def test_training_curves_on_the_version_page_and_overlaid_on_compare(
+    served: Served, portal_repo: PortalRepo
+) -> None:
+    slug = served.slugs[portal_repo.repo]
+    html = _get(served.url(f"r/{slug}/v/1.1.0.html"))[1]
+    curves = html[html.index('id="training-curves"') :]
+    assert re.findall(r'<svg class="chart curves"[^>]*data-metric="([^"]+)"', curves) == ["loss", "val_acc"]
+    # loss at step 0, 10, 20 over the full width: three points, the first at the left edge
+    line = re.search(r'<polyline class="line series-0" data-series="1.1.0" points="([^"]+)"', curves)
+    assert line is not None and len(line.group(1).split()) == 3 and line.group(1).startswith("56.0,")
+    assert "3 rows over step from <code>logs/train.csv</code>" in html
+    assert "no training history recorded" in _get(served.url(f"r/{slug}/v/1.0.0.html"))[1]
+    both = _get(served.url(f"r/{slug}/compare/1.1.0/1.2.0.html"))[1]
+    loss = both[both.index('data-metric="loss"') :].split("</svg>")[0]
+    assert re.findall(r'<polyline class="line series-\d" data-series="([^"]+)"', loss) == ["1.1.0", "1.2.0"]
+    assert re.findall(r'<g class="legend" data-series="([^"]+)"', loss) == ["1.1.0", "1.2.0"]
+    # a column only one side logged is still drawn, for that side
+    acc = both[both.index('data-metric="val_acc"') :].split("</svg>")[0]
+    assert re.findall(r'<polyline[^>]*data-series="([^"]+)"', acc) == ["1.1.0"]
+    one_sided = _get(served.url(f"r/{slug}/compare/1.0.0/1.1.0.html"))[1]
+    assert "overlaid when both versions carry a training history" in one_sided
+
+
+def test_a_dataset_entry_links_to_its_dataset_version_when_the_portal_has_its_repository(
+    served: Served, portal_repo: PortalRepo
+) -> None:
+    slug, data_slug = served.slugs[portal_repo.repo], served.slugs[portal_repo.data_repo]
+    page = f"r/{data_slug}/d/{portal_repo.data_digest.replace(':', '-')}.html"
+    link = f'<a class="dataset" href="../../../{page}">{portal_repo.data_repo}:v1</a>'
+    assert link in _get(served.url(f"r/{slug}/v/1.1.0.html"))[1]
+    other = _get(served.url(f"r/{slug}/v/1.2.0.html"))[1]  # its dataset repository is not in this portal
+    assert f'<span class="dataset-ref">{portal_repo.other_data}</span>' in other
+    assert 'class="dataset"' not in other
+    assert f'href="../../{page}">iris-published</a>' in _get(served.url(f"r/{slug}/lineage.html"))[1]
+    index = _get(served.url(""))[1]
+    assert f'href="{page}">v1</a>' in index and index.count('class="repo"') == 1  # a dataset, not a model
+    status, html, _ = _get(served.url(page))
+    assert status == 200 and portal_repo.data_digest in html
+    with (EXAMPLES / "iris-onnx" / "data" / "iris-test.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    for species, n in Counter(r["species"] for r in rows).items():
+        assert f'<tr class="class" data-class="{species}"><td>{species}</td><td>{n}</td>' in html
+    summary = html[html.index('id="dataset-summary"') :].split("</table>")[0]
+    assert "<th>files</th><td>1</td>" in summary and f"<th>rows</th><td>{len(rows)}</td>" in summary
+    assert "sepal_length, sepal_width" in html  # the file's columns
+    bad = page.replace("sha256-", "sha256-0")[:-6] + ".html"
+    assert _get(served.url(bad))[0] == 404
 
 
 def test_bad_where_is_shown_on_the_page_and_unknown_pages_are_404(
@@ -194,7 +257,8 @@ def test_ui_serves_on_loopback_and_prints_where(portal_repo: PortalRepo, tmp_pat
 
 def test_export_writes_a_static_site_with_relative_links(portal_repo: PortalRepo, tmp_path: Path) -> None:
     site = tmp_path / "site"
-    out = run_cli("ui", "--export", str(site), portal_repo.repo, env={"MODELPACK_STORE": str(tmp_path / "s")})
+    env = {"MODELPACK_STORE": str(tmp_path / "s")}
+    out = run_cli("ui", "--export", str(site), portal_repo.repo, portal_repo.data_repo, env=env)
     assert out.returncode == 0, out.stderr
     assert re.match(r"wrote \d+ pages to ", out.stdout)
     pages = sorted(site.rglob("*.html"))
@@ -208,6 +272,8 @@ def test_export_writes_a_static_site_with_relative_links(portal_repo: PortalRepo
             target = (page.parent / link.split("?")[0]).resolve()
             assert target.is_file(), f"{page.relative_to(site)} links to missing {link}"
     assert any(p.name.startswith("sort-") for p in pages)  # the sorted tables an export cannot compute
+    data_page = f"{portal_repo.data_digest.replace(':', '-')}.html"
+    assert [p.name for p in pages if p.parent.name == "d"] == [data_page]  # linked from 1.1.0 and the index
 
 
 def test_private_registry_is_read_with_docker_credentials_never_shown(

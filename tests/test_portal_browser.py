@@ -21,7 +21,7 @@ def portal_repo(registry: RegistryProcess, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(scope="module")
 def served(portal_repo: PortalRepo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    repos = [portal_repo.repo, portal_repo.index_repo]
+    repos = [portal_repo.repo, portal_repo.index_repo, portal_repo.data_repo]
     with serve_portal(repos, tmp_path_factory.mktemp("portal-store")) as s:
         yield s
 
@@ -72,7 +72,7 @@ def test_repository_page_table_charts_and_filter(
     versions = [r.get_attribute("data-version") for r in _css(browser, "#versions tr.version")]
     assert versions == ["1.0.0", "1.1.0", "1.2.0"]
     row = {r.get_attribute("data-version"): r.text for r in _css(browser, "#versions tr.version")}
-    assert "passed" in row["1.1.0"] and "signed" in row["1.1.0"] and "prod" in row["1.1.0"]
+    assert "passed" in row["1.1.0"] and "signed (release, model)" in row["1.1.0"] and "prod" in row["1.1.0"]
     assert "failed" in row["1.2.0"] and "signed" not in row["1.2.0"]
     charts = _css(browser, "#charts svg.chart")
     assert {c.get_attribute("data-metric") for c in charts} >= {"accuracy", "f1_macro", HOSTILE_METRIC}
@@ -111,10 +111,39 @@ def test_version_page(browser: Any, served: Served, portal_repo: PortalRepo) -> 
     report = _css(browser, ".report")[0]
     assert "passed" in report.text and "p95_ms" in report.text and "virginica" in report.text
     assert "sigstore" in _css(browser, "#evidence")[0].text
+    kinds = [r.get_attribute("data-kind") for r in _css(browser, "#signatures tr.signature")]
+    assert kinds == ["release", "model"]
+    assert "modelpack verify --key" in _css(browser, "#not-verified")[0].text
     events = _css(browser, "#events")[0].text
     assert "prod" in events and "after staging" in events
-    assert _css(browser, "#training-curves")
+    charts = _css(browser, "#training-curves svg.curves")
+    assert [c.get_attribute("data-metric") for c in charts] == ["loss", "val_acc"]
+    for chart in charts:  # drawn, with a size: the browser parsed the inline SVG
+        line = chart.find_elements("css selector", "polyline")
+        assert len(line) == 1 and line[0].size["width"] > 100, chart.get_attribute("outerHTML")[:300]
     screenshot(browser, "version")
+    _css(browser, "#datasets a.dataset")[0].click()  # the dataset version it was built with
+    _wait(browser, lambda d: "/d/sha256-" in d.current_url and _css(d, "#classes"))
+    assert portal_repo.data_digest in browser.page_source
+    assert len(_css(browser, "#classes tr.class")) == 3
+    screenshot(browser, "dataset")
+
+
+def test_compare_overlays_training_curves_with_a_legend(
+    browser: Any, served: Served, portal_repo: PortalRepo
+) -> None:
+    slug = served.slugs[portal_repo.repo]
+    browser.get(served.url(f"r/{slug}/index.html"))
+    next(a for a in _css(browser, "a.compare") if a.text == "vs 1.1.0").click()
+    _wait(browser, lambda d: "/compare/" in d.current_url and _css(d, "#training-curves"))
+    charts = {c.get_attribute("data-metric"): c for c in _css(browser, "#training-curves svg.curves")}
+    loss = charts["loss"]
+    lines = loss.find_elements("css selector", "polyline")
+    assert [x.get_attribute("data-series") for x in lines] == ["1.1.0", "1.2.0"]
+    assert lines[0].value_of_css_property("stroke") != lines[1].value_of_css_property("stroke")
+    legend = [g.text for g in loss.find_elements("css selector", "g.legend")]
+    assert legend == ["1.1.0", "1.2.0"], legend
+    screenshot(browser, "compare-curves")
 
 
 def test_compare_view(browser: Any, served: Served, portal_repo: PortalRepo) -> None:

@@ -25,6 +25,7 @@ from modelpack.targets import Location, Targets
 
 if TYPE_CHECKING:
     from modelpack.release.query import Version
+    from modelpack.release.signatures import Listed
     from modelpack.release.view import ReleaseView
 
 WORKERS = 16  # round trips, not bytes: the registry answers many at once
@@ -49,11 +50,11 @@ class Artifact:
     size: int
     annotations: Mapping[str, str] = field(default_factory=dict)
 
+    signature: str | None = None  # "release" | "model": a signature `modelpack sign` attaches (unverified)
+
     @property
     def is_signature(self) -> bool:
-        # Signatures are being built elsewhere: until their type is fixed, any artifact type naming a
-        # signature, or a sigstore bundle, counts as one.
-        return "signature" in self.artifact_type or self.artifact_type == SIGSTORE_BUNDLE
+        return self.signature is not None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,7 +62,7 @@ class Artifact:
             "artifactType": self.artifact_type,
             "size": self.size,
             "annotations": dict(self.annotations),
-            "signature": self.is_signature,
+            "signature": self.signature,
         }
 
 
@@ -72,10 +73,11 @@ class CatalogEntry:
     test_passed: bool | None  # the newest report's verdict; None: no report
     tested: Mapping[str, float]  # the newest report's test-run metrics (latency, image size)
     artifacts: tuple[Artifact, ...]  # every referrer, newest report first
+    signatures: tuple[Listed, ...] = ()  # release and model signatures, listed (`verify` checks them)
 
     @property
     def signed(self) -> bool:
-        return any(a.is_signature for a in self.artifacts)
+        return bool(self.signatures)
 
     def to_json(self) -> dict[str, Any]:
         rec = self.release.record
@@ -90,6 +92,7 @@ class CatalogEntry:
             if self.test_passed is not None
             else None,
             "signed": self.signed,
+            "signatures": [s.to_json() for s in self.signatures],
             "artifacts": [a.to_json() for a in self.artifacts],
         }
 
@@ -169,10 +172,13 @@ def catalog(
 
 def _entry(target: Target, tag: str, release: ReleaseView) -> tuple[Version, CatalogEntry]:
     from modelpack.packfile.gates import MEASURED
-    from modelpack.release import evidence
+    from modelpack.release import evidence, signatures
     from modelpack.release.query import Version
 
-    found = [_artifact(d) for d in target.referrers(release.digest)]
+    referrers = target.referrers(release.digest)
+    found = [_artifact(d) for d in referrers]
+    if release.bundle.digest != release.digest:  # an index release: the model signature is on its bundle
+        referrers = [*referrers, *target.referrers(release.bundle.digest, SIGSTORE_BUNDLE)]
     reports = sorted(
         (a for a in found if a.artifact_type == evidence.REPORT_TYPE),
         key=lambda a: (a.annotations.get(evidence.ANN_CREATED, ""), a.digest),
@@ -186,12 +192,15 @@ def _entry(target: Target, tag: str, release: ReleaseView) -> tuple[Version, Cat
         passed = newest.annotations.get(evidence.ANN_PASSED) == "true"
         desc = Descriptor(evidence.REPORT_TYPE, newest.digest, newest.size, annotations=newest.annotations)
         tested = {k: x for k, x in evidence.measured(desc).items() if k in MEASURED}
-    entry = CatalogEntry(tag, release, passed, tested, tuple(reports + others))
+    signed = signatures.classify(referrers)
+    entry = CatalogEntry(tag, release, passed, tested, tuple(reports + others), signed)
     return Version(tag, release, tested, passed), entry
 
 
 def _artifact(d: Descriptor) -> Artifact:
-    return Artifact(d.digest, d.artifact_type or d.media_type, d.size, dict(d.annotations or {}))
+    from modelpack.release.signatures import kind_of
+
+    return Artifact(d.digest, d.artifact_type or d.media_type, d.size, dict(d.annotations or {}), kind_of(d))
 
 
 def _load(target: Target, tag: str, cache: DigestCache | None) -> ReleaseView:

@@ -95,6 +95,76 @@ def line_chart(title: str, points: Sequence[Point], *, css_class: str = "chart")
     return Markup("".join(parts))
 
 
+MAX_POINTS = 400  # per series: a 100k-step history draws as its shape, not as 100k SVG points
+
+
+def curves_chart(
+    title: str, x_name: str, series: Sequence[tuple[str, Sequence[tuple[float, float]]]]
+) -> Markup:
+    """Lines of (x, value) pairs over a numeric x (a training step or epoch), one per series, overlaid,
+    with a legend naming each series when there are several (two versions compared)."""
+    drawn = [(name, _thin(points)) for name, points in series]
+    xs = [x for _, pts in drawn for x, _ in pts]
+    ys = [v for _, pts in drawn for _, v in pts]
+    head = (
+        f'<svg class="chart curves" role="img" viewBox="0 0 {W} {H}" width="{W}" height="{H}" '
+        f'xmlns="http://www.w3.org/2000/svg" data-metric="{text(title)}">'
+        f"<title>{text(title)} over {text(x_name)}</title>"
+        f'<text x="{PAD_L}" y="14" class="chart-title">{text(title)}</text>'
+    )
+    if not ys:
+        return Markup(head + f'<text x="{PAD_L}" y="{H // 2}">no values</text></svg>')
+    x_lo, x_hi = min(xs), max(xs)
+    lo, hi = min(ys), max(ys)
+    if hi == lo:
+        lo, hi = lo - (abs(lo) * 0.05 or 0.5), hi + (abs(hi) * 0.05 or 0.5)
+    plot_w, plot_h = W - PAD_L - PAD_R, H - PAD_T - PAD_B
+
+    def px(x: float) -> float:
+        return PAD_L + (plot_w * (x - x_lo) / (x_hi - x_lo) if x_hi > x_lo else plot_w / 2)
+
+    def py(v: float) -> float:
+        return PAD_T + plot_h * (1 - (v - lo) / (hi - lo))
+
+    parts = [
+        head,
+        f'<line class="axis" x1="{PAD_L}" y1="{PAD_T + plot_h}" x2="{W - PAD_R}" y2="{PAD_T + plot_h}"/>'
+        f'<line class="axis" x1="{PAD_L}" y1="{PAD_T}" x2="{PAD_L}" y2="{PAD_T + plot_h}"/>'
+        f'<text class="tick" x="{PAD_L - 4}" y="{py(hi) + 4:.1f}" text-anchor="end">{hi:.4g}</text>'
+        f'<text class="tick" x="{PAD_L - 4}" y="{py(lo) + 4:.1f}" text-anchor="end">{lo:.4g}</text>'
+        f'<text class="tick" x="{PAD_L}" y="{H - PAD_B + 16}">{x_lo:.6g}</text>'
+        f'<text class="tick" x="{W - PAD_R}" y="{H - PAD_B + 16}" text-anchor="end">{x_hi:.6g}</text>'
+        f'<text class="tick" x="{PAD_L + plot_w / 2:.1f}" y="{H - PAD_B + 16}" '
+        f'text-anchor="middle">{text(x_name)}</text>',
+    ]
+    for i, (name, pts) in enumerate(drawn):
+        coords = " ".join(f"{px(x):.1f},{py(v):.1f}" for x, v in pts)
+        if len(pts) > 1:
+            parts.append(f'<polyline class="line series-{i}" data-series="{text(name)}" points="{coords}"/>')
+        elif pts:  # one value: a dot, a line needs two
+            parts.append(
+                f'<circle class="point series-{i}" data-series="{text(name)}" '
+                f'cx="{px(pts[0][0]):.1f}" cy="{py(pts[0][1]):.1f}" r="3"/>'
+            )
+    if len(drawn) > 1:
+        for i, (name, _) in enumerate(drawn):
+            lx = PAD_L + 8 + 150 * i
+            parts.append(
+                f'<g class="legend" data-series="{text(name)}"><rect class="series-{i}" x="{lx}" '
+                f'y="{H - 18}" width="12" height="4"/><text x="{lx + 16}" y="{H - 13}">'
+                f"{text(_short(name))}</text></g>"
+            )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def _thin(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    if len(points) <= MAX_POINTS:
+        return list(points)
+    step = -(-len(points) // MAX_POINTS)
+    return [*points[::step], *([points[-1]] if (len(points) - 1) % step else [])]
+
+
 def _polyline(segment: list[str]) -> str:
     return f'<polyline class="line" points="{" ".join(segment)}"/>' if len(segment) > 1 else ""
 

@@ -88,6 +88,31 @@ class Source:
     def history(self, repo: str, env: str) -> dict[str, Any]:
         return self.memo.get(("history", repo, env), lambda: api.history(self.targets, repo, env).to_json())
 
+    def curves(self, repo: str, digest: str) -> dict[str, Any]:
+        """The release's training curves (`api.training_curves`): immutable, so cached on disk by digest."""
+        key = f"curves:{digest}"
+        hit = self.disk.get(key)
+        if hit is not None:
+            cached: dict[str, Any] = json.loads(hit)
+            return cached
+        out = api.training_curves(self.targets, f"{repo}@{digest}").to_json()
+        self.disk.put(key, json.dumps(out).encode())
+        return out
+
+    def dataset(self, repo: str, digest: str) -> dict[str, Any]:
+        """A dataset version (`api.dataset_inspect`) by digest: immutable, so cached on disk."""
+        key = f"dataset:{digest}"
+        hit = self.disk.get(key)
+        if hit is not None:
+            cached: dict[str, Any] = json.loads(hit)
+            return cached
+        out = api.dataset_inspect(self.targets, f"{repo}@{digest}").to_json()
+        self.disk.put(key, json.dumps(out).encode())
+        return out
+
+    def dataset_versions(self, repo: str) -> dict[str, Any]:
+        return self.memo.get(("datasets", repo), lambda: api.dataset_ls(self.targets, repo).to_json())
+
     def diff(self, repo: str, a: str, b: str, digest_a: str, digest_b: str) -> dict[str, Any]:
         """A diff of two digests never changes: cached on disk by the pair."""
         key = f"diff:{digest_a}:{digest_b}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from itertools import pairwise
 from pathlib import Path
 
+from modelpack.portal import datasets
 from modelpack.portal.data import Query, Source
 from modelpack.portal.views import LATENCY, Links, Pages, metric_names
 
@@ -30,9 +31,16 @@ def export_site(source: Source, dest: Path) -> int:
         written += 1
 
     write("index.html", pages.index())
+    data_pages: set[tuple[str, str]] = set()  # (slug, digest): a dataset version's page, written once
     for repo, slug in source.slug_of.items():
         cat = source.catalog(repo)
+        if not cat["versions"]:
+            data_pages |= {(slug, v["digest"]) for v in source.dataset_versions(repo)["versions"]}
         rows = sorted((e for e in cat["versions"] if not e["alias"]), key=_version_key)
+        for e in rows:
+            data_pages |= {
+                found for d in e["record"]["datasets"] if (found := datasets.linked(d, source.slug_of))
+            }
         metrics = metric_names(rows)
         sortable = metrics + [
             m for m in LATENCY if any(m in (e["test"] or {}).get("metrics", {}) for e in rows)
@@ -50,4 +58,6 @@ def export_site(source: Source, dest: Path) -> int:
             for m in metrics:
                 write(links.env(slug, env, m, metrics), pages.environment(slug, env, m))
         write(links.lineage(slug), pages.lineage(slug))
+    for slug, digest in sorted(data_pages):
+        write(links.dataset(slug, digest), pages.dataset(slug, digest))
     return written

@@ -40,6 +40,7 @@ ROUTES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^/r/(?P<slug>[^/]+)/compare\.html$"), "compare_form"),
     (re.compile(rf"^/r/(?P<slug>[^/]+)/env/(?P<env>{_TAG})\.html$"), "environment"),
     (re.compile(r"^/r/(?P<slug>[^/]+)/lineage\.html$"), "lineage"),
+    (re.compile(r"^/r/(?P<slug>[^/]+)/d/(?P<digest>sha256-[0-9a-f]{64})\.html$"), "dataset"),
 ]
 
 
@@ -75,6 +76,8 @@ def route(pages: Pages, path: str, query: dict[str, list[str]]) -> tuple[int, st
             return 302, "", f"compare/{a}/{b}.html"
         if name == "environment":
             return 200, pages.environment(slug, args["env"], next(iter(query.get("metric", [])), None)), None
+        if name == "dataset":
+            return 200, pages.dataset(slug, args["digest"].replace("-", ":", 1)), None
         return 200, pages.lineage(slug), None
     raise NotFoundError(f"no page {path}")
 

@@ -19,7 +19,7 @@ from packaging.version import InvalidVersion
 from packaging.version import Version as PV
 
 from modelpack.errors import ModelpackError, NotFoundError
-from modelpack.portal import charts
+from modelpack.portal import charts, datasets
 from modelpack.portal.charts import Point, clean
 from modelpack.portal.data import Query, Source
 
@@ -60,6 +60,9 @@ class Links:
     def lineage(self, slug: str) -> str:
         return f"r/{slug}/lineage.html"
 
+    def dataset(self, slug: str, digest: str) -> str:
+        return f"r/{slug}/d/{datasets.file_name(digest)}.html"
+
 
 def _finalize(value: Any) -> Any:
     """Every `{{ }}` of every template: terminal escapes made visible before HTML escaping."""
@@ -84,19 +87,41 @@ class Pages:
 
     def _render(self, name: str, depth: int, **ctx: Any) -> str:
         root = "../" * depth
-        return _ENV.get_template(name).render(root=root, links=self.links, **ctx)
+        return _ENV.get_template(name).render(
+            root=root, links=self.links, dataset_link=self.dataset_link, **ctx
+        )
+
+    def dataset_link(self, entry: dict[str, Any]) -> str | None:
+        """Where a model's dataset entry links (relative to the site's top), or None: show its ref."""
+        found = datasets.linked(entry, self.src.slug_of)
+        return self.links.dataset(*found) if found is not None else None
+
+    def dataset(self, slug: str, digest: str) -> str:
+        repo = self.src.repo_of[slug]
+        ds = self.src.dataset(repo, digest)
+        stat_paths = {st["path"] for st in ds["record"]["stats"]}
+        return self._render("dataset.html", 3, repo=repo, slug=slug, ds=ds, stat_paths=stat_paths)
 
     def index(self) -> str:
         repos: list[dict[str, Any]] = []
+        data: list[dict[str, Any]] = []
         for repo, cat in self.src.catalogs().items():
             if isinstance(cat, str):
                 repos.append({"name": repo, "slug": self.src.slug_of[repo], "error": cat})
                 continue
+            if not cat["versions"]:  # no model release: perhaps a dataset repository
+                try:
+                    found = self.src.dataset_versions(repo)["versions"]
+                except ModelpackError:
+                    found = []
+                if found:
+                    data.append({"name": repo, "slug": self.src.slug_of[repo], "versions": found})
+                    continue
             versions = {e["digest"]: e["version"] for e in cat["versions"]}
             envs = [{"name": n, "version": versions.get(d, "?"), "digest": d} for n, d in _envs(cat)]
             count = sum(1 for e in cat["versions"] if not e["alias"])
             repos.append({"name": repo, "slug": self.src.slug_of[repo], "envs": envs, "count": count})
-        return self._render("index.html", 0, repos=repos)
+        return self._render("index.html", 0, repos=repos, data=data)
 
     def repository(self, slug: str, q: Query = Query()) -> str:
         repo = self.src.repo_of[slug]
@@ -173,6 +198,7 @@ class Pages:
         ordered = sorted(versions, key=_version_key)
         tags = [e["tag"] for e in ordered]
         previous = tags[tags.index(tag) - 1] if tag in tags and tags.index(tag) > 0 else None
+        curves, curves_error = self._curves(repo, [(tag, digest, info["record"])])
         return self._render(
             "version.html",
             3,
@@ -186,7 +212,27 @@ class Pages:
             events=events,
             previous=previous,
             env_names=[n for n, _ in _envs(cat)],
+            curves=curves,
+            curves_error=curves_error,
         )
+
+    def _curves(
+        self, repo: str, releases: Sequence[tuple[str, str, dict[str, Any]]]
+    ) -> tuple[list[Markup], str | None]:
+        """A chart per history column, one series per release (tag, digest, record) that has a history;
+        none unless every one of them has (an overlay with one side missing would mislead)."""
+        if not releases or any(not rec.get("history") for _, _, rec in releases):
+            return [], None
+        try:
+            docs = [(t, self.src.curves(repo, d)["curves"]) for t, d, _ in releases]
+        except ModelpackError as e:  # a damaged history layer: said on the page, the rest still shows
+            return [], str(e)
+        columns = list(dict.fromkeys(c for _, doc in docs if doc for c in doc["columns"]))
+        x_name = " / ".join(dict.fromkeys(doc["x"] for _, doc in docs if doc))
+        return [
+            charts.curves_chart(column, x_name, [(t, _series(doc, column)) for t, doc in docs])
+            for column in columns
+        ], None
 
     def compare(self, slug: str, a: str, b: str) -> str:
         repo = self.src.repo_of[slug]
@@ -197,9 +243,12 @@ class Pages:
                 raise NotFoundError(f"no release {repo}:{t}")
         d = self.src.diff(repo, a, b, by_tag[a]["digest"], by_tag[b]["digest"])
         tags = [e["tag"] for e in sorted((e for e in cat["versions"] if not e["alias"]), key=_version_key)]
+        sides = [(t, by_tag[t]["digest"], by_tag[t]["record"]) for t in (a, b)]
+        curves, curves_error = self._curves(repo, sides)
         return self._render(
-            "compare.html", 4, repo=repo, slug=slug, a=by_tag[a], b=by_tag[b], diff=d, tags=tags
-        )
+            "compare.html", 4, repo=repo, slug=slug, a=by_tag[a], b=by_tag[b], diff=d, tags=tags,
+            curves=curves, curves_error=curves_error,
+        )  # fmt: skip
 
     def environment(self, slug: str, env: str, metric: str | None = None) -> str:
         repo = self.src.repo_of[slug]
@@ -278,6 +327,14 @@ class Pages:
         ]
         graph = charts.lineage_graph(columns, edges)
         return self._render("lineage.html", 2, repo=repo, slug=slug, graph=graph, rows=rows, cat=cat)
+
+
+def _series(doc: dict[str, Any] | None, column: str) -> list[tuple[float, float]]:
+    """(x, value) of one history column, the rows where training logged nothing for it left out."""
+    if not doc or column not in doc["columns"]:
+        return []
+    i = 1 + doc["columns"].index(column)
+    return [(float(r[0]), float(r[i])) for r in doc["rows"] if r[i] is not None]
 
 
 def _envs(cat: dict[str, Any]) -> list[tuple[str, str]]:

@@ -13,7 +13,7 @@ The model signature is checked against the files themselves, rehashed by streami
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from modelpack.errors import ModelpackError, VerificationError
@@ -121,15 +121,24 @@ def model_signature(target: Target, bundle_digest: str) -> bytes | None:
 def listed(target: Target, release: ReleaseView) -> tuple[Listed, ...]:
     """Every signature referrer of the release and of its bundle (for `inspect`), from listings alone."""
     subjects = dict.fromkeys([release.digest, release.bundle.digest])
-    found = [d for s in subjects for d in target.referrers(s, mt.SIGSTORE_BUNDLE) if _is_signature(d)]
+    return classify(d for s in subjects for d in target.referrers(s, mt.SIGSTORE_BUNDLE))
+
+
+def classify(referrers: Iterable[Descriptor]) -> tuple[Listed, ...]:
+    """The signatures among `referrers` (of the release and of its bundle), release signatures first: for
+    a caller that lists referrers anyway (the portal's catalog) and need not list them again."""
+    found = [d for d in referrers if _is_signature(d)]
     return tuple(
-        Listed(
-            "release" if _predicate(d) == cosign.PREDICATE_TYPE else "model",
-            d.digest,
-            (d.annotations or {}).get(ANN_KEYID),
-        )
+        Listed(kind_of(d) or "model", d.digest, (d.annotations or {}).get(ANN_KEYID))
         for d in sorted(found, key=lambda d: (_predicate(d) != cosign.PREDICATE_TYPE, d.digest))
     )
+
+
+def kind_of(d: Descriptor) -> str | None:
+    """"release" or "model" for a signature referrer, from its descriptor alone; None for anything else."""
+    if not _is_signature(d):
+        return None
+    return "release" if _predicate(d) == cosign.PREDICATE_TYPE else "model"
 
 
 def bundle_files(target: Target, bundle: Manifest, progress: ProgressFn = no_progress) -> dict[str, str]:

@@ -35,9 +35,12 @@ def variant(
     metrics_dataset: str | None = None,
     model_extra: bytes = b"",
     params: dict[str, object] | None = None,
+    history: str | None = None,
+    dataset_ref: str | None = None,
 ) -> Path:
     """A copy of an example with its metrics (and optionally the dataset they were measured on, the model
-    bytes and the params) changed, as a retraining would."""
+    bytes, the params, a training history as CSV text, a published dataset's `ref:`) changed, as a retraining
+    would."""
     dest = tmp / f"{example}-{secrets.token_hex(3)}"
     shutil.copytree(EXAMPLES / example, dest)
     if metrics is not None:
@@ -56,6 +59,12 @@ def variant(
         doc["metrics"]["dataset"] = metrics_dataset
     if params is not None:
         (dest / "params.yaml").write_text(yaml.safe_dump(params))
+    if dataset_ref is not None:
+        doc["datasets"].append({"name": "iris-published", "ref": dataset_ref})
+    if history is not None:
+        (dest / "logs").mkdir(exist_ok=True)
+        (dest / "logs" / "train.csv").write_text(history)
+        doc["metrics"]["history"] = "logs/train.csv"
     packfile.write_text(yaml.safe_dump(doc, sort_keys=False))
     return dest
 
