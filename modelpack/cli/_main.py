@@ -13,8 +13,8 @@ from typer.exceptions import TyperException
 
 from modelpack.cli import _commands
 from modelpack.cli._app import Settings, app
-from modelpack.cli._text import clean
 from modelpack.errors import ModelpackError
+from modelpack.text import clean
 
 __all__ = ["main"]
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from modelpack.cli._text import clean
+from modelpack.text import clean
 
 if TYPE_CHECKING:
     from modelpack.oci.target import Progress as ProgressEvent

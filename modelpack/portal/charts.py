@@ -6,21 +6,15 @@ goes through `text()`: control characters made visible, then HTML-escaped.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-# the twin of cli/_text.py's rule (the portal may not import the CLI): terminal escapes made visible
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+from modelpack.text import clean
 
 
-def clean(value: object) -> str:
-    text = "" if value is None else str(value)
-    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
-
-
+# terminal escapes made visible (modelpack/text.py, the CLI's rule too), then HTML-escaped
 def text(value: object) -> Markup:
     return escape(clean(value))
 

@@ -22,9 +22,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from markupsafe import escape
 
 from modelpack.errors import ModelpackError, NotFoundError, UsageError
-from modelpack.portal.charts import clean
 from modelpack.portal.data import Query
 from modelpack.portal.views import Pages
+from modelpack.text import clean
 
 COOKIE = "modelpack_portal"
 CSP = (

@@ -20,8 +20,9 @@ from packaging.version import Version as PV
 
 from modelpack.errors import ModelpackError, NotFoundError
 from modelpack.portal import charts, datasets
-from modelpack.portal.charts import Point, clean
+from modelpack.portal.charts import Point
 from modelpack.portal.data import Query, Source
+from modelpack.text import clean
 
 LATENCY = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
 

@@ -1,4 +1,6 @@
-"""Text safe for a terminal, with no import beyond `re`: the error boundary uses it on every message."""
+"""Text safe for a terminal or a page, with no import beyond `re`: the CLI's error boundary runs it on
+every message and the portal on every value it renders (before HTML escaping), so a label with terminal
+escapes or bidi overrides reads as what it is everywhere. A leaf, like errors.py: any layer may use it."""
 
 from __future__ import annotations
 
