@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from modelpack.errors import ContentError, InputError, NotFoundError, UsageError
+from modelpack.errors import ContentError, NotFoundError, UsageError
 from modelpack.oci import digest as digests
 from modelpack.oci.model import Descriptor
 from modelpack.oci.target import RawManifest, Target
@@ -244,22 +244,19 @@ def evidence(targets: Targets, reference: str) -> tuple[Artifact, ...]:
 def report(
     targets: Targets, reference: str, digest: str, *, cache: DigestCache | None = None
 ) -> ReportResult:
-    """The test report `digest` (a referrer in `reference`'s repository), its JSON read bounded."""
-    from modelpack.release.evidence import read_payload
+    """The test report `digest` (a referrer in `reference`'s repository), read bounded from either format
+    (a DSSE envelope or the plain JSON of older reports)."""
+    from modelpack.release.attestations import read_report
 
     digests.validate(digest)
     where = targets.open(reference)
-    data = cache.get(f"{digest}.payload") if cache is not None else None
+    data = cache.get(f"{digest}.report") if cache is not None else None
     if data is None:
-        data = read_payload(where.target, Descriptor("", digest, 0), MAX_REPORT_BYTES)
+        doc = read_report(where.target, Descriptor("", digest, 0), MAX_REPORT_BYTES)
         if cache is not None:
-            cache.put(f"{digest}.payload", data)
-    try:
+            cache.put(f"{digest}.report", json.dumps(doc, sort_keys=True).encode())
+    else:
         doc = json.loads(data)
-    except ValueError:
-        raise InputError(f"test report {digest} in {where.display} is not JSON") from None
-    if not isinstance(doc, dict):
-        raise InputError(f"test report {digest} in {where.display} is not a JSON object")
     return ReportResult(where.display, digest, doc)
 
 

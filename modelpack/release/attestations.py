@@ -101,6 +101,24 @@ def attach_sbom(target: Target, subject: Descriptor, sbom: bytes, created: str) 
     )
 
 
+def read_report(target: Target, referrer: Descriptor, max_size: int = 4 * 1024 * 1024) -> dict[str, Any]:
+    """The test report a referrer holds, as `TestReport.to_json()` wrote it, from either format: the
+    in-toto statement's `modelpack` predicate field (a DSSE envelope, signed or not) or the plain JSON of
+    reports written before signed evidence. Not a verdict: `check_test_evidence` verifies; this reads."""
+    media_type, payload = evidence.read_layer(target, referrer, max_size)
+    try:
+        if media_type == mt.DSSE_ENVELOPE:
+            doc = parse_statement(open_envelope(payload).statement(), TEST_RESULT_PREDICATE)
+            report = doc["predicate"].get("modelpack")
+        else:
+            report = json.loads(payload)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ContentError(f"test report {referrer.digest} cannot be read: {e}") from None
+    if not isinstance(report, dict):
+        raise ContentError(f"test report {referrer.digest} holds no report object")
+    return report
+
+
 def check_test_evidence(
     target: Target, index_digest: str, keys: Iterable[PublicKey], runtime: str | None = None
 ) -> Check:
