@@ -74,8 +74,11 @@ def main() -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    # Bytecode as an installed package has it (pip compiles at install): without this, a shell with
+    # PYTHONDONTWRITEBYTECODE=1 and an uncompiled venv (this machine's) compiles every module every run.
     env = {
-        **os.environ,
+        **{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"},
+        "PYTHONPYCACHEPREFIX": str(work / "pycache"),
         "MODELPACK_STORE": str(work / "store"),
         "SOURCE_DATE_EPOCH": "1700000000",
         "MODELPACK_ACTOR": "bench",
