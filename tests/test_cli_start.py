@@ -83,6 +83,13 @@ def test_a_commands_help_imports_no_http_stack_and_no_heavy_module(tmp_path: Pat
     assert done["connects"] == [] and done["caLoads"] == 0
 
 
+def test_a_usage_error_imports_no_http_stack_and_no_heavy_module(tmp_path: Path) -> None:
+    """typer's error display would use rich if it were asked to (rich_markup_mode=None): it is not."""
+    done = probe(tmp_path, "rollback", "--bogus")
+    assert done["code"] == 2 and "No such option: --bogus" in done["stderr"]
+    assert loaded(done, (*HEAVY, *NETWORK)) == []
+
+
 @pytest.fixture
 def released(registry: RegistryProcess, repo: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """`repo` with 1.0.0 then 1.1.0 promoted to prod, each with a passing test report, and the iris
