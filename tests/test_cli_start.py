@@ -90,6 +90,13 @@ def test_a_usage_error_imports_no_http_stack_and_no_heavy_module(tmp_path: Path)
     assert loaded(done, (*HEAVY, *NETWORK)) == []
 
 
+def test_a_local_command_converts_its_values_without_pydantic(tmp_path: Path) -> None:
+    """`list` converts all its values and defaults (str, bool, Path): none of them needs pydantic."""
+    done = probe(tmp_path, "list", "--json", env={"MODELPACK_STORE": str(tmp_path / "store")})
+    assert done["code"] == 0, done["stderr"]
+    assert loaded(done, HEAVY) == []  # httpx: modelpack/targets.py imports the registry client up front
+
+
 @pytest.fixture
 def released(registry: RegistryProcess, repo: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """`repo` with 1.0.0 then 1.1.0 promoted to prod, each with a passing test report, and the iris
@@ -170,6 +177,8 @@ def test_plain_conversion_agrees_with_typers_own() -> None:
         (Path, ArgumentInfo(), "some/dir"),
         (Path, ArgumentInfo(), "/"),
         (Path, ArgumentInfo(), "-"),
+        (Path, ArgumentInfo(), Path("a/default")),
+        (Path, ArgumentInfo(), ""),
     ]
     for annotation, info, value in cases:
         descriptor = coercion.resolve_type_descriptor(annotation, info)

@@ -46,10 +46,13 @@ def convert(annotation: Any, info: Any, value: Any, param: Any, ctx: Any) -> Any
     if annotation is float and (kind in (int, float) or (kind is str and _FLOAT.fullmatch(value))):
         x = float(value)
         return x if _bounded(x, info) else _UNCONVERTED
-    if annotation is Path and info.path_type in (None, Path) and kind is str and value and "\0" not in value:
+    if annotation is Path and info.path_type in (None, Path):
         from typer._param_types import coerce_cli_path
 
-        return coerce_cli_path(Path(value), info, path_type=Path, param=param, ctx=ctx)
+        if isinstance(value, Path):  # a default: typer's own checks take it as it is
+            return coerce_cli_path(value, info, path_type=Path, param=param, ctx=ctx)
+        if kind is str and value and "\0" not in value:
+            return coerce_cli_path(Path(value), info, path_type=Path, param=param, ctx=ctx)
     return _UNCONVERTED
 
 
