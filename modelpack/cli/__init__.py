@@ -24,6 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     # httpx imports its own command line (and with it rich and click, ~0.2-0.4 s) on `import httpx`, unless
     # that module is absent; this process is ours and never runs httpx's CLI, so it is made absent here.
     sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    # httpcore imports trio whenever it is installed (selenium brings it into dev environments; ~90 ms) to
+    # pick locks for trio's event loop; this process speaks synchronous HTTP only, and `serve` / `test`
+    # run the model in a child process, so no code here ever needs trio.
+    sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
     from modelpack.cli._main import main as run
 
     return run(argv)

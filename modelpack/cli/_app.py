@@ -9,6 +9,7 @@ import typer
 import typer.core
 
 from modelpack import __version__
+from modelpack.cli import _coerce
 
 
 def _usage_name(self: typer.core.TyperArgument) -> str:
@@ -24,6 +25,7 @@ def _usage_name(self: typer.core.TyperArgument) -> str:
 # that breaks this fails loudly.
 typer.core.TyperArgument._usage_display_name = _usage_name  # type: ignore[method-assign]
 typer.core.TyperArgument.display_type = lambda self, ctx: ""  # type: ignore[method-assign]
+_coerce.install()  # plain values without importing pydantic (typer >= 0.29): see _coerce.py
 
 app = typer.Typer(
     name="modelpack",

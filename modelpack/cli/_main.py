@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import errno
-import logging
 import sys
-import traceback
 
 import typer
 from typer._click.exceptions import UsageError as ClickUsageError  # typer vendors click
@@ -26,12 +24,20 @@ def _err(message: str) -> None:
 
 def _debug_log() -> None:
     """--verbose: the library's debug log (request method, path and status; never headers) on stderr."""
+    import logging  # here, not at the top: a command without --verbose imports it only if its code logs
+
     logger = logging.getLogger("modelpack")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("debug: %(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
+
+
+def _traceback() -> None:
+    import traceback
+
+    traceback.print_exc()
 
 
 # Global flags, taken from anywhere on the line (`modelpack push -v ...` as well as `modelpack -v push`).
@@ -66,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                 _err("interrupted")
     except ModelpackError as e:
         if Settings.verbose:
-            traceback.print_exc()
+            _traceback()
         _err(str(e))
         code = e.exit_code
     except typer.Exit as e:
@@ -85,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         code = 0
     except Exception as e:
         if Settings.verbose:
-            traceback.print_exc()
+            _traceback()
         if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):  # the user's to fix
             where = f" writing {e.filename}" if e.filename else ""
             _err(f"no space left on device{where} (free some space, e.g. modelpack gc, then retry)")

@@ -7,7 +7,6 @@ read as rich markup. JSON keeps the values exactly (json.dumps escapes control c
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 from collections.abc import Iterator, Sequence
@@ -35,6 +34,8 @@ def said_local(local: bool) -> None:
 
 
 def emit_json(value: Any) -> None:
+    import json  # only --json needs it: not on every command's start
+
     sys.stdout.write(json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
 
 
