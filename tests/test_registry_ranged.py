@@ -21,8 +21,9 @@ from modelpack.registry import RangeOptions, RegistryRepository
 from modelpack.unpack import unpack
 
 PIECE = 64 * 1024
-SMALL = RangeOptions(min_size=2 * PIECE, piece=PIECE, workers=4, window=5)
-SIZE = 20 * PIECE + 1234  # 21 pieces, the last one short
+# The probe is one piece; a probe is never fast enough for one stream (a loopback one would be).
+SMALL = RangeOptions(min_size=2 * PIECE, piece=PIECE, workers=4, window=5, probe=PIECE, one_stream_rate=1e30)
+SIZE = 20 * PIECE + 1234  # the probe and 20 pieces, the last one short
 
 Fault = Callable[[httpx.Request, httpx.HTTPTransport], httpx.Response]
 
@@ -109,6 +110,17 @@ def ignore_ranges(request: httpx.Request, inner: httpx.HTTPTransport) -> httpx.R
     return inner.handle_request(request)
 
 
+def test_a_fast_first_range_brings_the_rest_in_one_stream(registry: RegistryProcess, repo: str) -> None:
+    data, _ = _pushed_blob(registry, repo)
+    wire = Wrapped()
+    fast = RangeOptions(min_size=2 * PIECE, piece=PIECE, probe=PIECE, one_stream_rate=0.0)
+    source = RegistryRepository(client_for(registry.host, transport=wire), repo, ranges=fast)
+    with source.read_blob(blob(data)) as chunks:
+        assert b"".join(chunks) == data
+    assert wire.gets == [(f"bytes=0-{PIECE - 1}", 206), (f"bytes={PIECE}-", 206)]
+    source.client.close()
+
+
 def _pushed_blob(registry: RegistryProcess, repo: str) -> tuple[bytes, str]:
     data = os.urandom(SIZE)
     with client_for(registry.host) as client:
@@ -174,6 +186,9 @@ def test_a_registry_without_ranges_is_read_as_one_stream(registry: RegistryProce
     source.client.close()
 
 
+TINY = RangeOptions(min_size=1024, piece=512, workers=3, window=4, probe=512, one_stream_rate=1e30)
+
+
 def _tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -184,8 +199,7 @@ def test_streamed_unpack_from_ranges_gives_the_same_tree(
     """unpack of a registry ref reads each layer from the network straight into the staging folder."""
     store = LayoutStore(tmp_path / "store")
     wire = Wrapped()
-    tiny = RangeOptions(min_size=1024, piece=512, workers=3, window=4)
-    source = RegistryRepository(client_for(registry.host, transport=wire), pushed.repo, ranges=tiny)
+    source = RegistryRepository(client_for(registry.host, transport=wire), pushed.repo, ranges=TINY)
     copy_graph(source, store, "1.1.0")
     unpack(store, "1.1.0", tmp_path / "from-store")
     wire.gets.clear()
@@ -198,10 +212,9 @@ def test_streamed_unpack_from_ranges_gives_the_same_tree(
 def test_streamed_unpack_with_a_corrupted_range_leaves_no_folder(
     registry: RegistryProcess, pushed: Pushed, tmp_path: Path  # noqa: F811
 ) -> None:
-    tiny = RangeOptions(min_size=1024, piece=512, workers=3, window=4)
     # The second piece of every ranged layer is damaged: the tar still parses, the digest does not match.
     source = RegistryRepository(
-        client_for(registry.host, transport=Wrapped(corrupt_at(512))), pushed.repo, ranges=tiny
+        client_for(registry.host, transport=Wrapped(corrupt_at(512))), pushed.repo, ranges=TINY
     )
     dest = tmp_path / "out"
     with pytest.raises(DigestMismatchError):
