@@ -19,7 +19,8 @@ modelpack ratio uses its in-process time, i.e. without Python start and imports,
   push, loopback       the artifact from an OCI layout, and the bundle (several blobs, in parallel), vs curl
                        (POST + one monolithic PUT per blob, one after the other) and skopeo (peer).
 
-Peak RSS is each child's own ru_maxrss (wait4). The last lines are one `BENCH {json}` per figure.
+Peak RSS is GNU time's %M for each child; `sync` runs before each one, so no tool pays for the writeback of
+what the one before it wrote. The last lines are one `BENCH {json}` per figure.
 """
 
 from __future__ import annotations
@@ -191,7 +192,9 @@ def curl_put(host: str, repo: str, blobs: Sequence[tuple[str, Path]]) -> list[st
 
 def timed_run(tool: str, argv: Sequence[str], cwd: Path | None = None) -> Run:
     """Wall and CPU from wait4; peak RSS from GNU time, because a child forked from this (large) process
-    starts with the parent's resident pages counted in its own ru_maxrss."""
+    starts with the parent's resident pages counted in its own ru_maxrss. Dirty pages are flushed first:
+    the GiBs the previous tools wrote would otherwise throttle this one's writes (writeback)."""
+    os.sync()
     if not TIME:
         return measured(tool, argv, cwd)[0]
     with tempfile.NamedTemporaryFile(suffix=".rss") as rss:
