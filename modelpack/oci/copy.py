@@ -1,9 +1,10 @@
 """Copy a graph (index -> manifests -> config and layers, optionally referrers) from one Target to another.
 
-Order is the safety property: every blob lands before the manifest that names it, every manifest before
-the index that names it, and the tag is written last, so a copy torn at any moment leaves no tag pointing
-at an incomplete graph. Re-running a torn copy resends only what is missing (the destination is asked
-first, blob by blob).
+Order is the safety property: every blob of the graph lands before any manifest is written, every manifest
+before the index that names it, and the tag is written last, so a copy torn at any moment leaves no tag
+pointing at an incomplete graph. The blobs of all the graph's manifests move in one pool (a release's
+image layers and bundle layers side by side). Re-running a torn copy resends only what is missing (the
+destination is asked first, blob by blob).
 """
 
 from __future__ import annotations
@@ -56,21 +57,40 @@ def copy_graph(
     SBOM travel with a release; test reports and promotion events belong to the place they were made in).
 
     `fallbacks` are where blobs the source does not hold live (a serving image's base layers stay in the
-    base image's repository and are never pulled into the local store).
+    base image's repository and are never pulled into the local store). The manifests are read first, so
+    every blob of the graph (a release's image layers and its bundle's alike) moves in one pool of
+    `concurrency` transfers; then the manifests are written, children before parents.
     """
     root = source.get_manifest(ref)
     tally = _Tally()
-    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        _copy_node(source, dest, root, pool, tally, fallbacks, progress, referrers)
-        if carry and not referrers:
-            for r in source.referrers(root.digest):
-                if r.artifact_type in carry:
-                    child = source.get_manifest(r.digest)
-                    _copy_node(source, dest, child, pool, tally, fallbacks, progress, False)
-                    dest.put_manifest(child.digest, child)
-                    tally.referrers += 1
-        target_tag = dest_ref if dest_ref is not None else (None if ref.startswith("sha256:") else ref)
-        dest.put_manifest(target_tag or root.digest, root)
+    order: list[RawManifest] = []  # every manifest below the root, each after everything it names
+    blobs: dict[str, Descriptor] = {}
+    _plan(source, root, tally, fallbacks, referrers, order, blobs)
+    if carry and not referrers:  # the evidence that travels with a release even without --referrers
+        for r in source.referrers(root.digest):
+            if r.artifact_type in carry and r.digest not in tally.seen:
+                child = source.get_manifest(r.digest)
+                _plan(source, child, tally, fallbacks, False, order, blobs)
+                order.append(child)
+                tally.referrers += 1
+    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="modelpack-copy") as pool:
+        futures = [pool.submit(_copy_blob, source, dest, b, fallbacks, progress) for b in blobs.values()]
+        try:
+            for f in futures:
+                copied, nbytes = f.result()
+                if copied:
+                    tally.copied += 1
+                    tally.nbytes += nbytes
+                else:
+                    tally.skipped += 1
+        except BaseException:
+            for f in futures:
+                f.cancel()  # the queued ones never start; the running ones finish or fail on their own
+            raise
+    for manifest in order:
+        dest.put_manifest(manifest.digest, manifest)  # a registry's write keeps its referrers index
+    target_tag = dest_ref if dest_ref is not None else (None if ref.startswith("sha256:") else ref)
+    dest.put_manifest(target_tag or root.digest, root)
     return CopyResult(
         digest=root.digest,
         media_type=root.media_type,
@@ -82,17 +102,17 @@ def copy_graph(
     )
 
 
-def _copy_node(
+def _plan(
     source: Target,
-    dest: Target,
     node: RawManifest,
-    pool: ThreadPoolExecutor,
     tally: _Tally,
     fallbacks: Sequence[Target],
-    progress: ProgressFn,
     referrers: bool,
+    order: list[RawManifest],
+    blobs: dict[str, Descriptor],
 ) -> None:
-    """Copies everything `node` names (not `node` itself: the caller writes it, after its children)."""
+    """Adds what `node` names to `order` (children first) and its blobs to `blobs`; not `node` itself:
+    the caller places it, after its children."""
     if node.digest in tally.seen:
         return
     tally.seen.add(node.digest)
@@ -100,24 +120,17 @@ def _copy_node(
     if isinstance(doc, Index):
         for child_desc in doc.manifests:
             child = _fetch_child(source, fallbacks, child_desc)
-            _copy_node(source, dest, child, pool, tally, fallbacks, progress, referrers)
-            dest.put_manifest(child.digest, child)
+            _plan(source, child, tally, fallbacks, referrers, order, blobs)
+            order.append(child)
             tally.manifests += 1
     elif isinstance(doc, Manifest):
-        blobs = [doc.config, *doc.layers]
-        futures = [pool.submit(_copy_blob, source, dest, b, fallbacks, progress) for b in _unique(blobs)]
-        for f in futures:
-            copied, nbytes = f.result()
-            if copied:
-                tally.copied += 1
-                tally.nbytes += nbytes
-            else:
-                tally.skipped += 1
+        for b in (doc.config, *doc.layers):
+            blobs.setdefault(b.digest, b)
     if referrers:
         for r in source.referrers(node.digest):
             child = source.get_manifest(r.digest)
-            _copy_node(source, dest, child, pool, tally, fallbacks, progress, referrers)
-            dest.put_manifest(child.digest, child)  # a registry's write keeps its referrers index
+            _plan(source, child, tally, fallbacks, referrers, order, blobs)
+            order.append(child)
             tally.referrers += 1
 
 
@@ -160,10 +173,3 @@ def _holders(source: Target, desc: Descriptor, fallbacks: Sequence[Target]) -> l
 
 def _skip(desc: Descriptor, what: str = "skip") -> Progress:
     return Progress(digest=desc.digest, done=desc.size, total=desc.size, what=what)
-
-
-def _unique(descs: Sequence[Descriptor]) -> list[Descriptor]:
-    seen: dict[str, Descriptor] = {}
-    for d in descs:
-        seen.setdefault(d.digest, d)
-    return list(seen.values())

@@ -30,6 +30,7 @@ FILE_MODE = 0o644
 EXEC_MODE = 0o755
 DIR_MODE = 0o755
 CHUNK = 1 << 20
+EXTRACT_READ = 256 << 10
 BLOCK = 512
 END_OF_ARCHIVE = b"\0" * (2 * BLOCK)
 MAX_MTIME = 8**11 - 1  # the largest mtime a USTAR header holds; above it tarfile would add a pax record
@@ -342,7 +343,10 @@ def safe_extract(source: Iterable[bytes] | BinaryIO, dest: Path | str, *, force:
     fileobj = source if hasattr(source, "read") else ChunkReader(source)
     done: list[str] = []
     try:
-        with tarfile.open(fileobj=fileobj, mode="r|") as tf:  # type: ignore[call-overload]
+        # 256 KiB reads: the default 10 KiB record made 100 reads (each a slice and a join) per MiB of a
+        # layer; 1 MiB ones made every join a fresh allocation faulting its pages in (a 1 GiB unpack:
+        # 1.5-2.8 s of system time against ~1 s at 256 KiB).
+        with tarfile.open(fileobj=fileobj, mode="r|", bufsize=EXTRACT_READ) as tf:  # type: ignore[call-overload]
             for member in tf:
                 _extract_member(tf, member, root, force)
                 done.append(member.name)

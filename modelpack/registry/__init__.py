@@ -5,6 +5,7 @@ from modelpack.registry.client import RegistryRepository
 from modelpack.registry.dockerconfig import Credential, DockerConfig, credentials_from_docker
 from modelpack.registry.login import login
 from modelpack.registry.parallel import push_blobs, run_parallel
+from modelpack.registry.ranged import RangeOptions
 from modelpack.registry.reference import Reference, is_loopback, parse_reference
 from modelpack.registry.transport import RegistryClient, RetryPolicy
 from modelpack.registry.upload import BlobOpener, UploadOptions
@@ -14,6 +15,7 @@ __all__ = [
     "BlobOpener",
     "Credential",
     "DockerConfig",
+    "RangeOptions",
     "Reference",
     "RegistryClient",
     "RegistryRepository",

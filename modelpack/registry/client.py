@@ -22,8 +22,8 @@ from modelpack.oci.model import MAX_MANIFEST_BYTES, Descriptor, Manifest
 from modelpack.oci.target import BlobCopy, Progress, ProgressFn, RawManifest, Target, no_progress
 from modelpack.registry import referrers as _referrers
 from modelpack.registry.auth import repository_scope
-from modelpack.registry.download import iter_blob
 from modelpack.registry.pages import pages
+from modelpack.registry.ranged import RangeOptions, iter_blob_ranged
 from modelpack.registry.transport import RegistryClient
 from modelpack.registry.upload import (
     BlobOpener,
@@ -41,10 +41,18 @@ MANIFEST_BLOB_UNKNOWN_RETRIES = 3
 class RegistryRepository:
     """`client` is shared by every repository of one registry; `name` is the repository path."""
 
-    def __init__(self, client: RegistryClient, name: str, *, upload: UploadOptions = UploadOptions()) -> None:
+    def __init__(
+        self,
+        client: RegistryClient,
+        name: str,
+        *,
+        upload: UploadOptions = UploadOptions(),
+        ranges: RangeOptions = RangeOptions(),
+    ) -> None:
         self.client = client
         self.name = name
         self.upload_options = upload
+        self.range_options = ranges
 
     def __repr__(self) -> str:
         return f"RegistryRepository({self.describe()!r})"
@@ -62,28 +70,20 @@ class RegistryRepository:
 
     @contextlib.contextmanager
     def read_blob(self, desc: Descriptor) -> Iterator[Iterator[bytes]]:
-        """The blob, verified as it streams; a torn connection resumes with a Range request."""
-        chunks = iter_blob(self.client, self.name, desc)
+        """The blob, verified as it streams; a large one in parallel ranges (ranged.py), and a torn
+        connection resumes with a Range request."""
+        verifier = digests.Verifier(desc.digest, desc.size, what=f"blob {desc.digest} from {self.describe()}")
+        chunks = iter_blob_ranged(self.client, self.name, desc, verifier=verifier, options=self.range_options)
         try:
             first = next(chunks, b"")  # fail here, before the caller writes anything, on 404/401
-            yield self._verified(first, chunks, desc)
+            yield _prepend(first, chunks)
         finally:
             chunks.close()
-
-    def _verified(self, first: bytes, chunks: Iterator[bytes], desc: Descriptor) -> Iterator[bytes]:
-        verifier = digests.Verifier(desc.digest, desc.size, what=f"blob {desc.digest} from {self.describe()}")
-        verifier.update(first)
-        if first:
-            yield first
-        for chunk in chunks:
-            verifier.update(chunk)
-            yield chunk
-        verifier.check()
 
     def read_blob_at(self, desc: Descriptor, offset: int) -> Iterator[bytes]:
         """Ranged GETs from `offset`: this repository as the resumable source of an upload (unverified
         here: the destination registry checks the digest when the upload completes)."""
-        return iter_blob(self.client, self.name, desc, start=offset)
+        return iter_blob_ranged(self.client, self.name, desc, offset, options=self.range_options)
 
     def download_blob(self, desc: Descriptor, dest: Path, progress: ProgressFn = no_progress) -> None:
         """Stream a blob to `dest`; it appears there only once its digest and size were verified."""
@@ -335,6 +335,12 @@ class RegistryRepository:
     def referrers(self, digest: str, artifact_type: str | None = None) -> list[Descriptor]:
         return _referrers.list_referrers(self, digest, artifact_type)
 
+
+
+def _prepend(first: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    if first:
+        yield first
+    yield from chunks
 
 
 def _what(ref: str) -> str:

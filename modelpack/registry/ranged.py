@@ -1,0 +1,250 @@
+"""Parallel ranged download of a large blob, handed on in order so it is hashed once as it streams.
+
+A CDN-backed registry caps each connection; a blob of at least `RangeOptions.min_size` bytes (64 MiB) is
+therefore fetched as 8 MiB ranges over 4 connections at once. The pieces are handed on in blob order, so the
+digest check and the writer downstream see one ordinary stream: no temp file and no second pass over the
+bytes. Memory is bounded: a piece is fetched only while it is fewer than `window` pieces ahead of the one
+being handed on (8 MiB pieces, window 6: at most 56 MiB held, the piece being handed on included,
+whatever the blob's size).
+
+Against the alternative, each of 4 ranges written at its offset into a preallocated file (os.pwrite):
+that holds nothing in memory, but the digest then needs a second sequential read of the whole file (or the
+ranges hashed in order as they land, i.e. this design's waiting anyway), and it only works when the
+destination is a file, never for an unpack that streams a tar straight into a folder.
+
+The first 4 MiB are the probe, a ranged GET read as one stream: a 200 is the whole blob, read on as that
+one stream with the usual resume; a 206 says the registry serves ranges, and the probe's speed decides.
+A connection faster than 100 MB/s (loopback, a LAN) outruns what the consumer does with the bytes on its
+own, so the rest comes in one stream too: extra connections would only add threads competing for the same
+cores (on loopback, 4 ranges cost 0.34 s of CPU per 128 MiB pulled into the store, one stream 0.26-0.30).
+A slower one gets the pieces. Every piece resumes its own range when its connection tears
+(download.iter_blob). With a Verifier, the hash runs in a thread of its own, one piece
+behind the network and one ahead of the consumer, so it overlaps the consumer's own work (the store's
+write, which hashes again).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+
+import httpx
+
+from modelpack.errors import RegistryError
+from modelpack.oci.digest import Verifier
+from modelpack.oci.model import Descriptor
+from modelpack.registry.download import iter_blob, request_blob, serves_ranges
+from modelpack.registry.transport import RegistryClient
+
+log = logging.getLogger("modelpack.registry")
+
+
+@dataclass(frozen=True)
+class RangeOptions:
+    min_size: int = 64 << 20  # smaller blobs come in one stream: a few round trips would cost more
+    piece: int = 8 << 20
+    workers: int = 4
+    window: int = 6  # pieces held or in flight ahead of the consumer: the memory bound
+    probe: int = 4 << 20  # read first, in one stream, and timed
+    one_stream_rate: float = 100e6  # bytes/s: a probe this fast means the rest comes in one stream too
+
+
+# A worker notices a stop between chunks; one stuck on a stalled connection is left to its timeout.
+STOP_WAIT = 5.0
+
+
+def iter_blob_ranged(
+    client: RegistryClient,
+    repository: str,
+    desc: Descriptor,
+    start: int = 0,
+    *,
+    verifier: Verifier | None = None,
+    options: RangeOptions = RangeOptions(),
+) -> Generator[bytes, None, None]:
+    """The blob's bytes from `start` on, in order; with `verifier`, hashed and checked at the end."""
+    if desc.size - start < max(options.min_size, 2 * options.piece) or options.workers < 2:
+        yield from _single(iter_blob(client, repository, desc, start), verifier)
+        return
+    probe_end = min(desc.size, start + options.probe)
+    first = request_blob(client, repository, desc, start, probe_end)
+    if not serves_ranges(first):
+        log.debug("ranged GET of %s answered %d: one stream", desc.digest, first.status_code)
+        yield from _single(iter_blob(client, repository, desc, start, first=first), verifier)
+        return
+    # The probe's bytes, timed from its first chunk on (a connection's rate, not the registry's time to
+    # answer) and without the consumer's own work in between.
+    probe = iter_blob(client, repository, desc, start, end=probe_end, first=first)
+    waited, counted = 0.0, 0
+    try:
+        chunk = next(probe, None)
+        while chunk is not None:
+            if verifier is not None:
+                verifier.update(chunk)
+            yield chunk
+            began = time.monotonic()
+            chunk = next(probe, None)
+            waited += time.monotonic() - began
+            counted += len(chunk or b"")
+    finally:
+        probe.close()
+    if probe_end >= desc.size:
+        if verifier is not None:
+            verifier.check()
+        return
+    rate = counted / max(waited, 1e-6)
+    log.debug("probe of %s: %.0f MB/s", desc.digest, rate / 1e6)
+    if rate >= options.one_stream_rate:
+        # One connection outruns what the consumer does with the bytes (loopback, a LAN): more
+        # connections would only add threads and requests competing for the same cores.
+        yield from _single(iter_blob(client, repository, desc, probe_end), verifier)
+        return
+    yield from _Pieces(client, repository, desc, probe_end, options, verifier, None).run()
+
+
+def _single(chunks: Generator[bytes, None, None], verifier: Verifier | None) -> Generator[bytes, None, None]:
+    try:
+        for chunk in chunks:
+            if verifier is not None:
+                verifier.update(chunk)
+            yield chunk
+    finally:
+        chunks.close()
+    if verifier is not None:
+        verifier.check()
+
+
+class _Pieces:
+    """Pieces `[start + i * piece, ...)`: fetched by workers, hashed in order, handed on in order."""
+
+    def __init__(
+        self,
+        client: RegistryClient,
+        repository: str,
+        desc: Descriptor,
+        start: int,
+        options: RangeOptions,
+        verifier: Verifier | None,
+        first: httpx.Response | None,
+    ) -> None:
+        self.client, self.repository, self.desc = client, repository, desc
+        self.start, self.piece, self.verifier = start, options.piece, verifier
+        self.workers, self.window = options.workers, max(options.window, options.workers)
+        self.count = -(-(desc.size - start) // self.piece)
+        self.cond = threading.Condition()
+        self.fetched: dict[int, list[bytes]] = {}
+        self.failed: dict[int, BaseException] = {}
+        self.hashed = -1  # the last piece the verifier has seen
+        self.next = 0  # the next piece a worker takes
+        self.head = 0  # the piece being handed on
+        self.stopped = False
+        self.first: httpx.Response | None = first  # the probe's answer: piece 0's body
+
+    def bounds(self, i: int) -> tuple[int, int]:
+        begin = self.start + i * self.piece
+        return begin, min(self.desc.size, begin + self.piece)
+
+    def run(self) -> Generator[bytes, None, None]:
+        threads = [
+            threading.Thread(target=self._work, daemon=True, name=f"modelpack-range-{n}")
+            for n in range(min(self.workers, self.count))
+        ]
+        if self.verifier is not None:
+            threads.append(threading.Thread(target=self._hash, daemon=True, name="modelpack-range-hash"))
+        for t in threads:
+            t.start()
+        try:
+            for i in range(self.count):
+                with self.cond:
+                    while i not in self.failed and not self._ready(i):
+                        self.cond.wait()
+                    if i in self.failed:
+                        raise self.failed[i]
+                    chunks = self.fetched.pop(i)
+                    self.head = i + 1
+                    self.cond.notify_all()
+                yield from chunks
+            if self.verifier is not None:
+                self.verifier.check()
+        finally:
+            with self.cond:
+                self.stopped = True
+                self.cond.notify_all()
+            for t in threads:
+                t.join(STOP_WAIT)
+            with self.cond:
+                first, self.first = self.first, None
+            if first is not None:
+                first.close()
+
+    def _ready(self, i: int) -> bool:
+        return i in self.fetched and (self.verifier is None or self.hashed >= i)
+
+    def _work(self) -> None:
+        while True:
+            with self.cond:
+                while not self.stopped and self.next < self.count and self.next >= self.head + self.window:
+                    self.cond.wait()
+                if self.stopped or self.next >= self.count:
+                    return
+                i, self.next = self.next, self.next + 1
+            try:
+                chunks = self._fetch(i)
+            except BaseException as e:  # handed to the consumer, raised in its thread
+                with self.cond:
+                    self.failed[i] = e
+                    self.cond.notify_all()
+                return
+            if chunks is None:
+                return
+            with self.cond:
+                self.fetched[i] = chunks
+                self.cond.notify_all()
+
+    def _fetch(self, i: int) -> list[bytes] | None:
+        begin, end = self.bounds(i)
+        first = None
+        if i == 0:
+            with self.cond:
+                first, self.first = self.first, None
+        got: list[bytes] = []
+        n = 0
+        stream = iter_blob(self.client, self.repository, self.desc, begin, end=end, first=first)
+        try:
+            for chunk in stream:
+                if self.stopped:
+                    return None
+                got.append(chunk)
+                n += len(chunk)
+        finally:
+            stream.close()
+        if n != end - begin:
+            raise RegistryError(
+                f"blob {self.desc.digest} in {self.client.registry}/{self.repository}: the range "
+                f"{begin}-{end - 1} came with {n} bytes; refused"
+            )
+        return got
+
+    def _hash(self) -> None:
+        assert self.verifier is not None
+        for i in range(self.count):
+            with self.cond:
+                while not self.stopped and i not in self.fetched and i not in self.failed:
+                    self.cond.wait()
+                if self.stopped or i in self.failed:
+                    return
+                chunks = self.fetched[i]
+            try:
+                for chunk in chunks:
+                    self.verifier.update(chunk)
+            except BaseException as e:
+                with self.cond:
+                    self.failed[i] = e
+                    self.cond.notify_all()
+                return
+            with self.cond:
+                self.hashed = i
+                self.cond.notify_all()
