@@ -30,6 +30,7 @@ from modelpack.oci.layout import LayoutStore
 from modelpack.packfile import load_packfile
 from modelpack.record.cases import load_cases
 from modelpack.runner.container import wait_ready
+from modelpack.trust import keys
 from modelpack.unpack import unpack
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,11 +132,19 @@ class WorkflowRun:
     steps, the job's env and defaults), skipping `uses:` steps and the ones named in `skip`. `replace`
     rewrites text in scripts (the runner's `localhost:5000` is the test registry here)."""
 
-    def __init__(self, path: Path, workdir: Path, env: Mapping[str, str], tmp: Path) -> None:
+    def __init__(
+        self,
+        path: Path,
+        workdir: Path,
+        env: Mapping[str, str],
+        tmp: Path,
+        context: Mapping[str, str] | None = None,
+    ) -> None:
         self.workflow = yaml.safe_load(path.read_text())
         self.workdir = workdir
         self.env = dict(env)
         self.tmp = tmp
+        self.context = dict(context or {})  # secrets.X and vars.X, as the repository settings give them
 
     def job(
         self,
@@ -147,7 +156,7 @@ class WorkflowRun:
         replace: Mapping[str, str] | None = None,
         env_overrides: Mapping[str, str] | None = None,
     ) -> list[subprocess.CompletedProcess[str]]:
-        context = {f"inputs.{k}": v for k, v in (inputs or {}).items()}
+        context = {**self.context, **{f"inputs.{k}": v for k, v in (inputs or {}).items()}}
         github_env = self.tmp / f"github-env-{name}-{sha[:7]}"
         github_env.write_text("")
         runner_temp = self.tmp / f"runner-{name}-{sha[:7]}"
@@ -213,7 +222,15 @@ def test_generated_workflows_release_promote_and_roll_back(
         "TESTCONTAINERS_RYUK_DISABLED": "true",
     }
     env.pop("MODELPACK_VERBOSE", None)
-    pipeline = WorkflowRun(proj / ".github/workflows/modelpack.yml", proj, env, tmp_path)
+    # the repository's settings: a signing key secret (encrypted, with its password) and its public half
+    # as a variable, so the release job signs and the prod job sets a policy requiring that signature
+    signing = keys.generate(tmp_path / "release", b"ci-password")
+    settings = {
+        "secrets.MODELPACK_SIGNING_KEY": signing.private.read_text(),
+        "secrets.MODELPACK_KEY_PASSWORD": "ci-password",
+        "vars.MODELPACK_SIGNING_PUB": signing.public.read_text(),
+    }
+    pipeline = WorkflowRun(proj / ".github/workflows/modelpack.yml", proj, env, tmp_path, settings)
     sha_a, sha_b = "a" * 40, "b" * 40
 
     # a pull request: built, pushed to the runner's throwaway registry, tested in its serving image
@@ -234,9 +251,22 @@ def test_generated_workflows_release_promote_and_roll_back(
     a, b = digest(f"{dest}:0.1.0-aaaaaaa"), digest(f"{dest}:0.1.0-bbbbbbb")
     assert a != b  # the commit is in the version, so in the record
     assert digest(f"{dest}:staging") == b and digest(f"{dest}:prod") == b
+    # prod's policy, set by the first prod run, was met by each signed, attested, tested release
+    shown = subprocess.run(
+        ["modelpack", "policy", "show", dest, "prod", "--json"], env=env, capture_output=True, text=True
+    )
+    assert [r["kind"] for r in json.loads(shown.stdout)["requirements"]] == [
+        "test", "provenance", "sbom", "signature"
+    ]  # fmt: skip
+    events = subprocess.run(
+        ["modelpack", "history", dest, "prod", "--json"], env=env, capture_output=True, text=True
+    )
+    newest = json.loads(events.stdout)["events"][0]
+    checked = {c["kind"]: c for c in newest["evidence"][1:]}
+    assert all(c["ok"] for c in checked.values()) and checked["signature"]["signer"] == signing.keyid
 
     # the incident button: prod back to the release before, and the history says so
-    rollback = WorkflowRun(proj / ".github/workflows/modelpack-rollback.yml", proj, env, tmp_path)
+    rollback = WorkflowRun(proj / ".github/workflows/modelpack-rollback.yml", proj, env, tmp_path, settings)
     steps = rollback.job(
         "rollback", sha=sha_b, inputs={"environment": "prod", "version": "", "reason": "latency spike"}
     )
