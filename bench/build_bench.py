@@ -228,11 +228,11 @@ def main() -> int:
              "peer": m["kit"]},
             {"operation": f"warm build {label}", "modelpack": m["warm"], "limit": 0.3, "peer": m["kit"]},
             {"operation": f"store size after cold build {label} (% of weights)",
-             "modelpack": 100 * m["store"] / size, "limit": 1.0, "peer": None},
-            {"operation": f"cold build {label} peak RSS (MiB)", "modelpack": m["rss"], "limit": None,
-             "peer": None},
+             "modelpack": 100 * m["store"] / size, "limit": 1.0, "peer": None, "unit": "%"},
+            {"operation": f"cold build {label} peak RSS", "modelpack": m["rss"], "limit": None,
+             "peer": None, "unit": "MiB"},
         ):
-            ref = line["limit"] if line["limit"] is not None else line["peer"]
+            ref = line["limit"] if line["limit"] is not None else line.get("peer")
             line["ratio"] = round(float(line["modelpack"]) / ref, 3) if ref else None  # type: ignore[arg-type]
             shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in line.items()}
             print("BENCH " + json.dumps(shown))

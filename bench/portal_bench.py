@@ -82,10 +82,12 @@ def populate(tmp: Path, host: str, n: int) -> str:
 
             raw = RawManifest(data, raw0.media_type, digests.of_bytes(data))
             target.put_manifest(version, raw)
-            evidence.attach_test_report(
+            evidence.attach(
                 target,
                 Descriptor(raw.media_type, raw.digest, len(data)),
+                evidence.REPORT_TYPE,
                 b'{"passed": true}',
+                evidence.REPORT_MEDIA_TYPE,
                 evidence.report_annotations(
                     passed=True,
                     created="2026-12-02T00:00:00Z",
@@ -131,7 +133,10 @@ def main() -> None:
     ap.add_argument("--versions", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--warm-rounds", type=int, default=10)
+    ap.add_argument("--quick", action="store_true", help="1 round (what bench/all runs); still 200 versions")
     args = ap.parse_args()
+    if args.quick:
+        args.rounds, args.warm_rounds = 1, 5
     with tempfile.TemporaryDirectory(prefix="portal-bench-") as d:
         tmp = Path(d)
         reg = Registry(tmp)

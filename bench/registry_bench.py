@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import benchkit  # bench/, beside this script
 
 REGISTRY_BIN = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 ARTIFACT_TYPE = "application/vnd.modelpack.bench.v1"
@@ -280,6 +281,9 @@ def report(rounds: list[list[Run]]) -> None:
         cpu = statistics.median(r.cpu_seconds for r in runs)
         cpu_text = f"{cpu:.2f}" if cpu else ""
         print(f"| {tool:<30} | {secs:>8} | {inner_text:>12} | {ratio:>9} | {rss_text:>12} | {cpu_text:>6} |")
+    for tool, runs in by_tool.items():  # the BENCH lines bench/all collects; push is compared with skopeo
+        seconds = statistics.median(r.seconds for r in runs)
+        benchkit.emit(f"registry: {tool}", seconds, peer=skopeo if tool == "modelpack push" else None)
     if len(rounds) > 1:
         print("\nper round (s): " + "; ".join(
             f"{tool} " + " / ".join(f"{r.seconds:.2f}" for r in runs) for tool, runs in by_tool.items()
@@ -302,7 +306,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tools", default="modelpack,skopeo,oras")
     parser.add_argument("--workdir", type=Path, default=None, help="where the layout and registries live")
+    parser.add_argument("--quick", action="store_true", help="64 MiB, 1 round (what bench/all runs)")
     opts = parser.parse_args(args)
+    if opts.quick:
+        opts.size_mib, opts.rounds = 64, 1
     tools = [t for t in opts.tools.split(",") if t]
     print(f"load average before: {os.getloadavg()[0]:.1f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="registry-bench-", dir=opts.workdir) as tmp:

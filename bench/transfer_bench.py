@@ -124,7 +124,16 @@ def blobs_of(layout: Path, tag: str) -> list[tuple[str, Path]]:
                 walk(child.digest)
         elif isinstance(doc, Manifest):
             for d in (doc.config, *doc.layers):
-                out[d.digest] = store.blob_path(d.digest)
+                path = store.blob_path(d.digest)
+                if not path.is_file():
+                    # a weights layer the store serves from its source file (docs/store.md): curl needs
+                    # the layer as one file, so it gets a copy (made here, outside every timing)
+                    path = layout.parent / "curl-blobs" / d.digest.split(":")[1]
+                    path.parent.mkdir(exist_ok=True)
+                    with store.read_blob(d) as chunks, open(path, "wb") as f:
+                        for chunk in chunks:
+                            f.write(chunk)
+                out[d.digest] = path
 
     walk(tag)
     return list(out.items())
@@ -152,8 +161,8 @@ def make_bundle(work: Path, size: int) -> Path:
             f.write(piece)
             left -= len(piece)
     layout = work / "bundle-layout"
+    # the weights stay: the store serves their layer from this file (docs/store.md), it holds no copy
     api.build(project, LayoutStore(layout), environ=EPOCH)
-    (project / "weights.bin").unlink()
     return layout
 
 
@@ -270,14 +279,16 @@ def _pulls(out: Path, label: str, host: str, art_blobs: Blobs, bundle_blobs: Blo
     return runs
 
 
-FIGURES = [  # (operation, modelpack row, limit row, peer row)
-    ("pull, loopback", "pull loopback: modelpack", "pull loopback: curl GET", "pull loopback: skopeo"),
+# (operation, modelpack row, curl row, peer row, the target as a multiple of curl: issue 13 items 2-3;
+# None: the target is to beat the peer's single stream, the throttled pull's point)
+FIGURES = [
+    ("pull, loopback", "pull loopback: modelpack", "pull loopback: curl GET", "pull loopback: skopeo", 1.3),
     ("pull, 25 MB/s per connection + 20 ms", "pull throttled: modelpack", "pull throttled: curl GET",
-     "pull throttled: skopeo"),
-    ("unpack from a registry, loopback", "unpack loopback: modelpack", "unpack loopback: curl GET", None),
+     "pull throttled: skopeo", None),
+    ("unpack from a registry, loopback", "unpack loopback: modelpack", "unpack loopback: curl GET", None, 1.3),
     ("push, one blob, loopback", "push artifact: modelpack", "push artifact: curl PUT",
-     "push artifact: skopeo"),
-    ("push, bundle (several blobs), loopback", "push bundle: modelpack", "push bundle: curl PUT", None),
+     "push artifact: skopeo", 1.05),
+    ("push, bundle (several blobs), loopback", "push bundle: modelpack", "push bundle: curl PUT", None, 1.05),
 ]  # fmt: skip
 
 
@@ -300,20 +311,20 @@ def report(rounds: list[dict[str, Run]], size_mib: int) -> None:
         inner_text = f"{statistics.median(inner):.2f}" if inner else ""
         print(f"| {row:<32} | {med(row):>7.2f} | {inner_text:>12} | {rss:>12.0f} | {cpu:>6.2f} |")
     print()
-    for operation, mine, limit, peer in FIGURES:
+    for operation, mine, curl, peer, factor in FIGURES:
         if mine not in rounds[0]:
             continue
-        m, lim = med(mine, inner=True), med(limit)
+        m, c = med(mine, inner=True), med(curl)
         p = med(peer) if peer else None
-        vs_peer = f", {m / p:.2f}x {peer.split(': ')[1]}" if p else ""
-        print(f"{operation}: modelpack {m:.2f} s, limit {lim:.2f} s -> {m / lim:.2f}x the limit{vs_peer}")
-    for operation, mine, limit, peer in FIGURES:
-        if mine not in rounds[0]:
+        target = c * factor if factor else p
+        if target is None:
             continue
-        m, lim = med(mine, inner=True), med(limit)
-        p = med(peer) if peer else None
-        line = {"operation": f"{operation}, {size_mib} MiB", "modelpack": round(m, 3), "limit": round(lim, 3),
-                "peer": round(p, 3) if p is not None else None, "ratio": round(m / lim, 3)}  # fmt: skip
+        what = f"{factor}x curl's {c:.2f} s" if factor else f"{peer.split(': ')[1]}'s single stream"
+        verdict = "met" if m <= target else "MISSED"
+        print(f"{operation}: modelpack {m:.2f} s, {m / c:.2f}x curl; limit {target:.2f} s ({what}): {verdict}")
+        line = {"operation": f"{operation}, {size_mib} MiB", "modelpack": round(m, 3),
+                "limit": round(target, 3), "peer": round(p, 3) if p is not None else None,
+                "ratio": round(m / target, 3)}  # fmt: skip
         print("BENCH " + json.dumps(line))
 
 

@@ -153,7 +153,8 @@ def test_workflow_pipeline_shape(tmp_path: Path) -> None:
         assert step(job, "Keep the portal")["with"]["path"].endswith("/portal")
     policy = step("prod", "Prod policy")
     assert policy["env"]["SIGNING_PUB"] == "${{ vars.MODELPACK_SIGNING_PUB }}"
-    assert "test:docker,provenance,sbom" in policy["run"] and "signature:" in policy["run"]
+    assert "test:docker,provenance,sbom" in policy["run"]  # no public key set: unsigned evidence will do
+    assert 'require="test:docker:$pub,provenance:$pub,sbom,signature:$pub"' in policy["run"]
 
     rollback = yaml.safe_load((tmp_path / WORKFLOWS[1]).read_text())
     inputs = rollback[True]["workflow_dispatch"]["inputs"]
