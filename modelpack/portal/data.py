@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -89,24 +89,23 @@ class Source:
         return self.memo.get(("history", repo, env), lambda: api.history(self.targets, repo, env).to_json())
 
     def curves(self, repo: str, digest: str) -> dict[str, Any]:
-        """The release's training curves (`api.training_curves`): immutable, so cached on disk by digest."""
-        key = f"curves:{digest}"
-        hit = self.disk.get(key)
-        if hit is not None:
-            cached: dict[str, Any] = json.loads(hit)
-            return cached
-        out = api.training_curves(self.targets, f"{repo}@{digest}").to_json()
-        self.disk.put(key, json.dumps(out).encode())
-        return out
+        """The release's training curves (`api.training_curves`)."""
+        ref = f"{repo}@{digest}"
+        return self._by_digest("curves", digest, lambda: api.training_curves(self.targets, ref))
 
     def dataset(self, repo: str, digest: str) -> dict[str, Any]:
-        """A dataset version (`api.dataset_inspect`) by digest: immutable, so cached on disk."""
-        key = f"dataset:{digest}"
+        """A dataset version (`api.dataset_inspect`) by digest."""
+        ref = f"{repo}@{digest}"
+        return self._by_digest("dataset", digest, lambda: api.dataset_inspect(self.targets, ref))
+
+    def _by_digest(self, kind: str, digest: str, read: Callable[[], Any]) -> dict[str, Any]:
+        """What is read by digest is immutable: cached on disk under it, never re-read."""
+        key = f"{kind}:{digest}"
         hit = self.disk.get(key)
         if hit is not None:
             cached: dict[str, Any] = json.loads(hit)
             return cached
-        out = api.dataset_inspect(self.targets, f"{repo}@{digest}").to_json()
+        out: dict[str, Any] = read().to_json()
         self.disk.put(key, json.dumps(out).encode())
         return out
 
