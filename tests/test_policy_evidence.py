@@ -56,3 +56,10 @@ def test_a_signature_policy_passes_the_signing_key_and_refuses_a_stranger(
     assert [c["kind"] for c in event["evidence"]] == ["test", "test", "signature", "model-signature"]
     text = run_cli("history", repo, "prod")
     assert "signature:ok" in text.stdout
+
+    # the incident tool does not reread the weights for the model signature: it says so and goes ahead
+    back = run_cli("rollback", repo, "prod", "1.0.0", "--json")
+    assert back.returncode == 0, back.stderr
+    notes = json.loads(back.stdout)["notes"]
+    assert any("model-signature:release.pub not checked by rollback" in n for n in notes)
+    assert [c["kind"] for c in json.loads(back.stdout)["evidence"]] == ["test", "signature"]
