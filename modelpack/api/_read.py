@@ -137,21 +137,21 @@ def inspect(targets: Targets, reference: str, *, local: bool = False) -> Inspect
 
     where, ref = _release(targets, reference, local)
     view = load_release(where.target, ref, where=where.display)
-    with ThreadPoolExecutor(max_workers=5) as pool:  # independent reads: latency, not bytes
+    # three independent reads at once (latency, not bytes), so at most three connections; the evidence
+    # listings are one read in turn: reports, signatures and attestations are referrers of the same index
+    with ThreadPoolExecutor(max_workers=3) as pool:
         size = pool.submit(_image_size, where, view)
-        reports = pool.submit(_reports, where, view.digest)
         envs = pool.submit(_naming_environments, where, view.digest)
-        signed = pool.submit(signatures.listed, where.target, view)
-        attested = pool.submit(attestations.listed, where.target, view.digest)
+        listed = pool.submit(
+            lambda: (
+                _reports(where, view.digest),
+                signatures.listed(where.target, view),
+                attestations.listed(where.target, view.digest),
+            )
+        )
+        reports, signed, attested = listed.result()
         return InspectResult(
-            where.display,
-            view,
-            where.kind,
-            size.result(),
-            reports.result(),
-            envs.result(),
-            signed.result(),
-            attested.result(),
+            where.display, view, where.kind, size.result(), reports, envs.result(), signed, attested
         )
 
 
