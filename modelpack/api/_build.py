@@ -97,6 +97,7 @@ def build(
     docker: Any = None,
     log: Callable[[str], None] = lambda _line: None,
     key: str | None = None,
+    password: bytes | None = None,
 ) -> BuildResult:
     """Build the bundle and, with `image`, the serving image and the release index over both, with its
     SLSA provenance (signed by the private key `key` names, when given) and CycloneDX SBOM as referrers.
@@ -112,7 +113,7 @@ def build(
 
         if not image:
             raise UsageError("--key signs the release's provenance: it needs --image")
-        signing = load_private(key, env=environ)
+        signing = load_private(key, env=environ, password=password)
     if builder not in BUILDERS:
         raise UsageError(f"unknown builder {builder!r}", hint=f"use one of: {', '.join(BUILDERS)}")
     if image and pf.serving.system_packages and builder != "docker":

@@ -23,6 +23,7 @@ def test(
     *,
     info: Callable[[str], None] = _quiet,
     key: str | None = None,
+    password: bytes | None = None,
 ) -> TestOutcome:
     """Run a release's golden cases, latency and gates; attach the report unless `options.attach` is off,
     signed by the private key `key` names (a path, `env://NAME` or `-`) when given.
@@ -35,7 +36,7 @@ def test(
         if not options.attach:
             raise UsageError("--key signs the attached report: drop --no-attach, or --key")
         # loaded before the run: a wrong key fails in a second, not after the latency loop
-        options = dataclasses.replace(options, key=load_private(key, env=targets.environ))
+        options = dataclasses.replace(options, key=load_private(key, env=targets.environ, password=password))
     return run_test(targets, reference, options, info=info)
 
 

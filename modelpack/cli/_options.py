@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import inspect
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,3 +111,22 @@ def open_targets(
     plain_http: bool | None = None,
 ) -> Targets:
     return Access(store, ca_file, insecure, plain_http).targets()
+
+
+# trust/keys.py reads the same variable; spelled here so `--help` does not import cryptography
+PASSWORD_ENV = "MODELPACK_KEY_PASSWORD"
+
+
+def key_password(key: str) -> bytes | None:
+    """Asks on a terminal for the password of an encrypted key file when $MODELPACK_KEY_PASSWORD is unset;
+    otherwise leaves it to the key loader (which reads the variable or says it is needed)."""
+    if os.environ.get(PASSWORD_ENV) or key == "-" or key.startswith("env://") or not sys.stdin.isatty():
+        return None
+    try:
+        with open(key, "rb") as f:
+            encrypted = b"ENCRYPTED PRIVATE KEY" in f.read(64 * 1024)
+    except OSError:
+        return None  # the loader says what is wrong with the path
+    if not encrypted:
+        return None
+    return str(typer.prompt(f"password for {key}", hide_input=True)).encode()

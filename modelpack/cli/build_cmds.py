@@ -9,7 +9,7 @@ import typer
 
 from modelpack.cli import _output, _render
 from modelpack.cli._app import app
-from modelpack.cli._options import Access, JsonOpt, access_options
+from modelpack.cli._options import Access, JsonOpt, access_options, key_password
 
 
 @app.command()
@@ -86,6 +86,7 @@ def build(
             targets=targets,
             builder=builder,
             key=key,
+            password=key_password(key) if key else None,
             log=_output.info,  # the engine's build output, as it comes (escaped, never markup)
         )
     for warning in result.bundle.warnings:  # on stderr in both modes: stdout stays the digest or the JSON

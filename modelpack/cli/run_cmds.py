@@ -9,7 +9,7 @@ import typer
 
 from modelpack.cli import _output, _render
 from modelpack.cli._app import app
-from modelpack.cli._options import Access, JsonOpt, LocalOpt, access_options
+from modelpack.cli._options import Access, JsonOpt, LocalOpt, access_options, key_password
 from modelpack.errors import InputError, ModelpackError
 
 ReadyOpt = Annotated[
@@ -102,7 +102,8 @@ def test_release(
         runtime=runtime, requests=requests, attach=not no_attach, ready_timeout=ready_timeout, local=local
     )
     with access.targets() as targets:
-        outcome = api.test(targets, ref, options, info=_output.info, key=key)
+        password = key_password(key) if key else None
+        outcome = api.test(targets, ref, options, info=_output.info, key=key, password=password)
     _write(report, outcome.report.to_bytes(), "--report")
     _write(junit, junit_xml(outcome.report), "--junit")
     _render.tested(outcome, as_json)

@@ -11,13 +11,12 @@ import typer
 
 from modelpack.cli import _output
 from modelpack.cli._app import app
-from modelpack.cli._options import Access, JsonOpt, LocalOpt, access_options
+from modelpack.cli._options import PASSWORD_ENV, Access, JsonOpt, LocalOpt, access_options, key_password
 from modelpack.errors import UsageError, VerificationError
 
 if TYPE_CHECKING:
     from modelpack.api import VerifyResult
 
-PASSWORD_ENV = "MODELPACK_KEY_PASSWORD"
 RefArg = Annotated[
     str, typer.Argument(metavar="REF", help="The release: HOST/REPO:VERSION, oci:PATH:TAG, NAME:VERSION.")
 ]
@@ -73,7 +72,7 @@ def sign(
     """
     from modelpack import api
 
-    password = _password_for(key)
+    password = key_password(key)
     with access.targets() as targets:
         result = api.sign(targets, reference, key, model_signature=not no_model, password=password)
     if as_json:
@@ -143,18 +142,3 @@ def _new_password() -> bytes:
     if not sys.stdin.isatty():
         raise UsageError(f"--encrypt needs a password: set {PASSWORD_ENV} (no terminal to ask on)")
     return str(typer.prompt("password for the new key", hide_input=True, confirmation_prompt=True)).encode()
-
-
-def _password_for(key: str) -> bytes | None:
-    """Asks on a terminal for the password of an encrypted key file when $MODELPACK_KEY_PASSWORD is unset;
-    otherwise leaves it to the key loader (which reads the variable or says it is needed)."""
-    if os.environ.get(PASSWORD_ENV) or key == "-" or key.startswith("env://") or not sys.stdin.isatty():
-        return None
-    try:
-        with open(key, "rb") as f:
-            encrypted = b"ENCRYPTED PRIVATE KEY" in f.read(64 * 1024)
-    except OSError:
-        return None  # the loader says what is wrong with the path
-    if not encrypted:
-        return None
-    return str(typer.prompt(f"password for {key}", hide_input=True)).encode()
