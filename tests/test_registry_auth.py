@@ -6,6 +6,7 @@ import base64
 import http.client
 import json
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from support.registry_helpers import blob, opener, push_artifact, random_bytes
+from support.terminal import on_terminal
 
 from modelpack.errors import AuthError, ModelpackError, RegistryError
 from modelpack.registry import RegistryClient, RegistryRepository, credentials_from_docker, login
@@ -248,3 +250,14 @@ def test_no_secret_reaches_logs_errors_or_reprs(tls_registry, front, repo, tmp_p
     blob_text = "\n".join(texts)
     for secret in secrets:
         assert secret not in blob_text
+
+
+def test_login_on_a_terminal_asks_for_the_password_and_never_echoes_it(tls_registry, tmp_path: Path) -> None:
+    config = tmp_path / "docker"
+    env = {**os.environ, "DOCKER_CONFIG": str(config)}
+    args = ["login", tls_registry.host, "-u", tls_registry.username, "--ca-file", str(tls_registry.ca_file)]
+    done = on_terminal(args, env, {b"Password:": tls_registry.password.encode()})
+    assert done.status == 0, done.output
+    assert "Password:" in done.output and tls_registry.password not in done.output
+    entry = json.loads((config / "config.json").read_text())["auths"][tls_registry.host]
+    assert base64.b64decode(entry["auth"]).decode() == f"{tls_registry.username}:{tls_registry.password}"
