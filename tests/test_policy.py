@@ -142,3 +142,28 @@ def test_policy_commands_set_show_and_json(registry_repo: str, tmp_path: Path) -
     assert none.returncode == 0 and "has no policy" in none.stderr
     bad = run_main("policy", "set", registry_repo, "prod", "--require", "signatures:x")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "unknown requirement" in bad.stderr
+
+
+def test_a_signed_provenance_holds_beside_a_newer_unsigned_one(kind: Kind, tmp_path: Path) -> None:
+    """A release rebuilt without the key (a CI check job) gets a second, unsigned provenance: the signed
+    one still meets `provenance:KEY`; with only the unsigned one it is refused."""
+    from modelpack.release.attestations import attach_envelope, check_provenance
+    from modelpack.trust.intoto import statement, subject
+    from modelpack.trust.slsa import SLSA_PREDICATE
+
+    place = kind.place
+    release = make_release(place.target, "1.0.0", "1.0.0")
+    desc = Descriptor(release.media_type, release.digest, len(release.raw))
+    signer = keys.load_private(str(keys.generate(tmp_path / "ci").private), env={})
+    predicate = {"buildDefinition": {}, "runDetails": {}}
+    doc = statement([subject("iris", release.digest)], SLSA_PREDICATE, predicate)
+    ptype = mt.PROVENANCE_ARTIFACT
+
+    def ann(when: str) -> dict[str, str]:
+        return {mt.ANN_CREATED: when}
+
+    attach_envelope(place.target, desc, ptype, doc, None, ann("2026-12-02T00:00:02Z"))  # newest, unsigned
+    assert not check_provenance(place.target, release.digest, [signer.public]).ok
+    attach_envelope(place.target, desc, ptype, doc, signer, ann("2026-12-02T00:00:01Z"))
+    held = check_provenance(place.target, release.digest, [signer.public])
+    assert held.ok and held.signer == signer.public.keyid
