@@ -36,7 +36,10 @@ def _racer(host: str, repo: str, version: str, barrier: Any, out: Any) -> None:
         # two fresh processes on a 2-core CI machine were once 1.5x apart, so the test, which checks the
         # settlement logic and not the default factor, gives it room.
         rt = Runtime(
-            environ={}, actor=f"racer-{version}", after_read=lambda: barrier.wait(timeout=60), settle_factor=4.0
+            environ={},
+            actor=f"racer-{version}",
+            after_read=lambda: barrier.wait(timeout=60),
+            settle_factor=4.0,
         )
         try:
             result = promote(place, version, "prod", runtime=rt)
