@@ -15,6 +15,7 @@ from modelpack.release.view import ReleaseView, load_release
 from modelpack.targets import Location, Targets
 
 if TYPE_CHECKING:
+    from modelpack.oci.model import Descriptor
     from modelpack.release import query
     from modelpack.release.attestations import Listed as AttestationListed
     from modelpack.release.signatures import Listed
@@ -137,22 +138,31 @@ def inspect(targets: Targets, reference: str, *, local: bool = False) -> Inspect
 
     where, ref = _release(targets, reference, local)
     view = load_release(where.target, ref, where=where.display)
-    # three independent reads at once (latency, not bytes), so at most three connections; the evidence
-    # listings are one read in turn: reports, signatures and attestations are referrers of the same index
+    # three independent reads at once (latency, not bytes), so at most three connections; the evidence is
+    # one listing of the index's referrers (reports, signatures, attestations), plus the bundle's, where
+    # the model signature hangs
     with ThreadPoolExecutor(max_workers=3) as pool:
         size = pool.submit(_image_size, where, view)
         envs = pool.submit(_naming_environments, where, view.digest)
-        listed = pool.submit(
-            lambda: (
-                _reports(where, view.digest),
-                signatures.listed(where.target, view),
-                attestations.listed(where.target, view.digest),
-            )
-        )
-        reports, signed, attested = listed.result()
+        referring = pool.submit(_referrers, where, view)
+        on_index, on_bundle = referring.result()
         return InspectResult(
-            where.display, view, where.kind, size.result(), reports, envs.result(), signed, attested
+            where.display,
+            view,
+            where.kind,
+            size.result(),
+            _reports(on_index),
+            envs.result(),
+            signatures.classify([*on_index, *on_bundle]),
+            attestations.classify(on_index),
         )
+
+
+def _referrers(where: Location, view: ReleaseView) -> tuple[list[Descriptor], list[Descriptor]]:
+    """The referrers of the release index and, when it is another manifest, of its bundle."""
+    on_index = where.target.referrers(view.digest)
+    on_bundle = where.target.referrers(view.bundle.digest) if view.bundle.digest != view.digest else []
+    return on_index, on_bundle
 
 
 def _image_size(where: Location, view: ReleaseView) -> int | None:
@@ -167,7 +177,7 @@ def _image_size(where: Location, view: ReleaseView) -> int | None:
     return len(raw.raw) + doc.config.size + sum(d.size for d in doc.layers)
 
 
-def _reports(where: Location, digest: str) -> tuple[ReportInfo, ...]:
+def _reports(referrers: Sequence[Descriptor]) -> tuple[ReportInfo, ...]:
     from modelpack.release import evidence
 
     found = [
@@ -177,7 +187,8 @@ def _reports(where: Location, digest: str) -> tuple[ReportInfo, ...]:
             evidence.runtime_of(d),
             (d.annotations or {}).get(evidence.ANN_CREATED) or "",
         )
-        for d in where.target.referrers(digest, evidence.REPORT_TYPE)
+        for d in referrers
+        if d.artifact_type == evidence.REPORT_TYPE
     ]
     return tuple(sorted(found, key=lambda r: (r.created, r.digest), reverse=True))
 

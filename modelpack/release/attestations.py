@@ -64,8 +64,13 @@ class Listed:
 
 def listed(target: Target, digest: str) -> tuple[Listed, ...]:
     """Every attestation attached to `digest`, newest first within a kind (one referrers listing)."""
+    return classify(target.referrers(digest))
+
+
+def classify(referrers: Iterable[Descriptor]) -> tuple[Listed, ...]:
+    """The attestations among `referrers` (of one release), for a caller that lists them anyway."""
     out = []
-    for d in target.referrers(digest):
+    for d in referrers:
         kind = KINDS.get(d.artifact_type or "")
         if kind is None:
             continue

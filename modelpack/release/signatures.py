@@ -118,15 +118,9 @@ def model_signature(target: Target, bundle_digest: str) -> bytes | None:
     return _payload(target, found[-1]) if found else None
 
 
-def listed(target: Target, release: ReleaseView) -> tuple[Listed, ...]:
-    """Every signature referrer of the release and of its bundle (for `inspect`), from listings alone."""
-    subjects = dict.fromkeys([release.digest, release.bundle.digest])
-    return classify(d for s in subjects for d in target.referrers(s, mt.SIGSTORE_BUNDLE))
-
-
 def classify(referrers: Iterable[Descriptor]) -> tuple[Listed, ...]:
     """The signatures among `referrers` (of the release and of its bundle), release signatures first: for
-    a caller that lists referrers anyway (the portal's catalog) and need not list them again."""
+    a caller that lists referrers anyway (`inspect`, the portal's catalog) and need not list them again."""
     found = [d for d in referrers if _is_signature(d)]
     return tuple(
         Listed(kind_of(d) or "model", d.digest, (d.annotations or {}).get(ANN_KEYID))
