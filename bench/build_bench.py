@@ -35,6 +35,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import benchkit  # bench/, beside this script (the project template the benchmarks share)
+
 from modelpack import api
 from modelpack.oci.layout import LayoutStore
 
@@ -43,19 +45,6 @@ MIB = 1 << 20
 CHUNK = 1 << 20
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
 
-PACKFILE = """\
-name: bench-build
-version: 1.0.0
-model:
-  paths: [weights.bin]
-  format: other
-code:
-  paths: [handler.py]
-  handler: handler:Model
-dependencies:
-  lockfile: requirements.lock
-  python: "3.11"
-"""
 HANDLER = """\
 class Model:
     def load(self, model_dir):
@@ -68,7 +57,7 @@ class Model:
 
 def make_project(root: Path, size: int) -> Path:
     root.mkdir(parents=True)
-    (root / "modelpack.yaml").write_text(PACKFILE)
+    (root / "modelpack.yaml").write_text(benchkit.PACKFILE.format(name="bench-build"))
     (root / "handler.py").write_text(HANDLER)
     (root / "requirements.lock").write_text("numpy==2.4.6\n")
     with open(root / "weights.bin", "wb") as f:
