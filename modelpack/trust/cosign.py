@@ -38,14 +38,12 @@ def sign_digest(key: PrivateKey, digest: str, name: str) -> bytes:
 
 def check_digest(raw: bytes, digest: str, keys: Sequence[PublicKey]) -> Check:
     """Whether `raw` is a release signature over exactly `digest` by one of `keys`."""
-    try:
-        opened = sigstore_bundle.open_bundle(raw, keys)
-    except ContentError as e:
-        return Check(KIND, False, f"unreadable release signature: {e}")
-    statement = opened.statement
-    if statement.get("predicateType") != PREDICATE_TYPE:
-        return Check(KIND, False, f"not a cosign signature (predicate {statement.get('predicateType')!r})")
-    signed = _subject_digests(statement)
+    opened = sigstore_bundle.open_statement(
+        raw, keys, PREDICATE_TYPE, kind=KIND, what="release signature", named="a cosign signature"
+    )
+    if isinstance(opened, Check):
+        return opened
+    signed = _subject_digests(opened.statement)
     if f"sha256:{digest.partition(':')[2]}" not in signed:
         over = ", ".join(signed) or "nothing"
         return Check(KIND, False, f"the release signature is over {over}, not over this release {digest}")

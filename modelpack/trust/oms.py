@@ -86,15 +86,13 @@ def sign_files(key: PrivateKey, name: str, files: Mapping[str, str]) -> bytes:
 
 def check_files(raw: bytes, files: Mapping[str, str], keys: Sequence[PublicKey]) -> Check:
     """Whether `raw` is an OMS signature by one of `keys` over exactly `files`."""
+    opened = sigstore_bundle.open_statement(
+        raw, keys, PREDICATE_TYPE, kind=KIND, what="model signature", named="an OpenSSF model signature"
+    )
+    if isinstance(opened, Check):
+        return opened
     try:
-        opened = sigstore_bundle.open_bundle(raw, keys)
-    except ContentError as e:
-        return Check(KIND, False, f"unreadable model signature: {e}")
-    statement = opened.statement
-    if statement.get("predicateType") != PREDICATE_TYPE:
-        return Check(KIND, False, f"not an OpenSSF model signature ({statement.get('predicateType')!r})")
-    try:
-        resources = {str(r["name"]): str(r["digest"]) for r in _resources(statement)}
+        resources = {str(r["name"]): str(r["digest"]) for r in _resources(opened.statement)}
     except (KeyError, TypeError) as e:
         return Check(KIND, False, f"malformed model signature statement: {e}")
     expected = signed_files(files)

@@ -16,6 +16,7 @@ from typing import Any
 
 from modelpack.errors import ContentError
 from modelpack.trust import dsse
+from modelpack.trust.check import Check
 from modelpack.trust.keys import PrivateKey, PublicKey
 
 BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
@@ -82,3 +83,18 @@ def open_bundle(raw: bytes, keys: Iterable[PublicKey] = ()) -> Opened:
     if statement.get("_type") != IN_TOTO_STATEMENT:
         raise ContentError(f"the signed statement's _type is {statement.get('_type')!r}, not in-toto v1")
     return Opened(hint, statement, opened)
+
+
+def open_statement(
+    raw: bytes, keys: Iterable[PublicKey], predicate: str, *, kind: str, what: str, named: str
+) -> Opened | Check:
+    """The bundle `raw` opened, when it holds a statement of `predicate`; else the failed verdict of
+    `kind` saying why: unreadable (`what`), or a statement of another kind (not `named`)."""
+    try:
+        opened = open_bundle(raw, keys)
+    except ContentError as e:
+        return Check(kind, False, f"unreadable {what}: {e}")
+    found = opened.statement.get("predicateType")
+    if found != predicate:
+        return Check(kind, False, f"not {named} (predicate {found!r})")
+    return opened
