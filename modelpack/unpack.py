@@ -19,8 +19,8 @@ from typing import Any
 from modelpack.errors import DigestMismatchError, InputError, UsageError
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor
-from modelpack.oci.tar import safe_extract
 from modelpack.oci.target import Progress, ProgressFn, Target, no_progress
+from modelpack.oci.untar import safe_extract
 from modelpack.release.view import ReleaseView, load_release
 
 # `--filter` names -> the layer media types they select, in the order of mediatypes.LAYER_KINDS.

@@ -18,16 +18,15 @@ from modelpack.errors import InputError
 from modelpack.oci import digest
 from modelpack.oci.statcache import StatCache
 from modelpack.oci.tar import (
-    ChunkReader,
     TarEntry,
     entries_from,
     layer_digest,
-    safe_extract,
     source_date_epoch,
     tar_chunks,
     tar_size,
     with_parents,
 )
+from modelpack.oci.untar import ChunkReader, safe_extract
 
 LONG = "d" * 60 + "/" + "e" * 70 + "/" + "f" * 150 + ".bin"  # > 256 bytes: no USTAR prefix split fits
 

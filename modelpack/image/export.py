@@ -29,7 +29,7 @@ from modelpack.image.gzlayer import file_chunks, store_gzip_layer
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor
-from modelpack.oci.tar import ChunkReader
+from modelpack.oci.untar import ChunkReader
 
 MAX_JSON = 4 * 1024 * 1024
 CHUNK = 1 << 20

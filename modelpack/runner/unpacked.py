@@ -23,8 +23,8 @@ from modelpack.image.config import DEPS_DIR, RUNTIME_DIR
 from modelpack.image.gzlayer import gunzip, is_gzip
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor, Manifest
-from modelpack.oci.tar import ChunkReader, safe_extract
 from modelpack.oci.target import Target
+from modelpack.oci.untar import ChunkReader, safe_extract
 from modelpack.release.view import ReleaseView
 
 # Bundle layers the runtime reads (docs and datasets are not needed to serve).

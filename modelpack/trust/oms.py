@@ -19,7 +19,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from modelpack.errors import ContentError, InputError
-from modelpack.oci.tar import CHUNK, ChunkReader, check_arcname
+from modelpack.oci.tar import CHUNK, check_arcname
+from modelpack.oci.untar import ChunkReader
 from modelpack.trust import cosign, sigstore_bundle
 from modelpack.trust.check import Check
 from modelpack.trust.keys import PrivateKey, PublicKey
