@@ -30,12 +30,19 @@ def parse_args(argv: Sequence[str]) -> tuple[Path | None, dict[str, Any]]:
     parser.add_argument("--model-dir")
     parser.add_argument("--code-dir")
     parser.add_argument("--bundle-digest")
+    parser.add_argument(
+        "--index-digest", help="the release index's digest (default: $MODELPACK_INDEX_DIGEST)"
+    )
     parser.add_argument("--host")
     parser.add_argument("--port", type=int)
-    parser.add_argument("--workers", type=int)
+    parser.add_argument("--workers", type=int, help="worker processes; 0 = one per CPU of the quota")
     parser.add_argument("--inference", choices=["inline", "thread"])
     parser.add_argument("--onnx-threads", type=int)
     parser.add_argument("--log-level", choices=["critical", "error", "warning", "info", "debug"])
+    parser.add_argument("--no-metrics", dest="metrics", action="store_const", const=False, help="no /metrics")
+    parser.add_argument(
+        "--no-request-log", dest="request_log", action="store_const", const=False, help="no request lines"
+    )
     args = vars(parser.parse_args(argv))
     config_path = args.pop("config")
     return config_path, args
@@ -48,7 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"modelpack.serve: {exc}", file=sys.stderr)
         return 2
-    from modelpack.serve.server import STARTUP_FAILED, port_problem, run  # deferred: uvicorn is heavy
+    from modelpack.serve.server import STARTUP_FAILED, die_with_parent, port_problem, run  # uvicorn is heavy
+
+    die_with_parent()
 
     problem = port_problem(config.host, config.port)
     if problem is not None:

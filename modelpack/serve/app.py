@@ -18,9 +18,11 @@ are refused for integer datatypes; nesting deeper than 1024 is refused as a 400.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import secrets
+import os
+import signal
+import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -31,6 +33,8 @@ import orjson
 from modelpack import __version__
 from modelpack.serve.config import ServingConfig
 from modelpack.serve.handlers import LoadedModel, OnnxHandler, load_handler
+from modelpack.serve.metrics import CONTENT_TYPE, Metrics, classify
+from modelpack.serve.requestlog import RequestIds, RequestLog
 from modelpack.serve.tensors import Array, EncodeError, TensorError, decode_input, encode_output
 
 Scope = Mapping[str, Any]
@@ -41,6 +45,10 @@ Loader = Callable[[ServingConfig], LoadedModel]
 log = logging.getLogger("modelpack.serve")
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+_METRICS_HEADERS = [(b"content-type", CONTENT_TYPE)]
+# The error kind of a RequestError that names none (modelpack_errors_total{kind}).
+_KINDS = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large",
+          500: "internal", 503: "not_ready"}  # fmt: skip
 
 
 # Below this a request is handled on the event loop (a thread hop costs more than decoding it); above it,
@@ -54,11 +62,16 @@ class RequestError(Exception):
     """A request the client must fix; `status` is the HTTP status to answer with."""
 
     def __init__(
-        self, message: str, status: int = 400, headers: tuple[tuple[bytes, bytes], ...] = ()
+        self,
+        message: str,
+        status: int = 400,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+        kind: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.headers = headers
+        self.kind = kind or _KINDS.get(status, "internal")
 
 
 def default_loader(config: ServingConfig) -> LoadedModel:
@@ -68,13 +81,29 @@ def default_loader(config: ServingConfig) -> LoadedModel:
 class ServingApp:
     """ASGI 3 app serving one model; `load()` runs once (the lifespan startup calls it in a thread)."""
 
-    def __init__(self, config: ServingConfig, loader: Loader = default_loader) -> None:
+    def __init__(
+        self,
+        config: ServingConfig,
+        loader: Loader = default_loader,
+        *,
+        metrics: Metrics | None = None,
+        request_log: RequestLog | None = None,
+    ) -> None:
         self.config = config
         self._loader = loader
         self.model: LoadedModel | None = None
-        # Generated request ids: unique per server process, cheaper than a uuid4 per request.
-        self._id_prefix = secrets.token_hex(6)
-        self._ids = itertools.count(1)
+        self.draining = False  # set by SIGTERM: readiness answers 503 while in-flight requests finish
+        self._ids = RequestIds()
+        self.metrics = metrics or Metrics(
+            config.name, config.version, config.bundle_digest, config.index_digest, None
+        )
+        self.log = request_log or RequestLog(
+            config.name,
+            config.version,
+            enabled=config.request_log,
+            level=config.request_log_level,
+            sample=config.request_log_sample,
+        )
         self._executor = ThreadPoolExecutor(1, "predict") if config.inference == "thread" else None
         # Large requests with `inference: "inline"` go to this one thread, never more: concurrency for them
         # would multiply their memory, which the in-flight budget bounds anyway.
@@ -83,9 +112,12 @@ class ServingApp:
         prefix = f"/v2/models/{config.name}"
         versioned = {f"{prefix}/versions/{config.version}"} if config.version else set()
         self._model_paths = frozenset({prefix, *versioned})
+        self._prefix, self._versioned = prefix, next(iter(versioned), None)
 
     def load(self) -> None:
+        began = time.perf_counter()
         self.model = self._loader(self.config)
+        self.metrics.loaded(time.perf_counter() - began)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -97,6 +129,7 @@ class ServingApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self._watch_termination()
                 try:
                     await asyncio.to_thread(self.load)
                 except Exception as exc:
@@ -107,35 +140,81 @@ class ServingApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self._large.shutdown(wait=False)
+                self.log.flush()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    def _watch_termination(self) -> None:
+        """Readiness turns false the moment SIGTERM arrives, before uvicorn starts draining: the handler
+        uvicorn installed (it stops the listener, then waits for in-flight requests) is chained, not replaced.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals reach the main thread only (an app embedded in a test's thread)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous = signal.getsignal(sig)
+
+            def on_signal(signum: int, frame: Any, previous: Any = previous) -> None:
+                self.draining = True
+                if callable(previous):
+                    previous(signum, frame)
+
+            signal.signal(sig, on_signal)
+
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        began = time.perf_counter()
+        request_id = self._ids.of(scope["headers"])
+        metrics = self.metrics
+        metrics.started()
         extra: tuple[tuple[bytes, bytes], ...] = ()
         held = [0]  # this request's share of the in-flight budget, given back once it is answered
+        content = _JSON_HEADERS
+        body: Any
         try:
-            status, body = await self._route(scope, receive, held)
+            if scope["path"] == "/metrics" and scope["method"] == "GET" and self.config.metrics:
+                status, body, content = 200, metrics.exposition(), _METRICS_HEADERS
+            else:
+                status, body = await self._route(scope, receive, held, request_id)
         except RequestError as exc:
             status, body, extra = exc.status, {"error": str(exc)}, exc.headers
+            metrics.error(exc.kind)
         except Exception:
             log.exception("internal error on %s %s", scope.get("method"), scope.get("path"))
             status, body = 500, {"error": "internal server error (details in the server log)"}
+            metrics.error("internal")
         finally:
             self._inflight -= held[0]
         payload = body if isinstance(body, bytes) else orjson.dumps(body)
-        headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode()), *extra]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+        headers = [
+            *content,
+            (b"content-length", str(len(payload)).encode()),
+            (b"x-request-id", request_id.encode()),
+            *extra,
+        ]
+        try:
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": payload})
+        finally:
+            seconds = time.perf_counter() - began
+            path = scope["path"]
+            metrics.finished(
+                classify(path, self._prefix, self._versioned), status, seconds, held[0], len(payload)
+            )
+            if self.log.enabled:
+                self.log.request(scope["method"], path, status, seconds, request_id, held[0], len(payload))
 
-    async def _route(self, scope: Scope, receive: Receive, held: list[int]) -> tuple[int, Any]:
+    async def _route(
+        self, scope: Scope, receive: Receive, held: list[int], request_id: str
+    ) -> tuple[int, Any]:
         method, path = scope["method"], scope["path"].rstrip("/") or "/"
         if path.startswith("/v2/models/"):
-            return await self._model_route(scope, method, path, receive, held)
+            return await self._model_route(scope, method, path, receive, held, request_id)
         if method != "GET":
             raise RequestError(f"method {method} not allowed on {path}; use GET", 405)
         if path == "/v2/health/live":
             return 200, {"live": True}
         if path == "/v2/health/ready":
+            if self.draining:
+                return 503, {"ready": False, "draining": True}
             return (200, {"ready": True}) if self.model else (503, {"ready": False})
         if path == "/v2":
             return 200, {"name": "modelpack", "version": __version__, "extensions": []}
@@ -144,7 +223,7 @@ class ServingApp:
         raise RequestError(f"no route {path}", 404)
 
     async def _model_route(
-        self, scope: Scope, method: str, path: str, receive: Receive, held: list[int]
+        self, scope: Scope, method: str, path: str, receive: Receive, held: list[int], request_id: str
     ) -> tuple[int, Any]:
         action = ""
         if path not in self._model_paths:
@@ -155,7 +234,7 @@ class ServingApp:
         if method != wanted:
             raise RequestError(f"method {method} not allowed on {path}; use {wanted}", 405)
         if action == "ready":
-            ready = self.model is not None
+            ready = self.model is not None and not self.draining
             return (200 if ready else 503), {"name": self.config.name, "ready": ready}
         model = self.model
         if model is None:
@@ -164,9 +243,9 @@ class ServingApp:
             return 200, self._model_metadata(model)
         body = await self._read_body(receive, _content_length(scope), held)
         if len(body) <= OFF_LOOP_BYTES and self._executor is None:
-            return 200, self._answer(model, body)
+            return 200, self._answer(model, body, request_id)
         loop = asyncio.get_running_loop()
-        return 200, await loop.run_in_executor(self._large, self._answer, model, body)
+        return 200, await loop.run_in_executor(self._large, self._answer, model, body, request_id)
 
     def _reserve(self, held: list[int], size: int) -> None:
         # Reserved before the bytes are read, so a request over budget is refused without buffering it.
@@ -176,6 +255,7 @@ class ServingApp:
                 f"{self.config.inflight_limit} (inflight_bytes); retry shortly",
                 503,
                 ((b"retry-after", RETRY_AFTER_S),),
+                "overloaded",
             )
         self._inflight += size
         held[0] += size
@@ -209,6 +289,15 @@ class ServingApp:
             "platform": model.platform,
             "inputs": [spec.to_json() for spec in model.inputs or ()],
             "outputs": [spec.to_json() for spec in model.outputs or ()],
+            "parameters": self._identity(),
+        }
+
+    def _identity(self) -> dict[str, Any]:
+        c = self.config
+        return {
+            "release_version": c.version,
+            "bundle_digest": c.bundle_digest,
+            "index_digest": c.index_digest,
         }
 
     def _metadata(self) -> dict[str, Any]:
@@ -220,18 +309,18 @@ class ServingApp:
             "bundle_digest": c.bundle_digest,
             "index_digest": c.index_digest,
             "record_summary": dict(c.record_summary),
-            "ready": self.model is not None,
-            "runtime": {"name": "modelpack", "version": __version__},
+            "ready": self.model is not None and not self.draining,
+            "runtime": {"name": "modelpack", "version": __version__, "pid": os.getpid()},
         }
 
-    def _answer(self, model: LoadedModel, body: bytes) -> bytes:
+    def _answer(self, model: LoadedModel, body: bytes, request_id: str) -> bytes:
         """The encoded answer to an infer body: on the loop for small bodies, in a thread for large ones."""
         request = _parse(body)
         del body  # the decoded request replaces it; do not hold both during predict
         inputs = _inputs(model, request["inputs"])
         wanted = _wanted_outputs(model, request.get("outputs"))
         given = request.get("id")
-        request_id = given if isinstance(given, str) else f"{self._id_prefix}-{next(self._ids)}"
+        request_id = given if isinstance(given, str) else request_id
         del request
         outputs = _predict(model, inputs, wanted, request_id, self.config.response_limit)
         payload = orjson.dumps(
@@ -269,6 +358,7 @@ def _too_big(outputs: list[dict[str, Any]], size: int, limit: int) -> RequestErr
         f"the answer would be at least {size} bytes, over max_response_bytes ({limit}); outputs: {shown}; "
         "ask for fewer outputs or a smaller batch, or raise max_response_bytes",
         500,
+        kind="response_too_large",
     )
 
 
@@ -362,7 +452,7 @@ def _predict(
     except (Exception, SystemExit) as exc:  # a handler calling sys.exit() must not stop the server
         _log_failure(exc, request_id)
         raise RequestError(
-            f"handler failed: {type(exc).__name__}: {exc} (request id {request_id})", 500
+            f"handler failed: {type(exc).__name__}: {exc} (request id {request_id})", 500, kind="handler"
         ) from None
     if isinstance(result, np.ndarray):
         result = {"output": result}

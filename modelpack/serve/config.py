@@ -12,7 +12,10 @@ Schema (JSON object; only `name` is required):
     record_summary  dict  e.g. {"metrics": {...}, "revision": ...}, shown by /metadata   (default {})
     host            str   listen address; env HOST overrides it                          (default 0.0.0.0)
     port            int   listen port; env PORT overrides it                             (default 8080)
-    workers         int   uvicorn worker processes; env WORKERS overrides it             (default 1)
+    workers         int   worker processes on the one port; env WORKERS overrides it; 0 = the
+                          container's CPU quota (cgroup v2 cpu.max, v1 cfs_quota_us), else the
+                          CPUs this process may run on. Each worker loads the model and has every
+                          limit below to itself: memory is workers x one worker's bound  (default 0)
     inference       str   "inline": predict on the event loop, fastest for small models (measured:
                           ~10% less CPU a request than "thread"); "thread": predict in one worker
                           thread, so health probes answer during long predictions  (default "inline")
@@ -31,14 +34,21 @@ Schema (JSON object; only `name` is required):
     write_timeout_s float a client that reads none of its answer for this long is
                           dropped, freeing the answer's memory                              (default 30)
     log_level       str   uvicorn log level                                             (default "info")
+    metrics         bool  GET /metrics in the Prometheus text format (serve/metrics.py) (default true)
+    request_log     bool  one JSON line per request on stdout (serve/requestlog.py)    (default true)
+    request_log_level str lines below it are dropped: "info" all, "warning" 4xx and 5xx,
+                          "error" 5xx only                                              (default "info")
+    request_log_sample float  fraction of the info lines kept (failures always are)     (default 1.0)
+    drain_timeout_s float on SIGTERM, in-flight requests get this long to finish        (default 10)
 
 Each limit is also read from the environment, which beats the file: MODELPACK_SERVE_MAX_BODY_BYTES,
 MODELPACK_SERVE_INFLIGHT_BYTES, MODELPACK_SERVE_MAX_RESPONSE_BYTES, MODELPACK_SERVE_BODY_TIMEOUT_S,
 MODELPACK_SERVE_IDLE_TIMEOUT_S, MODELPACK_SERVE_WRITE_TIMEOUT_S.
 
 The file's path comes from `--config`, else env MODELPACK_SERVING_CONFIG, else /opt/modelpack/serving.json.
-The release's index digest cannot be inside the image (the index contains the image), so /metadata reports
-it from env MODELPACK_INDEX_DIGEST when that is set.
+The release's index digest cannot be inside the image (the index contains the image), so the runtime
+reports it (in /metadata, the V2 model metadata, the metrics and its startup line) from env
+MODELPACK_INDEX_DIGEST or --index-digest, when the deployer gives it.
 """
 
 from __future__ import annotations
@@ -64,6 +74,9 @@ LIMIT_ENV = (
 )
 
 
+REQUEST_LOG_LEVELS = ("info", "warning", "error")
+
+
 class ConfigError(ValueError):
     """The serving config is missing, not JSON, or has a wrong key or value; the message says which."""
 
@@ -83,7 +96,7 @@ class ServingConfig:
     record_summary: Mapping[str, Any] = field(default_factory=dict)
     host: str = "0.0.0.0"
     port: int = 8080
-    workers: int = 1
+    workers: int = 0
     inference: str = "inline"
     onnx_threads: int = 0
     max_body_bytes: int = 8 * 1024 * 1024
@@ -93,6 +106,11 @@ class ServingConfig:
     idle_timeout_s: float = 5.0
     write_timeout_s: float = 30.0
     log_level: str = "info"
+    metrics: bool = True
+    request_log: bool = True
+    request_log_level: str = "info"
+    request_log_sample: float = 1.0
+    drain_timeout_s: float = 10.0
 
     @property
     def inflight_limit(self) -> int:
@@ -133,6 +151,11 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "idle_timeout_s": (int, float),
     "write_timeout_s": (int, float),
     "log_level": (str,),
+    "metrics": (bool,),
+    "request_log": (bool,),
+    "request_log_level": (str,),
+    "request_log_sample": (int, float),
+    "drain_timeout_s": (int, float),
 }
 
 
@@ -160,8 +183,17 @@ def from_mapping(data: Mapping[str, Any], where: str) -> ServingConfig:
 def _check(config: ServingConfig, where: str) -> None:
     if not 0 < config.port < 65536:
         raise ConfigError(f"{where}: 'port' must be 1..65535, got {config.port}")
-    if config.workers < 1:
-        raise ConfigError(f"{where}: 'workers' must be at least 1, got {config.workers}")
+    if config.workers < 0:
+        raise ConfigError(f"{where}: 'workers' must be 1 or more, or 0 for one per CPU, got {config.workers}")
+    if config.request_log_level not in REQUEST_LOG_LEVELS:
+        raise ConfigError(
+            f"{where}: 'request_log_level' must be one of {', '.join(REQUEST_LOG_LEVELS)}, "
+            f"got {config.request_log_level!r}"
+        )
+    if not 0 <= config.request_log_sample <= 1:
+        raise ConfigError(f"{where}: 'request_log_sample' must be 0..1, got {config.request_log_sample}")
+    if config.drain_timeout_s <= 0:
+        raise ConfigError(f"{where}: 'drain_timeout_s' must be positive, got {config.drain_timeout_s}")
     if config.inference not in ("inline", "thread"):
         raise ConfigError(f'{where}: \'inference\' must be "inline" or "thread", got {config.inference!r}')
     if config.handler != "onnx" and config.handler.count(":") != 1:
@@ -239,6 +271,26 @@ def _read(path: Path) -> dict[str, Any]:
 def with_overrides(config: ServingConfig, **changes: Any) -> ServingConfig:
     """A copy with some fields changed (tests and `modelpack serve` adjust host/port this way)."""
     return replace(config, **changes)
+
+
+def cpu_quota(cgroup: Path = Path("/sys/fs/cgroup"), allowed: int | None = None) -> int:
+    """How many CPUs this process may use: the cgroup's CPU quota rounded up (v2 `cpu.max`, v1
+    `cpu.cfs_quota_us` / `cpu.cfs_period_us`), else the CPUs it may be scheduled on; at least 1."""
+    cpus = allowed or len(os.sched_getaffinity(0))
+    quota: float | None = None
+    try:
+        limit, period = (cgroup / "cpu.max").read_text().split()[:2]
+        quota = None if limit == "max" else int(limit) / int(period)
+    except (OSError, ValueError):
+        try:
+            limit = (cgroup / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (cgroup / "cpu" / "cpu.cfs_period_us").read_text().strip()
+            quota = None if int(limit) <= 0 else int(limit) / int(period)
+        except (OSError, ValueError):
+            quota = None
+    if quota is None:
+        return max(1, cpus)
+    return max(1, min(cpus, -int(-quota // 1)))
 
 
 def env_of() -> Mapping[str, str]:
