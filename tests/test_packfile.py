@@ -259,6 +259,28 @@ def test_serving_checks(tmp_path: Path) -> None:
     assert "serving.env.PORT: is set from serving.port" in msg
     msg = load_error(tmp_path, MINIMAL + "serving:\n  builder: kaniko\n")
     assert "serving.builder: 'kaniko' is not one of daemonless, docker" in msg
+    msg = load_error(tmp_path, MINIMAL + "serving:\n  request_log: {level: debug}\n")
+    assert "serving.request_log.level: 'debug' is not one of info, warning, error" in msg
+    msg = load_error(tmp_path, MINIMAL + "serving:\n  request_log: {sample: 2}\n")
+    assert "serving.request_log.sample: must be between 0 and 1" in msg
+    msg = load_error(tmp_path, MINIMAL + "serving:\n  workers: -1\n")
+    assert "serving.workers: -1 is out of range" in msg
+
+
+def test_serving_runtime_settings(tmp_path: Path) -> None:
+    text = (
+        MINIMAL + "serving:\n  workers: 3\n  metrics: false\n  request_log: {level: warning, sample: 0.5}\n"
+    )
+    pf = load_packfile(make_project(tmp_path / "a", text))
+    assert dict(pf.serving.runtime) == {
+        "workers": 3,
+        "metrics": False,
+        "request_log_level": "warning",
+        "request_log_sample": 0.5,
+    }
+    off = load_packfile(make_project(tmp_path / "b", MINIMAL + "serving:\n  request_log: false\n"))
+    assert dict(off.serving.runtime) == {"request_log": False}
+    assert load_packfile(make_project(tmp_path / "c", MINIMAL)).serving.runtime == ()
 
 
 def test_duplicate_keys_name_both_lines(tmp_path: Path) -> None:

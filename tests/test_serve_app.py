@@ -59,6 +59,12 @@ def test_health_server_and_model_metadata(affine: Client) -> None:
         "platform": "onnxruntime",
         "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}],
         "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 4]}],
+        # the release's identity, so a client of the V2 API alone can tell which release answered
+        "parameters": {
+            "release_version": "3",
+            "bundle_digest": "sha256:" + "a" * 64,
+            "index_digest": "sha256:" + "b" * 64,
+        },
     }
     assert affine.get("/v2/models/affine/ready").json() == {"name": "affine", "ready": True}
     assert affine.get("/v2/models/affine/versions/3/ready").status_code == 200

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from modelpack.serve.__main__ import parse_args
-from modelpack.serve.config import ConfigError, ServingConfig, from_mapping, load
+from modelpack.serve.config import ConfigError, ServingConfig, cpu_quota, from_mapping, load
 
 
 def write(path: Path, data: Any) -> Path:
@@ -61,7 +61,9 @@ def test_round_trip_through_json_for_worker_processes() -> None:
         ({"name": "a"}, "handler \"onnx\" needs 'model'"),
         ({"name": "a", "handler": "nocolon"}, '\'handler\' must be "onnx" or "module:Class"'),
         ({"name": "a", "model": "m", "inference": "gpu"}, "'inference' must be"),
-        ({"name": "a", "model": "m", "workers": 0}, "'workers' must be at least 1"),
+        ({"name": "a", "model": "m", "workers": -1}, "'workers' must be 1 or more, or 0 for one per CPU"),
+        ({"name": "a", "model": "m", "request_log_level": "debug"}, "'request_log_level' must be one of"),
+        ({"name": "a", "model": "m", "request_log_sample": 2}, "'request_log_sample' must be 0..1"),
         ({"name": "a", "model": "m", "record_summary": []}, "'record_summary' must be dict"),
     ],
 )
@@ -117,3 +119,23 @@ def test_host_from_env_so_a_host_network_container_binds_loopback(tmp_path: Path
     assert load(path, {}).host == "0.0.0.0"
     assert load(path, {"HOST": "127.0.0.1"}).host == "127.0.0.1"
     assert load(path, {"HOST": "127.0.0.1"}, {"host": "::1"}).host == "::1"  # a flag still wins
+
+
+@pytest.mark.parametrize(
+    ("files", "allowed", "expected"),
+    [
+        ({"cpu.max": "150000 100000\n"}, 8, 2),  # cgroup v2: 1.5 CPUs of quota -> 2 workers
+        ({"cpu.max": "max 100000\n"}, 3, 3),  # no quota: the CPUs we may run on
+        ({"cpu.max": "800000 100000\n"}, 2, 2),  # a quota above the CPUs there are
+        ({"cpu/cpu.cfs_quota_us": "50000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4, 1),  # cgroup v1
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4, 4),  # v1, no quota
+        ({}, 5, 5),  # no cgroup files at all
+    ],
+)
+def test_default_workers_follow_the_cpu_quota(
+    tmp_path: Path, files: dict[str, str], allowed: int, expected: int
+) -> None:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert cpu_quota(tmp_path, allowed) == expected

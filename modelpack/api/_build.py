@@ -146,6 +146,7 @@ def build(
             port=pf.serving.port,
             env=dict(pf.serving.env),
             system_packages=pf.serving.system_packages,
+            runtime=dict(pf.serving.runtime),
         )
         if builder == "docker":
             from modelpack.image.docker_builder import build_with_docker  # needs the docker SDK

@@ -91,7 +91,9 @@ def deps_layer(
     return layer, tree, False
 
 
-def serving_json(bundle: BundleResult, port: int) -> bytes:
+def serving_json(bundle: BundleResult, port: int, runtime: Mapping[str, object] | None = None) -> bytes:
+    """The runtime's config file; `runtime` (modelpack.yaml's serving settings for it) is added only when
+    set, so an image built without them keeps its serving layer's digest."""
     serving = bundle.record.serving
     model = serving.model if serving else None
     return canonical.dumps(
@@ -109,6 +111,7 @@ def serving_json(bundle: BundleResult, port: int) -> bytes:
                 "created": bundle.record.created,
             },
             "port": port,
+            **(runtime or {}),
         }
     )
 
@@ -143,7 +146,7 @@ def build_image(
         cache,
         LayerPlan(
             mt.OCI_LAYER_TAR,
-            (TarEntry.from_bytes(SERVING_CONFIG.lstrip("/"), serving_json(bundle, port)),),
+            (TarEntry.from_bytes(SERVING_CONFIG.lstrip("/"), serving_json(bundle, port, request.runtime)),),
             SERVING_CONFIG,
         ),
         0,

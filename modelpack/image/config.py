@@ -40,6 +40,13 @@ class RunSettings:
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
+def scrape_labels(port: int) -> dict[str, str]:
+    """Where a scraper finds the runtime's metrics: the `prometheus.io/*` convention, which Prometheus'
+    docker_sd_configs exposes as __meta_docker_container_label_prometheus_io_* for relabelling, and which
+    Kubernetes manifests repeat as pod annotations."""
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(port), "prometheus.io/path": "/metrics"}
+
+
 def _env_dict(env: Sequence[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for item in env:
@@ -77,6 +84,7 @@ def image_config(
     env.update(run.env)
 
     labels = dict(inner.get("Labels") or {})
+    labels.update(scrape_labels(run.port))
     labels.update(run.labels)
     inner.update(
         {

@@ -299,7 +299,7 @@ def build_with_docker(
     )
     dockerfile = render_dockerfile(values)
     entries = context_entries(
-        store, dockerfile, requirements, files, bundle_layers, serving_json(bundle, port)
+        store, dockerfile, requirements, files, bundle_layers, serving_json(bundle, port, request.runtime)
     )
     mode = network_mode if network_mode is not None else (None if system_packages else "none")
     client = client if client is not None else docker_client()

@@ -19,6 +19,7 @@ class ImageRequest:
     port: int = 8080
     env: Mapping[str, str] = field(default_factory=dict)
     system_packages: Sequence[str] = ()  # apt packages: the Docker builder only
+    runtime: Mapping[str, object] = field(default_factory=dict)  # serving config keys from modelpack.yaml
 
     @property
     def handler(self) -> str:

@@ -27,6 +27,7 @@ from modelpack.packfile.schema import (
     DEFAULT_PORT,
     DEFAULT_PYTHON,
     MODEL_FORMATS,
+    RUNTIME_KEYS,
     CodeSpec,
     DependenciesSpec,
     Gate,
@@ -245,7 +246,11 @@ class _Reader:
         base = f"python:{python}-slim"
         if node is None or is_null(node):
             return ServingSpec(base_image=base)
-        m = d.mapping(node, "serving", ("base_image", "port", "env", "system_packages", "builder"))
+        m = d.mapping(
+            node,
+            "serving",
+            ("base_image", "port", "env", "system_packages", "builder", *RUNTIME_KEYS),
+        )
         if "base_image" in m:
             base = d.string(m["base_image"], "serving.base_image")
             if any(c.isspace() for c in base):
@@ -267,7 +272,37 @@ class _Reader:
         if packages and builder != "docker":
             raise d.error(m["system_packages"], "serving.system_packages", "needs a Docker build",
                           hint="set serving.builder: docker")  # fmt: skip
-        return ServingSpec(base, port, tuple(sorted(env)), packages, builder)
+        return ServingSpec(base, port, tuple(sorted(env)), packages, builder, self.runtime(m))
+
+    def runtime(self, m: dict[str, yaml.Node]) -> tuple[tuple[str, object], ...]:
+        """The runtime's own settings (workers, metrics, request log, drain), as serving config keys."""
+        d = self.doc
+        out: dict[str, object] = {}
+        if "workers" in m:
+            out["workers"] = d.integer(m["workers"], "serving.workers", 0, 256)
+        if "metrics" in m:
+            out["metrics"] = d.boolean(m["metrics"], "serving.metrics")
+        if "drain_timeout_s" in m:
+            seconds = d.number(m["drain_timeout_s"], "serving.drain_timeout_s")
+            if not 0 < seconds <= 3600:
+                raise d.error(m["drain_timeout_s"], "serving.drain_timeout_s", "must be 0 < seconds <= 3600")
+            out["drain_timeout_s"] = seconds
+        node = m.get("request_log")
+        if node is not None and isinstance(node, yaml.MappingNode):
+            log = d.mapping(node, "serving.request_log", ("enabled", "level", "sample"))
+            if "enabled" in log:
+                out["request_log"] = d.boolean(log["enabled"], "serving.request_log.enabled")
+            if "level" in log:
+                levels = ("info", "warning", "error")
+                out["request_log_level"] = d.choice(log["level"], "serving.request_log.level", levels)
+            if "sample" in log:
+                sample = d.number(log["sample"], "serving.request_log.sample")
+                if not 0 <= sample <= 1:
+                    raise d.error(log["sample"], "serving.request_log.sample", "must be between 0 and 1")
+                out["request_log_sample"] = sample
+        elif node is not None:
+            out["request_log"] = d.boolean(node, "serving.request_log")
+        return tuple(sorted(out.items()))
 
     def security(self, node: yaml.Node | None) -> SecuritySpec:
         d = self.doc

@@ -31,7 +31,11 @@ The fields, as written in modelpack.yaml (see examples/iris-onnx/modelpack.yaml 
     tests:        cases (golden cases file, see record/cases.py), gates (list like "accuracy >= 0.9"),
                   latency_requests (requests timed for latency_p50/p95/p99_ms, default 100)
     serving:      base_image (default python:<dependencies.python>-slim), port (default 8080), env
-                  (mapping), system_packages (list; needs builder: docker), builder (daemonless | docker)
+                  (mapping), system_packages (list; needs builder: docker), builder (daemonless | docker);
+                  the runtime: workers (default 0: one per CPU of the container's quota), metrics
+                  (GET /metrics, default true), request_log (true | false | {enabled, level: info |
+                  warning | error, sample: 0..1}; default on, every request), drain_timeout_s (how long
+                  in-flight requests get after SIGTERM, default 10)
     security:     allow_pickle_imports: globals a pickle-based weights file (.pkl, .joblib, .pt, .bin...)
                   may import although they can run code when unpickled, e.g. ["posix.system"]; exact
                   "module.name", "module.*", or "*" (anything, even a pickle the scanner cannot read).
@@ -54,6 +58,8 @@ BUILDERS = ("daemonless", "docker")
 BUILTIN_HANDLERS = ("onnx",)
 DEFAULT_PYTHON = "3.11"
 DEFAULT_PORT = 8080
+# serving: keys that configure the runtime itself (written into the image's serving config)
+RUNTIME_KEYS = ("workers", "metrics", "request_log", "drain_timeout_s")
 DEFAULT_LATENCY_REQUESTS = 100
 
 GATE_OPS: dict[str, Callable[[float, float], bool]] = {
@@ -147,6 +153,8 @@ class ServingSpec:
     env: tuple[tuple[str, str], ...] = ()
     system_packages: tuple[str, ...] = ()
     builder: str = "daemonless"
+    # the runtime's own settings, as its serving config keys (modelpack/serve/config.py), only those set
+    runtime: tuple[tuple[str, object], ...] = ()
 
     def env_dict(self) -> dict[str, str]:
         return dict(self.env)

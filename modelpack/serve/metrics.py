@@ -273,7 +273,7 @@ def _histogram(
 ) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, doc, labels=["model", "version", "endpoint"])
     width = _hist_width(buckets)
-    bounds = [*(floatToGoString(b) for b in buckets), "+Inf"]
+    bounds = [*(floatToGoString(b) for b in buckets), "+Inf"]  # type: ignore[no-untyped-call]
     for e, endpoint in enumerate(ENDPOINTS):
         start = at + e * width
         counts = total[start : start + len(buckets) + 1]
