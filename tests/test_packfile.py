@@ -268,9 +268,8 @@ def test_serving_checks(tmp_path: Path) -> None:
 
 
 def test_serving_runtime_settings(tmp_path: Path) -> None:
-    text = (
-        MINIMAL + "serving:\n  workers: 3\n  metrics: false\n  request_log: {level: warning, sample: 0.5}\n"
-    )
+    text = MINIMAL + "serving:\n  workers: 3\n  metrics: false\n"
+    text += "  request_log: {level: warning, sample: 0.5}\n"
     pf = load_packfile(make_project(tmp_path / "a", text))
     assert dict(pf.serving.runtime) == {
         "workers": 3,
