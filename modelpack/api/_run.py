@@ -55,7 +55,7 @@ def serve(
 ) -> int:
     """Serve a project directory (its own files, the current environment) or a release (its files and its
     image's own packages) in the foreground until the runtime exits; returns its exit code."""
-    from modelpack.runner.local import local_server, project_command, reference_command
+    from modelpack.runner.local import Stopped, local_server, project_command, reference_command, stop
 
     if Path(source).is_dir():
         _need_serve_extra()
@@ -65,7 +65,11 @@ def serve(
     info(f"starting: {command.note}")
     with local_server(command, ready_timeout=ready_timeout, passthrough=True) as running:
         info(f"serving on {running.url} (Ctrl-C to stop)")
-        return running.process.wait()
+        try:
+            return running.process.wait()
+        except Stopped:  # SIGTERM/SIGHUP: the runtime drains, and its clean exit is ours
+            code = stop(running.process)
+            return 0 if code is None else code
 
 
 def _need_serve_extra() -> None:

@@ -12,9 +12,11 @@ import contextlib
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +35,22 @@ if TYPE_CHECKING:
 # What a clean child environment keeps from ours: enough to find binaries, a home and temp space.
 _KEEP_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")
 Spawn = Callable[..., "subprocess.Popen[bytes]"]
+# The runtime dies with the process whose pid this names (modelpack/serve/server.py die_with_parent):
+# a SIGKILLed `modelpack serve` leaves no runtime behind. The name is the runtime's, repeated here because
+# nothing imports the runtime.
+PARENT_ENV = "MODELPACK_SERVE_PARENT_PID"
+# The runtime drains in-flight requests for up to its drain_timeout_s (10 s) after SIGTERM.
+STOP_GRACE_S = 15.0
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP reached a process running a local runtime: unwinding stops the runtime first.
+
+    A KeyboardInterrupt so that everything that already handles Ctrl-C handles it the same way."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by signal {signum}")
+        self.signum = signum
 
 
 @dataclass(frozen=True)
@@ -157,7 +175,7 @@ def local_server(
 ) -> Iterator[LocalRunning]:
     """Starts the command, waits for /v2/health/ready, and always stops it (terminate, then kill).
     `passthrough` lets the process write to our stdout/stderr (foreground `modelpack serve`)."""
-    with tempfile.TemporaryFile(prefix="modelpack-serve-") as log:
+    with tempfile.TemporaryFile(prefix="modelpack-serve-") as log, _stop_on_signals():
         proc = _start(command, None if passthrough else log, spawn)
         try:
             if not wait_ready(command.url, ready_timeout, lambda: proc.poll() is None):
@@ -174,8 +192,28 @@ def local_server(
             stop(proc)
 
 
+@contextmanager
+def _stop_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise Stopped while a runtime runs, so `finally` stops it: Python's default for
+    them is to die at once, leaving the child running (what a Kubernetes drain or a closed terminal send).
+    Only the main thread receives signals; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_stopped(signum: int, frame: object) -> None:
+        raise Stopped(signum)
+
+    previous = {sig: signal.signal(sig, raise_stopped) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _start(command: ServeCommand, log: IO[bytes] | None, spawn: Spawn) -> subprocess.Popen[bytes]:
-    kwargs: dict[str, Any] = {"env": dict(command.env)}
+    kwargs: dict[str, Any] = {"env": {**command.env, PARENT_ENV: str(os.getpid())}}
     if log is not None:
         kwargs.update(stdout=log, stderr=subprocess.STDOUT)
     try:
@@ -184,17 +222,23 @@ def _start(command: ServeCommand, log: IO[bytes] | None, spawn: Spawn) -> subpro
         raise TestNotRunError(f"could not start {command.argv[0]}: {e.strerror or e}") from None
 
 
-def stop(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    """Terminate (uvicorn shuts down cleanly on SIGTERM), then kill if it does not exit in `grace`."""
+def stop(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE_S) -> int | None:
+    """Terminate (the runtime drains and exits 0 on SIGTERM), then kill if it does not exit in `grace`;
+    a second signal while waiting does not cut the wait short. Returns the exit code."""
     if proc.poll() is not None:
-        return
+        return proc.returncode
     proc.terminate()
     try:
-        proc.wait(grace)
+        while True:
+            try:
+                return proc.wait(grace)
+            except Stopped:
+                continue  # already stopping it: finish that first
     except subprocess.TimeoutExpired:
         proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(5)
+    return proc.returncode
 
 
 def _tail(log: IO[bytes], lines: int = 30, limit: int = 64 * 1024) -> str:

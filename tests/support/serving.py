@@ -120,7 +120,9 @@ def iris_config(root: Path) -> Path:
 
 def base_env(**extra: str) -> dict[str, str]:
     keep = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
-    return {**keep, **extra}
+    # One worker unless a test asks for more: the default (one per CPU) would double every test's startup
+    # and memory, and the limits tests measure one process.
+    return {**keep, "WORKERS": "1", **extra}
 
 
 @contextmanager
