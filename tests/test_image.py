@@ -6,12 +6,14 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 import support.schemacheck as schemacheck
+from prometheus_client.parser import text_string_to_metric_families
 
 from modelpack import api
 from modelpack.image.config import NONROOT
@@ -147,8 +149,32 @@ def test_push_pull_run_serves_the_golden_cases(iris: Built, registry, repo: str,
             response = http.post(f"{running.url}/v2/models/iris-onnx/infer", json=case.request())
             assert response.status_code == 200, response.text
             assert case.compare(response.json()) == (), case.name
-        user = docker_engine.client.containers.get(running.container_id).attrs["Config"]["User"]
+        # watchable under `docker run`: metrics with the release's identity, the labels telling a scraper
+        # where they are, JSON request lines and one startup line in the container's log
+        scraped = http.get(f"{running.url}/metrics")
+        assert scraped.status_code == 200
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s
+            for family in text_string_to_metric_families(scraped.text)
+            for s in family.samples
+        }
+        infer = ("endpoint", "infer"), ("model", "iris-onnx"), ("status", "200"), ("version", "1.0.0")
+        assert samples[("modelpack_requests_total", infer)].value == len(cases)
+        info = next(s for (name, _), s in samples.items() if name == "modelpack_release_info")
+        assert (info.labels["index_digest"], info.labels["bundle_digest"]) == (first.digest, bundle_digest)
+        model = http.get(f"{running.url}/v2/models/iris-onnx").json()
+        assert model["parameters"]["index_digest"] == first.digest
+        container = docker_engine.client.containers.get(running.container_id)
+        labels = container.attrs["Config"]["Labels"]
+        assert labels["prometheus.io/scrape"] == "true" and labels["prometheus.io/path"] == "/metrics"
+        assert labels["prometheus.io/port"] == "8080"
+        user = container.attrs["Config"]["User"]
         assert user == NONROOT
+        time.sleep(0.2)  # request lines are written in batches, within 50 ms
+        logged = [json.loads(line) for line in container.logs(stdout=True, stderr=False).splitlines()]
+        assert [line["index_digest"] for line in logged if line.get("event") == "starting"] == [first.digest]
+        inferred = [line for line in logged if line.get("path") == "/v2/models/iris-onnx/infer"]
+        assert len(inferred) == len(cases) and {line["status"] for line in inferred} == {200}
         port = int(running.url.rsplit(":", 1)[1])
         assert _listeners(port) == {"127.0.0.1"}  # host network, but bound to loopback only
 
