@@ -1,10 +1,21 @@
-"""Runtime benchmark: modelpack's serving runtime vs MLServer 1.7 on the same iris model, V2 REST, by wrk.
+"""Runtime benchmark: modelpack's serving runtime vs MLServer 1.7 on the same iris model, V2 REST, by wrk;
+what its metrics and request log cost; what a second worker gives on a CPU-bound model.
 
-Run by hand (needs `wrk` from Debian and network to PyPI for the MLServer venv on first use):
+Run by hand (needs `wrk` from Debian, installed by `scripts/test-env install`, which this script runs when
+wrk is missing and it may; and network to PyPI for the MLServer venv on first use):
 
     .venv/bin/python bench/serve_bench.py                 # 16 connections, 15 s per server
     .venv/bin/python bench/serve_bench.py --duration 5 --skip-mlserver
-    .venv/bin/python bench/serve_bench.py --quick          # inline only, 3 s per server, for bench/all
+    .venv/bin/python bench/serve_bench.py --quick          # 3 s per server, for bench/all
+
+The servers, back to back in each round:
+
+    iris, observed        metrics and request log on (the default), stdout to a file, 1 worker
+    iris, quiet           --no-metrics --no-request-log, 1 worker: the peer of the cost row (<= 5 %)
+    iris, observed, N     N workers = this machine's CPUs (wrk shares them: a view, no target)
+    matmul, 1 / 2 workers a CPU-bound ONNX model (ten 1024x1024 MatMuls a request, onnx_threads=1, so a
+                          worker is one core): 2 workers must give >= 1.7x the throughput of 1
+    MLServer              1.7.1 (mlserver-sklearn) on the iris model: the observed runtime must do >= 10x
 
 One LogisticRegression is fitted on iris, saved as model.joblib for MLServer (mlserver-sklearn) and as ONNX
 (skl2onnx, zipmap off) for modelpack. Both get the same one-row V2 request and return the predicted label
@@ -19,6 +30,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -58,6 +70,45 @@ def free_port() -> int:
         return port
 
 
+def ensure_wrk() -> str:
+    """wrk's path; installed with the test environment's Debian packages when missing (as root), else
+    named in the error."""
+    found = shutil.which("wrk")
+    if found is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run([str(REPO / "scripts" / "test-env"), "install"], check=False)
+        found = shutil.which("wrk")
+    if found is None:
+        raise SystemExit(
+            "serve_bench: wrk (the HTTP load generator) is not installed: run scripts/test-env install "
+            "as root, or apt-get install wrk"
+        )
+    return found
+
+
+def make_matmul(path: Path, size: int = 1024, layers: int = 10) -> None:
+    """A CPU-bound model: `layers` MatMuls by one random size x size matrix, tanh between them."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = (np.random.default_rng(0).standard_normal((size, size)) / np.sqrt(size)).astype(np.float32)
+    nodes, previous = [], "input"
+    for i in range(layers):
+        nodes.append(helper.make_node("MatMul", [previous, "w"], [f"m{i}"]))
+        nodes.append(helper.make_node("Tanh", [f"m{i}"], [f"t{i}"]))
+        previous = f"t{i}"
+    nodes.append(helper.make_node("ReduceSum", [previous], ["output"], keepdims=0))
+    graph = helper.make_graph(
+        nodes,
+        "matmul",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, size])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, [None])],
+        [numpy_helper.from_array(weight, "w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path.write_bytes(model.SerializeToString())
+
+
 def make_models(root: Path) -> None:
     import joblib
     import numpy as np
@@ -74,6 +125,7 @@ def make_models(root: Path) -> None:
         clf, initial_types=[("input", FloatTensorType([None, 4]))], options={id(clf): {"zipmap": False}}
     )
     (root / "models" / "iris.onnx").write_bytes(onx.SerializeToString())
+    make_matmul(root / "models" / "matmul.onnx")
 
 
 def tree_rss_kib(pid: int) -> int:
@@ -135,7 +187,7 @@ def wrk(
     script = workdir / "post.lua"
     lua = f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
     script.write_text(lua + 'wrk.headers["Content-Type"] = "application/json"\n')
-    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url]
+    cmd = [ensure_wrk(), "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
@@ -173,27 +225,40 @@ def measure(name: str, pid: int, url: str, body: str, args: argparse.Namespace, 
     return Result(name, rps, p50, p99, errors, peak / 1024)
 
 
+IRIS_BODY = json.dumps({
+    "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": ROW}],
+    "outputs": [{"name": "label"}],
+})  # fmt: skip
+MATMUL_BODY = json.dumps({
+    "inputs": [{"name": "input", "shape": [1, 1024], "datatype": "FP32", "data": [[0.01] * 1024]}],
+})  # fmt: skip
+
+
 def modelpack_server(
-    root: Path, inference: str, onnx_threads: int
+    root: Path,
+    label: str,
+    *,
+    model: str = "iris",
+    workers: int = 1,
+    observed: bool = True,
+    inference: str = "inline",
+    onnx_threads: int = 0,
 ) -> Callable[[argparse.Namespace, Path], Result]:
     def run(args: argparse.Namespace, workdir: Path) -> Result:
         port = free_port()
         env = {**os.environ, "PYTHONPATH": str(REPO), "PORT": str(port)}
         cmd = [
-            sys.executable, "-m", "modelpack.serve", "--host", "127.0.0.1", "--name", "iris",
-            "--model", "iris.onnx", "--model-dir", str(root / "models"), "--inference", inference,
-            "--onnx-threads", str(onnx_threads), "--log-level", "warning",
+            sys.executable, "-m", "modelpack.serve", "--host", "127.0.0.1", "--name", model,
+            "--model", f"{model}.onnx", "--model-dir", str(root / "models"), "--inference", inference,
+            "--onnx-threads", str(onnx_threads), "--log-level", "warning", "--workers", str(workers),
         ]  # fmt: skip
-        body = json.dumps({
-            "inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": ROW}],
-            "outputs": [{"name": "label"}],
-        })  # fmt: skip
+        if not observed:
+            cmd += ["--no-metrics", "--no-request-log"]
+        body = IRIS_BODY if model == "iris" else MATMUL_BODY
         base = f"http://127.0.0.1:{port}"
-        with running(
-            cmd, env, root, f"{base}/v2/health/ready", workdir / f"modelpack-{inference}.log"
-        ) as pid:
-            label = f"modelpack ({inference}, onnx_threads={onnx_threads or 'default'})"
-            return measure(label, pid, f"{base}/v2/models/iris/infer", body, args, workdir)
+        log = workdir / f"modelpack-{label.replace(' ', '_').replace(',', '')}.log"
+        with running(cmd, env, root, f"{base}/v2/health/ready", log) as pid:
+            return measure(f"modelpack {label}", pid, f"{base}/v2/models/{model}/infer", body, args, workdir)
 
     return run
 
@@ -248,19 +313,24 @@ def main() -> None:
     parser.add_argument("--mlserver-venv", type=Path, default=Path("/tmp/mlserver-venv"))
     parser.add_argument("--skip-mlserver", action="store_true")
     parser.add_argument("--rounds", type=int, default=1, help="repeat all servers; report medians")
-    parser.add_argument(
-        "--variants",
-        default="inline,thread",
-        help="modelpack runs to measure: inference mode[:onnx_threads], comma-separated",
-    )
-    parser.add_argument("--quick", action="store_true", help="inline only, 3 s per server (bench/all)")
+    parser.add_argument("--thread", action="store_true", help='also iris with inference: "thread"')
+    parser.add_argument("--quick", action="store_true", help="3 s per server (bench/all)")
     args = parser.parse_args()
     if args.quick:
-        args.duration, args.rounds, args.variants = 3, 1, "inline"
+        args.duration, args.rounds = 3, 1
+    ensure_wrk()
     root = Path(tempfile.mkdtemp(prefix="serve-bench-"))  # kept: the servers' logs are in it
     make_models(root)
-    variants = [v.partition(":") for v in args.variants.split(",")]
-    runs = [modelpack_server(root, mode, int(threads or 0)) for mode, _, threads in variants]
+    cpus = len(os.sched_getaffinity(0))
+    runs = [
+        modelpack_server(root, OBSERVED),
+        modelpack_server(root, QUIET, observed=False),
+        modelpack_server(root, f"iris, observed, {cpus} workers", workers=cpus),
+        modelpack_server(root, MATMUL_1, model="matmul", onnx_threads=1),
+        modelpack_server(root, MATMUL_2, model="matmul", onnx_threads=1, workers=2),
+    ]
+    if args.thread:
+        runs.append(modelpack_server(root, "iris, observed, inference thread", inference="thread"))
     if not args.skip_mlserver:
         runs.append(mlserver(root, args.mlserver_venv))
     load_before = os.getloadavg()[0]
@@ -280,21 +350,37 @@ def main() -> None:
     emit(results, args.connections)
 
 
+OBSERVED = "iris, observed"
+QUIET = "iris, quiet"
+MATMUL_1 = "matmul, 1 worker"
+MATMUL_2 = "matmul, 2 workers"
+
+
 def emit(results: list[Result], connections: int) -> None:
-    """BENCH rows in seconds: per request (1 / throughput; limit a quarter of MLServer's, i.e. >= 4x its
-    throughput) and p99 (limit a quarter of MLServer's)."""
+    """BENCH rows in seconds a request (1 / throughput) and p99:
+    - the observed runtime against MLServer: limit a tenth of MLServer's time a request (>= 10x its
+      throughput), p99 a quarter of MLServer's;
+    - metrics + request log: limit 1.05x the quiet runtime's time a request (they cost <= 5 %);
+    - 2 workers on the CPU-bound model: limit 1 worker's time / 1.7 (>= 1.7x the throughput);
+    - the other runs against MLServer, without a limit."""
+    by_name = {r.name.removeprefix("modelpack "): r for r in results}
     peer = next((r for r in results if r.name.startswith("MLServer")), None)
-    for r in results:
-        if r is peer:
-            continue
-        per_request = 1 / r.rps
-        peer_request = 1 / peer.rps if peer else None
-        name = r.name.removeprefix("modelpack ")
-        benchkit.emit(f"serve {name}: s per request, {connections} conns (peer: MLServer)", per_request,
-                      peer_request / 4 if peer_request else None, peer_request)  # fmt: skip
-        peer_p99 = peer.p99_ms / 1000 if peer else None
-        benchkit.emit(f"serve {name}: p99, {connections} conns (peer: MLServer)", r.p99_ms / 1000,
-                      peer_p99 / 4 if peer_p99 else None, peer_p99)  # fmt: skip
+    peer_request = 1 / peer.rps if peer else None
+    peer_p99 = peer.p99_ms / 1000 if peer else None
+    observed, quiet = by_name[OBSERVED], by_name[QUIET]
+    benchkit.emit(f"serve {OBSERVED}: s per request, {connections} conns (peer: MLServer)", 1 / observed.rps,
+                  peer_request / 10 if peer_request else None, peer_request)  # fmt: skip
+    benchkit.emit(f"serve {OBSERVED}: p99, {connections} conns (peer: MLServer)", observed.p99_ms / 1000,
+                  peer_p99 / 4 if peer_p99 else None, peer_p99)  # fmt: skip
+    benchkit.emit("serve metrics + request log: s per request (peer: both off)", 1 / observed.rps,
+                  1.05 / quiet.rps, 1 / quiet.rps)  # fmt: skip
+    one, two = by_name[MATMUL_1], by_name[MATMUL_2]
+    benchkit.emit("serve 2 workers, CPU-bound model: s per request (peer: 1 worker)", 1 / two.rps,
+                  1 / one.rps / 1.7, 1 / one.rps)  # fmt: skip
+    for name, r in by_name.items():
+        if name not in (OBSERVED, QUIET, MATMUL_1, MATMUL_2) and r is not peer:
+            benchkit.emit(f"serve {name}: s per request, {connections} conns (peer: MLServer)", 1 / r.rps,
+                          None, peer_request)  # fmt: skip
 
 
 def median(rounds: list[list[Result]]) -> list[Result]:
@@ -325,9 +411,16 @@ def report(title: str, results: list[Result]) -> None:
         for r in results:
             if r is not baseline:
                 print(
-                    f"{r.name}: {r.rps / baseline.rps:.1f}x MLServer's throughput (target >= 4x), "
+                    f"{r.name}: {r.rps / baseline.rps:.1f}x MLServer's throughput (target >= 10x), "
                     f"p99 {r.p99_ms / baseline.p99_ms:.2f} of MLServer's (target <= 0.25)"
                 )
+    names = {r.name.removeprefix("modelpack "): r for r in results}
+    if OBSERVED in names and QUIET in names:
+        cost = 1 - names[OBSERVED].rps / names[QUIET].rps
+        print(f"metrics + request log cost {cost:.1%} of the throughput (target <= 5%)")
+    if MATMUL_1 in names and MATMUL_2 in names:
+        gain = names[MATMUL_2].rps / names[MATMUL_1].rps
+        print(f"2 workers on the CPU-bound model: {gain:.2f}x one worker's throughput (target >= 1.7x)")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from support.serving import base_env, free_port, iris_config
 
 import modelpack
 from modelpack.runner.container import wait_ready
+from modelpack.serve.metrics import PUBLISH_S
 
 REPO = Path(modelpack.__file__).resolve().parent.parent
 ROW = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [[5.1, 3.5, 1.4, 0.2]]}]}
@@ -266,6 +267,7 @@ def test_two_workers_answer_on_one_port_and_one_scrape_sums_them(tmp_path: Path)
                 assert client.post(f"{url}/v2/models/iris/infer", json=ROW).status_code == 200
                 sent += 1
         assert len(pids) == 2 and pids <= descendants(proc.pid)
+        time.sleep(PUBLISH_S + 0.3)  # each worker shares its counts at most PUBLISH_S after a request
         for _ in range(4):  # whichever worker answers the scrape, it counts both
             samples = scrape(url)
             assert sample(samples, "modelpack_requests_total", endpoint="infer", status="200") == sent

@@ -33,7 +33,7 @@ import orjson
 from modelpack import __version__
 from modelpack.serve.config import ServingConfig
 from modelpack.serve.handlers import LoadedModel, OnnxHandler, load_handler
-from modelpack.serve.metrics import CONTENT_TYPE, Metrics, classify
+from modelpack.serve.metrics import CONTENT_TYPE, Metrics
 from modelpack.serve.requestlog import RequestIds, RequestLog
 from modelpack.serve.tensors import Array, EncodeError, TensorError, decode_input, encode_output
 
@@ -112,7 +112,6 @@ class ServingApp:
         prefix = f"/v2/models/{config.name}"
         versioned = {f"{prefix}/versions/{config.version}"} if config.version else set()
         self._model_paths = frozenset({prefix, *versioned})
-        self._prefix, self._versioned = prefix, next(iter(versioned), None)
 
     def load(self) -> None:
         began = time.perf_counter()
@@ -196,9 +195,7 @@ class ServingApp:
         finally:
             seconds = time.perf_counter() - began
             path = scope["path"]
-            metrics.finished(
-                classify(path, self._prefix, self._versioned), status, seconds, held[0], len(payload)
-            )
+            metrics.finished(path, status, seconds, held[0], len(payload))
             if self.log.enabled:
                 self.log.request(scope["method"], path, status, seconds, request_id, held[0], len(payload))
 
