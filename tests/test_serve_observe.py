@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -382,3 +383,13 @@ def test_sigkill_to_modelpack_serve_leaves_no_runtime(tmp_path: Path) -> None:
     while [pid for pid in runtime_processes if alive(pid)] and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [pid for pid in runtime_processes if alive(pid)]
+
+
+def test_dropped_connections_are_counted(tmp_path: Path) -> None:
+    with runtime(tmp_path, iris_config(tmp_path), MODELPACK_SERVE_BODY_TIMEOUT_S="1") as (url, _proc, _log):
+        host, port = url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port))) as half:
+            half.sendall(b"POST /v2/models/iris/infer HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+            half.settimeout(5)
+            assert half.recv(1) == b""  # dropped by the server after body_timeout_s
+        assert sample(scrape(url), "modelpack_errors_total", kind="connection_dropped") == 1

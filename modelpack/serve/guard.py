@@ -68,6 +68,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._tick = None
         log.debug("dropping connection from %s: %s", self.client, why)
+        metrics = getattr(self.app, "metrics", None)  # the ServingApp's, when uvicorn did not wrap it
+        if metrics is not None:
+            metrics.error("connection_dropped")
         self.transport.abort()
 
 
