@@ -27,8 +27,8 @@ from support.clirun import script
 from support.serving import base_env, free_port, iris_config
 
 import modelpack
-from modelpack.runner.container import wait_ready
 from modelpack.serve.metrics import PUBLISH_S
+from modelpack.testing.container import wait_ready
 
 REPO = Path(modelpack.__file__).resolve().parent.parent
 ROW = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [[5.1, 3.5, 1.4, 0.2]]}]}
