@@ -6,7 +6,10 @@ its own pinned dependencies (modelpack/serve/requirements.lock): the serving ima
 `python3 -m modelpack.serve`.
 
 Routes: GET /v2/health/live, /v2/health/ready, /v2, /v2/models/{name}, /v2/models/{name}/ready,
-POST /v2/models/{name}/infer (also under /v2/models/{name}/versions/{version}/...), GET /metadata.
+POST /v2/models/{name}/infer (also under /v2/models/{name}/versions/{version}/...), GET /metadata,
+GET /metrics (Prometheus, metrics.py). Every request: one JSON line on stdout (requestlog.py), its id echoed
+as x-request-id. SIGTERM: readiness 503 at once, the listener closes, in-flight requests get
+drain_timeout_s, exit 0 (server.py).
 
 Configuration: `modelpack.serve.config` (ServingConfig: a JSON file, or `python -m modelpack.serve` flags).
 
@@ -28,7 +31,9 @@ so health probes keep answering, and such a predict() may overlap one on the eve
 
 Limits (serving config keys, or env MODELPACK_SERVE_<KEY>; defaults sized for a 2-core box, where decoding
 16 MiB of JSON held the GIL 1.9 s; measured under attack in tests/test_serve_limits.py: VmHWM 225 MiB,
-liveness probes under 0.5 s):
+liveness probes under 0.5 s). Each applies per worker process (`workers`, default one per CPU of the
+container's quota): the runtime's memory bound is workers x one worker's (the model, loaded once per worker,
+plus these limits), e.g. 2 x 225 MiB for the iris model under that attack:
 
     max_body_bytes      8 MiB    a larger body is a 413, refused from Content-Length before it is read
     inflight_bytes      16 MiB   (0 = 2 x max_body_bytes) request bytes in flight over all connections;
