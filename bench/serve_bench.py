@@ -409,7 +409,7 @@ def report(title: str, results: list[Result]) -> None:
     baseline = next((r for r in results if r.name.startswith("MLServer")), None)
     if baseline is not None:
         for r in results:
-            if r is not baseline:
+            if r is not baseline and r.name.startswith("modelpack iris"):  # the same model as MLServer's
                 print(
                     f"{r.name}: {r.rps / baseline.rps:.1f}x MLServer's throughput (target >= 10x), "
                     f"p99 {r.p99_ms / baseline.p99_ms:.2f} of MLServer's (target <= 0.25)"

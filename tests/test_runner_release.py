@@ -196,7 +196,10 @@ def test_serve_a_release_reference(runner_store: Store, iris_release: api.BuildR
 
 
 def test_docker_runtime_on_the_local_store_loads_the_image_and_removes_it(
-    runner_store: Store, iris_release: api.BuildResult, docker_engine, tmp_path: Path  # type: ignore[no-untyped-def]
+    runner_store: Store,
+    iris_release: api.BuildResult,
+    docker_engine,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     # no registry holds the release: its image goes from the store's blobs (and the base image's
     # registry, for the base layers) to the engine's load API
@@ -332,3 +335,59 @@ def test_a_runtime_that_never_gets_ready_shows_its_output(
     assert cli.returncode == 3, cli.stderr
     with runner_store.targets() as targets:  # nothing was attached for a run that never started
         assert targets.store.referrers(built.digest, REPORT_TYPE) == []
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_sigterm_to_a_local_test_run_leaves_no_runtime(
+    runner_store: Store, iris_release: api.BuildResult
+) -> None:
+    """Issue 21 item 14: `modelpack test --runtime local` stopped by SIGTERM mid-run stops its runtime."""
+    cli = subprocess.Popen(
+        [str(script()), "test", iris_release.tag, "--store", str(runner_store.store.root),
+         "--runtime", "local", "--requests", "1000000", "--no-attach"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        runtime: set[int] = set()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not runtime:
+            time.sleep(0.5)
+            runtime = {pid for pid in _descendants(cli.pid) if b"modelpack.serve" in _cmdline(pid)}
+        assert runtime, "the local runtime never started"
+        time.sleep(2)  # the run is timing its million requests now
+        cli.send_signal(signal.SIGTERM)
+        _, err = cli.communicate(timeout=60)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+    assert cli.returncode == 130 and "interrupted" in err, err
+    assert not [pid for pid in runtime if _alive(pid)]
