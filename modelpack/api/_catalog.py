@@ -134,7 +134,7 @@ def catalog(
 ) -> CatalogResult:
     """Every release of `repository` with its test verdict, evidence and environments, filtered by `where`
     and ordered by `sort` exactly as `ls --where/--sort` does."""
-    from modelpack.api._read import _environments
+    from modelpack.environment.place import Place, environments
     from modelpack.release import query
 
     wheres = [query.Where.parse(w) for w in where]
@@ -155,7 +155,7 @@ def catalog(
 
     with ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(tags)))) as pool:
         found = [x for x in pool.map(one, tags) if x is not None]
-        envs = _environments(place, [e.tag for _, e in found])
+        envs = environments(Place.of(place), [e.tag for _, e in found])
     versions = [v for v, _ in found]
     for name, flag in [(sort, "--sort")] + [(w.key, "--where") for w in wheres if w.field == "gate"]:
         if name is not None:
