@@ -15,15 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from modelpack import unpack as unpacking
-from modelpack.errors import DigestMismatchError, InputError, NotFoundError, RefusedError, UsageError
+from modelpack.environment.actor import who
+from modelpack.errors import DigestMismatchError, InputError, RefusedError, UsageError
 from modelpack.evidence import signatures
 from modelpack.evidence.attestations import TRAVELS
 from modelpack.image.build import base_sources
 from modelpack.oci import digest as digests
-from modelpack.oci import mediatypes as mt
 from modelpack.oci.copy import CopyResult, copy_graph
-from modelpack.oci.target import ProgressFn, RawManifest, Target, no_progress
+from modelpack.oci.target import ProgressFn, no_progress
 from modelpack.packfile.loader import PACKFILE, find_packfile
+from modelpack.release.versions import check_overwrite, record_overwrite
 from modelpack.release.view import load_release, release_version
 from modelpack.targets import Location, Targets, split_name
 from modelpack.trust import oms
@@ -99,22 +100,6 @@ def _project_source(targets: Targets, project: Path, tag: str | None) -> str:
     return f"{pf.name}:{tag}"
 
 
-def _check_overwrite(dest: Target, tag: str, digest: str, display: str, force: bool) -> str | None:
-    """A version tag that names another digest is refused unless forced; returns a note when forced."""
-    try:
-        there = dest.get_manifest(tag).digest
-    except NotFoundError:
-        return None
-    if there == digest:
-        return None
-    if not force:
-        raise RefusedError(
-            f"refusing to push: {display} already names {there}, not {digest}; version tags are immutable",
-            hint="bump the version, or pass --force to replace it (recorded)",
-        )
-    return f"forced: {display} named {there} before and now names {digest}"
-
-
 def push(
     targets: Targets,
     destination: str,
@@ -151,7 +136,7 @@ def push(
             hint=f"push it as {dest.ref_text(version)}, or pass --any-version to tag it {tag} anyway",
         )
     shown = dest.ref_text(tag)
-    note = _check_overwrite(dest.target, tag, root.digest, shown, force)
+    note = check_overwrite(dest.target, tag, root.digest, shown, force)
     result = copy_graph(
         src.target,
         dest.target,
@@ -162,32 +147,8 @@ def push(
         progress=progress,
     )
     if note is not None:
-        note += "; " + _record_overwrite(dest.target, root, tag, note, targets)
+        note += "; " + record_overwrite(dest.target, root, tag, note, who(targets.environ))
     return TransferResult(src.display, shown, result, notes=(note,) if note else ())
-
-
-def _record_overwrite(dest: Target, root: RawManifest, tag: str, note: str, targets: Targets) -> str:
-    """A forced overwrite leaves its trace in the registry: a referrer of the release that replaced it."""
-    import json
-    import time
-
-    from modelpack.environment.actor import who
-    from modelpack.evidence.evidence import attach
-    from modelpack.oci.model import Descriptor
-
-    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    body = {"tag": tag, "digest": root.digest, "note": note, "who": who(targets.environ), "when": when}
-    subject = Descriptor(root.media_type, root.digest, len(root.raw))
-    annotations = {"dev.modelpack.overwrite.tag": tag, mt.ANN_CREATED: when}
-    desc = attach(
-        dest,
-        subject,
-        mt.OVERWRITE_ARTIFACT,
-        json.dumps(body, sort_keys=True).encode(),
-        "application/json",
-        annotations,
-    )
-    return f"recorded as {desc.digest}"
 
 
 def copy(
