@@ -19,11 +19,9 @@ from modelpack.environment.actor import who
 from modelpack.errors import DigestMismatchError, InputError, RefusedError, UsageError
 from modelpack.evidence import signatures
 from modelpack.evidence.attestations import TRAVELS
-from modelpack.image.build import base_sources
 from modelpack.oci import digest as digests
 from modelpack.oci.copy import CopyResult, copy_graph
 from modelpack.oci.target import ProgressFn, no_progress
-from modelpack.packfile.loader import PACKFILE, find_packfile
 from modelpack.release.versions import check_overwrite, record_overwrite
 from modelpack.release.view import load_release, release_version
 from modelpack.targets import Location, Targets, split_name
@@ -79,6 +77,7 @@ class TagResult:
 def _project_source(targets: Targets, project: Path, tag: str | None) -> str:
     """The project's release for `tag` (the release of that version), or its current version."""
     from modelpack.packfile import load_packfile
+    from modelpack.packfile.loader import PACKFILE, find_packfile
     from modelpack.packfile.version import resolve_version
 
     if not (project / PACKFILE).is_file() and not project.is_file():
@@ -143,7 +142,7 @@ def push(
         ref,
         tag,
         referrers=referrers,
-        fallbacks=base_sources(src.target, ref, targets),
+        fallbacks=targets.base_sources(src.target, ref),
         progress=progress,
     )
     if note is not None:
@@ -172,7 +171,7 @@ def copy(
         )
     # Only the local store keeps serving images without their base layers (they stay in the base's
     # registry); anywhere else the graph is complete and the extra manifest reads would be wasted.
-    fallbacks = base_sources(src.target, ref, targets) if src.is_local else []
+    fallbacks = targets.base_sources(src.target, ref) if src.is_local else []
     result = copy_graph(
         src.target,
         dst.target,

@@ -95,3 +95,7 @@ ANN_RECORD = "dev.modelpack.record"
 ANN_DATASET = "dev.modelpack.dataset"  # a dataset artifact's record summary (no per-file lists)
 ANN_PREDICATE_TYPE = "dev.modelpack.predicateType"  # an in-toto referrer's predicateType
 ANN_SIGNER = "dev.modelpack.signer"  # keyid the envelope claims: a hint for listings, never trusted
+# A serving image's base (OCI image-spec annotations): the store keeps images without the base's layers,
+# which stay in this registry; copies and `test` read them back from there.
+ANN_BASE_NAME = "org.opencontainers.image.base.name"
+ANN_BASE_DIGEST = "org.opencontainers.image.base.digest"

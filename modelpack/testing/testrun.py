@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 
 from modelpack.errors import RegistryError, TestNotRunError, UsageError
-from modelpack.image.build import base_sources
 from modelpack.oci.model import Descriptor
 from modelpack.oci.target import Target
 from modelpack.record.cases import Case, load_cases
@@ -240,7 +239,7 @@ def _docker_server(
             pinned = f"{resolved.reference.name}@{release.image.digest}"
             source, detail = pulled(client, pinned), f"image {pinned}"
         else:
-            bases = base_sources(resolved.target, release.image.digest, targets)
+            bases = targets.base_sources(resolved.target, release.image.digest)
             source = loaded(client, resolved.target, release.image.digest, bases, info)
             detail = f"image {release.image.digest} loaded from {resolved.display}"
         info(f"starting {detail}")
