@@ -67,7 +67,14 @@ class Store:
     base_ref: str
 
     def build(self, project: Path, version: str | None = None) -> api.BuildResult:
-        return api.build(project, self.store, image=True, base=self.base_ref, version=version, environ=EPOCH)
+        return api.build(
+            Targets(store_path=self.store.root),
+            project,
+            image=True,
+            base=self.base_ref,
+            version=version,
+            environ=EPOCH,
+        )
 
     def targets(self) -> Targets:
         return Targets(store_path=self.store.root)
@@ -196,7 +203,10 @@ def test_serve_a_release_reference(runner_store: Store, iris_release: api.BuildR
 
 
 def test_docker_runtime_on_the_local_store_loads_the_image_and_removes_it(
-    runner_store: Store, iris_release: api.BuildResult, docker_engine, tmp_path: Path  # type: ignore[no-untyped-def]
+    runner_store: Store,
+    iris_release: api.BuildResult,
+    docker_engine,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     # no registry holds the release: its image goes from the store's blobs (and the base image's
     # registry, for the base layers) to the engine's load API
