@@ -17,6 +17,11 @@ The servers, back to back in each round:
                           worker is one core): 2 workers must give >= 1.7x the throughput of 1
     MLServer              1.7.1 (mlserver-sklearn) on the iris model: the observed runtime must do >= 10x
 
+then quiet and observed again (A B ... B A, medians of both: load drifting during a round cancels). Beside
+throughput each server's CPU time a request is measured (its process tree's utime + stime over the wrk
+run / requests): on a machine busy with other work, throughput follows the scheduler's share (MLServer's
+processes outnumber ours), CPU a request much less.
+
 One LogisticRegression is fitted on iris, saved as model.joblib for MLServer (mlserver-sklearn) and as ONNX
 (skl2onnx, zipmap off) for modelpack. Both get the same one-row V2 request and return the predicted label
 (modelpack is asked for the `label` output only, MLServer's sklearn runtime returns `predict` by default).
@@ -369,9 +374,11 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     rounds = []
     for number in range(1, args.rounds + 1):
-        rounds.append([run(args, root) for run in runs])  # servers back to back within each round
+        # servers back to back within each round; the pair whose difference is a target runs again at the
+        # end in the other order (A B ... B A), so a drift in the machine's load during the round cancels
+        rounds.append([run(args, root) for run in [*runs, runs[1], runs[0]]])
         if args.rounds > 1:
-            report(f"round {number}", rounds[-1])
+            report(f"round {number}", median([rounds[-1]]))
     load_after = os.getloadavg()[0]
     print(f"\nlogs and models in {root}")
     print(
@@ -427,6 +434,9 @@ def median(rounds: list[list[Result]]) -> list[Result]:
     def mid(values: list[float]) -> float:
         return statistics.median(values)
 
+    by_name: dict[str, list[Result]] = {}
+    for result in (r for one in rounds for r in one):
+        by_name.setdefault(result.name, []).append(result)
     return [
         Result(
             runs[0].name,
@@ -437,7 +447,7 @@ def median(rounds: list[list[Result]]) -> list[Result]:
             max(r.peak_rss_mib for r in runs),
             mid([r.cpu_us for r in runs]),
         )
-        for runs in zip(*rounds, strict=True)
+        for runs in by_name.values()
     ]
 
 
