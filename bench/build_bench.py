@@ -38,7 +38,8 @@ from pathlib import Path
 import benchkit  # bench/, beside this script (the project template the benchmarks share)
 
 from modelpack import api
-from modelpack.oci.layout import LayoutStore
+from modelpack.store.layout import LayoutStore
+from modelpack.targets import Targets
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -104,7 +105,7 @@ def kit_style(path: Path, store: Path) -> None:
 CHILD = """
 import json, resource, sys, time
 from modelpack import api
-from modelpack.oci.layout import LayoutStore
+from modelpack.store.layout import LayoutStore
 build = api.build  # api imports its modules on first use: before the clock
 t0, c0 = time.perf_counter(), time.process_time()
 build(sys.argv[1], LayoutStore(sys.argv[2]), environ={"SOURCE_DATE_EPOCH": "1700000000"})
@@ -158,7 +159,7 @@ def run(size: int, rounds: int, work: Path) -> dict[str, float]:
         results["cold_cpu"].append(cpu)
         results["rss"].append(rss / 1024)
         results["store"].append(disk_bytes(store.root))
-        results["warm"].append(timed(lambda s=store: api.build(proj, s, environ=EPOCH)))  # type: ignore[misc]
+        results["warm"].append(timed(lambda s=store: api.build(Targets(store_path=s.root), proj, environ=EPOCH)))  # type: ignore[misc]
         shutil.rmtree(store.root)
         command_store = work / f"cmd-{size}-{r}"
         results["command"].append(timed(lambda c=command_store: cold_command(proj, c)))  # type: ignore[misc]

@@ -42,8 +42,8 @@ from modelpack import api  # noqa: E402
 from modelpack.image import wheels  # noqa: E402
 from modelpack.image.runtime import runtime_pins  # noqa: E402
 from modelpack.image.wheels import select_wheels  # noqa: E402
-from modelpack.oci.layout import LayoutStore  # noqa: E402
 from modelpack.oci.model import Index, Manifest, parse  # noqa: E402
+from modelpack.store.layout import LayoutStore  # noqa: E402
 from modelpack.targets import Targets  # noqa: E402
 from tests.fixtures.engine import connect_engine  # noqa: E402
 from tests.fixtures.registry import RegistryProcess  # noqa: E402
@@ -100,7 +100,7 @@ def modelpack_path(
     label: str, proj: Path, store: LayoutStore, base: str, dest: str, version: str, **kw: Any
 ) -> Row:
     build_s, _ = timed(
-        lambda: api.build(proj, store, image=True, base=base, version=version, environ=EPOCH, **kw)
+        lambda: api.build(Targets(store_path=store.root), proj, image=True, base=base, version=version, environ=EPOCH, **kw)
     )
     with Targets(store_path=store.root) as targets:
         push_s, result = timed(lambda: api.push(targets, f"{dest}:{version}", source=f"{NAME}:{version}"))

@@ -26,10 +26,10 @@ from modelpack.errors import NotFoundError, RegistryError
 from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.copy import CopyResult, copy_graph
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Index, Manifest, index_of, parse
 from modelpack.oci.target import RawManifest
 from modelpack.registry import RegistryClient, RegistryRepository, RetryPolicy
+from modelpack.store.layout import LayoutStore
 from modelpack.targets import Targets
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -152,7 +152,7 @@ def _default_sigint() -> None:
 
 
 def _blob_files(root: Path) -> list[Path]:
-    """The store's blobs: files under blobs/, and the entries of source-backed layers (oci/sourced.py)."""
+    """The store's blobs: files under blobs/, and the entries of source-backed layers (store/sourced.py)."""
     return [p for top in ("blobs", "sourced") for p in (root / top / "sha256").glob("*") if p.is_file()]
 
 
@@ -228,7 +228,7 @@ def test_two_builds_of_one_release_at_once_agree(tmp_path: Path) -> None:
 
 def test_two_pushes_of_one_release_at_once_agree(tmp_path: Path, registry, repo: str) -> None:  # type: ignore[no-untyped-def]
     store = LayoutStore(tmp_path / "store")
-    built = api.build(EXAMPLES / "iris-onnx", store, environ=ENV)
+    built = api.build(Targets(store_path=store.root), EXAMPLES / "iris-onnx", environ=ENV)
     for round_ in range(3):  # three fresh repositories: the race window is small, give it chances
         dest = f"{registry.host}/{repo}-{round_}"
         results: list[CopyResult | BaseException] = []

@@ -23,13 +23,14 @@ from support.release_fixtures import EXAMPLES
 from modelpack import api
 from modelpack.errors import ContentError, InputError
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Manifest, parse
 from modelpack.oci.untar import UNSIGNED_TOP, bundle_path, safe_extract, vcs_path
 from modelpack.record.dataset import DatasetRecord
 from modelpack.record.git import git_info
 from modelpack.release.view import load_release
-from modelpack.runner.unpacked import release_files
+from modelpack.store.layout import LayoutStore
+from modelpack.targets import Targets
+from modelpack.testing.unpacked import release_files
 from modelpack.trust import oms
 from modelpack.unpack import unpack
 
@@ -141,7 +142,7 @@ def test_the_path_rules() -> None:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[LayoutStore, str]:
     store = LayoutStore(tmp_path_factory.mktemp("sec-extract") / "store")
-    return store, api.build(EXAMPLES / "iris-onnx", store, environ=ENV).tag
+    return store, api.build(Targets(store_path=store.root), EXAMPLES / "iris-onnx", environ=ENV).tag
 
 
 def _with_layer(store: LayoutStore, tag: str, media_type: str, layer: bytes, name: str) -> str:

@@ -14,12 +14,11 @@ from support.clirun import run_cli
 from support.hostile_tar import hostile_tar
 from support.signed import Built, built, open_target, pushed_copy
 
+from modelpack.evidence.evidence import attach, read_payload
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor, Manifest, parse
 from modelpack.oci.target import RawManifest
-from modelpack.release.evidence import attach, read_payload
 from modelpack.trust import oms
-from modelpack.trust.sigstore_bundle import BUNDLE_MEDIA_TYPE
 
 
 @pytest.fixture
@@ -56,7 +55,12 @@ def _with_copied_signature(ref: str, releases: Built, extra: bytes, tag: str) ->
         subject = Descriptor(evil.media_type, evil.digest, len(data))
         payload = read_payload(target, signature)
         attach(
-            target, subject, mt.SIGSTORE_BUNDLE, payload, BUNDLE_MEDIA_TYPE, dict(signature.annotations or {})
+            target,
+            subject,
+            mt.SIGSTORE_BUNDLE,
+            payload,
+            mt.SIGSTORE_BUNDLE,
+            dict(signature.annotations or {}),
         )
     finally:
         targets.close()

@@ -19,17 +19,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from modelpack.errors import ContentError, NotFoundError, UsageError
 from modelpack.oci import digest as digests
+from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor
 from modelpack.oci.target import RawManifest, Target
 from modelpack.targets import Location, Targets
 
 if TYPE_CHECKING:
+    from modelpack.evidence.signatures import Listed
     from modelpack.release.query import Version
-    from modelpack.release.signatures import Listed
     from modelpack.release.view import ReleaseView
 
 WORKERS = 16  # round trips, not bytes: the registry answers many at once
-SIGSTORE_BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 MAX_REPORT_BYTES = 4 * 1024 * 1024
 
 
@@ -134,7 +134,7 @@ def catalog(
 ) -> CatalogResult:
     """Every release of `repository` with its test verdict, evidence and environments, filtered by `where`
     and ordered by `sort` exactly as `ls --where/--sort` does."""
-    from modelpack.api._read import _environments
+    from modelpack.environment.place import Place, environments
     from modelpack.release import query
 
     wheres = [query.Where.parse(w) for w in where]
@@ -155,7 +155,7 @@ def catalog(
 
     with ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(tags)))) as pool:
         found = [x for x in pool.map(one, tags) if x is not None]
-        envs = _environments(place, [e.tag for _, e in found])
+        envs = environments(Place.of(place), [e.tag for _, e in found])
     versions = [v for v, _ in found]
     for name, flag in [(sort, "--sort")] + [(w.key, "--where") for w in wheres if w.field == "gate"]:
         if name is not None:
@@ -171,14 +171,14 @@ def catalog(
 
 
 def _entry(target: Target, tag: str, release: ReleaseView) -> tuple[Version, CatalogEntry]:
+    from modelpack.evidence import evidence, signatures
     from modelpack.packfile.gates import MEASURED
-    from modelpack.release import evidence, signatures
     from modelpack.release.query import Version
 
     referrers = target.referrers(release.digest)
     found = [_artifact(d) for d in referrers]
     if release.bundle.digest != release.digest:  # an index release: the model signature is on its bundle
-        referrers = [*referrers, *target.referrers(release.bundle.digest, SIGSTORE_BUNDLE)]
+        referrers = [*referrers, *target.referrers(release.bundle.digest, mt.SIGSTORE_BUNDLE)]
     reports = sorted(
         (a for a in found if a.artifact_type == evidence.REPORT_TYPE),
         key=lambda a: (a.annotations.get(evidence.ANN_CREATED, ""), a.digest),
@@ -198,7 +198,7 @@ def _entry(target: Target, tag: str, release: ReleaseView) -> tuple[Version, Cat
 
 
 def _artifact(d: Descriptor) -> Artifact:
-    from modelpack.release.signatures import kind_of
+    from modelpack.evidence.signatures import kind_of
 
     return Artifact(d.digest, d.artifact_type or d.media_type, d.size, dict(d.annotations or {}), kind_of(d))
 
@@ -246,7 +246,7 @@ def report(
 ) -> ReportResult:
     """The test report `digest` (a referrer in `reference`'s repository), read bounded from either format
     (a DSSE envelope or the plain JSON of older reports)."""
-    from modelpack.release.attestations import read_report
+    from modelpack.evidence.attestations import read_report
 
     digests.validate(digest)
     where = targets.open(reference)

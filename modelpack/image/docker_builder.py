@@ -31,8 +31,6 @@ from modelpack.errors import BuildError
 from modelpack.image import wheels
 from modelpack.image.base import BaseImage
 from modelpack.image.build import (
-    ANN_BASE_DIGEST,
-    ANN_BASE_NAME,
     ImageResult,
     image_pins,
     lock_name,
@@ -45,10 +43,10 @@ from modelpack.image.request import ImageRequest
 from modelpack.image.runtime import runtime_entries
 from modelpack.image.wheels import select_wheels
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Manifest, Platform
 from modelpack.oci.tar import TarEntry, tar_chunks, with_parents
 from modelpack.registry.reference import parse_reference
+from modelpack.store.layout import LayoutStore
 
 LogFn = Callable[[str], None]
 DOCKERFILE = "Dockerfile.j2"
@@ -327,7 +325,7 @@ def build_with_docker(
     manifest = Manifest(
         config=exported.config,
         layers=(*base.layers, *ours),
-        annotations={ANN_BASE_NAME: base.name, ANN_BASE_DIGEST: base.digest, mt.ANN_CREATED: created},
+        annotations={mt.ANN_BASE_NAME: base.name, mt.ANN_BASE_DIGEST: base.digest, mt.ANN_CREATED: created},
     )
     stored = store.put_document(manifest)
     cfg = exported.config_json

@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from modelpack.errors import InputError
-from modelpack.oci.statcache import shown
+from modelpack.oci.filestat import shown
 from modelpack.oci.untar import VCS_DIRS
 from modelpack.packfile.nodes import Doc
 

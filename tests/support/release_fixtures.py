@@ -17,10 +17,10 @@ from modelpack import api
 from modelpack.bundle.build import BundleResult
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.copy import copy_graph
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Manifest, Platform
 from modelpack.registry.client import RegistryRepository
 from modelpack.release.index import release_index
+from modelpack.store.layout import LayoutStore
 from modelpack.targets import Targets
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -70,7 +70,7 @@ def variant(
 
 
 def build(project: Path, store: LayoutStore, version: str) -> BundleResult:
-    return api.build(project, store, version=version, environ=ENV).bundle
+    return api.build(Targets(store_path=store.root), project, version=version, environ=ENV).bundle
 
 
 def push(store: LayoutStore, local_tag: str, dest: str) -> str:

@@ -1,0 +1,272 @@
+"""promote and rollback: which release an environment should name, and the checks before it moves.
+
+promote refuses a release with no passing test report attached to exactly its index digest
+(`evidence.passing_report`), unless forced with a reason, which is recorded. rollback is the incident tool:
+it checks no report and says so; without a version it goes to what the environment named before its last
+recorded move. The move itself (retag, event, race settlement) is `move.move`, shared by both.
+
+An environment with a policy (environment/policy.py) adds its requirements: promote refuses a release that
+lacks one, forced or not; rollback warns and goes ahead. Either way the event records what was checked.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+from modelpack.environment.history import MAX_REASON, Event, History, short
+from modelpack.environment.move import MoveResult, Runtime, State, digest_of, move, read_state
+from modelpack.environment.place import Place, check_env
+from modelpack.environment.policy import Checkers, Policy, read_policy, unmet
+from modelpack.errors import NotFoundError, PromotionError, UsageError
+from modelpack.evidence.evidence import passing_report, runtime_of
+from modelpack.oci.target import RawManifest, Target
+from modelpack.release.view import release_version
+from modelpack.trust.check import Check
+
+__all__ = ["MoveResult", "Runtime", "promote", "rollback", "verify"]
+
+
+def promote(
+    place: Place,
+    ref: str,
+    env: str,
+    *,
+    force: bool = False,
+    reason: str = "",
+    dry_run: bool = False,
+    runtime: Runtime | None = None,
+    require_runtime: str | None = None,
+    checkers: Checkers | None = None,
+) -> MoveResult:
+    """Point `env` at the release `ref` (tag or digest) of `place`; refuses one with no passing test report
+    attached to exactly its digest (from `require_runtime`, "docker" or "local", when given), unless `force`
+    (which needs a `reason` and is recorded), and one that lacks what `env`'s policy requires, forced or
+    not."""
+    rt = runtime or Runtime()
+    check_env(env)
+    _check_reason(reason)
+    if force and not reason.strip():
+        raise UsageError("--force needs --reason TEXT: a forced promotion is recorded with its reason")
+    by_digest = ref.startswith("sha256:")
+    # The environment's state and policy do not depend on the release: read all three at once (latency).
+    with ThreadPoolExecutor(2) as pool:
+        state = pool.submit(read_state, place, env, rt)
+        ruling = pool.submit(read_policy, place.target, env, place.name)
+        try:
+            release = place.target.get_manifest(ref)
+        except NotFoundError:
+            raise NotFoundError(
+                f"cannot promote {place.ref_text(ref)}: it does not exist",
+                hint="check the version with `modelpack ls`",
+            ) from None
+        evidence = _enforce(place, env, ref, release.digest, ruling.result(), checkers or _checkers(rt))
+        report = passing_report(place.target, release.digest, require_runtime)
+        notes: list[str] = []
+        if report is None and not force:
+            what = f"from the {require_runtime} runtime " if require_runtime else ""
+            other = passing_report(place.target, release.digest) if require_runtime else None
+            also = f" (there is one from the {runtime_of(other)} runtime)" if other is not None else ""
+            raise PromotionError(
+                f"refusing to promote {place.ref_text(ref)}: no passing test report {what}is attached to "
+                f"{release.digest}{also}",
+                hint=f"run `modelpack test{' --runtime ' + require_runtime if require_runtime else ''}` "
+                "on it first, or pass --force --reason TEXT",
+            )
+        if report is None:
+            notes.append(f"no passing test report for {short(release.digest)}: forced, recorded as forced")
+            builtin = Check("test", False, "no passing test report: forced")
+        else:
+            found = f"passing test report {short(report.digest)} ({runtime_of(report)} runtime)"
+            notes.append(f"{found} found for {short(release.digest)}")
+            builtin = Check("test", True, found, evidence=report.digest)
+        notes.extend(f"policy: {c.detail}" for c in evidence)
+        version = _version_of(release, None if by_digest else ref)
+        current = state.result()
+        if current.current is None:
+            _refuse_case_twin(place, env)
+    evidence = (builtin, *evidence)
+    return move(place, env, release, version, "promote", reason, force, dry_run, rt, notes, current, evidence)
+
+
+def _enforce(
+    place: Place, env: str, ref: str, digest: str, policy: Policy | None, checkers: Checkers
+) -> tuple[Check, ...]:
+    if policy is None:
+        return ()
+    checks = checkers.evaluate(place.target, digest, policy)
+    failed = unmet(checks)
+    if failed:
+        raise PromotionError(
+            f"refusing to promote {place.ref_text(ref)} to {env}: its policy requires what it lacks: "
+            + "; ".join(c.detail for c in failed),
+            hint=f"see `modelpack verify {place.ref_text(ref)}` and `modelpack policy show {place.display} "
+            f"{env}`; --force does not override a policy",
+        )
+    return checks
+
+
+def _checkers(rt: Runtime) -> Checkers:
+    from modelpack.environment.checks import default_checkers
+
+    # "today" from the injected clock, so a key's trust expiring is testable without waiting for it
+    return default_checkers(lambda: dt.datetime.fromtimestamp(rt.clock(), dt.UTC).date())
+
+
+def rollback(
+    place: Place,
+    env: str,
+    version: str | None = None,
+    *,
+    reason: str = "",
+    dry_run: bool = False,
+    runtime: Runtime | None = None,
+    checkers: Checkers | None = None,
+) -> MoveResult:
+    """Point `env` back at `version`, or without one at what it named before its last recorded move. The
+    policy of `env` is checked and its unmet requirements said, never enforced."""
+    rt = runtime or Runtime()
+    check_env(env)
+    _check_reason(reason)
+    notes = ["rollback checks no test report: it is the incident tool"]
+    with ThreadPoolExecutor(2) as pool:
+        ruling = pool.submit(read_policy, place.target, env, place.name)
+        if version is None:
+            state = read_state(place, env, rt)
+            release, label, why = _previous(place, env, state)
+            notes.append(why)
+        else:
+            reading = pool.submit(read_state, place, env, rt)
+            tagged = pool.submit(_get, place.target, version)
+            state = reading.result()
+            release, label = _recorded(place, env, version, state, tagged.result(), notes)
+        policy = ruling.result()
+    evidence: tuple[Check, ...] = ()
+    if policy is not None:
+        # the model signature is checked by rehashing every layer: minutes for a large model, so the
+        # incident tool leaves it to `verify` and says so
+        slow = [r for r in policy.requirements if r.kind == "model-signature"]
+        notes.extend(
+            f"note: {r.label} not checked by rollback (it rereads every layer); run `modelpack verify`"
+            for r in slow
+        )
+        quick = replace(policy, requirements=tuple(r for r in policy.requirements if r not in slow))
+        evidence = (checkers or _checkers(rt)).evaluate(place.target, release.digest, quick)
+        notes.extend(
+            f"warning: {env}'s policy is not met by the target; going ahead, rollback never refuses: "
+            f"{c.detail}"
+            for c in unmet(evidence)
+        )
+    return move(place, env, release, label, "rollback", reason, False, dry_run, rt, notes, state, evidence)
+
+
+def undo_stack(history: History) -> list[Event]:
+    """The environment's releases as an undo stack, replayed from the events in effect: a promote (or a
+    rollback to a release that is not the one below the top) pushes; a rollback to the release below the
+    top pops. So a second rollback goes further back, never back to the release just rolled away from."""
+    stack: list[Event] = []
+    for e in history.chain:
+        if e.action == "rollback" and len(stack) >= 2 and stack[-2].to_digest == e.to_digest:
+            stack.pop()
+        else:
+            stack.append(e)
+    return stack
+
+
+def _previous(place: Place, env: str, state: State) -> tuple[RawManifest, str, str]:
+    if state.current is None:
+        raise PromotionError(f"{place.ref_text(env)} does not exist: nothing to roll back")
+    stack = undo_stack(state.history)
+    if not stack or stack[-1].to_digest != state.current.digest:
+        raise PromotionError(
+            f"no recorded event moved {env} to its current {short(state.current.digest)}: "
+            "cannot tell what came before; nothing was changed",
+            hint=f"name the version: modelpack rollback {place.display} {env} VERSION",
+        )
+    top = stack[-1]
+    if len(stack) < 2:
+        raise PromotionError(
+            f"{env} named nothing before {top.version} ({top.action} {top.when}): nothing to roll back to",
+            hint=f"name a version: modelpack rollback {place.display} {env} VERSION",
+        )
+    below = stack[-2]
+    try:
+        release = place.target.get_manifest(below.to_digest)
+    except NotFoundError:
+        raise PromotionError(
+            f"the release {env} named before ({short(below.to_digest)}) is gone from {place.display}; "
+            "nothing was changed",
+            hint=f"name a version that exists: modelpack rollback {place.display} {env} VERSION",
+        ) from None
+    why = (
+        f"undoing the {top.action} of {top.version} ({top.when}): back to {below.version}, in effect "
+        f"before it since {below.when}"
+    )
+    return release, _version_of(release, below.version), why
+
+
+def _get(target: Target, ref: str) -> RawManifest | None:
+    try:
+        return target.get_manifest(ref)
+    except NotFoundError:
+        return None
+
+
+def _recorded(
+    place: Place, env: str, version: str, state: State, tagged: RawManifest | None, notes: list[str]
+) -> tuple[RawManifest, str]:
+    """`rollback ENV VERSION` goes to the digest ENV's history recorded for VERSION, not to whatever the
+    version tag names today (it may have been overwritten); a version ENV never ran is taken from its tag."""
+    ran = next((e for e in reversed(state.history.chain) if e.version == version), None)
+    if ran is None:
+        if tagged is None:
+            raise PromotionError(
+                f"cannot roll {env} back to {version}: {place.ref_text(version)} does not exist and {env} "
+                "never ran it; nothing was changed",
+                hint=f"see `modelpack history {place.display} {env}` for what it ran",
+            )
+        notes.append(f"warning: {version} was never promoted to {env} before")
+        return tagged, _version_of(tagged, version)
+    try:
+        release = place.target.get_manifest(ran.to_digest)
+    except NotFoundError:
+        raise PromotionError(
+            f"cannot roll {env} back to {version}: the release it ran ({short(ran.to_digest)}) is gone from "
+            f"{place.display}; nothing was changed",
+            hint=f"see `modelpack history {place.display} {env}`",
+        ) from None
+    if tagged is None:
+        notes.append(f"note: the tag {version} no longer exists; rolling back to the {version} {env} ran")
+    elif tagged.digest != ran.to_digest:
+        notes.append(
+            f"note: the tag {version} now names {short(tagged.digest)}; rolling back to "
+            f"{short(ran.to_digest)}, "
+            f"the {version} that {env} ran ({ran.action} {ran.when})"
+        )
+    notes.append(f"target: {version} ({short(ran.to_digest)}), which {env} ran since {ran.when}")
+    return release, version
+
+
+def _version_of(release: RawManifest, fallback: str | None) -> str:
+    return release_version(release) or fallback or short(release.digest)
+
+
+def _check_reason(reason: str) -> None:
+    if len(reason) > MAX_REASON:
+        raise UsageError(f"--reason is {len(reason)} characters long; keep it under {MAX_REASON}")
+
+
+def _refuse_case_twin(place: Place, env: str) -> None:
+    """A first promotion to `prod` next to an older `Prod` would make two environments read as one."""
+    twins = [t for t in place.target.list_tags() if t.lower() == env and t != env]
+    if twins:
+        raise UsageError(
+            f"environment {env!r} differs only in case from the existing {twins[0]!r}",
+            hint=f"promote to {twins[0]!r}, or retire it first",
+        )
+
+
+def verify(place: Place, env: str) -> str | None:
+    """What the environment tag names now (its digest), read from the target."""
+    return digest_of(place.target, env)
