@@ -115,9 +115,17 @@ def test_sparse_truncated_and_malformed_streams_are_refused(tmp_path: Path) -> N
         "bad checksum": good[:100] + b"X" + good[101:],
         "huge pax": _pax_header(2 << 20),
     }
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        info = tarfile.TarInfo("t")
+        info.pax_headers = {"mtime": "1e300"}
+        tf.addfile(info, io.BytesIO(b""))
+    cases["time out of range"] = buf.getvalue()
     for what, data in cases.items():
         with pytest.raises(InputError, match="not a valid tar stream"):
             safe_extract([data], tmp_path / what)
+    with pytest.raises(InputError, match=r"refused tar member 'models/xxx.*File name too long"):
+        safe_extract([hostile_tar(("models/" + "x" * 300, "file", b"x"))], tmp_path / "long")
 
 
 def _pax_header(size: int) -> bytes:

@@ -35,6 +35,7 @@ from modelpack.oci.tar import BLOCK, CHUNK, DIR_MODE, EXEC_MODE, FILE_MODE, chec
 # write one (a `.git/config` with core.fsmonitor runs on the next `git status` there).
 VCS_DIRS = frozenset({".git", ".hg", ".svn"})
 _ZERO_BLOCK = bytes(BLOCK)
+_MAX_TIME = 1 << 40  # seconds: past any filesystem's range, and os.utime's
 _MAX_META = 1 << 20  # a pax header or GNU long name larger than this is not a name: refused
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _META_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
@@ -141,11 +142,11 @@ class _Member:
         try:
             self.size = int(pax["size"]) if "size" in pax else info.size
             self.mtime = int(float(pax["mtime"])) if "mtime" in pax else info.mtime
-        except ValueError:
+        except (ValueError, OverflowError):
             raise tarfile.HeaderError(f"a pax header of {self.name!r} has a malformed number") from None
         self.mode = info.mode
-        if self.size < 0:
-            raise tarfile.HeaderError(f"{self.name!r} has a negative size")
+        if self.size < 0 or not -_MAX_TIME < self.mtime < _MAX_TIME:
+            raise tarfile.HeaderError(f"{self.name!r} has a size or time out of range")
 
 
 def _members(stream: _Chunks) -> Iterator[_Member]:
@@ -230,7 +231,12 @@ def safe_extract(
     with _Tree(Path(dest), force) as tree:
         try:
             for member in _members(stream):
-                done.append(tree.extract(member, stream, refuse))
+                try:
+                    done.append(tree.extract(member, stream, refuse))
+                except OSError as e:  # a name this filesystem cannot hold; other errors are the machine's
+                    if e.errno not in (errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL):
+                        raise
+                    raise InputError(f"refused tar member {member.name[:200]!r}: {e.strerror}") from None
         except (tarfile.TarError, EOFError) as e:
             raise InputError(f"not a valid tar stream: {e}") from None
     return done
