@@ -299,3 +299,23 @@ def test_dataset_pull_of_a_version_whose_layers_omit_a_listed_file_writes_nothin
         from modelpack.dataset.read import verify_files
 
         verify_files(record, dest, [], ["a.csv"])
+
+
+def test_the_build_refuses_what_unpack_would_and_a_dataset_push_packs_no_vcs_metadata(tmp_path: Path) -> None:
+    import shutil
+
+    proj = tmp_path / "proj"
+    shutil.copytree(EXAMPLES / "custom-handler", proj)
+    (proj / ".hg").mkdir()
+    (proj / ".hg" / "hgrc").write_text("[hooks]\npre-status = touch /tmp/pwned\n")
+    text = (proj / "modelpack.yaml").read_text()
+    (proj / "modelpack.yaml").write_text(text.replace("paths: [handler.py]", "paths: [handler.py, .hg/hgrc]"))
+    with pytest.raises(InputError, match=r"code/\.hg/hgrc: \.hg is version-control metadata"):
+        api.build(Targets(store_path=tmp_path / "store"), proj, environ=ENV)
+    (proj / "modelpack.yaml").write_text(text.replace("paths: [handler.py]", "paths: [.]"))
+    built = api.build(Targets(store_path=tmp_path / "store"), proj, environ=ENV)  # a walk leaves it out
+    assert built.tag
+    (proj / "gitfile").mkdir()
+    (proj / "gitfile" / ".git").write_text("gitdir: /elsewhere\n")  # a worktree's .git is a file
+    out = run_main("dataset", "push", str(proj / "gitfile" / ".git"), f"oci:{tmp_path / 'l'}:v1", env=ENV)
+    assert out.returncode == 2 and "version-control metadata" in out.stderr, out.stderr
