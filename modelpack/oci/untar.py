@@ -39,7 +39,7 @@ _MAX_TIME = 1 << 40  # seconds: past any filesystem's range, and os.utime's
 _MAX_META = 1 << 20  # a pax header or GNU long name larger than this is not a name: refused
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _META_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
-_FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
+FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
 _tmp_names = itertools.count()
 
 Refuse = Callable[[str], "str | None"]  # a member name -> why it is refused, or None
@@ -117,10 +117,11 @@ class _Chunks:
         return bytes(out)
 
     def pieces(self, n: int) -> Iterator[memoryview]:
-        """Exactly the next `n` bytes, as slices of the chunks; EOFError when the stream ends first."""
+        """Exactly the next `n` bytes, as slices of the chunks; InputError when the stream ends first (the
+        caller reading a member's bytes is outside `members`' own error handling)."""
         while n > 0:
             if not self._fill():
-                raise EOFError("unexpected end of data")
+                raise InputError("not a valid tar stream: unexpected end of data")
             take = min(n, len(self._cur) - self._pos)
             yield self._cur[self._pos : self._pos + take]
             self._pos += take
@@ -131,7 +132,9 @@ class _Chunks:
             pass
 
 
-class _Member:
+class Member:
+    """One tar member as the header says it (pax and GNU long names applied); `type` is tarfile's flag."""
+
     __slots__ = ("linkname", "mode", "mtime", "name", "size", "type")
 
     def __init__(self, info: tarfile.TarInfo, pax: dict[str, str], long_name: str | None,
@@ -149,7 +152,31 @@ class _Member:
             raise tarfile.HeaderError(f"{self.name!r} has a size or time out of range")
 
 
-def _members(stream: _Chunks) -> Iterator[_Member]:
+def members(source: Iterable[bytes] | BinaryIO) -> Iterator[tuple[Member, Iterator[memoryview]]]:
+    """Each member of a tar stream with an iterator over its bytes (slices of the chunks, valid until the
+    next member; what is not read is skipped). The one parser of layers: extraction and the model
+    signature's hashing read the same members, so what is verified is what is written. A malformed stream
+    raises InputError."""
+    stream = _Chunks(_chunked(source))
+    try:
+        for member in _members(stream):
+            body = stream.pieces(member.size) if member.type in FILE_TYPES else iter(())
+            yield member, body
+            for _ in body:
+                pass
+            stream.skip((0 if member.type in FILE_TYPES else member.size) + (-member.size % BLOCK))
+    except (tarfile.TarError, EOFError) as e:
+        raise InputError(f"not a valid tar stream: {e}") from None
+
+
+def _chunked(source: Iterable[bytes] | BinaryIO) -> Iterable[bytes]:
+    if hasattr(source, "read"):  # a file object iterates by lines: read it in chunks instead
+        f = cast(BinaryIO, source)
+        return iter(lambda: f.read(CHUNK), b"")
+    return source
+
+
+def _members(stream: _Chunks) -> Iterator[Member]:
     """The members of the stream, pax and GNU long-name headers applied; stops at the end-of-archive block
     (or a clean end of the stream). The caller must consume each regular member's `size` bytes."""
     pax: dict[str, str] = {}
@@ -177,7 +204,7 @@ def _members(stream: _Chunks) -> Iterator[_Member]:
             continue
         if info.type == tarfile.GNUTYPE_SPARSE or any(k.startswith("GNU.sparse") for k in pax):
             raise tarfile.HeaderError(f"{info.name!r} is a sparse file")
-        member = _Member(info, pax, long_name, long_link)
+        member = Member(info, pax, long_name, long_link)
         pax, long_name, long_link = {}, None, None
         yield member
 
@@ -221,24 +248,15 @@ def safe_extract(
     temporary name beside it and renamed into place, so a reader never sees half a file. Members extracted
     before a refusal stay (all inside `dest`). Returns the extracted names in order.
     """
-    if hasattr(source, "read"):  # a file object iterates by lines: read it in chunks instead
-        f = cast(BinaryIO, source)
-        chunks: Iterable[bytes] = iter(lambda: f.read(CHUNK), b"")
-    else:
-        chunks = source
-    stream = _Chunks(chunks)
     done: list[str] = []
     with _Tree(Path(dest), force) as tree:
-        try:
-            for member in _members(stream):
-                try:
-                    done.append(tree.extract(member, stream, refuse))
-                except OSError as e:  # a name this filesystem cannot hold; other errors are the machine's
-                    if e.errno not in (errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL):
-                        raise
-                    raise InputError(f"refused tar member {member.name[:200]!r}: {e.strerror}") from None
-        except (tarfile.TarError, EOFError) as e:
-            raise InputError(f"not a valid tar stream: {e}") from None
+        for member, body in members(source):
+            try:
+                done.append(tree.extract(member, body, refuse))
+            except OSError as e:  # a name this filesystem cannot hold; other errors are the machine's
+                if e.errno not in (errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL):
+                    raise
+                raise InputError(f"refused tar member {member.name[:200]!r}: {e.strerror}") from None
     return done
 
 
@@ -282,7 +300,7 @@ class _Tree:
         self._last = (key, fd)
         return fd
 
-    def extract(self, m: _Member, stream: _Chunks, refuse: Refuse) -> str:
+    def extract(self, m: Member, body: Iterator[memoryview], refuse: Refuse) -> str:
         name = m.name.rstrip("/") if m.type == tarfile.DIRTYPE or m.name.endswith("/") else m.name
         check_arcname(name)
         why = refuse(name)
@@ -292,7 +310,7 @@ class _Tree:
         if m.type == tarfile.SYMTYPE:
             raise InputError(f"refused tar member {m.name!r}: a symlink (to {m.linkname!r})",
                              hint="layers hold the files themselves, never links")  # fmt: skip
-        if m.type not in (*_FILE_TYPES, tarfile.DIRTYPE, tarfile.LNKTYPE):
+        if m.type not in (*FILE_TYPES, tarfile.DIRTYPE, tarfile.LNKTYPE):
             raise InputError(f"refused tar member {m.name!r}: devices, fifos and other special files")
         parent = self.folder(parts[:-1], name)
         leaf = parts[-1]
@@ -302,7 +320,6 @@ class _Tree:
                 os.mkdir(leaf, DIR_MODE, dir_fd=parent)
             elif not stat.S_ISDIR(existing.st_mode):
                 raise InputError(f"refused tar member {m.name!r}: {self.root / name} exists, not a folder")
-            stream.skip(m.size + (-m.size % BLOCK))
             return name
         if existing is not None and (not self.force or stat.S_ISDIR(existing.st_mode)):
             raise InputError(f"{self.root / name} already exists",
@@ -311,24 +328,22 @@ class _Tree:
         try:
             if m.type == tarfile.LNKTYPE:
                 self._hardlink(m, tmp, parent)
-                stream.skip(m.size + (-m.size % BLOCK))
             else:
                 mode = EXEC_MODE if m.mode & 0o111 else FILE_MODE
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode,
                              dir_fd=parent)  # fmt: skip
                 try:
-                    _write_all(fd, stream.pieces(m.size))
+                    _write_all(fd, body)
                     os.utime(fd, (m.mtime, m.mtime))
                 finally:
                     os.close(fd)
-                stream.skip(-m.size % BLOCK)
             os.replace(tmp, leaf, src_dir_fd=parent, dst_dir_fd=parent)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp, dir_fd=parent)
         return name
 
-    def _hardlink(self, m: _Member, tmp: str, parent: int) -> None:
+    def _hardlink(self, m: Member, tmp: str, parent: int) -> None:
         source = check_arcname(m.linkname.rstrip("/"))
         parts = source.split("/")
         try:
