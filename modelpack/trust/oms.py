@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from modelpack.errors import InputError
 from modelpack.oci.tar import check_arcname
-from modelpack.oci.untar import FILE_TYPES, bundle_path, members
+from modelpack.oci.tarread import FILE_TYPES, members
+from modelpack.oci.untar import bundle_path
 from modelpack.trust import cosign, sigstore_bundle
 from modelpack.trust.check import Check
 from modelpack.trust.keys import PrivateKey, PublicKey
