@@ -323,7 +323,7 @@ def test_the_build_refuses_what_unpack_would_and_a_dataset_push_packs_no_vcs_met
 
 def test_what_the_model_signature_hashes_is_what_unpack_writes(tmp_path: Path) -> None:
     """A GNU long name followed by a pax path: tarfile takes the long name, a pax-first reader the pax
-    path. Hashing and extraction share one parser (oci/untar.members), so they cannot disagree on a name."""
+    path. Hashing and extraction share one parser (oci/tarread.members), so they cannot disagree on a name."""
 
     def pad(data: bytes) -> bytes:
         return data + bytes(-len(data) % 512)

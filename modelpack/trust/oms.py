@@ -37,7 +37,7 @@ KIND = "model-signature"
 
 def hash_layer(chunks: Iterable[bytes], into: dict[str, str]) -> None:
     """Adds path -> sha256 hex of each regular file in one layer tar (a later layer wins, as in unpack),
-    read by the extractor's own parser (oci/untar.members), so what is hashed is what unpack writes.
+    read by the extractor's own parser (oci/tarread.members), so what is hashed is what unpack writes.
     A symlink is refused: model_signing refuses to hash one, so no signature could ever verify; so are
     the paths a bundle may not hold (module doc)."""
     for member, body in members(chunks):
