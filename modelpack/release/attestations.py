@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelpack.errors import ContentError, DigestMismatchError, InputError, NotFoundError
+from modelpack.oci import canonical
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor
 from modelpack.oci.target import Target
@@ -117,7 +118,7 @@ def read_report(target: Target, referrer: Descriptor, max_size: int = 4 * 1024 *
             doc = parse_statement(open_envelope(payload).statement(), TEST_RESULT_PREDICATE)
             report = doc["predicate"].get("modelpack")
         else:
-            report = json.loads(payload)
+            report = canonical.loads(payload)
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise ContentError(f"test report {referrer.digest} cannot be read: {e}") from None
     if not isinstance(report, dict):
@@ -229,7 +230,7 @@ def check_sbom(target: Target, index_digest: str) -> Check:
         return Check("sbom", False, f"no CycloneDX SBOM attached to {_short(index_digest)}")
     try:
         _, payload = evidence.read_layer(target, newest, max_size=16 * 1024 * 1024)
-        doc = json.loads(payload)
+        doc = canonical.loads(payload)
     except (*BAD_CONTENT, NotFoundError, ValueError) as e:
         return Check(
             "sbom", False, f"SBOM {_short(newest.digest)} cannot be read: {e}", evidence=newest.digest
@@ -295,7 +296,7 @@ def _old_report(d: Descriptor, payload: bytes, index_digest: str, keys: list[Pub
             evidence=d.digest,
         )
     try:
-        body = json.loads(payload)
+        body = canonical.loads(payload)
     except ValueError:
         body = None
     said = (body.get("release") or {}).get("digest") if isinstance(body, dict) else None

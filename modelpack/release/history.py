@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelpack.errors import ContentError, InputError, NotFoundError
+from modelpack.oci import canonical
 from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor, Manifest, parse
@@ -267,7 +268,7 @@ def _read_event(target: Target, dgst: str, subject: str) -> Event | None:
     with target.read_blob(doc.layers[0]) as chunks:
         payload = b"".join(chunks)
     try:
-        return Event.from_json(json.loads(payload), dgst)
+        return Event.from_json(canonical.loads(payload), dgst)
     except (ValueError, InputError, ContentError, RecursionError):
         return None
 

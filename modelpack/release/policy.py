@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from modelpack.errors import ContentError, InputError, UsageError
+from modelpack.oci import canonical
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.target import Target
 from modelpack.release.evidence import attach, read_payload
@@ -172,7 +173,7 @@ def read_policy(target: Target, env: str, name: str | None = None) -> Policy | N
     newest = max(found, key=lambda d: ((d.annotations or {}).get(mt.ANN_CREATED, ""), d.digest))
     raw = read_payload(target, newest, MAX_POLICY_BYTES)
     try:
-        obj = json.loads(raw)
+        obj = canonical.loads(raw)
         reqs = obj["requirements"]
         if not isinstance(reqs, list) or len(reqs) > MAX_REQUIREMENTS or obj.get("env") != env:
             raise ContentError(f"the policy of {env} ({newest.digest}) is not for {env} or is too long")

@@ -32,7 +32,6 @@ blobs nobody reaches any more are freed by `modelpack gc` (oci/gc.py drops a ref
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from functools import partial
 from typing import Any
 
 from modelpack.errors import ContentError, ModelpackError, NotFoundError, RefusedError
+from modelpack.oci import canonical
 from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Index, parse
@@ -100,7 +100,7 @@ def read_version(tag: str, raw: RawManifest, display: str) -> Version:
     ann = doc.annotations or {}
     record: dict[str, Any] = {}
     try:
-        loaded = json.loads(ann.get(mt.ANN_RECORD) or "{}")
+        loaded = canonical.loads(ann.get(mt.ANN_RECORD) or "{}")
         record = loaded if isinstance(loaded, dict) else {}
     except (ValueError, RecursionError):
         pass  # a damaged record: nothing to learn from it, the version is still a version
