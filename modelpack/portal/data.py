@@ -17,7 +17,6 @@ from typing import Any
 
 from modelpack import api
 from modelpack.errors import ModelpackError
-from modelpack.oci import canonical
 from modelpack.portal.cache import DiskCache, Memo
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -104,7 +103,7 @@ class Source:
         key = f"{kind}:{digest}"
         hit = self.disk.get(key)
         if hit is not None:
-            cached: dict[str, Any] = canonical.loads(hit)
+            cached: dict[str, Any] = json.loads(hit)
             return cached
         out: dict[str, Any] = read().to_json()
         self.disk.put(key, json.dumps(out).encode())
@@ -118,7 +117,7 @@ class Source:
         key = f"diff:{digest_a}:{digest_b}"
         hit = self.disk.get(key)
         if hit is not None:
-            cached: dict[str, Any] = canonical.loads(hit)
+            cached: dict[str, Any] = json.loads(hit)
             return cached
         out = api.diff(self.targets, f"{repo}@{digest_a}", f"{repo}@{digest_b}").to_json()
         out["a"], out["b"] = f"{repo}:{a}", f"{repo}:{b}"

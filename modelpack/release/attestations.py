@@ -15,7 +15,7 @@ verdict. It raises only when the registry itself fails, so "cannot tell" is neve
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,10 +127,15 @@ def read_report(target: Target, referrer: Descriptor, max_size: int = 4 * 1024 *
 
 
 def check_test_evidence(
-    target: Target, index_digest: str, keys: Iterable[PublicKey], runtime: str | None = None
+    target: Target,
+    index_digest: str,
+    keys: Iterable[PublicKey],
+    runtime: str | None = None,
+    shortfalls: Callable[[Mapping[str, Any]], Sequence[str]] | None = None,
 ) -> Check:
     """The newest test report of `index_digest` (of `runtime` when given): signed by one of `keys` when
-    keys are given, a statement over exactly `index_digest`, and passed."""
+    keys are given, a statement over exactly `index_digest`, passed, and (when `shortfalls` is given)
+    lacking nothing it names in the report the statement carries."""
     keys = list(keys)
     found = [
         d
@@ -152,6 +157,11 @@ def check_test_evidence(
             "test", False, f"test report {_short(newest.digest)} cannot be read: {e}", evidence=newest.digest
         )
     if media_type != mt.DSSE_ENVELOPE:
+        if shortfalls is not None:  # plain JSON from before evidence: no statement to hold minimums to
+            detail = (
+                f"test report {_short(newest.digest)} predates test evidence: its minimums cannot be checked"
+            )
+            return Check("test", False, detail, evidence=newest.digest)
         return _old_report(newest, payload, index_digest, keys)
     opened = _open(payload, keys, "test report", newest.digest, TEST_RESULT_PREDICATE)
     if isinstance(opened, Check):
@@ -174,6 +184,11 @@ def check_test_evidence(
     ran = str((doc["predicate"].get("modelpack") or {}).get("runtime") or evidence.runtime_of(newest))
     if runtime is not None and ran != runtime:
         detail = f"test report {_short(newest.digest)} is annotated {runtime} but its statement says {ran}"
+        return Check("test", False, detail, signer, newest.digest)
+    report = doc["predicate"].get("modelpack")
+    short = list(shortfalls(report if isinstance(report, dict) else {})) if shortfalls else []
+    if short:
+        detail = f"test report {_short(newest.digest)} passed, but {'; '.join(short)}"
         return Check("test", False, detail, signer, newest.digest)
     how = f"signed by {signer[:12]}" if signer else "unsigned"
     return Check(

@@ -8,8 +8,13 @@ every machine enforces the same rule without the key files.
 
 Requirements (`--require`, comma-separated):
 
-    test[:RUNTIME][:KEY.pub]     a passing test report for exactly the digest, from RUNTIME (docker or
-                                 local) when given, its in-toto evidence signed by KEY when given
+    test[:RUNTIME][:MIN...][:KEY.pub]
+                                 a passing test report for exactly the digest, from RUNTIME (docker or
+                                 local) when given, its in-toto evidence signed by KEY when given; the
+                                 minimums a release cannot lower by declaring less (each repeatable
+                                 where it makes sense): cases=N (at least N golden cases passed),
+                                 gate=METRIC (a passing gate on METRIC), cases-digest=sha256:HEX (the
+                                 cases file the run read, as the report's casesDigest says)
     signature:KEY.pub[@DATE]     a release signature over the index digest by KEY; the key is trusted
                                  until DATE (YYYY-MM-DD) when given, after which promote refuses it
     model-signature:KEY.pub      an OpenSSF model signature of the bundle's files by KEY
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +62,30 @@ class Requirement:
     keys: tuple[str, ...] = ()  # public PEMs
     until: str | None = None  # signature only: YYYY-MM-DD, last day the key is trusted
     label: str = ""  # as the user wrote it, for messages and `policy show`
+    min_cases: int | None = None  # test only: the minimums the run must show, whatever the release declares
+    gates: tuple[str, ...] = ()  # test only: metric names that must have a passing gate
+    cases_digest: str | None = None  # test only: sha256 of the cases file the run read
+
+    @property
+    def minimums(self) -> bool:
+        return self.min_cases is not None or bool(self.gates) or self.cases_digest is not None
+
+    def shortfalls(self, report: Mapping[str, Any]) -> list[str]:
+        """What a test report (`TestReport.to_json()`, from signed evidence) lacks of this requirement's
+        minimums; empty when it meets them all."""
+        out = []
+        cases = [c for c in report.get("cases") or [] if isinstance(c, dict)]
+        passed = sum(1 for c in cases if c.get("passed") is True)
+        if self.min_cases is not None and passed < self.min_cases:
+            out.append(f"{passed} golden case(s) passed, at least {self.min_cases} required")
+        gated = {
+            _gate_metric(str(g.get("gate"))) for g in report.get("gates") or [] if g.get("passed") is True
+        }
+        out += [f"no passing gate on {m}" for m in self.gates if m not in gated]
+        if self.cases_digest is not None and report.get("casesDigest") != self.cases_digest:
+            ran = report.get("casesDigest") or "not recorded"
+            out.append(f"the cases file run was {ran}, not {self.cases_digest}")
+        return out
 
     def public_keys(self) -> list[PublicKey]:
         from cryptography.hazmat.primitives.asymmetric import ec
@@ -70,13 +100,18 @@ class Requirement:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "kind": self.kind,
             "runtime": self.runtime,
             "keys": [{"keyid": k.keyid, "pem": k.pem.decode()} for k in self.public_keys()],
             "until": self.until,
             "label": self.label,
         }
+        if self.minimums:  # only then, so policies without minimums keep their bytes
+            out.update(
+                {"minCases": self.min_cases, "gates": list(self.gates), "casesDigest": self.cases_digest}
+            )
+        return out
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Requirement:
@@ -84,7 +119,26 @@ class Requirement:
         if kind not in KINDS:
             raise ContentError(f"policy names an unknown requirement {kind!r}")
         keys = tuple(str(k["pem"]) for k in obj.get("keys") or [])
-        req = cls(kind, obj.get("runtime"), keys, obj.get("until"), str(obj.get("label") or kind))
+        min_cases = obj.get("minCases")
+        gates = obj.get("gates") or []
+        digest = obj.get("casesDigest")
+        if (
+            (min_cases is not None and (not isinstance(min_cases, int) or isinstance(min_cases, bool)))
+            or not isinstance(gates, list)
+            or not all(isinstance(g, str) for g in gates)
+            or (digest is not None and not _DIGEST.fullmatch(str(digest)))
+        ):
+            raise ContentError(f"policy requirement {kind}: malformed minimums")
+        req = cls(
+            kind,
+            obj.get("runtime"),
+            keys,
+            obj.get("until"),
+            str(obj.get("label") or kind),
+            min_cases,
+            tuple(gates),
+            digest,
+        )
         req.public_keys()  # refuse a damaged key now, not in the middle of a promotion
         return req
 
@@ -128,10 +182,27 @@ def _parse_one(item: str, load_key: Callable[[str], PublicKey]) -> Requirement:
     args = rest.split(":") if rest else []
     runtime = until = None
     key_paths: list[str] = []
+    min_cases: int | None = None
+    gates: list[str] = []
+    cases_digest: str | None = None
     if kind == "test":
         if args and args[0] in RUNTIMES:
             runtime = args.pop(0)
-        key_paths = args
+        for arg in _rejoin_digests(args):
+            name, eq, value = arg.partition("=")
+            if not eq:
+                key_paths.append(arg)
+            elif name == "cases" and value.isdigit() and int(value) > 0:
+                min_cases = int(value)
+            elif name == "gate" and _METRIC.fullmatch(value):
+                gates.append(value)
+            elif name == "cases-digest" and _DIGEST.fullmatch(_with_algorithm(value)):
+                cases_digest = _with_algorithm(value)
+            else:
+                raise UsageError(
+                    f"--require {item!r}: {arg!r} is not a test minimum; use cases=N, gate=METRIC or "
+                    "cases-digest=sha256:HEX"
+                )
     elif kind in ("signature", "model-signature"):
         if len(args) != 1:
             raise UsageError(f"--require {item!r}: {kind} needs one public key, e.g. {kind}:release.pub")
@@ -153,7 +224,32 @@ def _parse_one(item: str, load_key: Callable[[str], PublicKey]) -> Requirement:
         raise UsageError(f"--require {item!r}: one key per requirement; repeat the requirement for another")
     pems = tuple(load_key(p).pem.decode() for p in key_paths if p)
     label = item if not key_paths else item.replace(key_paths[0], Path(key_paths[0]).name)
-    return Requirement(kind, runtime, pems, until, label)
+    return Requirement(kind, runtime, pems, until, label, min_cases, tuple(gates), cases_digest)
+
+
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_METRIC = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,127}")
+
+
+def _rejoin_digests(args: list[str]) -> list[str]:
+    """`cases-digest=sha256` and the hex after it were split at the colon like every argument: joined."""
+    out: list[str] = []
+    for arg in args:
+        if out and out[-1].endswith("=sha256") and re.fullmatch(r"[0-9a-f]{64}", arg):
+            out[-1] += ":" + arg
+        else:
+            out.append(arg)
+    return out
+
+
+def _with_algorithm(value: str) -> str:
+    return value if ":" in value else f"sha256:{value}"  # a bare sha256sum is accepted too
+
+
+def _gate_metric(text: str) -> str:
+    """The metric a gate text (`f1_macro >= 0.85`) is on."""
+    m = _METRIC.match(text.strip())
+    return m.group(0) if m else ""
 
 
 def write_policy(target: Target, policy: Policy, name: str | None = None) -> Policy:
