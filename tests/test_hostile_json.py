@@ -14,13 +14,13 @@ from support.places import make_release
 from support.registry_helpers import client_for
 from support.release_fixtures import build, push, variant
 
+from modelpack.environment.history import ensure_anchor
+from modelpack.evidence.evidence import attach
 from modelpack.oci import canonical
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor
 from modelpack.registry.client import RegistryRepository
-from modelpack.release.evidence import attach
-from modelpack.release.history import ensure_anchor
+from modelpack.store.layout import LayoutStore
 from modelpack.trust import keys
 
 DEEP = 100_000  # past the C decoder's own recursion limit

@@ -16,9 +16,9 @@ import yaml
 from support.clirun import run_cli
 
 from modelpack import api
-from modelpack.oci.layout import LayoutStore
-from modelpack.release import evidence
-from modelpack.release.evidence import ANN_PASSED, REPORT_TYPE
+from modelpack.evidence import evidence
+from modelpack.evidence.evidence import ANN_PASSED, REPORT_TYPE
+from modelpack.store.layout import LayoutStore
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}

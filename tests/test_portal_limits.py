@@ -22,10 +22,10 @@ from support.release_fixtures import build, index_release, push, variant
 
 from modelpack import api, portal
 from modelpack.errors import UsageError
-from modelpack.oci.layout import LayoutStore
 from modelpack.portal.data import slugs
 from modelpack.portal.server import Limits
 from modelpack.portal.views import CSP
+from modelpack.store.layout import LayoutStore
 
 TOKEN = "s3cret-token-of-24-chars"
 
