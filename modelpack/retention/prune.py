@@ -142,7 +142,8 @@ def _epoch(value: object) -> float | None:
 
 def rollback_targets(place: Place, environments: Sequence[str], depth: int) -> dict[str, tuple[str, ...]]:
     """digest -> why it is a rollback target: among an environment's last `depth` events, or among the
-    `depth` releases below the top of its undo stack (what repeated `rollback` walks back through)."""
+    `depth` releases below the top of its undo stack (what repeated `rollback` walks back through), or
+    named by any event of it that is not in effect (superseded or unverified)."""
     why: dict[str, dict[str, str]] = {}
 
     def add(dgst: str | None, env: str, reason: str) -> None:
@@ -157,6 +158,11 @@ def rollback_targets(place: Place, environments: Sequence[str], depth: int) -> d
         for e in history.chain[-depth:] if depth else []:
             add(e.to_digest, env, f"in {env}'s last {depth} events ({e.action} {e.when})")
             add(e.from_digest, env, f"in {env}'s last {depth} events (before the {e.action} of {e.version})")
+        # An event outside the chain (lost a race, or forged to push the real history out of it) still
+        # names what it names: prune keeps it, so no event written by hand can get prod's releases deleted.
+        for e in (*history.superseded, *history.unverified):
+            add(e.to_digest, env, f"named by an event of {env} not in effect ({e.action} {e.when})")
+            add(e.from_digest, env, f"named by an event of {env} not in effect (before the {e.action})")
 
     with ThreadPoolExecutor(max(1, min(WORKERS, len(environments) or 1))) as pool:
         list(pool.map(one, environments))
