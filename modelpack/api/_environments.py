@@ -130,7 +130,7 @@ def history(targets: Targets, repository: str, env: str, *, policy_key: str | No
     policy names promoter keys, only events they signed are in effect (the rest are "unverified")."""
     check_env(env)
     place = _repository(targets, repository)
-    policy = read_policy(place.target, env, place.name, owner_keys(targets, policy_key))
+    policy = _in_force(place, env, owner_keys(targets, policy_key))  # unreadable: every event listed
     promoters = policy.promoter_keys() if policy is not None else ()
     hist: History = load_history(place.target, env, place.name, promoters)
     current = verify(place, env)

@@ -15,6 +15,13 @@ digest. The others (and anything that followed them) are *superseded*: listed, m
 where the environment has been (rollback ignores them). Keeping them listed is deliberate: an event is an
 immutable record that someone tried to move the environment, and hiding it would lose that trail.
 
+Signed events. `promote --key` / `rollback --key` write the event as a DSSE envelope signed by the
+promoter's key. When the environment's policy names promoter keys (`promoter:KEY.pub`), only events one of
+them verifies can be in effect (`load_history(keys=...)`); the rest are `unverified`: listed, never
+counted, so an event pushed by hand changes no rollback. Without keys, the rules above are all there is:
+an event dated before the one it follows is never followed, but a forged root dated earliest still wins
+its own race (retention keeps what such events name, so it cannot get real releases deleted).
+
 What is trusted. On a registry without the referrers API the listing is a tag (`sha256-<hex>`) that anyone
 with push rights rewrites at will: its annotations (`who`, `to_digest`) are whatever the last writer put
 there. So the listing only says which digests to read; each event is its own manifest (checked against
