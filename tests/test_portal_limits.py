@@ -5,6 +5,7 @@ skips (and says) a page it cannot make instead of aborting."""
 
 from __future__ import annotations
 
+import os
 import re
 import select
 import socket
@@ -97,6 +98,7 @@ def test_half_sent_requests_are_dropped_at_the_deadline_and_capped(
     try:
         assert urllib.request.urlopen(served.url(), timeout=10).status == 200
         threads_before = threading.active_count()
+        fds_before = len(os.listdir("/proc/self/fd"))
         started = time.monotonic()
         for _ in range(40):  # five times the cap; each sends half a header
             s = socket.create_connection(("127.0.0.1", port), timeout=5)
@@ -107,6 +109,9 @@ def test_half_sent_requests_are_dropped_at_the_deadline_and_capped(
         assert len(busy) >= 40 - attack_limits.max_connections  # 503 at once, no thread spent on them
         held = threading.active_count() - threads_before
         assert held <= attack_limits.max_connections, held
+        # descriptors: the test's own 40 client sockets, plus what the server still holds of them
+        held_fds = len(os.listdir("/proc/self/fd")) - fds_before - len(socks)
+        assert held_fds <= attack_limits.max_connections + 2, held_fds
         # the rest trickle a byte every 0.4 s: under the idle timeout, so only the deadline can end them
         open_ = [s for s in socks if s not in busy]
         while open_ and time.monotonic() - started < attack_limits.request_timeout_s + 3:
@@ -122,7 +127,10 @@ def test_half_sent_requests_are_dropped_at_the_deadline_and_capped(
         elapsed = time.monotonic() - started
         assert not open_, f"{len(open_)} half-sent requests still held after {elapsed:.1f} s"
         assert elapsed >= attack_limits.request_timeout_s - 0.5  # the deadline, not an accident, ended them
-        print(f"40 half-sent requests: all closed after {elapsed:.1f} s, at most {held} threads held")
+        print(
+            f"40 half-sent requests: all closed after {elapsed:.1f} s, {held} threads and {held_fds} "
+            "descriptors held at most"
+        )
         # a client sending nothing at all is closed after the idle timeout
         with socket.create_connection(("127.0.0.1", port), timeout=5) as quiet:
             t0 = time.monotonic()
