@@ -19,6 +19,7 @@ from modelpack import api
 from modelpack.evidence import evidence
 from modelpack.evidence.evidence import ANN_PASSED, REPORT_TYPE
 from modelpack.store.layout import LayoutStore
+from modelpack.targets import Targets
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
@@ -57,8 +58,8 @@ def test_a_release_with_nothing_to_test_is_not_passed(
 ) -> None:  # type: ignore[no-untyped-def]
     key = api.keygen(tmp_path / "ci")
     built = api.build(
+        Targets(store_path=image_store.root),
         _project(tmp_path, "iris-untested", cases=None, gates=False),
-        image_store,
         image=True,
         base=docker_engine.base_ref,
         environ=EPOCH,
@@ -83,13 +84,13 @@ def test_a_policy_holds_a_release_to_minimums_it_cannot_lower(
     team_cases = "sha256:" + hashlib.sha256((EXAMPLES / "iris-onnx" / "cases.json").read_bytes()).hexdigest()
     store = str(image_store.root)
     honest = api.build(
-        _project(tmp_path, "iris-minimums", cases=6, gates=True),
-        image_store, image=True, base=docker_engine.base_ref, environ=EPOCH, version="1.0.0",
+        Targets(store_path=image_store.root), _project(tmp_path, "iris-minimums", cases=6, gates=True),
+        image=True, base=docker_engine.base_ref, environ=EPOCH, version="1.0.0",
     )  # fmt: skip
     # the attacker's release: one easy case of its own and no gates; its test run passes, signed by CI
     lax = api.build(
-        _project(tmp_path, "iris-minimums", cases=1, gates=False),
-        image_store, image=True, base=docker_engine.base_ref, environ=EPOCH, version="1.0.1",
+        Targets(store_path=image_store.root), _project(tmp_path, "iris-minimums", cases=1, gates=False),
+        image=True, base=docker_engine.base_ref, environ=EPOCH, version="1.0.1",
     )  # fmt: skip
     for built in (honest, lax):
         code, err = _test(image_store, built.tag, key.private_key)

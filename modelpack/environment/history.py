@@ -51,7 +51,7 @@ from modelpack.trust.dsse import open_envelope, seal
 from modelpack.trust.keys import PrivateKey, PublicKey
 
 EVENT_TYPE = mt.PROMOTION_EVENT_ARTIFACT
-ANCHOR_TYPE = "application/vnd.modelpack.env-anchor.v1"
+ANCHOR_TYPE = mt.ENV_ANCHOR
 EVENT_MEDIA_TYPE = "application/json"
 ANN_ENV = "dev.modelpack.env"
 ANN_NAME = "dev.modelpack.name"

@@ -3,9 +3,9 @@
 Reading. Every tag's manifest is read once (parallel GETs, bounded as every manifest read is): its digest,
 its children (an index names the serving image and the bundle), and from the record annotation the
 created time and the datasets it names (`datasets[i].digest`, `datasets[i].ref`, read from the JSON so a
-record written before those fields existed reads as naming none). Environments are the tags with an
-environment's name (place.is_environment_name); their histories and undo stacks (history.load_history,
-promote.undo_stack) give the rollback targets.
+record written before those fields existed reads as naming none). Environments are the tags
+`place.environments` says are (an environment's name and promotion history: the rule ls uses too); their
+histories and undo stacks (history.load_history, promote.undo_stack) give the rollback targets.
 
 Deleting, on a registry, for one version digest D, in this order:
 1. the referrers of D's children and of D (deepest first: a signature of a report before the report),
@@ -45,9 +45,9 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from modelpack.environment.history import load_history, short
+from modelpack.environment.history import has_history, load_history, short
 from modelpack.environment.move import digest_of
-from modelpack.environment.place import WELL_KNOWN, Place, is_environment_name, is_version_tag
+from modelpack.environment.place import WELL_KNOWN, Place, environments, is_environment_name, is_version_tag
 from modelpack.environment.promote import undo_stack
 from modelpack.errors import ContentError, ModelpackError, NotFoundError, RefusedError
 from modelpack.oci import canonical
@@ -93,7 +93,8 @@ def read_repository(place: Place, *, refs_to: str | None = None, workers: int = 
         found = [v for v in pool.map(one, named) if v is not None]
     versions = tuple(v for v in found if is_version_tag(v.tag))
     others = tuple(v for v in found if not is_version_tag(v.tag))
-    envs = {v.tag: v.digest for v in others if is_environment_name(v.tag)}
+    envs_named = environments(place, [v.tag for v in others])
+    envs = {v.tag: v.digest for v in others if v.tag in envs_named}
     return Repository(versions, others, envs, tuple(tags))
 
 
@@ -246,7 +247,12 @@ def _check_environments(place: Place, repo: Repository) -> tuple[str, ...]:
     now = _read_by_name(place, names)
     for env in names:
         dgst = repo.environments.get(env)
-        if dgst is None and now[env] is not None:
+        if (
+            dgst is None
+            and now[env] is not None
+            and env not in repo.tags
+            and has_history(place.target, env, place.name)
+        ):
             raise RefusedError(
                 f"{place.ref_text(env)} names {short(now[env])} but the tag listing prune planned from "
                 "omitted it: its release and rollback targets were never protected; nothing was deleted",
