@@ -2,7 +2,7 @@
 (writing layers) and oci/tarread.py (reading them). Unpack, dataset pull and the runner's unpacked releases
 extract layers through here, as they arrive, never from a file on disk.
 
-Containment is decided by file descriptors, not by path strings (docs/security.md, "Extraction"): every
+Containment is decided by file descriptors, not by path strings (docs/security.md, issue 21 table): every
 folder on a member's way is opened with `O_NOFOLLOW | O_DIRECTORY` relative to its parent's descriptor, and
 every file is created relative to its folder's descriptor, so no link (planted earlier, or there before) is
 ever followed, however deep it nests; `os.path.realpath` gives up past PATH_MAX and then answers lexically,
