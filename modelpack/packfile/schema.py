@@ -37,10 +37,11 @@ The fields, as written in modelpack.yaml (see examples/iris-onnx/modelpack.yaml 
                   warning | error, sample: 0..1}; default on, every request), drain_timeout_s (how long
                   in-flight requests get after SIGTERM, default 10)
     security:     allow_pickle_imports: globals a pickle-based weights file (.pkl, .joblib, .pt, .bin...)
-                  may import although they can run code when unpickled, e.g. ["posix.system"]; exact
-                  "module.name", "module.*", or "*" (anything, even a pickle the scanner cannot read).
-                  Without it such a file refuses the build (see bundle/picklescan.py); what was allowed
-                  is written in the record's `security` field.
+                  may import that are not on the scanner's exact safe list (your own classes, or ones
+                  that can run code when unpickled), e.g. ["mylib.model.Net"]; exact "module.name",
+                  "module.*", or "*" (anything, even a pickle the scanner cannot read). Without it such
+                  a file refuses the build (see bundle/picklescan.py); what was allowed is written in
+                  the record's `security` field.
 """
 
 from __future__ import annotations
