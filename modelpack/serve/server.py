@@ -3,9 +3,10 @@
 
 Workers are uvicorn's: the parent binds the port once (a clash is one error before any model loads) and
 hands the socket to `workers` spawned processes, restarting one that dies. Chosen over SO_REUSEPORT
-processes, which would each bind and need a supervisor of our own for the same restarts and signals; the
-kernel's accept wake-ups spread connections less evenly than SO_REUSEPORT's hash, which matters little
-for clients holding many keep-alive connections (bench/serve_bench.py measures 2 workers against 1).
+processes, which would each bind and need a supervisor of our own for the same restarts and signals. On
+the shared socket a new connection goes to whichever worker accepts it first (usually an idle one), where
+SO_REUSEPORT hashes connections to workers however busy each is; either way a keep-alive connection stays
+with one worker (bench/serve_bench.py measures 2 workers against 1).
 """
 
 from __future__ import annotations
