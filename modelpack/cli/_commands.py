@@ -26,6 +26,8 @@ COMMANDS = {
     "rollback": "env_cmds",
     "history": "env_cmds",
     "policy": "policy_cmds",
+    "env": "deploy_cmds",  # a typer group: env set | show (the deployment spec)
+    "deploy": "deploy_cmds",
     "prune": "retention_cmds",
     "test": "run_cmds",
     "serve": "run_cmds",
