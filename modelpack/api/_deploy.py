@@ -121,7 +121,16 @@ def deploy(
     if auto and not watch:
         raise UsageError("--auto analyses a canary while following the registry: add --watch")
     environ = environ if environ is not None else dict(os.environ)
+    where = targets.open(repository)
     place = _place(targets, repository, env)
+    if watch and where.reference is not None and not where.reference.is_layout:
+        from modelpack.registry.transport import RetryPolicy
+
+        # a follower retries on its next pass: a registry outage is said within an interval or two,
+        # not after the minute of backoff a one-shot command may spend
+        targets.client(where.reference.registry).retry = RetryPolicy(
+            attempts=2, base_delay=0.1, max_delay=0.5, max_total=max(1.0, interval)
+        )
     if place.name is not None or place.display.startswith("oci:"):
         raise UsageError(
             f"{place.display} is not a registry repository: the Docker engine pulls releases by digest",

@@ -228,6 +228,9 @@ class DockerSite:
         """Send commands to the proxy's runtime API (no reload); their answers."""
         port = int((container.labels or {}).get(L_ADMIN, "9999"))
         line = haproxy.script(commands)
+        if self.local and self.host_network:
+            # the socket is on this machine's loopback: a millisecond, where `docker exec` takes ~0.2 s
+            return _admin_direct(port, line)
         shell = f'exec 3<>/dev/tcp/127.0.0.1/{port} || exit 7; printf "%s" "$1" >&3; cat <&3'
         try:
             code, out = container.exec_run(["bash", "-c", shell, "modelpack", line], demux=False)
@@ -360,6 +363,18 @@ def _address(container: Any, network: str) -> str:
     """The container's IP address on a bridge network (HAProxy's runtime API takes addresses, not names)."""
     nets = (container.attrs.get("NetworkSettings") or {}).get("Networks") or {}
     return str((nets.get(network) or {}).get("IPAddress") or "0.0.0.0")
+
+
+def _admin_direct(port: int, line: str) -> str:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.sendall(line.encode())
+            parts = []
+            while chunk := sock.recv(65536):
+                parts.append(chunk)
+    except OSError as e:
+        raise DeployError(f"could not reach the proxy's runtime API on 127.0.0.1:{port}: {e}") from None
+    return b"".join(parts).decode(errors="replace")
 
 
 def _http_direct(url: str, method: str, body: bytes | None) -> tuple[int, bytes]:
