@@ -9,7 +9,7 @@ from fixtures.registry import RegistryProcess
 from support.clirun import run_cli
 from support.places import attach_report, make_release
 
-from modelpack.release.place import Place
+from modelpack.environment.place import Place
 from modelpack.targets import Targets
 
 
