@@ -18,12 +18,12 @@ import pytest
 from fixtures.engine import Engine
 from fixtures.registry import RegistryProcess
 from fixtures.require import unavailable
-from modelpack.oci.layout import LayoutStore
 from support.clirun import run_cli, script
 from support.deploy_releases import Load, answered_by, free_port, project, wait_for
 
 from modelpack import api
 from modelpack.errors import DeployError, UsageError
+from modelpack.store.layout import LayoutStore
 from modelpack.targets import Targets
 
 pytestmark = pytest.mark.engine

@@ -113,7 +113,8 @@ def deploy(
 ) -> DeployResult:
     """Run what `env` names on the Docker engine of DOCKER_HOST behind the proxy its spec describes; with
     `watch`, keep following the registry until `stop` is set (`auto`: canary analysis advances or aborts)."""
-    from modelpack.deploy.docker import DEFAULT_PROXY_IMAGE, DockerSite, connect, engine_host
+    from modelpack.deploy.docker import DEFAULT_PROXY_IMAGE, DockerSite
+    from modelpack.deploy.engine import connect, engine_host
     from modelpack.deploy.follow import Deployer
 
     if not 0.1 <= interval <= 3600:
@@ -173,7 +174,8 @@ def deploy(
 
 def undeploy(targets: Targets, repository: str, env: str, *, environ: dict[str, str] | None = None) -> int:
     """Stop and remove `env`'s proxy and release containers on the engine; how many were removed."""
-    from modelpack.deploy.docker import DockerSite, connect, engine_host
+    from modelpack.deploy.docker import DockerSite
+    from modelpack.deploy.engine import connect, engine_host
 
     place = _place(targets, repository, env)
     host = engine_host(environ if environ is not None else dict(os.environ))

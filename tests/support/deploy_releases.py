@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from modelpack.oci.layout import LayoutStore
 
 from modelpack import api
+from modelpack.store.layout import LayoutStore
 from modelpack.targets import Targets
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
