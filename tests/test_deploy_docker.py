@@ -28,6 +28,12 @@ from modelpack.targets import Targets
 
 pytestmark = pytest.mark.engine
 NAME = "hp"
+VARIANTS = (
+    ("v1", "1.0.0", "ok"),
+    ("v2", "2.0.0", "ok"),
+    ("slow", "3.0.0", "never-ready"),
+    ("flaky", "4.0.0", "flaky"),
+)
 
 
 @dataclass(frozen=True)
@@ -91,7 +97,7 @@ class Site:
 def site(built: Built, registry: RegistryProcess, repo: str, proxy_image: str) -> Iterator[Site]:
     dest = f"{registry.host}/{repo}"
     with Targets(store_path=built.store.root) as targets:
-        for variant, version in (("v1", "1.0.0"), ("v2", "2.0.0"), ("slow", "3.0.0")):
+        for variant, version, _kind in VARIANTS:
             api.push(targets, f"{dest}:{version}", source=built.tags[variant])
         port = free_port()
         api.env_set(
@@ -314,6 +320,55 @@ def test_a_proxy_port_in_use_is_refused_before_anything_starts(site: Site, docke
     assert out.returncode == 1 and out.stderr.count("\n") == 1
     assert f"port {site.port} on 127.0.0.1 is in use" in out.stderr
     assert _containers(docker_engine, site.repo) == []
+
+
+def _watch(site: Site, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(script()), "deploy", site.repo, "prod", "--watch", "--store", str(site.store), *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _stop(watcher: subprocess.Popen[str]) -> str:
+    watcher.send_signal(signal.SIGTERM)
+    _, err = watcher.communicate(timeout=30)
+    assert watcher.returncode == 0, err
+    return err
+
+
+def test_auto_analysis_rolls_back_a_canary_made_worse_and_advances_a_good_one(site: Site) -> None:
+    api.env_set(site.targets, site.repo, "prod", strategy="canary", canary_steps=(50, 100), pause_s=1.0)
+    site.promote("1.0.0")
+    watcher = _watch(site, "--interval", "300ms", "--auto")
+    try:
+        wait_for(lambda: _answers(site.url) == "1.0.0", timeout=30)
+        with Load(site.url, connections=4):
+            site.promote("4.0.0", canary=50)  # answers HTTP 500 to every second request
+            wait_for(lambda: _head(site)["action"] == "abort", timeout=30)
+        head = _head(site)
+        assert "(modelpack deploy --auto)" in head["who"]
+        assert "error rate over the bound" in head["reason"] and "canary error rate" in head["reason"]
+        wait_for(lambda: answered_by(site.url, 10) == {"1.0.0": 10}, timeout=5)
+        with Load(site.url, connections=4) as load:
+            site.promote("2.0.0", canary=50)
+            wait_for(
+                lambda: _head(site)["action"] == "promote" and _head(site)["version"] == "2.0.0", timeout=30
+            )
+        assert load.failures == []
+        assert "within bounds" in _head(site)["reason"]
+        wait_for(lambda: answered_by(site.url, 10) == {"2.0.0": 10}, timeout=5)
+    finally:
+        err = _stop(watcher)
+    assert "automatic canary analysis aborted 4.0.0 at 50%" in err
+    steps = [s.action for s in api.env_show(site.targets, site.repo, "prod").steps]
+    assert "abort" in steps
+
+
+def _head(site: Site) -> dict[str, object]:
+    events: list[dict[str, object]] = api.history(site.targets, site.repo, "prod").to_json()["events"]
+    return events[0]
 
 
 def _answers(url: str) -> str | None:
