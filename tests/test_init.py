@@ -132,6 +132,7 @@ def test_workflow_pipeline_shape(tmp_path: Path) -> None:
         "modelpack sign",
         "modelpack test",
         "modelpack promote",
+        "modelpack deploy",
         "modelpack ui --export",
     ]
     sign = next(st for st in wf["jobs"]["release"]["steps"] if "modelpack sign" in st.get("run", ""))
@@ -146,7 +147,12 @@ def test_workflow_pipeline_shape(tmp_path: Path) -> None:
 
     assert "staging" in step("release", "Promote")["run"]
     assert "'release'" in wf["jobs"]["prod"]["if"] and "'workflow_dispatch'" in wf["jobs"]["prod"]["if"]
-    assert commands("prod")[-3:] == ["modelpack policy set", "modelpack promote", "modelpack ui --export"]
+    assert commands("prod")[-4:] == [
+        "modelpack policy set",
+        "modelpack promote",
+        "modelpack deploy",
+        "modelpack ui --export",
+    ]
     assert "prod" in step("prod", "Promote")["run"]
     # the portal of the repository, as the promotion left it, kept as an artifact of each run
     for job in ("release", "prod"):
@@ -160,7 +166,15 @@ def test_workflow_pipeline_shape(tmp_path: Path) -> None:
     inputs = rollback[True]["workflow_dispatch"]["inputs"]
     assert set(rollback[True]) == {"workflow_dispatch"}
     assert inputs["environment"]["required"] is True and inputs["version"]["required"] is False
-    assert "modelpack rollback" in rollback["jobs"]["rollback"]["steps"][-2]["run"]
+    assert "modelpack rollback" in rollback["jobs"]["rollback"]["steps"][-3]["run"]
+    # each promotion and the rollback deploy to the Docker engine the repository variable names, if any
+    for job, env in (("release", "staging"), ("prod", "prod")):
+        deploy = step(job, "Deploy")
+        assert deploy["if"] == "vars.MODELPACK_DOCKER_HOST != ''" and deploy["env"]["ENVIRONMENT"] == env
+        assert deploy["env"]["DOCKER_HOST"] == "${{ vars.MODELPACK_DOCKER_HOST }}"
+    deploy = rollback["jobs"]["rollback"]["steps"][-2]
+    assert deploy["run"] == 'modelpack deploy "$REPO" "$ENVIRONMENT"'
+    assert deploy["env"]["ENVIRONMENT"] == "${{ inputs.environment }}"
 
 
 def test_existing_files_are_not_overwritten(tmp_path: Path) -> None:
