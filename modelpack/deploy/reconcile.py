@@ -103,8 +103,10 @@ def reconcile(site: DockerSite, state: EnvState, proxy_image: str, hooks: Hooks,
         action = "weight" if state.canary is not None else "switch"
         hooks.record(action, wanted, _describe(wanted, state))
         hooks.info(f"proxy: {_describe(wanted, state)}")
+    before = dict(memory.retired)
     stopped = _retire(site, proxy, leaving, memory, hooks)
-    site.save_retired(proxy, memory.retired)
+    if memory.retired != before or changed:
+        site.save_retired(proxy, memory.retired)
     return Outcome(dict(wanted), tuple(started), tuple(stopped), changed or bool(started), tuple(notes))
 
 
