@@ -5,6 +5,7 @@ input that leaves production as it was."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -143,6 +144,9 @@ def test_blue_green_switches_and_rollbacks_drop_no_request(site: Site, docker_en
     assert len(_containers(docker_engine, site.repo)) == 3  # proxy, 1.0.0, 2.0.0
     steps = api.env_show(site.targets, site.repo, "prod").steps
     assert [s.action for s in steps[:5]] == ["switch"] * 5
+    history = site.cli("history", site.repo, "prod", "--json")  # events, and the steps beside them
+    assert [s["action"] for s in json.loads(history.stdout)["steps"][:5]] == ["switch"] * 5
+    assert "deployment steps (newest first):" in site.cli("history", site.repo, "prod").stdout
     shown = site.cli("env", "show", site.repo, "prod", "--json")  # the shape is checked by run_cli
     assert shown.returncode == 0 and '"action": "switch"' in shown.stdout
     again = site.cli("deploy", site.repo, "prod", "--json")

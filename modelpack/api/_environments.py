@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelpack.environment.history import Event, History, format_when, load_history
 from modelpack.environment.move import MoveResult, Runtime, event_json
@@ -13,6 +13,9 @@ from modelpack.environment.promote import check_weight, verify
 from modelpack.environment.promote import promote as _promote
 from modelpack.environment.promote import rollback as _rollback
 from modelpack.errors import UsageError
+
+if TYPE_CHECKING:
+    from modelpack.deploy.stored import Step
 from modelpack.targets import Targets
 
 __all__ = [
@@ -93,12 +96,14 @@ class HistoryResult:
     current: str | None  # the digest the environment tag names now
     entries: tuple[HistoryEntry, ...]  # newest first
     moved_outside: bool  # the tag names something no recorded event put there
+    steps: tuple[Step, ...] = ()  # what deployment targets did (switch, weight, refused, abort), newest first
 
     def to_json(self) -> dict[str, Any]:
         return {
             "reference": self.reference,
             "current": self.current,
             "movedOutside": self.moved_outside,
+            "steps": [{**s.to_json(), "digest": s.digest} for s in self.steps],
             "events": [
                 {
                     **event_json(e.event),
@@ -111,7 +116,10 @@ class HistoryResult:
 
 
 def history(targets: Targets, repository: str, env: str) -> HistoryResult:
-    """`env`'s promotions and rollbacks, newest first, from the registry; marks the current one."""
+    """`env`'s promotions and rollbacks, newest first, from the registry; marks the current one. With
+    them, the newest deployment steps targets recorded (deploy/stored.py)."""
+    from modelpack.deploy.stored import read_steps
+
     check_env(env)
     place = _repository(targets, repository)
     hist: History = load_history(place.target, env, place.name)
@@ -126,7 +134,8 @@ def history(targets: Targets, repository: str, env: str) -> HistoryResult:
         for e, in_effect in hist.newest_first()
     )
     moved = head is not None and head.names != current
-    return HistoryResult(place.ref_text(env), current, entries, moved)
+    steps = tuple(read_steps(place.target, env, place.name, newest=20)) if hist.chain else ()
+    return HistoryResult(place.ref_text(env), current, entries, moved, steps)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from modelpack.api._deploy import DeployResult, EnvResult
     from modelpack.api._environments import HistoryResult, PolicyResult
     from modelpack.api._read import InspectResult, LsResult
+    from modelpack.deploy.stored import Step
     from modelpack.environment.move import MoveResult
     from modelpack.record.record import Record
     from modelpack.release.diff import RecordDiff
@@ -233,6 +234,8 @@ def history(result: HistoryResult, env: str) -> None:
             f"note: {env} names {short(result.current)}, which no recorded event put there (moved outside "
             "modelpack)"
         )
+    if result.steps:
+        _steps(result.steps, title="deployment steps (newest first):")
 
 
 def policy(result: PolicyResult) -> None:
@@ -339,19 +342,23 @@ def env_spec(result: EnvResult) -> None:
             canary = f"; canary {st.canary.version} at {st.canary.weight}%" if st.canary else ""
             _output.info(f"{st.env} names {st.stable_version or short(st.stable)} ({running}){canary}")
     if result.steps:
-        rows = [
-            [
-                x.when[:19].replace("T", " "),
-                x.action,
-                ", ".join(f"{w}% {short(d)}" for d, w in x.weights.items()),
-                x.who,
-                x.detail,
-            ]
-            for x in result.steps
-        ]
-        _output.table(["WHEN (UTC)", "STEP", "SHARES", "WHO", "DETAIL"], rows)
+        _steps(result.steps)
     if result.written and s.digest:
         _output.echo(s.digest)
+
+
+def _steps(steps: tuple[Step, ...], title: str | None = None) -> None:
+    rows = [
+        [
+            x.when[:19].replace("T", " "),
+            x.action,
+            ", ".join(f"{w}% {short(d)}" for d, w in x.weights.items()),
+            x.who,
+            x.detail,
+        ]
+        for x in steps
+    ]
+    _output.table(["WHEN (UTC)", "STEP", "SHARES", "WHO", "DETAIL"], rows, title=title)
 
 
 def deployed(result: DeployResult) -> None:
