@@ -110,9 +110,14 @@ def deploy(
     environ: dict[str, str] | None = None,
     runtime: Runtime | None = None,
     passes: int | None = None,
+    policy_key: str | None = None,
+    key: str | None = None,
 ) -> DeployResult:
     """Run what `env` names on the Docker engine of DOCKER_HOST behind the proxy its spec describes; with
-    `watch`, keep following the registry until `stop` is set (`auto`: canary analysis advances or aborts)."""
+    `watch`, keep following the registry until `stop` is set (`auto`: canary analysis advances or aborts).
+    `policy_key` (else $MODELPACK_POLICY_KEY): the policy owner's key, as promote takes it; `key`: the
+    promoter key `--auto` signs its moves with when the policy names promoter keys."""
+    from modelpack.api._environments import _signing, owner_keys
     from modelpack.deploy.docker import DEFAULT_PROXY_IMAGE, DockerSite
     from modelpack.deploy.engine import connect, engine_host
     from modelpack.deploy.follow import Deployer
@@ -148,7 +153,15 @@ def deploy(
     proxy_image = spec.proxy_image or environ.get(PROXY_IMAGE_ENV) or DEFAULT_PROXY_IMAGE
     site = DockerSite(client, host, place.display, env, spec)
     deployer = Deployer(
-        place, env, site, spec, proxy_image, targets.store_path / "cache", info, runtime or Runtime()
+        place,
+        env,
+        site,
+        spec,
+        proxy_image,
+        targets.store_path / "cache",
+        info,
+        _signing(targets, runtime, key) or Runtime(),
+        owners=owner_keys(targets, policy_key),
     )
     try:
         state, outcome = deployer.once()

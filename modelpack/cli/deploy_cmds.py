@@ -10,7 +10,7 @@ import typer
 from modelpack.cli import _output, _render
 from modelpack.cli._app import app
 from modelpack.cli._options import Access, JsonOpt, access_options
-from modelpack.cli.env_cmds import EnvArg, RepoArg
+from modelpack.cli.env_cmds import EnvArg, PolicyKeyOpt, RepoArg, SignKeyOpt
 
 env_app = typer.Typer(
     name="env",
@@ -159,6 +159,8 @@ def deploy(
         typer.Option("--auto", help="With --watch: advance or abort a canary from the releases' metrics."),
     ] = False,
     down: Annotated[bool, typer.Option("--down", help="Stop and remove ENV's proxy and releases.")] = False,
+    key: SignKeyOpt = None,
+    policy_key: PolicyKeyOpt = None,
     as_json: JsonOpt = False,
     *,
     access: Access,
@@ -192,7 +194,16 @@ def deploy(
             for sig in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(sig, lambda *_: stop.set())
         result = api.deploy(
-            targets, repository, env, watch=watch, interval=every, auto=auto, stop=stop, info=_output.info
+            targets,
+            repository,
+            env,
+            watch=watch,
+            interval=every,
+            auto=auto,
+            stop=stop,
+            info=_output.info,
+            policy_key=policy_key,
+            key=key,
         )
     if watch:
         _output.info("stopped following the registry; the proxy and releases keep running")

@@ -9,17 +9,27 @@ it ran before, that release is admitted although the policy no longer passes, an
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from modelpack.environment.history import Event, History, short
 from modelpack.environment.place import Place
 from modelpack.environment.policy import Checkers, read_policy, unmet
 from modelpack.errors import DeployError
+from modelpack.trust.keys import PublicKey
 
 
-def admit(place: Place, env: str, digest: str, history: History, checkers: Checkers | None = None) -> str:
-    """Why `digest` may run in `env` (a line for the record); DeployError when it may not."""
-    policy = read_policy(place.target, env, place.name)
+def admit(
+    place: Place,
+    env: str,
+    digest: str,
+    history: History,
+    checkers: Checkers | None = None,
+    owners: Sequence[PublicKey] = (),
+) -> str:
+    """Why `digest` may run in `env` (a line for the record); DeployError when it may not. `owners`: the
+    policy owner's keys, as promote takes them."""
+    policy = read_policy(place.target, env, place.name, owners)
     if policy is None:
         return f"{env} has no policy (promote required a passing test report)"
     if checkers is None:

@@ -33,6 +33,7 @@ from modelpack.environment.history import History, format_when, short
 from modelpack.environment.move import Runtime, read_state
 from modelpack.environment.place import Place
 from modelpack.errors import DeployError, ModelpackError, PromotionError
+from modelpack.trust.keys import PublicKey
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Deployer:
     cache_root: Path
     info: Callable[[str], None] = lambda _m: None
     runtime: Runtime = field(default_factory=Runtime)
+    owners: tuple[PublicKey, ...] = ()  # the policy owner's keys: only a policy they signed counts
     memory: Memory = field(default_factory=Memory)
     _window: _Window | None = None
     _failed: dict[str, str] = field(default_factory=dict)  # head event -> the error reported for it
@@ -79,7 +81,7 @@ class Deployer:
 
         def admitted(digest: str) -> str:
             try:
-                return admit(self.place, self.env, digest, history)
+                return admit(self.place, self.env, digest, history, owners=self.owners)
             except DeployError as e:
                 self.record("refused", state.weights(), e.message, state)
                 raise
@@ -227,7 +229,9 @@ class Deployer:
         )
         self.info(reason)
         try:
-            rollback(self.place, self.env, reason=reason[:1000], runtime=self._actor())
+            rollback(
+                self.place, self.env, reason=reason[:1000], runtime=self._actor(), owner_keys=self.owners
+            )
         except ModelpackError as e:
             self.info(f"error: could not record the abort ({e.message}); the canary keeps its share")
             return
@@ -254,6 +258,7 @@ class Deployer:
                 state.canary.digest,
                 self.env,
                 force=bool(event and event.forced),
+                owner_keys=self.owners,
                 reason=reason[:1000],
                 runtime=self._actor(),
                 canary=None if step >= 100 else step,
