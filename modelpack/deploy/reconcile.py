@@ -58,10 +58,9 @@ class Outcome:
 @dataclass
 class Memory:
     """What one deployer process remembers between passes: when a release left traffic (keep-warm),
-    which releases it admitted, the proxy's shares as last set."""
+    and the same across deployer processes through the proxy container (load_retired / save_retired)."""
 
     retired: dict[str, float] = field(default_factory=dict)  # container id -> when it left traffic
-    admitted: dict[str, str] = field(default_factory=dict)  # digest -> why
 
 
 def reconcile(site: DockerSite, state: EnvState, proxy_image: str, hooks: Hooks, memory: Memory) -> Outcome:
@@ -80,21 +79,28 @@ def reconcile(site: DockerSite, state: EnvState, proxy_image: str, hooks: Hooks,
         if not rc.running and rc.digest in wanted:
             hooks.info(f"{rc.name} is not running: replacing it")
             site.stop(rc)
-    by_digest = {rc.digest: rc for rc in containers if rc.running}
+    by_digest: dict[str, ReleaseContainer] = {}
+    extras: list[ReleaseContainer] = []  # a second container of one release (two deployers at once)
+    for rc in (c for c in containers if c.running):
+        if rc.digest in by_digest:
+            extras.append(rc)
+        else:
+            by_digest[rc.digest] = rc
     started: list[str] = []
     for digest in wanted:
         if digest in by_digest and _ready(site, by_digest[digest]):
             continue
-        why = memory.admitted.get(digest) or hooks.admit(digest)
-        memory.admitted[digest] = why
+        # checked each time a release is about to start, never cached: a policy tightened meanwhile holds
+        why = hooks.admit(digest)
         notes.append(f"admitted {digest[:19]}: {why}")
         if digest in by_digest:  # running but not ready any more: replaced like a missing one
             site.stop(by_digest.pop(digest))
         by_digest[digest] = _start(site, digest, hooks)
         started.append(digest)
     servers = site.servers(proxy)
-    commands, changed = _routing(servers, {by_digest[d]: w for d, w in wanted.items()}, by_digest.values())
-    leaving = [rc for rc in by_digest.values() if rc.digest not in wanted]
+    live = [*by_digest.values(), *extras]
+    commands, changed = _routing(servers, {by_digest[d]: w for d, w in wanted.items()}, live)
+    leaving = [rc for rc in by_digest.values() if rc.digest not in wanted] + extras
     if changed:
         site.admin(proxy, commands)
         now = hooks.clock()
