@@ -36,6 +36,8 @@ TEST_REPORT_ARTIFACT = "application/vnd.modelpack.test-report.v1+json"
 PROMOTION_EVENT_ARTIFACT = "application/vnd.modelpack.promotion.v1+json"
 # A version tag replaced with --force: attached to the release that replaced it (who, when, what it named).
 OVERWRITE_ARTIFACT = "application/vnd.modelpack.tag-overwrite.v1+json"
+DEPLOY_SPEC_ARTIFACT = "application/vnd.modelpack.deploy-spec.v1+json"  # how an environment runs
+DEPLOY_STEP_ARTIFACT = "application/vnd.modelpack.deploy-step.v1+json"  # what a target did (switch, ...)
 POLICY_ARTIFACT = "application/vnd.modelpack.promotion-policy.v1+json"  # what an environment requires
 # A published dataset (`modelpack dataset push`): CNCF dataset layers, and its record as a layer of its own.
 # The model-spec defines no dataset artifact type, so this one is modelpack's.

@@ -25,7 +25,7 @@ from modelpack.release.policy import Checkers, Policy, read_policy, unmet
 from modelpack.release.view import release_version
 from modelpack.trust.check import Check
 
-__all__ = ["MoveResult", "Runtime", "promote", "rollback", "verify"]
+__all__ = ["MoveResult", "Runtime", "canary_in_effect", "check_weight", "promote", "rollback", "verify"]
 
 
 def promote(
@@ -39,14 +39,17 @@ def promote(
     runtime: Runtime | None = None,
     require_runtime: str | None = None,
     checkers: Checkers | None = None,
+    canary: int | None = None,
 ) -> MoveResult:
     """Point `env` at the release `ref` (tag or digest) of `place`; refuses one with no passing test report
     attached to exactly its digest (from `require_runtime`, "docker" or "local", when given), unless `force`
     (which needs a `reason` and is recorded), and one that lacks what `env`'s policy requires, forced or
-    not."""
+    not. With `canary` (1-99) the tag stays on the stable release and the event sends that percent of
+    requests to `ref`; a later plain promote of `ref` finishes the canary, a rollback aborts it."""
     rt = runtime or Runtime()
     check_env(env)
     _check_reason(reason)
+    check_weight(canary)
     if force and not reason.strip():
         raise UsageError("--force needs --reason TEXT: a forced promotion is recorded with its reason")
     by_digest = ref.startswith("sha256:")
@@ -87,7 +90,52 @@ def promote(
         if current.current is None:
             _refuse_case_twin(place, env)
     evidence = (builtin, *evidence)
+    if canary is not None:
+        _check_canary(place, env, current, release.digest)
+        notes.append(f"canary: {canary}% of requests to {version}, the rest to what {env} names")
+        return move(
+            place,
+            env,
+            release,
+            version,
+            "canary",
+            reason,
+            force,
+            dry_run,
+            rt,
+            notes,
+            current,
+            evidence,
+            canary,
+        )
     return move(place, env, release, version, "promote", reason, force, dry_run, rt, notes, current, evidence)
+
+
+def check_weight(weight: int | None) -> None:
+    if weight is not None and not 1 <= weight <= 99:
+        raise UsageError(
+            f"--canary {weight}: a canary weight is a percent from 1 to 99",
+            hint="promote without --canary to send every request to the release",
+        )
+
+
+def _check_canary(place: Place, env: str, state: State, digest: str) -> None:
+    if state.current is None:
+        raise PromotionError(
+            f"{place.ref_text(env)} does not exist: a canary needs a stable release beside it",
+            hint=f"promote a release to {env} first (without --canary)",
+        )
+    if state.current.digest == digest:
+        raise PromotionError(
+            f"{env} already names {short(digest)}: a canary of it would split traffic with itself",
+            hint="promote another release with --canary",
+        )
+
+
+def canary_in_effect(history: History) -> Event | None:
+    """The canary event in effect, when the newest event is one (a promote, rollback or abort ends it)."""
+    head = history.head
+    return head if head is not None and head.action == "canary" else None
 
 
 def _enforce(
@@ -130,10 +178,14 @@ def rollback(
     check_env(env)
     _check_reason(reason)
     notes = ["rollback checks no test report: it is the incident tool"]
+    if version is None:
+        state = read_state(place, env, rt)
+        aborted = _abort(place, env, state, reason, dry_run, rt, notes)
+        if aborted is not None:
+            return aborted
     with ThreadPoolExecutor(2) as pool:
         ruling = pool.submit(read_policy, place.target, env, place.name)
         if version is None:
-            state = read_state(place, env, rt)
             release, label, why = _previous(place, env, state)
             notes.append(why)
         else:
@@ -161,12 +213,28 @@ def rollback(
     return move(place, env, release, label, "rollback", reason, False, dry_run, rt, notes, state, evidence)
 
 
+def _abort(
+    place: Place, env: str, state: State, reason: str, dry_run: bool, rt: Runtime, notes: list[str]
+) -> MoveResult | None:
+    """A rollback while a canary is in effect aborts it: every request goes back to the stable release,
+    which the tag never stopped naming; None when no canary is in effect."""
+    canary = canary_in_effect(state.history)
+    if canary is None or state.current is None or canary.from_digest != state.current.digest:
+        return None
+    notes.append(
+        f"aborting the canary of {canary.version} ({canary.weight}%): every request back to the stable"
+    )
+    stable = state.current
+    label = _version_of(stable, short(stable.digest))
+    return move(place, env, stable, label, "abort", reason, False, dry_run, rt, notes, state)
+
+
 def undo_stack(history: History) -> list[Event]:
     """The environment's releases as an undo stack, replayed from the events in effect: a promote (or a
     rollback to a release that is not the one below the top) pushes; a rollback to the release below the
     top pops. So a second rollback goes further back, never back to the release just rolled away from."""
     stack: list[Event] = []
-    for e in history.chain:
+    for e in history.moves:
         if e.action == "rollback" and len(stack) >= 2 and stack[-2].to_digest == e.to_digest:
             stack.pop()
         else:
@@ -218,7 +286,7 @@ def _recorded(
 ) -> tuple[RawManifest, str]:
     """`rollback ENV VERSION` goes to the digest ENV's history recorded for VERSION, not to whatever the
     version tag names today (it may have been overwritten); a version ENV never ran is taken from its tag."""
-    ran = next((e for e in reversed(state.history.chain) if e.version == version), None)
+    ran = next((e for e in reversed(state.history.moves) if e.version == version), None)
     if ran is None:
         if tagged is None:
             raise PromotionError(
