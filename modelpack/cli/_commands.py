@@ -37,6 +37,7 @@ COMMANDS = {
     "sign": "trust_cmds",
     "verify": "trust_cmds",
     "ui": "ui_cmds",
+    "deploy": "kubernetes_cmds",  # the Kubernetes target; the Docker target's deploy_cmds takes it over
 }
 
 

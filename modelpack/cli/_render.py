@@ -12,6 +12,7 @@ from modelpack.cli import _output
 if TYPE_CHECKING:
     from modelpack.api._build import BuildResult
     from modelpack.api._environments import HistoryResult, PolicyResult
+    from modelpack.api._kubernetes import KubernetesResult
     from modelpack.api._read import InspectResult, LsResult
     from modelpack.record.record import Record
     from modelpack.release.diff import RecordDiff
@@ -301,3 +302,21 @@ def _attested(extra: InspectResult) -> str:
             signed = f" (signed {a.signer[:12]})" if a.signer else " (unsigned)"
             newest[a.kind] = f"{a.kind} {a.digest[:19]}{signed if a.kind != 'sbom' else ''}"
     return "; ".join(newest[k] for k in ("provenance", "sbom", "test") if k in newest) or "nothing attached"
+
+
+def kubernetes(result: KubernetesResult) -> None:
+    running = f"{result.stable_version} ({short(result.stable)})"
+    if result.canary is not None:
+        running += f", canary {result.canary_version} ({short(result.canary)}) at {result.weight}%"
+    _output.info(f"{result.env} runs {running}")
+    _output.info(f"wrote {_output.count(len(result.files), 'file')} under {result.directory}:")
+    for f in result.files:
+        _output.echo(f"  {f}")
+    if result.bundle is not None:
+        _output.info(f"pushed the deployment bundle {result.bundle} (tag {result.bundle_tag})")
+    if result.apply_command is not None:
+        _output.info("applied: " + " ".join(result.apply_command))
+        if result.applied:
+            _output.echo(result.applied.rstrip("\n"))
+    else:
+        _output.info(f"not applied: a GitOps tool applies overlays/{result.env} (or run with --apply)")

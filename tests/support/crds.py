@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import gzip
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,9 @@ import yaml
 
 CRDS = Path(__file__).resolve().parents[1] / "fixtures" / "crds"
 FILES = {
-    ("gateway.networking.k8s.io", "HTTPRoute"): "gateway.networking.k8s.io_httproutes.yaml",
-    ("serving.kserve.io", "InferenceService"): "serving.kserve.io_inferenceservices.yaml",
-    ("argoproj.io", "Rollout"): "argoproj.io_rollouts.yaml",
+    ("gateway.networking.k8s.io", "HTTPRoute"): "gateway.networking.k8s.io_httproutes.yaml.gz",
+    ("serving.kserve.io", "InferenceService"): "serving.kserve.io_inferenceservices.yaml.gz",
+    ("argoproj.io", "Rollout"): "argoproj.io_rollouts.yaml.gz",
 }
 
 
@@ -37,11 +38,10 @@ def _strict(schema: Any) -> Any:
 @functools.cache
 def schema_for(api_version: str, kind: str) -> dict[str, Any]:
     group, _, version = api_version.rpartition("/")
-    crd = yaml.safe_load((CRDS / FILES[(group, kind)]).read_text())
+    crd = yaml.safe_load(gzip.decompress((CRDS / FILES[(group, kind)]).read_bytes()))
     for v in crd["spec"]["versions"]:
         if v["name"] == version and v.get("served"):
             schema = copy.deepcopy(v["schema"]["openAPIV3Schema"])
-            # metadata is the API server's (ObjectMeta), typed `object` only in a CRD
             return _strict(schema)  # type: ignore[no-any-return]
     raise AssertionError(f"{api_version} {kind} is not a served version of the vendored CRD")
 
