@@ -336,13 +336,23 @@ def test_deploy_command_line(releases: tuple[str, dict[str, str]], tmp_path: Pat
     repo, digests = releases
     with Targets(environ={}) as targets:
         promote(Place.of(targets.open(repo)), "1.0.0", "staging", force=True, reason="k8s", runtime=runtime())
+        # the environment's spec names KServe: --kubernetes follows it without --kserve
+        api.env_set(targets, repo, "staging", target="kserve", replicas=2, runtime=runtime())
     out = tmp_path / "d"
-    done = run_cli("deploy", repo, "staging", "--kubernetes", str(out), "--kserve", "--no-push", "--json")
+    done = run_cli("deploy", repo, "staging", "--kubernetes", str(out), "--no-push", "--json")
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert doc["kind"] == "kserve" and doc["bundle"] is None and doc["canary"] is None
     assert doc["stable"]["digest"] == digests["1.0.0"]
     (isvc,) = kustomize_(out / "overlays" / "staging")
     validate([isvc])
-    bad = run_cli("deploy", repo, "staging", "--kubernetes", str(out), "--context", "x")
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "needs --apply" in bad.stderr
+    assert isvc["spec"]["predictor"]["minReplicas"] == 2  # the spec's replicas
+    for args, needle in (
+        (["--kubernetes", str(out), "--context", "x"], "needs --apply"),
+        (["--apply"], "go with --kubernetes DIR"),
+        (["--kubernetes", str(out), "--watch"], "the Docker target's"),
+        (["--kubernetes", str(out), "--gateway", "a/b/c"], "--gateway"),
+        (["--kubernetes", str(out), "--memory", "lots"], "not a Kubernetes quantity"),
+    ):
+        bad = run_cli("deploy", repo, "staging", *args)
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and needle in bad.stderr, bad.stderr

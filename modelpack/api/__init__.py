@@ -63,6 +63,12 @@ _HOME = {
     "policy_set": "_environments",
     "policy_show": "_environments",
     "PolicyResult": "_environments",
+    "deploy": "_deploy",
+    "undeploy": "_deploy",
+    "env_set": "_deploy",
+    "env_show": "_deploy",
+    "DeployResult": "_deploy",
+    "EnvResult": "_deploy",
     "prune": "_retention",
     "PruneResult": "_retention",
     "test": "_run",
@@ -103,8 +109,10 @@ __all__ = [
     "DatasetPullResult",
     "DatasetPushResult",
     "DatasetUsedByResult",
+    "DeployResult",
     "DiffResult",
     "DigestCache",
+    "EnvResult",
     "HistoryResult",
     "InspectResult",
     "KeygenResult",
@@ -130,7 +138,10 @@ __all__ = [
     "dataset_pull",
     "dataset_push",
     "dataset_used_by",
+    "deploy",
     "diff",
+    "env_set",
+    "env_show",
     "evidence",
     "find_packfile",
     "gc",
@@ -155,6 +166,7 @@ __all__ = [
     "tag",
     "test",
     "training_curves",
+    "undeploy",
     "unpack",
     "verify",
 ]
@@ -183,6 +195,12 @@ if TYPE_CHECKING:
     from modelpack.api._datasets import dataset_pull as dataset_pull
     from modelpack.api._datasets import dataset_push as dataset_push
     from modelpack.api._datasets import dataset_used_by as dataset_used_by
+    from modelpack.api._deploy import DeployResult as DeployResult
+    from modelpack.api._deploy import EnvResult as EnvResult
+    from modelpack.api._deploy import deploy as deploy
+    from modelpack.api._deploy import env_set as env_set
+    from modelpack.api._deploy import env_show as env_show
+    from modelpack.api._deploy import undeploy as undeploy
     from modelpack.api._environments import HistoryResult as HistoryResult
     from modelpack.api._environments import PolicyResult as PolicyResult
     from modelpack.api._environments import history as history

@@ -10,9 +10,9 @@ from modelpack.release.history import Event, History, format_when, load_history
 from modelpack.release.move import MoveResult, Runtime, event_json
 from modelpack.release.place import Place, check_env
 from modelpack.release.policy import Policy, parse_requirements, read_policy, write_policy
+from modelpack.release.promote import check_weight, verify
 from modelpack.release.promote import promote as _promote
 from modelpack.release.promote import rollback as _rollback
-from modelpack.release.promote import verify
 from modelpack.targets import Targets
 
 __all__ = [
@@ -38,11 +38,14 @@ def promote(
     dry_run: bool = False,
     runtime: Runtime | None = None,
     require_runtime: str | None = None,
+    canary: int | None = None,
 ) -> MoveResult:
     """Point `env` at the release `reference` names; refused without a passing test report for exactly its
     digest (produced by `require_runtime`, "docker" or "local", when given) unless `force` (with a
-    `reason`, recorded)."""
+    `reason`, recorded). With `canary` (1-99), that percent of requests goes to it while the tag stays
+    on the stable release; a later plain promote finishes the canary, a rollback aborts it."""
     check_env(env)
+    check_weight(canary)
     if require_runtime not in (None, "docker", "local"):
         raise UsageError(f"--require-runtime {require_runtime!r}: choose docker or local")
     where = targets.open(reference)
@@ -56,6 +59,7 @@ def promote(
         dry_run=dry_run,
         runtime=runtime,
         require_runtime=require_runtime,
+        canary=canary,
     )
 
 
@@ -117,11 +121,11 @@ def history(targets: Targets, repository: str, env: str) -> HistoryResult:
         HistoryEntry(
             e,
             in_effect,
-            in_effect and head is not None and e.digest == head.digest and e.to_digest == current,
+            in_effect and head is not None and e.digest == head.digest and e.names == current,
         )
         for e, in_effect in hist.newest_first()
     )
-    moved = head is not None and head.to_digest != current
+    moved = head is not None and head.names != current
     return HistoryResult(place.ref_text(env), current, entries, moved)
 
 

@@ -79,7 +79,7 @@ def kubernetes_manifests(
     env: str,
     directory: Path | str,
     *,
-    use_kserve: bool = False,
+    use_kserve: bool | None = None,
     kserve_mode: str = "knative",
     namespace: str | None = None,
     gateway: str | None = None,
@@ -128,6 +128,8 @@ def kubernetes_manifests(
         resources=Resources(cpu or Resources.cpu, memory or Resources.memory),
         gateway=GatewayRef.parse(gateway) if gateway else GatewayRef(),
     )
+    if use_kserve is None:  # the environment's spec decides (`env set --target kserve`)
+        use_kserve = spec is not None and spec.target == "kserve"
     if use_kserve:
         manifests = kserve.render(dep, kserve_mode)
         extras = gitops.render(dep, kserve.IMAGE)

@@ -26,6 +26,8 @@ COMMANDS = {
     "rollback": "env_cmds",
     "history": "env_cmds",
     "policy": "policy_cmds",
+    "env": "deploy_cmds",  # a typer group: env set | show (the deployment spec)
+    "deploy": "deploy_cmds",
     "prune": "retention_cmds",
     "test": "run_cmds",
     "serve": "run_cmds",
@@ -37,7 +39,6 @@ COMMANDS = {
     "sign": "trust_cmds",
     "verify": "trust_cmds",
     "ui": "ui_cmds",
-    "deploy": "kubernetes_cmds",  # the Kubernetes target; the Docker target's deploy_cmds takes it over
 }
 
 

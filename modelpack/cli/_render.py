@@ -11,6 +11,7 @@ from modelpack.cli import _output
 
 if TYPE_CHECKING:
     from modelpack.api._build import BuildResult
+    from modelpack.api._deploy import DeployResult, EnvResult
     from modelpack.api._environments import HistoryResult, PolicyResult
     from modelpack.api._kubernetes import KubernetesResult
     from modelpack.api._read import InspectResult, LsResult
@@ -302,6 +303,64 @@ def _attested(extra: InspectResult) -> str:
             signed = f" (signed {a.signer[:12]})" if a.signer else " (unsigned)"
             newest[a.kind] = f"{a.kind} {a.digest[:19]}{signed if a.kind != 'sbom' else ''}"
     return "; ".join(newest[k] for k in ("provenance", "sbom", "test") if k in newest) or "nothing attached"
+
+
+def env_spec(result: EnvResult) -> None:
+    s = result.spec
+    if result.written:
+        _output.info(
+            f"set the deployment spec of {result.reference}, by {s.who} at "
+            f"{s.created[:19].replace('T', ' ')} UTC"
+        )
+    elif not result.stored:
+        _output.info(f"{result.reference} has no deployment spec: the defaults apply")
+    steps = ",".join(str(x) for x in s.canary_steps)
+    rows = [
+        ["target", s.target],
+        ["strategy", s.strategy],
+        ["canary steps", f"{steps} (pause {s.pause_s:g} s)"],
+        ["keep warm", f"{s.keep_warm_s:g} s"],
+        ["proxy", f"{s.address}:{s.port} on network {s.network} ({s.proxy_image or 'default image'})"],
+        ["ready timeout", f"{s.ready_timeout_s:g} s (drain {s.drain_s:g} s)"],
+        [
+            "analysis",
+            f"error rate <= stable + {s.bounds.max_error_rate_increase:g}, p99 <= stable x "
+            f"{s.bounds.max_p99_ratio:g} + {s.bounds.p99_slack_s * 1000:g} ms, "
+            f"after {s.bounds.min_requests} requests",
+        ],
+    ]
+    _output.table(["SPEC", "VALUE"], rows)
+    st = result.state
+    if st is not None:
+        if st.stable is None:
+            _output.info(f"{st.env} names no release")
+        else:
+            running = ", ".join(f"{w}% {short(d)}" for d, w in st.weights().items())
+            canary = f"; canary {st.canary.version} at {st.canary.weight}%" if st.canary else ""
+            _output.info(f"{st.env} names {st.stable_version or short(st.stable)} ({running}){canary}")
+    if result.steps:
+        rows = [
+            [
+                x.when[:19].replace("T", " "),
+                x.action,
+                ", ".join(f"{w}% {short(d)}" for d, w in x.weights.items()),
+                x.who,
+                x.detail,
+            ]
+            for x in result.steps
+        ]
+        _output.table(["WHEN (UTC)", "STEP", "SHARES", "WHO", "DETAIL"], rows)
+    if result.written and s.digest:
+        _output.echo(s.digest)
+
+
+def deployed(result: DeployResult) -> None:
+    for note in result.notes:
+        _output.info(note)
+    shares = ", ".join(f"{w}% to {short(d)}" for d, w in result.weights.items())
+    verb = "deployed" if result.changed else "already running"
+    _output.info(f"{verb} {result.reference} on {result.host}: http://127.0.0.1:{result.port} sends {shares}")
+    _output.echo(result.state.stable or "")
 
 
 def kubernetes(result: KubernetesResult) -> None:

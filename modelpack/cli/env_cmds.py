@@ -39,6 +39,16 @@ def promote(
             show_default=False,
         ),
     ] = None,
+    canary: Annotated[
+        int | None,
+        typer.Option(
+            "--canary",
+            metavar="PERCENT",
+            help="Send PERCENT (1-99) of ENV's requests to REF; ENV keeps naming the stable release. "
+            "A plain promote of REF finishes the canary, `rollback` aborts it.",
+            show_default=False,
+        ),
+    ] = None,
     reason: ReasonOpt = "",
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
@@ -46,6 +56,7 @@ def promote(
     access: Access,
 ) -> None:
     """Point ENV at a tested release: one manifest PUT of the same index bytes, whatever the model's size.
+    With --canary, record a canary instead: `modelpack deploy` sends that share of requests to REF.
 
     Refuses a release with no passing test report attached to exactly its digest. Records an event
     (who, when, from, to, reason) in the registry, so `history` and `rollback` work from any machine.
@@ -55,6 +66,8 @@ def promote(
       modelpack promote ghcr.io/acme/sentiment:1.4.0 prod --require-runtime docker
 
       modelpack promote ghcr.io/acme/sentiment:1.4.0 staging --force --reason "hotfix, tested by hand"
+
+      modelpack promote ghcr.io/acme/sentiment:1.5.0 prod --canary 10   (then --canary 50, then no --canary)
     """
     from modelpack import api
 
@@ -67,6 +80,7 @@ def promote(
             reason=reason,
             dry_run=dry_run,
             require_runtime=require_runtime,
+            canary=canary,
         )
     if as_json:
         return _output.emit_json(result.to_json())
@@ -91,7 +105,8 @@ def rollback(
     access: Access,
 ) -> None:
     """Move ENV back to VERSION (or to what was in effect before its current release), record it, and
-    read the tag back. An incident tool: it checks no test report, and says so.
+    read the tag back. An incident tool: it checks no test report, and says so. During a canary, a
+    rollback without VERSION aborts the canary (every request back to the stable release).
 
     Examples:
 

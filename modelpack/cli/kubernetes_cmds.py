@@ -1,7 +1,7 @@
 """`modelpack deploy REPO ENV --kubernetes DIR`: the Kubernetes target's options and their one api call.
 
-`run` is the whole command; the `deploy` command of the Docker target hands over to it when
-`--kubernetes` is given (until that command exists, this module registers `deploy` itself)."""
+`deploy` (deploy_cmds) hands over to `run` when `--kubernetes` is given; the options live here so the
+Docker target's command stays about the Docker target."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ from typing import Annotated
 import typer
 
 from modelpack.cli import _output, _render
-from modelpack.cli._app import app
-from modelpack.cli._options import Access, JsonOpt, access_options
-from modelpack.errors import UsageError
+from modelpack.cli._options import Access
 
 KubernetesOpt = Annotated[
     Path | None,
@@ -26,8 +24,13 @@ KubernetesOpt = Annotated[
     ),
 ]
 KserveOpt = Annotated[
-    bool,
-    typer.Option("--kserve", help="With --kubernetes: a KServe InferenceService instead of a Deployment."),
+    bool | None,
+    typer.Option(
+        "--kserve/--no-kserve",
+        help="With --kubernetes: a KServe InferenceService instead of a Deployment (default: the spec's "
+        "target, set with `env set --target kserve`).",
+        show_default=False,
+    ),
 ]
 KserveModeOpt = Annotated[
     str,
@@ -57,16 +60,12 @@ MemoryOpt = Annotated[
         "--memory", metavar="QTY", help="Memory request and limit (default 512Mi).", show_default=False
     ),
 ]
-ReplicasOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--replicas", metavar="N", help="Pods per release (default: the spec's, else 1).", show_default=False
-    ),
-]
 NoPushOpt = Annotated[
     bool, typer.Option("--no-push", help="Write the files only; push no deployment bundle.")
 ]
-ApplyOpt = Annotated[bool, typer.Option("--apply", help="Then run kubectl apply -k on ENV's overlay.")]
+ApplyOpt = Annotated[
+    bool, typer.Option("--apply", help="With --kubernetes: then run kubectl apply -k on ENV's overlay.")
+]
 ContextOpt = Annotated[
     str | None,
     typer.Option(
@@ -81,13 +80,12 @@ def run(
     env: str,
     directory: Path,
     *,
-    kserve: bool,
+    kserve: bool | None,
     kserve_mode: str,
     namespace: str | None,
     gateway: str | None,
     cpu: str | None,
     memory: str | None,
-    replicas: int | None,
     no_push: bool,
     apply: bool,
     context: str | None,
@@ -107,7 +105,6 @@ def run(
             gateway=gateway,
             cpu=cpu,
             memory=memory,
-            replicas=replicas,
             push=not no_push,
             apply=apply,
             context=context,
@@ -115,59 +112,3 @@ def run(
     if as_json:
         return _output.emit_json(result.to_json())
     _render.kubernetes(result)
-
-
-@app.command()
-@access_options
-def deploy(
-    repository: Annotated[str, typer.Argument(metavar="REPO", help="The registry repository: HOST/REPO.")],
-    env: Annotated[str, typer.Argument(metavar="ENV", help="The environment tag, e.g. prod or staging.")],
-    kubernetes: KubernetesOpt = None,
-    kserve: KserveOpt = False,
-    kserve_mode: KserveModeOpt = "knative",
-    namespace: NamespaceOpt = None,
-    gateway: GatewayOpt = None,
-    cpu: CpuOpt = None,
-    memory: MemoryOpt = None,
-    replicas: ReplicasOpt = None,
-    no_push: NoPushOpt = False,
-    apply: ApplyOpt = False,
-    context: ContextOpt = None,
-    as_json: JsonOpt = False,
-    *,
-    access: Access,
-) -> None:
-    """Run what ENV names. With --kubernetes DIR: write it as manifests a GitOps tool applies (a kustomize
-    base and an ENV overlay pinned by digest; during a canary a second Deployment and a Gateway API
-    HTTPRoute with the weights), push them as a deployment bundle that refers to the release, and with
-    --apply run kubectl apply -k.
-
-    Examples:
-
-      modelpack deploy ghcr.io/acme/sentiment prod --kubernetes deploy/
-
-      modelpack deploy ghcr.io/acme/sentiment prod --kubernetes deploy/ --kserve
-
-      modelpack deploy ghcr.io/acme/sentiment staging --kubernetes deploy/ --apply --context staging-eu
-    """
-    if kubernetes is None:
-        raise UsageError(
-            "give --kubernetes DIR", hint="e.g. modelpack deploy HOST/REPO prod --kubernetes deploy/"
-        )
-    run(
-        access,
-        repository,
-        env,
-        kubernetes,
-        kserve=kserve,
-        kserve_mode=kserve_mode,
-        namespace=namespace,
-        gateway=gateway,
-        cpu=cpu,
-        memory=memory,
-        replicas=replicas,
-        no_push=no_push,
-        apply=apply,
-        context=context,
-        as_json=as_json,
-    )

@@ -63,7 +63,6 @@ CYCLONEDX_JSON = "application/vnd.cyclonedx+json"
 SBOM_ARTIFACT = CYCLONEDX_JSON
 
 
-
 @dataclass(frozen=True)
 class LayerKind:
     name: str  # as `inspect` lists it

@@ -1,0 +1,50 @@
+"""Admission: the Docker target never starts a release whose evidence fails the environment's policy,
+checked when it is about to run (as a cluster's admission controller would), not only when it was
+promoted: a policy tightened since, or a tag moved outside modelpack, is caught here.
+
+The one exception is the incident path: a release the environment ran before (an event in effect moved
+it there) is admitted when the policy no longer passes, and the admission says so (the step records
+it), as `rollback` warns but never refuses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from modelpack.errors import DeployError
+from modelpack.release.history import History, short
+from modelpack.release.place import Place
+from modelpack.release.policy import Checkers, read_policy, unmet
+
+
+def admit(place: Place, env: str, digest: str, history: History, checkers: Checkers | None = None) -> str:
+    """Why `digest` may run in `env` (a line for the record); DeployError when it may not."""
+    policy = read_policy(place.target, env, place.name)
+    if policy is None:
+        return f"{env} has no policy (promote required a passing test report)"
+    if checkers is None:
+        from modelpack.release.checks import default_checkers
+
+        checkers = default_checkers()
+    # the model signature rehashes every layer (minutes for a large model): promote checked it; say so
+    slow = tuple(r for r in policy.requirements if r.kind == "model-signature")
+    quick = replace(policy, requirements=tuple(r for r in policy.requirements if r not in slow))
+    checks = checkers.evaluate(place.target, digest, quick)
+    failed = unmet(checks)
+    skipped = f"; {', '.join(r.label for r in slow)} left to promote and verify" if slow else ""
+    if not failed:
+        return f"{env}'s policy is met ({', '.join(c.kind for c in checks)}){skipped}"
+    ran = history.last_move_to(digest)
+    why = "; ".join(c.detail for c in failed)
+    if ran is not None:
+        return (
+            f"incident rollback: {env} ran {short(digest)} before ({ran.action} {ran.when}), admitted "
+            "although "
+            f"its policy is not met: {why}"
+        )
+    raise DeployError(
+        f"refusing to deploy {place.ref_text(digest)} to {env}: its policy is not met: {why}; nothing was "
+        "deployed and what ran keeps serving",
+        hint=f"see `modelpack verify {place.ref_text(digest)}` and "
+        f"`modelpack policy show {place.display} {env}`",
+    )
