@@ -11,6 +11,7 @@ import io
 import json
 import re
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -356,3 +357,47 @@ def test_deploy_command_line(releases: tuple[str, dict[str, str]], tmp_path: Pat
     ):
         bad = run_cli("deploy", repo, "staging", *args)
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and needle in bad.stderr, bad.stderr
+
+
+def test_the_init_workflow_gitops_step_runs_as_written(
+    releases: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    """The GitOps step `modelpack init` writes, its `run:` script run by bash as the runner would."""
+    import os
+
+    from modelpack import init as scaffold
+
+    repo, digests = releases
+    scaffold.init(tmp_path / "proj", handler="python")
+    wf = yaml.safe_load((tmp_path / "proj" / ".github" / "workflows" / "modelpack.yml").read_text())
+    (step,) = [s for s in wf["jobs"]["release"]["steps"] if s.get("name", "").startswith("GitOps")]
+    with Targets(environ={}) as targets:
+        place = Place.of(targets.open(repo))
+        promote(place, "1.1.0", "qa", force=True, reason="k8s", runtime=runtime())
+    env = {**os.environ, "REPO": repo, "RUNNER_TEMP": str(tmp_path), "DEPLOY_ENV": "qa"}
+
+    def run_step() -> subprocess.CompletedProcess[str]:
+        bin_dir = str(Path(sys.executable).parent)  # the modelpack console script
+        return subprocess.run(
+            ["bash", "-eo", "pipefail", "-c", step["run"]],
+            env={**env, "PATH": f"{bin_dir}:{env['PATH']}"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    done = run_step()  # no spec: the docker default, nothing written
+    assert done.returncode == 0 and "no Kubernetes manifests" in done.stdout, done.stderr
+    assert not (tmp_path / "deploy").exists()
+    with Targets(environ={}) as targets:
+        api.env_set(targets, repo, "qa", target="kubernetes", runtime=runtime())
+    done = run_step()
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "deploy" / "overlays" / "qa" / "kustomization.yaml").is_file()
+    raw = subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{repo}:deploy-qa"],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert json.loads(raw)["subject"]["digest"] == digests["1.1.0"]
