@@ -55,7 +55,7 @@ def apply(runner: Runner, args: Sequence[str]) -> str:
     done = runner(args, TIMEOUT_S)
     if done.returncode != 0:
         lines = [ln.strip() for ln in done.stderr.splitlines() if ln.strip()]
-        last = lines[-1] if lines else f"exit status {done.returncode}"
+        last = lines[-1].removeprefix("error: ") if lines else f"exit status {done.returncode}"
         raise ApplyError(
             f"kubectl apply failed: {last}",
             hint="the manifests are written; kubectl's output says what it applied, if anything",
