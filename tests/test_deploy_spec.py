@@ -7,8 +7,8 @@ import pytest
 
 from modelpack.deploy.spec import DeploySpec, check, parse_duration, parse_steps, updated
 from modelpack.deploy.state import state_of
+from modelpack.environment.history import Event, resolve
 from modelpack.errors import ContentError, UsageError
-from modelpack.release.history import Event, resolve
 
 A, B, C = ("sha256:" + c * 64 for c in "abc")
 

@@ -32,11 +32,11 @@ from modelpack.deploy.kubernetes import kubectl as kc
 from modelpack.deploy.kubernetes.bundle import layer_bytes
 from modelpack.deploy.kubernetes.files import write_tree
 from modelpack.deploy.kubernetes.model import GatewayRef, KubeDeployment, Track
+from modelpack.environment.place import Place
+from modelpack.environment.promote import promote
 from modelpack.errors import NotFoundError, UsageError
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
-from modelpack.release.place import Place
-from modelpack.release.promote import promote
+from modelpack.store.layout import LayoutStore
 from modelpack.targets import Targets
 
 A, B = ("sha256:" + c * 64 for c in "ab")

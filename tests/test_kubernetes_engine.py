@@ -21,9 +21,9 @@ from support.places import runtime
 from support.serving import free_port
 
 from modelpack import api
-from modelpack.oci.layout import LayoutStore
-from modelpack.release.place import Place
-from modelpack.release.promote import promote
+from modelpack.environment.place import Place
+from modelpack.environment.promote import promote
+from modelpack.store.layout import LayoutStore
 from modelpack.targets import Targets
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

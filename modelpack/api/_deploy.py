@@ -12,10 +12,10 @@ from typing import Any
 from modelpack.deploy.spec import DeploySpec, updated
 from modelpack.deploy.state import EnvState
 from modelpack.deploy.stored import Step, read_spec, read_steps, write_spec
+from modelpack.environment.history import format_when
+from modelpack.environment.move import Runtime
+from modelpack.environment.place import Place, check_env
 from modelpack.errors import UsageError
-from modelpack.release.history import format_when
-from modelpack.release.move import Runtime
-from modelpack.release.place import Place, check_env
 from modelpack.targets import Targets
 
 __all__ = ["DeployResult", "EnvResult", "deploy", "env_set", "env_show", "undeploy"]
@@ -59,7 +59,7 @@ def env_set(
 def env_show(targets: Targets, repository: str, env: str) -> EnvResult:
     """The spec in force (or the defaults), what the environment names now, and the newest steps."""
     from modelpack.deploy.state import state_of
-    from modelpack.release.move import read_state
+    from modelpack.environment.move import read_state
 
     place = _place(targets, repository, env)
     spec = read_spec(place.target, env, place.name)

@@ -17,13 +17,13 @@ from modelpack.deploy.kubernetes.files import relative, write_tree
 from modelpack.deploy.kubernetes.model import GatewayRef, KubeDeployment, Resources, Track, app_name
 from modelpack.deploy.state import EnvState, state_of
 from modelpack.deploy.stored import read_spec
+from modelpack.environment.history import load_history
+from modelpack.environment.place import Place, check_env
+from modelpack.environment.promote import verify
 from modelpack.errors import InputError, NotFoundError, UsageError
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor
 from modelpack.record.record import Record
-from modelpack.release.history import load_history
-from modelpack.release.place import Place, check_env
-from modelpack.release.promote import verify
 from modelpack.release.view import ReleaseView, load_release
 from modelpack.targets import Targets
 

@@ -29,8 +29,8 @@ COMMANDS = {
     "env": "deploy_cmds",  # a typer group: env set | show (the deployment spec)
     "deploy": "deploy_cmds",
     "prune": "retention_cmds",
-    "test": "run_cmds",
-    "serve": "run_cmds",
+    "test": "test_cmds",
+    "serve": "test_cmds",
     "login": "account_cmds",
     "logout": "account_cmds",
     "gc": "account_cmds",

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from modelpack.environment.history import History, short
+from modelpack.environment.place import Place
+from modelpack.environment.policy import Checkers, read_policy, unmet
 from modelpack.errors import DeployError
-from modelpack.release.history import History, short
-from modelpack.release.place import Place
-from modelpack.release.policy import Checkers, read_policy, unmet
 
 
 def admit(place: Place, env: str, digest: str, history: History, checkers: Checkers | None = None) -> str:
@@ -23,7 +23,7 @@ def admit(place: Place, env: str, digest: str, history: History, checkers: Check
     if policy is None:
         return f"{env} has no policy (promote required a passing test report)"
     if checkers is None:
-        from modelpack.release.checks import default_checkers
+        from modelpack.environment.checks import default_checkers
 
         checkers = default_checkers()
     # the model signature rehashes every layer (minutes for a large model): promote checked it; say so

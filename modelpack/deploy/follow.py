@@ -29,10 +29,10 @@ from modelpack.deploy.reconcile import Hooks, Memory, Outcome, Prepared, reconci
 from modelpack.deploy.spec import DeploySpec
 from modelpack.deploy.state import EnvState, state_of
 from modelpack.deploy.stored import Step, write_step
+from modelpack.environment.history import History, format_when, short
+from modelpack.environment.move import Runtime, read_state
+from modelpack.environment.place import Place
 from modelpack.errors import DeployError, ModelpackError, PromotionError
-from modelpack.release.history import History, format_when, short
-from modelpack.release.move import Runtime, read_state
-from modelpack.release.place import Place
 
 
 @dataclass
@@ -94,7 +94,7 @@ class Deployer:
     def prepare(self, digest: str) -> Prepared:
         from modelpack.record.cases import load_cases
         from modelpack.release.view import load_release
-        from modelpack.runner.unpacked import release_files
+        from modelpack.testing.unpacked import release_files
 
         release = load_release(self.place.target, digest, where=self.place.ref_text(digest))
         if release.image is None:
@@ -210,7 +210,7 @@ class Deployer:
             self._advance(state, verdict.detail)
 
     def _abort(self, state: EnvState, detail: str) -> None:
-        from modelpack.release.promote import rollback
+        from modelpack.environment.promote import rollback
 
         assert state.canary is not None
         reason = (
@@ -227,7 +227,7 @@ class Deployer:
         self._pass(self.read(), None)
 
     def _advance(self, state: EnvState, detail: str) -> None:
-        from modelpack.release.promote import promote
+        from modelpack.environment.promote import promote
 
         assert state.canary is not None
         following = [s for s in self.spec.canary_steps if s > state.canary.weight]

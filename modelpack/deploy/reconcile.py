@@ -156,7 +156,7 @@ def _start(site: DockerSite, digest: str, hooks: Hooks) -> ReleaseContainer:
 
 
 def _golden(site: DockerSite, rc: ReleaseContainer, prepared: Prepared) -> str:
-    from modelpack.runner.cases import run_cases
+    from modelpack.testing.cases import run_cases
 
     def infer(body: dict[str, Any]) -> tuple[int, Any]:
         status, raw = site.http(rc, "POST", f"/v2/models/{prepared.model}/infer", json.dumps(body).encode())

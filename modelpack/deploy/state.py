@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from modelpack.release.history import Event, History
+from modelpack.environment.history import Event, History
 
 
 @dataclass(frozen=True)

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from modelpack.deploy.spec import DeploySpec
+from modelpack.environment.history import ANN_ENV, anchor, ensure_anchor
 from modelpack.errors import ContentError, NotFoundError
+from modelpack.evidence.evidence import attach, read_payload
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.target import Target
-from modelpack.release.evidence import attach, read_payload
-from modelpack.release.history import ANN_ENV, anchor, ensure_anchor
 
 SPEC_TYPE = mt.DEPLOY_SPEC_ARTIFACT
 STEP_TYPE = mt.DEPLOY_STEP_ARTIFACT

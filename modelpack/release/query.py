@@ -21,11 +21,11 @@ from packaging.version import InvalidVersion
 from packaging.version import Version as PackagingVersion
 
 from modelpack.errors import ContentError, InputError, NotFoundError, UsageError
+from modelpack.evidence import evidence
 from modelpack.oci.target import Target
 from modelpack.packfile.gates import MEASURED as TEST_METRICS
 from modelpack.packfile.gates import parse_gate
 from modelpack.record.record import Record
-from modelpack.release import evidence
 from modelpack.release.diff import flatten
 from modelpack.release.view import ReleaseView, load_release
 

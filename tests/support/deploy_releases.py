@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 
 from modelpack import api
-from modelpack.oci.layout import LayoutStore
+from modelpack.store.layout import LayoutStore
 from modelpack.targets import Targets
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
