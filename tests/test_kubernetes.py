@@ -27,7 +27,7 @@ from support.places import runtime
 from support.release_fixtures import build, index_release, push, variant
 
 from modelpack import api
-from modelpack.deploy.kubernetes import kserve, kustomize
+from modelpack.deploy.kubernetes import kserve, kustomize, rollouts
 from modelpack.deploy.kubernetes import kubectl as kc
 from modelpack.deploy.kubernetes.bundle import layer_bytes
 from modelpack.deploy.kubernetes.files import write_tree
@@ -157,6 +157,25 @@ def test_kserve_canary_is_canary_traffic_percent(tmp_path: Path) -> None:
     assert isvc["metadata"]["annotations"]["modelpack.dev/stable-release"] == A
     with pytest.raises(UsageError, match="Standard mode runs canaries only"):
         kserve.render(_dep(canary=Track("1.1.0", B), weight=25), "standard")
+
+
+@pytest.mark.parametrize("canary", [False, True])
+def test_argo_rollout_validates_against_the_crd(tmp_path: Path, canary: bool) -> None:
+    dep = _dep(canary=Track("1.1.0", B), weight=20) if canary else _dep()
+    write_tree(tmp_path, rollouts.render(dep))
+    docs = kustomize_(tmp_path / "overlays" / "prod")
+    validate(docs)
+    objs = by_kind(docs)
+    ro = objs["Rollout", "iris-onnx"]
+    assert ro["spec"]["template"]["spec"]["containers"][0]["image"] == f"{REPO}@{B if canary else A}"
+    strategy = ro["spec"]["strategy"]["canary"]
+    assert (strategy["stableService"], strategy["canaryService"]) == ("iris-onnx", "iris-onnx-canary")
+    assert strategy["trafficRouting"]["plugins"]["argoproj-labs/gatewayAPI"]["httpRoute"] == "iris-onnx"
+    # a canary pauses at the environment's weight; without one the template rolls out in full
+    assert strategy["steps"] == ([{"setWeight": 20}, {"pause": {}}] if canary else [])
+    assert ro["metadata"]["annotations"]["modelpack.dev/stable-release"] == A
+    weights = [b["weight"] for b in objs["HTTPRoute", "iris-onnx"]["spec"]["rules"][0]["backendRefs"]]
+    assert weights == ([80, 20] if canary else [100, 0])
 
 
 def test_the_crd_check_is_strict() -> None:
@@ -351,6 +370,7 @@ def test_deploy_command_line(releases: tuple[str, dict[str, str]], tmp_path: Pat
     for args, needle in (
         (["--kubernetes", str(out), "--context", "x"], "needs --apply"),
         (["--apply"], "go with --kubernetes DIR"),
+        (["--kubernetes", str(out), "--kserve", "--argo-rollouts"], "choose one"),
         (["--kubernetes", str(out), "--watch"], "the Docker target's"),
         (["--kubernetes", str(out), "--gateway", "a/b/c"], "--gateway"),
         (["--kubernetes", str(out), "--memory", "lots"], "not a Kubernetes quantity"),

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from modelpack.deploy.kubernetes import bundle as bundles
-from modelpack.deploy.kubernetes import gitops, kserve, kustomize
+from modelpack.deploy.kubernetes import gitops, kserve, kustomize, rollouts
 from modelpack.deploy.kubernetes import kubectl as kc
 from modelpack.deploy.kubernetes import workload as wl
 from modelpack.deploy.kubernetes.files import relative, write_tree
@@ -36,7 +36,7 @@ class KubernetesResult:
     env: str
     directory: str
     files: tuple[str, ...]  # relative to directory
-    kind: str  # "kustomize" or "kserve"
+    kind: str  # "kustomize", "kserve" or "rollouts"
     stable: str
     stable_version: str
     canary: str | None
@@ -81,6 +81,7 @@ def kubernetes_manifests(
     *,
     use_kserve: bool | None = None,
     kserve_mode: str = "knative",
+    argo_rollouts: bool = False,
     namespace: str | None = None,
     gateway: str | None = None,
     cpu: str | None = None,
@@ -94,8 +95,11 @@ def kubernetes_manifests(
 ) -> KubernetesResult:
     """Writes what `env` names (its stable release and, during a canary, the canary with its weight) as a
     kustomize base + overlay (or a KServe InferenceService) under `directory`; with `push`, the same files
-    as a deployment bundle tagged `deploy-<env>`; with `apply`, `kubectl apply -k` of the overlay."""
+    as a deployment bundle tagged `deploy-<env>`; with `apply`, `kubectl apply -k` of the overlay.
+    `argo_rollouts` writes an Argo Rollouts Rollout instead of the two Deployments."""
     check_env(env)
+    if argo_rollouts and use_kserve:
+        raise UsageError("--kserve and --argo-rollouts are two ways to run ENV: choose one")
     if context is not None and not apply:
         raise UsageError("--context names the cluster --apply applies to: it needs --apply")
     where = targets.open(repository)
@@ -129,10 +133,14 @@ def kubernetes_manifests(
         gateway=GatewayRef.parse(gateway) if gateway else GatewayRef(),
     )
     if use_kserve is None:  # the environment's spec decides (`env set --target kserve`)
-        use_kserve = spec is not None and spec.target == "kserve"
+        use_kserve = not argo_rollouts and spec is not None and spec.target == "kserve"
+    kind = "kserve" if use_kserve else "rollouts" if argo_rollouts else "kustomize"
     if use_kserve:
         manifests = kserve.render(dep, kserve_mode)
         extras = gitops.render(dep, kserve.IMAGE)
+    elif argo_rollouts:
+        manifests = rollouts.render(dep)
+        extras = gitops.render(dep, rollouts.IMAGE)
     else:
         manifests = kustomize.render(dep)
         extras = gitops.render(dep)
@@ -152,7 +160,7 @@ def kubernetes_manifests(
         env=env,
         directory=str(root),
         files=tuple(relative(written, root)),
-        kind="kserve" if use_kserve else "kustomize",
+        kind=kind,
         stable=dep.stable.digest,
         stable_version=dep.stable.version,
         canary=dep.canary.digest if dep.canary else None,

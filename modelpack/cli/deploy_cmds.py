@@ -164,6 +164,7 @@ def deploy(
     kubernetes: k8s.KubernetesOpt = None,
     kserve: k8s.KserveOpt = None,
     kserve_mode: k8s.KserveModeOpt = "knative",
+    argo_rollouts: k8s.RolloutsOpt = False,
     namespace: k8s.NamespaceOpt = None,
     gateway: k8s.GatewayOpt = None,
     cpu: k8s.CpuOpt = None,
@@ -208,6 +209,7 @@ def deploy(
             kubernetes,
             kserve=kserve,
             kserve_mode=kserve_mode,
+            argo_rollouts=argo_rollouts,
             namespace=namespace,
             gateway=gateway,
             cpu=cpu,
@@ -217,9 +219,10 @@ def deploy(
             context=context,
             as_json=as_json,
         )
-    if kserve is not None or apply or context or no_push or namespace or gateway or cpu or memory:
+    k8s_only = (apply, context, no_push, namespace, gateway, cpu, memory, argo_rollouts)
+    if kserve is not None or any(k8s_only):
         raise UsageError(
-            "--kserve, --apply, --context, --namespace, --gateway, --cpu, --memory and "
+            "--kserve, --argo-rollouts, --apply, --context, --namespace, --gateway, --cpu, --memory and "
             "--no-push go with --kubernetes DIR"
         )
     import signal

@@ -38,6 +38,13 @@ KserveModeOpt = Annotated[
         "--kserve-mode", metavar="MODE", help="KServe deployment mode: knative (canaries) or standard."
     ),
 ]
+RolloutsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--argo-rollouts",
+        help="With --kubernetes: an Argo Rollouts Rollout that moves the HTTPRoute weights itself.",
+    ),
+]
 NamespaceOpt = Annotated[
     str | None,
     typer.Option("--namespace", metavar="NS", help="The namespace (default: ENV).", show_default=False),
@@ -82,6 +89,7 @@ def run(
     *,
     kserve: bool | None,
     kserve_mode: str,
+    argo_rollouts: bool,
     namespace: str | None,
     gateway: str | None,
     cpu: str | None,
@@ -101,6 +109,7 @@ def run(
             directory,
             use_kserve=kserve,
             kserve_mode=kserve_mode,
+            argo_rollouts=argo_rollouts,
             namespace=namespace,
             gateway=gateway,
             cpu=cpu,

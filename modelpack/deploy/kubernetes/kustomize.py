@@ -110,8 +110,8 @@ def _base_dep(dep: KubeDeployment) -> KubeDeployment:
 
 
 def httproute(dep: KubeDeployment) -> dict[str, Any]:
-    """All paths to the stable Service and the canary's, weighted: the Gateway does the split."""
-    assert dep.canary is not None
+    """All paths to the stable Service and the canary's, weighted: the Gateway does the split (weight 0
+    for the canary when none runs: the Argo Rollouts overlay keeps its route between canaries)."""
     parent: dict[str, Any] = {
         "group": "gateway.networking.k8s.io",
         "kind": "Gateway",
