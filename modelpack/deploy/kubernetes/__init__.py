@@ -2,6 +2,7 @@
 
 `model` is the frozen input (what an environment runs, how), `workload` the Deployment and Service,
 `kustomize` the base + per-environment overlay (with the Gateway API HTTPRoute of a canary), `kserve` the
-InferenceService alternative, `rollouts` the Argo Rollouts one, `files` how a rendered tree lands on disk, `bundle` the same files as an OCI
-artifact that refers to the release, `kubectl` the one command line `--apply` runs.
+InferenceService alternative, `rollouts` the Argo Rollouts one, `gitops` the Flux and Argo CD objects,
+`files` how a rendered tree lands on disk, `bundle` the same files as an OCI artifact that refers to the
+release, `kubectl` the one command line `--apply` runs.
 """
