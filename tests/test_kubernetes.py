@@ -346,6 +346,29 @@ def test_deploy_writes_and_pushes_what_the_environment_names(
         timeout=60,
     ).stdout
     assert hashlib.sha256(tagged).hexdigest() == result.bundle.split("@sha256:")[1]
+    # the GitOps objects point at that tag and that overlay, and name the policy the setter marker names
+    flux = by_kind([d for d in yaml.safe_load_all((out / "gitops" / "prod" / "flux.yaml").read_text())])
+    source = flux["OCIRepository", "k8s-iris-prod"]["spec"]
+    assert (source["url"], source["ref"], source["layerSelector"]["mediaType"]) == (
+        f"oci://{repo}",
+        {"tag": "deploy-prod"},
+        mt.FLUX_CONTENT_TGZ,
+    )
+    assert flux["Kustomization", "k8s-iris-prod"]["spec"]["path"] == "./overlays/prod"
+    assert flux["ImagePolicy", "k8s-iris-prod"]["spec"]["filterTags"]["pattern"] == "^prod$"
+    assert (
+        '"$imagepolicy": "flux-system:k8s-iris-prod:digest"'
+        in files["overlays/prod/kustomization.yaml"].decode()
+    )
+    app = yaml.safe_load((out / "gitops" / "prod" / "argocd.yaml").read_text())
+    assert app["spec"]["source"] == {
+        "repoURL": f"oci://{repo}",
+        "targetRevision": "deploy-prod",
+        "path": "overlays/prod",
+    }
+    updater = "argocd-image-updater.argoproj.io"
+    assert app["metadata"]["annotations"][f"{updater}/model.update-strategy"] == "digest"
+    assert app["metadata"]["annotations"][f"{updater}/image-list"] == f"model={repo}:prod"
     # the bundle is a referrer of the release
     with Targets(environ={}) as targets:
         refs = targets.open(repo).target.referrers(digests["1.1.0"], mt.DEPLOYMENT_BUNDLE_ARTIFACT)
