@@ -113,7 +113,8 @@ def deploy(
 ) -> DeployResult:
     """Run what `env` names on the Docker engine of DOCKER_HOST behind the proxy its spec describes; with
     `watch`, keep following the registry until `stop` is set (`auto`: canary analysis advances or aborts)."""
-    from modelpack.deploy.docker import DEFAULT_PROXY_IMAGE, DockerSite, connect, engine_host
+    from modelpack.deploy.docker import DEFAULT_PROXY_IMAGE, DockerSite
+    from modelpack.deploy.engine import connect, engine_host
     from modelpack.deploy.follow import Deployer
 
     if not 0.1 <= interval <= 3600:
@@ -121,7 +122,16 @@ def deploy(
     if auto and not watch:
         raise UsageError("--auto analyses a canary while following the registry: add --watch")
     environ = environ if environ is not None else dict(os.environ)
+    where = targets.open(repository)
     place = _place(targets, repository, env)
+    if watch and where.reference is not None and not where.reference.is_layout:
+        from modelpack.registry.transport import RetryPolicy
+
+        # a follower retries on its next pass: a registry outage is said within an interval or two,
+        # not after the minute of backoff a one-shot command may spend
+        targets.client(where.reference.registry).retry = RetryPolicy(
+            attempts=2, base_delay=0.1, max_delay=0.5, max_total=max(1.0, interval)
+        )
     if place.name is not None or place.display.startswith("oci:"):
         raise UsageError(
             f"{place.display} is not a registry repository: the Docker engine pulls releases by digest",
@@ -164,7 +174,8 @@ def deploy(
 
 def undeploy(targets: Targets, repository: str, env: str, *, environ: dict[str, str] | None = None) -> int:
     """Stop and remove `env`'s proxy and release containers on the engine; how many were removed."""
-    from modelpack.deploy.docker import DockerSite, connect, engine_host
+    from modelpack.deploy.docker import DockerSite
+    from modelpack.deploy.engine import connect, engine_host
 
     place = _place(targets, repository, env)
     host = engine_host(environ if environ is not None else dict(os.environ))

@@ -2,16 +2,16 @@
 checked when it is about to run (as a cluster's admission controller would), not only when it was
 promoted: a policy tightened since, or a tag moved outside modelpack, is caught here.
 
-The one exception is the incident path: a release the environment ran before (an event in effect moved
-it there) is admitted when the policy no longer passes, and the admission says so (the step records
-it), as `rollback` warns but never refuses.
+The one exception is the incident path: when the environment's newest move is a rollback to a release
+it ran before, that release is admitted although the policy no longer passes, and the admission says so
+(the step records it), as `rollback` warns but never refuses.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from modelpack.environment.history import History, short
+from modelpack.environment.history import Event, History, short
 from modelpack.environment.place import Place
 from modelpack.environment.policy import Checkers, read_policy, unmet
 from modelpack.errors import DeployError
@@ -34,7 +34,7 @@ def admit(place: Place, env: str, digest: str, history: History, checkers: Check
     skipped = f"; {', '.join(r.label for r in slow)} left to promote and verify" if slow else ""
     if not failed:
         return f"{env}'s policy is met ({', '.join(c.kind for c in checks)}){skipped}"
-    ran = history.last_move_to(digest)
+    ran = _rolled_back_to(history, digest)
     why = "; ".join(c.detail for c in failed)
     if ran is not None:
         return (
@@ -48,3 +48,11 @@ def admit(place: Place, env: str, digest: str, history: History, checkers: Check
         hint=f"see `modelpack verify {place.ref_text(digest)}` and "
         f"`modelpack policy show {place.display} {env}`",
     )
+
+
+def _rolled_back_to(history: History, digest: str) -> Event | None:
+    """The earlier move to `digest`, when the newest move is a rollback to it; else None."""
+    moves = history.moves
+    if not moves or moves[-1].action != "rollback" or moves[-1].to_digest != digest:
+        return None
+    return next((e for e in reversed(moves[:-1]) if e.to_digest == digest), None)

@@ -16,16 +16,25 @@ import contextlib
 import hashlib
 import io
 import json
-import os
-import socket
 import tarfile
 import time
-import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from modelpack.deploy import haproxy
+from modelpack.deploy.engine import (
+    address_on,
+    admin_direct,
+    ensure_image,
+    free_port,
+    http_direct,
+    is_local_engine,
+    logs_of,
+    port_in_use,
+    short_error,
+    tar_of,
+)
 from modelpack.deploy.spec import DeploySpec
 from modelpack.errors import DeployError
 
@@ -53,52 +62,6 @@ PROBE = (
 
 def key_of(repository: str, env: str) -> str:
     return hashlib.sha256(f"{repository}\n{env}".encode()).hexdigest()[:12]
-
-
-def engine_host(environ: dict[str, str] | None = None) -> str:
-    return (environ if environ is not None else dict(os.environ)).get(
-        "DOCKER_HOST"
-    ) or "unix:///var/run/docker.sock"
-
-
-def is_local_engine(host: str) -> bool:
-    """Whether containers on the host network are reachable on this machine's loopback."""
-    if host.startswith("unix://") or host.startswith("npipe://"):
-        return True
-    parsed = urllib.parse.urlparse(host)
-    return parsed.scheme in ("tcp", "http", "https") and parsed.hostname in ("127.0.0.1", "localhost", "::1")
-
-
-def connect(host: str, timeout: int = 30) -> Any:
-    """A docker SDK client (ssh:// goes through the SDK's ssh transport); one line when none answers."""
-    try:
-        import docker
-
-        client = docker.DockerClient(base_url=host, version="auto", timeout=timeout, use_ssh_client=False)
-        client.ping()
-    except Exception as e:  # the SDK raises many types: refused, no socket, ssh failure, timeout
-        raise DeployError(
-            f"no Docker engine answers at {host} ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
-            "nothing was changed",
-            hint="start the engine, or set DOCKER_HOST (unix://, tcp:// or ssh://user@host)",
-        ) from None
-    return client
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def port_in_use(address: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((address, port))
-        except OSError:
-            return True
-    return False
 
 
 @dataclass(frozen=True)
@@ -176,7 +139,7 @@ class DockerSite:
                 "own it; nothing was changed",
                 hint="stop what listens there, or pick another with `modelpack env set ... --port N`",
             )
-        _ensure_image(self.client, image, "proxy")
+        ensure_image(self.client, image, "proxy")
         kwargs: dict[str, Any] = {
             "name": self._name("proxy"),
             "command": ["haproxy", "-db", "-W", "-f", CONFIG_PATH],
@@ -195,10 +158,10 @@ class DockerSite:
             kwargs["ports"] = {f"{self.spec.port}/tcp": (self.spec.address, self.spec.port)}
         try:
             container = self.client.containers.create(image, **kwargs)
-            container.put_archive("/tmp", _tar_of("modelpack-haproxy.cfg", text.encode()))
+            container.put_archive("/tmp", tar_of("modelpack-haproxy.cfg", text.encode()))
             container.start()
         except Exception as e:
-            raise DeployError(f"could not start the proxy container from {image}: {_short(e)}") from None
+            raise DeployError(f"could not start the proxy container from {image}: {short_error(e)}") from None
         info(f"started the proxy {container.name} ({image}) on {self.spec.address}:{self.spec.port}")
         self._wait_proxy(container)
         return container, True
@@ -213,7 +176,7 @@ class DockerSite:
                 self.admin(container, ["show servers state " + haproxy.BACKEND])
                 return
             time.sleep(0.1)
-        logs = _logs(container)
+        logs = logs_of(container)
         with contextlib.suppress(Exception):
             container.remove(force=True)
         if "cannot bind socket" in logs or "Address already in use" in logs:
@@ -228,11 +191,14 @@ class DockerSite:
         """Send commands to the proxy's runtime API (no reload); their answers."""
         port = int((container.labels or {}).get(L_ADMIN, "9999"))
         line = haproxy.script(commands)
+        if self.local and self.host_network:
+            # the socket is on this machine's loopback: a millisecond, where `docker exec` takes ~0.2 s
+            return admin_direct(port, line)
         shell = f'exec 3<>/dev/tcp/127.0.0.1/{port} || exit 7; printf "%s" "$1" >&3; cat <&3'
         try:
             code, out = container.exec_run(["bash", "-c", shell, "modelpack", line], demux=False)
         except Exception as e:
-            raise DeployError(f"could not reach the proxy's runtime API: {_short(e)}") from None
+            raise DeployError(f"could not reach the proxy's runtime API: {short_error(e)}") from None
         text = (out or b"").decode(errors="replace")
         if code != 0:
             raise DeployError(f"the proxy's runtime API did not answer (exit {code}): {text.strip()[:200]}")
@@ -255,7 +221,7 @@ class DockerSite:
 
     def save_retired(self, proxy: Any, retired: dict[str, float]) -> None:
         with contextlib.suppress(Exception):  # keep-warm then restarts from the next pass: harmless
-            proxy.put_archive("/tmp", _tar_of(RETIRED_PATH.rsplit("/", 1)[1], json.dumps(retired).encode()))
+            proxy.put_archive("/tmp", tar_of(RETIRED_PATH.rsplit("/", 1)[1], json.dumps(retired).encode()))
 
     # --- release containers ------------------------------------------------------------------------------
 
@@ -263,7 +229,7 @@ class DockerSite:
         out = []
         for c in self._containers("release"):
             labels = c.labels or {}
-            address = "127.0.0.1" if self.host_network else _address(c, self.spec.network)
+            address = "127.0.0.1" if self.host_network else address_on(c, self.spec.network)
             out.append(
                 ReleaseContainer(
                     c.id,
@@ -277,7 +243,7 @@ class DockerSite:
         return out
 
     def start_release(self, digest: str, image: str, info: Callable[[str], None]) -> ReleaseContainer:
-        _ensure_image(self.client, image, "release", pull=True)
+        ensure_image(self.client, image, "release", pull=True)
         port = free_port() if self.host_network else 8080
         name = self._name(digest.split(":", 1)[1][:12] + f"-{int(time.time() * 1000) % 10**8}")
         env = {
@@ -299,12 +265,12 @@ class DockerSite:
         try:
             c = self.client.containers.run(image, **kwargs)
         except Exception as e:
-            raise DeployError(f"could not start {image}: {_short(e)}; nothing was switched") from None
+            raise DeployError(f"could not start {image}: {short_error(e)}; nothing was switched") from None
         info(f"started {name} ({image}) on port {port}")
         if self.host_network:
             return ReleaseContainer(c.id, name, digest, "127.0.0.1", port, True)
         c.reload()
-        return ReleaseContainer(c.id, name, digest, _address(c, self.spec.network), port, True)
+        return ReleaseContainer(c.id, name, digest, address_on(c, self.spec.network), port, True)
 
     def container(self, rc: ReleaseContainer) -> Any:
         return self.client.containers.get(rc.id)
@@ -321,12 +287,12 @@ class DockerSite:
     ) -> tuple[int, bytes]:
         """One request to a release container, from where it can be reached."""
         if self.local:  # a bridge network's addresses are reachable from the engine's own machine
-            return _http_direct(f"http://{rc.address}:{rc.port}{path}", method, body)
+            return http_direct(f"http://{rc.address}:{rc.port}{path}", method, body)
         url = f"http://127.0.0.1:{rc.port}{path}"
         try:
             res = self.container(rc).exec_run(["python3", "-c", PROBE, url, method], stdin=False, demux=False)
         except Exception as e:
-            raise OSError(f"probe failed: {_short(e)}") from None
+            raise OSError(f"probe failed: {short_error(e)}") from None
         out = res.output or b""
         head, _, rest = out.partition(b"\n")
         try:
@@ -342,7 +308,7 @@ class DockerSite:
 
     def logs(self, rc: ReleaseContainer) -> str:
         try:
-            return _logs(self.container(rc))
+            return logs_of(self.container(rc))
         except Exception:
             return "(no logs: the container is gone)"
 
@@ -356,68 +322,5 @@ class DockerSite:
         return n
 
 
-def _address(container: Any, network: str) -> str:
-    """The container's IP address on a bridge network (HAProxy's runtime API takes addresses, not names)."""
-    nets = (container.attrs.get("NetworkSettings") or {}).get("Networks") or {}
-    return str((nets.get(network) or {}).get("IPAddress") or "0.0.0.0")
-
-
-def _http_direct(url: str, method: str, body: bytes | None) -> tuple[int, bytes]:
-    import urllib.error
-    import urllib.request
-
-    req = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return int(r.status), r.read()
-    except urllib.error.HTTPError as e:
-        return int(e.code), e.read()
-
-
-def _ensure_image(client: Any, image: str, what: str, pull: bool = True) -> None:
-    try:
-        client.images.get(image)
-        return
-    except Exception:
-        pass
-    if pull:
-        try:
-            client.images.pull(image)
-            return
-        except Exception as e:
-            raise DeployError(
-                f"the Docker engine could not pull the {what} image {image}: {_short(e)}; "
-                "nothing was changed",
-                hint="check that the engine reaches (and trusts) that registry"
-                + (
-                    ", or set the proxy image with `modelpack env set ... --proxy-image`"
-                    if what == "proxy"
-                    else ""
-                ),
-            ) from None
-    raise DeployError(f"the {what} image {image} is not in the Docker engine")
-
-
 def _config_hash(image: str, bind: str, port: int, network: str) -> str:
     return hashlib.sha256(json.dumps([image, bind, port, network]).encode()).hexdigest()[:16]
-
-
-def _tar_of(name: str, data: bytes) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo(name)
-        info.size, info.mode = len(data), 0o644
-        tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def _logs(container: Any) -> str:
-    try:
-        return str(container.logs(tail=30).decode(errors="replace").strip())
-    except Exception:
-        return ""
-
-
-def _short(e: BaseException) -> str:
-    text = str(e).splitlines()[0] if str(e) else ""
-    return f"{type(e).__name__}: {text[:300]}"

@@ -233,11 +233,18 @@ class Deployer:
         following = [s for s in self.spec.canary_steps if s > state.canary.weight]
         step = following[0] if following else 100
         reason = f"automatic canary analysis: {state.canary.weight}% held {self.spec.pause_s:g} s {detail}"
+        # a canary promoted with --force (no passing report) advances forced too, the reason saying why
+        event = (
+            next((e for e in self._history.chain if e.digest == state.canary.event), None)
+            if self._history
+            else None
+        )
         try:
             promote(
                 self.place,
                 state.canary.digest,
                 self.env,
+                force=bool(event and event.forced),
                 reason=reason[:1000],
                 runtime=self._actor(),
                 canary=None if step >= 100 else step,

@@ -230,8 +230,8 @@ def _retire(
     for rc in leaving:
         if rc.id in stopped:
             site.stop(rc)
-            memory.retired.pop(rc.id, None)
-            hooks.info(f"stopped {rc.name}: out of traffic for {now - memory.retired.get(rc.id, now):.0f} s")
+            left = memory.retired.pop(rc.id, now)
+            hooks.info(f"stopped {rc.name}: out of traffic for {now - left:.0f} s (keep-warm {warm:g} s)")
     return [rc.digest for rc in leaving if rc.id in stopped]
 
 
