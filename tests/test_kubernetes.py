@@ -215,24 +215,7 @@ def test_apply_runs_kubectl_against_the_context_and_reports_its_error(tmp_path: 
     """The real kubectl, a kubeconfig whose context points at a loopback port nothing listens on: the
     command line is what --apply runs, and the failure is kubectl's own one line. No cluster was reached."""
     write_tree(tmp_path / "out", kustomize.render(_dep()))
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again when the block ends: nothing listens there
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{port}"}}],
-                "users": [{"name": "u", "user": {"token": "not-a-secret"}}],
-                "contexts": [{"name": "staging-eu", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "",
-            }
-        )
-    )
+    kubeconfig, port = _unreachable_kubeconfig(tmp_path)
     overlay = tmp_path / "out" / "overlays" / "prod"
     args = kc.command(KUBECTL, overlay, "staging-eu")
     assert args == [
@@ -444,3 +427,55 @@ def test_the_init_workflow_gitops_step_runs_as_written(
         timeout=60,
     ).stdout
     assert json.loads(raw)["subject"]["digest"] == digests["1.1.0"]
+
+
+def _unreachable_kubeconfig(tmp_path: Path) -> tuple[Path, int]:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again when the block ends: nothing listens there
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{port}"}}],
+                "users": [{"name": "u", "user": {"token": "not-a-secret"}}],
+                "contexts": [{"name": "staging-eu", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "",
+            }
+        )
+    )
+    return kubeconfig, port
+
+
+def test_deploy_apply_from_the_command_line(releases: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+    """`--apply --context`: the files and the bundle first, then kubectl's own failure as one line (exit 1);
+    without kubectl on PATH, a usage error before anything is written."""
+    repo, _ = releases
+    with Targets(environ={}) as targets:
+        promote(Place.of(targets.open(repo)), "1.0.0", "dev", force=True, reason="k8s", runtime=runtime())
+    kubeconfig, port = _unreachable_kubeconfig(tmp_path)
+    out = tmp_path / "out"
+    env = {
+        "KUBECONFIG": str(kubeconfig),
+        "PATH": f"{Path(KUBECTL).parent}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+    }
+    done = run_cli(
+        "deploy", repo, "dev", "--kubernetes", str(out), "--apply", "--context", "staging-eu", env=env
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith("error: kubectl apply failed: ") and done.stderr.count("\n") == 1
+    assert f"127.0.0.1:{port}" in done.stderr and "connection refused" in done.stderr
+    assert (out / "overlays" / "dev" / "kustomization.yaml").is_file()  # written before kubectl ran
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    other = tmp_path / "other"
+    bad = run_cli(
+        "deploy", repo, "dev", "--kubernetes", str(other), "--apply", env={**env, "PATH": str(empty)}
+    )
+    assert bad.returncode == 2 and "no kubectl on PATH" in bad.stderr and bad.stderr.count("\n") == 1
+    assert not other.exists()
