@@ -50,7 +50,7 @@ def _docker_run_args(c: dict[str, Any], pod: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.mark.engine
 def test_the_pod_template_runs_as_written_and_answers_its_probes(
-    docker_engine: Any, registry: Any, tmp_path: Path
+    docker_engine: Any, registry: Any, image_store: LayoutStore, tmp_path: Path
 ) -> None:
     port = free_port()
     project = tmp_path / "iris"
@@ -58,13 +58,21 @@ def test_the_pod_template_runs_as_written_and_answers_its_probes(
     doc = yaml.safe_load((project / "modelpack.yaml").read_text())
     doc.setdefault("serving", {})["port"] = port  # the release's own port: what the manifest must carry
     (project / "modelpack.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    store = LayoutStore(tmp_path / "store")
-    built = api.build(project, store, image=True, base=docker_engine.base_ref, version="1.0.0", environ=EPOCH)
+    store = image_store  # the session's: its deps layer is built once for every image test
+    # a version of its own: the session's iris-onnx:1.0.0 must keep naming test_image's build
+    built = api.build(
+        project, store, image=True, base=docker_engine.base_ref, version="0.0.0-k8s", environ=EPOCH
+    )
     repo = f"{registry.host}/t/k8s-engine"
     with Targets(store_path=store.root, environ={}) as targets:
         api.push(targets, repo, source=built.tag)
         promote(
-            Place.of(targets.open(repo)), "1.0.0", "prod", force=True, reason="k8s engine", runtime=runtime()
+            Place.of(targets.open(repo)),
+            "0.0.0-k8s",
+            "prod",
+            force=True,
+            reason="k8s engine",
+            runtime=runtime(),
         )
         api.kubernetes_manifests(targets, repo, "prod", tmp_path / "deploy", push=False)
     docs = kustomize(tmp_path / "deploy" / "overlays" / "prod")
