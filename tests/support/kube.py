@@ -3,6 +3,7 @@ kustomize, kubernetes-validate for core kinds (strict), the vendored CRDs for cu
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -35,3 +36,24 @@ def validate(docs: list[dict[str, Any]]) -> None:
 
 def by_kind(docs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
     return {(d["kind"], d["metadata"]["name"]): d for d in docs}
+
+
+def unreachable_kubeconfig(tmp_path: Path) -> tuple[Path, int]:
+    """A kubeconfig whose context `staging-eu` names a loopback port nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again when the block ends: nothing listens there
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{port}"}}],
+                "users": [{"name": "u", "user": {"token": "not-a-secret"}}],
+                "contexts": [{"name": "staging-eu", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "",
+            }
+        )
+    )
+    return kubeconfig, port
