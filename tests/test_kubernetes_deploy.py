@@ -151,6 +151,7 @@ def test_deploy_command_line(releases: tuple[str, dict[str, str]], tmp_path: Pat
         (["--kubernetes", str(out), "--context", "x"], "needs --apply"),
         (["--apply"], "go with --kubernetes DIR"),
         (["--kubernetes", str(out), "--kserve", "--argo-rollouts"], "choose one"),
+        (["--kubernetes", str(out), "--kserve", "--kserve-mode", "serverful"], "choose knative or standard"),
         (["--kubernetes", str(out), "--watch"], "the Docker target's"),
         (["--kubernetes", str(out), "--gateway", "a/b/c"], "--gateway"),
         (["--kubernetes", str(out), "--memory", "lots"], "not a Kubernetes quantity"),

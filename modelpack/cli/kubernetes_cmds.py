@@ -19,7 +19,7 @@ KubernetesOpt = Annotated[
         "--kubernetes",
         metavar="DIR",
         help="Write ENV's digest-pinned manifests under DIR (base/, overlays/ENV/, gitops/ENV/) and push "
-        "them as the deployment bundle ENV's deploy-ENV tag names.",
+        "them as a deployment bundle tagged deploy-ENV.",
         show_default=False,
     ),
 ]
