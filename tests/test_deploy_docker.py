@@ -56,11 +56,7 @@ def proxy_image(docker_engine: Engine) -> str:
 def built(image_store: LayoutStore, docker_engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Built:
     tmp = tmp_path_factory.mktemp("deploy-projects")
     tags = {}
-    for variant, version, kind in (
-        ("v1", "1.0.0", "ok"),
-        ("v2", "2.0.0", "ok"),
-        ("slow", "3.0.0", "never-ready"),
-    ):
+    for variant, version, kind in VARIANTS:
         proj = project(tmp, NAME, version, kind)
         tags[variant] = api.build(
             proj,

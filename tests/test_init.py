@@ -132,6 +132,7 @@ def test_workflow_pipeline_shape(tmp_path: Path) -> None:
         "modelpack sign",
         "modelpack test",
         "modelpack promote",
+        "modelpack deploy",
         "modelpack env show",
         "modelpack deploy",
         "modelpack ui --export",
@@ -148,9 +149,10 @@ def test_workflow_pipeline_shape(tmp_path: Path) -> None:
 
     assert "staging" in step("release", "Promote")["run"]
     assert "'release'" in wf["jobs"]["prod"]["if"] and "'workflow_dispatch'" in wf["jobs"]["prod"]["if"]
-    assert commands("prod")[-5:] == [
+    assert commands("prod")[-6:] == [
         "modelpack policy set",
         "modelpack promote",
+        "modelpack deploy",
         "modelpack env show",
         "modelpack deploy",
         "modelpack ui --export",
@@ -173,8 +175,16 @@ def test_workflow_pipeline_shape(tmp_path: Path) -> None:
     inputs = rollback[True]["workflow_dispatch"]["inputs"]
     assert set(rollback[True]) == {"workflow_dispatch"}
     assert inputs["environment"]["required"] is True and inputs["version"]["required"] is False
-    assert "modelpack rollback" in rollback["jobs"]["rollback"]["steps"][-3]["run"]
-    # the rollback deploys too: what the environment names now reaches the cluster's bundle
+    assert "modelpack rollback" in rollback["jobs"]["rollback"]["steps"][-4]["run"]
+    # each promotion and the rollback deploy to the Docker engine the repository variable names, if any
+    for job, env in (("release", "staging"), ("prod", "prod")):
+        deploy = step(job, "Deploy")
+        assert deploy["if"] == "vars.MODELPACK_DOCKER_HOST != ''" and deploy["env"]["ENVIRONMENT"] == env
+        assert deploy["env"]["DOCKER_HOST"] == "${{ vars.MODELPACK_DOCKER_HOST }}"
+    deploy = rollback["jobs"]["rollback"]["steps"][-3]
+    assert deploy["run"] == 'modelpack deploy "$REPO" "$ENVIRONMENT"'
+    assert deploy["env"]["ENVIRONMENT"] == "${{ inputs.environment }}"
+    # the rollback's GitOps step: what the environment names now reaches the cluster's bundle
     gitops = rollback["jobs"]["rollback"]["steps"][-2]
     assert gitops["env"]["DEPLOY_ENV"] == "${{ inputs.environment }}" and "modelpack deploy" in gitops["run"]
 

@@ -222,7 +222,8 @@ def history(result: HistoryResult, env: str) -> None:
     rows = []
     for entry in result.entries:
         e = entry.event
-        status = e.action + (" (forced)" if e.forced else "") + ("" if entry.in_effect else " SUPERSEDED")
+        action = f"canary {e.weight}%" if e.action == "canary" else e.action
+        status = action + (" (forced)" if e.forced else "") + ("" if entry.in_effect else " SUPERSEDED")
         when = e.when[:19].replace("T", " ")
         arrow = f"{short(e.from_digest)} -> {short(e.to_digest)}"
         checked = " ".join(f"{c.kind}:{'ok' if c.ok else 'MISSING'}" for c in e.evidence) or "-"

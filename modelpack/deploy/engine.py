@@ -29,11 +29,13 @@ def is_local_engine(host: str) -> bool:
 
 
 def connect(host: str, timeout: int = 30) -> Any:
-    """A docker SDK client (ssh:// goes through the SDK's ssh transport); one line when none answers."""
+    """A docker SDK client for `host`; one line when no engine answers there."""
     try:
         import docker
 
-        client = docker.DockerClient(base_url=host, version="auto", timeout=timeout, use_ssh_client=False)
+        # ssh:// goes through the system's ssh client (its keys, agent and known_hosts), not paramiko
+        ssh = host.startswith("ssh://")
+        client = docker.DockerClient(base_url=host, version="auto", timeout=timeout, use_ssh_client=ssh)
         client.ping()
     except Exception as e:  # the SDK raises many types: refused, no socket, ssh failure, timeout
         raise DeployError(

@@ -58,6 +58,7 @@ class Deployer:
     _window: _Window | None = None
     _failed: dict[str, str] = field(default_factory=dict)  # head event -> the error reported for it
     _history: History | None = None
+    _unmeasured: set[str] = field(default_factory=set)  # releases whose /metrics did not answer
 
     # --- reading ---------------------------------------------------------------------------------------
 
@@ -191,7 +192,15 @@ class Deployer:
             status, body = self.site.http(rc, "GET", "/metrics")
         except OSError:
             return analysis.EMPTY
-        return analysis.parse(body.decode(errors="replace")) if status == 200 else analysis.EMPTY
+        if status != 200:
+            if rc.digest not in self._unmeasured:
+                self._unmeasured.add(rc.digest)
+                self.info(
+                    f"warning: {rc.name} answers /metrics with HTTP {status}: --auto cannot judge the canary "
+                    "and holds its share until a promote or rollback"
+                )
+            return analysis.EMPTY
+        return analysis.parse(body.decode(errors="replace"))
 
     def _analyse(self, state: EnvState) -> None:
         assert state.canary is not None and state.stable is not None
