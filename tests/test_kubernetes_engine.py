@@ -61,7 +61,12 @@ def test_the_pod_template_runs_as_written_and_answers_its_probes(
     store = image_store  # the session's: its deps layer is built once for every image test
     # a version of its own: the session's iris-onnx:1.0.0 must keep naming test_image's build
     built = api.build(
-        project, store, image=True, base=docker_engine.base_ref, version="0.0.0-k8s", environ=EPOCH
+        Targets(store_path=store.root, environ={}),
+        project,
+        image=True,
+        base=docker_engine.base_ref,
+        version="0.0.0-k8s",
+        environ=EPOCH,
     )
     repo = f"{registry.host}/t/k8s-engine"
     with Targets(store_path=store.root, environ={}) as targets:
