@@ -37,7 +37,8 @@ from modelpack.targets import Targets
 def releases(
     registry: RegistryProcess, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[str, dict[str, str]]:
-    """Two index releases (bundle + a minimal linux/amd64 image) pushed to one repository."""
+    """Two index releases (bundle + a minimal linux/amd64 image) pushed to one repository, and a bundle-only
+    release (no serving image) as 0.9.0."""
     tmp = tmp_path_factory.mktemp("k8s")
     store = LayoutStore(tmp / "store")
     repo = f"{registry.host}/t/k8s-iris"
@@ -46,6 +47,8 @@ def releases(
         bundle = build(variant(tmp, "iris-onnx", model_extra=b"\0" * i), store, version)
         index_release(store, bundle, f"iris-onnx:{version}-index")
         digests[version] = push(store, f"iris-onnx:{version}-index", f"{repo}:{version}")
+    bare = build(variant(tmp, "iris-onnx", model_extra=b"\1"), store, "0.9.0")
+    digests["0.9.0"] = push(store, bare.tag, f"{repo}:0.9.0")
     return repo, digests
 
 
@@ -231,3 +234,17 @@ def test_deploy_apply_from_the_command_line(releases: tuple[str, dict[str, str]]
     )
     assert bad.returncode == 2 and "no kubectl on PATH" in bad.stderr and bad.stderr.count("\n") == 1
     assert not other.exists()
+
+
+def test_a_release_without_a_serving_image_is_refused_and_nothing_is_written(
+    releases: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    repo, _ = releases
+    with Targets(environ={}) as targets:
+        promote(Place.of(targets.open(repo)), "0.9.0", "bare", force=True, reason="k8s", runtime=runtime())
+    out = tmp_path / "out"
+    done = run_cli("deploy", repo, "bare", "--kubernetes", str(out))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "has no serving image" in done.stderr
+    assert not out.exists()
+    unknown = run_cli("deploy", repo, "nowhere", "--kubernetes", str(out))
+    assert unknown.returncode == 1 and "names no release" in unknown.stderr and not out.exists()
