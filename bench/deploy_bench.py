@@ -158,10 +158,10 @@ def run(tmp: Path, host: str, proxy: str, args: argparse.Namespace) -> None:
     store = LayoutStore(tmp / "store")
     repo = f"{host}/bench/deploy"
     for version in ("1.0.0", "2.0.0"):
-        built = api.build(
-            project(tmp, version), store, image=True, base=base, environ={"SOURCE_DATE_EPOCH": "0"}
-        )
         with Targets(store_path=store.root) as targets:
+            built = api.build(
+                targets, project(tmp, version), image=True, base=base, environ={"SOURCE_DATE_EPOCH": "0"}
+            )
             api.push(targets, f"{repo}:{version}", source=built.tag)
     port = free_port()
     url = f"http://127.0.0.1:{port}/v2/models/house-prices/infer"

@@ -59,8 +59,8 @@ def built(image_store: LayoutStore, docker_engine: Engine, tmp_path_factory: pyt
     for variant, version, kind in VARIANTS:
         proj = project(tmp, NAME, version, kind)
         tags[variant] = api.build(
+            Targets(store_path=image_store.root),
             proj,
-            image_store,
             image=True,
             base=docker_engine.base_ref,
             environ={"SOURCE_DATE_EPOCH": "1700000000"},

@@ -336,6 +336,7 @@ class RegistryRepository:
         return _referrers.list_referrers(self, digest, artifact_type)
 
 
+
 def _prepend(first: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:
     if first:
         yield first

@@ -72,8 +72,8 @@ def project(tmp: Path, name: str, version: str, kind: str = "ok") -> Path:
 
 
 def build_and_push(store: LayoutStore, base: str, proj: Path, dest: str) -> str:
-    built = api.build(proj, store, image=True, base=base, environ=EPOCH)
     with Targets(store_path=store.root) as targets:
+        built = api.build(targets, proj, image=True, base=base, environ=EPOCH)
         return api.push(targets, dest, source=built.tag).destination
 
 
