@@ -133,6 +133,8 @@ def test_workflow_pipeline_shape(tmp_path: Path) -> None:
         "modelpack test",
         "modelpack promote",
         "modelpack deploy",
+        "modelpack env show",
+        "modelpack deploy",
         "modelpack ui --export",
     ]
     sign = next(st for st in wf["jobs"]["release"]["steps"] if "modelpack sign" in st.get("run", ""))
@@ -147,12 +149,19 @@ def test_workflow_pipeline_shape(tmp_path: Path) -> None:
 
     assert "staging" in step("release", "Promote")["run"]
     assert "'release'" in wf["jobs"]["prod"]["if"] and "'workflow_dispatch'" in wf["jobs"]["prod"]["if"]
-    assert commands("prod")[-4:] == [
+    assert commands("prod")[-6:] == [
         "modelpack policy set",
         "modelpack promote",
         "modelpack deploy",
+        "modelpack env show",
+        "modelpack deploy",
         "modelpack ui --export",
     ]
+    # the GitOps step follows each promotion: manifests and their bundle only for a Kubernetes target
+    for job, env in (("release", "staging"), ("prod", "prod")):
+        gitops = step(job, "GitOps")
+        assert gitops["env"]["DEPLOY_ENV"] == env
+        assert '--kubernetes "$RUNNER_TEMP/deploy"' in gitops["run"] and "kubernetes|kserve)" in gitops["run"]
     assert "prod" in step("prod", "Promote")["run"]
     # the portal of the repository, as the promotion left it, kept as an artifact of each run
     for job in ("release", "prod"):
@@ -166,15 +175,18 @@ def test_workflow_pipeline_shape(tmp_path: Path) -> None:
     inputs = rollback[True]["workflow_dispatch"]["inputs"]
     assert set(rollback[True]) == {"workflow_dispatch"}
     assert inputs["environment"]["required"] is True and inputs["version"]["required"] is False
-    assert "modelpack rollback" in rollback["jobs"]["rollback"]["steps"][-3]["run"]
+    assert "modelpack rollback" in rollback["jobs"]["rollback"]["steps"][-4]["run"]
     # each promotion and the rollback deploy to the Docker engine the repository variable names, if any
     for job, env in (("release", "staging"), ("prod", "prod")):
         deploy = step(job, "Deploy")
         assert deploy["if"] == "vars.MODELPACK_DOCKER_HOST != ''" and deploy["env"]["ENVIRONMENT"] == env
         assert deploy["env"]["DOCKER_HOST"] == "${{ vars.MODELPACK_DOCKER_HOST }}"
-    deploy = rollback["jobs"]["rollback"]["steps"][-2]
+    deploy = rollback["jobs"]["rollback"]["steps"][-3]
     assert deploy["run"] == 'modelpack deploy "$REPO" "$ENVIRONMENT"'
     assert deploy["env"]["ENVIRONMENT"] == "${{ inputs.environment }}"
+    # the rollback's GitOps step: what the environment names now reaches the cluster's bundle
+    gitops = rollback["jobs"]["rollback"]["steps"][-2]
+    assert gitops["env"]["DEPLOY_ENV"] == "${{ inputs.environment }}" and "modelpack deploy" in gitops["run"]
 
 
 def test_existing_files_are_not_overwritten(tmp_path: Path) -> None:

@@ -66,6 +66,8 @@ if TYPE_CHECKING:
     from modelpack.api._environments import policy_show as policy_show
     from modelpack.api._environments import promote as promote
     from modelpack.api._environments import rollback as rollback
+    from modelpack.api._kubernetes import KubernetesResult as KubernetesResult
+    from modelpack.api._kubernetes import kubernetes_manifests as kubernetes_manifests
     from modelpack.api._read import DiffResult as DiffResult
     from modelpack.api._read import InspectResult as InspectResult
     from modelpack.api._read import ListResult as ListResult

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from modelpack.api._build import BuildResult
     from modelpack.api._deploy import DeployResult, EnvResult
     from modelpack.api._environments import HistoryResult, PolicyResult
+    from modelpack.api._kubernetes import KubernetesResult
     from modelpack.api._read import InspectResult, LsResult
     from modelpack.deploy.stored import Step
     from modelpack.environment.move import MoveResult
@@ -376,3 +377,21 @@ def deployed(result: DeployResult) -> None:
     verb = "deployed" if result.changed else "already running"
     _output.info(f"{verb} {result.reference} on {result.host}: http://127.0.0.1:{result.port} sends {shares}")
     _output.echo(result.state.stable or "")
+
+
+def kubernetes(result: KubernetesResult) -> None:
+    running = f"{result.stable_version} ({short(result.stable)})"
+    if result.canary is not None:
+        running += f", canary {result.canary_version} ({short(result.canary)}) at {result.weight}%"
+    _output.info(f"{result.env} runs {running}")
+    _output.info(f"wrote {_output.count(len(result.files), 'file')} under {result.directory}:")
+    for f in result.files:
+        _output.echo(f"  {f}")
+    if result.bundle is not None:
+        _output.info(f"pushed the deployment bundle {result.bundle} (tag {result.bundle_tag})")
+    if result.apply_command is not None:
+        _output.info("applied: " + " ".join(result.apply_command))
+        if result.applied:
+            _output.echo(result.applied.rstrip("\n"))
+    else:
+        _output.info(f"not applied: a GitOps tool applies overlays/{result.env} (or run with --apply)")

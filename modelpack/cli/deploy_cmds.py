@@ -8,9 +8,11 @@ from typing import Annotated, Any
 import typer
 
 from modelpack.cli import _output, _render
+from modelpack.cli import kubernetes_cmds as k8s
 from modelpack.cli._app import app
 from modelpack.cli._options import Access, JsonOpt, access_options
 from modelpack.cli.env_cmds import EnvArg, PolicyKeyOpt, RepoArg, SignKeyOpt
+from modelpack.errors import UsageError
 
 env_app = typer.Typer(
     name="env",
@@ -161,6 +163,17 @@ def deploy(
     down: Annotated[bool, typer.Option("--down", help="Stop and remove ENV's proxy and releases.")] = False,
     key: SignKeyOpt = None,
     policy_key: PolicyKeyOpt = None,
+    kubernetes: k8s.KubernetesOpt = None,
+    kserve: k8s.KserveOpt = None,
+    kserve_mode: k8s.KserveModeOpt = "knative",
+    argo_rollouts: k8s.RolloutsOpt = False,
+    namespace: k8s.NamespaceOpt = None,
+    gateway: k8s.GatewayOpt = None,
+    cpu: k8s.CpuOpt = None,
+    memory: k8s.MemoryOpt = None,
+    no_push: k8s.NoPushOpt = False,
+    apply: k8s.ApplyOpt = False,
+    context: k8s.ContextOpt = None,
     as_json: JsonOpt = False,
     *,
     access: Access,
@@ -176,7 +189,44 @@ def deploy(
       modelpack deploy ghcr.io/acme/iris prod --watch --interval 2s --auto
 
       DOCKER_HOST=ssh://deploy@gpu-box modelpack deploy ghcr.io/acme/iris prod
+
+    With --kubernetes DIR, nothing runs here: ENV is written as digest-pinned manifests under DIR (a
+    kustomize base and an ENV overlay; during a canary a second Deployment and a Gateway API HTTPRoute
+    with the weights; with --kserve a KServe InferenceService), pushed as a deployment bundle (tag
+    deploy-ENV) that refers to the release, and applied with kubectl when --apply is given:
+
+      modelpack deploy ghcr.io/acme/iris prod --kubernetes deploy/
+
+      modelpack deploy ghcr.io/acme/iris staging --kubernetes deploy/ --apply --context staging-eu
     """
+    if kubernetes is not None:
+        if watch or auto or down:
+            raise UsageError(
+                "--kubernetes writes manifests: --watch, --auto and --down are the Docker target's"
+            )
+        return k8s.run(
+            access,
+            repository,
+            env,
+            kubernetes,
+            kserve=kserve,
+            kserve_mode=kserve_mode,
+            argo_rollouts=argo_rollouts,
+            namespace=namespace,
+            gateway=gateway,
+            cpu=cpu,
+            memory=memory,
+            no_push=no_push,
+            apply=apply,
+            context=context,
+            as_json=as_json,
+        )
+    k8s_only = (apply, context, no_push, namespace, gateway, cpu, memory, argo_rollouts)
+    if kserve is not None or any(k8s_only):
+        raise UsageError(
+            "--kserve, --argo-rollouts, --apply, --context, --namespace, --gateway, --cpu, --memory and "
+            "--no-push go with --kubernetes DIR"
+        )
     import signal
     import threading
 

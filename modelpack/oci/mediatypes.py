@@ -40,6 +40,10 @@ PROMOTION_EVENT_ARTIFACT = "application/vnd.modelpack.promotion.v1+json"
 OVERWRITE_ARTIFACT = "application/vnd.modelpack.tag-overwrite.v1+json"
 DEPLOY_SPEC_ARTIFACT = "application/vnd.modelpack.deploy-spec.v1+json"  # how an environment runs
 DEPLOY_STEP_ARTIFACT = "application/vnd.modelpack.deploy-step.v1+json"  # what a target did (switch, ...)
+# The Kubernetes manifests of an environment (kustomize base + overlay), a referrer of the release they run.
+# Its one layer is Flux's content type (RFC-0003), so Flux's OCIRepository takes it as it takes `flux push`.
+DEPLOYMENT_BUNDLE_ARTIFACT = "application/vnd.modelpack.kubernetes-manifests.v1"
+FLUX_CONTENT_TGZ = "application/vnd.cncf.flux.content.v1.tar+gzip"
 POLICY_ARTIFACT = "application/vnd.modelpack.promotion-policy.v1+json"  # what an environment requires
 # The per-environment subject that events and policies refer to (environment/history.py: anchor).
 ENV_ANCHOR = "application/vnd.modelpack.env-anchor.v1"
