@@ -19,7 +19,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from modelpack.errors import NotFoundError, UsageError
 from modelpack.oci import digest as digests
@@ -31,6 +31,9 @@ from modelpack.registry.reference import OCI_SCHEME, Reference, parse_reference
 from modelpack.registry.transport import RegistryClient
 from modelpack.store.layout import LayoutStore, default_store_path
 from modelpack.store.storerepo import StoreRepository
+
+if TYPE_CHECKING:
+    import httpx
 
 Kind = Literal["registry", "layout", "store"]
 # A local repository name: the distribution grammar (lowercase components), optionally under a registry
@@ -111,16 +114,21 @@ def split_name(text: str) -> tuple[str, str | None]:
 
 
 class Targets:
-    """Resolves names and owns the registry clients (one connection pool per registry); close when done."""
+    """Resolves names and owns the registry clients (one connection pool per registry); close when done.
+
+    `transport` is httpx's seam: every registry client sends through it instead of the network (an
+    in-process registry in tests, a fault-injecting proxy); None is the network."""
 
     def __init__(
         self,
         tls: TlsOptions = TlsOptions(),
         store_path: Path | None = None,
         environ: Mapping[str, str] = os.environ,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.tls = tls
         self.environ = environ
+        self.transport = transport
         self.store_path = store_path or default_store_path(environ)
         self._clients: dict[str, RegistryClient] = {}
         self._store: LayoutStore | None = None
@@ -145,7 +153,11 @@ class Targets:
     def client(self, registry: str) -> RegistryClient:
         if registry not in self._clients:
             self._clients[registry] = RegistryClient(
-                registry, ca_file=self.tls.ca_file, insecure=self.tls.insecure, plain_http=self.tls.plain_http
+                registry,
+                ca_file=self.tls.ca_file,
+                insecure=self.tls.insecure,
+                plain_http=self.tls.plain_http,
+                transport=self.transport,
             )
         return self._clients[registry]
 
