@@ -1,0 +1,134 @@
+"""An experiment's runs in one repository: written by tag, listed from a few index reads.
+
+One repository is one experiment (`127.0.0.1:5000/acme/iris-runs`): runs are its only content, so the
+model's own repository keeps listing releases alone and an experiment can be granted, mirrored or pruned
+as a unit. Each run is tagged `run-<id>` (the truth: a run exists when its tag does) and its descriptor,
+summary annotation included, is copied into one of SHARDS listing indexes (`runs-index-<x>`, x the first
+hex digit of the id's sha256). `runs ls` reads the tag list and the shards (SHARDS requests, in
+parallel) instead of one manifest per run; a run its shard misses (two writers raced on it and the
+read-back did not settle it) is read by its tag, so nothing is ever unlisted.
+
+Why not the referrers API: registries without it (distribution 2.8, what Debian ships) keep referrers in
+one fallback index, which a manifest's 4 MiB limit caps near 10,000 runs, and every writer would race on
+it. Sixteen shards hold 160,000 runs of ~400-byte summaries, and concurrent writers rarely meet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from modelpack.errors import ContentError, NotFoundError, RefusedError
+from modelpack.oci import canonical
+from modelpack.oci import digest as digests
+from modelpack.oci import mediatypes as mt
+from modelpack.oci.model import Descriptor, Index, Manifest, parse
+from modelpack.oci.target import RawManifest, Target
+from modelpack.runs.artifact import Blob, manifest_of, put, run_tag, summary_of, write_blobs
+from modelpack.runs.record import FINAL, Summary
+
+SHARDS = 16
+SHARD_PREFIX = "runs-index-"
+RUN_PREFIX = "run-"
+VERIFY_ATTEMPTS = 4
+WORKERS = 8
+
+
+def shard_tag(run_id: str) -> str:
+    return f"{SHARD_PREFIX}{hashlib.sha256(run_id.encode()).hexdigest()[:1]}"
+
+
+def write_run(target: Target, manifest: Manifest, blobs: Sequence[Blob], run_id: str) -> str:
+    """Stores the run under `run-<id>` and lists it. A finished run is immutable: another digest under its
+    tag is refused; the same digest again is a no-op (a retried push)."""
+    tag = run_tag(run_id)
+    try:
+        existing = target.get_manifest(tag)
+    except NotFoundError:
+        existing = None
+    if existing is not None and existing.digest != manifest.digest:
+        old = manifest_of(existing, f"{target.describe()}:{tag}")
+        summary = summary_of(old.descriptor(annotations=dict(old.annotations)))
+        if summary is not None and summary.status in FINAL:
+            raise RefusedError(
+                f"run {run_id} in {target.describe()} is {summary.status}, immutable, and has another digest",
+                hint="a finished run is never rewritten; start a new run",
+            )
+    write_blobs(target, blobs)
+    put(target, manifest, manifest.digest)
+    digest = put(target, manifest, tag)
+    add_to_listing(target, manifest.descriptor(artifact_type=mt.RUN_ARTIFACT,
+                                               annotations=dict(manifest.annotations)), run_id)  # fmt: skip
+    return digest
+
+
+def add_to_listing(target: Target, desc: Descriptor, run_id: str) -> None:
+    """Read-modify-write of the run's shard, read back until our entry holds: registries offer no
+    conditional PUT, so a concurrent writer can drop it; the tag still lists the run if all attempts lose."""
+    tag = shard_tag(run_id)
+    for _ in range(VERIFY_ATTEMPTS):
+        current = _shard(target, tag)
+        if any(d.digest == desc.digest for d in current):
+            return
+        entries = sorted([*(d for d in current if _id_of(d) != run_id), desc], key=lambda d: _id_of(d) or "")
+        index = Index(manifests=tuple(entries), artifact_type=mt.RUN_LISTING)
+        raw = canonical.dumps(index.to_json())
+        target.put_manifest(tag, RawManifest(raw, mt.OCI_INDEX, digests.of_bytes(raw)))
+
+
+def _shard(target: Target, tag: str) -> list[Descriptor]:
+    try:
+        raw = target.get_manifest(tag)
+    except NotFoundError:
+        return []
+    doc = parse(raw.raw, raw.media_type)
+    if not isinstance(doc, Index) or doc.artifact_type != mt.RUN_LISTING:
+        raise ContentError(f"{target.describe()}:{tag} is not a runs listing")
+    return list(doc.manifests)
+
+
+def _id_of(desc: Descriptor) -> str | None:
+    s = summary_of(desc)
+    return s.id if s is not None else None
+
+
+@dataclass(frozen=True)
+class Listing:
+    runs: tuple[Summary, ...]
+    requests: int  # reads it took: the tag list, the shards, and one per run a shard missed
+    unlisted: int  # runs found by tag alone
+
+
+def list_runs(
+    target: Target, *, workers: int = WORKERS, tags: Callable[[], list[str]] | None = None
+) -> Listing:
+    """Every run of the experiment, each with its summary, newest first."""
+    all_tags = (tags or target.list_tags)()
+    shard_tags = [t for t in all_tags if t.startswith(SHARD_PREFIX)]
+    run_ids = {t[len(RUN_PREFIX):] for t in all_tags if t.startswith(RUN_PREFIX)}
+    found: dict[str, Summary] = {}
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(shard_tags) or 1))) as pool:
+        for entries in pool.map(lambda t: _shard(target, t), shard_tags):
+            for d in entries:
+                s = summary_of(d)
+                if s is not None and s.id in run_ids:  # an entry whose tag was pruned is gone
+                    found[s.id] = s
+    missing = sorted(run_ids - set(found))
+
+    def one(run_id: str) -> Summary | None:
+        try:
+            raw = target.get_manifest(run_tag(run_id))
+            m = manifest_of(raw, run_id)
+        except (NotFoundError, ContentError):
+            return None
+        return summary_of(Descriptor(raw.media_type, raw.digest, len(raw.raw), dict(m.annotations)))
+
+    if missing:
+        with ThreadPoolExecutor(max_workers=max(1, min(workers, len(missing)))) as pool:
+            for s in pool.map(one, missing):
+                if s is not None:
+                    found[s.id] = s
+    runs = sorted(found.values(), key=lambda s: (s.started, s.id), reverse=True)
+    return Listing(tuple(runs), 1 + len(shard_tags) + len(missing), len(missing))
