@@ -174,6 +174,7 @@ class Pages:
             env_names=[n for n, _ in _envs(cat)],
             q=q,
             error=error,
+            notes=cat.get("notes", ()),
             charts=chart_list,
             static=self.links.static,
         )
