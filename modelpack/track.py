@@ -136,9 +136,16 @@ def run(
     cwd = Path.cwd()
     experiment = repo or environ.get(TRACKING_REPO_ENV) or default_experiment(cwd)
     live = live_mod.begin(
-        store_path, experiment=experiment, params=params, tags=tags, cwd=cwd, environ=environ,
-        command=probe.command(), env_allow=env, sample_every=sample_every,
-    )  # fmt: skip
+        store_path,
+        experiment=experiment,
+        params=params,
+        tags=tags,
+        cwd=cwd,
+        environ=environ,
+        command=probe.command(),
+        env_allow=env,
+        sample_every=sample_every,
+    )
     handle = Run(live, store_path, environ)
     previous = _install_sigterm()
     status, failure = FINISHED, None
@@ -197,4 +204,3 @@ def _restore_sigterm(previous: Any) -> None:
 def _check_params(params: Any) -> None:
     if params is not None and not isinstance(params, Mapping):
         raise InputError("track.run(params=...) takes a mapping of names to values")
-

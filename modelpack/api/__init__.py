@@ -67,6 +67,16 @@ _HOME = {
     "TestOptions": "_run",
     "serve": "_run",
     "dataset_push": "_datasets",
+    "RunResult": "_runs",
+    "RunShowResult": "_runs",
+    "RunsDiffResult": "_runs",
+    "RunsLsResult": "_runs",
+    "RunsPushResult": "_runs",
+    "run_command": "_runs",
+    "runs_diff": "_runs",
+    "runs_ls": "_runs",
+    "runs_push": "_runs",
+    "runs_show": "_runs",
     "dataset_pull": "_datasets",
     "dataset_inspect": "_datasets",
     "dataset_ls": "_datasets",
@@ -112,6 +122,11 @@ __all__ = [
     "PruneResult",
     "PullResult",
     "ReportResult",
+    "RunResult",
+    "RunShowResult",
+    "RunsDiffResult",
+    "RunsLsResult",
+    "RunsPushResult",
     "SignResult",
     "TagResult",
     "Targets",
@@ -148,6 +163,11 @@ __all__ = [
     "push",
     "report",
     "rollback",
+    "run_command",
+    "runs_diff",
+    "runs_ls",
+    "runs_push",
+    "runs_show",
     "serve",
     "sign",
     "tag",
@@ -201,6 +221,16 @@ if TYPE_CHECKING:
     from modelpack.api._run import TestOptions as TestOptions
     from modelpack.api._run import serve as serve
     from modelpack.api._run import test as test
+    from modelpack.api._runs import RunResult as RunResult
+    from modelpack.api._runs import RunsDiffResult as RunsDiffResult
+    from modelpack.api._runs import RunShowResult as RunShowResult
+    from modelpack.api._runs import RunsLsResult as RunsLsResult
+    from modelpack.api._runs import RunsPushResult as RunsPushResult
+    from modelpack.api._runs import run_command as run_command
+    from modelpack.api._runs import runs_diff as runs_diff
+    from modelpack.api._runs import runs_ls as runs_ls
+    from modelpack.api._runs import runs_push as runs_push
+    from modelpack.api._runs import runs_show as runs_show
     from modelpack.api._store import gc as gc
     from modelpack.api._store import init as init
     from modelpack.api._store import login as login

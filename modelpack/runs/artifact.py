@@ -70,8 +70,9 @@ def run_manifest(
         layers.append(Descriptor.of(mt.RUN_SYSTEM, system))
         blobs.append(Blob(layers[-1], system))
     for name, rel, path, digest, size in checkpoint_files:
-        desc = Descriptor(mt.RUN_CHECKPOINT_FILE, digest, size,
-                          annotations={mt.ANN_CHECKPOINT: name, mt.ANN_TITLE: rel})  # fmt: skip
+        desc = Descriptor(
+            mt.RUN_CHECKPOINT_FILE, digest, size, annotations={mt.ANN_CHECKPOINT: name, mt.ANN_TITLE: rel}
+        )
         layers.append(desc)
         blobs.append(Blob(desc, path=path))
     manifest = Manifest(
@@ -128,9 +129,10 @@ class RunView:
 
     def checkpoint_layers(self, name: str) -> list[Descriptor]:
         return [
-            d for d in self.manifest.layers
+            d
+            for d in self.manifest.layers
             if d.media_type == mt.RUN_CHECKPOINT_FILE and (d.annotations or {}).get(mt.ANN_CHECKPOINT) == name
-        ]  # fmt: skip
+        ]
 
 
 def manifest_of(raw: RawManifest, where: str) -> Manifest:

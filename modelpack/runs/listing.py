@@ -59,8 +59,11 @@ def write_run(target: Target, manifest: Manifest, blobs: Sequence[Blob], run_id:
     write_blobs(target, blobs)
     put(target, manifest, manifest.digest)
     digest = put(target, manifest, tag)
-    add_to_listing(target, manifest.descriptor(artifact_type=mt.RUN_ARTIFACT,
-                                               annotations=dict(manifest.annotations)), run_id)  # fmt: skip
+    add_to_listing(
+        target,
+        manifest.descriptor(artifact_type=mt.RUN_ARTIFACT, annotations=dict(manifest.annotations)),
+        run_id,
+    )
     return digest
 
 
@@ -107,7 +110,7 @@ def list_runs(
     """Every run of the experiment, each with its summary, newest first."""
     all_tags = (tags or target.list_tags)()
     shard_tags = [t for t in all_tags if t.startswith(SHARD_PREFIX)]
-    run_ids = {t[len(RUN_PREFIX):] for t in all_tags if t.startswith(RUN_PREFIX)}
+    run_ids = {t[len(RUN_PREFIX) :] for t in all_tags if t.startswith(RUN_PREFIX)}
     found: dict[str, Summary] = {}
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(shard_tags) or 1))) as pool:
         for entries in pool.map(lambda t: _shard(target, t), shard_tags):

@@ -111,8 +111,13 @@ class Live:
             self._datasets.append(use)
         self._write_child()
 
-    def checkpoint(self, name: str, step: int | None, files: Sequence[tuple[str, Path, str, int]],
-                   metrics: Mapping[str, float]) -> Checkpoint:  # fmt: skip
+    def checkpoint(
+        self,
+        name: str,
+        step: int | None,
+        files: Sequence[tuple[str, Path, str, int]],
+        metrics: Mapping[str, float],
+    ) -> Checkpoint:
         listed = tuple(CheckpointFile(rel, d, size) for rel, _, d, size in files)
         cp = Checkpoint(name, step, self.clock() - self.started, listed, dict(metrics))
         with self._lock:
@@ -120,6 +125,10 @@ class Live:
             self._files += [(name, rel, path, d, size) for rel, path, d, size in files]
         self._write_child()
         return cp
+
+    def follow(self, pid: int) -> None:
+        """Sample another process (and its children): the command `modelpack run --` started."""
+        self._sampler = _Sampler(pid, gpus=bool(self.record.host.gpus))
 
     # --- lifecycle ---
 
@@ -197,8 +206,11 @@ class Live:
         ended = self.clock()
         record = replace(
             record.finished(status, iso(ended), ended - self.started, failure),
-            metrics=metrics, steps=len(rows), datasets=tuple(datasets), checkpoints=tuple(checkpoints),
-        )  # fmt: skip
+            metrics=metrics,
+            steps=len(rows),
+            datasets=tuple(datasets),
+            checkpoints=tuple(checkpoints),
+        )
         system = None
         if self._samples:
             system = canonical.dumps({"x": "seconds", "columns": list(SYSTEM_COLUMNS), "rows": self._samples})
@@ -223,8 +235,21 @@ def begin(
     attached_dir = environ.get(RUN_DIR_ENV)
     given = {**read_params_file(cwd), **dict(params or {})}
     if attached_dir:
-        stub = RunRecord("", experiment, RUNNING, iso(clock()), None, None, (), None,
-                         Host("", "", "", None, None, None), {}, {}, given, tuple(tags))  # fmt: skip
+        stub = RunRecord(
+            "",
+            experiment,
+            RUNNING,
+            iso(clock()),
+            None,
+            None,
+            (),
+            None,
+            Host("", "", "", None, None, None),
+            {},
+            {},
+            given,
+            tuple(tags),
+        )
         live = Live(Path(attached_dir), stub, clock=clock, attached=True, **kw)
         live.start()
         return live
@@ -232,10 +257,21 @@ def begin(
     run_id = new_id(now)
     machine, notes = host()
     record = RunRecord(
-        id=run_id, experiment=experiment, status=RUNNING, started=iso(now), ended=None, duration=None,
-        command=tuple(command), git=_git(cwd), host=machine, env=probe.allowed_env(environ, env_allow),
-        packages=probe.packages(), params=given, tags=tuple(dict.fromkeys(tags)), notes=tuple(notes),
-    )  # fmt: skip
+        id=run_id,
+        experiment=experiment,
+        status=RUNNING,
+        started=iso(now),
+        ended=None,
+        duration=None,
+        command=tuple(command),
+        git=_git(cwd),
+        host=machine,
+        env=probe.allowed_env(environ, env_allow),
+        packages=probe.packages(),
+        params=given,
+        tags=tuple(dict.fromkeys(tags)),
+        notes=tuple(notes),
+    )
     live = Live(active_root(store_path) / run_id, record, clock=clock, **kw)
     live.start()
     return live

@@ -38,8 +38,12 @@ class Gpu:
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Gpu:
         mem = obj.get("memoryBytes")
-        return cls(str(obj["name"]), int(mem) if mem is not None else None,
-                   opt_str(obj.get("driver")), opt_str(obj.get("cuda")))  # fmt: skip
+        return cls(
+            str(obj["name"]),
+            int(mem) if mem is not None else None,
+            opt_str(obj.get("driver")),
+            opt_str(obj.get("cuda")),
+        )
 
 
 @dataclass(frozen=True)
@@ -57,10 +61,15 @@ class Host:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "hostname": self.hostname, "os": self.os, "python": self.python, "cpuModel": self.cpu_model,
-            "cpuCount": self.cpu_count, "memoryBytes": self.memory_bytes,
-            "gpus": [g.to_json() for g in self.gpus], "gpuProbe": self.gpu_probe,
-        }  # fmt: skip
+            "hostname": self.hostname,
+            "os": self.os,
+            "python": self.python,
+            "cpuModel": self.cpu_model,
+            "cpuCount": self.cpu_count,
+            "memoryBytes": self.memory_bytes,
+            "gpus": [g.to_json() for g in self.gpus],
+            "gpuProbe": self.gpu_probe,
+        }
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Host:
@@ -115,15 +124,23 @@ class Checkpoint:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "name": self.name, "step": self.step, "elapsed": round(self.elapsed, 3),
-            "files": [f.to_json() for f in self.files], "metrics": dict(self.metrics),
-        }  # fmt: skip
+            "name": self.name,
+            "step": self.step,
+            "elapsed": round(self.elapsed, 3),
+            "files": [f.to_json() for f in self.files],
+            "metrics": dict(self.metrics),
+        }
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Checkpoint:
         files = tuple(CheckpointFile(str(f["path"]), str(f["digest"]), int(f["size"])) for f in obj["files"])
-        return cls(str(obj["name"]), _opt_int(obj.get("step")), float(obj.get("elapsed", 0.0)), files,
-                   {str(k): float(v) for k, v in (obj.get("metrics") or {}).items()})  # fmt: skip
+        return cls(
+            str(obj["name"]),
+            _opt_int(obj.get("step")),
+            float(obj.get("elapsed", 0.0)),
+            files,
+            {str(k): float(v) for k, v in (obj.get("metrics") or {}).items()},
+        )
 
 
 @dataclass(frozen=True)
@@ -140,8 +157,9 @@ class Failure:
 
     @classmethod
     def from_json(cls, obj: Mapping[str, Any]) -> Failure:
-        return cls(str(obj["kind"]), str(obj["type"]), str(obj.get("message", "")),
-                   str(obj.get("traceback", "")))  # fmt: skip
+        return cls(
+            str(obj["kind"]), str(obj["type"]), str(obj.get("message", "")), str(obj.get("traceback", ""))
+        )
 
 
 @dataclass(frozen=True)
@@ -277,12 +295,18 @@ class Summary:
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "id": self.id, "status": self.status, "started": self.started,
+            "id": self.id,
+            "status": self.status,
+            "started": self.started,
             "duration": None if self.duration is None else round(self.duration, 3),
-            "params": dict(self.params), "metrics": dict(self.metrics), "tags": list(self.tags),
-            "datasets": list(self.datasets), "datasetRefs": list(self.dataset_refs), "commit": self.commit,
+            "params": dict(self.params),
+            "metrics": dict(self.metrics),
+            "tags": list(self.tags),
+            "datasets": list(self.datasets),
+            "datasetRefs": list(self.dataset_refs),
+            "commit": self.commit,
             "checkpoints": self.checkpoints,
-        }  # fmt: skip
+        }
         return out
 
     @classmethod

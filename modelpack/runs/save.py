@@ -80,8 +80,10 @@ def push_run(source: Target, dest: Target, run_id: str) -> str:
         theirs = manifest_of(there, f"{dest.describe()}:{tag}")
         old = summary_of(theirs.descriptor(annotations=dict(theirs.annotations)))
         if old is not None and old.status in FINAL:
-            raise RefusedError(f"run {run_id} in {dest.describe()} is {old.status} with another digest",
-                               hint="a finished run is immutable")  # fmt: skip
+            raise RefusedError(
+                f"run {run_id} in {dest.describe()} is {old.status} with another digest",
+                hint="a finished run is immutable",
+            )
     if there is None or there.digest != raw.digest:
         copy_graph(source, dest, tag)
     desc = manifest.descriptor(artifact_type=mt.RUN_ARTIFACT, annotations=dict(manifest.annotations))
@@ -97,7 +99,7 @@ class PushAll:
 
 def push_missing(source: Target, dest: Target) -> PushAll:
     """Every run of `source` that `dest` lacks (`runs push`)."""
-    mine = {t[len(RUN_PREFIX):] for t in source.list_tags() if t.startswith(RUN_PREFIX)}
+    mine = {t[len(RUN_PREFIX) :] for t in source.list_tags() if t.startswith(RUN_PREFIX)}
     there = {s.id for s in list_runs(dest).runs} if _exists(dest) else set()
     todo = sorted(mine - there)
     for run_id in todo:

@@ -1,0 +1,301 @@
+"""`run -- CMD`, `runs ls | show | diff | push`: experiment runs (modelpack/runs), recorded and queried.
+
+An experiment is a repository (`HOST/REPO` in a registry, a bare `NAME` in the local store); each run is an
+artifact tagged `run-<id>` in it. `runs ls` reads the tag list and the listing shards (runs/listing.py), not
+one manifest per run; `show` and `diff` read the named runs' records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from modelpack.errors import NotFoundError, UsageError
+from modelpack.runs.artifact import RunView, load_run, read_curves, run_tag
+from modelpack.runs.record import RunRecord, Summary, flatten
+from modelpack.targets import Location, Targets
+
+__all__ = [
+    "RunResult",
+    "RunShowResult",
+    "RunsDiffResult",
+    "RunsLsResult",
+    "RunsPushResult",
+    "run_command",
+    "runs_diff",
+    "runs_ls",
+    "runs_push",
+    "runs_show",
+]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    status: str
+    returncode: int
+    experiment: str
+    digest: str
+    pushed_to: str | None
+    push_error: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.run_id,
+            "status": self.status,
+            "returncode": self.returncode,
+            "experiment": self.experiment,
+            "digest": self.digest,
+            "pushedTo": self.pushed_to,
+            "pushError": self.push_error,
+        }
+
+
+def run_command(
+    targets: Targets,
+    argv: Sequence[str],
+    *,
+    experiment: str | None = None,
+    tags: Sequence[str] = (),
+    params: Mapping[str, Any] | None = None,
+    cwd: Path | None = None,
+    sample_every: float = 10.0,
+) -> RunResult:
+    """Runs `argv` as a recorded run (runs/wrap.py) and stores it; the result carries the command's exit
+    status for the CLI to exit with."""
+    from modelpack.runs.save import TRACKING_REPO_ENV, default_experiment, save
+    from modelpack.runs.wrap import run_wrapped
+
+    where = cwd or Path.cwd()
+    name = experiment or targets.environ.get(TRACKING_REPO_ENV) or default_experiment(where)
+    targets.open(name, must_exist=False)  # a malformed name fails before the command runs
+    targets.store.ensure()
+    wrapped = run_wrapped(
+        argv,
+        targets.store_path,
+        experiment=name,
+        tags=tags,
+        params=params or {},
+        cwd=where,
+        environ=targets.environ,
+        sample_every=sample_every,
+    )
+    saved = save(targets, wrapped.finished, name)
+    r = wrapped.finished.record
+    return RunResult(
+        r.id, r.status, wrapped.returncode, saved.local, saved.digest, saved.pushed_to, saved.push_error
+    )
+
+
+@dataclass(frozen=True)
+class RunsLsResult:
+    experiment: str
+    runs: tuple[Summary, ...]
+    total: int  # runs in the experiment before filtering
+    sort: str | None
+    notes: tuple[str, ...]
+    requests: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "experiment": self.experiment,
+            "total": self.total,
+            "sort": self.sort,
+            "notes": list(self.notes),
+            "runs": [{**s.to_json(), "digest": s.digest} for s in self.runs],
+        }
+
+
+def runs_ls(
+    targets: Targets,
+    experiment: str,
+    *,
+    where: Sequence[str] = (),
+    status: Sequence[str] = (),
+    since: str | None = None,
+    until: str | None = None,
+    sort: str | None = None,
+    asc: bool = False,
+    limit: int | None = None,
+    local: bool = False,
+    now: datetime | None = None,
+) -> RunsLsResult:
+    """The experiment's runs, filtered (`where` in record/where.py's language, statuses, start times) and
+    ordered by a metric (best first unless `asc`), newest first otherwise."""
+    from modelpack.api._read import parse_where
+    from modelpack.runs import query
+    from modelpack.runs.listing import list_runs
+
+    conditions = parse_where(targets, where)
+    place = _experiment(targets, experiment, local)
+    listing = list_runs(place.target)
+    clock = now or datetime.now(UTC)
+    q = query.Query(
+        tuple(conditions),
+        query.check_statuses(status),
+        query.parse_time(since, clock) if since else None,
+        query.parse_time(until, clock) if until else None,
+        sort,
+        asc,
+        limit,
+    )
+    q, notes = query.resolve(q, listing.runs)
+    kept = query.select(q, listing.runs)
+    return RunsLsResult(
+        place.repository, tuple(kept), len(listing.runs), sort, tuple(notes), listing.requests
+    )
+
+
+@dataclass(frozen=True)
+class RunShowResult:
+    reference: str
+    digest: str
+    record: RunRecord
+    curves: Mapping[str, Any] | None
+    layers: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference,
+            "digest": self.digest,
+            "record": self.record.to_json(),
+            "curves": self.curves,
+            "layers": self.layers,
+        }
+
+
+def runs_show(
+    targets: Targets, reference: str, *, curves: bool = False, local: bool = False
+) -> RunShowResult:
+    """One run's record (`REPO:run-<id>`, or `REPO:<id>`), with its per-step curves when asked."""
+    place, view = open_run(targets, reference, local)
+    c = read_curves(place.target, view) if curves else None
+    return RunShowResult(
+        place.display, view.digest, view.record, c.to_json() if c else None, len(view.manifest.layers)
+    )
+
+
+@dataclass(frozen=True)
+class DiffRow:
+    section: str  # params, metrics, tags, datasets, git, host, packages, status
+    key: str
+    values: tuple[Any, ...]  # one per run, None where a run lacks it
+
+    def to_json(self) -> dict[str, Any]:
+        return {"section": self.section, "key": self.key, "values": list(self.values)}
+
+
+@dataclass(frozen=True)
+class RunsDiffResult:
+    runs: tuple[str, ...]
+    rows: tuple[DiffRow, ...]  # only what differs, unless all were asked for
+
+    def to_json(self) -> dict[str, Any]:
+        return {"runs": list(self.runs), "rows": [r.to_json() for r in self.rows]}
+
+
+def runs_diff(
+    targets: Targets, references: Sequence[str], *, all_rows: bool = False, local: bool = False
+) -> RunsDiffResult:
+    """N runs side by side: params, final metrics, tags, datasets, commit, status, host and packages;
+    only the rows that differ unless `all_rows`."""
+    if len(references) < 2:
+        raise UsageError("runs diff compares two runs or more", hint="modelpack runs diff REPO:ID1 REPO:ID2")
+    records = [open_run(targets, r, local)[1].record for r in references]
+    sections: list[tuple[str, list[Mapping[str, Any]]]] = [
+        (
+            "run",
+            [
+                {
+                    "status": r.status,
+                    "started": r.started,
+                    "duration": r.duration,
+                    "commit": r.git.commit if r.git else None,
+                    "dirty": r.git.dirty if r.git else None,
+                }
+                for r in records
+            ],
+        ),
+        ("params", [flatten(r.params) for r in records]),
+        ("metrics", [dict(r.metrics) for r in records]),
+        ("tags", [dict.fromkeys(r.tags, True) for r in records]),
+        ("datasets", [{d.ref: d.digest for d in r.datasets} for r in records]),
+        (
+            "host",
+            [
+                {
+                    "cpu": r.host.cpu_model,
+                    "cpus": r.host.cpu_count,
+                    "memory": r.host.memory_bytes,
+                    "gpus": ", ".join(g.name for g in r.host.gpus) or None,
+                }
+                for r in records
+            ],
+        ),
+        ("packages", [dict(r.packages) for r in records]),
+    ]
+    rows = []
+    for section, maps in sections:
+        for key in sorted({k for m in maps for k in m}):
+            values = tuple(m.get(key) for m in maps)
+            if all_rows or len({repr(v) for v in values}) > 1:
+                rows.append(DiffRow(section, key, values))
+    return RunsDiffResult(tuple(r.id for r in records), tuple(rows))
+
+
+@dataclass(frozen=True)
+class RunsPushResult:
+    source: str
+    destination: str
+    pushed: tuple[str, ...]
+    already: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "destination": self.destination,
+            "pushed": list(self.pushed),
+            "already": self.already,
+        }
+
+
+def runs_push(targets: Targets, experiment: str) -> RunsPushResult:
+    """Sends the runs the store holds for the registry experiment `HOST/REPO` that the registry lacks (a
+    run recorded offline, or whose push failed)."""
+    from modelpack.runs.save import local_of, push_missing
+
+    place = targets.open(experiment, must_exist=False)
+    if place.kind == "store":
+        raise UsageError(
+            f"{experiment!r} has no registry host: runs push sends to a registry",
+            hint="e.g. modelpack runs push 127.0.0.1:5000/acme/iris-runs",
+        )
+    local = local_of(targets, place)
+    result = push_missing(local, place.target)
+    return RunsPushResult(local.describe(), place.repository, result.pushed, result.already)
+
+
+def open_run(targets: Targets, reference: str, local: bool = False) -> tuple[Location, RunView]:
+    place = targets.open(reference, local=local)
+    ref = place.need_ref("show")
+    tag = ref if ref.startswith("run-") or ref.startswith("sha256:") else run_tag(ref)
+    try:
+        view = load_run(place.target, tag, place.ref_text(tag))
+    except NotFoundError:
+        raise NotFoundError(
+            f"no run {place.ref_text(tag)}", hint=f"see modelpack runs ls {place.repository}"
+        ) from None
+    return place.with_ref(tag), view
+
+
+def _experiment(targets: Targets, experiment: str, local: bool) -> Location:
+    place = targets.open(experiment, local=local)
+    if place.ref is not None:
+        raise UsageError(
+            f"runs ls takes an experiment repository: drop the tag from {experiment!r}",
+            hint=f"modelpack runs ls {place.repository}",
+        )
+    return place
