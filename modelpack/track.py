@@ -33,6 +33,7 @@ from modelpack.runs import probe
 from modelpack.runs.checkpoints import hash_checkpoint
 from modelpack.runs.live import Live
 from modelpack.runs.record import FAILED, FINISHED, KILLED, DatasetUse, Failure, RunRecord
+from modelpack.runs.release import repository_of
 from modelpack.runs.save import TRACKING_REPO_ENV, Saved, default_experiment, save
 from modelpack.targets import Targets
 
@@ -82,7 +83,7 @@ class Run:
             dest = self._store_path / "cache" / "datasets" / info.digest.split(":", 1)[1]
             if not (dest / ".modelpack-complete").is_file():
                 staging = dest.with_name(dest.name + f".{os.getpid()}.partial")
-                api.dataset_pull(targets, f"{_repo_of(ref)}@{info.digest}", staging, force=True)
+                api.dataset_pull(targets, f"{repository_of(ref)}@{info.digest}", staging, force=True)
                 (staging / ".modelpack-complete").write_text(info.digest)
                 try:
                     staging.rename(dest)
@@ -105,13 +106,13 @@ class Run:
         files' bytes are read when the run ends and go into the run artifact."""
         p = Path(path)
         files = hash_checkpoint(p)
-        self._live.checkpoint(name or p.name, step, files, dict(metrics or {}))
-
-
-def _repo_of(ref: str) -> str:
-    head, _, _ = ref.partition("@")
-    slash, colon = head.rfind("/"), head.rfind(":")
-    return head[:colon] if colon > slash else head
+        # paths as training wrote them, relative to where it ran: `build --run` puts them back there
+        try:
+            shown = p.resolve().relative_to(Path.cwd().resolve()).as_posix()
+        except ValueError:
+            shown = p.name
+        placed = [(shown if p.is_file() else f"{shown}/{rel}", f, d, size) for rel, f, d, size in files]
+        self._live.checkpoint(name or p.name, step, placed, dict(metrics or {}))
 
 
 @contextmanager

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from modelpack.api._attest import BuildInputs, attest
-from modelpack.bundle.build import BundleResult, build_bundle
+from modelpack.bundle.build import BundleResult, FromRun, build_bundle
 from modelpack.errors import UsageError
 from modelpack.image import wheels
 from modelpack.image.base import resolve_base
@@ -98,14 +99,21 @@ def build(
     log: Callable[[str], None] = lambda _line: None,
     key: str | None = None,
     password: bytes | None = None,
+    run: str | None = None,
+    checkpoint: str | None = None,
 ) -> BuildResult:
     """Build the bundle and, with `image`, the serving image and the release index over both, with its
     SLSA provenance (signed by the private key `key` names, when given) and CycloneDX SBOM as referrers.
 
     `builder` is "daemonless" or "docker" (None: the packfile's serving.builder). The Docker builder uses
     the `docker` client given (else one from the environment) and streams the engine's output to `log`."""
-    # A store inside the project must not pack itself: each build would carry the one before.
-    pf = load_packfile(find_packfile(Path(project)), skip=(store.root,))
+    from_run = None
+    if run is not None:
+        with _targets(targets, store, environ) as t:
+            pf, from_run = _from_run(t, Path(project), store, run, checkpoint)
+    else:
+        # A store inside the project must not pack itself: each build would carry the one before.
+        pf = load_packfile(find_packfile(Path(project)), skip=(store.root,))
     builder = builder or pf.serving.builder
     signing = None
     if key is not None:
@@ -124,8 +132,9 @@ def build(
     with store.writing(), StatCache(store.stat_cache_path) as cache:
         published = _published(pf, store, cache, targets, environ)
         bundle = build_bundle(
-            pf, store, cache, version=version, git=git_info(pf.root), environ=environ, published=published
-        )
+            pf, store, cache, version=version, git=git_info(pf.root), environ=environ, published=published,
+            from_run=from_run,
+        )  # fmt: skip
         if not image:
             return BuildResult(bundle=bundle, image=None, index=None, tag=bundle.tag)
         base_ref = base_reference(pf, base, environ)
@@ -178,3 +187,29 @@ def _published(
         return resolve_refs(targets, pf.datasets, hash_file=cache.file_digest)
     with Targets(store_path=store.root, environ=environ) as own:
         return resolve_refs(own, pf.datasets, hash_file=cache.file_digest)
+
+
+@contextmanager
+def _targets(given: Targets | None, store: LayoutStore, environ: Mapping[str, str]) -> Iterator[Targets]:
+    if given is not None:
+        yield given
+        return
+    with Targets(store_path=store.root, environ=environ) as own:
+        yield own
+
+
+def _from_run(
+    targets: Targets, project: Path, store: LayoutStore, run: str, checkpoint: str | None
+) -> tuple[Packfile, FromRun]:
+    """`build --run`: the run's checkpoint written back into the project (so the packfile finds its model
+    files), then what the record takes from the run; the packfile keeps the datasets the run did not read."""
+    from modelpack.api._runs import open_run
+    from modelpack.runs import release
+
+    packfile = find_packfile(project)
+    place, view = open_run(targets, run)
+    chosen = release.choose_checkpoint(view, checkpoint)
+    release.restore_checkpoint(place.target, view, chosen, packfile.parent)
+    pf = load_packfile(packfile, skip=(store.root,))
+    taken, left = release.inputs(targets, place.target, view, place.display, chosen, pf.datasets)
+    return dataclasses.replace(pf, datasets=left), taken

@@ -30,13 +30,37 @@ from modelpack.oci.tar import TarEntry
 from modelpack.packfile import Packfile
 from modelpack.packfile.files import walk
 from modelpack.packfile.gates import check_gate_metrics
+from modelpack.packfile.schema import DatasetSpec
 from modelpack.packfile.version import resolve_version
 from modelpack.record.dataset import PublishedDataset
 from modelpack.record.git import GitInfo
-from modelpack.record.record import FileEntry, Record, ServingInfo, TestPlan, build_environment
+from modelpack.record.history import Curves
+from modelpack.record.record import (
+    FileEntry,
+    Metric,
+    ParamValue,
+    Record,
+    RunLink,
+    ServingInfo,
+    TestPlan,
+    build_environment,
+)
 
 from modelpack.bundle.history import read_history, store_history  # isort: skip
 from modelpack.bundle.layers import store_layer  # isort: skip
+
+
+@dataclass(frozen=True)
+class FromRun:
+    """What `build --run` takes from the experiment run instead of the project's files: its params, final
+    metrics, curves and the datasets it read (by the digest it read, whatever is on disk now)."""
+
+    link: RunLink
+    params: Mapping[str, ParamValue]
+    metrics: Mapping[str, Metric]
+    curves: Curves | None
+    datasets: tuple[DatasetSpec, ...]
+    published: Mapping[str, PublishedDataset]
 
 
 @dataclass(frozen=True)
@@ -118,13 +142,16 @@ def build_bundle(
     git: GitInfo | None = None,
     environ: Mapping[str, str] | None = None,
     published: Mapping[str, PublishedDataset] | None = None,
+    from_run: FromRun | None = None,
 ) -> BundleResult:
-    """`published`: the packfile's dataset `ref:`s, resolved by the caller (they need a registry)."""
+    """`published`: the packfile's dataset `ref:`s, resolved by the caller (they need a registry).
+    `from_run`: params, metrics, curves and datasets taken from a run instead (`build --run`)."""
     environ = environ or {}
     version = resolve_version(pf.version, version, pf.root, packfile_name=pf.path.name)
     epoch = build_epoch(environ, git)
     # What would otherwise fail only at `modelpack test` or at serve time, checked before any file is hashed.
-    check_gate_metrics(pf.tests.gates, [name for name, _ in pf.metrics], where=pf.path.name)
+    metrics = dict(from_run.metrics) if from_run else dict(pf.metrics)
+    check_gate_metrics(pf.tests.gates, list(metrics), where=pf.path.name)
     models = [(f"models/{f.relative_to(pf.root).as_posix()}", f) for f in pf.model.files]
     check_model_format(pf.model.format, models, where=pf.path.name)
     lock_name = _rel(pf.dependencies.lockfile, pf.root)
@@ -132,6 +159,12 @@ def build_bundle(
     lock.check_python(pf.dependencies.python, where=lock_name)
     datasets = hash_datasets(pf.datasets, hash_file=cache.file_digest, published=published)
     curves = read_history(pf)
+    if from_run is not None:  # the run's datasets (the packfile keeps those the run did not read)
+        datasets = (
+            *hash_datasets(from_run.datasets, hash_file=cache.file_digest, published=from_run.published),
+            *datasets,
+        )
+        curves = from_run.curves
 
     packaged = [d for d in pf.datasets if d.package and d.path is not None]
     dataset_entries: list[TarEntry] = []
@@ -161,7 +194,8 @@ def build_bundle(
         files += stored.files
         reused += stored.reused
 
-    extra_layers, history = store_history(store, pf, curves)
+    source = f"run {from_run.link.id}" if from_run else None
+    extra_layers, history = store_history(store, pf, curves, source)
     model_files = [f for f in files if f.path.startswith("models/")]
     model_file = next((f.path for f in model_files if f.path.endswith(".onnx")), None)
     record = Record(
@@ -170,8 +204,8 @@ def build_bundle(
         created=created,
         files=tuple(sorted(files, key=lambda f: f.path)),
         datasets=datasets,
-        metrics=dict(pf.metrics),
-        params=dict(pf.params),
+        metrics=metrics,
+        params=dict(from_run.params) if from_run else dict(pf.params),
         git=git.recorded() if git else None,
         lock=lock.summary(f"code/{_rel(pf.dependencies.lockfile, pf.root)}"),
         build=build_environment(),
@@ -189,6 +223,7 @@ def build_bundle(
             format=pf.model.format,
         ),
         history=history,
+        run=from_run.link if from_run else None,
     )
     record_bytes = record.to_bytes()
     record_desc = store.put_blob_bytes(record_bytes, mt.RECORD)
