@@ -101,6 +101,7 @@ def build(
     password: bytes | None = None,
     run: str | None = None,
     checkpoint: str | None = None,
+    allow_version_mismatch: bool = False,
 ) -> BuildResult:
     """Build the bundle and, with `image`, the serving image and the release index over both, with its
     SLSA provenance (signed by the private key `key` names, when given) and CycloneDX SBOM as referrers.
@@ -133,7 +134,7 @@ def build(
         published = _published(pf, store, cache, targets, environ)
         bundle = build_bundle(
             pf, store, cache, version=version, git=git_info(pf.root), environ=environ, published=published,
-            from_run=from_run,
+            from_run=from_run, allow_version_mismatch=allow_version_mismatch,
         )  # fmt: skip
         if not image:
             return BuildResult(bundle=bundle, image=None, index=None, tag=bundle.tag)

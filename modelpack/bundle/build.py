@@ -11,10 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelpack.bundle import plan
+from modelpack.bundle import frameworks, plan
 from modelpack.bundle.datasets import hash_datasets
 from modelpack.bundle.formats import check_model_format
 from modelpack.bundle.lockfile import Lock, load_lock
@@ -61,6 +61,7 @@ class FromRun:
     curves: Curves | None
     datasets: tuple[DatasetSpec, ...]
     published: Mapping[str, PublishedDataset]
+    packages: Mapping[str, str] = field(default_factory=dict)  # the training environment's
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,7 @@ def build_bundle(
     environ: Mapping[str, str] | None = None,
     published: Mapping[str, PublishedDataset] | None = None,
     from_run: FromRun | None = None,
+    allow_version_mismatch: bool = False,
 ) -> BundleResult:
     """`published`: the packfile's dataset `ref:`s, resolved by the caller (they need a registry).
     `from_run`: params, metrics, curves and datasets taken from a run instead (`build --run`)."""
@@ -157,6 +159,10 @@ def build_bundle(
     lock_name = _rel(pf.dependencies.lockfile, pf.root)
     lock = load_lock(pf.dependencies.lockfile, display=lock_name)
     lock.check_python(pf.dependencies.python, where=lock_name)
+    made_with = frameworks.model_versions(models, pf.model.format)
+    if from_run is not None:
+        made_with += frameworks.recorded_versions(from_run.packages, f"run {from_run.link.id}")
+    checks = frameworks.check_versions(lock, made_with, allow=allow_version_mismatch, where=pf.path.name)
     datasets = hash_datasets(pf.datasets, hash_file=cache.file_digest, published=published)
     curves = read_history(pf)
     if from_run is not None:  # the run's datasets (the packfile keeps those the run did not read)
@@ -224,6 +230,7 @@ def build_bundle(
         ),
         history=history,
         run=from_run.link if from_run else None,
+        frameworks=checks,
     )
     record_bytes = record.to_bytes()
     record_desc = store.put_blob_bytes(record_bytes, mt.RECORD)

@@ -65,6 +65,14 @@ def build(
         str | None,
         typer.Option("--checkpoint", metavar="NAME", help="With --run: this checkpoint (default: the last)."),
     ] = None,
+    allow_version_mismatch: Annotated[
+        bool,
+        typer.Option(
+            "--allow-version-mismatch",
+            help="Build although the model was made with another scikit-learn (or, with --run, framework) "
+            "version than the lock installs; recorded in the release.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
     *,
     access: Access,
@@ -106,6 +114,7 @@ def build(
             log=_output.info,  # the engine's build output, as it comes (escaped, never markup)
             run=run,
             checkpoint=checkpoint,
+            allow_version_mismatch=allow_version_mismatch,
         )
     for warning in result.bundle.warnings:  # on stderr in both modes: stdout stays the digest or the JSON
         _output.info(f"warning: {warning}")

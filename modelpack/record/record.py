@@ -17,6 +17,7 @@ from typing import Any
 from modelpack import __version__
 from modelpack.errors import ContentError
 from modelpack.oci import canonical
+from modelpack.record.frameworks import VersionCheck
 from modelpack.record.git import GitInfo, opt_str
 from modelpack.record.history import HistorySummary
 
@@ -213,6 +214,7 @@ class Record:
     runtime: Mapping[str, str] = field(default_factory=dict)
     history: HistorySummary | None = None  # the training curves' summary; None: no metrics.history
     run: RunLink | None = None  # the experiment run it was built from (`build --run`)
+    frameworks: tuple[VersionCheck, ...] = ()  # framework versions the model was made with vs the lock
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -249,6 +251,8 @@ class Record:
             out["history"] = self.history.to_json()
         if self.run is not None:
             out["run"] = self.run.to_json()
+        if self.frameworks:
+            out["frameworks"] = [c.to_json() for c in self.frameworks]
         return out
 
     def to_bytes(self) -> bytes:
@@ -290,6 +294,7 @@ class Record:
                 runtime=_runtime(obj.get("runtime")),
                 history=HistorySummary.from_json(obj["history"]) if obj.get("history") else None,
                 run=RunLink.from_json(obj["run"]) if obj.get("run") else None,
+                frameworks=tuple(VersionCheck.from_json(c) for c in obj.get("frameworks") or ()),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ContentError(f"malformed modelpack record: {e}") from None

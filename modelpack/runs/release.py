@@ -112,7 +112,8 @@ def inputs(
         if isinstance(v, str | int | float | bool) or v is None
     }
     curves = read_curves(target, view)
-    return FromRun(link, params, metrics, curves, tuple(from_run), published), tuple(specs_left)
+    taken = FromRun(link, params, metrics, curves, tuple(from_run), published, dict(record.packages))
+    return taken, tuple(specs_left)
 
 
 def _published(targets: Targets, use: DatasetUse) -> PublishedDataset:
