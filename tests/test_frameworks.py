@@ -16,9 +16,9 @@ from support.clirun import run_cli
 from modelpack import api
 from modelpack.bundle.frameworks import pickled_sklearn_versions
 from modelpack.errors import InputError
-from modelpack.oci.layout import LayoutStore
 from modelpack.record.frameworks import VersionCheck
 from modelpack.record.record import Record
+from modelpack.store.layout import LayoutStore
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 INSTALLED = sklearn.__version__

@@ -26,10 +26,10 @@ import yaml
 from support.clirun import run_cli
 
 from modelpack import init as scaffold
-from modelpack.oci.layout import LayoutStore
 from modelpack.packfile import load_packfile
 from modelpack.record.cases import load_cases
-from modelpack.runner.container import wait_ready
+from modelpack.store.layout import LayoutStore
+from modelpack.testing.container import wait_ready
 from modelpack.trust import keys
 from modelpack.unpack import unpack
 

@@ -16,7 +16,7 @@ from sklearn.metrics import f1_score
 
 from modelpack import api, track
 from modelpack.errors import InputError
-from modelpack.oci.layout import LayoutStore
+from modelpack.store.layout import LayoutStore
 from modelpack.targets import Targets
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -23,18 +23,16 @@ from modelpack.bundle.picklescan import enforce, scan_bundle_files
 from modelpack.errors import InputError
 from modelpack.oci import canonical
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Manifest
-from modelpack.oci.statcache import StatCache
 from modelpack.oci.tar import TarEntry
 from modelpack.packfile import Packfile
 from modelpack.packfile.files import walk
 from modelpack.packfile.gates import check_gate_metrics
 from modelpack.packfile.schema import DatasetSpec
 from modelpack.packfile.version import resolve_version
+from modelpack.record.curves import Curves
 from modelpack.record.dataset import PublishedDataset
 from modelpack.record.git import GitInfo
-from modelpack.record.history import Curves
 from modelpack.record.record import (
     FileEntry,
     Metric,
@@ -45,8 +43,10 @@ from modelpack.record.record import (
     TestPlan,
     build_environment,
 )
+from modelpack.store.layout import LayoutStore
+from modelpack.store.statcache import StatCache
 
-from modelpack.bundle.history import read_history, store_history  # isort: skip
+from modelpack.bundle.curves import read_history, store_history  # isort: skip
 from modelpack.bundle.layers import store_layer  # isort: skip
 
 

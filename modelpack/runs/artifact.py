@@ -21,7 +21,7 @@ from modelpack.oci import canonical
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import MAX_MANIFEST_BYTES, Descriptor, Manifest, parse
 from modelpack.oci.target import RawManifest, Target
-from modelpack.record.history import Curves
+from modelpack.record.curves import Curves
 from modelpack.runs.record import RunRecord, Summary
 
 EMPTY_CONFIG = Descriptor.of(mt.OCI_EMPTY, mt.EMPTY_JSON)

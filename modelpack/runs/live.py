@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from modelpack.oci import canonical
+from modelpack.record.curves import Curves
 from modelpack.record.git import git_info
-from modelpack.record.history import Curves
 from modelpack.runs import probe
 from modelpack.runs.record import RUNNING, Checkpoint, CheckpointFile, DatasetUse, Failure, Host, RunRecord
 
