@@ -74,6 +74,8 @@ _HOME = {
     "RunsPushResult": "_runs",
     "run_command": "_runs",
     "runs_diff": "_runs",
+    "runs_import": "_runs",
+    "RunsImportResult": "_runs",
     "runs_ls": "_runs",
     "runs_push": "_runs",
     "runs_show": "_runs",
@@ -125,6 +127,7 @@ __all__ = [
     "RunResult",
     "RunShowResult",
     "RunsDiffResult",
+    "RunsImportResult",
     "RunsLsResult",
     "RunsPushResult",
     "SignResult",
@@ -165,6 +168,7 @@ __all__ = [
     "rollback",
     "run_command",
     "runs_diff",
+    "runs_import",
     "runs_ls",
     "runs_push",
     "runs_show",
@@ -221,10 +225,12 @@ if TYPE_CHECKING:
     from modelpack.api._runs import RunResult as RunResult
     from modelpack.api._runs import RunsDiffResult as RunsDiffResult
     from modelpack.api._runs import RunShowResult as RunShowResult
+    from modelpack.api._runs import RunsImportResult as RunsImportResult
     from modelpack.api._runs import RunsLsResult as RunsLsResult
     from modelpack.api._runs import RunsPushResult as RunsPushResult
     from modelpack.api._runs import run_command as run_command
     from modelpack.api._runs import runs_diff as runs_diff
+    from modelpack.api._runs import runs_import as runs_import
     from modelpack.api._runs import runs_ls as runs_ls
     from modelpack.api._runs import runs_push as runs_push
     from modelpack.api._runs import runs_show as runs_show

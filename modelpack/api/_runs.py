@@ -22,10 +22,12 @@ __all__ = [
     "RunResult",
     "RunShowResult",
     "RunsDiffResult",
+    "RunsImportResult",
     "RunsLsResult",
     "RunsPushResult",
     "run_command",
     "runs_diff",
+    "runs_import",
     "runs_ls",
     "runs_push",
     "runs_show",
@@ -276,6 +278,43 @@ def runs_push(targets: Targets, experiment: str) -> RunsPushResult:
     local = local_of(targets, place)
     result = push_missing(local, place.target)
     return RunsPushResult(local.describe(), place.repository, result.pushed, result.already)
+
+
+@dataclass(frozen=True)
+class RunsImportResult:
+    source: str
+    experiment: str
+    imported: tuple[str, ...]
+    statuses: Mapping[str, int]
+    push_errors: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"source": self.source, "experiment": self.experiment, "imported": list(self.imported),
+                "statuses": dict(self.statuses), "pushErrors": list(self.push_errors)}  # fmt: skip
+
+
+def runs_import(
+    targets: Targets, experiment: str, *, mlflow: str, mlflow_experiment: str | None = None
+) -> RunsImportResult:
+    """Every run of an MLflow tracking store (a folder or a tracking URI), read with the mlflow library,
+    saved into `experiment` as modelpack runs (runs/mlflow_import.py)."""
+    from modelpack.runs.mlflow_import import read_mlflow
+    from modelpack.runs.save import save
+
+    place = targets.open(experiment, must_exist=False)
+    if place.ref is not None:
+        raise UsageError(f"{experiment!r}: an experiment is a repository; drop the tag")
+    targets.store.ensure()
+    ids: list[str] = []
+    statuses: dict[str, int] = {}
+    errors: list[str] = []
+    for finished in read_mlflow(mlflow, experiment, only=mlflow_experiment):
+        saved = save(targets, finished, experiment)
+        ids.append(saved.run_id)
+        statuses[finished.record.status] = statuses.get(finished.record.status, 0) + 1
+        if saved.push_error:
+            errors.append(f"{saved.run_id}: {saved.push_error}")
+    return RunsImportResult(mlflow, place.repository, tuple(ids), statuses, tuple(errors))
 
 
 def open_run(targets: Targets, reference: str, local: bool = False) -> tuple[Location, RunView]:

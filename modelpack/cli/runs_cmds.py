@@ -255,3 +255,42 @@ def push(
         f"{_output.count(len(result.pushed), 'run')} pushed to {result.destination} "
         f"({result.already} already there)"
     )
+
+
+@runs_app.command("import")
+@access_options
+def import_(
+    experiment: ExperimentArg,
+    mlflow: Annotated[
+        str,
+        typer.Option("--mlflow", metavar="PATH_OR_URI", help="An mlruns folder or an MLflow tracking URI."),
+    ],
+    mlflow_experiment: Annotated[
+        str | None,
+        typer.Option("--mlflow-experiment", metavar="NAME", help="Only this MLflow experiment's runs."),
+    ] = None,
+    as_json: JsonOpt = False,
+    *,
+    access: Access,
+) -> None:
+    """Import the runs of an MLflow tracking store (read with the mlflow library) into an experiment.
+
+    Params become typed (MLflow keeps text), metric histories become curves, user tags `key=value`;
+    the host and packages MLflow never recorded are recorded as absent. Importing again changes nothing.
+
+    Examples:
+
+      modelpack runs import 127.0.0.1:5000/acme/iris-runs --mlflow ./mlruns
+
+      modelpack runs import iris-runs --mlflow sqlite:///mlflow.db --mlflow-experiment iris
+    """
+    from modelpack import api
+
+    with access.targets() as targets:
+        result = api.runs_import(targets, experiment, mlflow=mlflow, mlflow_experiment=mlflow_experiment)
+    if as_json:
+        return _output.emit_json(result.to_json())
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(result.statuses.items()))
+    _output.info(f"{_output.count(len(result.imported), 'run')} imported into {result.experiment} ({counts})")
+    for error in result.push_errors:
+        _output.info(f"warning: not pushed: {error}")
