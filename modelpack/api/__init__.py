@@ -74,6 +74,8 @@ _HOME = {
     "RunsPushResult": "_runs",
     "run_command": "_runs",
     "runs_diff": "_runs",
+    "runs_prune": "_runs",
+    "RunsPruneResult": "_runs",
     "runs_import": "_runs",
     "RunsImportResult": "_runs",
     "runs_ls": "_runs",
@@ -129,6 +131,7 @@ __all__ = [
     "RunsDiffResult",
     "RunsImportResult",
     "RunsLsResult",
+    "RunsPruneResult",
     "RunsPushResult",
     "SignResult",
     "TagResult",
@@ -170,6 +173,7 @@ __all__ = [
     "runs_diff",
     "runs_import",
     "runs_ls",
+    "runs_prune",
     "runs_push",
     "runs_show",
     "serve",
@@ -227,11 +231,13 @@ if TYPE_CHECKING:
     from modelpack.api._runs import RunShowResult as RunShowResult
     from modelpack.api._runs import RunsImportResult as RunsImportResult
     from modelpack.api._runs import RunsLsResult as RunsLsResult
+    from modelpack.api._runs import RunsPruneResult as RunsPruneResult
     from modelpack.api._runs import RunsPushResult as RunsPushResult
     from modelpack.api._runs import run_command as run_command
     from modelpack.api._runs import runs_diff as runs_diff
     from modelpack.api._runs import runs_import as runs_import
     from modelpack.api._runs import runs_ls as runs_ls
+    from modelpack.api._runs import runs_prune as runs_prune
     from modelpack.api._runs import runs_push as runs_push
     from modelpack.api._runs import runs_show as runs_show
     from modelpack.api._store import gc as gc

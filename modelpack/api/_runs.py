@@ -24,11 +24,13 @@ __all__ = [
     "RunsDiffResult",
     "RunsImportResult",
     "RunsLsResult",
+    "RunsPruneResult",
     "RunsPushResult",
     "run_command",
     "runs_diff",
     "runs_import",
     "runs_ls",
+    "runs_prune",
     "runs_push",
     "runs_show",
 ]
@@ -315,6 +317,53 @@ def runs_import(
         if saved.push_error:
             errors.append(f"{saved.run_id}: {saved.push_error}")
     return RunsImportResult(mlflow, place.repository, tuple(ids), statuses, tuple(errors))
+
+
+@dataclass(frozen=True)
+class RunsPruneResult:
+    experiment: str
+    decisions: tuple[Any, ...]  # runs.prune.RunDecision
+    deleted: tuple[str, ...]
+    dry_run: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"experiment": self.experiment, "dryRun": self.dry_run, "deleted": list(self.deleted),
+                "decisions": [d.to_json() for d in self.decisions]}  # fmt: skip
+
+
+def runs_prune(
+    targets: Targets,
+    experiment: str,
+    *,
+    metric: str | None = None,
+    asc: bool = False,
+    keep_recent: str | None = None,
+    used_by: Sequence[str] = (),
+    dry_run: bool = True,
+    now: datetime | None = None,
+) -> RunsPruneResult:
+    """Drops failed, killed and intermediate runs (runs/prune.py keeps the running, the best of each dataset
+    version by `metric`, the recent, and every run a release of the `used_by` model repositories came
+    from); with `dry_run` only the plan."""
+    from modelpack.release.query import read_versions, release_tags
+    from modelpack.runs import prune, query
+    from modelpack.runs.listing import list_runs
+
+    place = _experiment(targets, experiment, False)
+    runs = list_runs(place.target).runs
+    if metric is not None and runs and not any(metric in s.metrics for s in runs):
+        raise UsageError(f"--metric {metric!r}: no run of {place.repository} records it")
+    released: dict[str, str] = {}
+    for text in used_by:
+        model = targets.open(text)
+        for v in read_versions(model.target, release_tags(model.target.list_tags())):
+            if v.release is not None and v.release.record.run is not None:
+                released[v.release.record.run.id] = model.ref_text(v.tag)
+    since = query.parse_time(keep_recent, now or datetime.now(UTC)) if keep_recent else None
+    decisions = prune.plan(runs, metric=metric, ascending=asc, released=released, keep_since=since)
+    doomed = [d.id for d in decisions if not d.keep]
+    deleted = () if dry_run else tuple(prune.drop(place.target, doomed))
+    return RunsPruneResult(place.repository, tuple(decisions), deleted, dry_run)
 
 
 def open_run(targets: Targets, reference: str, local: bool = False) -> tuple[Location, RunView]:

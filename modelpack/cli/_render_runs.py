@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from modelpack.cli import _output
 
 if TYPE_CHECKING:
-    from modelpack.api._runs import RunsDiffResult, RunShowResult, RunsLsResult
+    from modelpack.api._runs import RunsDiffResult, RunShowResult, RunsLsResult, RunsPruneResult
 
 MAX_PARAM_COLUMNS = 6
 
@@ -89,3 +89,13 @@ def diff(result: RunsDiffResult) -> None:
     _output.table(
         ["", "KEY", *result.runs], [[r.section, r.key, *(_num(v) for v in r.values)] for r in result.rows]
     )
+
+
+def pruned(result: RunsPruneResult) -> None:
+    rows = [[d.id, d.status, "keep" if d.keep else "drop", "; ".join(d.reasons)] for d in result.decisions]
+    _output.table(["RUN", "STATUS", "ACTION", "WHY"], rows)
+    drop = sum(1 for d in result.decisions if not d.keep)
+    if result.dry_run:
+        _output.info(f"dry run: {_output.count(drop, 'run')} would be dropped")
+    else:
+        _output.info(f"{_output.count(len(result.deleted), 'run')} dropped from {result.experiment}")

@@ -294,3 +294,64 @@ def import_(
     _output.info(f"{_output.count(len(result.imported), 'run')} imported into {result.experiment} ({counts})")
     for error in result.push_errors:
         _output.info(f"warning: not pushed: {error}")
+
+
+@runs_app.command("prune")
+@access_options
+def prune(
+    experiment: ExperimentArg,
+    metric: Annotated[
+        str | None,
+        typer.Option("--metric", metavar="METRIC", help="Keep each dataset version's best run by it."),
+    ] = None,
+    asc: Annotated[bool, typer.Option("--asc", help="With --metric: lower is better.")] = False,
+    keep_recent: Annotated[
+        str | None, typer.Option("--keep-recent", metavar="AGE", help="Keep runs started within it: 7d, 12h.")
+    ] = None,
+    used_by: Annotated[
+        list[str] | None,
+        typer.Option("--used-by", metavar="REPO", help="A model repository whose releases keep their runs."),
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; delete nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Delete without asking.")] = False,
+    as_json: JsonOpt = False,
+    *,
+    access: Access,
+) -> None:
+    """Drop failed, killed and intermediate runs.
+
+    Keeps running runs, each dataset version's best run by --metric, runs started within --keep-recent,
+    and every run a release of the --used-by repositories was built from. Without a terminal, or with
+    --json, it is a dry run unless --yes.
+
+    Examples:
+
+      modelpack runs prune ghcr.io/acme/iris-runs --metric f1 --used-by ghcr.io/acme/iris --dry-run
+
+      modelpack runs prune iris-runs --metric loss --asc --keep-recent 7d --yes
+    """
+    import sys
+
+    from modelpack import api
+    from modelpack.cli import _render_runs
+
+    preview = dry_run or (not yes and (as_json or not sys.stdin.isatty()))
+    with access.targets() as targets:
+        plan = api.runs_prune(
+            targets, experiment, metric=metric, asc=asc, keep_recent=keep_recent, used_by=used_by or (),
+            dry_run=True,
+        )  # fmt: skip
+        doomed = [d for d in plan.decisions if not d.keep]
+        result = plan
+        if doomed and not preview:
+            if not yes:
+                _render_runs.pruned(plan)
+                if not typer.confirm(f"delete {_output.count(len(doomed), 'run')}?", default=False):
+                    raise typer.Exit(1)
+            result = api.runs_prune(
+                targets, experiment, metric=metric, asc=asc, keep_recent=keep_recent, used_by=used_by or (),
+                dry_run=False,
+            )  # fmt: skip
+    if as_json:
+        return _output.emit_json(result.to_json())
+    _render_runs.pruned(result)

@@ -72,16 +72,16 @@ def add_to_listing(target: Target, desc: Descriptor, run_id: str) -> None:
     conditional PUT, so a concurrent writer can drop it; the tag still lists the run if all attempts lose."""
     tag = shard_tag(run_id)
     for _ in range(VERIFY_ATTEMPTS):
-        current = _shard(target, tag)
+        current = shard_entries(target, tag)
         if any(d.digest == desc.digest for d in current):
             return
-        entries = sorted([*(d for d in current if _id_of(d) != run_id), desc], key=lambda d: _id_of(d) or "")
+        entries = sorted([*(d for d in current if id_of(d) != run_id), desc], key=lambda d: id_of(d) or "")
         index = Index(manifests=tuple(entries), artifact_type=mt.RUN_LISTING)
         raw = canonical.dumps(index.to_json())
         target.put_manifest(tag, RawManifest(raw, mt.OCI_INDEX, digests.of_bytes(raw)))
 
 
-def _shard(target: Target, tag: str) -> list[Descriptor]:
+def shard_entries(target: Target, tag: str) -> list[Descriptor]:
     try:
         raw = target.get_manifest(tag)
     except NotFoundError:
@@ -92,7 +92,7 @@ def _shard(target: Target, tag: str) -> list[Descriptor]:
     return list(doc.manifests)
 
 
-def _id_of(desc: Descriptor) -> str | None:
+def id_of(desc: Descriptor) -> str | None:
     s = summary_of(desc)
     return s.id if s is not None else None
 
@@ -113,7 +113,7 @@ def list_runs(
     run_ids = {t[len(RUN_PREFIX) :] for t in all_tags if t.startswith(RUN_PREFIX)}
     found: dict[str, Summary] = {}
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(shard_tags) or 1))) as pool:
-        for entries in pool.map(lambda t: _shard(target, t), shard_tags):
+        for entries in pool.map(lambda t: shard_entries(target, t), shard_tags):
             for d in entries:
                 s = summary_of(d)
                 if s is not None and s.id in run_ids:  # an entry whose tag was pruned is gone
