@@ -19,7 +19,7 @@ from modelpack import api
 from modelpack.errors import RefusedError
 from modelpack.oci import mediatypes as mt
 from modelpack.runs.artifact import load_run, run_manifest
-from modelpack.runs.listing import SHARD_PREFIX, list_runs, write_run
+from modelpack.runs.listing import SHARD_PREFIX, ShardCache, list_runs, write_run
 from modelpack.runs.record import RunRecord
 from modelpack.targets import Targets
 
@@ -205,6 +205,18 @@ def test_eight_trainings_pushing_at_once_lose_nothing(registry, tmp_path: Path) 
         assert {s.id for s in listing.runs} == ids
         assert listing.requests <= 1 + 16 + listing.unlisted
         assert any(t.startswith(SHARD_PREFIX) for t in place.target.list_tags())
+        cache = ShardCache(tmp_path / "shards")
+        cold = list_runs(place.target, cache=cache).runs
+        cached = sorted(p.name for p in (tmp_path / "shards").iterdir())
+        assert cold == list_runs(place.target, cache=cache).runs and 0 < len(cached) <= 16
+        for p in (tmp_path / "shards").iterdir():  # emptied, digest kept: used, so every run is found by tag
+            p.write_text(json.dumps({"digest": json.loads(p.read_text())["digest"], "rows": []}))
+        warm = list_runs(place.target, cache=cache)
+        assert warm.unlisted == 8 and {s.id for s in warm.runs} == ids
+        for p in (tmp_path / "shards").iterdir():  # a cache file whose digest is not the shard's is not used
+            p.write_text('{"digest": "sha256:' + "0" * 64 + '", "rows": []}')
+        fresh = list_runs(place.target, cache=cache)
+        assert fresh.unlisted == 0 and {s.id for s in fresh.runs} == ids
 
 
 def test_a_finished_run_is_immutable(registry, tmp_path: Path) -> None:

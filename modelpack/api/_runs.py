@@ -131,11 +131,11 @@ def runs_ls(
     ordered by a metric (best first unless `asc`), newest first otherwise."""
     from modelpack.api._read import parse_where
     from modelpack.runs import query
-    from modelpack.runs.listing import list_runs
+    from modelpack.runs.listing import ShardCache, list_runs
 
     conditions = parse_where(targets, where)
     place = _experiment(targets, experiment, local)
-    listing = list_runs(place.target)
+    listing = list_runs(place.target, cache=ShardCache(targets.store_path / "cache" / "runs"))
     clock = now or datetime.now(UTC)
     q = query.Query(
         tuple(conditions),

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from modelpack.errors import ContentError
 from modelpack.oci import canonical
@@ -88,8 +89,8 @@ def summary_annotation(summary: Summary) -> str:
     return canonical.dumps(summary.to_json()).decode()
 
 
-def summary_of(desc: Descriptor) -> Summary | None:
-    """The summary a run's descriptor (in a listing) or manifest carries; None when it is not a run."""
+def summary_obj(desc: Descriptor) -> dict[str, Any] | None:
+    """The summary annotation of a run's descriptor, as JSON; None when it is not a run's."""
     text = (desc.annotations or {}).get(mt.ANN_RUN)
     if text is None:
         return None
@@ -97,7 +98,13 @@ def summary_of(desc: Descriptor) -> Summary | None:
         obj = canonical.loads(text)
     except ValueError:
         return None
-    if not isinstance(obj, dict):
+    return obj if isinstance(obj, dict) else None
+
+
+def summary_of(desc: Descriptor) -> Summary | None:
+    """The summary a run's descriptor (in a listing) or manifest carries; None when it is not a run."""
+    obj = summary_obj(desc)
+    if obj is None:
         return None
     try:
         return Summary.from_json(obj, digest=desc.digest)

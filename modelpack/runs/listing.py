@@ -16,9 +16,14 @@ it. Sixteen shards hold 160,000 runs of ~400-byte summaries, and concurrent writ
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from modelpack.errors import ContentError, NotFoundError, RefusedError
 from modelpack.oci import canonical
@@ -26,7 +31,7 @@ from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor, Index, Manifest, parse
 from modelpack.oci.target import RawManifest, Target
-from modelpack.runs.artifact import Blob, manifest_of, put, run_tag, summary_of, write_blobs
+from modelpack.runs.artifact import Blob, manifest_of, put, run_tag, summary_obj, summary_of, write_blobs
 from modelpack.runs.record import FINAL, Summary
 
 SHARDS = 16
@@ -82,14 +87,19 @@ def add_to_listing(target: Target, desc: Descriptor, run_id: str) -> None:
 
 
 def shard_entries(target: Target, tag: str) -> list[Descriptor]:
+    return read_shard(target, tag)[1]
+
+
+def read_shard(target: Target, tag: str) -> tuple[str | None, list[Descriptor]]:
+    """(the shard's digest, its entries); (None, []) when there is no such shard."""
     try:
         raw = target.get_manifest(tag)
     except NotFoundError:
-        return []
+        return None, []
     doc = parse(raw.raw, raw.media_type)
     if not isinstance(doc, Index) or doc.artifact_type != mt.RUN_LISTING:
         raise ContentError(f"{target.describe()}:{tag} is not a runs listing")
-    return list(doc.manifests)
+    return raw.digest, list(doc.manifests)
 
 
 def id_of(desc: Descriptor) -> str | None:
@@ -105,18 +115,40 @@ class Listing:
 
 
 def list_runs(
-    target: Target, *, workers: int = WORKERS, tags: Callable[[], list[str]] | None = None
+    target: Target,
+    *,
+    workers: int = WORKERS,
+    tags: Callable[[], list[str]] | None = None,
+    cache: ShardCache | None = None,
 ) -> Listing:
-    """Every run of the experiment, each with its summary, newest first."""
+    """Every run of the experiment, each with its summary, newest first. With a `cache`, a shard whose
+    digest (a HEAD) is the one read last time is not read or parsed again."""
     all_tags = (tags or target.list_tags)()
     shard_tags = [t for t in all_tags if t.startswith(SHARD_PREFIX)]
     run_ids = {t[len(RUN_PREFIX) :] for t in all_tags if t.startswith(RUN_PREFIX)}
     found: dict[str, Summary] = {}
+    where = target.describe()
+
+    def shard(tag: str) -> list[tuple[dict[str, Any], str]]:
+        resolve = getattr(target, "resolve", None)  # a registry's HEAD; a local layout is read anyway
+        if cache is not None and resolve is not None:
+            hit = cache.get(where, tag, resolve(tag).digest)
+            if hit is not None:
+                return hit
+        digest, entries = read_shard(target, tag)
+        rows = [(obj, d.digest) for d in entries if (obj := summary_obj(d)) is not None]
+        if cache is not None and digest is not None:
+            cache.put(where, tag, digest, rows)
+        return rows
+
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(shard_tags) or 1))) as pool:
-        for entries in pool.map(lambda t: shard_entries(target, t), shard_tags):
-            for d in entries:
-                s = summary_of(d)
-                if s is not None and s.id in run_ids:  # an entry whose tag was pruned is gone
+        for rows in pool.map(shard, shard_tags):
+            for obj, digest in rows:
+                if obj.get("id") in run_ids:  # an entry whose tag was pruned is gone
+                    try:
+                        s = Summary.from_json(obj, digest=digest)
+                    except ContentError:
+                        continue
                     found[s.id] = s
     missing = sorted(run_ids - set(found))
 
@@ -130,8 +162,39 @@ def list_runs(
 
     if missing:
         with ThreadPoolExecutor(max_workers=max(1, min(workers, len(missing)))) as pool:
-            for s in pool.map(one, missing):
-                if s is not None:
-                    found[s.id] = s
+            for read in pool.map(one, missing):
+                if read is not None:
+                    found[read.id] = read
     runs = sorted(found.values(), key=lambda s: (s.started, s.id), reverse=True)
     return Listing(tuple(runs), 1 + len(shard_tags) + len(missing), len(missing))
+
+
+class ShardCache:
+    """The summaries of each listing shard last read, on disk by experiment and shard tag, with the
+    shard's digest: a warm `runs ls` sends a HEAD per shard and parses one JSON file each. Stale files are
+    replaced, never kept beside (16 files per experiment at most)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, where: str, tag: str) -> Path:
+        return self.root / hashlib.sha256(f"{where}\n{tag}".encode()).hexdigest()[:32]
+
+    def get(self, where: str, tag: str, digest: str) -> list[tuple[dict[str, Any], str]] | None:
+        try:
+            obj = json.loads(self._path(where, tag).read_bytes())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(obj, dict) or obj.get("digest") != digest or not isinstance(obj.get("rows"), list):
+            return None
+        return [(row[0], row[1]) for row in obj["rows"]]
+
+    def put(self, where: str, tag: str, digest: str, rows: list[tuple[dict[str, Any], str]]) -> None:
+        path = self._path(where, tag)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+            tmp.write_bytes(json.dumps({"digest": digest, "rows": rows}, separators=(",", ":")).encode())
+            os.replace(tmp, path)
+        except OSError:
+            pass  # a cache that cannot be written costs the next listing a read, nothing else

@@ -67,7 +67,10 @@ def check_statuses(statuses: Sequence[str]) -> tuple[str, ...]:
 def resolve(query: Query, runs: Sequence[Summary]) -> tuple[Query, list[str]]:
     """Bare names made params or metrics against what the runs record (with notes); a sort metric no run
     records is an error with a suggestion."""
-    subjects = [subject(s) for s in runs]
+    # resolving needs only which params and metrics exist: one light subject carrying their names
+    names = where.Subject(params=dict.fromkeys({k for s in runs for k in s.params}),
+                          metrics=dict.fromkeys({k for s in runs for k in s.metrics}, 0.0))  # fmt: skip
+    subjects = [names] if runs else []
     out, notes = [], []
     for c in query.conditions:
         resolved, note = where.resolve(c, subjects)
@@ -97,6 +100,9 @@ def select(query: Query, runs: Sequence[Summary]) -> list[Summary]:
             t = started_at(s)
             if (query.since and t < query.since) or (query.until and t > query.until):
                 continue
+        if not query.conditions:
+            kept.append(s)
+            continue
         sub = subject(s)
         if all(where.matches(c, sub, query.sort) for c in query.conditions):
             kept.append(s)
