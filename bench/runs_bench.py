@@ -186,8 +186,9 @@ def mlflow_peer(n: int, work: Path) -> tuple[float, float, float] | None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="1,000 runs (what bench/all runs)")
-    ap.add_argument("--runs", type=int, default=None)
+    ap.add_argument("--runs", type=int, default=None, help="how many runs (default 10,000; --quick 1,000)")
     ap.add_argument("--no-peer", action="store_true")
+    ap.add_argument("--repo", help="HOST/REPO already holding the runs (an earlier seeding): none now")
     args = ap.parse_args()
     n = args.runs or (1000 if args.quick else 10_000)
     with tempfile.TemporaryDirectory(prefix="runs-bench-") as tmp:
@@ -195,12 +196,13 @@ def main() -> None:
         (work / "registry").mkdir()
         registry = Registry(work / "registry")
         try:
-            repo = f"{registry.host}/bench/runs"
-            with Targets(store_path=work / "seed-store") as targets:
-                target = targets.open(repo, must_exist=False).target
-                t = time.perf_counter()
-                seed(target, n)
-                print(f"  seeded {n} runs in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+            repo = args.repo or f"{registry.host}/bench/runs"
+            if not args.repo:
+                with Targets(store_path=work / "seed-store") as targets:
+                    target = targets.open(repo, must_exist=False).target
+                    t = time.perf_counter()
+                    seed(target, n)
+                    print(f"  seeded {n} runs in {time.perf_counter() - t:.1f} s", file=sys.stderr)
             cold, found = cli_ls(repo, work / "cold-store")
             warm, again = cli_ls(repo, work / "cold-store")
             assert found == again and len(found) == 10, found
