@@ -174,6 +174,10 @@ def test_runs_diff_compares_n_runs(trained, tmp_path: Path) -> None:
         "runs", "ls", repo, "--where", "alpha<0.001", "--sort", "f1", env={"MODELPACK_STORE": str(store)}
     )
     assert listed.returncode == 0 and ids["track"] in listed.stdout and ids["plain"] not in listed.stdout
+    bad = run_cli("runs", "ls", repo, "--where", "alpha<<1", env={"MODELPACK_STORE": str(store)})
+    assert bad.returncode == 2 and bad.stderr.count("error:") == 1 and "Traceback" not in bad.stderr
+    gone = run_cli("runs", "show", f"{repo}:nope", env={"MODELPACK_STORE": str(store)})
+    assert gone.returncode != 0 and "no run" in gone.stderr and "Traceback" not in gone.stderr
 
 
 def test_eight_trainings_pushing_at_once_lose_nothing(registry, tmp_path: Path) -> None:

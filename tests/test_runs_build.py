@@ -75,6 +75,11 @@ def test_build_from_a_run_takes_its_checkpoint_and_the_dataset_it_read(
             pickle.dump(clf, f)
         run.checkpoint("model.pkl", step=2)
     trained = (project / "model.pkl").read_bytes()
+    with Targets(store_path=tmp_path / "query") as targets:  # runs are found by the dataset version read
+        assert [s.id for s in api.runs_ls(targets, experiment, where=[f"dataset={data_repo}:v2"]).runs] == [
+            run.id
+        ]
+        assert api.runs_ls(targets, experiment, where=[f"dataset={data_repo}:v3"]).runs == ()
     (project / "model.pkl").unlink()  # CI: the weights are an output, never committed
     shutil.copytree(tmp_path / "v3", project / "data")  # and another version is on disk now
 
