@@ -296,12 +296,22 @@ class RunsImportResult:
 
 
 def runs_import(
-    targets: Targets, experiment: str, *, mlflow: str, mlflow_experiment: str | None = None
+    targets: Targets,
+    experiment: str,
+    *,
+    mlflow: str | None = None,
+    mlflow_experiment: str | None = None,
+    tensorboard: Path | None = None,
 ) -> RunsImportResult:
-    """Every run of an MLflow tracking store (a folder or a tracking URI), read with the mlflow library,
-    saved into `experiment` as modelpack runs (runs/mlflow_import.py)."""
+    """Every run of an MLflow tracking store (a folder or a tracking URI, read with the mlflow library:
+    runs/mlflow_import.py) or of a TensorBoard log directory (tensorboard's reader:
+    runs/tensorboard_import.py), saved into `experiment` as modelpack runs."""
     from modelpack.runs.mlflow_import import read_mlflow
     from modelpack.runs.save import save
+    from modelpack.runs.tensorboard_import import read_tensorboard
+
+    if (mlflow is None) == (tensorboard is None):
+        raise UsageError("name one source: --mlflow PATH_OR_URI or --tensorboard LOGDIR")
 
     place = targets.open(experiment, must_exist=False)
     if place.ref is not None:
@@ -310,13 +320,19 @@ def runs_import(
     ids: list[str] = []
     statuses: dict[str, int] = {}
     errors: list[str] = []
-    for finished in read_mlflow(mlflow, experiment, only=mlflow_experiment):
+    found = (
+        read_mlflow(mlflow, experiment, only=mlflow_experiment)
+        if mlflow is not None
+        else read_tensorboard(tensorboard, experiment)  # type: ignore[arg-type]
+    )
+    for finished in found:
         saved = save(targets, finished, experiment)
         ids.append(saved.run_id)
         statuses[finished.record.status] = statuses.get(finished.record.status, 0) + 1
         if saved.push_error:
             errors.append(f"{saved.run_id}: {saved.push_error}")
-    return RunsImportResult(mlflow, place.repository, tuple(ids), statuses, tuple(errors))
+    source = mlflow if mlflow is not None else str(tensorboard)
+    return RunsImportResult(source, place.repository, tuple(ids), statuses, tuple(errors))
 
 
 @dataclass(frozen=True)

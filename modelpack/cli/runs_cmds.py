@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -262,9 +263,13 @@ def push(
 def import_(
     experiment: ExperimentArg,
     mlflow: Annotated[
-        str,
+        str | None,
         typer.Option("--mlflow", metavar="PATH_OR_URI", help="An mlruns folder or an MLflow tracking URI."),
-    ],
+    ] = None,
+    tensorboard: Annotated[
+        Path | None,
+        typer.Option("--tensorboard", metavar="LOGDIR", help="A TensorBoard logdir: a run per folder."),
+    ] = None,
     mlflow_experiment: Annotated[
         str | None,
         typer.Option("--mlflow-experiment", metavar="NAME", help="Only this MLflow experiment's runs."),
@@ -273,21 +278,27 @@ def import_(
     *,
     access: Access,
 ) -> None:
-    """Import the runs of an MLflow tracking store (read with the mlflow library) into an experiment.
+    """Import runs from an MLflow tracking store or TensorBoard event files into an experiment.
 
-    Params become typed (MLflow keeps text), metric histories become curves, user tags `key=value`;
-    the host and packages MLflow never recorded are recorded as absent. Importing again changes nothing.
+    MLflow (read with the mlflow library): params become typed (MLflow keeps text), metric histories
+    curves, user tags `key=value`. TensorBoard (its own reader): each folder with event files is a run,
+    its scalars the curves. What the source never recorded (host, packages) is recorded as absent.
+    Importing again changes nothing.
 
     Examples:
 
       modelpack runs import 127.0.0.1:5000/acme/iris-runs --mlflow ./mlruns
+
+      modelpack runs import iris-runs --tensorboard ./logs
 
       modelpack runs import iris-runs --mlflow sqlite:///mlflow.db --mlflow-experiment iris
     """
     from modelpack import api
 
     with access.targets() as targets:
-        result = api.runs_import(targets, experiment, mlflow=mlflow, mlflow_experiment=mlflow_experiment)
+        result = api.runs_import(
+            targets, experiment, mlflow=mlflow, mlflow_experiment=mlflow_experiment, tensorboard=tensorboard
+        )
     if as_json:
         return _output.emit_json(result.to_json())
     counts = ", ".join(f"{n} {s}" for s, n in sorted(result.statuses.items()))
