@@ -114,6 +114,8 @@ def test_a_run_records_metrics_params_environment_and_host(trained, tmp_path: Pa
     assert r.steps == 5 and set(r.metrics) == {"f1", "loss"} and 0.0 <= r.metrics["f1"] <= 1.0
     assert shown.curves is not None and [row[0] for row in shown.curves["rows"]] == [0, 1, 2, 3, 4]
     assert r.metrics["loss"] == shown.curves["rows"][-1][shown.curves["columns"].index("loss") + 1]
+    assert shown.system is not None and shown.system["columns"][:2] == ["cpu_percent", "rss_bytes"]
+    assert shown.system["rows"] and all(row[2] > 0 for row in shown.system["rows"])  # a live process's RSS
     assert r.duration is not None and r.duration > 0 and r.started < (r.ended or "")
     assert r.command[-2:] == ("track", "1e-4") and str(TRAIN) in r.command
     assert r.packages["scikit-learn"] and r.packages["numpy"]

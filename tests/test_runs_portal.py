@@ -43,6 +43,6 @@ def test_experiment_and_run_pages(registry, tmp_path: Path) -> None:
 
         _, one, _ = route(pages, f"/r/{slug}/run/{ids[1e-4]}.html", {})
         assert 'id="status">finished' in one and "0.0001" in one and 'class="chart curves"' in one
-        assert 'id="gpus"' in one
+        assert 'id="gpus"' in one and 'data-metric="rss_bytes"' in one  # sampled at the end at least
         with pytest.raises(NotFoundError):
             route(pages, f"/r/{slug}/run/nope.html", {})

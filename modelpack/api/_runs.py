@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from modelpack.errors import NotFoundError, UsageError
-from modelpack.runs.artifact import RunView, load_run, read_curves, run_tag
+from modelpack.runs.artifact import RunView, load_run, read_curves, read_system, run_tag
 from modelpack.runs.record import RunRecord, Summary, flatten
 from modelpack.targets import Location, Targets
 
@@ -160,6 +160,7 @@ class RunShowResult:
     record: RunRecord
     curves: Mapping[str, Any] | None
     layers: int
+    system: Mapping[str, Any] | None = None  # sampled CPU, RSS, GPU: {"x": "seconds", "columns", "rows"}
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -167,6 +168,7 @@ class RunShowResult:
             "digest": self.digest,
             "record": self.record.to_json(),
             "curves": self.curves,
+            "system": self.system,
             "layers": self.layers,
         }
 
@@ -174,11 +176,13 @@ class RunShowResult:
 def runs_show(
     targets: Targets, reference: str, *, curves: bool = False, local: bool = False
 ) -> RunShowResult:
-    """One run's record (`REPO:run-<id>`, or `REPO:<id>`), with its per-step curves when asked."""
+    """One run's record (`REPO:run-<id>`, or `REPO:<id>`), with its per-step curves and system samples
+    when asked."""
     place, view = open_run(targets, reference, local)
     c = read_curves(place.target, view) if curves else None
+    system = read_system(place.target, view) if curves else None
     return RunShowResult(
-        place.display, view.digest, view.record, c.to_json() if c else None, len(view.manifest.layers)
+        place.display, view.digest, view.record, c.to_json() if c else None, len(view.manifest.layers), system
     )
 
 

@@ -73,4 +73,10 @@ def run(src: Source, render: Callable[..., str], slug: str, run_id: str) -> str:
     curves = [
         charts.curves_chart(c, "step", [(run_id, _series(doc, c))]) for c in (doc or {}).get("columns", [])
     ]
-    return render("run.html", 3, repo=repo, slug=slug, shown=shown, rec=rec, curves=curves)
+    system = shown.get("system") or {}
+    samples = [
+        charts.curves_chart(c, "seconds", [(run_id, _series(system, c))])
+        for c in system.get("columns", [])
+        if any(row[system["columns"].index(c) + 1] is not None for row in system.get("rows", []))
+    ]
+    return render("run.html", 3, repo=repo, slug=slug, shown=shown, rec=rec, curves=curves, samples=samples)
