@@ -18,7 +18,7 @@ from modelpack.bundle.frameworks import pickled_sklearn_versions
 from modelpack.errors import InputError
 from modelpack.record.frameworks import VersionCheck
 from modelpack.record.record import Record
-from modelpack.store.layout import LayoutStore
+from modelpack.targets import Targets
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 INSTALLED = sklearn.__version__
@@ -42,7 +42,7 @@ def _project(tmp_path: Path, locked: str) -> Path:
 def test_a_pickle_made_by_another_scikit_learn_is_refused_naming_both(tmp_path: Path) -> None:
     proj = _project(tmp_path, OTHER)
     with pytest.raises(InputError) as e:
-        api.build(proj, LayoutStore(tmp_path / "store"), image=False)
+        api.build(Targets(store_path=tmp_path / "store"), proj, image=False)
     assert f"scikit-learn {INSTALLED}" in e.value.message and f"scikit-learn {OTHER}" in e.value.message
     assert "--allow-version-mismatch" in (e.value.hint or "")
     done = run_cli("build", str(proj), "--no-image", env={"MODELPACK_STORE": str(tmp_path / "s2")})
@@ -51,7 +51,7 @@ def test_a_pickle_made_by_another_scikit_learn_is_refused_naming_both(tmp_path: 
 
 def test_an_allowed_mismatch_builds_and_is_recorded(tmp_path: Path) -> None:
     proj = _project(tmp_path, OTHER)
-    built = api.build(proj, LayoutStore(tmp_path / "store"), image=False, allow_version_mismatch=True)
+    built = api.build(Targets(store_path=tmp_path / "store"), proj, image=False, allow_version_mismatch=True)
     assert built.bundle.record.frameworks == (
         VersionCheck("scikit-learn", INSTALLED, "models/model.pkl (pickled)", OTHER, allowed=True),
     )
@@ -60,7 +60,7 @@ def test_an_allowed_mismatch_builds_and_is_recorded(tmp_path: Path) -> None:
 
 def test_a_matching_version_builds_with_its_check_recorded(tmp_path: Path) -> None:
     proj = _project(tmp_path, INSTALLED)
-    built = api.build(proj, LayoutStore(tmp_path / "store"), image=False)
+    built = api.build(Targets(store_path=tmp_path / "store"), proj, image=False)
     [check] = built.bundle.record.frameworks
     assert check.matches and not check.allowed and check.locked == INSTALLED
 

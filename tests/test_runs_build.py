@@ -16,7 +16,6 @@ from sklearn.metrics import f1_score
 
 from modelpack import api, track
 from modelpack.errors import InputError
-from modelpack.store.layout import LayoutStore
 from modelpack.targets import Targets
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -83,7 +82,8 @@ def test_build_from_a_run_takes_its_checkpoint_and_the_dataset_it_read(
     (project / "model.pkl").unlink()  # CI: the weights are an output, never committed
     shutil.copytree(tmp_path / "v3", project / "data")  # and another version is on disk now
 
-    built = api.build(project, LayoutStore(store_path), image=False, run=f"{experiment}:{run.id}")
+    with Targets(store_path=store_path) as targets:
+        built = api.build(targets, project, image=False, run=f"{experiment}:{run.id}")
     record = built.bundle.record
     assert (project / "model.pkl").read_bytes() == trained  # the checkpoint's bytes, back in place
     [train] = record.datasets
@@ -96,5 +96,5 @@ def test_build_from_a_run_takes_its_checkpoint_and_the_dataset_it_read(
     assert any(f.path == "models/model.pkl" for f in record.files)
 
     (project / "model.pkl").write_bytes(b"other weights")
-    with pytest.raises(InputError, match=r"is not run .*checkpoint"):
-        api.build(project, LayoutStore(store_path), image=False, run=f"{experiment}:{run.id}")
+    with pytest.raises(InputError, match=r"is not run .*checkpoint"), Targets(store_path=store_path) as targets:
+        api.build(targets, project, image=False, run=f"{experiment}:{run.id}")

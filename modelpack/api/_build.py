@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,14 +84,13 @@ def target_environment(target: wheels.TargetPlatform) -> dict[str, str]:
 
 
 def build(
+    targets: Targets,
     project: Path | str,
-    store: LayoutStore,
     *,
     version: str | None = None,
-    environ: Mapping[str, str] = os.environ,
+    environ: Mapping[str, str] | None = None,
     image: bool = False,
     base: str | None = None,
-    targets: Targets | None = None,
     builder: str | None = None,
     docker: Any = None,
     log: Callable[[str], None] = lambda _line: None,
@@ -107,11 +104,15 @@ def build(
     SLSA provenance (signed by the private key `key` names, when given) and CycloneDX SBOM as referrers.
 
     `builder` is "daemonless" or "docker" (None: the packfile's serving.builder). The Docker builder uses
-    the `docker` client given (else one from the environment) and streams the engine's output to `log`."""
+    the `docker` client given (else one from the environment) and streams the engine's output to `log`.
+    The release is written into `targets.store`; `environ` defaults to `targets.environ`.
+    `run` (`build --run`): the weights from the run's checkpoint (`checkpoint`, else its last), the
+    record's datasets, params, metrics and curves from the run."""
+    store = targets.store
+    environ = targets.environ if environ is None else environ
     from_run = None
     if run is not None:
-        with _targets(targets, store, environ) as t:
-            pf, from_run = _from_run(t, Path(project), store, run, checkpoint)
+        pf, from_run = _from_run(targets, Path(project), store, run, checkpoint)
     else:
         # A store inside the project must not pack itself: each build would carry the one before.
         pf = load_packfile(find_packfile(Path(project)), skip=(store.root,))
@@ -131,7 +132,7 @@ def build(
         )
     # writing() checks the folder first: one that is not a store is refused before the stat cache is made
     with store.writing(), StatCache(store.stat_cache_path) as cache:
-        published = _published(pf, store, cache, targets, environ)
+        published = _published(pf, cache, targets)
         bundle = build_bundle(
             pf, store, cache, version=version, git=git_info(pf.root), environ=environ, published=published,
             from_run=from_run, allow_version_mismatch=allow_version_mismatch,
@@ -139,14 +140,8 @@ def build(
         if not image:
             return BuildResult(bundle=bundle, image=None, index=None, tag=bundle.tag)
         base_ref = base_reference(pf, base, environ)
-        own = targets is None
-        targets = targets or Targets(environ=environ)
-        try:
-            where = targets.open_base(base_ref)
-            base_image = resolve_base(where.target, where.ref or "latest", base_ref)
-        finally:
-            if own:
-                targets.close()
+        where = targets.open_base(base_ref)
+        base_image = resolve_base(where.target, where.ref or "latest", base_ref)
         platform = wheels.TargetPlatform(python=pf.dependencies.python)
         request = ImageRequest(
             bundle=bundle,
@@ -176,27 +171,13 @@ def build(
     return BuildResult(bundle=bundle, image=img, index=stored, tag=bundle.tag, attestations=attestations)
 
 
-def _published(
-    pf: Packfile, store: LayoutStore, cache: StatCache, targets: Targets | None, environ: Mapping[str, str]
-) -> dict[str, PublishedDataset]:
+def _published(pf: Packfile, cache: StatCache, targets: Targets) -> dict[str, PublishedDataset]:
     """The packfile's dataset `ref:`s, resolved in their registries (none: no registry is asked)."""
     if not any(d.ref for d in pf.datasets):
         return {}
     from modelpack.dataset.published import resolve_refs
 
-    if targets is not None:
-        return resolve_refs(targets, pf.datasets, hash_file=cache.file_digest)
-    with Targets(store_path=store.root, environ=environ) as own:
-        return resolve_refs(own, pf.datasets, hash_file=cache.file_digest)
-
-
-@contextmanager
-def _targets(given: Targets | None, store: LayoutStore, environ: Mapping[str, str]) -> Iterator[Targets]:
-    if given is not None:
-        yield given
-        return
-    with Targets(store_path=store.root, environ=environ) as own:
-        yield own
+    return resolve_refs(targets, pf.datasets, hash_file=cache.file_digest)
 
 
 def _from_run(

@@ -3,9 +3,9 @@
 Reading. Every tag's manifest is read once (parallel GETs, bounded as every manifest read is): its digest,
 its children (an index names the serving image and the bundle), and from the record annotation the
 created time and the datasets it names (`datasets[i].digest`, `datasets[i].ref`, read from the JSON so a
-record written before those fields existed reads as naming none). Environments are the tags with an
-environment's name (place.is_environment_name); their histories and undo stacks (history.load_history,
-promote.undo_stack) give the rollback targets.
+record written before those fields existed reads as naming none). Environments are the tags
+`place.environments` says are (an environment's name and promotion history: the rule ls uses too); their
+histories and undo stacks (history.load_history, promote.undo_stack) give the rollback targets.
 
 Deleting, on a registry, for one version digest D, in this order:
 1. the referrers of D's children and of D (deepest first: a signature of a report before the report),
@@ -43,7 +43,7 @@ from typing import Any
 
 from modelpack.environment.history import load_history, short
 from modelpack.environment.move import digest_of
-from modelpack.environment.place import Place, is_environment_name, is_version_tag
+from modelpack.environment.place import Place, environments, is_version_tag
 from modelpack.environment.promote import undo_stack
 from modelpack.errors import ContentError, ModelpackError, NotFoundError, RefusedError
 from modelpack.oci import digest as digests
@@ -88,7 +88,8 @@ def read_repository(place: Place, *, refs_to: str | None = None, workers: int = 
         found = [v for v in pool.map(one, named) if v is not None]
     versions = tuple(v for v in found if is_version_tag(v.tag))
     others = tuple(v for v in found if not is_version_tag(v.tag))
-    envs = {v.tag: v.digest for v in others if is_environment_name(v.tag)}
+    envs_named = environments(place, [v.tag for v in others])
+    envs = {v.tag: v.digest for v in others if v.tag in envs_named}
     return Repository(versions, others, envs, tuple(tags))
 
 
