@@ -96,5 +96,6 @@ def test_build_from_a_run_takes_its_checkpoint_and_the_dataset_it_read(
     assert any(f.path == "models/model.pkl" for f in record.files)
 
     (project / "model.pkl").write_bytes(b"other weights")
-    with pytest.raises(InputError, match=r"is not run .*checkpoint"), Targets(store_path=store_path) as targets:
+    refused = pytest.raises(InputError, match=r"is not run .*checkpoint")
+    with refused, Targets(store_path=store_path) as targets:
         api.build(targets, project, image=False, run=f"{experiment}:{run.id}")
