@@ -16,7 +16,7 @@ runs_app = typer.Typer(
     name="runs",
     help=(
         "Experiment runs, recorded by `modelpack run --` or `from modelpack import track`:"
-        " ls, show, diff, push."
+        " ls, show, diff, push, import, prune."
         "\n\nExamples:\n\n"
         "  modelpack runs ls 127.0.0.1:5000/acme/iris-runs --where 'alpha<0.001' --where tag=sweep"
         " --sort f1\n\n"
