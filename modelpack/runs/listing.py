@@ -129,26 +129,31 @@ def list_runs(
     found: dict[str, Summary] = {}
     where = target.describe()
 
-    def shard(tag: str) -> list[tuple[dict[str, Any], str]]:
+    def shard(tag: str) -> list[Summary]:
         resolve = getattr(target, "resolve", None)  # a registry's HEAD; a local layout is read anyway
         if cache is not None and resolve is not None:
             hit = cache.get(where, tag, resolve(tag).digest)
-            if hit is not None:
-                return hit
+            if hit is not None:  # rows checked when they were cached
+                return [Summary.trusted(obj, digest) for obj, digest in hit]
         digest, entries = read_shard(target, tag)
-        rows = [(obj, d.digest) for d in entries if (obj := summary_obj(d)) is not None]
+        rows, out = [], []
+        for d in entries:
+            obj = summary_obj(d)
+            try:
+                s = Summary.from_json(obj, digest=d.digest) if obj is not None else None
+            except ContentError:
+                continue  # a malformed entry: its run is read by its tag instead
+            if s is not None and obj is not None:
+                rows.append((obj, d.digest))
+                out.append(s)
         if cache is not None and digest is not None:
             cache.put(where, tag, digest, rows)
-        return rows
+        return out
 
     with ThreadPoolExecutor(max_workers=max(1, min(workers, len(shard_tags) or 1))) as pool:
-        for rows in pool.map(shard, shard_tags):
-            for obj, digest in rows:
-                if obj.get("id") in run_ids:  # an entry whose tag was pruned is gone
-                    try:
-                        s = Summary.from_json(obj, digest=digest)
-                    except ContentError:
-                        continue
+        for summaries in pool.map(shard, shard_tags):
+            for s in summaries:
+                if s.id in run_ids:  # an entry whose tag was pruned is gone
                     found[s.id] = s
     missing = sorted(run_ids - set(found))
 

@@ -332,6 +332,17 @@ class Summary:
                    tuple(datasets), tuple(refs), commit, int(get("checkpoints") or 0), digest)  # fmt: skip
 
 
+    # a second spelling of from_json: rows the listing cache kept after from_json accepted them
+    @classmethod
+    def trusted(cls, obj: Mapping[str, Any], digest: str | None) -> Summary:
+        get = obj.get
+        return cls(
+            obj["id"], obj["status"], obj["started"], get("duration"), get("params") or {},
+            get("metrics") or {}, tuple(get("tags") or ()), tuple(get("datasets") or ()),
+            tuple(get("datasetRefs") or ()), get("commit"), int(get("checkpoints") or 0), digest,
+        )  # fmt: skip
+
+
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested params as dotted keys ({"opt": {"lr": 0.1}} -> {"opt.lr": 0.1})."""
     out: dict[str, Any] = {}
