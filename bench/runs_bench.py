@@ -209,10 +209,12 @@ def main() -> None:
             assert all(r["params"]["alpha"] < 0.001 and "sweep" in r["tags"] for r in found)
             from modelpack import api
 
-            with Targets(store_path=work / "lib-store") as targets:
-                t = time.perf_counter()
-                api.runs_ls(targets, repo, where=WHERE[1:4:2], sort="f1", limit=10)
-                lib = time.perf_counter() - t
+            lib = []
+            for _ in range(2):  # a fresh store, then its listing cache
+                with Targets(store_path=work / "lib-store") as targets:
+                    t = time.perf_counter()
+                    api.runs_ls(targets, repo, where=WHERE[1:4:2], sort="f1", limit=10)
+                    lib.append(time.perf_counter() - t)
             per_log = log_cost(work / "log-store")
             pushed = push_cost(repo, work / "push-store")
             peer = None if args.no_peer else mlflow_peer(n, work)
@@ -223,7 +225,8 @@ def main() -> None:
          5.0, peer[1] if peer else None)  # fmt: skip
     emit(f"runs ls --sort f1 --where x2, {label}, warm command (peer: MLflow search_runs again)", warm, 0.5,
          peer[2] if peer else None)  # fmt: skip
-    emit(f"runs ls --sort f1 --where x2, {label}, library call", lib)
+    emit(f"runs ls --sort f1 --where x2, {label}, library call, cold", lib[0])
+    emit(f"runs ls --sort f1 --where x2, {label}, library call, warm", lib[1])
     emit("run.log, per call (100,000 calls)", per_log, 20e-6)
     emit(f"1,000-step 10-metric run ended and pushed, repository of {label}", pushed, 1.0)
     if peer:
