@@ -257,3 +257,15 @@ def test_a_run_whose_registry_is_down_stays_in_the_store(tmp_path: Path, monkeyp
     with Targets(store_path=store) as targets:
         [kept] = api.runs_ls(targets, repo, local=True).runs
     assert (kept.id, kept.status, dict(kept.metrics)) == (run.id, "finished", {"f1": 0.7})
+
+
+def test_no_row_is_lost_while_the_writer_drains_the_buffer(tmp_path: Path) -> None:
+    from modelpack.runs import live
+
+    run = live.begin(tmp_path / "store", experiment="x", params={}, tags=(), cwd=tmp_path, environ={},
+                     command=("t",), flush_every=0.0005, sample_every=3600)  # fmt: skip
+    for step in range(50_000):
+        run.log(step, {"loss": step / 2})
+    done = run.finish("finished", None)
+    assert done.record.steps == 50_000 and done.curves is not None and len(done.curves.rows) == 50_000
+    assert done.record.metrics == {"loss": 49_999 / 2}

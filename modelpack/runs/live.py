@@ -20,6 +20,7 @@ import secrets
 import shutil
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -91,7 +92,8 @@ class Live:
         self.flush_every = flush_every
         self.sample_every = sample_every
         self.attached = attached
-        self._rows: list[tuple[int, Mapping[str, Any]]] = []
+        # a deque: training appends while the writer thread pops, and neither can lose the other's row
+        self._rows: deque[tuple[int, Mapping[str, Any]]] = deque()
         self._samples: list[list[float | None]] = []
         self._datasets: list[DatasetUse] = []
         self._checkpoints: list[Checkpoint] = []
@@ -154,7 +156,7 @@ class Live:
 
     def flush(self) -> None:
         """Moves buffered rows to metrics.jsonl (one line per log call, values numbers or dropped)."""
-        rows, self._rows = self._rows, []
+        rows = [self._rows.popleft() for _ in range(len(self._rows))]
         if not rows:
             return
         lines = []
