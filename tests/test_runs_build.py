@@ -16,6 +16,9 @@ from sklearn.metrics import f1_score
 
 from modelpack import api, track
 from modelpack.errors import InputError
+from modelpack.portal.cache import DiskCache, Memo
+from modelpack.portal.data import Source
+from modelpack.portal.views import Links, Pages
 from modelpack.targets import Targets
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -94,6 +97,18 @@ def test_build_from_a_run_takes_its_checkpoint_and_the_dataset_it_read(
     assert run.record is not None and record.metrics["f1"].value == run.record.metrics["f1"]
     assert record.history is not None and record.history.rows == 3
     assert any(f.path == "models/model.pkl" for f in record.files)
+
+    # the portal links the run to the release built from it, and back
+    with Targets(store_path=store_path) as targets:
+        model = built.tag.split(":")[0]  # the local store's repository
+        pages = Pages(Source(targets, [experiment, model], DiskCache(tmp_path / "c"), Memo()))
+        run_page = pages.run(pages.src.slug_of[experiment], run.id)
+        version_page = pages.version(pages.src.slug_of[model], built.tag.split(":")[1])
+    assert (
+        f'class="release" href="../../../{Links().version(pages.src.slug_of[model], built.bundle.version)}"'
+        in run_page
+    )
+    assert f'href="../../../{Links().run(pages.src.slug_of[experiment], run.id)}"' in version_page
 
     (project / "model.pkl").write_bytes(b"other weights")
     refused = pytest.raises(InputError, match=r"is not run .*checkpoint")

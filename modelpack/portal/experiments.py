@@ -79,4 +79,29 @@ def run(src: Source, render: Callable[..., str], slug: str, run_id: str) -> str:
         for c in system.get("columns", [])
         if any(row[system["columns"].index(c) + 1] is not None for row in system.get("rows", []))
     ]
-    return render("run.html", 3, repo=repo, slug=slug, shown=shown, rec=rec, curves=curves, samples=samples)
+    return render("run.html", 3, repo=repo, slug=slug, shown=shown, rec=rec, curves=curves, samples=samples,
+                  releases=_releases(src, repo, run_id))  # fmt: skip
+
+
+def _releases(src: Source, experiment: str, run_id: str) -> list[dict[str, str]]:
+    """The releases of the portal's model repositories whose record names this run (`build --run`)."""
+    out = []
+    for repo, cat in src.catalogs().items():
+        if repo == experiment or isinstance(cat, str):
+            continue
+        for e in cat["versions"]:
+            link = (e.get("record") or {}).get("run") or {}
+            if link.get("id") == run_id and not e.get("alias"):
+                out.append({"repo": repo, "slug": src.slug_of[repo], "tag": e["tag"]})
+    return out
+
+
+def run_link(src: Source, links: Any) -> Callable[[dict[str, Any]], str | None]:
+    """Where a release's `record.run` links: its run's page, when the portal shows that experiment."""
+
+    def link(run: dict[str, Any]) -> str | None:
+        repo, sep, _ = str(run.get("ref", "")).rpartition(":run-")
+        slug = src.slug_of.get(repo) if sep else None
+        return str(links.run(slug, str(run["id"]))) if slug is not None else None
+
+    return link

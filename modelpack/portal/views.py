@@ -101,8 +101,9 @@ class Pages:
 
     def _render(self, name: str, depth: int, **ctx: Any) -> str:
         root = "../" * depth
+        run_link = experiments.run_link(self.src, self.links)
         return _ENV.get_template(name).render(
-            root=root, links=self.links, dataset_link=self.dataset_link, csp=CSP, **ctx
+            root=root, links=self.links, dataset_link=self.dataset_link, run_link=run_link, csp=CSP, **ctx
         )
 
     def dataset_link(self, entry: dict[str, Any]) -> str | None:
