@@ -185,6 +185,12 @@ def test_a_model_built_with_ref_records_the_digest_and_is_found(
 
     found = _json("ls", model_repo, "--where", f"dataset={data_repo}:v3", env=env)
     assert sorted(v["tag"] for v in found["versions"]) == ["1.0.0", "1.1.0"]  # type: ignore[union-attr]
+    # The portal's table answers the same: one filter, the published reference resolved to its digest.
+    from modelpack import api
+
+    with api.Targets(store_path=tmp_path / "store", environ={}) as targets:
+        catalog = api.catalog(targets, model_repo, where=[f"dataset={data_repo}:v3"])
+    assert sorted(e.tag for e in catalog.entries) == ["1.0.0", "1.1.0"]
 
     used = _json("dataset", "used-by", f"{data_repo}:v3", model_repo, env=env)
     uses = {u["tag"]: u for u in used["uses"]}  # type: ignore[union-attr]

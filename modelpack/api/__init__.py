@@ -78,6 +78,20 @@ if TYPE_CHECKING:
     from modelpack.api._read import ls as ls
     from modelpack.api._retention import PruneResult as PruneResult
     from modelpack.api._retention import prune as prune
+    from modelpack.api._runs import RunResult as RunResult
+    from modelpack.api._runs import RunsDiffResult as RunsDiffResult
+    from modelpack.api._runs import RunShowResult as RunShowResult
+    from modelpack.api._runs import RunsImportResult as RunsImportResult
+    from modelpack.api._runs import RunsLsResult as RunsLsResult
+    from modelpack.api._runs import RunsPruneResult as RunsPruneResult
+    from modelpack.api._runs import RunsPushResult as RunsPushResult
+    from modelpack.api._runs import run_command as run_command
+    from modelpack.api._runs import runs_diff as runs_diff
+    from modelpack.api._runs import runs_import as runs_import
+    from modelpack.api._runs import runs_ls as runs_ls
+    from modelpack.api._runs import runs_prune as runs_prune
+    from modelpack.api._runs import runs_push as runs_push
+    from modelpack.api._runs import runs_show as runs_show
     from modelpack.api._store import gc as gc
     from modelpack.api._store import init as init
     from modelpack.api._store import login as login

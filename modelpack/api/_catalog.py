@@ -104,11 +104,13 @@ class CatalogResult:
     entries: tuple[CatalogEntry, ...]  # in `ls` order, or sorted and filtered as asked
     environments: Mapping[str, str]  # environment tag (with promotion history) -> the digest it names
     sort: str | None = None
+    notes: tuple[str, ...] = ()  # how the where conditions were read, as ls says them
 
     def to_json(self) -> dict[str, Any]:
         return {
             "repository": self.repository,
             "sort": self.sort,
+            "notes": list(self.notes),
             "environments": dict(sorted(self.environments.items())),
             "versions": [e.to_json() for e in self.entries],
         }
@@ -135,10 +137,11 @@ def catalog(
 ) -> CatalogResult:
     """Every release of `repository` with its test verdict, evidence and environments, filtered by `where`
     and ordered by `sort` exactly as `ls --where/--sort` does."""
+    from modelpack.api._read import choose, parse_where
     from modelpack.environment.place import Place, environments
     from modelpack.release import query
 
-    wheres = [query.Where.parse(w) for w in where]
+    wheres = parse_where(targets, where)  # as ls reads them: a published dataset by its digest
     place = targets.open(repository)
     if place.ref is not None:
         raise UsageError(
@@ -158,16 +161,14 @@ def catalog(
         found = [x for x in pool.map(one, tags) if x is not None]
         envs = environments(Place.of(place), [e.tag for _, e in found])
     versions = [v for v, _ in found]
-    for name, flag in [(sort, "--sort")] + [(w.key, "--where") for w in wheres if w.field == "gate"]:
-        if name is not None:
-            query.check_metric(versions, name, flag)
     by_tag = {e.tag: e for _, e in found}
-    chosen = query.select(versions, wheres, sort, asc)
+    chosen, notes = choose(versions, wheres, sort, asc)
     return CatalogResult(
         place.repository,
         tuple(by_tag[v.tag] for v in chosen),
         {e.tag: e.release.digest for _, e in found if e.tag in envs},
         sort,
+        notes,
     )
 
 

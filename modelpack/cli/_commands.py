@@ -39,6 +39,8 @@ COMMANDS = {
     "sign": "trust_cmds",
     "verify": "trust_cmds",
     "ui": "ui_cmds",
+    "run": "runs_cmds",  # an experiment run: `modelpack run -- python train.py`
+    "runs": "runs_cmds",  # a typer group: runs ls | show | diff | push
 }
 
 

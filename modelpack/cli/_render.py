@@ -177,6 +177,8 @@ def _flat(params: Any) -> dict[str, Any]:
 
 
 def versions(result: LsResult, repository: str, filtered: bool) -> None:
+    from modelpack.release.diff import flatten
+
     if not result.versions:
         _output.info(f"no release in {repository} matches" if filtered else f"no releases in {repository}")
         return
@@ -193,8 +195,15 @@ def versions(result: LsResult, repository: str, filtered: bool) -> None:
         note = f"-> {rec.version}" if v.alias else ""
         if v.tag in result.environments:
             note += " (environment)"
-        rows.append([v.tag, *metrics, rec.created, v.release.digest[:19], note])
-    _output.table(["TAG", sort.upper() if sort else "METRICS", "CREATED", "DIGEST", ""], rows)
+        params = flatten(rec.params)
+        shown = [_param_text(params[c]) if c in params else "-" for c in result.columns]
+        rows.append([v.tag, *metrics, *shown, rec.created, v.release.digest[:19], note])
+    heads = [c.upper() for c in result.columns]
+    _output.table(["TAG", sort.upper() if sort else "METRICS", *heads, "CREATED", "DIGEST", ""], rows)
+
+
+def _param_text(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def short(digest: str | None) -> str:

@@ -71,6 +71,14 @@ DSSE_ENVELOPE = "application/vnd.dsse.envelope.v1+json"
 PROVENANCE_ARTIFACT = "application/vnd.modelpack.provenance.v1+json"
 CYCLONEDX_JSON = "application/vnd.cyclonedx+json"
 SBOM_ARTIFACT = CYCLONEDX_JSON
+# Experiment runs (modelpack/runs): a run is an artifact of its own, tagged `run-<id>` in its experiment's
+# repository; its summary rides in the manifest's ANN_RUN annotation, and the listing indexes
+# (RUN_LISTING, tagged `runs-index-<x>`) copy those descriptors so one read per shard lists every run.
+RUN_ARTIFACT = "application/vnd.modelpack.run.v1+json"
+RUN_RECORD = "application/vnd.modelpack.run-record.v1+json"
+RUN_SYSTEM = "application/vnd.modelpack.run-system.v1+json"  # sampled CPU, RSS, GPU over time
+RUN_CHECKPOINT_FILE = "application/vnd.modelpack.run-checkpoint-file.v1"  # one file of a checkpoint, raw
+RUN_LISTING = "application/vnd.modelpack.run-listing.v1+json"
 
 
 @dataclass(frozen=True)
@@ -109,6 +117,8 @@ ANN_REF_NAME = "org.opencontainers.image.ref.name"
 ANN_RECORD = "dev.modelpack.record"
 ANN_DATASET = "dev.modelpack.dataset"  # a dataset artifact's record summary (no per-file lists)
 ANN_PREDICATE_TYPE = "dev.modelpack.predicateType"  # an in-toto referrer's predicateType
+ANN_RUN = "dev.modelpack.run"  # a run manifest's summary (canonical JSON): status, params, metrics, tags
+ANN_CHECKPOINT = "dev.modelpack.checkpoint"  # a checkpoint file layer's checkpoint name
 ANN_SIGNER = "dev.modelpack.signer"  # keyid the envelope claims: a hint for listings, never trusted
 # A serving image's base (OCI image-spec annotations): the store keeps images without the base's layers,
 # which stay in this registry; copies and `test` read them back from there.
