@@ -67,12 +67,20 @@ def rollback(
     *,
     reason: str = "",
     dry_run: bool = False,
+    force: bool = False,
     runtime: Runtime | None = None,
 ) -> MoveResult:
-    """Move `env` back to `version`, or to what was in effect before its current release."""
+    """Move `env` back to `version`, or to what was in effect before its current release; a version `env`
+    never ran needs `force` and a reason, and meets the policy."""
     check_env(env)
     return _rollback(
-        _repository(targets, repository), env, version, reason=reason, dry_run=dry_run, runtime=runtime
+        _repository(targets, repository),
+        env,
+        version,
+        reason=reason,
+        dry_run=dry_run,
+        force=force,
+        runtime=runtime,
     )
 
 

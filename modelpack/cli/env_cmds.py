@@ -84,6 +84,10 @@ def rollback(
             metavar="[VERSION]", help="The version to move ENV to. Default: what was in effect before."
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Allow a VERSION that ENV never ran (needs --reason; policy applies)."),
+    ] = False,
     reason: ReasonOpt = "",
     dry_run: DryRunOpt = False,
     as_json: JsonOpt = False,
@@ -91,7 +95,8 @@ def rollback(
     access: Access,
 ) -> None:
     """Move ENV back to VERSION (or to what was in effect before its current release), record it, and
-    read the tag back. An incident tool: it checks no test report, and says so.
+    read the tag back. An incident tool: it checks no test report, and says so. A VERSION that ENV never
+    ran is refused (promote it instead) unless --force --reason, and then must meet ENV's policy.
 
     Examples:
 
@@ -102,7 +107,7 @@ def rollback(
     from modelpack import api
 
     with access.targets() as targets:
-        result = api.rollback(targets, repository, env, version, reason=reason, dry_run=dry_run)
+        result = api.rollback(targets, repository, env, version, reason=reason, dry_run=dry_run, force=force)
     if as_json:
         return _output.emit_json(result.to_json())
     _render.move(result)
