@@ -3,9 +3,11 @@
 Reading. Every tag's manifest is read once (parallel GETs, bounded as every manifest read is): its digest,
 its children (an index names the serving image and the bundle), and from the record annotation the
 created time and the datasets it names (`datasets[i].digest`, `datasets[i].ref`, read from the JSON so a
-record written before those fields existed reads as naming none). Environments are the tags with an
-environment's name (place.is_environment_name); their histories and undo stacks (history.load_history,
-promote.undo_stack) give the rollback targets.
+record written before those fields existed reads as naming none). What a tag is comes from what it names,
+not from its shape (`is_version`): environments are the tags with promotion history (history.has_history;
+their histories and undo stacks give the rollback targets); a tag naming a release or a dataset record is
+a version whatever its name, unless it is an alias (`latest` naming the release whose own version tag is
+here too); another artifact is a version only under a tag that reads as one.
 
 Deleting, on a registry, for one version digest D, in this order:
 1. the referrers of D's children and of D (deepest first: a signature of a report before the report),
@@ -33,7 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,12 +49,12 @@ from modelpack.oci.model import Index, parse
 from modelpack.oci.target import RawManifest, Target
 from modelpack.registry.client import RegistryRepository
 from modelpack.registry.referrers import fallback_tag
-from modelpack.release.history import load_history, short
+from modelpack.release.history import has_history, load_history, short
 from modelpack.release.move import digest_of
-from modelpack.release.place import Place, is_environment_name, is_version_tag
+from modelpack.release.place import Place, is_environment_name
 from modelpack.release.promote import undo_stack
 from modelpack.release.query import release_tags
-from modelpack.release.retention import Facts, Plan, Version
+from modelpack.release.retention import Facts, Plan, Version, parse_version
 
 WORKERS = 8
 MAX_REFERRER_DEPTH = 4
@@ -85,10 +87,33 @@ def read_repository(place: Place, *, refs_to: str | None = None, workers: int = 
 
     with ThreadPoolExecutor(max(1, min(workers, len(named) or 1))) as pool:
         found = [v for v in pool.map(one, named) if v is not None]
-    versions = tuple(v for v in found if is_version_tag(v.tag))
-    others = tuple(v for v in found if not is_version_tag(v.tag))
-    envs = {v.tag: v.digest for v in others if is_environment_name(v.tag)}
+    candidates = [v.tag for v in found if is_environment_name(v.tag)]
+    with ThreadPoolExecutor(max(1, min(workers, len(candidates) or 1))) as pool:
+        flags = list(pool.map(lambda t: has_history(place.target, t, place.name), candidates))
+    env_tags = {t for t, f in zip(candidates, flags, strict=True) if f}
+    digest_of_tag = {v.tag: v.digest for v in found}
+    versions = tuple(v for v in found if is_version(v, env_tags, digest_of_tag))
+    others = tuple(v for v in found if v not in versions)
+    envs = {v.tag: v.digest for v in others if v.tag in env_tags}
     return Repository(versions, others, envs, tuple(tags))
+
+
+def is_version(v: Version, environments: Set[str], tags: Mapping[str, str]) -> bool:
+    """A tag prune may delete: no environment, and either it names a release or a dataset record (whatever
+    the team calls it: `dataset-v1.0.0`, `model-bert-sst2-acc92-v5`) and is no alias (a name that reads
+    as no version, `latest`, naming a release whose own version tag names the same digest), or it reads
+    as a version (another artifact under a version tag, as prune always took)."""
+    if v.tag in environments:
+        return False
+    if v.kind == "other":
+        return parse_version(v.tag) is not None
+    alias = (
+        v.kind == "release"
+        and v.version not in (None, v.tag)
+        and tags.get(v.version or "") == v.digest
+        and parse_version(v.tag) is None
+    )
+    return not alias
 
 
 def read_version(tag: str, raw: RawManifest, display: str) -> Version:
@@ -122,7 +147,19 @@ def read_version(tag: str, raw: RawManifest, display: str) -> Version:
                 uses_t.add(rest)
     children = frozenset(d.digest for d in doc.manifests) if isinstance(doc, Index) else frozenset()
     artifact = not isinstance(doc, Index) and mt.ANN_RECORD not in ann
-    return Version(tag, raw.digest, created, frozenset(uses_d), frozenset(uses_t), children, artifact)
+    kinds = {d.artifact_type for d in doc.manifests} if isinstance(doc, Index) else {doc.artifact_type}
+    if mt.ANN_RECORD in ann or mt.MODEL_ARTIFACT in kinds:
+        kind = "release"
+    elif mt.DATASET_ARTIFACT in kinds:
+        kind = "dataset"
+    else:
+        kind = "other"
+    stated = record.get("version") or ann.get(mt.ANN_VERSION)
+    version = stated if isinstance(stated, str) else None
+    return Version(
+        tag, raw.digest, created, frozenset(uses_d), frozenset(uses_t), children, artifact, kind, version
+    )
+
 
 
 def _epoch(value: object) -> float | None:
