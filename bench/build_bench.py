@@ -38,7 +38,7 @@ from pathlib import Path
 import benchkit  # bench/, beside this script (the project template the benchmarks share)
 
 from modelpack import api
-from modelpack.oci.layout import LayoutStore
+from modelpack.store.layout import LayoutStore
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -104,7 +104,7 @@ def kit_style(path: Path, store: Path) -> None:
 CHILD = """
 import json, resource, sys, time
 from modelpack import api
-from modelpack.oci.layout import LayoutStore
+from modelpack.store.layout import LayoutStore
 build = api.build  # api imports its modules on first use: before the clock
 t0, c0 = time.perf_counter(), time.process_time()
 build(sys.argv[1], LayoutStore(sys.argv[2]), environ={"SOURCE_DATE_EPOCH": "1700000000"})

@@ -42,8 +42,8 @@ from modelpack import api  # noqa: E402
 from modelpack.image import wheels  # noqa: E402
 from modelpack.image.runtime import runtime_pins  # noqa: E402
 from modelpack.image.wheels import select_wheels  # noqa: E402
-from modelpack.oci.layout import LayoutStore  # noqa: E402
 from modelpack.oci.model import Index, Manifest, parse  # noqa: E402
+from modelpack.store.layout import LayoutStore  # noqa: E402
 from modelpack.targets import Targets  # noqa: E402
 from tests.fixtures.engine import connect_engine  # noqa: E402
 from tests.fixtures.registry import RegistryProcess  # noqa: E402

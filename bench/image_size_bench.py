@@ -30,9 +30,9 @@ import benchkit  # noqa: E402  (bench/, beside this script)
 from modelpack import api  # noqa: E402
 from modelpack.image import wheels  # noqa: E402
 from modelpack.image.runtime import runtime_entries, runtime_pins  # noqa: E402
-from modelpack.oci.layout import LayoutStore  # noqa: E402
 from modelpack.oci.model import Index, Manifest, parse  # noqa: E402
 from modelpack.oci.tar import entries_from, tar_size  # noqa: E402
+from modelpack.store.layout import LayoutStore  # noqa: E402
 from tests.fixtures.engine import connect_engine  # noqa: E402
 from tests.fixtures.registry import RegistryProcess  # noqa: E402
 

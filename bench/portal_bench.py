@@ -31,21 +31,21 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rollback_bench import Registry  # noqa: E402  (the bench scripts' own registry)
+from rollback_bench import Registry
 
-from modelpack import api, portal  # noqa: E402
-from modelpack.oci import mediatypes as mt  # noqa: E402
-from modelpack.oci.copy import copy_graph  # noqa: E402
-from modelpack.oci.layout import LayoutStore  # noqa: E402
-from modelpack.oci.model import Descriptor, Manifest  # noqa: E402
-from modelpack.oci.target import RawManifest  # noqa: E402
-from modelpack.portal.cache import DiskCache, Memo  # noqa: E402
-from modelpack.portal.data import Source, slugs  # noqa: E402
-from modelpack.portal.server import make_server  # noqa: E402
-from modelpack.portal.views import Pages  # noqa: E402
-from modelpack.record.record import Metric  # noqa: E402
-from modelpack.release import evidence  # noqa: E402
-from modelpack.release.move import Runtime  # noqa: E402
+from modelpack import api
+from modelpack.environment.move import Runtime
+from modelpack.evidence import evidence
+from modelpack.oci import mediatypes as mt
+from modelpack.oci.copy import copy_graph
+from modelpack.oci.model import Descriptor, Manifest
+from modelpack.oci.target import RawManifest
+from modelpack.portal.cache import DiskCache, Memo
+from modelpack.portal.data import Source, slugs
+from modelpack.portal.server import make_server
+from modelpack.portal.views import Pages
+from modelpack.record.record import Metric
+from modelpack.store.layout import LayoutStore
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "iris-onnx"
 COLD_LIMIT, WARM_LIMIT = 2.0, 0.2

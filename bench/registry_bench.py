@@ -34,8 +34,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import benchkit  # bench/, beside this script
+import httpx
 
 REGISTRY_BIN = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 ARTIFACT_TYPE = "application/vnd.modelpack.bench.v1"
@@ -114,8 +114,8 @@ def make_artifact(layout_dir: Path, size: int, tag: str) -> Path:
     """A `size`-byte random blob as the one layer of an artifact tagged `tag` in the layout; returns the
     blob's file (written once, hashed while written, renamed under its digest)."""
     from modelpack.oci import mediatypes as mt
-    from modelpack.oci.layout import LayoutStore
     from modelpack.oci.model import Descriptor, Manifest
+    from modelpack.store.layout import LayoutStore
 
     store = LayoutStore(layout_dir)
     empty = store.put_blob_bytes(mt.EMPTY_JSON, mt.OCI_EMPTY)  # also creates the layout
@@ -161,7 +161,7 @@ def measured(tool: str, argv: Sequence[str], cwd: Path | None = None) -> tuple[R
 def child_push(layout: str, tag: str, dest: str) -> None:
     """The modelpack push, as a child: the library's copy_graph from the layout to the registry."""
     from modelpack.oci.copy import copy_graph
-    from modelpack.oci.layout import LayoutStore
+    from modelpack.store.layout import LayoutStore
     from modelpack.targets import Targets
 
     started = time.perf_counter()  # the operation, after the imports (the wall time has them)
@@ -229,9 +229,9 @@ def push_round(work: Path, layout: Path, blob: Path, n: int, tools: Sequence[str
 def retags(host: str, layout: Path, times: int = 20) -> list[Run]:
     """Retag a 1 MB and the big release `times` times each: GET raw manifest + PUT the same bytes."""
     from modelpack.oci.copy import copy_graph
-    from modelpack.oci.layout import LayoutStore
     from modelpack.registry.client import RegistryRepository
     from modelpack.registry.transport import RegistryClient
+    from modelpack.store.layout import LayoutStore
 
     out: list[Run] = []
     with RegistryClient(host, credentials=lambda _: None) as client:

@@ -38,15 +38,15 @@ from pathlib import Path
 
 import benchkit  # bench/, beside this script
 
+from modelpack.environment.place import Place
+from modelpack.environment.promote import Runtime, promote, rollback
+from modelpack.evidence.evidence import attach
 from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor, Index, Manifest, Platform
 from modelpack.oci.target import RawManifest
 from modelpack.registry.client import RegistryRepository
 from modelpack.registry.transport import RegistryClient
-from modelpack.release.evidence import attach
-from modelpack.release.place import Place
-from modelpack.release.promote import Runtime, promote, rollback
 
 MODELPACK = Path(sys.executable).parent / "modelpack"
 REGISTRY_BIN = shutil.which("docker-registry") or "/usr/bin/docker-registry"

@@ -56,7 +56,7 @@ def _say(started: float, **more: object) -> None:
 
 def child_pull(ref: str, layout: str) -> None:
     from modelpack.oci.copy import copy_graph
-    from modelpack.oci.layout import LayoutStore
+    from modelpack.store.layout import LayoutStore
     from modelpack.targets import Targets
 
     started = time.perf_counter()
@@ -79,7 +79,7 @@ def child_unpack(ref: str, dest: str) -> None:
 
 def child_push(layout: str, tag: str, dest: str) -> None:
     from modelpack.oci.copy import copy_graph
-    from modelpack.oci.layout import LayoutStore
+    from modelpack.store.layout import LayoutStore
     from modelpack.targets import Targets
 
     started = time.perf_counter()
@@ -110,8 +110,8 @@ CHILDREN: dict[str, Callable[..., None]] = {
 
 def blobs_of(layout: Path, tag: str) -> list[tuple[str, Path]]:
     """(digest, file) of every blob the tag's graph names, manifests excluded."""
-    from modelpack.oci.layout import LayoutStore
     from modelpack.oci.model import Index, Manifest, parse
+    from modelpack.store.layout import LayoutStore
 
     store = LayoutStore(layout)
     out: dict[str, Path] = {}
@@ -142,7 +142,7 @@ def blobs_of(layout: Path, tag: str) -> list[tuple[str, Path]]:
 def make_bundle(work: Path, size: int) -> Path:
     """A real release of `size` bytes of weights, built into a layout; returns the layout."""
     from modelpack import api
-    from modelpack.oci.layout import LayoutStore
+    from modelpack.store.layout import LayoutStore
 
     project = work / "project"
     project.mkdir()

@@ -23,12 +23,12 @@ from typing import Literal
 
 from modelpack.errors import NotFoundError, UsageError
 from modelpack.oci import digest as digests
-from modelpack.oci.layout import LayoutStore, default_store_path
-from modelpack.oci.storerepo import StoreRepository
 from modelpack.oci.target import Target
 from modelpack.registry.client import RegistryRepository
 from modelpack.registry.reference import OCI_SCHEME, Reference, parse_reference
 from modelpack.registry.transport import RegistryClient
+from modelpack.store.layout import LayoutStore, default_store_path
+from modelpack.store.storerepo import StoreRepository
 
 Kind = Literal["registry", "layout", "store"]
 # A local repository name: the distribution grammar (lowercase components), optionally under a registry

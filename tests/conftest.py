@@ -19,7 +19,7 @@ from fixtures.require import unavailable
 from fixtures.tls import make_tls_auth
 from support.places import kind  # noqa: F401  (the promote tests' fixture: registry, layout and store)
 
-from modelpack.oci.layout import LayoutStore
+from modelpack.store.layout import LayoutStore
 
 
 def _registry_binary() -> str:

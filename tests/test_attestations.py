@@ -27,28 +27,28 @@ from support.refusing_proxy import refusing_proxy
 from support.registry_helpers import client_for
 
 from modelpack import api
+from modelpack.environment.place import Place
+from modelpack.environment.promote import promote
 from modelpack.errors import RegistryError
-from modelpack.image.wheels import TargetPlatform
-from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
-from modelpack.oci.model import Descriptor
-from modelpack.oci.target import RawManifest, Target
-from modelpack.registry.client import RegistryRepository
-from modelpack.registry.transport import RetryPolicy
-from modelpack.release import evidence
-from modelpack.release.attestations import (
+from modelpack.evidence import evidence
+from modelpack.evidence.attestations import (
     attach_envelope,
     check_provenance,
     check_sbom,
     check_test_evidence,
     listed,
 )
-from modelpack.release.place import Place
-from modelpack.release.promote import promote
-from modelpack.runner.cases import CaseResult
-from modelpack.runner.gates import GateResult, Latency
-from modelpack.runner.report import ReleaseInfo, TestReport, attach_report, statement
+from modelpack.image.wheels import TargetPlatform
+from modelpack.oci import mediatypes as mt
+from modelpack.oci.model import Descriptor
+from modelpack.oci.target import RawManifest, Target
+from modelpack.registry.client import RegistryRepository
+from modelpack.registry.transport import RetryPolicy
+from modelpack.store.layout import LayoutStore
 from modelpack.targets import Targets
+from modelpack.testing.cases import CaseResult
+from modelpack.testing.gates import GateResult, Latency
+from modelpack.testing.report import ReleaseInfo, TestReport, attach_report, statement
 from modelpack.trust.dsse import open_envelope
 from modelpack.trust.keys import PrivateKey, PublicKey, generate, load_private, load_public
 

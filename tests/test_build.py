@@ -16,9 +16,9 @@ from support.clirun import run_cli
 from modelpack import api
 from modelpack.errors import InputError
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Manifest, parse
 from modelpack.record.record import Record
+from modelpack.store.layout import LayoutStore
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -22,7 +22,7 @@ from modelpack import api
 from modelpack.bundle.formats import sniff
 from modelpack.errors import InputError
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
+from modelpack.store.layout import LayoutStore
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 MTIME = 1_600_000_000

@@ -21,14 +21,14 @@ from support.clirun import run_cli as run_process
 from support.clirun import run_main as run_cli  # in process: the console script is proven in test_cli
 from support.release_fixtures import EXAMPLES, build, index_release, push
 
+from modelpack.evidence.evidence import attach, read_payload
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Index, Manifest, parse
 from modelpack.oci.target import Target
 from modelpack.registry.client import RegistryRepository
 from modelpack.registry.dockerconfig import DockerConfig
 from modelpack.registry.transport import RegistryClient
-from modelpack.release.evidence import attach, read_payload
+from modelpack.store.layout import LayoutStore
 
 REPORT_TYPE = "application/vnd.modelpack.test-report.v1+json"
 

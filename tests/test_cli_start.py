@@ -101,8 +101,8 @@ def test_a_local_command_converts_its_values_without_pydantic(tmp_path: Path) ->
 def released(registry: RegistryProcess, repo: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """`repo` with 1.0.0 then 1.1.0 promoted to prod, each with a passing test report, and the iris
     example built and pushed as 2.0.0 (inspect reads modelpack-built releases only)."""
-    from modelpack.oci.layout import LayoutStore
     from modelpack.registry.client import RegistryRepository
+    from modelpack.store.layout import LayoutStore
 
     with client_for(registry.host) as client:
         target = RegistryRepository(client, repo)

@@ -278,10 +278,10 @@ def test_dataset_entry_ref_and_digest_round_trip_and_are_omitted_when_absent() -
 
 
 def test_pull_refuses_a_record_that_lies_about_a_file_and_writes_nothing(tmp_path: Path) -> None:
-    from modelpack.oci.layout import LayoutStore
     from modelpack.oci.model import Manifest, parse
     from modelpack.record.dataset import DatasetRecord
     from modelpack.record.record import FileEntry
+    from modelpack.store.layout import LayoutStore
 
     data = tmp_path / "data"
     data.mkdir()

@@ -12,9 +12,9 @@ from support.clirun import run_main as run_cli  # in process: the console script
 from support.places import attach_report, make_release
 from support.registry_helpers import client_for
 
+from modelpack.environment.actor import who
+from modelpack.environment.history import Event, anchor, format_when, resolve
 from modelpack.oci import mediatypes as mt
-from modelpack.release.actor import who
-from modelpack.release.history import Event, anchor, format_when, resolve
 
 D = {c: "sha256:" + c * 64 for c in "0123456789abcdef"}
 

@@ -18,9 +18,9 @@ from support.serving import _body, _json, runtime
 from modelpack import api
 from modelpack.errors import ContentError, DigestMismatchError, InputError, ModelpackError
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Manifest, parse
 from modelpack.release.view import load_release
+from modelpack.store.layout import LayoutStore
 from modelpack.unpack import unpack
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

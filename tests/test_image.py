@@ -16,11 +16,11 @@ import support.schemacheck as schemacheck
 from modelpack import api
 from modelpack.image.config import NONROOT
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Index, Manifest, parse
 from modelpack.record.cases import load_cases
-from modelpack.runner.container import serving_container
+from modelpack.store.layout import LayoutStore
 from modelpack.targets import Targets
+from modelpack.testing.container import serving_container
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}

@@ -23,13 +23,13 @@ from modelpack.errors import InputError
 from modelpack.image import gzlayer, wheels
 from modelpack.image.runtime import runtime_pins
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Index, Manifest, parse
 from modelpack.oci.tar import TarEntry, tar_chunks
 from modelpack.record.record import LockSummary, Record
 from modelpack.release.diff import diff_records
 from modelpack.release.view import load_release
-from modelpack.runner.container import wait_ready
+from modelpack.store.layout import LayoutStore
+from modelpack.testing.container import wait_ready
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SERVE = Path(modelpack.__file__).resolve().parent / "serve"

@@ -26,10 +26,10 @@ import yaml
 from support.clirun import run_cli
 
 from modelpack import init as scaffold
-from modelpack.oci.layout import LayoutStore
 from modelpack.packfile import load_packfile
 from modelpack.record.cases import load_cases
-from modelpack.runner.container import wait_ready
+from modelpack.store.layout import LayoutStore
+from modelpack.testing.container import wait_ready
 from modelpack.trust import keys
 from modelpack.unpack import unpack
 
@@ -311,7 +311,7 @@ def test_release_example_workflow_runs_against_the_test_registry(
 def test_workflow_build_tags_sort_by_commit_time_as_prune_orders_them(tmp_path: Path) -> None:
     """The tags the generated workflow writes for two commits of one version: the later commit sorts
     newer both as text and in prune's order (an all-digit short sha was a PEP 440 post-release there)."""
-    from modelpack.release.retention import Version, order_newest_first
+    from modelpack.retention.retention import Version, order_newest_first
 
     proj = tmp_path / "house-prices"
     scaffold.init(proj, handler="python", registry="127.0.0.1:5000/acme/house-prices")

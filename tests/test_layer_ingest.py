@@ -13,9 +13,9 @@ from modelpack.bundle import layers
 from modelpack.bundle.plan import LayerPlan
 from modelpack.errors import InputError
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
-from modelpack.oci.statcache import StatCache
 from modelpack.oci.tar import entries_from, tar_chunks
+from modelpack.store.layout import LayoutStore
+from modelpack.store.statcache import StatCache
 
 
 def _sha(data: bytes) -> str:

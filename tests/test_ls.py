@@ -213,9 +213,9 @@ def test_unknown_sort_metric_is_an_error_with_a_suggestion(pushed: Pushed) -> No
 
 
 def test_where_takes_gates_on_record_and_test_report_metrics(pushed: Pushed) -> None:  # noqa: F811
+    from modelpack.evidence.evidence import attach
     from modelpack.oci import mediatypes as mt
     from modelpack.oci.model import Descriptor
-    from modelpack.release.evidence import attach
     from modelpack.targets import Targets
 
     repo = f"{pushed.host}/{pushed.repo}"

@@ -15,7 +15,7 @@ from support.clirun import run_main
 from support.release_fixtures import ENV, EXAMPLES, variant
 
 from modelpack import api
-from modelpack.oci.layout import LayoutStore
+from modelpack.store.layout import LayoutStore
 
 
 def _store(tmp_path: Path) -> dict[str, str]:

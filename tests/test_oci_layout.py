@@ -18,9 +18,9 @@ import support.schemacheck as schemacheck
 from modelpack.errors import DigestMismatchError, NotFoundError, StoreError, UsageError
 from modelpack.oci import digest, mediatypes
 from modelpack.oci.copy import copy_graph
-from modelpack.oci.layout import LayoutStore, default_store_path
 from modelpack.oci.model import Descriptor, Index, Manifest, Platform
 from modelpack.oci.target import Progress, RawManifest, Target
+from modelpack.store.layout import LayoutStore, default_store_path
 
 
 def _artifact(store: LayoutStore, payload: bytes, **kw: object) -> Manifest:

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from modelpack.errors import InputError
-from modelpack.oci.statcache import RACY_NS, FileStat, StatCache, file_key
+from modelpack.oci.filestat import FileStat, file_key
+from modelpack.store.statcache import RACY_NS, StatCache
 
 
 def _later(seconds: float = 5) -> int:

@@ -15,7 +15,6 @@ from support.hostile_tar import hostile_tar
 
 from modelpack.errors import InputError
 from modelpack.oci import digest
-from modelpack.oci.statcache import StatCache
 from modelpack.oci.tar import (
     TarEntry,
     entries_from,
@@ -26,6 +25,7 @@ from modelpack.oci.tar import (
     with_parents,
 )
 from modelpack.oci.untar import ChunkReader, safe_extract
+from modelpack.store.statcache import StatCache
 
 LONG = "d" * 60 + "/" + "e" * 70 + "/" + "f" * 150 + ".bin"  # > 256 bytes: no USTAR prefix split fits
 

@@ -10,13 +10,13 @@ import pytest
 from support.clirun import run_main
 from support.places import Kind, attach_report, make_release, runtime
 
+from modelpack.environment.history import load_history
+from modelpack.environment.policy import Policy, parse_requirements, read_policy, write_policy
+from modelpack.environment.promote import promote, rollback
 from modelpack.errors import InputError, PromotionError, UsageError
+from modelpack.evidence.evidence import attach, report_annotations
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor
-from modelpack.release.evidence import attach, report_annotations
-from modelpack.release.history import load_history
-from modelpack.release.policy import Policy, parse_requirements, read_policy, write_policy
-from modelpack.release.promote import promote, rollback
 from modelpack.trust import keys
 
 
@@ -147,7 +147,7 @@ def test_policy_commands_set_show_and_json(registry_repo: str, tmp_path: Path) -
 def test_a_signed_provenance_holds_beside_a_newer_unsigned_one(kind: Kind, tmp_path: Path) -> None:
     """A release rebuilt without the key (a CI check job) gets a second, unsigned provenance: the signed
     one still meets `provenance:KEY`; with only the unsigned one it is refused."""
-    from modelpack.release.attestations import attach_envelope, check_provenance
+    from modelpack.evidence.attestations import attach_envelope, check_provenance
     from modelpack.trust.intoto import statement, subject
     from modelpack.trust.slsa import SLSA_PREDICATE
 

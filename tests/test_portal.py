@@ -34,9 +34,9 @@ from support.release_fixtures import EXAMPLES, build, variant
 from modelpack import api, portal
 from modelpack.errors import ModelpackError
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
 from modelpack.portal.cache import DiskCache, Memo
 from modelpack.portal.data import slugs
+from modelpack.store.layout import LayoutStore
 
 
 @pytest.fixture(scope="module")

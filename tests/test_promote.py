@@ -22,14 +22,14 @@ from support.places import (
 )
 from support.registry_helpers import Requests, client_for
 
+from modelpack.environment.history import load_history
+from modelpack.environment.place import Place
+from modelpack.environment.promote import promote
 from modelpack.errors import NotFoundError, PromotionError, UsageError
+from modelpack.evidence.evidence import attach
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor
 from modelpack.registry.client import RegistryRepository
-from modelpack.release.evidence import attach
-from modelpack.release.history import load_history
-from modelpack.release.place import Place
-from modelpack.release.promote import promote
 
 # -- helpers shared by the promote/rollback/history test modules ---------------------------------------------
 

@@ -11,12 +11,12 @@ from fixtures.registry import RegistryProcess
 from support.places import attach_report, event_count, make_release, runtime, tag_digest
 from support.registry_helpers import client_for
 
+from modelpack.environment.history import load_history
+from modelpack.environment.place import Place
+from modelpack.environment.promote import promote, rollback
 from modelpack.errors import PromotionError
 from modelpack.registry.client import RegistryRepository
 from modelpack.registry.transport import RetryPolicy
-from modelpack.release.history import load_history
-from modelpack.release.place import Place
-from modelpack.release.promote import promote, rollback
 
 Refuse = Callable[[httpx.Request], bool]
 

@@ -18,12 +18,12 @@ from fixtures.registry import RegistryProcess
 from support.places import attach_report, make_release, runtime
 from support.registry_helpers import client_for
 
+from modelpack.environment.history import load_history
+from modelpack.environment.place import Place
+from modelpack.environment.promote import Runtime, promote
 from modelpack.errors import PromotionError
-from modelpack.oci.layout import LayoutStore
 from modelpack.registry.client import RegistryRepository
-from modelpack.release.history import load_history
-from modelpack.release.place import Place
-from modelpack.release.promote import Runtime, promote
+from modelpack.store.layout import LayoutStore
 
 ROUNDS = 4
 
@@ -32,9 +32,9 @@ def _racer(host: str, repo: str, version: str, barrier: Any, out: Any) -> None:
     """Runs in a child process: promote `version` to prod, report ("won"|"lost", version, detail)."""
     with client_for(host) as client:
         place = Place(RegistryRepository(client, repo), None, f"{host}/{repo}")
-        # The settlement holds while the competitor is at most settle_factor times slower (release/move.py);
-        # two fresh processes on a 2-core CI machine were once 1.5x apart, so the test, which checks the
-        # settlement logic and not the default factor, gives it room.
+        # The settlement holds while the competitor is at most settle_factor times slower
+        # (environment/move.py); two fresh processes on a 2-core CI machine were once 1.5x apart, so the
+        # test, which checks the settlement logic and not the default factor, gives it room.
         rt = Runtime(
             environ={},
             actor=f"racer-{version}",

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 from support.places import Kind, attach_report, event_count, make_release, runtime, tag_digest
 
+from modelpack.environment.history import load_history
+from modelpack.environment.place import Place
+from modelpack.environment.policy import Policy, parse_requirements, write_policy
+from modelpack.environment.promote import Runtime, promote, rollback
 from modelpack.errors import PromotionError, UsageError
-from modelpack.release.history import load_history
-from modelpack.release.place import Place
-from modelpack.release.policy import Policy, parse_requirements, write_policy
-from modelpack.release.promote import Runtime, promote, rollback
 
 
 def _promoted(place: Place, versions: list[str], rt: Runtime) -> dict[str, str]:

@@ -16,18 +16,18 @@ from support.prune_repos import VERSIONS, gone, populate
 from support.registry_helpers import client_for, push_artifact
 
 from modelpack import api
+from modelpack.environment.history import anchor
+from modelpack.environment.place import Place
 from modelpack.errors import PromotionError, RefusedError
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Index, parse
-from modelpack.oci.storerepo import StoreRepository
 from modelpack.oci.target import RawManifest, Target
 from modelpack.registry.client import RegistryRepository
 from modelpack.registry.referrers import fallback_tag
-from modelpack.release.history import anchor
-from modelpack.release.place import Place
-from modelpack.release.prune import execute, facts, read_repository
-from modelpack.release.retention import Rule, plan
+from modelpack.retention.prune import execute, facts, read_repository
+from modelpack.retention.retention import Rule, plan
+from modelpack.store.layout import LayoutStore
+from modelpack.store.storerepo import StoreRepository
 from modelpack.targets import Targets
 
 

@@ -12,9 +12,9 @@ from support.prune_repos import VERSIONS
 
 from modelpack import api
 from modelpack.errors import NotFoundError
+from modelpack.evidence.evidence import passing_report, read_payload
 from modelpack.oci.model import Index, parse
 from modelpack.oci.target import Target
-from modelpack.release.evidence import passing_report, read_payload
 from modelpack.targets import Targets
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from modelpack.errors import ContentError, InputError
+from modelpack.record.curves import ColumnSummary
 from modelpack.record.files import read_bounded
 from modelpack.record.git import GitInfo
-from modelpack.record.history import ColumnSummary
 from modelpack.record.record import PickleEntry, Record, SecurityInfo, ServingInfo, TestPlan
 
 # Written by the code on main before the fields were typed (Mapping[str, Any] read by string key).

@@ -7,8 +7,8 @@ from pathlib import Path
 from support.registry_helpers import Requests, blob, client_for, random_bytes
 
 from modelpack.oci import mediatypes
-from modelpack.oci.layout import LayoutStore
 from modelpack.registry import RegistryRepository, UploadOptions
+from modelpack.store.layout import LayoutStore
 
 MIB = 1 << 20
 

@@ -11,9 +11,9 @@ from support.registry_helpers import blob, client_for, opener, random_bytes
 
 from modelpack.errors import DigestMismatchError
 from modelpack.oci import mediatypes
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.target import Progress
 from modelpack.registry import RegistryClient, RegistryRepository, UploadOptions
+from modelpack.store.layout import LayoutStore
 
 
 def test_mount_blob_between_repositories_and_202_fallback(registry, repo) -> None:

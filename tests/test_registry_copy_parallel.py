@@ -13,10 +13,10 @@ from support.registry_helpers import Requests, client_for
 
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.copy import copy_graph
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Index, Manifest, Platform
 from modelpack.oci.target import BlobCopy, ProgressFn, RawManifest, Target, no_progress
 from modelpack.registry import RegistryRepository
+from modelpack.store.layout import LayoutStore
 
 
 class Watched:

@@ -16,8 +16,8 @@ from support.release_fixtures import Pushed, pushed  # noqa: F401  (pushed is th
 
 from modelpack.errors import DigestMismatchError
 from modelpack.oci.copy import copy_graph
-from modelpack.oci.layout import LayoutStore
 from modelpack.registry import RangeOptions, RegistryRepository
+from modelpack.store.layout import LayoutStore
 from modelpack.unpack import unpack
 
 PIECE = 64 * 1024

@@ -26,10 +26,10 @@ from modelpack.errors import NotFoundError, RegistryError
 from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.copy import CopyResult, copy_graph
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Index, Manifest, index_of, parse
 from modelpack.oci.target import RawManifest
 from modelpack.registry import RegistryClient, RegistryRepository, RetryPolicy
+from modelpack.store.layout import LayoutStore
 from modelpack.targets import Targets
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -152,7 +152,7 @@ def _default_sigint() -> None:
 
 
 def _blob_files(root: Path) -> list[Path]:
-    """The store's blobs: files under blobs/, and the entries of source-backed layers (oci/sourced.py)."""
+    """The store's blobs: files under blobs/, and the entries of source-backed layers (store/sourced.py)."""
     return [p for top in ("blobs", "sourced") for p in (root / top / "sha256").glob("*") if p.is_file()]
 
 

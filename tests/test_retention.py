@@ -1,11 +1,11 @@
-"""The retention rule alone (release/retention.py): plain values in, a plan out; no registry."""
+"""The retention rule alone (retention/retention.py): plain values in, a plan out; no registry."""
 
 from __future__ import annotations
 
 import pytest
 
 from modelpack.errors import UsageError
-from modelpack.release.retention import Facts, Plan, Rule, Version, format_age, parse_age, plan
+from modelpack.retention.retention import Facts, Plan, Rule, Version, format_age, parse_age, plan
 
 DAY = 86400.0
 NOW = 1_800_000_000.0

@@ -10,18 +10,18 @@ from typing import Any
 import pytest
 
 from modelpack.errors import TestNotRunError, UsageError
+from modelpack.evidence.evidence import ANN_PASSED, REPORT_TYPE, passing_report
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Manifest
 from modelpack.record.cases import parse_cases
 from modelpack.record.record import Record
-from modelpack.release.evidence import ANN_PASSED, REPORT_TYPE, passing_report
 from modelpack.release.view import ReleaseView
-from modelpack.runner.cases import CaseResult, LatencyError, measure_latency, run_cases
-from modelpack.runner.gates import GateResult, evaluate_gates, latency_of, percentile
-from modelpack.runner.report import ReleaseInfo, TestReport, attach_report, junit_xml
-from modelpack.runner.testrun import choose_runtime
+from modelpack.store.layout import LayoutStore
 from modelpack.targets import Targets
+from modelpack.testing.cases import CaseResult, LatencyError, measure_latency, run_cases
+from modelpack.testing.gates import GateResult, evaluate_gates, latency_of, percentile
+from modelpack.testing.report import ReleaseInfo, TestReport, attach_report, junit_xml
+from modelpack.testing.testrun import choose_runtime
 
 CASES = parse_cases(
     {

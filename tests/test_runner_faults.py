@@ -14,8 +14,8 @@ from fixtures.engine import Engine
 from fixtures.registry import RegistryProcess
 
 from modelpack.errors import TestNotRunError
-from modelpack.runner.container import serving_container
-from modelpack.runner.engine import engine_client, pulled
+from modelpack.testing.container import serving_container
+from modelpack.testing.engine import engine_client, pulled
 
 pytestmark = pytest.mark.slow
 

@@ -21,14 +21,14 @@ from support.clirun import run_cli, script
 
 from modelpack import api
 from modelpack.errors import TestNotRunError
-from modelpack.oci.layout import LayoutStore
+from modelpack.evidence.evidence import ANN_PASSED, ANN_RUNTIME, REPORT_TYPE, passing_report
 from modelpack.registry.referrers import fallback_tag
-from modelpack.release.evidence import ANN_PASSED, ANN_RUNTIME, REPORT_TYPE, passing_report
 from modelpack.release.view import load_release
-from modelpack.runner.container import free_port
-from modelpack.runner.local import local_server, reference_command
-from modelpack.runner.testrun import TestOptions, run_test
+from modelpack.store.layout import LayoutStore
 from modelpack.targets import Targets
+from modelpack.testing.container import free_port
+from modelpack.testing.local import local_server, reference_command
+from modelpack.testing.testrun import TestOptions, run_test
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}

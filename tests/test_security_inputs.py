@@ -26,12 +26,12 @@ from modelpack import api
 from modelpack.bundle.lockfile.requirements import parse as parse_requirements
 from modelpack.errors import InputError
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Manifest, parse
-from modelpack.oci.statcache import StatCache
 from modelpack.packfile import load_packfile
 from modelpack.record.cases import load_cases
 from modelpack.record.metrics import load_metrics_file, load_params_file
+from modelpack.store.layout import LayoutStore
+from modelpack.store.statcache import StatCache
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "custom-handler"
 PACKFILE = """\

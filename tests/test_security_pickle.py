@@ -24,9 +24,9 @@ from modelpack import api
 from modelpack.bundle.pickleops import scan_stream
 from modelpack.bundle.picklescan import classify, enforce, scan_file
 from modelpack.errors import InputError
-from modelpack.oci.layout import LayoutStore
 from modelpack.record.record import PickleEntry
 from modelpack.release.view import load_release
+from modelpack.store.layout import LayoutStore
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ENV = {"SOURCE_DATE_EPOCH": "1700000000"}

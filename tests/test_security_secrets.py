@@ -18,11 +18,11 @@ from support.clirun import run_cli
 from support.registry_helpers import blob, opener
 
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Index, Manifest, parse
 from modelpack.registry import RegistryClient, RegistryRepository
 from modelpack.registry.dockerconfig import Credential
 from modelpack.registry.parallel import push_blobs
+from modelpack.store.layout import LayoutStore
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -20,6 +20,9 @@ from support.clirun import script
 from support.places import attach_report, make_release, runtime
 from support.registry_helpers import client_for
 
+from modelpack.environment.history import anchor
+from modelpack.environment.place import Place
+from modelpack.environment.promote import promote
 from modelpack.oci import canonical
 from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes as mt
@@ -27,9 +30,6 @@ from modelpack.oci.model import Index, parse
 from modelpack.oci.target import RawManifest
 from modelpack.registry.client import RegistryRepository
 from modelpack.registry.referrers import fallback_tag
-from modelpack.release.history import anchor
-from modelpack.release.place import Place
-from modelpack.release.promote import promote
 
 _EV = "dev.modelpack.event."
 _MEMORY_LIMIT = 2 * 1024**3  # a runaway loop hits this long before it hurts the machine
@@ -116,7 +116,7 @@ def test_gc_never_deletes_what_a_running_build_writes(tmp_path: Path) -> None:
     """A build of a 64 MiB weights layer in its own process while this one runs gc --grace 0 in a loop:
     gc refuses while the build holds the writer lock, and the release is complete afterwards."""
     from modelpack.errors import StoreError
-    from modelpack.oci.layout import LayoutStore
+    from modelpack.store.layout import LayoutStore
 
     store_dir = tmp_path / "store"
     proj = _project(tmp_path, weights_mb=64)
@@ -152,7 +152,7 @@ def test_gc_never_deletes_what_a_running_build_writes(tmp_path: Path) -> None:
 def test_gc_with_a_damaged_tagged_manifest_refuses_and_deletes_nothing(tmp_path: Path) -> None:
     from support.clirun import run_main
 
-    from modelpack.oci.layout import LayoutStore
+    from modelpack.store.layout import LayoutStore
 
     env = {"MODELPACK_STORE": str(tmp_path / "store"), "SOURCE_DATE_EPOCH": "1700000000"}
     built = run_main("build", str(_project(tmp_path)), "--no-image", env=env)

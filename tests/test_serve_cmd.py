@@ -14,7 +14,7 @@ import httpx
 import pytest
 from support.clirun import script
 
-from modelpack.runner.container import free_port
+from modelpack.testing.container import free_port
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -18,7 +18,7 @@ import pytest
 from support.serving import base_env, free_port, iris_config
 
 import modelpack
-from modelpack.runner.container import wait_ready
+from modelpack.testing.container import wait_ready
 
 REPO = Path(modelpack.__file__).resolve().parent.parent
 LOCK = REPO / "modelpack" / "serve" / "requirements.lock"

@@ -22,11 +22,11 @@ from modelpack import api
 from modelpack.bundle import layers
 from modelpack.errors import StoreError
 from modelpack.oci import digest, mediatypes
-from modelpack.oci.layout import LayoutStore
+from modelpack.oci.filestat import FileStat
 from modelpack.oci.model import Descriptor, Manifest, parse
-from modelpack.oci.sourced import FilePart, SourcedBlob, hash_parts
-from modelpack.oci.statcache import FileStat
 from modelpack.oci.tar import TarEntry, layer_parts, tar_chunks, with_parents
+from modelpack.store.layout import LayoutStore
+from modelpack.store.sourced import FilePart, SourcedBlob, hash_parts
 
 ENV = {"SOURCE_DATE_EPOCH": "1700000000"}
 

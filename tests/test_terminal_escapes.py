@@ -11,11 +11,11 @@ from support.clirun import run_main
 from support.release_fixtures import ENV, EXAMPLES
 
 from modelpack import api
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Index, parse
 from modelpack.oci.target import RawManifest
 from modelpack.record.record import Metric
 from modelpack.release.index import release_index
+from modelpack.store.layout import LayoutStore
 
 HOSTILE = "\x1b[2J\x1b[H\x9b31mALL GATES PASSED\x07 [bold red]ok[/]"
 

@@ -18,10 +18,10 @@ from modelpack import api
 from modelpack.errors import ContentError, InputError
 from modelpack.oci import canonical
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Manifest, parse
-from modelpack.record.history import Curves
+from modelpack.record.curves import Curves
 from modelpack.record.record import Record
+from modelpack.store.layout import LayoutStore
 from modelpack.targets import Targets
 
 ENV = {"SOURCE_DATE_EPOCH": "1700000000"}

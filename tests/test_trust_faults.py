@@ -17,12 +17,12 @@ from support.release_fixtures import push
 from support.signed import Built, built, open_target, pushed_copy, release_signature_bytes
 
 from modelpack.errors import VerificationError
+from modelpack.evidence import signatures
+from modelpack.evidence.evidence import attach
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor
 from modelpack.registry.client import RegistryRepository
 from modelpack.registry.transport import RetryPolicy
-from modelpack.release import signatures
-from modelpack.release.evidence import attach
 from modelpack.release.view import load_release
 from modelpack.trust import cosign, keys, oms
 

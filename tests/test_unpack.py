@@ -12,8 +12,8 @@ from support.release_fixtures import ENV, EXAMPLES, Pushed, pushed  # noqa: F401
 from modelpack import api
 from modelpack.errors import DigestMismatchError, UsageError
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
 from modelpack.release.view import load_release
+from modelpack.store.layout import LayoutStore
 from modelpack.unpack import ALL, parse_filter, unpack
 
 # Where each source file of iris-onnx lands in an unpacked release.

@@ -63,9 +63,9 @@ _HOME = {
     "PolicyResult": "_environments",
     "prune": "_retention",
     "PruneResult": "_retention",
-    "test": "_run",
-    "TestOptions": "_run",
-    "serve": "_run",
+    "test": "_testing",
+    "TestOptions": "_testing",
+    "serve": "_testing",
     "dataset_push": "_datasets",
     "dataset_pull": "_datasets",
     "dataset_inspect": "_datasets",
@@ -198,13 +198,13 @@ if TYPE_CHECKING:
     from modelpack.api._read import ls as ls
     from modelpack.api._retention import PruneResult as PruneResult
     from modelpack.api._retention import prune as prune
-    from modelpack.api._run import TestOptions as TestOptions
-    from modelpack.api._run import serve as serve
-    from modelpack.api._run import test as test
     from modelpack.api._store import gc as gc
     from modelpack.api._store import init as init
     from modelpack.api._store import login as login
     from modelpack.api._store import logout as logout
+    from modelpack.api._testing import TestOptions as TestOptions
+    from modelpack.api._testing import serve as serve
+    from modelpack.api._testing import test as test
     from modelpack.api._transfer import PullResult as PullResult
     from modelpack.api._transfer import TagResult as TagResult
     from modelpack.api._transfer import TransferResult as TransferResult

@@ -2,7 +2,7 @@
 
 Wiring only: the facts come from the build's own results (bundle, image, lock) and the GitHub Actions
 run identity from the `environ` the build was given (never from os.environ here); the documents are
-made in `trust/`, attached through `release/attestations`.
+made in `trust/`, attached through `evidence/attestations`.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 from modelpack import __version__
 from modelpack.bundle.build import BundleResult
+from modelpack.evidence.attestations import attach_envelope, attach_sbom
 from modelpack.image.build import ImageResult
 from modelpack.image.request import ImageRequest
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor
 from modelpack.oci.target import Target
-from modelpack.release.attestations import attach_envelope, attach_sbom
 from modelpack.trust.keys import PrivateKey
 from modelpack.trust.sbom import Package, SbomFacts, sbom_bytes
 from modelpack.trust.slsa import BuildFacts, CiRun, provenance_statement

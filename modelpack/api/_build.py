@@ -16,14 +16,14 @@ from modelpack.image import wheels
 from modelpack.image.base import resolve_base
 from modelpack.image.build import ImageResult, build_image
 from modelpack.image.request import ImageRequest
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor
-from modelpack.oci.statcache import StatCache
 from modelpack.packfile import BUILDERS, Packfile, load_packfile
 from modelpack.packfile.loader import PACKFILE, find_packfile
 from modelpack.record.dataset import PublishedDataset
 from modelpack.record.git import git_info
 from modelpack.release.index import release_index
+from modelpack.store.layout import LayoutStore
+from modelpack.store.statcache import StatCache
 from modelpack.targets import Targets
 
 __all__ = ["PACKFILE", "BuildResult", "base_reference", "build", "find_packfile", "target_environment"]

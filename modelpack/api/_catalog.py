@@ -24,8 +24,8 @@ from modelpack.oci.target import RawManifest, Target
 from modelpack.targets import Location, Targets
 
 if TYPE_CHECKING:
+    from modelpack.evidence.signatures import Listed
     from modelpack.release.query import Version
-    from modelpack.release.signatures import Listed
     from modelpack.release.view import ReleaseView
 
 WORKERS = 16  # round trips, not bytes: the registry answers many at once
@@ -171,8 +171,8 @@ def catalog(
 
 
 def _entry(target: Target, tag: str, release: ReleaseView) -> tuple[Version, CatalogEntry]:
+    from modelpack.evidence import evidence, signatures
     from modelpack.packfile.gates import MEASURED
-    from modelpack.release import evidence, signatures
     from modelpack.release.query import Version
 
     referrers = target.referrers(release.digest)
@@ -198,7 +198,7 @@ def _entry(target: Target, tag: str, release: ReleaseView) -> tuple[Version, Cat
 
 
 def _artifact(d: Descriptor) -> Artifact:
-    from modelpack.release.signatures import kind_of
+    from modelpack.evidence.signatures import kind_of
 
     return Artifact(d.digest, d.artifact_type or d.media_type, d.size, dict(d.annotations or {}), kind_of(d))
 
@@ -246,7 +246,7 @@ def report(
 ) -> ReportResult:
     """The test report `digest` (a referrer in `reference`'s repository), read bounded from either format
     (a DSSE envelope or the plain JSON of older reports)."""
-    from modelpack.release.attestations import read_report
+    from modelpack.evidence.attestations import read_report
 
     digests.validate(digest)
     where = targets.open(reference)

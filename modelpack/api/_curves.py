@@ -11,7 +11,7 @@ from typing import Any
 
 from modelpack.errors import ContentError
 from modelpack.oci import mediatypes as mt
-from modelpack.record.history import MAX_LAYER_BYTES, Curves, HistorySummary
+from modelpack.record.curves import MAX_LAYER_BYTES, Curves, HistorySummary
 from modelpack.release.view import load_release
 from modelpack.targets import Targets
 

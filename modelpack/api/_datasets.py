@@ -81,9 +81,9 @@ def dataset_push(
 ) -> DatasetPushResult:
     """Publish the file or directory `path` as `destination`, `HOST/REPO:VERSION` (or `oci:PATH:TAG`)."""
     from modelpack.dataset.artifact import DatasetInput, build_dataset
-    from modelpack.oci.statcache import StatCache
+    from modelpack.environment.actor import who
     from modelpack.record.git import git_info
-    from modelpack.release.actor import who
+    from modelpack.store.statcache import StatCache
 
     env = targets.environ if environ is None else environ
     dest = targets.open(destination, must_exist=False)

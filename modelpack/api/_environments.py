@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from modelpack.environment.history import Event, History, format_when, load_history
+from modelpack.environment.move import MoveResult, Runtime, event_json
+from modelpack.environment.place import Place, check_env
+from modelpack.environment.policy import Policy, parse_requirements, read_policy, write_policy
+from modelpack.environment.promote import promote as _promote
+from modelpack.environment.promote import rollback as _rollback
+from modelpack.environment.promote import verify
 from modelpack.errors import UsageError
-from modelpack.release.history import Event, History, format_when, load_history
-from modelpack.release.move import MoveResult, Runtime, event_json
-from modelpack.release.place import Place, check_env
-from modelpack.release.policy import Policy, parse_requirements, read_policy, write_policy
-from modelpack.release.promote import promote as _promote
-from modelpack.release.promote import rollback as _rollback
-from modelpack.release.promote import verify
 from modelpack.targets import Targets
 
 __all__ = [

@@ -7,19 +7,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from modelpack.environment.place import is_environment_name
 from modelpack.errors import UsageError
-from modelpack.oci.storerepo import store_repositories
 from modelpack.release.diff import RecordDiff, diff_records
-from modelpack.release.place import is_environment_name
 from modelpack.release.view import ReleaseView, load_release
+from modelpack.store.storerepo import store_repositories
 from modelpack.targets import Location, Targets
 
 if TYPE_CHECKING:
+    from modelpack.evidence.attestations import Listed as AttestationListed
+    from modelpack.evidence.signatures import Listed
     from modelpack.oci.model import Descriptor
     from modelpack.record.where import Condition
     from modelpack.release import query
-    from modelpack.release.attestations import Listed as AttestationListed
-    from modelpack.release.signatures import Listed
 
 _BARE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
@@ -138,7 +138,7 @@ def inspect(targets: Targets, reference: str, *, local: bool = False) -> Inspect
     """A release's record, layers and sizes; `local` reads the store's copy of a pulled release."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from modelpack.release import attestations, signatures
+    from modelpack.evidence import attestations, signatures
 
     where, ref = _release(targets, reference, local)
     view = load_release(where.target, ref, where=where.display)
@@ -182,7 +182,7 @@ def _image_size(where: Location, view: ReleaseView) -> int | None:
 
 
 def _reports(referrers: Sequence[Descriptor]) -> tuple[ReportInfo, ...]:
-    from modelpack.release import evidence
+    from modelpack.evidence import evidence
 
     found = [
         ReportInfo(
@@ -317,8 +317,8 @@ def _environments(place: Location, tags: Sequence[str], *, naming: str | None = 
     with `naming`, only those whose tag names that digest now (one more manifest read each)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from modelpack.environment.history import has_history
     from modelpack.errors import NotFoundError
-    from modelpack.release.history import has_history
 
     scope = place.repository if place.is_local else None
 

@@ -1,5 +1,5 @@
-"""`prune`: delete old version tags and their evidence, never what an environment needs (release/retention.py
-is the rule, release/prune.py reads the facts and deletes)."""
+"""`prune`: delete old version tags and their evidence, never what an environment needs
+(retention/retention.py is the rule, retention/prune.py reads the facts and deletes)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from modelpack.environment.place import Place
 from modelpack.errors import UsageError
-from modelpack.release.place import Place
-from modelpack.release.prune import Deleted, Repository, execute, facts, read_repository
-from modelpack.release.retention import DEFAULT_HISTORY_DEPTH, Decision, Plan, Rule, parse_age, plan
+from modelpack.retention.prune import Deleted, Repository, execute, facts, read_repository
+from modelpack.retention.retention import DEFAULT_HISTORY_DEPTH, Decision, Plan, Rule, parse_age, plan
 from modelpack.targets import Targets
 
 __all__ = ["PruneResult", "prune"]

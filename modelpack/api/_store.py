@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from modelpack.errors import UsageError
-from modelpack.oci.caches import CacheSweep, sweep_caches
-from modelpack.oci.gc import GcResult
+from modelpack.store.caches import CacheSweep, sweep_caches
+from modelpack.store.gc import GcResult
 from modelpack.targets import Targets
 
 __all__ = [
@@ -47,7 +47,7 @@ class GcOutcome:
 
 def gc(targets: Targets, *, grace: float = 3600.0) -> GcOutcome:
     """Remove blobs of the local store no tag reaches (and leftovers of interrupted writes), then the
-    caches only those blobs needed (oci/caches.py), older than `grace` seconds: younger ones may belong
+    caches only those blobs needed (store/caches.py), older than `grace` seconds: younger ones may belong
     to a write in progress."""
     if grace < 0:
         raise UsageError(f"--grace must be 0 or more seconds, not {grace:g}")

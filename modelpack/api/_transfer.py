@@ -16,14 +16,14 @@ from typing import Any
 
 from modelpack import unpack as unpacking
 from modelpack.errors import DigestMismatchError, InputError, NotFoundError, RefusedError, UsageError
+from modelpack.evidence import signatures
+from modelpack.evidence.attestations import TRAVELS
 from modelpack.image.build import base_sources
 from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.copy import CopyResult, copy_graph
 from modelpack.oci.target import ProgressFn, RawManifest, Target, no_progress
 from modelpack.packfile.loader import PACKFILE, find_packfile
-from modelpack.release import signatures
-from modelpack.release.attestations import TRAVELS
 from modelpack.release.view import load_release, release_version
 from modelpack.targets import Location, Targets, split_name
 from modelpack.trust import oms
@@ -171,9 +171,9 @@ def _record_overwrite(dest: Target, root: RawManifest, tag: str, note: str, targ
     import json
     import time
 
+    from modelpack.environment.actor import who
+    from modelpack.evidence.evidence import attach
     from modelpack.oci.model import Descriptor
-    from modelpack.release.actor import who
-    from modelpack.release.evidence import attach
 
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     body = {"tag": tag, "digest": root.digest, "note": note, "who": who(targets.environ), "when": when}
@@ -265,7 +265,7 @@ def _local_name(targets: Targets, text: str) -> tuple[Location, str]:
 def tag(targets: Targets, reference: str, new_tag: str) -> TagResult:
     """Point `new_tag` at the manifest `reference` names, in the same repository: the same bytes, so the
     same digest. An environment tag (one with promotion history) is refused: promote and rollback move it."""
-    from modelpack.release.history import has_history
+    from modelpack.environment.history import has_history
 
     if "/" in new_tag or new_tag.startswith("oci:") or "@" in new_tag or ":" in new_tag:
         raise UsageError(
@@ -278,7 +278,7 @@ def tag(targets: Targets, reference: str, new_tag: str) -> TagResult:
     if where.reference is not None and not where.reference.is_layout:
         where.reference.with_tag(new_tag)  # validates the registry tag grammar
     elif where.kind != "registry":
-        from modelpack.oci.layout import check_tag
+        from modelpack.store.layout import check_tag
 
         check_tag(new_tag)
     if has_history(where.target, new_tag, where.repository if where.is_local else None):

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from modelpack.errors import InputError, UsageError, VerificationError
+from modelpack.evidence import attestations, signatures
 from modelpack.oci.target import ProgressFn, no_progress
-from modelpack.release import attestations, signatures
 from modelpack.release.view import load_release
 from modelpack.targets import Targets
 from modelpack.trust import keys

@@ -23,9 +23,7 @@ from modelpack.bundle.picklescan import enforce, scan_bundle_files
 from modelpack.errors import InputError
 from modelpack.oci import canonical
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Manifest
-from modelpack.oci.statcache import StatCache
 from modelpack.oci.tar import TarEntry
 from modelpack.packfile import Packfile
 from modelpack.packfile.files import walk
@@ -34,8 +32,10 @@ from modelpack.packfile.version import resolve_version
 from modelpack.record.dataset import PublishedDataset
 from modelpack.record.git import GitInfo
 from modelpack.record.record import FileEntry, Record, ServingInfo, TestPlan, build_environment
+from modelpack.store.layout import LayoutStore
+from modelpack.store.statcache import StatCache
 
-from modelpack.bundle.history import read_history, store_history  # isort: skip
+from modelpack.bundle.curves import read_history, store_history  # isort: skip
 from modelpack.bundle.layers import store_layer  # isort: skip
 
 

@@ -4,7 +4,7 @@ Warm: the layer's stat-cache key (every entry's header fields and its file's sta
 digest whose blob the store holds, and the files' own digests are cached too: nothing is read.
 Cold, big layer (its files hold at least `SOURCED_MIN` bytes, e.g. a weight file): each file is read
 once, its own sha256 and the layer's taken from the same bytes on two threads, and the store keeps a
-source-backed entry (oci/sourced.py: the tar headers and padding, the files by path and stat identity)
+source-backed entry (store/sourced.py: the tar headers and padding, the files by path and stat identity)
 instead of a second copy of the weights. No byte is written.
 Cold, small layer (code, docs, configs): the tar stream is hashed as a whole and, file by file, as it is
 written to a temp file in the store, which is then renamed to its digest name. One read, one write: a
@@ -22,12 +22,13 @@ from pathlib import Path
 from modelpack.bundle.plan import LARGE_FILE, LayerPlan
 from modelpack.oci import digest
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
+from modelpack.oci.filestat import FileStat, file_key
 from modelpack.oci.model import Descriptor
-from modelpack.oci.sourced import FilePart, Part, SourcedBlob, hash_parts
-from modelpack.oci.statcache import FileStat, StatCache, file_key
 from modelpack.oci.tar import TarEntry, header, layer_key, layer_parts, tar_chunks
 from modelpack.record.record import FileEntry
+from modelpack.store.layout import LayoutStore
+from modelpack.store.sourced import FilePart, Part, SourcedBlob, hash_parts
+from modelpack.store.statcache import StatCache
 
 SOURCED_MIN = LARGE_FILE  # a layer whose files hold this much is kept by reference, not copied
 

@@ -13,12 +13,12 @@ if TYPE_CHECKING:
     from modelpack.api._build import BuildResult
     from modelpack.api._environments import HistoryResult, PolicyResult
     from modelpack.api._read import InspectResult, LsResult
+    from modelpack.environment.move import MoveResult
     from modelpack.record.record import Record
     from modelpack.release.diff import RecordDiff
-    from modelpack.release.move import MoveResult
     from modelpack.release.view import ReleaseView
-    from modelpack.runner.report import TestReport
-    from modelpack.runner.testrun import TestOutcome
+    from modelpack.testing.report import TestReport
+    from modelpack.testing.testrun import TestOutcome
 
 
 def metric_text(value: float, dataset: str | None) -> str:

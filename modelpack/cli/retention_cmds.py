@@ -13,7 +13,7 @@ from modelpack.cli._options import Access, JsonOpt, LocalOpt, access_options
 
 if TYPE_CHECKING:
     from modelpack.api._retention import PruneResult
-    from modelpack.release.retention import Decision, Plan
+    from modelpack.retention.retention import Decision, Plan
 
 
 @app.command()

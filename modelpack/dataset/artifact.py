@@ -22,15 +22,15 @@ from modelpack.bundle.plan import LayerPlan, group_layer
 from modelpack.errors import InputError
 from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Manifest
-from modelpack.oci.statcache import StatCache
 from modelpack.oci.tar import TarEntry
 from modelpack.packfile.files import walk
 from modelpack.record.dataset import DatasetRecord
 from modelpack.record.datastats import FileStats, class_totals, file_stats, label_note
 from modelpack.record.git import GitInfo
 from modelpack.record.record import FileEntry
+from modelpack.store.layout import LayoutStore
+from modelpack.store.statcache import StatCache
 
 DATASET_LARGE_FILE = 1 << 20
 MAX_OWN_LAYERS = 1000  # registries cap manifests near 4 MiB; past this many, the smaller large files group

@@ -33,11 +33,11 @@ from modelpack.image.request import ImageRequest
 from modelpack.image.runtime import runtime_entries, runtime_pins
 from modelpack.oci import canonical
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Index, Manifest, Platform, parse
-from modelpack.oci.statcache import StatCache
 from modelpack.oci.tar import TarEntry, entries_from, tar_chunks
 from modelpack.oci.target import Target
+from modelpack.store.layout import LayoutStore
+from modelpack.store.statcache import StatCache
 from modelpack.targets import Targets
 
 ANN_BASE_NAME = "org.opencontainers.image.base.name"

@@ -45,10 +45,10 @@ from modelpack.image.request import ImageRequest
 from modelpack.image.runtime import runtime_entries
 from modelpack.image.wheels import select_wheels
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Manifest, Platform
 from modelpack.oci.tar import TarEntry, tar_chunks, with_parents
 from modelpack.registry.reference import parse_reference
+from modelpack.store.layout import LayoutStore
 
 LogFn = Callable[[str], None]
 DOCKERFILE = "Dockerfile.j2"

@@ -19,8 +19,8 @@ from pathlib import Path
 
 from modelpack.errors import InputError
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor
+from modelpack.store.layout import LayoutStore
 
 LEVEL = 6  # zlib's default and Docker's: about 3x on a deps tree at ~40 MB/s per core
 _GZIP_WBITS = 31  # 16 + 15: a gzip wrapper (no name, mtime 0) around a 32 KiB window

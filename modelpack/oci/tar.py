@@ -20,11 +20,11 @@ import tarfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 from modelpack.errors import InputError
 from modelpack.oci import digest
-from modelpack.oci.statcache import FileStat, StatCache, file_key
+from modelpack.oci.filestat import FileStat, file_key
 
 FILE_MODE = 0o644
 EXEC_MODE = 0o755
@@ -227,7 +227,7 @@ def tar_chunks(entries: Sequence[TarEntry], mtime: int = 0) -> Iterator[bytes]:
 
 def layer_parts(entries: Sequence[TarEntry], mtime: int = 0) -> list[bytes | TarEntry]:
     """`tar_chunks`' exact bytes as runs of bytes (headers, in-memory files, padding, the end blocks) and
-    the file entries whose content goes between them: what a source-backed blob records (oci/sourced.py)."""
+    the file entries whose content goes between them: what a source-backed blob records (store/sourced.py)."""
     _check_mtime(mtime)
     parts: list[bytes | TarEntry] = []
     run = bytearray()
@@ -289,8 +289,17 @@ def layer_key(entries: Sequence[TarEntry], mtime: int = 0) -> list[object]:
     return parts
 
 
+class LayerCache(Protocol):
+    """What `layer_digest` needs of a cache (store/statcache.py's StatCache is one; oci sits below the
+    store)."""
+
+    def get(self, key_parts: Sequence[Any]) -> Any | None: ...
+
+    def put(self, key_parts: Sequence[Any], value: Any, *, stats: Iterable[FileStat] = ()) -> bool: ...
+
+
 def layer_digest(
-    entries: Sequence[TarEntry], mtime: int = 0, cache: StatCache | None = None
+    entries: Sequence[TarEntry], mtime: int = 0, cache: LayerCache | None = None
 ) -> tuple[str, int]:
     """(digest, size) of the layer; with a cache, unchanged files are not read at all."""
     key = layer_key(entries, mtime) if cache is not None else []

@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from modelpack.errors import InputError
-from modelpack.oci.statcache import shown
+from modelpack.oci.filestat import shown
 from modelpack.packfile.nodes import Doc
 
 # Never part of a model, its code or its docs, and they change between two otherwise identical builds.

@@ -10,8 +10,8 @@ import yaml
 from modelpack.packfile.files import Locator
 from modelpack.packfile.nodes import Doc, did_you_mean, is_null
 from modelpack.packfile.schema import DatasetSpec, HistorySpec
-from modelpack.record.history import HIGHER, LOWER
-from modelpack.record.history_read import SUFFIXES
+from modelpack.record.curves import HIGHER, LOWER
+from modelpack.record.curves_read import SUFFIXES
 from modelpack.record.metrics import flatten_params, load_metrics_file, load_params_file, located
 from modelpack.record.record import Metric, ParamValue
 

@@ -25,7 +25,7 @@ The fields, as written in modelpack.yaml (see examples/iris-onnx/modelpack.yaml 
                   training (nested keys flatten with dots), `dataset` the default dataset the metrics were
                   measured on, `values` inline metrics `name: 0.97` or `name: {value: 0.97, dataset: d}`,
                   `history` the training curves: a CSV or JSONL file inside the project with a step or
-                  epoch column (record/history_read.py), or {file, better: {column: higher | lower}}
+                  epoch column (record/curves_read.py), or {file, better: {column: higher | lower}}
     params:       a file name (JSON/YAML), or an inline mapping of scalars
     docs:         paths
     tests:        cases (golden cases file, see record/cases.py), gates (list like "accuracy >= 0.9"),
@@ -126,7 +126,7 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class HistorySpec:
-    path: Path  # absolute, inside root; parsed by the build (record/history_read.py)
+    path: Path  # absolute, inside root; parsed by the build (record/curves_read.py)
     shown: str  # how messages name it: as written, next to the packfile as the user named that
     better: tuple[tuple[str, str], ...] = ()  # column -> "higher" | "lower", as the packfile says
 

@@ -17,8 +17,8 @@ from typing import Any
 from modelpack import __version__
 from modelpack.errors import ContentError
 from modelpack.oci import canonical
+from modelpack.record.curves import HistorySummary
 from modelpack.record.git import GitInfo, opt_str
-from modelpack.record.history import HistorySummary
 
 RECORD_VERSION = 1
 ParamValue = str | int | float | bool | None

@@ -20,11 +20,11 @@ from packaging.version import InvalidVersion
 from packaging.version import Version as PackagingVersion
 
 from modelpack.errors import ContentError, NotFoundError, UsageError
+from modelpack.evidence import evidence
 from modelpack.oci.target import Target
 from modelpack.packfile.gates import MEASURED as TEST_METRICS
 from modelpack.record import where as q
 from modelpack.record.where import Condition, Subject
-from modelpack.release import evidence
 from modelpack.release.diff import flatten
 from modelpack.release.view import ReleaseView, load_release
 

@@ -11,17 +11,17 @@ from pathlib import Path
 import pytest
 from fixtures.registry import RegistryProcess
 
+from modelpack.environment.history import EVENT_TYPE, anchor
+from modelpack.environment.place import Place
+from modelpack.environment.promote import Runtime
 from modelpack.errors import NotFoundError
+from modelpack.evidence.evidence import attach
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Index, Manifest, Platform
-from modelpack.oci.storerepo import StoreRepository
 from modelpack.oci.target import RawManifest, Target
 from modelpack.registry.client import RegistryRepository
-from modelpack.release.evidence import attach
-from modelpack.release.history import EVENT_TYPE, anchor
-from modelpack.release.place import Place
-from modelpack.release.promote import Runtime
+from modelpack.store.layout import LayoutStore
+from modelpack.store.storerepo import StoreRepository
 from support.registry_helpers import Requests, client_for
 
 REPORT_PASSED = "dev.modelpack.test.passed"

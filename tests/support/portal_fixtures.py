@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelpack import api
-from modelpack.oci.layout import LayoutStore
+from modelpack.environment.move import Runtime
+from modelpack.evidence import evidence
 from modelpack.oci.model import Descriptor
-from modelpack.release import evidence
-from modelpack.release.move import Runtime
-from modelpack.runner.cases import CaseResult
-from modelpack.runner.gates import GateResult, Latency
-from modelpack.runner.report import ReleaseInfo, TestReport, attach_report
+from modelpack.store.layout import LayoutStore
 from modelpack.targets import Targets
+from modelpack.testing.cases import CaseResult
+from modelpack.testing.gates import GateResult, Latency
+from modelpack.testing.report import ReleaseInfo, TestReport, attach_report
 from support.places import fake_clock
 from support.release_fixtures import ENV, EXAMPLES, build, index_release, push, variant
 

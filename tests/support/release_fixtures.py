@@ -17,10 +17,10 @@ from modelpack import api
 from modelpack.bundle.build import BundleResult
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.copy import copy_graph
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor, Manifest, Platform
 from modelpack.registry.client import RegistryRepository
 from modelpack.release.index import release_index
+from modelpack.store.layout import LayoutStore
 from modelpack.targets import Targets
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

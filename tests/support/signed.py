@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from modelpack.evidence.evidence import read_payload
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.target import Target
-from modelpack.release.evidence import read_payload
+from modelpack.store.layout import LayoutStore
 from modelpack.targets import Targets
 from support.release_fixtures import EXAMPLES, build, index_release, push
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelpack.oci.statcache import StatCache
+from modelpack.store.statcache import StatCache
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from modelpack.errors import InputError
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor
 from modelpack.packfile import Packfile
-from modelpack.record.history import Curves, HistorySummary, directions
-from modelpack.record.history_read import load_history
+from modelpack.record.curves import Curves, HistorySummary, directions
+from modelpack.record.curves_read import load_history
+from modelpack.store.layout import LayoutStore
 
 
 def read_history(pf: Packfile) -> Curves | None:

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from modelpack.errors import InputError
+from modelpack.record.curves import X_NAMES, Curves, Value
 from modelpack.record.files import read_bounded
-from modelpack.record.history import X_NAMES, Curves, Value
 from modelpack.record.metrics import is_number
 
 MAX_BYTES = 16 << 20

@@ -1,7 +1,7 @@
 """Promotion policies: what an environment requires of a release before `promote` moves it there.
 
 Kept in the registry beside the environment, never in the release: a release must not certify itself. A
-policy is a small artifact attached to the environment's anchor (release/history.py), as its events are;
+policy is a small artifact attached to the environment's anchor (environment/history.py), as its events are;
 the newest by `created` is in force. Setting a policy again writes a new artifact, so who changed the
 rules and when stays in the registry too. The public keys a policy names are embedded in it (PEM), so
 every machine enforces the same rule without the key files.
@@ -32,11 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelpack.environment.history import anchor, ensure_anchor
 from modelpack.errors import ContentError, InputError, UsageError
+from modelpack.evidence.evidence import attach, read_payload
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.target import Target
-from modelpack.release.evidence import attach, read_payload
-from modelpack.release.history import anchor, ensure_anchor
 from modelpack.trust.check import Check
 from modelpack.trust.keys import PublicKey, load_public
 

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelpack.errors import ContentError, DigestMismatchError, InputError, NotFoundError
+from modelpack.evidence import evidence
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor
 from modelpack.oci.target import Target
-from modelpack.release import evidence
 from modelpack.trust.check import Check
 from modelpack.trust.dsse import IN_TOTO_PAYLOAD_TYPE, Opened, open_envelope, seal
 from modelpack.trust.intoto import TEST_RESULT_PREDICATE, parse_statement, subject_digests

@@ -6,8 +6,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from modelpack.errors import InputError, TestFailedError, UsageError
-from modelpack.runner.testrun import TestOptions, TestOutcome, run_test
 from modelpack.targets import Targets
+from modelpack.testing.testrun import TestOptions, TestOutcome, run_test
 
 __all__ = ["TestOptions", "TestOutcome", "serve", "test"]
 
@@ -55,7 +55,7 @@ def serve(
 ) -> int:
     """Serve a project directory (its own files, the current environment) or a release (its files and its
     image's own packages) in the foreground until the runtime exits; returns its exit code."""
-    from modelpack.runner.local import local_server, project_command, reference_command
+    from modelpack.testing.local import local_server, project_command, reference_command
 
     if Path(source).is_dir():
         _need_serve_extra()

@@ -8,10 +8,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
+from modelpack.environment.history import short
+from modelpack.environment.policy import Checkers, Requirement
+from modelpack.evidence.evidence import passing_report, runtime_of
 from modelpack.oci.target import Target
-from modelpack.release.evidence import passing_report, runtime_of
-from modelpack.release.history import short
-from modelpack.release.policy import Checkers, Requirement
 from modelpack.trust.check import Check
 
 
@@ -30,7 +30,7 @@ def default_checkers(today: Callable[[], dt.date] = dt.date.today) -> Checkers:
 
 def check_test(target: Target, digest: str, req: Requirement) -> Check:
     if req.keys:
-        from modelpack.release import attestations
+        from modelpack.evidence import attestations
 
         return attestations.check_test_evidence(target, digest, req.public_keys(), runtime=req.runtime)
     report = passing_report(target, digest, req.runtime)
@@ -46,13 +46,13 @@ def check_test(target: Target, digest: str, req: Requirement) -> Check:
 
 
 def check_signature(target: Target, digest: str, req: Requirement) -> Check:
-    from modelpack.release import signatures
+    from modelpack.evidence import signatures
 
     return signatures.verify_release_signature(target, digest, req.public_keys())
 
 
 def check_model_signature(target: Target, digest: str, req: Requirement) -> Check:
-    from modelpack.release import signatures
+    from modelpack.evidence import signatures
     from modelpack.release.view import load_release
 
     bundle = load_release(target, digest, layers=False).bundle
@@ -60,12 +60,12 @@ def check_model_signature(target: Target, digest: str, req: Requirement) -> Chec
 
 
 def check_provenance(target: Target, digest: str, req: Requirement) -> Check:
-    from modelpack.release import attestations
+    from modelpack.evidence import attestations
 
     return attestations.check_provenance(target, digest, req.public_keys())
 
 
 def check_sbom(target: Target, digest: str, req: Requirement) -> Check:
-    from modelpack.release import attestations
+    from modelpack.evidence import attestations
 
     return attestations.check_sbom(target, digest)

@@ -1,7 +1,7 @@
 """The retention rule of `modelpack prune`: versions and facts in, a frozen plan of keep/delete out.
 
 Pure: nothing here reads a registry or a clock (the caller passes `now`), so every rule is tested on
-plain values. What reads the facts and what deletes is `release/prune.py`.
+plain values. What reads the facts and what deletes is `retention/prune.py`.
 
 A version tag is deleted only when the rule asks for it (outside the newest `keep_last`, or older than
 `older_than`; with both, it must be both) and nothing protects it. What protects a version, in the order

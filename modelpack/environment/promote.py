@@ -7,7 +7,7 @@ move), checks no report and says so. A version the environment never ran is no r
 under another name: refused unless `--force --reason` (recorded as forced), and then held to the policy as
 promote holds it. The move itself (retag, event, race settlement) is `move.move`, shared by both.
 
-An environment with a policy (release/policy.py) adds its requirements: promote refuses a release that
+An environment with a policy (environment/policy.py) adds its requirements: promote refuses a release that
 lacks one, forced or not; rollback to what ran before warns and goes ahead. The event records what was
 checked.
 """
@@ -18,13 +18,13 @@ import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
+from modelpack.environment.history import MAX_REASON, Event, History, short
+from modelpack.environment.move import MoveResult, Runtime, State, digest_of, move, read_state
+from modelpack.environment.place import Place, check_env
+from modelpack.environment.policy import Checkers, Policy, read_policy, unmet
 from modelpack.errors import NotFoundError, PromotionError, UsageError
+from modelpack.evidence.evidence import passing_report, runtime_of
 from modelpack.oci.target import RawManifest, Target
-from modelpack.release.evidence import passing_report, runtime_of
-from modelpack.release.history import MAX_REASON, Event, History, short
-from modelpack.release.move import MoveResult, Runtime, State, digest_of, move, read_state
-from modelpack.release.place import Place, check_env
-from modelpack.release.policy import Checkers, Policy, read_policy, unmet
 from modelpack.release.view import release_version
 from modelpack.trust.check import Check
 
@@ -111,7 +111,7 @@ def _enforce(
 
 
 def _checkers(rt: Runtime) -> Checkers:
-    from modelpack.release.checks import default_checkers
+    from modelpack.environment.checks import default_checkers
 
     # "today" from the injected clock, so a key's trust expiring is testable without waiting for it
     return default_checkers(lambda: dt.datetime.fromtimestamp(rt.clock(), dt.UTC).date())

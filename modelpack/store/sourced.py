@@ -29,7 +29,7 @@ from pathlib import Path
 
 from modelpack.errors import InputError, StoreError
 from modelpack.oci import canonical
-from modelpack.oci.statcache import FileStat, shown
+from modelpack.oci.filestat import FileStat, shown
 
 SIDECAR_TYPE = "application/vnd.modelpack.sourced-blob.v1+json"
 CHUNK = 4 << 20  # large reads: fewer hand-offs between the two hashing threads

@@ -28,7 +28,8 @@ Residual risk, stated: an environment moved to a version in the plan between tha
 DELETE of that version loses its release; promoting while pruning the same repository is not supported.
 
 In the local store or an `oci:` layout deleting is dropping the tag from index.json; the referrers and
-blobs nobody reaches any more are freed by `modelpack gc` (oci/gc.py drops a referrer whose subject is gone).
+blobs nobody reaches any more are freed by `modelpack gc` (store/gc.py drops a referrer whose subject is
+gone).
 """
 
 from __future__ import annotations
@@ -42,6 +43,10 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
+from modelpack.environment.history import has_history, load_history, short
+from modelpack.environment.move import digest_of
+from modelpack.environment.place import Place, is_environment_name
+from modelpack.environment.promote import undo_stack
 from modelpack.errors import ContentError, ModelpackError, NotFoundError, RefusedError
 from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes as mt
@@ -49,12 +54,8 @@ from modelpack.oci.model import Index, parse
 from modelpack.oci.target import RawManifest, Target
 from modelpack.registry.client import RegistryRepository
 from modelpack.registry.referrers import fallback_tag
-from modelpack.release.history import has_history, load_history, short
-from modelpack.release.move import digest_of
-from modelpack.release.place import Place, is_environment_name
-from modelpack.release.promote import undo_stack
 from modelpack.release.query import release_tags
-from modelpack.release.retention import Facts, Plan, Version, parse_version
+from modelpack.retention.retention import Facts, Plan, Version, parse_version
 
 WORKERS = 8
 MAX_REFERRER_DEPTH = 4

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from modelpack.errors import ModelpackError, VerificationError
+from modelpack.evidence.evidence import attach, read_payload
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor, Manifest, parse
 from modelpack.oci.target import ProgressFn, Target, no_progress
-from modelpack.release.evidence import attach, read_payload
-from modelpack.release.view import ReleaseView
 from modelpack.trust import cosign, oms
 from modelpack.trust.check import Check
 from modelpack.trust.keys import PrivateKey, PublicKey
@@ -31,6 +31,22 @@ from modelpack.trust.sigstore_bundle import BUNDLE_MEDIA_TYPE, MAX_BUNDLE_BYTES
 SIGNED_LAYERS = frozenset(t for t, kind in mt.LAYER_KINDS.items() if kind.group)
 # The keyid the signer claims, on the referrer descriptor: `inspect` names signers from a listing alone.
 ANN_KEYID = "dev.modelpack.signature.keyid"
+
+
+class Signable(Protocol):
+    """What signing reads of a release (release/view.py's ReleaseView is one): evidence sits below the read
+    model, which lists evidence for `ls`."""
+
+    @property
+    def digest(self) -> str: ...
+    @property
+    def media_type(self) -> str: ...
+    @property
+    def is_index(self) -> bool: ...
+    @property
+    def bundle(self) -> Descriptor: ...
+    @property
+    def bundle_manifest(self) -> Manifest | None: ...
 
 
 @dataclass(frozen=True)
@@ -59,7 +75,7 @@ class Signed:
 
 def sign(
     target: Target,
-    release: ReleaseView,
+    release: Signable,
     key: PrivateKey,
     *,
     name: str,
@@ -205,7 +221,7 @@ def _attach(
         ) from None
 
 
-def _bundle_manifest(target: Target, release: ReleaseView) -> Manifest:
+def _bundle_manifest(target: Target, release: Signable) -> Manifest:
     if release.bundle_manifest is not None:
         return release.bundle_manifest
     raw = target.get_manifest(release.bundle.digest)
@@ -215,7 +231,7 @@ def _bundle_manifest(target: Target, release: ReleaseView) -> Manifest:
     return doc
 
 
-def _root_size(target: Target, release: ReleaseView) -> int:
+def _root_size(target: Target, release: Signable) -> int:
     if not release.is_index:
         return release.bundle.size
     return len(target.get_manifest(release.digest).raw)

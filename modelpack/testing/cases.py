@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelpack.record.cases import Case
-from modelpack.runner.gates import Latency, latency_of
+from modelpack.testing.gates import Latency, latency_of
 
 Infer = Callable[[dict[str, Any]], tuple[int, Any]]
 Clock = Callable[[], float]

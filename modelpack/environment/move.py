@@ -34,10 +34,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn, TypeVar
 
-from modelpack.errors import AuthError, ModelpackError, NotFoundError, PromotionError, RegistryError
-from modelpack.oci.target import RawManifest, Target
-from modelpack.release import actor
-from modelpack.release.history import (
+from modelpack.environment import actor
+from modelpack.environment.history import (
     Event,
     History,
     ensure_anchor,
@@ -46,7 +44,9 @@ from modelpack.release.history import (
     short,
     write_event,
 )
-from modelpack.release.place import Place
+from modelpack.environment.place import Place
+from modelpack.errors import AuthError, ModelpackError, NotFoundError, PromotionError, RegistryError
+from modelpack.oci.target import RawManifest, Target
 from modelpack.trust.check import Check
 
 T = TypeVar("T")

@@ -3,9 +3,9 @@
 Crash and concurrency safety:
 - A blob is written under `blobs/.tmp/`, verified, fsynced and renamed to its digest name: a crash leaves
   at worst a temp file, never a half blob under a digest; a digest or size mismatch keeps nothing.
-- Blob writes hold a shared flock on `.gc.lock`; gc holds it exclusively (see oci/gc.py for its rule).
+- Blob writes hold a shared flock on `.gc.lock`; gc holds it exclusively (see store/gc.py for its rule).
 
-Big layers built from files on this machine are source-backed (oci/sourced.py): `sourced/sha256/<hex>`
+Big layers built from files on this machine are source-backed (store/sourced.py): `sourced/sha256/<hex>`
 names the files they are made of instead of a copy under `blobs/`. `has_blob`, `read_blob`,
 `read_blob_at`, `read_blob_bytes` and `copy_blob_from` serve them like any blob (other layouts and
 registries receive real bytes); a source changed since the build is refused with one line naming it.
@@ -23,12 +23,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from modelpack.errors import NotFoundError, StoreError
-from modelpack.oci import canonical, digest, sourced
-from modelpack.oci.atomic import atomic_write, fsync_dir, space
+from modelpack.oci import canonical, digest
 from modelpack.oci.model import Descriptor, Index
-from modelpack.oci.sourced import SourcedBlob
-from modelpack.oci.statcache import StatCache
 from modelpack.oci.target import BlobCopy, Progress, ProgressFn, Target, no_progress
+from modelpack.store import sourced
+from modelpack.store.atomic import atomic_write, fsync_dir, space
+from modelpack.store.sourced import SourcedBlob
+from modelpack.store.statcache import StatCache
 
 LAYOUT_VERSION = "1.0.0"
 TMP_DIR = ".tmp"
@@ -67,7 +68,8 @@ class BlobStore:
         return self.root / "blobs" / algorithm / hexpart
 
     def sourced_path(self, dgst: str) -> Path:
-        """Where a source-backed blob's entry lives (oci/sourced.py); outside `blobs/`, which others read."""
+        """Where a source-backed blob's entry lives (store/sourced.py); outside `blobs/`, which others
+        read."""
         algorithm, hexpart = digest.validate(dgst).split(":", 1)
         return self.root / "sourced" / algorithm / hexpart
 
@@ -120,7 +122,7 @@ class BlobStore:
     def writing(self) -> Iterator[None]:
         """Held by every writer for the whole of its write (a build, from its first layer to its tag): gc
         takes the same lock exclusively and without waiting, so it refuses rather than collect a blob a
-        manifest about to be written will name (oci/gc.py)."""
+        manifest about to be written will name (store/gc.py)."""
         self._ensure()
         with self.lock(GC_LOCK, shared=True):
             yield

@@ -95,8 +95,8 @@ def test_release(
     from modelpack import api
 
     _output.said_local(local)
-    from modelpack.api._run import failure
-    from modelpack.runner.report import junit_xml
+    from modelpack.api._testing import failure
+    from modelpack.testing.report import junit_xml
 
     options = api.TestOptions(
         runtime=runtime, requests=requests, attach=not no_attach, ready_timeout=ready_timeout, local=local

@@ -19,9 +19,9 @@ from contextlib import AbstractContextManager
 
 from modelpack.errors import NotFoundError
 from modelpack.oci import digest
-from modelpack.oci.layout import LayoutStore
 from modelpack.oci.model import Descriptor
 from modelpack.oci.target import BlobCopy, ProgressFn, RawManifest, Target, no_progress
+from modelpack.store.layout import LayoutStore
 
 
 def store_repositories(store: LayoutStore) -> dict[str, list[str]]:

@@ -24,8 +24,8 @@ from typing import IO, TYPE_CHECKING, Any
 import modelpack
 from modelpack.errors import InputError, TestNotRunError
 from modelpack.release.view import ReleaseView
-from modelpack.runner.container import free_port, wait_ready
-from modelpack.runner.unpacked import ImageRuntime, ReleaseFiles
+from modelpack.testing.container import free_port, wait_ready
+from modelpack.testing.unpacked import ImageRuntime, ReleaseFiles
 
 if TYPE_CHECKING:
     from modelpack.targets import Targets
@@ -212,7 +212,7 @@ def reference_command(
 ) -> ServeCommand:
     """`modelpack serve REF`: the release's files and its image's packages, cached in the store."""
     from modelpack.release.view import load_release
-    from modelpack.runner.unpacked import image_runtime, release_files
+    from modelpack.testing.unpacked import image_runtime, release_files
 
     resolved = targets.open(text, local=local)
     ref = resolved.ref or (resolved.reference.ref if resolved.reference else None)

@@ -21,11 +21,11 @@ from modelpack.oci.model import Descriptor
 from modelpack.oci.target import Target
 from modelpack.record.cases import Case, load_cases
 from modelpack.release.view import ReleaseView, load_release
-from modelpack.runner.cases import CaseResult, LatencyError, measure_latency, run_cases
-from modelpack.runner.gates import GateResult, Latency, evaluate_gates
-from modelpack.runner.report import ReleaseInfo, TestReport, attach_report
-from modelpack.runner.unpacked import ReleaseFiles, image_runtime, release_files
 from modelpack.targets import Resolved, Targets
+from modelpack.testing.cases import CaseResult, LatencyError, measure_latency, run_cases
+from modelpack.testing.gates import GateResult, Latency, evaluate_gates
+from modelpack.testing.report import ReleaseInfo, TestReport, attach_report
+from modelpack.testing.unpacked import ReleaseFiles, image_runtime, release_files
 from modelpack.trust.keys import PrivateKey
 
 RUNTIMES = ("auto", "docker", "local")
@@ -211,7 +211,7 @@ def _server(
         with _docker_server(targets, resolved, release, options, info) as served:
             yield served
         return
-    from modelpack.runner.local import local_server, release_command
+    from modelpack.testing.local import local_server, release_command
 
     image = image_runtime(resolved.target, release, cache_root)
     command = release_command(release, files, image)
@@ -229,8 +229,8 @@ def _docker_server(
     info: Callable[[str], None],
 ) -> Iterator[tuple[str, str]]:
     """The serving image in a container: pulled by digest from its registry, or loaded from the store."""
-    from modelpack.runner.container import serving_container
-    from modelpack.runner.engine import engine_client, loaded, pulled
+    from modelpack.testing.container import serving_container
+    from modelpack.testing.engine import engine_client, loaded, pulled
 
     assert release.image is not None
     env = {"MODELPACK_INDEX_DIGEST": release.digest}

@@ -33,11 +33,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelpack.errors import ContentError, InputError, NotFoundError
+from modelpack.evidence.evidence import EMPTY_CONFIG, attach
 from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor, Manifest, parse
 from modelpack.oci.target import RawManifest, Target
-from modelpack.release.evidence import EMPTY_CONFIG, attach
 from modelpack.trust.check import Check
 
 EVENT_TYPE = mt.PROMOTION_EVENT_ARTIFACT

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelpack import __version__
+from modelpack.evidence import evidence
+from modelpack.evidence.attestations import attach_envelope
 from modelpack.oci.model import Descriptor
 from modelpack.oci.target import Target
-from modelpack.release import evidence
-from modelpack.release.attestations import attach_envelope
-from modelpack.runner.cases import CaseResult
-from modelpack.runner.gates import GateResult, Latency
+from modelpack.testing.cases import CaseResult
+from modelpack.testing.gates import GateResult, Latency
 from modelpack.trust.intoto import test_result_statement
 from modelpack.trust.keys import PrivateKey
 

@@ -8,7 +8,7 @@ repository and are never pulled here (the copy engine finds them through its fal
 
 index.json is rewritten whole (temp + fsync + rename) while holding an exclusive flock on `.index.lock`, so
 concurrent writers (threads or processes) never lose each other's tags and readers always see a complete
-file. Blobs, their locks and source-backed blobs are oci/blobs.py; garbage collection is oci/gc.py.
+file. Blobs, their locks and source-backed blobs are store/blobs.py; garbage collection is store/gc.py.
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from modelpack.errors import DigestMismatchError, NotFoundError, StoreError, UsageError
-from modelpack.oci import digest, gc, mediatypes
-from modelpack.oci.atomic import atomic_write
-from modelpack.oci.blobs import GC_LOCK, INDEX_LOCK, LAYOUT_VERSION, TMP_DIR, BlobStore
-from modelpack.oci.gc import GcResult
+from modelpack.oci import digest, mediatypes
 from modelpack.oci.model import MAX_MANIFEST_BYTES, Descriptor, Index, Manifest, parse
 from modelpack.oci.target import RawManifest
+from modelpack.store import gc
+from modelpack.store.atomic import atomic_write
+from modelpack.store.blobs import GC_LOCK, INDEX_LOCK, LAYOUT_VERSION, TMP_DIR, BlobStore
+from modelpack.store.gc import GcResult
 
 __all__ = [
     "GC_LOCK", "INDEX_LOCK", "LAYOUT_VERSION", "TMP_DIR", "LayoutStore", "check_tag", "default_store_path"
@@ -184,7 +185,7 @@ class LayoutStore(BlobStore):
 
     def gc(self, *, grace_seconds: float = 3600.0) -> GcResult:
         """Remove blobs unreachable from index.json, source-backed blobs whose files changed, and leftover
-        temp files (rules in oci/gc.py). Raises StoreError when another process is writing right now."""
+        temp files (rules in store/gc.py). Raises StoreError when another process is writing right now."""
         return gc.collect(self, grace_seconds=grace_seconds, now=self._clock())
 
 

@@ -1,6 +1,6 @@
 """Training curves: the history training writes, normalized into a small layer, and its summary.
 
-`metrics.history` in modelpack.yaml names a CSV or JSONL file (history_read.py parses it). The bundle
+`metrics.history` in modelpack.yaml names a CSV or JSONL file (curves_read.py parses it). The bundle
 carries it as one layer of its own media type (`mediatypes.METRICS_HISTORY`) holding canonical JSON
 `{"x": "step"|"epoch", "columns": [...], "rows": [[x, v1, v2, ...], ...]}`, a value null where training
 logged nothing for that column at that x; same file, same bytes, same digest. The record carries a

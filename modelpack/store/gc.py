@@ -12,7 +12,7 @@ The safety rule, for writers running while gc runs:
   and tag that name them). So an unreachable blob is removed only once its mtime is older than the grace
   period (default 1 h); a write that finds the blob already there refreshes its mtime.
 
-Source-backed blobs (`sourced/<alg>/<hex>`, oci/sourced.py) follow the same rule, and one more: an entry
+Source-backed blobs (`sourced/<alg>/<hex>`, store/sourced.py) follow the same rule, and one more: an entry
 whose source file is gone or changed can never be served again, so it is dropped even when a tag names
 it (a push of that release then says the blob is missing and to rebuild). The sweep runs with the index
 lock held too, so the tags it keeps cannot change under it.
@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING
 
 from modelpack.errors import ModelpackError, StoreError
 from modelpack.oci import digest, mediatypes
-from modelpack.oci.atomic import atomic_write
-from modelpack.oci.blobs import GC_LOCK, INDEX_LOCK
 from modelpack.oci.model import MAX_MANIFEST_BYTES, Descriptor, Index, Manifest, parse
+from modelpack.store.atomic import atomic_write
+from modelpack.store.blobs import GC_LOCK, INDEX_LOCK
 
 if TYPE_CHECKING:
-    from modelpack.oci.layout import LayoutStore
+    from modelpack.store.layout import LayoutStore
 
 Loader = Callable[[Descriptor], Manifest | Index | None]  # None: blob absent or not a manifest/index
 DOCUMENT_TYPES = mediatypes.MANIFEST_TYPES | mediatypes.INDEX_TYPES
