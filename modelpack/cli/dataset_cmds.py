@@ -218,8 +218,10 @@ def used_by(
         result = api.dataset_used_by(targets, reference, repositories)
     if as_json:
         return _output.emit_json(result.to_json())
+    version = result.digest.split(":", 1)[-1][:12]  # the entry names this version: say which, by digest
     rows = [
-        [f"{u.repository}:{u.tag}", u.entry, u.role, u.matched, _metrics(u.metrics)] for u in result.uses
+        [f"{u.repository}:{u.tag}", f"{u.entry}@{version}", u.role, u.matched, _metrics(u.metrics)]
+        for u in result.uses
     ]
     if not rows:
         return _output.info(f"no version of {', '.join(repositories)} records {result.reference}")
