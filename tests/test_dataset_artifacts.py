@@ -140,6 +140,8 @@ def test_diff_shows_rows_and_class_shift(registry: RegistryProcess, tmp_path: Pa
     _json("dataset", "push", str(path), f"{repo}:v2", "--label", "y", env=env)
     d = _json("dataset", "diff", f"{repo}:v1", f"{repo}:v2", env=env)
     assert d["rowsA"] == 3 and d["rowsB"] == 4 and d["rowsDelta"] == 1
+    short = _json("dataset", "diff", f"{repo}:v1", "v2", env=env)  # a bare tag: in A's repository, as diff
+    assert short == d
     shift = {c["class"]: (c["countA"], c["countB"], c["delta"]) for c in d["classes"]}  # type: ignore[union-attr]
     assert shift == {"a": (2, 1, -1), "b": (1, 2, 1), "c": (0, 1, 1)}
 

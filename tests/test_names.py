@@ -59,6 +59,9 @@ def test_a_pulled_release_is_usable_by_its_name_with_the_registry_gone(
     assert [r["name"] for r in listed] == [ref]
     offline = run_main("inspect", ref, env=env)
     assert offline.returncode == 1 and own.host in offline.stderr  # the registry itself is gone
+    assert "a pulled copy of" in offline.stderr and "exists in the local store: add --local" in offline.stderr
+    down = run_main("unpack", ref, str(tmp_path / "never"), env=env)
+    assert down.returncode == 1 and "add --local" in down.stderr and not (tmp_path / "never").exists()
     shown = run_main("inspect", ref, "--local", "--json", env=env)
     assert shown.returncode == 0, shown.stderr
     doc = json.loads(shown.stdout)

@@ -141,7 +141,8 @@ def inspect(targets: Targets, reference: str, *, local: bool = False) -> Inspect
     from modelpack.evidence import attestations, signatures
 
     where, ref = _release(targets, reference, local)
-    view = load_release(where.target, ref, where=where.display)
+    with targets.pulled_copy_hint(reference, local=local):
+        view = load_release(where.target, ref, where=where.display)
     # three independent reads at once (latency, not bytes), so at most three connections; the evidence is
     # one listing of the index's referrers (reports, signatures, attestations), plus the bundle's, where
     # the model signature hangs

@@ -310,15 +310,16 @@ def unpack(
     its model signature as `dest/model.sig` when it has one and every kind was unpacked (the signature
     covers all the files, so `model_signing verify` on a partial folder could only fail)."""
     where = targets.open(reference, local=local)
-    result = unpacking.unpack(
-        where.target,
-        where.need_ref("unpack"),
-        dest,
-        kinds=kinds,
-        force=force,
-        progress=progress,
-        where=where.display,
-    )
+    with targets.pulled_copy_hint(reference, local=local):
+        result = unpacking.unpack(
+            where.target,
+            where.need_ref("unpack"),
+            dest,
+            kinds=kinds,
+            force=force,
+            progress=progress,
+            where=where.display,
+        )
     if set(kinds) != set(unpacking.ALL):
         return result
     signature = signatures.model_signature(where.target, result.release.bundle.digest)

@@ -169,7 +169,7 @@ def ls(
 @access_options
 def diff(
     a: Annotated[str, typer.Argument(metavar="A", help="The older version.")],
-    b: Annotated[str, typer.Argument(metavar="B", help="The newer version.")],
+    b: Annotated[str, typer.Argument(metavar="B", help="The newer version (a bare tag: in A's repository).")],
     as_json: JsonOpt = False,
     *,
     access: Access,
@@ -179,6 +179,8 @@ def diff(
     Examples:
 
       modelpack dataset diff ghcr.io/acme/iris-data:v2 ghcr.io/acme/iris-data:v3
+
+      modelpack dataset diff ghcr.io/acme/iris-data:v2 v3
     """
     from modelpack import api
 

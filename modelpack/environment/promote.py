@@ -23,7 +23,14 @@ from modelpack.environment.move import MoveResult, Runtime, State, digest_of, mo
 from modelpack.environment.place import Place, check_env
 from modelpack.environment.policy import Checkers, Policy, read_policy, unmet
 from modelpack.errors import NotFoundError, PromotionError, UsageError
-from modelpack.evidence.evidence import passing_report, runtime_of
+from modelpack.evidence.evidence import (
+    ANN_CREATED,
+    ANN_PASSED,
+    failed_summary,
+    newest_report,
+    passing_report,
+    runtime_of,
+)
 from modelpack.oci.target import RawManifest, Target
 from modelpack.release.view import release_version
 from modelpack.trust.check import Check
@@ -71,6 +78,12 @@ def promote(
             what = f"from the {require_runtime} runtime " if require_runtime else ""
             other = passing_report(place.target, release.digest) if require_runtime else None
             also = f" (there is one from the {runtime_of(other)} runtime)" if other is not None else ""
+            newest = newest_report(place.target, release.digest) if other is None else None
+            if newest is not None and (newest.annotations or {}).get(ANN_PASSED) != "true":
+                also = (
+                    f": the newest report ({runtime_of(newest)} runtime, "
+                    f"{(newest.annotations or {}).get(ANN_CREATED, 'undated')}) {failed_summary(newest)}"
+                )
             raise PromotionError(
                 f"refusing to promote {place.ref_text(ref)}: no passing test report {what}is attached to "
                 f"{release.digest}{also}",
