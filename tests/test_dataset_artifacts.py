@@ -9,6 +9,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -73,8 +74,13 @@ def test_push_pull_round_trip_is_checked_by_sha256sum(registry: RegistryProcess,
     assert by_path["test.jsonl"]["columns"] == ["x", "label", "y"]
 
     dest = tmp_path / "pulled"
+    before = time.time()
     pulled = _json("dataset", "pull", ref, str(dest), env=env)
     assert sorted(pulled["files"]) == ["README", "big.bin", "test.jsonl", "train/part-0.csv"]  # type: ignore[arg-type]
+    listed = {r["name"]: r["kind"] for r in _json("list", env=env)["releases"]}  # type: ignore[union-attr]
+    assert "dataset" in listed.values() and "bundle" not in listed.values()  # a dataset is no bundle
+    # dated when written, not 1970 (the layers' mtime 0): make-style staleness checks see them as new
+    assert all((dest / f).stat().st_mtime >= before - 2 for f in pulled["files"])  # type: ignore[union-attr]
     listing = "".join(f"{f['sha256'].split(':')[1]}  {f['path']}\n" for f in record["files"])
     check = subprocess.run(["sha256sum", "-c", "-"], input=listing, cwd=dest, capture_output=True, text=True)
     assert check.returncode == 0 and check.stdout.count(": OK") == 4, check.stdout + check.stderr

@@ -185,6 +185,23 @@ def test_compare_colours_only_known_directions_and_says_when_datasets_differ(
     assert re.search(r"\(iris-test-v3@[0-9a-f]{12}\)", table)  # metrics say which dataset version
 
 
+def test_pages_show_values_as_people_read_them(served: Served, portal_repo: PortalRepo) -> None:
+    """`python ?`, `dirty: False` (a Python repr), unrounded latency, chart labels past the edge and a
+    versions table wider than the page, as the trial saw them."""
+    slug = served.slugs[portal_repo.repo]
+    page = _get(served.url(f"r/{slug}/v/1.1.0.html"))[1]
+    assert "dirty: False" not in page and "python ?" not in page and "False<br>" not in page
+    latency = page[page.index('class="latency"') :].split("</table>")[0]
+    assert all(len(v.split(".")[-1]) <= 2 for v in re.findall(r"<td>([0-9.]+)</td>", latency)), latency
+    repo_page = _get(served.url(f"r/{slug}/"))[1]
+    assert '<div class="scroll" id="versions-scroll"><table id="versions">' in repo_page
+    chart = repo_page[repo_page.index('<svg class="chart"') :].split("</svg>")[0]
+    ticks = re.findall(r'<text class="tick" x="[^"]+" y="188" text-anchor="(\w+)">', chart)  # the x axis
+    assert ticks[0] == "start" and ticks[-1] == "end", ticks  # the edge labels stay inside
+    for anchor_x in re.findall(r'<g class="env-mark"[^>]*>.*?<text x="([0-9.]+)" text-anchor="end"', chart):
+        assert float(anchor_x) <= 640
+
+
 def test_a_dataset_entry_links_to_its_dataset_version_when_the_portal_has_its_repository(
     served: Served, portal_repo: PortalRepo
 ) -> None:

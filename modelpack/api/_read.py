@@ -106,6 +106,10 @@ class StoreEntry:
 
     @property
     def kind(self) -> str:
+        from modelpack.oci import mediatypes as mt
+
+        if self.artifact_type == mt.DATASET_ARTIFACT:
+            return "dataset"
         return "bundle" if self.artifact_type else "release"
 
     def to_json(self) -> dict[str, Any]:

@@ -254,7 +254,9 @@ def history(result: HistoryResult, env: str) -> None:
         status = e.action + (" (forced)" if e.forced else "") + ("" if entry.in_effect else " SUPERSEDED")
         when = e.when[:19].replace("T", " ")
         arrow = f"{short(e.from_digest)} -> {short(e.to_digest)}"
-        checked = " ".join(f"{c.kind}:{'ok' if c.ok else 'MISSING'}" for c in e.evidence) or "-"
+        # the built-in test rule and a policy's test requirement are two checks of one kind: said once
+        said = dict.fromkeys(f"{c.kind}:{'ok' if c.ok else 'MISSING'}" for c in e.evidence)
+        checked = " ".join(said) or "-"
         rows.append(["*" if entry.current else "", when, status, e.version, arrow, e.who, checked, e.reason])
     _output.table(["", "WHEN (UTC)", "ACTION", "VERSION", "FROM -> TO", "WHO", "CHECKED", "REASON"], rows)
     if result.moved_outside:

@@ -122,4 +122,7 @@ def _write_file(tf: tarfile.TarFile, m: tarfile.TarInfo, tmp: Path) -> None:
     with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb") as out:
         while chunk := reader.read(CHUNK):
             out.write(chunk)
-    os.utime(tmp, (m.mtime, m.mtime))
+    # mtime 0 is the deterministic layers' "no time" (dataset layers write it whatever the commit): a file
+    # dated 1970 looks ancient to make-style staleness checks, so it keeps the time it was written
+    if m.mtime > 0:
+        os.utime(tmp, (m.mtime, m.mtime))
