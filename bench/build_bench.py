@@ -39,6 +39,7 @@ import benchkit  # bench/, beside this script (the project template the benchmar
 
 from modelpack import api
 from modelpack.store.layout import LayoutStore
+from modelpack.targets import Targets
 
 GIB = 1 << 30
 MIB = 1 << 20
@@ -158,7 +159,7 @@ def run(size: int, rounds: int, work: Path) -> dict[str, float]:
         results["cold_cpu"].append(cpu)
         results["rss"].append(rss / 1024)
         results["store"].append(disk_bytes(store.root))
-        results["warm"].append(timed(lambda s=store: api.build(proj, s, environ=EPOCH)))  # type: ignore[misc]
+        results["warm"].append(timed(lambda s=store: api.build(Targets(store_path=s.root), proj, environ=EPOCH)))  # type: ignore[misc]
         shutil.rmtree(store.root)
         command_store = work / f"cmd-{size}-{r}"
         results["command"].append(timed(lambda c=command_store: cold_command(proj, c)))  # type: ignore[misc]

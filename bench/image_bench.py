@@ -100,7 +100,7 @@ def modelpack_path(
     label: str, proj: Path, store: LayoutStore, base: str, dest: str, version: str, **kw: Any
 ) -> Row:
     build_s, _ = timed(
-        lambda: api.build(proj, store, image=True, base=base, version=version, environ=EPOCH, **kw)
+        lambda: api.build(Targets(store_path=store.root), proj, image=True, base=base, version=version, environ=EPOCH, **kw)
     )
     with Targets(store_path=store.root) as targets:
         push_s, result = timed(lambda: api.push(targets, f"{dest}:{version}", source=f"{NAME}:{version}"))

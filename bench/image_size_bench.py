@@ -33,6 +33,7 @@ from modelpack.image.runtime import runtime_entries, runtime_pins  # noqa: E402
 from modelpack.oci.model import Index, Manifest, parse  # noqa: E402
 from modelpack.oci.tar import entries_from, tar_size  # noqa: E402
 from modelpack.store.layout import LayoutStore  # noqa: E402
+from modelpack.targets import Targets  # noqa: E402
 from tests.fixtures.engine import connect_engine  # noqa: E402
 from tests.fixtures.registry import RegistryProcess  # noqa: E402
 
@@ -70,7 +71,7 @@ def main() -> int:
             store = LayoutStore(work / "store")
             user_deps = installed(store, USER_PINS, work / "user-deps")
             t0 = time.perf_counter()
-            built = api.build(proj, store, image=True, base=engine.base_ref, environ=EPOCH)
+            built = api.build(Targets(store_path=store.root), proj, image=True, base=engine.base_ref, environ=EPOCH)
             build_s = time.perf_counter() - t0
             assert built.image is not None
             index = parse(store.get_manifest(built.tag).raw)

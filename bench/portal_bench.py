@@ -46,6 +46,7 @@ from modelpack.portal.server import make_server
 from modelpack.portal.views import Pages
 from modelpack.record.record import Metric
 from modelpack.store.layout import LayoutStore
+from modelpack.targets import Targets
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "iris-onnx"
 COLD_LIMIT, WARM_LIMIT = 2.0, 0.2
@@ -53,7 +54,7 @@ COLD_LIMIT, WARM_LIMIT = 2.0, 0.2
 
 def populate(tmp: Path, host: str, n: int) -> str:
     store = LayoutStore(tmp / "build-store")
-    built = api.build(EXAMPLE, store, version="1.0.0", environ={"SOURCE_DATE_EPOCH": "1700000000"}).bundle
+    built = api.build(Targets(store_path=store.root), EXAMPLE, version="1.0.0", environ={"SOURCE_DATE_EPOCH": "1700000000"}).bundle
     repo = f"{host}/bench/portal"
     with api.Targets(store_path=tmp / "build-store", environ={}) as targets:
         target = targets.open(repo).target

@@ -142,7 +142,7 @@ def blobs_of(layout: Path, tag: str) -> list[tuple[str, Path]]:
 def make_bundle(work: Path, size: int) -> Path:
     """A real release of `size` bytes of weights, built into a layout; returns the layout."""
     from modelpack import api
-    from modelpack.store.layout import LayoutStore
+    from modelpack.targets import Targets
 
     project = work / "project"
     project.mkdir()
@@ -162,7 +162,7 @@ def make_bundle(work: Path, size: int) -> Path:
             left -= len(piece)
     layout = work / "bundle-layout"
     # the weights stay: the store serves their layer from this file (docs/store.md), it holds no copy
-    api.build(project, LayoutStore(layout), environ=EPOCH)
+    api.build(Targets(store_path=layout), project, environ=EPOCH)
     return layout
 
 

@@ -24,6 +24,8 @@ from typing import Literal
 
 from modelpack.errors import AuthError, ModelpackError, NotFoundError, RegistryError, UsageError
 from modelpack.oci import digest as digests
+from modelpack.oci import mediatypes as mt
+from modelpack.oci.model import Index, parse
 from modelpack.oci.target import Target
 from modelpack.registry.client import RegistryRepository
 from modelpack.registry.reference import OCI_SCHEME, Reference, parse_reference
@@ -219,3 +221,19 @@ class Targets:
                 LayoutStore(Path(ref.layout_path)), ref.digest or ref.tag, ref.name, "layout", ref
             )
         return Location(self.repository(ref), ref.digest or ref.tag, ref.name, "registry", ref)
+
+    def base_sources(self, source: Target, ref: str) -> list[Target]:
+        """Where the base layers of the serving images under `ref` (an index or one image) live: the
+        registries their base.name annotations name. The store keeps serving images without those layers;
+        push, copy and `test` read them from there (without importing the image builder)."""
+        raw = source.get_manifest(ref)
+        doc = parse(raw.raw, raw.media_type)
+        children = (
+            [parse(source.get_manifest(d.digest).raw) for d in doc.manifests]
+            if isinstance(doc, Index)
+            else [doc]
+        )
+        names = sorted(
+            {c.annotations[mt.ANN_BASE_NAME] for c in children if mt.ANN_BASE_NAME in c.annotations}
+        )
+        return [self.open_base(n).target for n in names]

@@ -123,8 +123,8 @@ def built(
     _git(proj, "commit", "-q", "-m", "first")
     _git(proj, "remote", "add", "origin", "https://bot:hunter2@git.example.com/acme/iris.git")
     result = api.build(
+        Targets(store_path=image_store.root),
         proj,
-        image_store,
         image=True,
         base=docker_engine.base_ref,
         version="3.1.4",

@@ -19,6 +19,7 @@ from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Manifest, parse
 from modelpack.record.record import Record
 from modelpack.store.layout import LayoutStore
+from modelpack.targets import Targets
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -39,7 +40,7 @@ def _manifest(store: LayoutStore, tag: str) -> Manifest:
 
 def test_bundle_validates_against_oci_and_model_spec(tmp_path: Path) -> None:
     store = LayoutStore(tmp_path / "store")
-    result = api.build(EXAMPLES / "iris-onnx", store, environ={}).bundle
+    result = api.build(Targets(store_path=store.root), EXAMPLES / "iris-onnx", environ={}).bundle
     doc = _manifest(store, "iris-onnx:1.0.0")
     schemacheck.validate_manifest(json.loads(doc.to_bytes()))
     assert doc.artifact_type == mt.MODEL_ARTIFACT
@@ -66,7 +67,7 @@ def test_layers_unpack_to_the_image_tree(tmp_path: Path) -> None:
     import tarfile
 
     store = LayoutStore(tmp_path / "store")
-    api.build(EXAMPLES / "iris-onnx", store, environ={})
+    api.build(Targets(store_path=store.root), EXAMPLES / "iris-onnx", environ={})
     names: set[str] = set()
     for d in _manifest(store, "iris-onnx:1.0.0").layers:
         if d.media_type.endswith(".tar"):
@@ -87,16 +88,23 @@ def test_two_builds_in_different_dirs_with_different_mtimes_are_identical(tmp_pa
     b = _copy_example("iris-onnx", tmp_path / "b" / "elsewhere", 1_700_000_000)
     os.chmod(b / "model.onnx", 0o600)  # modes on disk do not leak into the tar either
     env = {"SOURCE_DATE_EPOCH": "1700000000"}
-    ra = api.build(a, LayoutStore(tmp_path / "sa"), environ=env).bundle
-    rb = api.build(b, LayoutStore(tmp_path / "sb"), environ=env).bundle
+    ra = api.build(Targets(store_path=tmp_path / "sa"), a, environ=env).bundle
+    rb = api.build(Targets(store_path=tmp_path / "sb"), b, environ=env).bundle
     assert ra.manifest.digest == rb.manifest.digest
     assert [d.digest for d in ra.layers] == [d.digest for d in rb.layers]
 
 
 def test_source_date_epoch_changes_the_digest(tmp_path: Path) -> None:
     store = LayoutStore(tmp_path / "s")
-    r1 = api.build(EXAMPLES / "iris-onnx", store, environ={"SOURCE_DATE_EPOCH": "1"}).bundle
-    r2 = api.build(EXAMPLES / "iris-onnx", store, environ={"SOURCE_DATE_EPOCH": "2"}, version="1.0.1").bundle
+    r1 = api.build(
+        Targets(store_path=store.root), EXAMPLES / "iris-onnx", environ={"SOURCE_DATE_EPOCH": "1"}
+    ).bundle
+    r2 = api.build(
+        Targets(store_path=store.root),
+        EXAMPLES / "iris-onnx",
+        environ={"SOURCE_DATE_EPOCH": "2"},
+        version="1.0.1",
+    ).bundle
     assert r1.manifest.digest != r2.manifest.digest
 
 
@@ -104,13 +112,13 @@ def test_warm_rebuild_reads_nothing_and_a_change_rebuilds_one_layer(tmp_path: Pa
     proj = _copy_example("iris-onnx", tmp_path / "p", 1_600_000_000)
     time.sleep(0.25)  # files changed within the stat cache's racy window are never cached (statcache.py)
     store = LayoutStore(tmp_path / "s")
-    cold = api.build(proj, store, environ={}).bundle
+    cold = api.build(Targets(store_path=store.root), proj, environ={}).bundle
     assert cold.reused_layers == 0
-    warm = api.build(proj, store, environ={}).bundle
+    warm = api.build(Targets(store_path=store.root), proj, environ={}).bundle
     assert warm.reused_layers == len(warm.layers)
     assert warm.manifest.digest == cold.manifest.digest
     (proj / "README.md").write_text("changed docs\n")
-    changed = api.build(proj, store, environ={}).bundle
+    changed = api.build(Targets(store_path=store.root), proj, environ={}).bundle
     assert changed.reused_layers == len(changed.layers) - 1
     assert changed.manifest.digest != cold.manifest.digest
 
@@ -149,7 +157,7 @@ def test_bad_input_is_one_clear_error_and_nothing_is_stored(tmp_path: Path, muta
 
 def test_missing_packfile_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"no modelpack\.yaml"):
-        api.build(tmp_path, LayoutStore(tmp_path / "s"))
+        api.build(Targets(store_path=tmp_path / "s"), tmp_path)
 
 
 def test_a_base_image_no_registry_serves_says_base_images_come_from_a_registry(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from modelpack.bundle.formats import sniff
 from modelpack.errors import InputError
 from modelpack.oci import mediatypes as mt
 from modelpack.store.layout import LayoutStore
+from modelpack.targets import Targets
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 MTIME = 1_600_000_000
@@ -77,14 +78,14 @@ def test_gates_on_measured_metrics_build_and_a_misspelt_one_gets_the_measured_na
     proj = _copy("iris-onnx", tmp_path / "p")
     _edit(proj, "- latency_p95_ms <= 50", "- latency_p99_ms <= 80\n    - image_size_mb <= 900")
     store = LayoutStore(tmp_path / "store")
-    result = api.build(proj, store, environ={}).bundle
+    result = api.build(Targets(store_path=store.root), proj, environ={}).bundle
     assert result.record.tests is not None
     assert list(result.record.tests.gates) == [
         "accuracy >= 0.9", "f1_macro >= 0.9", "latency_p99_ms <= 80", "image_size_mb <= 900"
     ]  # fmt: skip
     _edit(proj, "- latency_p99_ms <= 80", "- latency_p99 <= 80")
     with pytest.raises(InputError) as err:
-        api.build(proj, store, environ={})
+        api.build(Targets(store_path=store.root), proj, environ={})
     assert "tests.gates[2]: 'latency_p99 <= 80' names an unknown metric" in err.value.message
     assert err.value.hint is not None and err.value.hint.startswith("did you mean 'latency_p99_ms'?")
 
@@ -140,10 +141,14 @@ def _project(tmp_path: Path, fmt: str, files: dict[str, bytes]) -> Path:
 def test_files_build_as_the_format_they_hold_and_are_refused_as_another(
     tmp_path: Path, fmt: str, files: dict[str, bytes], wrong: str
 ) -> None:
-    result = api.build(_project(tmp_path / "ok", fmt, files), LayoutStore(tmp_path / "store"), environ={})
+    result = api.build(
+        Targets(store_path=tmp_path / "store"), _project(tmp_path / "ok", fmt, files), environ={}
+    )
     assert result.bundle.record.serving is not None and result.bundle.record.serving.format == fmt
     with pytest.raises(InputError) as err:
-        api.build(_project(tmp_path / "bad", wrong, files), LayoutStore(tmp_path / "store"), environ={})
+        api.build(
+            Targets(store_path=tmp_path / "store"), _project(tmp_path / "bad", wrong, files), environ={}
+        )
     assert f"model.format is {wrong}, but no model file is " in err.value.message
     assert all(f"models/{name}" in err.value.message for name in files)
 
@@ -154,10 +159,10 @@ def test_padded_onnx_builds_and_an_lfs_pointer_in_its_place_is_refused(tmp_path:
         f.write(b"\0" * 3)  # zero padding some tools append; the runtime loads it
     assert sniff(proj / "model.onnx") == "onnx"
     store = LayoutStore(tmp_path / "store")
-    api.build(proj, store, environ={})
+    api.build(Targets(store_path=store.root), proj, environ={})
     (proj / "model.onnx").write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\nsize 12\n")
     with pytest.raises(InputError) as err:
-        api.build(proj, store, environ={})
+        api.build(Targets(store_path=store.root), proj, environ={})
     assert str(err.value) == (
         "models/model.onnx: is a Git LFS pointer, not the weights (run `git lfs pull` in the project before "
         "building)"
@@ -196,7 +201,7 @@ def test_format_the_bytes_contradict_is_refused(
     proj = _project(tmp_path, fmt, files)
     store = LayoutStore(tmp_path / "store")
     with pytest.raises(InputError) as err:
-        api.build(proj, store, environ={})
+        api.build(Targets(store_path=store.root), proj, environ={})
     assert needle in str(err.value)
     assert store.list_tags() == [] and list(store.root.glob("blobs/sha256/*")) == []
 
@@ -261,10 +266,10 @@ def test_created_outside_git_is_the_newest_input_mtime_and_said(tmp_path: Path) 
 def test_touching_a_file_moves_created_but_no_untouched_layer(tmp_path: Path) -> None:
     proj = _copy("iris-onnx", tmp_path / "p")
     store = LayoutStore(tmp_path / "store")
-    first = api.build(proj, store, environ={}).bundle
+    first = api.build(Targets(store_path=store.root), proj, environ={}).bundle
     assert first.record.created == _utc(MTIME)
     os.utime(proj / "README.md", (MTIME + 60, MTIME + 60))
-    second = api.build(proj, store, environ={}).bundle
+    second = api.build(Targets(store_path=store.root), proj, environ={}).bundle
     assert second.record.created == _utc(MTIME + 60)
     # tar headers keep the fixed epoch: the weights layer is the same blob, nothing to upload again
     weights = [[d.digest for d in b.layers if d.media_type == mt.MODEL_WEIGHT_TAR] for b in (first, second)]

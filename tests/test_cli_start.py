@@ -205,3 +205,39 @@ def _unconverted() -> object:
     from modelpack.cli import _coerce
 
     return _coerce._UNCONVERTED
+
+
+# The builder's modules: push, pull and test move or run releases that are already built, so none of these
+# may be on their path (image/config.py and image/gzlayer.py are read by `test` to unpack an image: allowed).
+BUILDER = (
+    "modelpack.bundle",
+    "modelpack.dataset",
+    "modelpack.image.base",
+    "modelpack.image.build",
+    "modelpack.image.docker_builder",
+    "modelpack.image.wheels",
+)
+
+
+def test_push_pull_and_test_import_no_builder_module(
+    tmp_path: Path, registry: RegistryProcess, repo: str
+) -> None:
+    from modelpack.registry.client import RegistryRepository
+
+    with client_for(registry.host) as client:
+        make_release(RegistryRepository(client, repo), "1.0.0", "1.0.0")
+    ref = f"{registry.host}/{repo}"
+    env = {"DOCKER_CONFIG": os.devnull, "MODELPACK_STORE": str(tmp_path / "store")}
+    runs = {
+        "pull": probe(tmp_path, "pull", f"{ref}:1.0.0", env=env),
+        "push": probe(tmp_path, "push", f"{ref}-b:1.0.0", "--from", f"{ref}:1.0.0", env=env),
+        # a bad --runtime is refused after the command's modules are imported, before anything runs
+        "test": probe(tmp_path, "test", f"{ref}:1.0.0", "--runtime", "bogus", env=env),
+    }
+    assert runs["pull"]["code"] == 0, runs["pull"]["stderr"]
+    assert runs["push"]["code"] == 0, runs["push"]["stderr"]
+    assert runs["test"]["code"] == 2 and "--runtime 'bogus'" in runs["test"]["stderr"], runs["test"]["stderr"]
+    for command, done in runs.items():
+        assert "modelpack.api._transfer" in done["modules"] or command == "test", command
+        assert loaded(done, BUILDER) == [], (command, loaded(done, BUILDER))
+    assert "modelpack.testing.testrun" in runs["test"]["modules"]

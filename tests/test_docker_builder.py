@@ -66,11 +66,16 @@ def both(docker_engine, tmp_path_factory: pytest.TempPathFactory) -> Both:  # ty
     logs: list[str] = []
     client = _Recording(docker_engine.client)
     built = api.build(
-        proj, store, image=True, base=docker_engine.base_ref, version="1.0.0", environ=EPOCH,
-        builder="docker", docker=client, log=logs.append,
+        Targets(store_path=store.root), proj, image=True, base=docker_engine.base_ref, version="1.0.0",
+        environ=EPOCH, builder="docker", docker=client, log=logs.append,
     )  # fmt: skip
     plain = api.build(
-        proj, store, image=True, base=docker_engine.base_ref, version="1.0.0-daemonless", environ=EPOCH
+        Targets(store_path=store.root),
+        proj,
+        image=True,
+        base=docker_engine.base_ref,
+        version="1.0.0-daemonless",
+        environ=EPOCH,
     )
     return Both(store, built, plain, tuple(logs), tuple(client.network_modes))
 
@@ -229,12 +234,12 @@ def test_system_packages_need_the_docker_builder(tmp_path: Path) -> None:
     text = (proj / "modelpack.yaml").read_text()
     (proj / "modelpack.yaml").write_text(text + "\nserving:\n  builder: docker\n  system_packages: [curl]\n")
     with pytest.raises(UsageError, match="needs the Docker builder"):
-        api.build(proj, LayoutStore(tmp_path / "s"), image=True, builder="daemonless", environ=EPOCH)
+        api.build(Targets(store_path=tmp_path / "s"), proj, image=True, builder="daemonless", environ=EPOCH)
     with pytest.raises(UsageError, match="unknown builder"):
-        api.build(proj, LayoutStore(tmp_path / "s"), image=True, builder="kaniko", environ=EPOCH)
+        api.build(Targets(store_path=tmp_path / "s"), proj, image=True, builder="kaniko", environ=EPOCH)
     # the bundle alone needs no image builder at all
     bundle_only = api.build(
-        proj, LayoutStore(tmp_path / "b"), image=False, builder="daemonless", environ=EPOCH
+        Targets(store_path=tmp_path / "b"), proj, image=False, builder="daemonless", environ=EPOCH
     )
     assert bundle_only.image is None and bundle_only.index is None
 
@@ -308,8 +313,8 @@ def test_the_docker_builder_builds_what_has_no_wheel_offline(docker_engine, tmp_
     modes: list[object] = []
     client = _Recording(docker_engine.client)
     built = api.build(
-        proj, store, image=True, base=docker_engine.base_ref, version="1.0.0", environ=EPOCH,
-        builder="docker", docker=client,
+        Targets(store_path=store.root), proj, image=True, base=docker_engine.base_ref, version="1.0.0",
+        environ=EPOCH, builder="docker", docker=client,
     )  # fmt: skip
     modes.extend(client.network_modes)
     assert modes == ["none"]  # built from source inside the engine, with no network
@@ -332,7 +337,13 @@ def test_system_packages_are_the_layer_after_the_base(docker_engine, tmp_path: P
     # apt-get is the one step that needs a network; the test engine has no bridge, so it gets the host's
     environ = {**EPOCH, "MODELPACK_DOCKER_NETWORK": "host"}  # api._build.DOCKER_NETWORK_ENV
     built = api.build(
-        proj, store, image=True, base=docker_engine.base_ref, version="1.0.0", environ=environ, docker=client
+        Targets(store_path=store.root),
+        proj,
+        image=True,
+        base=docker_engine.base_ref,
+        version="1.0.0",
+        environ=environ,
+        docker=client,
     )
     assert client.network_modes == ["host"]
     assert built.image is not None

@@ -21,6 +21,7 @@ from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Manifest, parse
 from modelpack.release.view import load_release
 from modelpack.store.layout import LayoutStore
+from modelpack.targets import Targets
 from modelpack.unpack import unpack
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -119,7 +120,7 @@ def test_the_runtime_still_answers_after_the_hostile_bodies(served: str) -> None
 @pytest.fixture(scope="module")
 def release_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[LayoutStore, str]:
     store = LayoutStore(tmp_path_factory.mktemp("hostile-release") / "store")
-    return store, api.build(EXAMPLES / "iris-onnx", store, environ=ENV).tag
+    return store, api.build(Targets(store_path=store.root), EXAMPLES / "iris-onnx", environ=ENV).tag
 
 
 def _with_layer(store: LayoutStore, tag: str, layer: bytes, name: str) -> str:
@@ -168,7 +169,7 @@ def test_unpack_refuses_hostile_layers_and_writes_nothing(
 @pytest.mark.parametrize("change", ["longer", "other-bytes"])
 def test_layer_that_differs_from_its_descriptor_leaves_nothing(tmp_path: Path, change: str) -> None:
     store = LayoutStore(tmp_path / "store")
-    tag = api.build(EXAMPLES / "iris-onnx", store, environ=ENV).tag
+    tag = api.build(Targets(store_path=store.root), EXAMPLES / "iris-onnx", environ=ENV).tag
     bundle = load_release(store, tag).bundle_manifest
     assert bundle is not None
     weights = next(d for d in bundle.layers if d.media_type == mt.MODEL_WEIGHT_TAR)

@@ -36,7 +36,11 @@ class Built:
 @pytest.fixture(scope="session")
 def iris(image_store: LayoutStore, docker_engine) -> Built:  # type: ignore[no-untyped-def]
     result = api.build(
-        EXAMPLES / "iris-onnx", image_store, image=True, base=docker_engine.base_ref, environ=EPOCH
+        Targets(store_path=image_store.root),
+        EXAMPLES / "iris-onnx",
+        image=True,
+        base=docker_engine.base_ref,
+        environ=EPOCH,
     )
     return Built(image_store, result, docker_engine.base_ref)
 
@@ -105,7 +109,14 @@ def test_image_build_is_reproducible(iris: Built, tmp_path: Path) -> None:
             os.utime(p, (mtime, mtime))
         store = iris.store if n == 1 else LayoutStore(tmp_path / "other-store")
         # its own version: the session's iris-onnx:1.0.0 tag must keep naming the fixture's build
-        r = api.build(copy, store, image=True, base=iris.base_ref, environ=EPOCH, version="0.0.0-repro")
+        r = api.build(
+            Targets(store_path=store.root),
+            copy,
+            image=True,
+            base=iris.base_ref,
+            environ=EPOCH,
+            version="0.0.0-repro",
+        )
         builds.append((r, _diff_ids(store, r)))
     (first, first_ids), (second, second_ids) = builds
     # reproducible content: the bundle, and every image layer's uncompressed digest (what gzip would
@@ -161,13 +172,23 @@ def test_a_code_change_uploads_only_small_layers(
     dest = f"{registry.host}/{repo}"
     with Targets(store_path=image_store.root) as targets:
         v1 = api.build(
-            proj, image_store, image=True, base=docker_engine.base_ref, version="1.0.0", environ=EPOCH
+            Targets(store_path=image_store.root),
+            proj,
+            image=True,
+            base=docker_engine.base_ref,
+            version="1.0.0",
+            environ=EPOCH,
         )
         api.push(targets, dest, source=v1.tag)
         handler = proj / "handler.py"
         handler.write_text(handler.read_text() + "\n# a one-line code change\n")
         v2 = api.build(
-            proj, image_store, image=True, base=docker_engine.base_ref, version="1.0.1", environ=EPOCH
+            Targets(store_path=image_store.root),
+            proj,
+            image=True,
+            base=docker_engine.base_ref,
+            version="1.0.1",
+            environ=EPOCH,
         )
         _r = api.push(targets, dest, source=v2.tag)
         result, _ = _r.copy, _r.destination
@@ -188,5 +209,12 @@ def test_no_wheel_for_the_target_is_a_clear_error(
     from modelpack.errors import BuildError
 
     with pytest.raises(BuildError, match="antlr4-python3-runtime") as err:
-        api.build(proj, image_store, image=True, base=docker_engine.base_ref, version="9.9.9", environ=EPOCH)
+        api.build(
+            Targets(store_path=image_store.root),
+            proj,
+            image=True,
+            base=docker_engine.base_ref,
+            version="9.9.9",
+            environ=EPOCH,
+        )
     assert "--builder docker" in str(err.value)

@@ -29,6 +29,7 @@ from modelpack.record.record import LockSummary, Record
 from modelpack.release.diff import diff_records
 from modelpack.release.view import load_release
 from modelpack.store.layout import LayoutStore
+from modelpack.targets import Targets
 from modelpack.testing.container import wait_ready
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -64,7 +65,12 @@ def test_custom_handler_image_is_weights_user_deps_and_a_small_runtime(
     proj = tmp_path / "proj"
     shutil.copytree(EXAMPLES / "custom-handler", proj)
     built = api.build(
-        proj, image_store, image=True, base=docker_engine.base_ref, version="0.1.0-size", environ=EPOCH
+        Targets(store_path=image_store.root),
+        proj,
+        image=True,
+        base=docker_engine.base_ref,
+        version="0.1.0-size",
+        environ=EPOCH,
     )
     assert built.image is not None
     image = _image(image_store, built.tag)
@@ -99,7 +105,7 @@ def test_custom_handler_image_is_weights_user_deps_and_a_small_runtime(
 
 def test_onnx_handler_image_has_the_onnx_runtime(image_store: LayoutStore, docker_engine) -> None:  # type: ignore[no-untyped-def]
     built = api.build(
-        EXAMPLES / "iris-onnx", image_store, image=True, base=docker_engine.base_ref,
+        Targets(store_path=image_store.root), EXAMPLES / "iris-onnx", image=True, base=docker_engine.base_ref,
         version="1.0.0-size", environ=EPOCH,
     )  # fmt: skip
     assert built.image is not None
@@ -117,12 +123,26 @@ def test_a_lock_missing_a_dependency_is_refused_naming_both(
     # python-dateutil's METADATA requires six, which this lock leaves out
     (proj / "requirements.lock").write_text("numpy==2.4.6\npython-dateutil==2.9.0.post0\n")
     with pytest.raises(InputError) as err:
-        api.build(proj, image_store, image=True, base=docker_engine.base_ref, version="9.9.8", environ=EPOCH)
+        api.build(
+            Targets(store_path=image_store.root),
+            proj,
+            image=True,
+            base=docker_engine.base_ref,
+            version="9.9.8",
+            environ=EPOCH,
+        )
     assert "six (required by python-dateutil 2.9.0.post0: six>=1.5)" in err.value.message
     assert "requirements.lock" in err.value.message and "pin six" in (err.value.hint or "")
     # with six pinned the same project builds
     (proj / "requirements.lock").write_text("numpy==2.4.6\npython-dateutil==2.9.0.post0\nsix==1.17.0\n")
-    ok = api.build(proj, image_store, image=True, base=docker_engine.base_ref, version="9.9.8", environ=EPOCH)
+    ok = api.build(
+        Targets(store_path=image_store.root),
+        proj,
+        image=True,
+        base=docker_engine.base_ref,
+        version="9.9.8",
+        environ=EPOCH,
+    )
     assert ok.image is not None
 
 

@@ -16,6 +16,7 @@ from support.release_fixtures import ENV, EXAMPLES, variant
 
 from modelpack import api
 from modelpack.store.layout import LayoutStore
+from modelpack.targets import Targets
 
 
 def _store(tmp_path: Path) -> dict[str, str]:
@@ -46,7 +47,7 @@ def test_a_pulled_release_is_usable_by_its_name_with_the_registry_gone(
     own = RegistryProcess(root=tmp_path / "own-registry", binary=_registry_binary())
     own.start()
     try:
-        built = api.build(EXAMPLES / "iris-onnx", LayoutStore(tmp_path / "build-store"), environ=ENV)
+        built = api.build(Targets(store_path=tmp_path / "build-store"), EXAMPLES / "iris-onnx", environ=ENV)
         ref = f"{own.host}/acme/iris:{built.bundle.version}"
         with api.Targets(store_path=tmp_path / "build-store") as targets:
             api.push(targets, ref, source=built.tag)
@@ -160,7 +161,7 @@ def test_script_the_whole_path_from_the_api(tmp_path: Path, registry_repo: str) 
     """What README shows: everything the CLI does, from `import modelpack.api`."""
     proj = shutil.copytree(EXAMPLES / "iris-onnx", tmp_path / "iris")
     with api.Targets(store_path=tmp_path / "store") as targets:
-        built = api.build(proj, targets.store, environ=ENV)
+        built = api.build(targets, proj, environ=ENV)
         pushed = api.push(targets, registry_repo, source=built.tag)
         assert pushed.to_json()["destination"] == f"{registry_repo}:{built.bundle.version}"
         moved = api.promote(targets, pushed.destination, "staging", force=True, reason="scripted")

@@ -23,7 +23,7 @@ from support.places import (
 from support.registry_helpers import Requests, client_for
 
 from modelpack.environment.history import load_history
-from modelpack.environment.place import Place
+from modelpack.environment.place import Place, environments
 from modelpack.environment.promote import promote
 from modelpack.errors import NotFoundError, PromotionError, UsageError
 from modelpack.evidence.evidence import attach
@@ -242,3 +242,18 @@ def test_promote_after_a_failed_report_says_what_failed(kind: Kind) -> None:
     assert "the newest report (local runtime, 2026-12-01T05:00:01Z) FAILED (1 check: case virginica)" in str(
         e.value
     )
+
+
+def test_one_rule_says_which_tags_are_environments(kind: Kind) -> None:
+    """An environment is a tag with an environment's name and promotion history: `latest` (never promoted)
+    is not one, a version tag never is; ls, inspect, the catalog and prune all ask this one function."""
+    place = kind.place
+    v1 = make_release(place.target, "1.0.0", "1.0.0")
+    attach_report(place.target, v1)
+    place.target.put_manifest("latest", v1)
+    promote(place, "1.0.0", "prod", runtime=runtime())
+    tags = place.target.list_tags()
+    assert {"1.0.0", "latest", "prod"} <= set(tags)
+    assert environments(place, tags) == {"prod"}
+    assert environments(place, tags, naming=v1.digest) == {"prod"}
+    assert environments(place, tags, naming="sha256:" + "0" * 64) == frozenset()

@@ -17,7 +17,7 @@ from modelpack.oci import mediatypes
 from modelpack.oci.model import MAX_MANIFEST_BYTES, Descriptor
 from modelpack.oci.target import RawManifest
 from modelpack.registry import RegistryClient, RegistryRepository, RetryPolicy, UploadOptions
-from modelpack.registry.transport import _retry_after
+from modelpack.registry.failures import retry_after as _retry_after
 
 HOST = "registry.test"
 

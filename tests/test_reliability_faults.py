@@ -228,7 +228,7 @@ def test_two_builds_of_one_release_at_once_agree(tmp_path: Path) -> None:
 
 def test_two_pushes_of_one_release_at_once_agree(tmp_path: Path, registry, repo: str) -> None:  # type: ignore[no-untyped-def]
     store = LayoutStore(tmp_path / "store")
-    built = api.build(EXAMPLES / "iris-onnx", store, environ=ENV)
+    built = api.build(Targets(store_path=store.root), EXAMPLES / "iris-onnx", environ=ENV)
     for round_ in range(3):  # three fresh repositories: the race window is small, give it chances
         dest = f"{registry.host}/{repo}-{round_}"
         results: list[CopyResult | BaseException] = []

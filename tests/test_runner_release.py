@@ -28,7 +28,7 @@ from modelpack.store.layout import LayoutStore
 from modelpack.targets import Targets
 from modelpack.testing.container import free_port
 from modelpack.testing.local import local_server, reference_command
-from modelpack.testing.testrun import TestOptions, run_test
+from modelpack.testing.testrun import TestOptions, release_ref
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
@@ -67,7 +67,14 @@ class Store:
     base_ref: str
 
     def build(self, project: Path, version: str | None = None) -> api.BuildResult:
-        return api.build(project, self.store, image=True, base=self.base_ref, version=version, environ=EPOCH)
+        return api.build(
+            Targets(store_path=self.store.root),
+            project,
+            image=True,
+            base=self.base_ref,
+            version=version,
+            environ=EPOCH,
+        )
 
     def targets(self) -> Targets:
         return Targets(store_path=self.store.root)
@@ -153,7 +160,7 @@ def test_docker_runtime_on_a_pushed_release_passes_and_attaches(
     # the local runtime on the same registry reference: files and the image's layers come from the registry
     fresh = tmp_path / "fresh-store"
     with Targets(store_path=fresh) as targets:
-        local = run_test(targets, pushed, TestOptions(runtime="local", requests=10, attach=False))
+        local = api.test(targets, pushed, TestOptions(runtime="local", requests=10, attach=False))
     assert local.report.passed and local.report.runtime == "local" and local.attached is None
     assert "serving image's packages" in local.report.runtime_note
     assert any((d / "opt" / "modelpack" / "deps").is_dir() for d in (fresh / "cache" / "layers").iterdir())
@@ -196,7 +203,10 @@ def test_serve_a_release_reference(runner_store: Store, iris_release: api.BuildR
 
 
 def test_docker_runtime_on_the_local_store_loads_the_image_and_removes_it(
-    runner_store: Store, iris_release: api.BuildResult, docker_engine, tmp_path: Path  # type: ignore[no-untyped-def]
+    runner_store: Store,
+    iris_release: api.BuildResult,
+    docker_engine,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     # no registry holds the release: its image goes from the store's blobs (and the base image's
     # registry, for the base layers) to the engine's load API
@@ -241,14 +251,15 @@ def test_local_runtime_runs_on_the_image_deps_layer(runner_store: Store, tmp_pat
     packfile.write_text(text + "\nserving:\n  env:\n    MODELPACK_PROBE: from-the-image\n")
     built = runner_store.build(proj)
     with runner_store.targets() as targets:
-        outcome = run_test(targets, built.tag, TestOptions(runtime="auto", requests=20))
+        outcome = api.test(targets, built.tag, TestOptions(runtime="auto", requests=20))
         assert outcome.report.passed, outcome.report.to_json()
         assert outcome.report.runtime == "local"  # auto: a local-store release cannot be pulled by an engine
         assert "serving image's packages" in outcome.report.runtime_note
         assert outcome.attached is not None
         assert passing_report(runner_store.store, built.digest) is not None
 
-        command = reference_command(targets, built.tag)
+        here = targets.open(built.tag)
+        command = reference_command(here, release_ref(here) or "", targets.store_path / "cache")
         deps = Path(command.pythonpath[1])
         assert deps.parts[-3:] == ("opt", "modelpack", "deps") and (deps / "numpy").is_dir()
         assert "-S" in command.argv  # no site-packages: only the image's packages can be imported
@@ -318,11 +329,11 @@ def test_a_runtime_that_never_gets_ready_shows_its_output(
     built = runner_store.build(proj)
     with runner_store.targets() as targets:
         with pytest.raises(TestNotRunError) as local:
-            run_test(targets, built.tag, TestOptions(runtime="local", ready_timeout=30))
+            api.test(targets, built.tag, TestOptions(runtime="local", ready_timeout=30))
         _r = api.push(targets, f"{registry.host}/{repo}", source=built.tag)
         _, pushed = _r.copy, _r.destination
         with pytest.raises(TestNotRunError) as docker:
-            run_test(targets, pushed, TestOptions(runtime="docker", ready_timeout=30))
+            api.test(targets, pushed, TestOptions(runtime="docker", ready_timeout=30))
     for err in (local, docker):
         message = str(err.value)
         assert "exited with code 3" in message, message  # at once, not after the ready timeout

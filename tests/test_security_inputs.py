@@ -32,6 +32,7 @@ from modelpack.record.cases import load_cases
 from modelpack.record.metrics import load_metrics_file, load_params_file
 from modelpack.store.layout import LayoutStore
 from modelpack.store.statcache import StatCache
+from modelpack.targets import Targets
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "custom-handler"
 PACKFILE = """\
@@ -74,7 +75,7 @@ def test_link_to_etc_passwd_is_refused_listed_or_walked(tmp_path: Path) -> None:
     (p / "model" / "w.bin").write_bytes(b"w")
     (p / "model" / "passwd.txt").symlink_to("/etc/passwd")
     with pytest.raises(InputError) as walked:
-        api.build(p, LayoutStore(tmp_path / "store"), environ={})
+        api.build(Targets(store_path=tmp_path / "store"), p, environ={})
     assert "model/passwd.txt is a symlink to /etc/passwd, outside the project directory" in str(walked.value)
     assert not (tmp_path / "store" / "blobs").exists()  # refused before anything was stored
     # Listed by name, the refusal names the packfile line and key too.
@@ -128,7 +129,7 @@ def test_link_inside_the_project_is_packed_as_the_file_content(tmp_path: Path) -
     (p / "weights" / "v2.bin").write_bytes(b"real weights")
     (p / "model" / "latest.bin").symlink_to("../weights/v2.bin")
     store = LayoutStore(tmp_path / "store")
-    record = api.build(p, store, environ={}).bundle.record
+    record = api.build(Targets(store_path=store.root), p, environ={}).bundle.record
     member = _layer_files(store, "p:1.0", mt.MODEL_WEIGHT_TAR)["models/model/latest.bin"]
     assert member.isfile() and member.size == len(b"real weights")
     entry = next(f for f in record.files if f.path == "models/model/latest.bin")
@@ -150,7 +151,7 @@ def test_store_git_and_venv_in_the_project_are_never_packed(tmp_path: Path) -> N
     store = LayoutStore(p / "store")  # MODELPACK_STORE inside the project
     digests, sizes = [], []
     for version in ("1", "2", "3", "4"):
-        bundle = api.build(p, store, version=version, environ={}).bundle
+        bundle = api.build(Targets(store_path=store.root), p, version=version, environ={}).bundle
         digests.append(_layer_digest(store, f"p:{version}", mt.MODEL_CODE_TAR))
         sizes.append(sum(d.size for d in bundle.layers))
     names = set(_layer_files(store, "p:4", mt.MODEL_CODE_TAR))

@@ -27,6 +27,7 @@ from modelpack.errors import InputError
 from modelpack.record.record import PickleEntry
 from modelpack.release.view import load_release
 from modelpack.store.layout import LayoutStore
+from modelpack.targets import Targets
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 ENV = {"SOURCE_DATE_EPOCH": "1700000000"}
@@ -74,7 +75,7 @@ def test_malicious_pickle_refuses_the_build_and_runs_nothing(tmp_path: Path, pro
     proj = _project(tmp_path, {"model.pkl": payload})
     store = LayoutStore(tmp_path / "store")
     with pytest.raises(InputError) as err:
-        api.build(proj, store, environ=ENV)
+        api.build(Targets(store_path=store.root), proj, environ=ENV)
     message = str(err.value)
     assert "models/model.pkl" in message and "posix.system" in message and "refused" in message
     assert "allow_pickle_imports" in message
@@ -98,7 +99,7 @@ def test_plain_sklearn_pickle_and_joblib_pass_and_are_recorded(tmp_path: Path) -
     joblib.dump(model, buf, compress=3)
     proj = _project(tmp_path, {"model.pkl": pickle.dumps(model), "model.joblib": buf.getvalue()})
     store = LayoutStore(tmp_path / "store")
-    result = api.build(proj, store, environ=ENV)
+    result = api.build(Targets(store_path=store.root), proj, environ=ENV)
     record = load_release(store, result.tag).record
     assert record is not None
     security = record.security
@@ -115,7 +116,7 @@ def test_allowed_by_packfile_builds_and_records_the_finding(tmp_path: Path) -> N
     marker = tmp_path / MARKER
     proj = _project(tmp_path, {"model.pkl": pickle.dumps(Exploit(marker))}, allow=["posix.system"])
     store = LayoutStore(tmp_path / "store")
-    result = api.build(proj, store, environ=ENV)
+    result = api.build(Targets(store_path=store.root), proj, environ=ENV)
     record = load_release(store, result.tag).record
     assert record is not None
     assert record.security is not None
@@ -132,10 +133,10 @@ def test_packfile_key_is_validated_with_did_you_mean(tmp_path: Path) -> None:
     base = yaml_path.read_text()
     yaml_path.write_text(base + "\nsecurity:\n  allow_pickle_import: [os.system]\n")
     with pytest.raises(InputError, match=r"security\.allow_pickle_import: unknown key.*allow_pickle_imports"):
-        api.build(proj, LayoutStore(tmp_path / "s"), environ=ENV)
+        api.build(Targets(store_path=tmp_path / "s"), proj, environ=ENV)
     yaml_path.write_text(base + "\nsecurity:\n  allow_pickle_imports: ['rm -rf /']\n")
     with pytest.raises(InputError, match=r"allow_pickle_imports\[0\]: 'rm -rf /' is not module\.name"):
-        api.build(proj, LayoutStore(tmp_path / "s"), environ=ENV)
+        api.build(Targets(store_path=tmp_path / "s"), proj, environ=ENV)
 
 
 def test_torch_style_zip_is_scanned_inside(tmp_path: Path) -> None:

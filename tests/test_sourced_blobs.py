@@ -27,6 +27,7 @@ from modelpack.oci.model import Descriptor, Manifest, parse
 from modelpack.oci.tar import TarEntry, layer_parts, tar_chunks, with_parents
 from modelpack.store.layout import LayoutStore
 from modelpack.store.sourced import FilePart, SourcedBlob, hash_parts
+from modelpack.targets import Targets
 
 ENV = {"SOURCE_DATE_EPOCH": "1700000000"}
 
@@ -55,7 +56,7 @@ def test_cold_build_keeps_no_copy_and_gives_the_digests_a_copying_build_gives(
 ) -> None:
     proj = weights_project(tmp_path / "proj", 64 * MIB)
     store = LayoutStore(tmp_path / "store")
-    built = api.build(proj, store, environ=ENV)
+    built = api.build(Targets(store_path=store.root), proj, environ=ENV)
     # under 1% of the weights on disk, caches included; no blob file anywhere near the weights' size
     assert store_bytes(store.root) < 0.01 * 64 * MIB
     assert max(p.stat().st_size for p in (store.root / "blobs" / "sha256").iterdir()) < MIB
@@ -72,7 +73,7 @@ def test_cold_build_keeps_no_copy_and_gives_the_digests_a_copying_build_gives(
     # The same build, every layer copied into blobs/ as before: byte for byte the same release.
     monkeypatch.setattr(layers, "SOURCED_MIN", 1 << 62)
     copied = LayoutStore(tmp_path / "copied")
-    again = api.build(proj, copied, environ=ENV)
+    again = api.build(Targets(store_path=copied.root), proj, environ=ENV)
     assert again.bundle.manifest.digest == built.bundle.manifest.digest
     assert copied.blob_path(weights.digest).read_bytes() == data
     assert not (copied.root / "sourced").exists()
@@ -200,7 +201,7 @@ def test_a_pull_brings_back_the_real_bytes_of_a_release_whose_source_changed(
 def test_a_file_changed_while_it_is_served_stops_the_read(tmp_path: Path) -> None:
     proj = weights_project(tmp_path / "proj", 20 * MIB)
     store = LayoutStore(tmp_path / "store")
-    api.build(proj, store, environ=ENV)
+    api.build(Targets(store_path=store.root), proj, environ=ENV)
     weights = _weights_layer(store)
     chunks = iter(store.read_blob_at(weights, 0))
     next(chunks)
@@ -240,7 +241,7 @@ def test_copy_to_a_layout_writes_real_blobs_that_skopeo_reads(tmp_path: Path) ->
 def test_gc_keeps_live_source_backed_layers_and_drops_changed_or_unreachable_ones(tmp_path: Path) -> None:
     proj = weights_project(tmp_path / "proj", 20 * MIB)
     store = LayoutStore(tmp_path / "store")
-    api.build(proj, store, environ=ENV)
+    api.build(Targets(store_path=store.root), proj, environ=ENV)
     weights = _weights_layer(store)
     sidecar = store.sourced_path(weights.digest)
     assert store.gc(grace_seconds=0).stale_sources == 0 and sidecar.is_file()  # tagged, source unchanged
@@ -253,7 +254,9 @@ def test_gc_keeps_live_source_backed_layers_and_drops_changed_or_unreachable_one
     assert not sidecar.exists() and old.removed_blobs >= 1 and old.stale_sources == 0
     assert not store.has_blob(weights.digest)
 
-    api.build(proj, store, environ=ENV)  # tagged again, then its source changes: gc drops it all the same
+    api.build(
+        Targets(store_path=store.root), proj, environ=ENV
+    )  # tagged again, then its source changes: gc drops it all the same
     assert sidecar.is_file()
     with open(proj / "weights.bin", "ab") as f:
         f.write(b"x")
@@ -264,7 +267,7 @@ def test_gc_keeps_live_source_backed_layers_and_drops_changed_or_unreachable_one
     assert store.gc(grace_seconds=3600).removed_temp_files == 1
 
     moved = weights_project(tmp_path / "moved", 20 * MIB, seed=b"other")  # a project deleted after its build
-    api.build(moved, store, environ=ENV)
+    api.build(Targets(store_path=store.root), moved, environ=ENV)
     gone = store.sourced_path(_weights_layer(store).digest)
     (moved / "weights.bin").unlink()
     assert gone.is_file() and store.gc(grace_seconds=3600).stale_sources == 1 and not gone.exists()
@@ -276,13 +279,13 @@ def test_the_stat_cache_answers_a_warm_build_and_misses_a_touched_file(tmp_path:
     for f in proj.iterdir():  # none racily recent (just written), so the stat cache keeps every layer
         os.utime(f, (1_700_000_000, 1_700_000_000))
     time.sleep(0.2)  # the ctime of that utime is recent too: let it age past the racy window
-    first = api.build(proj, store, environ=ENV)
-    warm = api.build(proj, store, environ=ENV)
+    first = api.build(Targets(store_path=store.root), proj, environ=ENV)
+    warm = api.build(Targets(store_path=store.root), proj, environ=ENV)
     assert warm.bundle.reused_layers == len(first.bundle.layers) and warm.digest == first.digest
     sidecar = store.sourced_path(_weights_layer(store).digest)
     recorded = json.loads(sidecar.read_bytes())["parts"][1]["stat"]
     os.utime(proj / "weights.bin", (1_700_000_100, 1_700_000_100))  # same bytes, new identity
-    touched = api.build(proj, store, environ=ENV)
+    touched = api.build(Targets(store_path=store.root), proj, environ=ENV)
     assert touched.bundle.reused_layers == len(first.bundle.layers) - 1 and touched.digest == first.digest
     assert json.loads(sidecar.read_bytes())["parts"][1]["stat"] == FileStat.of(proj / "weights.bin").key()
     assert recorded != FileStat.of(proj / "weights.bin").key()
@@ -293,7 +296,7 @@ def test_a_path_reader_gets_the_blob_copied_in_once(tmp_path: Path) -> None:
     """The Docker builder's context needs a file per layer: blob_file materialises a source-backed one."""
     proj = weights_project(tmp_path / "proj", 20 * MIB)
     store = LayoutStore(tmp_path / "store")
-    api.build(proj, store, environ=ENV)
+    api.build(Targets(store_path=store.root), proj, environ=ENV)
     weights = _weights_layer(store)
     path = store.blob_file(weights.digest)
     assert path == store.blob_path(weights.digest) and digest.of_bytes(path.read_bytes()) == weights.digest

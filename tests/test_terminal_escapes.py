@@ -16,6 +16,7 @@ from modelpack.oci.target import RawManifest
 from modelpack.record.record import Metric
 from modelpack.release.index import release_index
 from modelpack.store.layout import LayoutStore
+from modelpack.targets import Targets
 
 HOSTILE = "\x1b[2J\x1b[H\x9b31mALL GATES PASSED\x07 [bold red]ok[/]"
 
@@ -23,7 +24,7 @@ HOSTILE = "\x1b[2J\x1b[H\x9b31mALL GATES PASSED\x07 [bold red]ok[/]"
 def _hostile_release(tmp_path: Path) -> tuple[Path, str]:
     """A release whose record names a metric HOSTILE, in an OCI layout (as a registry would hand it back)."""
     store = LayoutStore(tmp_path / "store")
-    built = api.build(EXAMPLES / "iris-onnx", store, environ=ENV)
+    built = api.build(Targets(store_path=store.root), EXAMPLES / "iris-onnx", environ=ENV)
     record = built.bundle.record
     metrics = {**record.metrics, HOSTILE: Metric(1.0, HOSTILE)}
     from dataclasses import replace

@@ -55,7 +55,7 @@ def _bundle(store: LayoutStore, tag: str) -> Manifest:
 def test_csv_history_is_a_normalized_layer_summarised_in_the_record(tmp_path: Path) -> None:
     project = _project(tmp_path, "logs/train.csv", {"logs/train.csv": CSV})
     store = LayoutStore(tmp_path / "store")
-    record = api.build(project, store, version="1.0.0", environ=ENV).bundle.record
+    record = api.build(Targets(store_path=store.root), project, version="1.0.0", environ=ENV).bundle.record
     doc = _bundle(store, "demo:1.0.0")
     layers = [d for d in doc.layers if d.media_type == mt.METRICS_HISTORY]
     assert len(layers) == 1 and doc.layers[-1].media_type == mt.RECORD  # the record stays last
@@ -93,7 +93,7 @@ def test_csv_history_is_a_normalized_layer_summarised_in_the_record(tmp_path: Pa
     val = next(c for c in h.columns if c.name == "val_acc")
     assert (val.count, val.first) == (3, (10, 0.81))
     # same file, same layer: a rebuild is byte for byte the same
-    again = api.build(project, LayoutStore(tmp_path / "store2"), version="1.0.0", environ=ENV).bundle
+    again = api.build(Targets(store_path=tmp_path / "store2"), project, version="1.0.0", environ=ENV).bundle
     assert again.manifest.digest == _bundle(store, "demo:1.0.0").digest
 
 
@@ -102,7 +102,7 @@ def test_jsonl_history_with_directions_from_the_packfile_and_the_gates(tmp_path:
     history = "{file: train.jsonl, better: {loss: lower}}"
     project = _project(tmp_path, history, {"train.jsonl": JSONL}, tail)
     store = LayoutStore(tmp_path / "store")
-    record = api.build(project, store, version="1.0.0", environ=ENV).bundle.record
+    record = api.build(Targets(store_path=store.root), project, version="1.0.0", environ=ENV).bundle.record
     assert record.history is not None and record.history.x == "epoch" and record.history.rows == 3
     loss, acc = record.history.columns
     assert (loss.name, loss.better, loss.best, loss.last) == ("loss", "lower", (2, 0.75), (3, 1.0))
@@ -142,9 +142,9 @@ def test_inspect_shows_the_summary_and_its_json_validates(tmp_path: Path) -> Non
 def test_curves_read_from_a_registry_and_without_a_history(tmp_path: Path, registry: RegistryProcess) -> None:
     project = _project(tmp_path, "train.csv", {"train.csv": CSV})
     store = LayoutStore(tmp_path / "store")
-    api.build(project, store, version="1.0.0", environ=ENV)
+    api.build(Targets(store_path=store.root), project, version="1.0.0", environ=ENV)
     plain = _make(tmp_path / "plain", MINIMAL)
-    api.build(plain, store, version="2.0.0", environ=ENV)
+    api.build(Targets(store_path=store.root), plain, version="2.0.0", environ=ENV)
     with Targets(store_path=store.root, environ={}) as targets:
         for tag in ("1.0.0", "2.0.0"):
             api.push(targets, f"{registry.host}/acme/demo:{tag}", source=f"demo:{tag}")
@@ -159,7 +159,7 @@ def test_curves_read_from_a_registry_and_without_a_history(tmp_path: Path, regis
 def _refusal(tmp_path: Path, history: str, files: dict[str, str | bytes]) -> str:
     project = _project(tmp_path, history, files)
     with pytest.raises(InputError) as e:
-        api.build(project, LayoutStore(tmp_path / "store"), version="1.0.0", environ=ENV)
+        api.build(Targets(store_path=tmp_path / "store"), project, version="1.0.0", environ=ENV)
     text = str(e.value)
     assert "\n" not in text
     return text.replace(f"{project}{os.sep}", "")  # the file as named relative to the project
@@ -204,7 +204,7 @@ def test_a_history_outside_the_project_or_of_another_type_is_refused_at_its_pack
     project = _make(tmp_path / "l", MINIMAL + "metrics:\n  history: in.csv\n")
     os.symlink(tmp_path / "outside.csv", project / "in.csv")
     with pytest.raises(InputError) as e:
-        api.build(project, LayoutStore(tmp_path / "store"), environ=ENV)
+        api.build(Targets(store_path=tmp_path / "store"), project, environ=ENV)
     assert "in.csv is a symlink to" in str(e.value) and "outside the project directory" in str(e.value)
     text = _refusal(tmp_path / "x", "train.tsv", {"train.tsv": CSV})
     assert "metrics.history: 'train.tsv' is neither .csv nor .jsonl" in text

@@ -14,6 +14,7 @@ from modelpack.errors import DigestMismatchError, UsageError
 from modelpack.oci import mediatypes as mt
 from modelpack.release.view import load_release
 from modelpack.store.layout import LayoutStore
+from modelpack.targets import Targets
 from modelpack.unpack import ALL, parse_filter, unpack
 
 # Where each source file of iris-onnx lands in an unpacked release.
@@ -96,7 +97,7 @@ def test_unpack_will_not_write_through_a_link_leaving_dest(pushed: Pushed, tmp_p
 
 def _tampered_store(tmp_path: Path, offset: int) -> tuple[LayoutStore, str]:
     store = LayoutStore(tmp_path / "store")
-    tag = api.build(EXAMPLES / "iris-onnx", store, environ=ENV).tag
+    tag = api.build(Targets(store_path=store.root), EXAMPLES / "iris-onnx", environ=ENV).tag
     view = load_release(store, tag)
     assert view.bundle_manifest is not None
     weights = next(d for d in view.bundle_manifest.layers if d.media_type == mt.MODEL_WEIGHT_TAR)

@@ -8,10 +8,10 @@ a script does the same:
     from modelpack import api
 
     with api.Targets() as targets:
-        built = api.build("examples/iris-onnx", targets, image=False)
-        pushed = api.push(targets, "127.0.0.1:5000/acme/iris:1.0.0", source=built.tag)
-        print(pushed.to_json())
-        print(api.history(targets, "127.0.0.1:5000/acme/iris", "prod").to_json())
+        built = api.build(targets, "examples/iris-onnx")
+        pushed = api.push(targets, "127.0.0.1:5000/acme/iris", source=built.tag)
+        print(pushed.to_json()["digest"])
+        print(api.ls(targets, "127.0.0.1:5000/acme/iris").tags)
 
 Names follow one rule (modelpack/targets.py): `HOST/REPO[:TAG]` is a registry, `oci:PATH[:TAG]` a layout
 directory, a bare `NAME[:TAG]` a repository of the local store.
@@ -22,141 +22,13 @@ only for what it runs.
 
 from __future__ import annotations
 
+import builtins
 import importlib
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
-# verb or type -> the module that defines it
-_HOME = {
-    "build": "_build",
-    "BuildResult": "_build",
-    "find_packfile": "_build",
-    "push": "_transfer",
-    "pull": "_transfer",
-    "copy": "_transfer",
-    "tag": "_transfer",
-    "unpack": "_transfer",
-    "TransferResult": "_transfer",
-    "PullResult": "_transfer",
-    "TagResult": "_transfer",
-    "inspect": "_read",
-    "diff": "_read",
-    "ls": "_read",
-    "list": "_read",
-    "InspectResult": "_read",
-    "DiffResult": "_read",
-    "LsResult": "_read",
-    "ListResult": "_read",
-    "training_curves": "_curves",
-    "CurvesResult": "_curves",
-    "catalog": "_catalog",
-    "evidence": "_catalog",
-    "report": "_catalog",
-    "CatalogResult": "_catalog",
-    "DigestCache": "_catalog",
-    "ReportResult": "_catalog",
-    "promote": "_environments",
-    "rollback": "_environments",
-    "history": "_environments",
-    "HistoryResult": "_environments",
-    "policy_set": "_environments",
-    "policy_show": "_environments",
-    "PolicyResult": "_environments",
-    "prune": "_retention",
-    "PruneResult": "_retention",
-    "test": "_testing",
-    "TestOptions": "_testing",
-    "serve": "_testing",
-    "dataset_push": "_datasets",
-    "dataset_pull": "_datasets",
-    "dataset_inspect": "_datasets",
-    "dataset_ls": "_datasets",
-    "dataset_diff": "_datasets",
-    "dataset_used_by": "_datasets",
-    "DatasetPushResult": "_datasets",
-    "DatasetPullResult": "_datasets",
-    "DatasetInspectResult": "_datasets",
-    "DatasetLsResult": "_datasets",
-    "DatasetDiffResult": "_datasets",
-    "DatasetUsedByResult": "_datasets",
-    "gc": "_store",
-    "login": "_store",
-    "logout": "_store",
-    "init": "_store",
-    "keygen": "_trust",
-    "sign": "_trust",
-    "verify": "_trust",
-    "KeygenResult": "_trust",
-    "SignResult": "_trust",
-    "VerifyResult": "_trust",
-    "Targets": "modelpack.targets",
-    "TlsOptions": "modelpack.targets",
-}
-__all__ = [
-    "BuildResult",
-    "CatalogResult",
-    "CurvesResult",
-    "DatasetDiffResult",
-    "DatasetInspectResult",
-    "DatasetLsResult",
-    "DatasetPullResult",
-    "DatasetPushResult",
-    "DatasetUsedByResult",
-    "DiffResult",
-    "DigestCache",
-    "HistoryResult",
-    "InspectResult",
-    "KeygenResult",
-    "ListResult",
-    "LsResult",
-    "PolicyResult",
-    "PruneResult",
-    "PullResult",
-    "ReportResult",
-    "SignResult",
-    "TagResult",
-    "Targets",
-    "TestOptions",
-    "TlsOptions",
-    "TransferResult",
-    "VerifyResult",
-    "build",
-    "catalog",
-    "copy",
-    "dataset_diff",
-    "dataset_inspect",
-    "dataset_ls",
-    "dataset_pull",
-    "dataset_push",
-    "dataset_used_by",
-    "diff",
-    "evidence",
-    "find_packfile",
-    "gc",
-    "history",
-    "init",
-    "inspect",
-    "keygen",
-    "list",
-    "login",
-    "logout",
-    "ls",
-    "policy_set",
-    "policy_show",
-    "promote",
-    "prune",
-    "pull",
-    "push",
-    "report",
-    "rollback",
-    "serve",
-    "sign",
-    "tag",
-    "test",
-    "training_curves",
-    "unpack",
-    "verify",
-]
-
+# The one table of the api's names: each line says where a name lives, for type checkers as written and,
+# read from this file's source on first use (`_table`), for the lazy lookup and `__all__` at runtime.
 if TYPE_CHECKING:
     from modelpack.api._build import BuildResult as BuildResult
     from modelpack.api._build import build as build
@@ -222,12 +94,38 @@ if TYPE_CHECKING:
     from modelpack.targets import Targets as Targets
     from modelpack.targets import TlsOptions as TlsOptions
 
+    # `list` is re-exported under another name, which mypy wants named; at runtime __getattr__ answers
+    # `__all__` with every name of this block.
+    __all__ = ["list"]
+
+
+@cache
+def _table() -> dict[str, tuple[str, str]]:
+    """name -> (module, attribute), from the TYPE_CHECKING block above (parsed once, when first needed)."""
+    import ast
+
+    with open(__file__, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    block = next(n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING")
+    return {
+        alias.asname or alias.name: (node.module, alias.name)
+        for node in block.body
+        if isinstance(node, ast.ImportFrom) and node.module
+        for alias in node.names
+    }
+
 
 def __getattr__(name: str) -> Any:
-    home = _HOME.get(name)
+    if name == "__all__":
+        return sorted(_table())
+    home = _table().get(name)
     if home is None:
         raise AttributeError(f"module 'modelpack.api' has no attribute {name!r}")
-    module = importlib.import_module(home if "." in home else f"modelpack.api.{home}")
-    value = getattr(module, "list_store" if name == "list" else name)
+    module, attribute = home
+    value = getattr(importlib.import_module(module), attribute)
     globals()[name] = value
     return value
+
+
+def __dir__() -> builtins.list[str]:
+    return sorted({*globals(), *_table()})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,6 @@ from modelpack.packfile.loader import PACKFILE, find_packfile
 from modelpack.record.dataset import PublishedDataset
 from modelpack.record.git import git_info
 from modelpack.release.index import release_index
-from modelpack.store.layout import LayoutStore
 from modelpack.store.statcache import StatCache
 from modelpack.targets import Targets
 
@@ -85,14 +83,13 @@ def target_environment(target: wheels.TargetPlatform) -> dict[str, str]:
 
 
 def build(
+    targets: Targets,
     project: Path | str,
-    store: LayoutStore,
     *,
     version: str | None = None,
-    environ: Mapping[str, str] = os.environ,
+    environ: Mapping[str, str] | None = None,
     image: bool = False,
     base: str | None = None,
-    targets: Targets | None = None,
     builder: str | None = None,
     docker: Any = None,
     log: Callable[[str], None] = lambda _line: None,
@@ -103,7 +100,10 @@ def build(
     SLSA provenance (signed by the private key `key` names, when given) and CycloneDX SBOM as referrers.
 
     `builder` is "daemonless" or "docker" (None: the packfile's serving.builder). The Docker builder uses
-    the `docker` client given (else one from the environment) and streams the engine's output to `log`."""
+    the `docker` client given (else one from the environment) and streams the engine's output to `log`.
+    The release is written into `targets.store`; `environ` defaults to `targets.environ`."""
+    store = targets.store
+    environ = targets.environ if environ is None else environ
     # A store inside the project must not pack itself: each build would carry the one before.
     pf = load_packfile(find_packfile(Path(project)), skip=(store.root,))
     builder = builder or pf.serving.builder
@@ -122,17 +122,15 @@ def build(
         )
     # writing() checks the folder first: one that is not a store is refused before the stat cache is made
     with store.writing(), StatCache(store.stat_cache_path) as cache:
-        published = _published(pf, store, cache, targets, environ)
+        published = _published(pf, cache, targets)
         bundle = build_bundle(
             pf, store, cache, version=version, git=git_info(pf.root), environ=environ, published=published
         )
         if not image:
             return BuildResult(bundle=bundle, image=None, index=None, tag=bundle.tag)
         base_ref = base_reference(pf, base, environ)
-        own = targets is None
-        targets = targets or Targets(environ=environ)
+        where = targets.open_base(base_ref)
         try:
-            where = targets.open_base(base_ref)
             base_image = resolve_base(where.target, where.ref or "latest", base_ref)
         except RegistryError as e:
             if isinstance(e, AuthError):
@@ -144,9 +142,6 @@ def build(
                 f"one this machine reaches (docker tag {base_ref} HOST/{base_ref.rsplit('/', 1)[-1]}; "
                 f"docker push HOST/...) and pass --base HOST/... or set {BASE_ENV}",
             ) from None
-        finally:
-            if own:
-                targets.close()
         platform = wheels.TargetPlatform(python=pf.dependencies.python)
         request = ImageRequest(
             bundle=bundle,
@@ -176,15 +171,10 @@ def build(
     return BuildResult(bundle=bundle, image=img, index=stored, tag=bundle.tag, attestations=attestations)
 
 
-def _published(
-    pf: Packfile, store: LayoutStore, cache: StatCache, targets: Targets | None, environ: Mapping[str, str]
-) -> dict[str, PublishedDataset]:
+def _published(pf: Packfile, cache: StatCache, targets: Targets) -> dict[str, PublishedDataset]:
     """The packfile's dataset `ref:`s, resolved in their registries (none: no registry is asked)."""
     if not any(d.ref for d in pf.datasets):
         return {}
     from modelpack.dataset.published import resolve_refs
 
-    if targets is not None:
-        return resolve_refs(targets, pf.datasets, hash_file=cache.file_digest)
-    with Targets(store_path=store.root, environ=environ) as own:
-        return resolve_refs(own, pf.datasets, hash_file=cache.file_digest)
+    return resolve_refs(targets, pf.datasets, hash_file=cache.file_digest)

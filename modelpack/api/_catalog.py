@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from modelpack.errors import ContentError, NotFoundError, UsageError
 from modelpack.oci import digest as digests
+from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor
 from modelpack.oci.target import RawManifest, Target
 from modelpack.targets import Location, Targets
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from modelpack.release.view import ReleaseView
 
 WORKERS = 16  # round trips, not bytes: the registry answers many at once
-SIGSTORE_BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 MAX_REPORT_BYTES = 4 * 1024 * 1024
 
 
@@ -136,7 +136,8 @@ def catalog(
 ) -> CatalogResult:
     """Every release of `repository` with its test verdict, evidence and environments, filtered by `where`
     and ordered by `sort` exactly as `ls --where/--sort` does."""
-    from modelpack.api._read import _environments, choose, parse_where
+    from modelpack.api._read import choose, parse_where
+    from modelpack.environment.place import Place, environments
     from modelpack.release import query
 
     wheres = parse_where(targets, where)  # as ls reads them: a published dataset by its digest
@@ -157,7 +158,7 @@ def catalog(
 
     with ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(tags)))) as pool:
         found = [x for x in pool.map(one, tags) if x is not None]
-        envs = _environments(place, [e.tag for _, e in found])
+        envs = environments(Place.of(place), [e.tag for _, e in found])
     versions = [v for v, _ in found]
     by_tag = {e.tag: e for _, e in found}
     chosen, notes = choose(versions, wheres, sort, asc)
@@ -178,7 +179,7 @@ def _entry(target: Target, tag: str, release: ReleaseView) -> tuple[Version, Cat
     referrers = target.referrers(release.digest)
     found = [_artifact(d) for d in referrers]
     if release.bundle.digest != release.digest:  # an index release: the model signature is on its bundle
-        referrers = [*referrers, *target.referrers(release.bundle.digest, SIGSTORE_BUNDLE)]
+        referrers = [*referrers, *target.referrers(release.bundle.digest, mt.SIGSTORE_BUNDLE)]
     reports = sorted(
         (a for a in found if a.artifact_type == evidence.REPORT_TYPE),
         key=lambda a: (a.annotations.get(evidence.ANN_CREATED, ""), a.digest),

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modelpack.api._transfer import _check_overwrite, _record_overwrite
 from modelpack.dataset.compare import DatasetDiff, Use, diff_records, uses_in
 from modelpack.dataset.read import DatasetView, load_dataset
 from modelpack.errors import UsageError
@@ -83,6 +82,7 @@ def dataset_push(
     from modelpack.dataset.artifact import DatasetInput, build_dataset
     from modelpack.environment.actor import who
     from modelpack.record.git import git_info
+    from modelpack.release.versions import check_overwrite, record_overwrite
     from modelpack.store.statcache import StatCache
 
     env = targets.environ if environ is None else environ
@@ -109,14 +109,14 @@ def dataset_push(
     with store.writing(), StatCache(store.stat_cache_path) as cache:
         built = build_dataset(store, cache, path, given, environ=env)
     shown = dest.ref_text(tag)
-    note = _check_overwrite(dest.target, tag, built.descriptor.digest, shown, force)
+    note = check_overwrite(dest.target, tag, built.descriptor.digest, shown, force)
     local = targets.store_repository(dest.repository)
     result = copy_graph(local, dest.target, built.descriptor.digest, tag, progress=progress)
     root = dest.target.get_manifest(tag)
     if dest.kind == "registry":  # kept under its registry name (as a pull keeps one): safe from gc, so
         local.put_manifest(tag, root)  # the next push reads no unchanged file again
     if note is not None:
-        note += "; " + _record_overwrite(dest.target, root, tag, note, targets)
+        note += "; " + record_overwrite(dest.target, root, tag, note, who(targets.environ))
     return DatasetPushResult(
         str(path), shown, root.digest, built.record, result, built.reused_layers, (note,) if note else ()
     )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from modelpack.environment.place import is_environment_name
+from modelpack.environment.place import Place, environments
 from modelpack.errors import UsageError
 from modelpack.release.diff import RecordDiff, diff_records
 from modelpack.release.view import ReleaseView, load_release
@@ -206,7 +206,7 @@ def _naming_environments(where: Location, digest: str) -> tuple[str, ...]:
     """Environment tags (with promotion history) whose tag names `digest` now."""
     if where.kind == "layout":
         return ()
-    return tuple(sorted(_environments(where, where.target.list_tags(), naming=digest)))
+    return tuple(sorted(environments(Place.of(where), where.target.list_tags(), naming=digest)))
 
 
 def sibling(a: Location, b_text: str) -> str:
@@ -257,7 +257,7 @@ def ls(
             hint=f"modelpack ls {place.repository}",
         )
     tags = query.release_tags(place.target.list_tags())
-    envs = _environments(place, tags)
+    envs = environments(Place.of(place), tags)
     if not records and not (sort or wheres or columns):
         return LsResult(place.repository, tuple(tags), (), environments=envs)
     reports = records or query.needs_reports(sort, wheres)
@@ -315,33 +315,6 @@ def _check_columns(read: Sequence[query.Version], columns: Sequence[str]) -> Non
                 if close
                 else f"params: {', '.join(sorted(known)) or 'none'}",
             )
-
-
-def _environments(place: Location, tags: Sequence[str], *, naming: str | None = None) -> frozenset[str]:
-    """The tags with promotion history (one referrers listing each, in parallel; versions are skipped);
-    with `naming`, only those whose tag names that digest now (one more manifest read each)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from modelpack.environment.history import has_history
-    from modelpack.errors import NotFoundError
-
-    scope = place.repository if place.is_local else None
-
-    def is_env(tag: str) -> bool:
-        if naming is not None:
-            try:
-                if place.target.get_manifest(tag).digest != naming:
-                    return False
-            except NotFoundError:
-                return False
-        return has_history(place.target, tag, scope)
-
-    candidates = [t for t in tags if is_environment_name(t)]
-    if not candidates:
-        return frozenset()
-    with ThreadPoolExecutor(max_workers=min(8, len(candidates))) as pool:
-        flags = list(pool.map(is_env, candidates))
-    return frozenset(t for t, f in zip(candidates, flags, strict=True) if f)
 
 
 def list_store(targets: Targets) -> ListResult:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from modelpack.errors import InputError, TestFailedError, UsageError
 from modelpack.targets import Targets
-from modelpack.testing.testrun import TestOptions, TestOutcome, run_test
+from modelpack.testing.testrun import TestOptions, TestOutcome, check_runtime, release_ref, run_test
 
 __all__ = ["TestOptions", "TestOutcome", "serve", "test"]
 
@@ -37,7 +37,14 @@ def test(
             raise UsageError("--key signs the attached report: drop --no-attach, or --key")
         # loaded before the run: a wrong key fails in a second, not after the latency loop
         options = dataclasses.replace(options, key=load_private(key, env=targets.environ, password=password))
-    return run_test(targets, reference, options, info=info)
+    check_runtime(options.runtime)
+    resolved = targets.open(reference, local=options.local)
+    ref = release_ref(resolved)
+    if ref is None:
+        raise UsageError(f"{reference}: name a release tag or digest")
+    return run_test(
+        resolved, ref, options, cache_root=targets.store_path / "cache", bases=targets.base_sources, info=info
+    )
 
 
 test.__test__ = False  # type: ignore[attr-defined]  # not a pytest test when imported into a test module
@@ -61,7 +68,11 @@ def serve(
         _need_serve_extra()
         command = project_command(Path(source), host=host, port=port)
     else:
-        command = reference_command(targets, source, host=host, port=port, local=local)
+        resolved = targets.open(source, local=local)
+        ref = release_ref(resolved)
+        if ref is None:
+            raise InputError(f"{source}: name a release tag or digest")
+        command = reference_command(resolved, ref, targets.store_path / "cache", host=host, port=port)
     info(f"starting: {command.note}")
     with local_server(command, ready_timeout=ready_timeout, passthrough=True) as running:
         info(f"serving on {running.url} (Ctrl-C to stop)")

@@ -15,15 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from modelpack import unpack as unpacking
-from modelpack.errors import DigestMismatchError, InputError, NotFoundError, RefusedError, UsageError
+from modelpack.environment.actor import who
+from modelpack.errors import DigestMismatchError, InputError, RefusedError, UsageError
 from modelpack.evidence import signatures
 from modelpack.evidence.attestations import TRAVELS
-from modelpack.image.build import base_sources
 from modelpack.oci import digest as digests
-from modelpack.oci import mediatypes as mt
 from modelpack.oci.copy import CopyResult, copy_graph
-from modelpack.oci.target import ProgressFn, RawManifest, Target, no_progress
-from modelpack.packfile.loader import PACKFILE, find_packfile
+from modelpack.oci.target import ProgressFn, no_progress
+from modelpack.release.versions import check_overwrite, record_overwrite
 from modelpack.release.view import load_release, release_version
 from modelpack.targets import Location, Targets, split_name
 from modelpack.trust import oms
@@ -78,6 +77,7 @@ class TagResult:
 def _project_source(targets: Targets, project: Path, tag: str | None) -> str:
     """The project's release for `tag` (the release of that version), or its current version."""
     from modelpack.packfile import load_packfile
+    from modelpack.packfile.loader import PACKFILE, find_packfile
     from modelpack.packfile.version import resolve_version
 
     if not (project / PACKFILE).is_file() and not project.is_file():
@@ -97,22 +97,6 @@ def _project_source(targets: Targets, project: Path, tag: str | None) -> str:
             hint=f"build it first: modelpack build --version {tag}; or pass --from NAME:VERSION",
         )
     return f"{pf.name}:{tag}"
-
-
-def _check_overwrite(dest: Target, tag: str, digest: str, display: str, force: bool) -> str | None:
-    """A version tag that names another digest is refused unless forced; returns a note when forced."""
-    try:
-        there = dest.get_manifest(tag).digest
-    except NotFoundError:
-        return None
-    if there == digest:
-        return None
-    if not force:
-        raise RefusedError(
-            f"refusing to push: {display} already names {there}, not {digest}; version tags are immutable",
-            hint="bump the version, or pass --force to replace it (recorded)",
-        )
-    return f"forced: {display} named {there} before and now names {digest}"
 
 
 def push(
@@ -151,43 +135,19 @@ def push(
             hint=f"push it as {dest.ref_text(version)}, or pass --any-version to tag it {tag} anyway",
         )
     shown = dest.ref_text(tag)
-    note = _check_overwrite(dest.target, tag, root.digest, shown, force)
+    note = check_overwrite(dest.target, tag, root.digest, shown, force)
     result = copy_graph(
         src.target,
         dest.target,
         ref,
         tag,
         referrers=referrers,
-        fallbacks=base_sources(src.target, ref, targets),
+        fallbacks=targets.base_sources(src.target, ref),
         progress=progress,
     )
     if note is not None:
-        note += "; " + _record_overwrite(dest.target, root, tag, note, targets)
+        note += "; " + record_overwrite(dest.target, root, tag, note, who(targets.environ))
     return TransferResult(src.display, shown, result, notes=(note,) if note else ())
-
-
-def _record_overwrite(dest: Target, root: RawManifest, tag: str, note: str, targets: Targets) -> str:
-    """A forced overwrite leaves its trace in the registry: a referrer of the release that replaced it."""
-    import json
-    import time
-
-    from modelpack.environment.actor import who
-    from modelpack.evidence.evidence import attach
-    from modelpack.oci.model import Descriptor
-
-    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    body = {"tag": tag, "digest": root.digest, "note": note, "who": who(targets.environ), "when": when}
-    subject = Descriptor(root.media_type, root.digest, len(root.raw))
-    annotations = {"dev.modelpack.overwrite.tag": tag, mt.ANN_CREATED: when}
-    desc = attach(
-        dest,
-        subject,
-        mt.OVERWRITE_ARTIFACT,
-        json.dumps(body, sort_keys=True).encode(),
-        "application/json",
-        annotations,
-    )
-    return f"recorded as {desc.digest}"
 
 
 def copy(
@@ -211,7 +171,7 @@ def copy(
         )
     # Only the local store keeps serving images without their base layers (they stay in the base's
     # registry); anywhere else the graph is complete and the extra manifest reads would be wasted.
-    fallbacks = base_sources(src.target, ref, targets) if src.is_local else []
+    fallbacks = targets.base_sources(src.target, ref) if src.is_local else []
     result = copy_graph(
         src.target,
         dst.target,

@@ -78,12 +78,11 @@ def build(
 
     with access.targets() as targets:
         result = api.build(
+            targets,
             project,
-            targets.store,
             version=version,
             image=image,
             base=base,
-            targets=targets,
             builder=builder,
             key=key,
             password=key_password(key) if key else None,

@@ -41,7 +41,7 @@ from modelpack.oci.target import RawManifest, Target
 from modelpack.trust.check import Check
 
 EVENT_TYPE = mt.PROMOTION_EVENT_ARTIFACT
-ANCHOR_TYPE = "application/vnd.modelpack.env-anchor.v1"
+ANCHOR_TYPE = mt.ENV_ANCHOR
 EVENT_MEDIA_TYPE = "application/json"
 ANN_ENV = "dev.modelpack.env"
 ANN_NAME = "dev.modelpack.name"

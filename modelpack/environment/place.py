@@ -9,10 +9,13 @@ store, so there an environment's history is per repository name; a registry repo
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from modelpack.errors import UsageError
+from modelpack.environment.history import has_history
+from modelpack.errors import NotFoundError, UsageError
 from modelpack.oci import digest as digests
 from modelpack.oci.target import Target
 
@@ -44,6 +47,29 @@ def is_environment_name(tag: str) -> bool:
     """Could name an environment (lowercase, not version-like, not a referrers tag): worth a history
     lookup when telling environments from versions among a repository's tags."""
     return bool(_ENV.match(tag)) and not _VERSIONISH.match(tag) and not tag.startswith(("sha256-", "sha512-"))
+
+
+def environments(place: Place, tags: Iterable[str], *, naming: str | None = None) -> frozenset[str]:
+    """Which of `tags` are environments: the one rule (ls, inspect, the catalog and prune use it). An
+    environment is a tag with an environment's name and promotion history (one referrers listing each, in
+    parallel; version-like tags are skipped); with `naming`, only those whose tag names that digest now
+    (one more manifest read each)."""
+
+    def is_env(tag: str) -> bool:
+        if naming is not None:
+            try:
+                if place.target.get_manifest(tag).digest != naming:
+                    return False
+            except NotFoundError:
+                return False
+        return has_history(place.target, tag, place.name)
+
+    candidates = [t for t in dict.fromkeys(tags) if is_environment_name(t)]
+    if not candidates:
+        return frozenset()
+    with ThreadPoolExecutor(max_workers=min(8, len(candidates))) as pool:
+        flags = list(pool.map(is_env, candidates))
+    return frozenset(t for t, f in zip(candidates, flags, strict=True) if f)
 
 
 def check_env(env: str) -> str:

@@ -25,7 +25,7 @@ from modelpack.oci.target import ProgressFn, Target, no_progress
 from modelpack.trust import cosign, oms
 from modelpack.trust.check import Check
 from modelpack.trust.keys import PrivateKey, PublicKey
-from modelpack.trust.sigstore_bundle import BUNDLE_MEDIA_TYPE, MAX_BUNDLE_BYTES
+from modelpack.trust.sigstore_bundle import MAX_BUNDLE_BYTES
 
 # Exactly what `unpack` writes by default: every layer kind with an unpack group (the record stays out).
 SIGNED_LAYERS = frozenset(t for t, kind in mt.LAYER_KINDS.items() if kind.group)
@@ -213,7 +213,7 @@ def _attach(
         ANN_KEYID: keyid,
     }
     try:
-        return attach(target, subject, mt.SIGSTORE_BUNDLE, raw, BUNDLE_MEDIA_TYPE, annotations)
+        return attach(target, subject, mt.SIGSTORE_BUNDLE, raw, mt.SIGSTORE_BUNDLE, annotations)
     except ModelpackError as e:
         raise VerificationError(
             f"{target.describe()} refused the {what} signature ({e.message}): the release is not signed",

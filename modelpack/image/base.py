@@ -21,7 +21,7 @@ MAX_CONFIG = 4 * 1024 * 1024
 # Docker v2 layer types map to their OCI twins: the blob bytes are identical, so the digests are too.
 _OCI_LAYER_TYPES = {
     mt.DOCKER_LAYER_GZIP: mt.OCI_LAYER_GZIP,
-    "application/vnd.docker.image.rootfs.diff.tar": mt.OCI_LAYER_TAR,
+    mt.DOCKER_LAYER_TAR: mt.OCI_LAYER_TAR,
 }
 
 

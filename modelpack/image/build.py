@@ -33,15 +33,11 @@ from modelpack.image.request import ImageRequest
 from modelpack.image.runtime import runtime_entries, runtime_pins
 from modelpack.oci import canonical
 from modelpack.oci import mediatypes as mt
-from modelpack.oci.model import Descriptor, Index, Manifest, Platform, parse
+from modelpack.oci.model import Descriptor, Manifest, Platform
 from modelpack.oci.tar import TarEntry, entries_from, tar_chunks
-from modelpack.oci.target import Target
 from modelpack.store.layout import LayoutStore
 from modelpack.store.statcache import StatCache
-from modelpack.targets import Targets
 
-ANN_BASE_NAME = "org.opencontainers.image.base.name"
-ANN_BASE_DIGEST = "org.opencontainers.image.base.digest"
 # Bundle layers that belong in the image's filesystem (docs and datasets stay in the bundle only).
 
 
@@ -170,8 +166,8 @@ def build_image(
         config=config_desc,
         layers=(*base.layers, *ours),
         annotations={
-            ANN_BASE_NAME: base.name,
-            ANN_BASE_DIGEST: base.digest,
+            mt.ANN_BASE_NAME: base.name,
+            mt.ANN_BASE_DIGEST: base.digest,
             mt.ANN_CREATED: bundle.record.created,
         },
     )
@@ -185,15 +181,3 @@ def build_image(
         deps_layer_reused=reused,
         runtime_packages=runtime_packages,
     )
-
-
-def base_sources(source: Target, ref: str, targets: Targets) -> list[Target]:
-    """Where the base layers of the serving images under `ref` (an index or one image) live: the
-    registries their base.name annotations name. The store keeps serving images without those layers."""
-    raw = source.get_manifest(ref)
-    doc = parse(raw.raw, raw.media_type)
-    children = (
-        [parse(source.get_manifest(d.digest).raw) for d in doc.manifests] if isinstance(doc, Index) else [doc]
-    )
-    names = sorted({c.annotations[ANN_BASE_NAME] for c in children if ANN_BASE_NAME in c.annotations})
-    return [targets.open_base(n).target for n in names]

@@ -31,8 +31,6 @@ from modelpack.errors import BuildError
 from modelpack.image import wheels
 from modelpack.image.base import BaseImage
 from modelpack.image.build import (
-    ANN_BASE_DIGEST,
-    ANN_BASE_NAME,
     ImageResult,
     image_pins,
     lock_name,
@@ -327,7 +325,7 @@ def build_with_docker(
     manifest = Manifest(
         config=exported.config,
         layers=(*base.layers, *ours),
-        annotations={ANN_BASE_NAME: base.name, ANN_BASE_DIGEST: base.digest, mt.ANN_CREATED: created},
+        annotations={mt.ANN_BASE_NAME: base.name, mt.ANN_BASE_DIGEST: base.digest, mt.ANN_CREATED: created},
     )
     stored = store.put_document(manifest)
     cfg = exported.config_json

@@ -10,6 +10,8 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
+DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"  # read from Docker-built bases
+OCTET_STREAM = "application/octet-stream"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
@@ -37,6 +39,12 @@ PROMOTION_EVENT_ARTIFACT = "application/vnd.modelpack.promotion.v1+json"
 # A version tag replaced with --force: attached to the release that replaced it (who, when, what it named).
 OVERWRITE_ARTIFACT = "application/vnd.modelpack.tag-overwrite.v1+json"
 POLICY_ARTIFACT = "application/vnd.modelpack.promotion-policy.v1+json"  # what an environment requires
+# The per-environment subject that events and policies refer to (environment/history.py: anchor).
+ENV_ANCHOR = "application/vnd.modelpack.env-anchor.v1"
+# Pushed over a tag to untag it on registries without tag deletion (registry/client.py).
+TAG_TOMBSTONE = "application/vnd.modelpack.tag-tombstone.v1"
+# The local store's entry for a layer served from its source file (store/sourced.py).
+SOURCED_BLOB = "application/vnd.modelpack.sourced-blob.v1+json"
 # A published dataset (`modelpack dataset push`): CNCF dataset layers, and its record as a layer of its own.
 # The model-spec defines no dataset artifact type, so this one is modelpack's.
 DATASET_ARTIFACT = "application/vnd.modelpack.dataset.v1+json"
@@ -45,7 +53,9 @@ DATASET_RECORD = "application/vnd.modelpack.dataset-record.v1+json"
 METRICS_HISTORY = "application/vnd.dev.modelpack.metrics.history.v1+json"
 # Signatures: Sigstore bundles as OCI 1.1 referrers, cosign's convention (artifactType = the bundle's media
 # type; the predicate-type annotation tells a release signature from an OpenSSF model signature).
-SIGSTORE_BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+# Any Sigstore bundle version reads; v0.3 is what modelpack writes (the artifact type and the layer's type).
+SIGSTORE_BUNDLE_FAMILY = "application/vnd.dev.sigstore.bundle"
+SIGSTORE_BUNDLE = SIGSTORE_BUNDLE_FAMILY + ".v0.3+json"
 ANN_BUNDLE_CONTENT = "dev.sigstore.bundle.content"
 ANN_BUNDLE_PREDICATE = "dev.sigstore.bundle.predicateType"
 # Attestations (issue 14). Each kind has its own artifactType, so the referrers API filters them server-side
@@ -95,3 +105,9 @@ ANN_RECORD = "dev.modelpack.record"
 ANN_DATASET = "dev.modelpack.dataset"  # a dataset artifact's record summary (no per-file lists)
 ANN_PREDICATE_TYPE = "dev.modelpack.predicateType"  # an in-toto referrer's predicateType
 ANN_SIGNER = "dev.modelpack.signer"  # keyid the envelope claims: a hint for listings, never trusted
+# A serving image's base (OCI image-spec annotations): the store keeps images without the base's layers,
+# which stay in this registry; copies and `test` read them back from there.
+ANN_BASE_NAME = "org.opencontainers.image.base.name"
+ANN_BASE_DIGEST = "org.opencontainers.image.base.digest"
+# The DSSE payload type of an in-toto statement (trust/dsse.py).
+IN_TOTO_PAYLOAD = "application/vnd.in-toto+json"

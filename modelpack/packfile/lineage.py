@@ -12,7 +12,8 @@ from modelpack.packfile.nodes import Doc, did_you_mean, is_null
 from modelpack.packfile.schema import DatasetSpec, HistorySpec
 from modelpack.record.curves import HIGHER, LOWER
 from modelpack.record.curves_read import SUFFIXES
-from modelpack.record.metrics import flatten_params, load_metrics_file, load_params_file, located
+from modelpack.record.located import located
+from modelpack.record.metrics import flatten_params, load_metrics_file, load_params_file
 from modelpack.record.record import Metric, ParamValue
 
 

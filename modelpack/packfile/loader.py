@@ -40,7 +40,7 @@ from modelpack.packfile.schema import (
 from modelpack.packfile.version import TAG_HINT, is_oci_tag
 from modelpack.record.cases import load_cases
 from modelpack.record.files import read_bounded
-from modelpack.record.metrics import compose_yaml
+from modelpack.record.located import compose_yaml
 
 TOP_KEYS = (
     "name", "version", "description", "license", "authors", "model", "code", "dependencies",

@@ -13,7 +13,8 @@ from collections.abc import Iterable, Sequence
 import yaml
 
 from modelpack.errors import InputError
-from modelpack.record.metrics import is_number, yaml_scalar
+from modelpack.record.located import yaml_scalar
+from modelpack.record.metrics import is_number
 
 _STR = "tag:yaml.org,2002:str"
 _NULL = "tag:yaml.org,2002:null"

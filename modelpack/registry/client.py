@@ -304,7 +304,7 @@ class RegistryRepository:
         tombstone = Manifest(
             config=empty,
             layers=(),
-            artifact_type="application/vnd.modelpack.tag-tombstone.v1",
+            artifact_type=mediatypes.TAG_TOMBSTONE,
             annotations={ANN_TAG_TOMBSTONE: secrets.token_hex(16)},
         )
         raw = tombstone.to_bytes()

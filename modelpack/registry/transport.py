@@ -12,14 +12,12 @@ Every body read into memory is capped; only blob streams are not.
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import random
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +27,18 @@ import httpx
 from modelpack.errors import InputError, NotFoundError, RegistryError
 from modelpack.registry.auth import Authenticator, CredentialSource
 from modelpack.registry.dockerconfig import credentials_from_docker
+
+# failures.py holds the retry policy and the error wording; these names stay importable from here too
+from modelpack.registry.failures import RETRY_STATUS as RETRY_STATUS
+from modelpack.registry.failures import ConnectionLost as ConnectionLost
+from modelpack.registry.failures import RetryPolicy as RetryPolicy
+from modelpack.registry.failures import is_tls_error, retry_after, status_failure, transport_failure
 from modelpack.registry.reference import DOCKER_HUB, DOCKER_HUB_API, is_loopback
 from modelpack.registry.tls import LazyCAContext
 
 log = logging.getLogger("modelpack.registry")
 
 Body = bytes | Callable[[], Iterable[bytes]] | None
-RETRY_STATUS = frozenset({429, 502, 503, 504})
 USER_AGENT = "modelpack"
 # Token, error and other small answers; list pages pass their own, larger, limit.
 MAX_BODY_BYTES = 1 << 20
@@ -47,20 +50,6 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _RECV_BYTES = 1 << 20
 if getattr(httpcore._sync.http11.HTTP11Connection, "READ_NUM_BYTES", 0) < _RECV_BYTES:
     httpcore._sync.http11.HTTP11Connection.READ_NUM_BYTES = _RECV_BYTES
-
-
-class ConnectionLost(RegistryError):
-    """The connection broke or timed out mid-request (the registry may hold part of what was sent)."""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter, bounded in attempts and in total time."""
-
-    attempts: int = 5
-    base_delay: float = 0.5
-    max_delay: float = 20.0
-    max_total: float = 120.0
 
 
 def default_timeout() -> httpx.Timeout:
@@ -175,7 +164,7 @@ class RegistryClient:
             except httpx.TooManyRedirects:
                 raise self._redirect_loop(url) from None
             except httpx.TransportError as e:
-                if not retry or _is_tls_error(e) or not self._may_retry(attempt, started, None):
+                if not retry or is_tls_error(e) or not self._may_retry(attempt, started, None):
                     raise self.transport_error(e) from None
                 log.debug("%s %s: %s; retrying", method, _loggable(url), type(e).__name__)
                 self._backoff(attempt, None)
@@ -291,7 +280,7 @@ class RegistryClient:
             except httpx.TooManyRedirects:
                 raise self._redirect_loop(str(request.url)) from None
             except httpx.TransportError as e:
-                if _is_tls_error(e) or not self._may_retry(attempt, started, None):
+                if is_tls_error(e) or not self._may_retry(attempt, started, None):
                     raise self.transport_error(e) from None
                 self._backoff(attempt, None)
                 continue
@@ -330,7 +319,7 @@ class RegistryClient:
 
     def _delay(self, attempt: int, response: httpx.Response | None) -> float:
         if response is not None:
-            after = _retry_after(response.headers.get("retry-after"), time.time())
+            after = retry_after(response.headers.get("retry-after"), time.time())
             if after is not None:
                 return min(after, self.retry.max_total)
         backoff = min(self.retry.max_delay, self.retry.base_delay * 2.0 ** (attempt - 1))
@@ -350,69 +339,15 @@ class RegistryClient:
         )
 
     def transport_error(self, e: httpx.TransportError) -> RegistryError:
-        if _is_tls_error(e):
-            return RegistryError(
-                f"TLS verification of {self.api_host} failed: its certificate is signed by an unknown CA",
-                hint="pass --ca-file with the registry's CA certificate, or --insecure to skip verification",
-            )
-        if isinstance(e, httpx.ConnectError):
-            return RegistryError(
-                f"cannot connect to {self.api_host}: {_reason(e)}",
-                hint="is the registry running and the host:port right?",
-            )
-        if isinstance(e, httpx.TimeoutException):
-            return ConnectionLost(f"{self.api_host} timed out ({type(e).__name__})")
-        return ConnectionLost(f"connection to {self.api_host} broke: {_reason(e)}")
+        return transport_failure(self.api_host, e)
 
     def status_error(self, response: httpx.Response, what: str, where: str) -> NotFoundError | RegistryError:
         """Map an unexpected answer to an error naming what was asked and where."""
-        status = response.status_code
-        if status == 404:
-            return NotFoundError(f"{what} not found in {where}")
-        detail = _error_detail(response)
-        return RegistryError(f"{what} in {where}: {self.api_host} answered HTTP {status}{detail}")
+        return status_failure(self.api_host, response, what, where)
 
 
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return url.scheme, url.host.lower(), url.port or _DEFAULT_PORTS.get(url.scheme)
-
-
-def _is_tls_error(e: BaseException) -> bool:
-    seen: BaseException | None = e
-    while seen is not None:
-        if isinstance(seen, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(seen):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _reason(e: BaseException) -> str:
-    text = str(e) or type(e).__name__
-    if "Connection refused" in text or "Errno 111" in text:
-        return "connection refused"
-    return text.splitlines()[0][:200]
-
-
-def _error_detail(response: httpx.Response) -> str:
-    try:
-        errors = response.json().get("errors") or []
-        first = errors[0]
-        return f" ({first.get('code')}: {first.get('message')})"
-    except (ValueError, AttributeError, IndexError, TypeError, httpx.ResponseNotRead):
-        return ""
-
-
-def _retry_after(value: str | None, now: float) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now)
 
 
 def _loggable(url: str) -> str:

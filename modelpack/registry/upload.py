@@ -18,6 +18,7 @@ from urllib.parse import quote
 import httpx
 
 from modelpack.errors import DigestMismatchError, RegistryError
+from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor
 from modelpack.oci.target import BlobCopy, Progress, ProgressFn, no_progress
 from modelpack.registry.auth import repository_scope
@@ -27,7 +28,7 @@ log = logging.getLogger("modelpack.registry")
 
 # open_at(offset) yields the blob's bytes from `offset` to its end; called again on every resume.
 BlobOpener = Callable[[int], Iterator[bytes]]
-OCTET = "application/octet-stream"
+OCTET = mt.OCTET_STREAM
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,11 @@ Reading. Every tag's manifest is read once (parallel GETs, bounded as every mani
 its children (an index names the serving image and the bundle), and from the record annotation the
 created time and the datasets it names (`datasets[i].digest`, `datasets[i].ref`, read from the JSON so a
 record written before those fields existed reads as naming none). What a tag is comes from what it names,
-not from its shape (`is_version`): environments are the tags with promotion history (history.has_history;
-their histories and undo stacks give the rollback targets); a tag naming a release or a dataset record is
-a version whatever its name, unless it is an alias (`latest` naming the release whose own version tag is
-here too); another artifact is a version only under a tag that reads as one.
+not from its shape (`is_version`): environments are the tags `place.environments` says are (an
+environment's name and promotion history: the rule ls uses too; their histories and undo stacks give the
+rollback targets); a tag naming a release or a dataset record is a version whatever its name, unless it
+is an alias (`latest` naming the release whose own version tag is here too); another artifact is a
+version only under a tag that reads as one.
 
 Deleting, on a registry, for one version digest D, in this order:
 1. the referrers of D's children and of D (deepest first: a signature of a report before the report),
@@ -43,9 +44,9 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from modelpack.environment.history import has_history, load_history, short
+from modelpack.environment.history import load_history, short
 from modelpack.environment.move import digest_of
-from modelpack.environment.place import Place, is_environment_name
+from modelpack.environment.place import Place, environments
 from modelpack.environment.promote import undo_stack
 from modelpack.errors import ContentError, ModelpackError, NotFoundError, RefusedError
 from modelpack.oci import digest as digests
@@ -88,10 +89,7 @@ def read_repository(place: Place, *, refs_to: str | None = None, workers: int = 
 
     with ThreadPoolExecutor(max(1, min(workers, len(named) or 1))) as pool:
         found = [v for v in pool.map(one, named) if v is not None]
-    candidates = [v.tag for v in found if is_environment_name(v.tag)]
-    with ThreadPoolExecutor(max(1, min(workers, len(candidates) or 1))) as pool:
-        flags = list(pool.map(lambda t: has_history(place.target, t, place.name), candidates))
-    env_tags = {t for t, f in zip(candidates, flags, strict=True) if f}
+    env_tags = environments(place, [v.tag for v in found])
     digest_of_tag = {v.tag: v.digest for v in found}
     versions = tuple(v for v in found if is_version(v, env_tags, digest_of_tag))
     others = tuple(v for v in found if v not in versions)
@@ -99,12 +97,12 @@ def read_repository(place: Place, *, refs_to: str | None = None, workers: int = 
     return Repository(versions, others, envs, tuple(tags))
 
 
-def is_version(v: Version, environments: Set[str], tags: Mapping[str, str]) -> bool:
+def is_version(v: Version, envs: Set[str], tags: Mapping[str, str]) -> bool:
     """A tag prune may delete: no environment, and either it names a release or a dataset record (whatever
     the team calls it: `dataset-v1.0.0`, `model-bert-sst2-acc92-v5`) and is no alias (a name that reads
     as no version, `latest`, naming a release whose own version tag names the same digest), or it reads
     as a version (another artifact under a version tag, as prune always took)."""
-    if v.tag in environments:
+    if v.tag in envs:
         return False
     if v.kind == "other":
         return parse_version(v.tag) is not None

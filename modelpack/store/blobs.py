@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from modelpack.errors import NotFoundError, StoreError
-from modelpack.oci import canonical, digest
+from modelpack.oci import canonical, digest, mediatypes
 from modelpack.oci.model import Descriptor, Index
 from modelpack.oci.target import BlobCopy, Progress, ProgressFn, Target, no_progress
 from modelpack.store import sourced
@@ -173,7 +173,7 @@ class BlobStore:
         path = self.blob_path(dgst)
         if not path.is_file() and (entry := self.sourced(dgst)) is not None:
             entry.check()
-            desc = Descriptor("application/octet-stream", dgst, entry.size)
+            desc = Descriptor(mediatypes.OCTET_STREAM, dgst, entry.size)
             self._write_blob(desc, entry.chunks(), no_progress, keep_sourced=False)
         return path
 
@@ -273,7 +273,7 @@ class BlobStore:
             return False
         return entry is not None and entry.size == desc.size and entry.changed() is None
 
-    def put_blob_bytes(self, data: bytes, media_type: str = "application/octet-stream") -> Descriptor:
+    def put_blob_bytes(self, data: bytes, media_type: str = mediatypes.OCTET_STREAM) -> Descriptor:
         desc = Descriptor.of(media_type, data)
         self.write_blob(desc, [data])
         return desc

@@ -29,9 +29,10 @@ from pathlib import Path
 
 from modelpack.errors import InputError, StoreError
 from modelpack.oci import canonical
+from modelpack.oci import mediatypes as mt
 from modelpack.oci.filestat import FileStat, shown
 
-SIDECAR_TYPE = "application/vnd.modelpack.sourced-blob.v1+json"
+SIDECAR_TYPE = mt.SOURCED_BLOB
 CHUNK = 4 << 20  # large reads: fewer hand-offs between the two hashing threads
 MAX_SIDECAR_BYTES = 1 << 20
 REBUILD = "rebuild with modelpack build (or run modelpack gc to drop the stale entry)"

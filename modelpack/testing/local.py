@@ -28,7 +28,7 @@ from modelpack.testing.container import free_port, wait_ready
 from modelpack.testing.unpacked import ImageRuntime, ReleaseFiles
 
 if TYPE_CHECKING:
-    from modelpack.targets import Targets
+    from modelpack.targets import Location
 
 # What a clean child environment keeps from ours: enough to find binaries, a home and temp space.
 _KEEP_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")
@@ -208,18 +208,13 @@ def _tail(log: IO[bytes], lines: int = 30, limit: int = 64 * 1024) -> str:
 
 
 def reference_command(
-    targets: Targets, text: str, *, host: str = "127.0.0.1", port: int | None = None, local: bool = False
+    resolved: Location, ref: str, cache_root: Path, *, host: str = "127.0.0.1", port: int | None = None
 ) -> ServeCommand:
     """`modelpack serve REF`: the release's files and its image's packages, cached in the store."""
     from modelpack.release.view import load_release
     from modelpack.testing.unpacked import image_runtime, release_files
 
-    resolved = targets.open(text, local=local)
-    ref = resolved.ref or (resolved.reference.ref if resolved.reference else None)
-    if ref is None:
-        raise InputError(f"{text}: name a release tag or digest")
     release = load_release(resolved.target, ref, where=resolved.display)
-    cache_root = targets.store_path / "cache"
     files = release_files(resolved.target, release, cache_root)
     image = image_runtime(resolved.target, release, cache_root)
     return release_command(release, files, image, host=host, port=port)

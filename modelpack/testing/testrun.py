@@ -1,7 +1,8 @@
 """`modelpack test`: choose a runtime, start the release, run its cases, latency and gates, report.
 
-The side effects arrive as parameters (the engine probe, the clock, progress messages), so the CLI only
-renders what `run_test` returns.
+The side effects arrive as parameters (the engine probe, the clock, progress messages, where base layers
+live), so the CLI only renders what `run_test` returns. Names are resolved by the caller (api/_testing.py):
+this module gets the place the release is in, never a name.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ from typing import Any
 import httpx
 
 from modelpack.errors import RegistryError, TestNotRunError, UsageError
-from modelpack.image.build import base_sources
 from modelpack.oci.model import Descriptor
 from modelpack.oci.target import Target
 from modelpack.record.cases import Case, load_cases
 from modelpack.release.view import ReleaseView, load_release
-from modelpack.targets import Resolved, Targets
+from modelpack.targets import Location
 from modelpack.testing.cases import CaseResult, LatencyError, measure_latency, run_cases
 from modelpack.testing.gates import GateResult, Latency, evaluate_gates
 from modelpack.testing.report import ReleaseInfo, TestReport, attach_report
@@ -79,33 +79,32 @@ def now_rfc3339() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+BaseSources = Callable[[Target, str], list[Target]]  # (store, image ref) -> where its base layers live
+
+
 def run_test(
-    targets: Targets,
-    ref_text: str,
+    resolved: Location,
+    ref: str,
     options: TestOptions = TestOptions(),
     *,
+    cache_root: Path,
+    bases: BaseSources,
     info: Callable[[str], None] = lambda _m: None,
     engine_answers: Callable[[], bool] = docker_answers,
     clock: Callable[[], str] = now_rfc3339,
 ) -> TestOutcome:
-    if options.runtime not in RUNTIMES:
-        raise UsageError(f"--runtime {options.runtime!r}: choose one of {', '.join(RUNTIMES)}")
+    check_runtime(options.runtime)
     started = clock()
-    resolved = targets.open(ref_text, local=options.local)
-    ref = resolved.ref or (resolved.reference.ref if resolved.reference else None)
-    if ref is None:
-        raise UsageError(f"{ref_text}: name a release tag or digest")
     release = load_release(resolved.target, ref, where=resolved.display)
     runtime, note = choose_runtime(resolved, release, options.runtime, engine_answers)
     info(f"testing {resolved.display} ({release.digest[:19]}) with the {runtime} runtime: {note}")
-    cache_root = targets.store_path / "cache"
     files = release_files(resolved.target, release, cache_root, code_only=runtime == "docker")
     cases = _cases(release, files.root, resolved.display)
     tests = release.record.tests
     n = options.requests or (tests.latency_requests if tests else None) or DEFAULT_LATENCY_REQUESTS
     if n < 1:
         raise UsageError(f"--requests {n}: must be at least 1")
-    server = _server(targets, resolved, release, runtime, files, cache_root, options, info)
+    server = _server(bases, resolved, release, runtime, files, cache_root, options, info)
     with server as (url, detail):
         note = f"{note}; {detail}" if detail else note
         results, latency, latency_problem = _exercise(url, release.record.name, cases, n, info)
@@ -133,6 +132,16 @@ def run_test(
     )
     attached, attach_note = _attach(resolved, report, options.attach, options.key)
     return TestOutcome(report, attached, attach_note)
+
+
+def check_runtime(runtime: str) -> None:
+    if runtime not in RUNTIMES:
+        raise UsageError(f"--runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
+
+
+def release_ref(resolved: Location) -> str | None:
+    """The tag or digest naming one release at `resolved` (None: a repository, no release named)."""
+    return resolved.ref or (resolved.reference.ref if resolved.reference else None)
 
 
 def _exercise(
@@ -171,7 +180,7 @@ def _gates(
 
 
 def choose_runtime(
-    resolved: Resolved, release: ReleaseView, wanted: str, engine_answers: Callable[[], bool]
+    resolved: Location, release: ReleaseView, wanted: str, engine_answers: Callable[[], bool]
 ) -> tuple[str, str]:
     """(runtime, why): docker only for a registry reference with an image and an engine that answers."""
     remote = resolved.reference is not None and not resolved.reference.is_layout
@@ -198,8 +207,8 @@ def choose_runtime(
 
 @contextmanager
 def _server(
-    targets: Targets,
-    resolved: Resolved,
+    bases: BaseSources,
+    resolved: Location,
     release: ReleaseView,
     runtime: str,
     files: ReleaseFiles,
@@ -208,7 +217,7 @@ def _server(
     info: Callable[[str], None],
 ) -> Iterator[tuple[str, str]]:
     if runtime == "docker":
-        with _docker_server(targets, resolved, release, options, info) as served:
+        with _docker_server(bases, resolved, release, options, info) as served:
             yield served
         return
     from modelpack.testing.local import local_server, release_command
@@ -222,8 +231,8 @@ def _server(
 
 @contextmanager
 def _docker_server(
-    targets: Targets,
-    resolved: Resolved,
+    bases: BaseSources,
+    resolved: Location,
     release: ReleaseView,
     options: TestOptions,
     info: Callable[[str], None],
@@ -240,8 +249,8 @@ def _docker_server(
             pinned = f"{resolved.reference.name}@{release.image.digest}"
             source, detail = pulled(client, pinned), f"image {pinned}"
         else:
-            bases = base_sources(resolved.target, release.image.digest, targets)
-            source = loaded(client, resolved.target, release.image.digest, bases, info)
+            fallbacks = bases(resolved.target, release.image.digest)
+            source = loaded(client, resolved.target, release.image.digest, fallbacks, info)
             detail = f"image {release.image.digest} loaded from {resolved.display}"
         info(f"starting {detail}")
         with source as image, serving_container(image, env=env, ready_timeout=options.ready_timeout) as up:
@@ -277,7 +286,7 @@ def image_size_mb(target: Target, release: ReleaseView) -> float | None:
 
 
 def _attach(
-    resolved: Resolved, report: TestReport, wanted: bool, key: PrivateKey | None
+    resolved: Location, report: TestReport, wanted: bool, key: PrivateKey | None
 ) -> tuple[Descriptor | None, str]:
     if not wanted:
         return None, "not attached (--no-attach)"

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelpack.errors import ContentError
+from modelpack.oci import mediatypes as mt
 from modelpack.trust.keys import PrivateKey, PublicKey
 
-IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
+IN_TOTO_PAYLOAD_TYPE = mt.IN_TOTO_PAYLOAD
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:

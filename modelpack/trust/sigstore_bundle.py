@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelpack.errors import ContentError
+from modelpack.oci import mediatypes as mt
 from modelpack.trust import dsse
 from modelpack.trust.check import Check
 from modelpack.trust.keys import PrivateKey, PublicKey
 
-BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 MAX_BUNDLE_BYTES = 16 * 1024 * 1024  # a model with 100k files makes a ~10 MiB statement; nothing bigger
 IN_TOTO_STATEMENT = "https://in-toto.io/Statement/v1"
 
@@ -27,7 +27,7 @@ IN_TOTO_STATEMENT = "https://in-toto.io/Statement/v1"
 def wrap(envelope: Mapping[str, Any], keyid: str) -> bytes:
     """The bundle JSON around a signed DSSE envelope."""
     doc = {
-        "mediaType": BUNDLE_MEDIA_TYPE,
+        "mediaType": mt.SIGSTORE_BUNDLE,
         "verificationMaterial": {"publicKey": {"hint": keyid}, "tlogEntries": []},
         "dsseEnvelope": dict(envelope),
     }
@@ -64,9 +64,7 @@ def open_bundle(raw: bytes, keys: Iterable[PublicKey] = ()) -> Opened:
         doc = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ContentError(f"the signature bundle is not JSON: {e}") from None
-    if not isinstance(doc, dict) or not str(doc.get("mediaType", "")).startswith(
-        "application/vnd.dev.sigstore.bundle"
-    ):
+    if not isinstance(doc, dict) or not str(doc.get("mediaType", "")).startswith(mt.SIGSTORE_BUNDLE_FAMILY):
         raise ContentError("not a Sigstore bundle (no Sigstore bundle mediaType)")
     envelope = doc.get("dsseEnvelope")
     if not isinstance(envelope, dict):

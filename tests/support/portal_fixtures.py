@@ -89,7 +89,7 @@ def make_portal_repo(tmp: Path, host: str) -> PortalRepo:
             dataset_ref=refs.get(version),
         )
         with Targets(store_path=tmp / "store", environ={}) as targets:
-            result = api.build(project, store, version=version, environ=ENV, targets=targets).bundle
+            result = api.build(targets, project, version=version, environ=ENV).bundle
         digests[version] = push(store, result.tag, f"{repo}:{version}")
     with Targets(store_path=tmp / "store", environ={}) as targets:
         target = targets.open(repo).target

@@ -70,7 +70,7 @@ def variant(
 
 
 def build(project: Path, store: LayoutStore, version: str) -> BundleResult:
-    return api.build(project, store, version=version, environ=ENV).bundle
+    return api.build(Targets(store_path=store.root), project, version=version, environ=ENV).bundle
 
 
 def push(store: LayoutStore, local_tag: str, dest: str) -> str:
