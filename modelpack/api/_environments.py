@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +18,11 @@ from modelpack.targets import Targets
 
 __all__ = [
     "HistoryResult",
+    "LabelResult",
     "MoveResult",
     "PolicyResult",
     "Runtime",
+    "archive",
     "history",
     "policy_set",
     "policy_show",
@@ -181,3 +184,66 @@ def _repository(targets: Targets, text: str) -> Place:
             hint=f"give the repository alone, e.g. {where.repository}",
         )
     return Place.of(where)
+
+
+@dataclass(frozen=True)
+class LabelResult:
+    repository: str
+    label: str
+    on: bool  # set (True) or cleared
+    versions: tuple[tuple[str, str], ...]  # (tag, digest) labelled, in the order asked
+    who: str
+    when: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repository": self.repository,
+            "label": self.label,
+            "on": self.on,
+            "who": self.who,
+            "when": self.when,
+            "reason": self.reason,
+            "versions": [{"tag": t, "digest": d} for t, d in self.versions],
+        }
+
+
+def archive(
+    targets: Targets,
+    repository: str,
+    versions: Sequence[str],
+    *,
+    reason: str,
+    clear: bool = False,
+    runtime: Runtime | None = None,
+) -> LabelResult:
+    """Set (or `clear`) the `archived` label on many versions at once, recorded with who and why; ls and
+    the portal show it, prune counts an archived version out of `--keep-last`. Every version is read
+    before any is labelled, so a typo labels nothing."""
+    from modelpack.environment.actor import who
+    from modelpack.errors import NotFoundError
+    from modelpack.evidence import labels
+    from modelpack.oci.model import Descriptor
+
+    labels.check(labels.ARCHIVED, reason)
+    if not versions:
+        raise UsageError(
+            "name the versions to archive", hint="e.g. modelpack archive REPO 1.0.0 1.1.0 --reason ..."
+        )
+    rt = runtime or Runtime()
+    place = _repository(targets, repository)
+    found = []
+    for v in dict.fromkeys(versions):
+        try:
+            raw = place.target.get_manifest(v)
+        except NotFoundError:
+            raise NotFoundError(f"{place.ref_text(v)} does not exist: nothing was labelled") from None
+        found.append((v, Descriptor(raw.media_type, raw.digest, len(raw.raw))))
+    actor = rt.actor or who(rt.environ)
+    label = labels.Label(labels.ARCHIVED, not clear, actor, format_when(rt.clock()), reason.strip())
+    for _, desc in found:
+        labels.write(place.target, desc, label)
+    return LabelResult(
+        place.display, label.name, label.on, tuple((t, d.digest) for t, d in found), label.who, label.when,
+        label.reason,
+    )  # fmt: skip

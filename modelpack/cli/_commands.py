@@ -25,6 +25,7 @@ COMMANDS = {
     "promote": "env_cmds",
     "rollback": "env_cmds",
     "history": "env_cmds",
+    "archive": "env_cmds",
     "policy": "policy_cmds",
     "prune": "retention_cmds",
     "test": "test_cmds",

@@ -206,6 +206,8 @@ def versions(result: LsResult, repository: str, filtered: bool) -> None:
         note = f"-> {rec.version}" if v.alias else ""
         if v.tag in result.environments:
             note += " (environment)"
+        if "archived" in v.labels:
+            note += f" ({v.labels['archived'].describe()})"
         params = flatten(rec.params)
         shown = [_param_text(params[c]) if c in params else "-" for c in result.columns]
         rows.append([v.tag, *metrics, *shown, rec.created, v.release.digest[:19], note])

@@ -137,3 +137,37 @@ def history(
     if as_json:
         return _output.emit_json(result.to_json())
     _render.history(result, env)
+
+
+@app.command()
+@access_options
+def archive(
+    repository: RepoArg,
+    versions: Annotated[list[str], typer.Argument(metavar="VERSION...", help="The versions to label.")],
+    reason: Annotated[
+        str, typer.Option("--reason", metavar="TEXT", help="Why (required): recorded with who and when.")
+    ] = "",
+    clear: Annotated[bool, typer.Option("--clear", help="Take the label off again (recorded too).")] = False,
+    as_json: JsonOpt = False,
+    *,
+    access: Access,
+) -> None:
+    """Label versions archived (or --clear it), many at once, with who and why: ls and the portal show it,
+    and prune counts an archived version out of --keep-last. Environments are not touched.
+
+    Examples:
+
+      modelpack archive ghcr.io/acme/iris 1.0.0 1.1.0 1.2.0 --reason "trained on the v1 labels"
+
+      modelpack archive ghcr.io/acme/iris 1.1.0 --clear --reason "needed for the audit"
+    """
+    from modelpack import api
+
+    with access.targets() as targets:
+        result = api.archive(targets, repository, versions, reason=reason, clear=clear)
+    if as_json:
+        return _output.emit_json(result.to_json())
+    verb = "archived" if result.on else "cleared archived on"
+    _output.info(f"{verb} {_output.count(len(result.versions), 'version')} of {result.repository}")
+    for tag, digest in result.versions:
+        _output.echo(f"{tag}  {digest}")

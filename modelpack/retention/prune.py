@@ -39,7 +39,7 @@ import contextlib
 import json
 from collections.abc import Callable, Mapping, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -49,6 +49,7 @@ from modelpack.environment.move import digest_of
 from modelpack.environment.place import Place, environments
 from modelpack.environment.promote import undo_stack
 from modelpack.errors import ContentError, ModelpackError, NotFoundError, RefusedError
+from modelpack.evidence import labels
 from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Index, parse
@@ -85,7 +86,11 @@ def read_repository(place: Place, *, refs_to: str | None = None, workers: int = 
             raw = place.target.get_manifest(tag)
         except NotFoundError:
             return None  # deleted since the listing
-        return read_version(tag, raw, display)
+        v = read_version(tag, raw, display)
+        if v.kind == "other":
+            return v
+        on = labels.read(place.target, raw.digest)  # one referrers listing: is it archived?
+        return replace(v, archived=on[labels.ARCHIVED].describe()) if labels.ARCHIVED in on else v
 
     with ThreadPoolExecutor(max(1, min(workers, len(named) or 1))) as pool:
         found = [v for v in pool.map(one, named) if v is not None]

@@ -11,7 +11,9 @@ the reasons are listed:
   it among the K releases a repeated `rollback` walks back through: the rollback targets;
 - it matches a `--keep` pattern (milestones, fnmatch syntax: `1.0.0`, `*-lts`);
 - it is a dataset version that a kept model's record names (by manifest digest or by `ref`).
-A version of unknown age is kept under `--older-than`: age is never guessed.
+A version of unknown age is kept under `--older-than`: age is never guessed. An archived version
+(evidence/labels.py) takes no place among the newest `keep_last`: those are the newest live versions, and
+an archived one is deleted unless something above protects it (`--older-than` judges it as any other).
 
 "Newest" (`newest_first`): when every tag reads as a version, version order (1.10.0 after 1.9.0); tags
 that tie on their version (the generated workflow's `<version>-<UTC commit time>-<short sha>`, or the
@@ -74,6 +76,7 @@ class Version:
     artifact: bool = False  # no modelpack record: a dataset or another plain artifact
     kind: str = "release"  # what the tag names: "release", "dataset" (a dataset record) or "other"
     version: str | None = None  # the version its record states (a release's), when it states one
+    archived: str | None = None  # "archived by WHO on DAY: WHY" when the archived label is on
 
 
 # `<version>-<short sha>` or `<version>-<YYYYMMDDHHMMSS>-<short sha>`: a build of <version>, not a PEP 440
@@ -150,8 +153,10 @@ def plan(versions: Iterable[Version], facts: Facts, rule: Rule) -> Plan:
     for env, dgst in sorted(facts.environments.items()):
         envs_of.setdefault(dgst, []).append(env)
     first: dict[str, tuple[bool, list[str]]] = {}
-    for rank, v in enumerate(newest_first):
-        first[v.tag] = _judge(v, rank, facts, envs_of, rule)
+    rank = 0
+    for v in newest_first:  # an archived version takes no --keep-last place: the newest N are live ones
+        first[v.tag] = _judge(v, None if v.archived else rank, facts, envs_of, rule)
+        rank += 0 if v.archived else 1
     # Datasets a kept model names are kept: a model here, or one of the repositories the caller read.
     kept_models = [v for v in newest_first if first[v.tag][0]] + list(facts.other_tags)
     used_d = {d: f"recorded by kept model {m.tag}" for m in kept_models for d in m.uses_digests}
@@ -217,7 +222,7 @@ def order_newest_first(versions: Iterable[Version]) -> list[Version]:
 
 
 def _judge(
-    v: Version, rank: int, facts: Facts, envs_of: Mapping[str, list[str]], rule: Rule
+    v: Version, rank: int | None, facts: Facts, envs_of: Mapping[str, list[str]], rule: Rule
 ) -> tuple[bool, list[str]]:
     protect = [f"{env} names it now" for env in envs_of.get(v.digest, [])]
     protect += list(facts.rollback.get(v.digest, ()))
@@ -227,7 +232,9 @@ def _judge(
     keep: list[str] = []
     drop: list[str] = []
     if rule.keep_last is not None:
-        if rank < rule.keep_last:
+        if rank is None:
+            drop.append(f"{v.archived}: archived versions take no --keep-last place")
+        elif rank < rule.keep_last:
             keep.append(f"among the newest {rule.keep_last}")
         else:
             drop.append(f"not among the newest {rule.keep_last}")
