@@ -339,3 +339,35 @@ def test_the_record_names_the_commit_and_dirty_state_it_came_from(tmp_path: Path
     record = _json("dataset", "inspect", f"oci:{tmp_path / 'layout'}:v1", env=env)["record"]
     assert record["git"]["commit"] == git("rev-parse", "HEAD") and record["git"]["dirty"] is True  # type: ignore[index]
     assert record["rows"] == 2 and record["classes"] == {"x": 1, "y": 1}  # type: ignore[index]
+
+
+def test_the_generated_workflow_pulls_datasets_by_reference(
+    registry: RegistryProcess, tmp_path: Path
+) -> None:
+    """A `ref:` dataset with a local `path:` is not in git: the workflow's step pulls it before the build."""
+    import sys
+
+    from modelpack import init as scaffold
+
+    env = _env(tmp_path)
+    data_repo = _repo(registry, "ci-data")
+    test_csv = EXAMPLES / "iris-onnx" / "data" / "iris-test.csv"
+    _json("dataset", "push", str(test_csv), f"{data_repo}:v3", env=env)
+    project = _iris_with_ref(tmp_path, f"{data_repo}:v3", path="data/iris-test.csv")
+    (project / "data" / "iris-test.csv").unlink()  # as a fresh checkout has it: not in git
+    scaffold.init(tmp_path / "scaffold", modelpack_from="1.0.0")
+    workflow = yaml.safe_load((tmp_path / "scaffold" / ".github/workflows/modelpack.yml").read_text())
+    step = next(s for s in workflow["jobs"]["release"]["steps"] if s.get("name") == "Datasets by reference")
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    done = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", step["run"]],
+        cwd=project,
+        env={**os.environ, **env, "PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (project / "data" / "iris-test.csv").read_bytes() == test_csv.read_bytes()
+    built = run_main("build", str(project), "--no-image", env=env)  # the local copy checks against the ref
+    assert built.returncode == 0, built.stderr
