@@ -20,10 +20,12 @@ __all__ = [
     "HistoryResult",
     "LabelResult",
     "MoveResult",
+    "NamingResult",
     "PolicyResult",
     "Runtime",
     "archive",
     "history",
+    "naming",
     "policy_set",
     "policy_show",
     "promote",
@@ -247,3 +249,28 @@ def archive(
         place.display, label.name, label.on, tuple((t, d.digest) for t, d in found), label.who, label.when,
         label.reason,
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NamingResult:
+    repository: str
+    naming: Any  # environment.naming.Naming, or None: the repository declares no rule
+
+    def to_json(self) -> dict[str, Any]:
+        return {"repository": self.repository, "naming": self.naming.to_json() if self.naming else None}
+
+
+def naming(
+    targets: Targets, repository: str, pattern: str | None = None, *, runtime: Runtime | None = None
+) -> NamingResult:
+    """The repository's naming rule for version tags; with `pattern`, declare it (push then refuses a tag
+    that does not match it in full)."""
+    from modelpack.environment import naming as rule
+    from modelpack.environment.actor import who
+
+    place = _repository(targets, repository)
+    if pattern is None:
+        return NamingResult(place.display, rule.read_naming(place.target, place.name))
+    rt = runtime or Runtime()
+    declared = rule.Naming(rule.check_pattern(pattern), rt.actor or who(rt.environ), format_when(rt.clock()))
+    return NamingResult(place.display, rule.write_naming(place.target, declared, place.name))

@@ -135,6 +135,9 @@ def push(
             hint=f"push it as {dest.ref_text(version)}, or pass --any-version to tag it {tag} anyway",
         )
     shown = dest.ref_text(tag)
+    from modelpack.environment.naming import enforce  # one referrers listing: the repository's rule
+
+    enforce(dest.target, tag, shown)
     note = check_overwrite(dest.target, tag, root.digest, shown, force)
     result = copy_graph(
         src.target,

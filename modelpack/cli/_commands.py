@@ -26,6 +26,7 @@ COMMANDS = {
     "rollback": "env_cmds",
     "history": "env_cmds",
     "archive": "env_cmds",
+    "naming": "env_cmds",
     "policy": "policy_cmds",
     "prune": "retention_cmds",
     "test": "test_cmds",

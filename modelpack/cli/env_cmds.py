@@ -171,3 +171,38 @@ def archive(
     _output.info(f"{verb} {_output.count(len(result.versions), 'version')} of {result.repository}")
     for tag, digest in result.versions:
         _output.echo(f"{tag}  {digest}")
+
+
+@app.command()
+@access_options
+def naming(
+    repository: RepoArg,
+    pattern: Annotated[
+        str | None,
+        typer.Argument(metavar="[PATTERN]", help="A regular expression every pushed tag must match in full."),
+    ] = None,
+    as_json: JsonOpt = False,
+    *,
+    access: Access,
+) -> None:
+    """Show, or declare, the repository's naming rule for version tags: push refuses a tag that does not
+    match it in full (recorded in the registry with who and when; the newest rule is in force).
+
+    Examples:
+
+      modelpack naming ghcr.io/acme/bert 'model-bert-[a-z0-9]+-acc[0-9]+-v[0-9]+'
+
+      modelpack naming ghcr.io/acme/iris '[0-9]+\\.[0-9]+\\.[0-9]+(-[0-9]{14}-[0-9a-f]{7})?'
+
+      modelpack naming ghcr.io/acme/iris
+    """
+    from modelpack import api
+
+    with access.targets() as targets:
+        result = api.naming(targets, repository, pattern)
+    if as_json:
+        return _output.emit_json(result.to_json())
+    n = result.naming
+    if n is None:
+        return _output.info(f"{result.repository} declares no naming rule: push takes any tag")
+    _output.echo(f"{result.repository}: version tags match {n.pattern!r} (declared by {n.who}, {n.created})")

@@ -41,6 +41,8 @@ OVERWRITE_ARTIFACT = "application/vnd.modelpack.tag-overwrite.v1+json"
 POLICY_ARTIFACT = "application/vnd.modelpack.promotion-policy.v1+json"  # what an environment requires
 # A version label set or cleared (`archived`), its meaning in the annotations (evidence/labels.py).
 LABEL_ARTIFACT = "application/vnd.modelpack.label.v1+json"
+# A repository's naming rule for version tags, on its repository anchor (environment/naming.py).
+NAMING_ARTIFACT = "application/vnd.modelpack.naming-rule.v1+json"
 # The per-environment subject that events and policies refer to (environment/history.py: anchor).
 ENV_ANCHOR = "application/vnd.modelpack.env-anchor.v1"
 # Pushed over a tag to untag it on registries without tag deletion (registry/client.py).
