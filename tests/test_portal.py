@@ -356,7 +356,7 @@ def test_export_reads_the_local_store_and_a_layout_too(tmp_path: Path) -> None:
     layout = f"oci:{tmp_path / 'layout'}"
     with api.Targets(store_path=tmp_path / "store", environ={}) as targets:
         api.copy(targets, "iris-onnx:1.0.0", f"{layout}:1.0.0")
-        written = portal.export(targets, ["iris-onnx", layout], tmp_path / "site")
+        written = portal.export(targets, ["iris-onnx", layout], tmp_path / "site").pages
     site = tmp_path / "site"
     assert written == len(list(site.rglob("*.html")))
     table = (site / "r" / "iris-onnx" / "index.html").read_text()

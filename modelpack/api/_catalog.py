@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from modelpack.errors import ContentError, NotFoundError, UsageError
+from modelpack.oci import canonical
 from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor
@@ -229,7 +230,7 @@ def _manifest(target: Target, ref: str, cache: DigestCache | None) -> RawManifes
     hit = cache.get(ref)
     if hit is not None and digests.of_bytes(hit) == ref:  # a damaged cache file is read again, not trusted
         try:
-            media_type = str(json.loads(hit).get("mediaType") or "")
+            media_type = str(canonical.loads(hit).get("mediaType") or "")
         except (ValueError, AttributeError):
             media_type = ""
         if media_type:
@@ -261,7 +262,7 @@ def report(
         if cache is not None:
             cache.put(f"{digest}.report", json.dumps(doc, sort_keys=True).encode())
     else:
-        doc = json.loads(data)
+        doc = canonical.loads(data)
     return ReportResult(where.display, digest, doc)
 
 

@@ -15,6 +15,7 @@ from modelpack.environment.promote import rollback as _rollback
 from modelpack.environment.promote import verify
 from modelpack.errors import UsageError
 from modelpack.targets import Targets
+from modelpack.trust.keys import PublicKey
 
 __all__ = [
     "HistoryResult",
@@ -43,10 +44,13 @@ def promote(
     dry_run: bool = False,
     runtime: Runtime | None = None,
     require_runtime: str | None = None,
+    policy_key: str | None = None,
+    key: str | None = None,
 ) -> MoveResult:
     """Point `env` at the release `reference` names; refused without a passing test report for exactly its
     digest (produced by `require_runtime`, "docker" or "local", when given) unless `force` (with a
-    `reason`, recorded)."""
+    `reason`, recorded). `policy_key` (else $MODELPACK_POLICY_KEY): the owner's public key, out of band;
+    only policies it signed count. `key`: the promoter's private key; the event is signed with it."""
     check_env(env)
     if require_runtime not in (None, "docker", "local"):
         raise UsageError(f"--require-runtime {require_runtime!r}: choose docker or local")
@@ -59,8 +63,9 @@ def promote(
         force=force,
         reason=reason,
         dry_run=dry_run,
-        runtime=runtime,
+        runtime=_signing(targets, runtime, key),
         require_runtime=require_runtime,
+        owner_keys=owner_keys(targets, policy_key),
     )
 
 
@@ -74,9 +79,12 @@ def rollback(
     dry_run: bool = False,
     force: bool = False,
     runtime: Runtime | None = None,
+    policy_key: str | None = None,
+    key: str | None = None,
 ) -> MoveResult:
     """Move `env` back to `version`, or to what was in effect before its current release; a version `env`
-    never ran needs `force` and a reason, and meets the policy."""
+    never ran needs `force` and a reason, and meets the policy; `key` signs the event (the promoter's
+    private key)."""
     check_env(env)
     return _rollback(
         _repository(targets, repository),
@@ -85,7 +93,8 @@ def rollback(
         reason=reason,
         dry_run=dry_run,
         force=force,
-        runtime=runtime,
+        runtime=_signing(targets, runtime, key),
+        owner_keys=owner_keys(targets, policy_key),
     )
 
 
@@ -102,6 +111,7 @@ class HistoryResult:
     current: str | None  # the digest the environment tag names now
     entries: tuple[HistoryEntry, ...]  # newest first
     moved_outside: bool  # the tag names something no recorded event put there
+    unverified: frozenset[str] = frozenset()  # events no promoter key the policy names signed
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -111,7 +121,10 @@ class HistoryResult:
             "events": [
                 {
                     **event_json(e.event),
-                    "status": "in effect" if e.in_effect else "superseded",
+                    "status": "in effect"
+                    if e.in_effect
+                    else ("unverified" if e.event.digest in self.unverified else "superseded"),
+                    "signer": e.event.signer,
                     "current": e.current,
                 }
                 for e in self.entries
@@ -119,11 +132,14 @@ class HistoryResult:
         }
 
 
-def history(targets: Targets, repository: str, env: str) -> HistoryResult:
-    """`env`'s promotions and rollbacks, newest first, from the registry; marks the current one."""
+def history(targets: Targets, repository: str, env: str, *, policy_key: str | None = None) -> HistoryResult:
+    """`env`'s promotions and rollbacks, newest first, from the registry; marks the current one. When the
+    policy names promoter keys, only events they signed are in effect (the rest are "unverified")."""
     check_env(env)
     place = _repository(targets, repository)
-    hist: History = load_history(place.target, env, place.name)
+    policy = _in_force(place, env, owner_keys(targets, policy_key))  # unreadable: every event listed
+    promoters = policy.promoter_keys() if policy is not None else ()
+    hist: History = load_history(place.target, env, place.name, promoters)
     current = verify(place, env)
     head = hist.head
     entries = tuple(
@@ -135,7 +151,8 @@ def history(targets: Targets, repository: str, env: str) -> HistoryResult:
         for e, in_effect in hist.newest_first()
     )
     moved = head is not None and head.to_digest != current
-    return HistoryResult(place.ref_text(env), current, entries, moved)
+    unverified = frozenset(e.digest for e in hist.unverified if e.digest)
+    return HistoryResult(place.ref_text(env), current, entries, moved, unverified)
 
 
 @dataclass(frozen=True)
@@ -154,28 +171,93 @@ class PolicyResult:
             "requirements": [r.to_json() for r in self.policy.requirements] if self.policy else [],
             "who": self.policy.who if self.policy else None,
             "created": self.policy.created if self.policy else None,
+            "previous": self.policy.previous if self.policy else None,
+            # verified against the owner key given; `claimedSigner` is what the envelope names, unchecked
+            "signer": self.policy.signer if self.policy else None,
+            "claimedSigner": self.policy.claimed_signer if self.policy else None,
+            "ownerKeyChecked": self.owner_checked,
         }
+
+    owner_checked: bool = False  # an owner key was given, so `signer` is a verified keyid
 
 
 def policy_set(
-    targets: Targets, repository: str, env: str, require: str, *, runtime: Runtime | None = None
+    targets: Targets,
+    repository: str,
+    env: str,
+    require: str,
+    *,
+    runtime: Runtime | None = None,
+    key: str | None = None,
+    policy_key: str | None = None,
 ) -> PolicyResult:
     """Make `require` (e.g. "test:docker,signature:release.pub,provenance,sbom") what `promote` demands
-    of a release before it moves `env`; stored in the registry beside the environment."""
+    of a release before it moves `env`; stored in the registry beside the environment, naming the policy
+    it replaces, signed by the owner's private `key` when given. Read back: another policy in force
+    afterwards (a race, or one written to outrank it) is an error."""
+    from modelpack.errors import RefusedError
+    from modelpack.trust.keys import load_private
+
     rt = runtime or Runtime()
     check_env(env)
     place = _repository(targets, repository)
     requirements = parse_requirements(require)
-    policy = Policy(env, requirements, rt.who(), format_when(rt.clock()))
-    stored = write_policy(place.target, policy, place.name)
-    return PolicyResult(place.ref_text(env), env, stored, True)
+    signing = load_private(key, env=targets.environ) if key else None
+    owners = owner_keys(targets, policy_key) or ((signing.public,) if signing else ())
+    current = _in_force(place, env, owners) or (_in_force(place, env, ()) if owners else None)
+    previous = current.digest if current else None  # chained, so every reader's head moves to this one
+    policy = Policy(env, requirements, rt.who(), format_when(rt.clock()), previous=previous)
+    stored = write_policy(place.target, policy, place.name, signing)
+    in_force = read_policy(place.target, env, place.name, owners)
+    if in_force is None or in_force.digest != stored.digest:
+        raise RefusedError(
+            f"the policy of {place.ref_text(env)} was written ({stored.digest}) but another is in force: "
+            f"{in_force.digest if in_force else 'none'} by {in_force.who if in_force else '-'}",
+            hint="someone else set one at the same time, or wrote one to outrank it: see `modelpack policy "
+            "show`, then set it again (an owner key, --key, makes policies nobody else can write)",
+        )
+    return PolicyResult(place.ref_text(env), env, stored, True, bool(owners))
 
 
-def policy_show(targets: Targets, repository: str, env: str) -> PolicyResult:
-    """The policy in force for `env`, or None."""
+def policy_show(
+    targets: Targets, repository: str, env: str, *, policy_key: str | None = None
+) -> PolicyResult:
+    """The policy in force for `env`, or None; with the owner's public key, only one it signed."""
     check_env(env)
     place = _repository(targets, repository)
-    return PolicyResult(place.ref_text(env), env, read_policy(place.target, env, place.name), False)
+    owners = owner_keys(targets, policy_key)
+    found = read_policy(place.target, env, place.name, owners)
+    return PolicyResult(place.ref_text(env), env, found, False, bool(owners))
+
+
+POLICY_KEY_ENV = "MODELPACK_POLICY_KEY"
+
+
+def _signing(targets: Targets, runtime: Runtime | None, key: str | None) -> Runtime | None:
+    if key is None:
+        return runtime
+    from dataclasses import replace
+
+    from modelpack.trust.keys import load_private
+
+    return replace(runtime or Runtime(), key=load_private(key, env=targets.environ))
+
+
+def _in_force(place: Place, env: str, owners: Sequence[PublicKey]) -> Policy | None:
+    from modelpack.errors import ContentError
+
+    try:
+        return read_policy(place.target, env, place.name, owners)
+    except ContentError:
+        return None  # nothing valid in force (for these keys)
+
+
+def owner_keys(targets: Targets, given: str | None) -> tuple[PublicKey, ...]:
+    """The policy owner's public key: `given` (a path or env://NAME), else $MODELPACK_POLICY_KEY."""
+    from modelpack.trust.keys import load_public
+
+    source = given or targets.environ.get(POLICY_KEY_ENV)
+    return (load_public(source, env=targets.environ),) if source else ()
 
 
 def _repository(targets: Targets, text: str) -> Place:

@@ -253,7 +253,8 @@ def history(result: HistoryResult, env: str) -> None:
     rows = []
     for entry in result.entries:
         e = entry.event
-        status = e.action + (" (forced)" if e.forced else "") + ("" if entry.in_effect else " SUPERSEDED")
+        lost = " UNVERIFIED" if e.digest in result.unverified else " SUPERSEDED"
+        status = e.action + (" (forced)" if e.forced else "") + ("" if entry.in_effect else lost)
         when = e.when[:19].replace("T", " ")
         arrow = f"{short(e.from_digest)} -> {short(e.to_digest)}"
         # the built-in test rule and a policy's test requirement are two checks of one kind: said once
@@ -274,7 +275,14 @@ def policy(result: PolicyResult) -> None:
         _output.info(f"{result.reference} has no policy: promote needs a passing test report (or --force)")
         return
     verb = "set" if result.written else "policy of"
-    _output.info(f"{verb} {result.reference}, by {p.who} at {p.created[:19].replace('T', ' ')} UTC")
+    when = p.created[:19].replace("T", " ")
+    if p.signer:
+        by = f"signed by the owner key {p.signer[:12]}"
+    elif p.claimed_signer:
+        by = f"claims the key {p.claimed_signer[:12]}, not checked (give the owner's key: --policy-key)"
+    else:
+        by = "unsigned: anyone with push rights could have written it"
+    _output.info(f"{verb} {result.reference}: {by}; says it was set by {p.who} at {when} UTC")
     rows = []
     for r in p.requirements:
         keys = ", ".join(k.keyid[:12] for k in r.public_keys()) or "-"

@@ -15,6 +15,26 @@ ReasonOpt = Annotated[
     str, typer.Option("--reason", metavar="TEXT", help="Why: recorded in the event (required with --force).")
 ]
 EnvArg = Annotated[str, typer.Argument(metavar="ENV", help="The environment tag, e.g. prod or staging.")]
+SignKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--key",
+        metavar="KEY",
+        help="Sign the event with this promoter's private key (path, env://NAME or -): needed when the "
+        "policy names promoter keys.",
+        show_default=False,
+    ),
+]
+PolicyKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--policy-key",
+        metavar="OWNER.pub",
+        envvar="MODELPACK_POLICY_KEY",
+        help="The policy owner's public key, given out of band: only a policy it signed counts.",
+        show_default=False,
+    ),
+]
 RepoArg = Annotated[
     str, typer.Argument(metavar="REPO", help="The repository: HOST/REPO, oci:PATH, or a local NAME.")
 ]
@@ -41,6 +61,8 @@ def promote(
     ] = None,
     reason: ReasonOpt = "",
     dry_run: DryRunOpt = False,
+    key: SignKeyOpt = None,
+    policy_key: PolicyKeyOpt = None,
     as_json: JsonOpt = False,
     *,
     access: Access,
@@ -55,6 +77,8 @@ def promote(
       modelpack promote ghcr.io/acme/sentiment:1.4.0 prod --require-runtime docker
 
       modelpack promote ghcr.io/acme/sentiment:1.4.0 staging --force --reason "hotfix, tested by hand"
+
+      MODELPACK_POLICY_KEY=owner.pub modelpack promote ghcr.io/acme/sentiment:1.4.0 prod --key ops.key
     """
     from modelpack import api
 
@@ -67,6 +91,8 @@ def promote(
             reason=reason,
             dry_run=dry_run,
             require_runtime=require_runtime,
+            key=key,
+            policy_key=policy_key,
         )
     if as_json:
         return _output.emit_json(result.to_json())
@@ -90,6 +116,8 @@ def rollback(
     ] = False,
     reason: ReasonOpt = "",
     dry_run: DryRunOpt = False,
+    key: SignKeyOpt = None,
+    policy_key: PolicyKeyOpt = None,
     as_json: JsonOpt = False,
     *,
     access: Access,
@@ -107,7 +135,17 @@ def rollback(
     from modelpack import api
 
     with access.targets() as targets:
-        result = api.rollback(targets, repository, env, version, reason=reason, dry_run=dry_run, force=force)
+        result = api.rollback(
+            targets,
+            repository,
+            env,
+            version,
+            reason=reason,
+            dry_run=dry_run,
+            force=force,
+            key=key,
+            policy_key=policy_key,
+        )
     if as_json:
         return _output.emit_json(result.to_json())
     _render.move(result)
@@ -118,6 +156,7 @@ def rollback(
 def history(
     repository: RepoArg,
     env: EnvArg,
+    policy_key: PolicyKeyOpt = None,
     as_json: JsonOpt = False,
     *,
     access: Access,
@@ -133,7 +172,7 @@ def history(
     from modelpack import api
 
     with access.targets() as targets:
-        result = api.history(targets, repository, env)
+        result = api.history(targets, repository, env, policy_key=policy_key)
     if as_json:
         return _output.emit_json(result.to_json())
     _render.history(result, env)

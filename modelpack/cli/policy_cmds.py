@@ -9,7 +9,7 @@ import typer
 from modelpack.cli import _output, _render
 from modelpack.cli._app import app
 from modelpack.cli._options import Access, JsonOpt, access_options
-from modelpack.cli.env_cmds import EnvArg, RepoArg
+from modelpack.cli.env_cmds import EnvArg, PolicyKeyOpt, RepoArg
 
 policy_app = typer.Typer(
     name="policy",
@@ -36,10 +36,22 @@ def set_(
         typer.Option(
             "--require",
             metavar="REQS",
-            help="Comma-separated: test[:docker|local][:KEY.pub], signature:KEY.pub[@YYYY-MM-DD], "
-            "model-signature:KEY.pub, provenance[:KEY.pub], sbom.",
+            help="Comma-separated: test[:docker|local][:cases=N][:gate=METRIC][:cases-digest=sha256:HEX]"
+            "[:KEY.pub], signature:KEY.pub[@YYYY-MM-DD], model-signature:KEY.pub, provenance[:KEY.pub], "
+            "sbom, promoter:KEY.pub.",
         ),
     ],
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key",
+            metavar="OWNER.key",
+            help="Sign the policy with the owner's private key; readers given OWNER.pub (--policy-key, "
+            "MODELPACK_POLICY_KEY) count only policies it signed.",
+            show_default=False,
+        ),
+    ] = None,
+    policy_key: PolicyKeyOpt = None,
     as_json: JsonOpt = False,
     *,
     access: Access,
@@ -53,11 +65,13 @@ def set_(
       modelpack policy set ghcr.io/acme/iris prod --require test:docker,signature:release.pub,sbom
 
       modelpack policy set ghcr.io/acme/sentiment prod --require "signature:release.pub@2027-06-30"
+
+      modelpack policy set ghcr.io/acme/iris prod --require test:docker,promoter:ops.pub --key owner.key
     """
     from modelpack import api
 
     with access.targets() as targets:
-        result = api.policy_set(targets, repository, env, require)
+        result = api.policy_set(targets, repository, env, require, key=key, policy_key=policy_key)
     if as_json:
         return _output.emit_json(result.to_json())
     _render.policy(result)
@@ -68,6 +82,7 @@ def set_(
 def show(
     repository: RepoArg,
     env: EnvArg,
+    policy_key: PolicyKeyOpt = None,
     as_json: JsonOpt = False,
     *,
     access: Access,
@@ -83,7 +98,7 @@ def show(
     from modelpack import api
 
     with access.targets() as targets:
-        result = api.policy_show(targets, repository, env)
+        result = api.policy_show(targets, repository, env, policy_key=policy_key)
     if as_json:
         return _output.emit_json(result.to_json())
     _render.policy(result)

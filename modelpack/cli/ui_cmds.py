@@ -31,7 +31,7 @@ def ui(
             "--token",
             metavar="TOKEN",
             envvar="MODELPACK_UI_TOKEN",
-            help="Require this token.",
+            help="Require this token. Prefer the MODELPACK_UI_TOKEN variable: argv shows in ps.",
             show_default=False,
         ),
     ] = None,
@@ -56,7 +56,7 @@ def ui(
 
       modelpack ui ghcr.io/acme/iris ghcr.io/acme/sentiment --port 8080
 
-      modelpack ui ghcr.io/acme/iris --host 0.0.0.0 --token "$(openssl rand -hex 16)"
+      MODELPACK_UI_TOKEN="$(openssl rand -hex 16)" modelpack ui ghcr.io/acme/iris --host 0.0.0.0
 
       modelpack ui --export site ghcr.io/acme/iris
     """
@@ -64,8 +64,11 @@ def ui(
 
     with access.targets() as targets:
         if export is not None:
-            written = portal.export(targets, repositories, export)
-            return _output.echo(f"wrote {_output.count(written, 'page')} to {export}")
+            done = portal.export(targets, repositories, export)
+            for page, why in done.skipped:
+                _output.info(f"skipped {page}: {why}")
+            skipped = f" ({_output.count(len(done.skipped), 'page')} skipped)" if done.skipped else ""
+            return _output.echo(f"wrote {_output.count(done.pages, 'page')} to {export}{skipped}")
         srv = portal.open_server(targets, repositories, host=host, port=port, token=token, log=_output.info)
         _output.echo(f"modelpack ui: http://{host}:{srv.server_address[1]}/ (Ctrl-C stops)")
         sys.stdout.flush()  # the address is what a script waits for: not held in a pipe's buffer

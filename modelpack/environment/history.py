@@ -15,6 +15,13 @@ digest. The others (and anything that followed them) are *superseded*: listed, m
 where the environment has been (rollback ignores them). Keeping them listed is deliberate: an event is an
 immutable record that someone tried to move the environment, and hiding it would lose that trail.
 
+Signed events. `promote --key` / `rollback --key` write the event as a DSSE envelope signed by the
+promoter's key. When the environment's policy names promoter keys (`promoter:KEY.pub`), only events one of
+them verifies can be in effect (`load_history(keys=...)`); the rest are `unverified`: listed, never
+counted, so an event pushed by hand changes no rollback. Without keys, the rules above are all there is:
+an event dated before the one it follows is never followed, but a forged root dated earliest still wins
+its own race (retention keeps what such events name, so it cannot get real releases deleted).
+
 What is trusted. On a registry without the referrers API the listing is a tag (`sha256-<hex>`) that anyone
 with push rights rewrites at will: its annotations (`who`, `to_digest`) are whatever the last writer put
 there. So the listing only says which digests to read; each event is its own manifest (checked against
@@ -27,18 +34,21 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from modelpack.errors import ContentError, InputError, NotFoundError
 from modelpack.evidence.evidence import EMPTY_CONFIG, attach
+from modelpack.oci import canonical
 from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor, Manifest, parse
 from modelpack.oci.target import RawManifest, Target
 from modelpack.trust.check import Check
+from modelpack.trust.dsse import open_envelope, seal
+from modelpack.trust.keys import PrivateKey, PublicKey
 
 EVENT_TYPE = mt.PROMOTION_EVENT_ARTIFACT
 ANCHOR_TYPE = mt.ENV_ANCHOR
@@ -80,6 +90,7 @@ class Event:
     previous_event: str | None = None  # digest of the event this one follows
     digest: str | None = field(default=None, compare=False)  # of the stored event manifest
     evidence: tuple[Check, ...] = ()  # what promote or rollback checked (the policy's requirements)
+    signer: str | None = field(default=None, compare=False)  # keyid of a trusted key that verified it
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -194,18 +205,38 @@ def ensure_anchor(target: Target, env: str, name: str | None = None) -> Descript
     return doc.descriptor()
 
 
-def write_event(target: Target, event: Event, name: str | None = None) -> Event:
-    """Store `event` as a referrer of its environment's anchor; returns it with its digest."""
+def write_event(
+    target: Target, event: Event, name: str | None = None, key: PrivateKey | None = None
+) -> Event:
+    """Store `event` as a referrer of its environment's anchor (a DSSE envelope signed by the promoter's
+    `key` when given); returns it with its digest."""
     subject = anchor(event.env, name).descriptor()
-    desc = attach(target, subject, EVENT_TYPE, event.payload(), EVENT_MEDIA_TYPE, event.annotations())
-    stored = replace(event, digest=desc.digest)
-    _MEMO.put((desc.digest, subject.digest), stored)  # the writer's settle re-read need not fetch it back
+    annotations = event.annotations()
+    if key is None:
+        desc = attach(target, subject, EVENT_TYPE, event.payload(), EVENT_MEDIA_TYPE, annotations)
+    else:
+        envelope = json.dumps(seal(event.payload(), key, EVENT_TYPE), sort_keys=True).encode()
+        annotations[mt.ANN_SIGNER] = key.public.keyid
+        desc = attach(target, subject, EVENT_TYPE, envelope, mt.DSSE_ENVELOPE, annotations)
+    stored = replace(event, digest=desc.digest, signer=key.public.keyid if key is not None else None)
+    # the writer's settle re-read need not fetch it back (for readers trusting its key, or none)
+    _MEMO.put((desc.digest, subject.digest, _ids((key.public,) if key is not None else ())), stored)
+    if key is None:
+        _MEMO.put((desc.digest, subject.digest, ""), stored)
     return stored
 
 
-def read_events(target: Target, env: str, name: str | None = None, *, workers: int = 8) -> list[Event]:
+def read_events(
+    target: Target,
+    env: str,
+    name: str | None = None,
+    *,
+    workers: int = 8,
+    keys: Sequence[PublicKey] = (),
+) -> list[Event]:
     """Every event of `env`, each read from its own manifest and payload (module doc: why not from the
-    listing's annotations), several at a time: a rollback during an incident waits on this."""
+    listing's annotations), several at a time: a rollback during an incident waits on this. With `keys`,
+    an event's `signer` says which of them verified it (None: unsigned, or by another key)."""
     subject = anchor(env, name).digest
     listed = list(dict.fromkeys(d.digest for d in target.referrers(subject, EVENT_TYPE)))
     if len(listed) > MAX_EVENTS:
@@ -216,40 +247,48 @@ def read_events(target: Target, env: str, name: str | None = None, *, workers: i
         )
     if not listed:
         return []
+    trusted = _ids(keys)
     with ThreadPoolExecutor(min(workers, len(listed))) as pool:
-        found = list(pool.map(lambda d: _MEMO.get_or_read((d, subject), target), listed))
+        found = list(pool.map(lambda d: _MEMO.get_or_read((d, subject, trusted), target, keys), listed))
     return [e for e in found if e is not None and e.env == env]
 
 
+def _ids(keys: Sequence[PublicKey]) -> str:
+    return ",".join(sorted(k.keyid for k in keys))
+
+
 class _Memo:
-    """Events already read, by (event digest, anchor digest). Both digests fix every byte that was read, so
-    an entry is true in any repository and never goes stale; it saves the second history read of every
-    promote and rollback (before moving the tag, then to settle a race). Bounded: emptied when full."""
+    """Events already read, by (event digest, anchor digest, the keys trusted). The digests fix every byte
+    that was read and the keys fix the verdict on its signature, so an entry is true in any repository and
+    never goes stale; it saves the second history read of every promote and rollback (before moving the
+    tag, then to settle a race). Bounded: emptied when full."""
 
     def __init__(self, limit: int = 10_000) -> None:
         self._limit = limit
-        self._known: dict[tuple[str, str], Event | None] = {}
+        self._known: dict[tuple[str, str, str], Event | None] = {}
         self._lock = threading.Lock()
 
-    def put(self, key: tuple[str, str], event: Event | None) -> None:
+    def put(self, key: tuple[str, str, str], event: Event | None) -> None:
         with self._lock:
             if len(self._known) >= self._limit:
                 self._known.clear()
             self._known[key] = event
 
-    def get_or_read(self, key: tuple[str, str], target: Target) -> Event | None:
+    def get_or_read(
+        self, key: tuple[str, str, str], target: Target, keys: Sequence[PublicKey] = ()
+    ) -> Event | None:
         with self._lock:
             if key in self._known:
                 return self._known[key]
         try:
-            event = _read_event(target, *key)
+            event = _read_event(target, key[0], key[1], keys)
         except NotFoundError:
             return None  # listed but gone (or not yet there): history lists what it can read; not kept
         self.put(key, event)
         return event
 
 
-def _read_event(target: Target, dgst: str, subject: str) -> Event | None:
+def _read_event(target: Target, dgst: str, subject: str, keys: Sequence[PublicKey] = ()) -> Event | None:
     """The event stored under `dgst`, or None when that is not one of this environment's events."""
     raw = target.get_manifest(dgst)
     try:
@@ -266,8 +305,14 @@ def _read_event(target: Target, dgst: str, subject: str) -> Event | None:
         return None
     with target.read_blob(doc.layers[0]) as chunks:
         payload = b"".join(chunks)
+    signer = None
     try:
-        return Event.from_json(json.loads(payload), dgst)
+        if doc.layers[0].media_type == mt.DSSE_ENVELOPE:
+            opened = open_envelope(payload, keys)
+            if opened.payload_type != EVENT_TYPE:
+                return None
+            payload, signer = opened.payload, (opened.verified_by[0] if opened.verified_by else None)
+        return replace(Event.from_json(canonical.loads(payload), dgst), signer=signer)
     except (ValueError, InputError, ContentError, RecursionError):
         return None
 
@@ -279,6 +324,7 @@ class History:
     env: str
     chain: tuple[Event, ...]
     superseded: tuple[Event, ...]
+    unverified: tuple[Event, ...] = ()  # not signed by a key the policy names: never in effect
 
     @property
     def head(self) -> Event | None:
@@ -290,7 +336,7 @@ class History:
     def newest_first(self) -> list[tuple[Event, bool]]:
         """(event, in effect) newest first: by `when`, the chain's own order breaking ties."""
         rank = {e.digest: i for i, e in enumerate(self.chain)}
-        both = [(e, True) for e in self.chain] + [(e, False) for e in self.superseded]
+        both = [(e, True) for e in self.chain] + [(e, False) for e in (*self.superseded, *self.unverified)]
         return sorted(
             both, key=lambda p: (p[0].when, rank.get(p[0].digest, -1), p[0].digest or ""), reverse=True
         )
@@ -308,9 +354,12 @@ def winner(siblings: list[Event]) -> Event:
     return min(siblings, key=lambda e: (e.when, e.digest or ""))
 
 
-def resolve(env: str, events: list[Event]) -> History:
+def resolve(env: str, events: list[Event], trusted: bool = False) -> History:
+    """`trusted`: keys were given, and only events one of them signed can be in effect."""
     # A digest names one event: a listing that repeats it (forged, or two writers' index edits) counts once.
     events = list({e.digest or id(e): e for e in events}.values())
+    unverified = tuple(e for e in events if trusted and e.signer is None)
+    events = [e for e in events if not trusted or e.signer is not None]
     known = {e.digest for e in events}
     children: dict[str | None, list[Event]] = {}
     for e in events:
@@ -328,13 +377,20 @@ def resolve(env: str, events: list[Event]) -> History:
             break
         chain.append(chosen)
         in_chain.add(chosen.digest)
-        level = [e for e in children.get(chosen.digest, []) if e.digest not in in_chain]
+        # an event dated before the one it follows is refused: a forged follower cannot claim to be first
+        level = [
+            e for e in children.get(chosen.digest, []) if e.digest not in in_chain and e.when >= chosen.when
+        ]
     superseded = tuple(e for e in events if e.digest not in in_chain)
-    return History(env, tuple(chain), superseded)
+    return History(env, tuple(chain), superseded, unverified)
 
 
-def load_history(target: Target, env: str, name: str | None = None) -> History:
-    return resolve(env, read_events(target, env, name))
+def load_history(
+    target: Target, env: str, name: str | None = None, keys: Sequence[PublicKey] = ()
+) -> History:
+    """`keys`: the promoters' public keys the environment's policy names; when given, only events one of
+    them signed are in effect (the others are listed as unverified)."""
+    return resolve(env, read_events(target, env, name, keys=keys), trusted=bool(keys))
 
 
 _MEMO = _Memo()

@@ -48,6 +48,7 @@ from modelpack.environment.place import Place
 from modelpack.errors import AuthError, ModelpackError, NotFoundError, PromotionError, RegistryError
 from modelpack.oci.target import RawManifest, Target
 from modelpack.trust.check import Check
+from modelpack.trust.keys import PrivateKey, PublicKey
 
 T = TypeVar("T")
 RETRIES = 4
@@ -68,6 +69,8 @@ class Runtime:
     actor: str | None = None  # overrides the identity read from `environ`
     settle_factor: float = 1.5  # settle time = factor x this run's own tag PUT and event write
     after_read: Callable[[], None] = _nothing  # a seam for tests: runs after the state is read
+    key: PrivateKey | None = None  # the promoter's key: the event is signed with it
+    promoters: tuple[PublicKey, ...] = ()  # keys the policy names: only events they signed are in effect
 
     def who(self) -> str:
         return self.actor or actor.who(self.environ)
@@ -167,8 +170,10 @@ def move(
     try:
         if head is None:
             ensure_anchor(target, env, place.name)
-        timed = replace(event, when=format_when(rt.clock()))
-        stored = again(rt, lambda: write_event(target, timed, place.name))  # idempotent: same bytes
+        # never dated before the event it follows (history refuses that), whatever this machine's clock says
+        now_when = format_when(rt.clock())
+        timed = replace(event, when=max(now_when, head.when) if head is not None else now_when)
+        stored = again(rt, lambda: write_event(target, timed, place.name, rt.key))  # idempotent: same bytes
     except ModelpackError as e:
         _restore(place, env, state.current, e)
     visible = rt.monotonic()
@@ -182,7 +187,7 @@ def _settle(place: Place, env: str, mine: Event, result: MoveResult, rt: Runtime
     """Re-read the history after the settle time and make the tag agree with the event in effect."""
     with ThreadPoolExecutor(1) as pool:
         tagged = pool.submit(again, rt, lambda: digest_of(place.target, env))
-        history = again(rt, lambda: load_history(place.target, env, place.name))
+        history = again(rt, lambda: load_history(place.target, env, place.name, rt.promoters))
         now = tagged.result()
     head = history.head
     if history.is_in_effect(mine.digest):
@@ -243,7 +248,7 @@ def read_state(place: Place, env: str, rt: Runtime) -> State:
 
     with ThreadPoolExecutor(1) as pool:  # two independent reads: one round trip of latency, not two
         current = pool.submit(again, rt, tagged)
-        history = again(rt, lambda: load_history(place.target, env, place.name))
+        history = again(rt, lambda: load_history(place.target, env, place.name, rt.promoters))
         return State(current.result(), history)
 
 

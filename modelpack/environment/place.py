@@ -43,6 +43,15 @@ class Place:
         return f"{self.display}{sep}{short}"
 
 
+# Environment names read by name whatever a tag listing says (prune's guard): a listing that omits `prod`
+# (a hostile or flaky registry) must not make prod's release look unnamed. Others are only as safe as the
+# listing that shows them.
+WELL_KNOWN = (
+    "prod", "production", "staging", "stage", "dev", "development", "test", "qa", "uat", "canary",
+    "preview", "sandbox", "live",
+)  # fmt: skip
+
+
 def is_environment_name(tag: str) -> bool:
     """Could name an environment (lowercase, not version-like, not a referrers tag): worth a history
     lookup when telling environments from versions among a repository's tags."""

@@ -15,6 +15,7 @@ checked.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -34,6 +35,7 @@ from modelpack.evidence.evidence import (
 from modelpack.oci.target import RawManifest, Target
 from modelpack.release.view import release_version
 from modelpack.trust.check import Check
+from modelpack.trust.keys import PublicKey
 
 __all__ = ["MoveResult", "Runtime", "promote", "rollback", "verify"]
 
@@ -49,6 +51,7 @@ def promote(
     runtime: Runtime | None = None,
     require_runtime: str | None = None,
     checkers: Checkers | None = None,
+    owner_keys: Sequence[PublicKey] = (),
 ) -> MoveResult:
     """Point `env` at the release `ref` (tag or digest) of `place`; refuses one with no passing test report
     attached to exactly its digest (from `require_runtime`, "docker" or "local", when given), unless `force`
@@ -60,10 +63,11 @@ def promote(
     if force and not reason.strip():
         raise UsageError("--force needs --reason TEXT: a forced promotion is recorded with its reason")
     by_digest = ref.startswith("sha256:")
-    # The environment's state and policy do not depend on the release: read all three at once (latency).
+    # The policy first: the promoter keys it names decide which events are the environment's history.
+    policy = read_policy(place.target, env, place.name, owner_keys)
+    rt = _as_promoter(rt, policy, env)
     with ThreadPoolExecutor(2) as pool:
         state = pool.submit(read_state, place, env, rt)
-        ruling = pool.submit(read_policy, place.target, env, place.name)
         try:
             release = place.target.get_manifest(ref)
         except NotFoundError:
@@ -71,7 +75,7 @@ def promote(
                 f"cannot promote {place.ref_text(ref)}: it does not exist",
                 hint="check the version with `modelpack ls`",
             ) from None
-        evidence = _enforce(place, env, ref, release.digest, ruling.result(), checkers or _checkers(rt))
+        evidence = _enforce(place, env, ref, release.digest, policy, checkers or _checkers(rt))
         report = passing_report(place.target, release.digest, require_runtime)
         notes: list[str] = []
         if report is None and not force:
@@ -104,6 +108,23 @@ def promote(
             _refuse_case_twin(place, env)
     evidence = (builtin, *evidence)
     return move(place, env, release, version, "promote", reason, force, dry_run, rt, notes, current, evidence)
+
+
+def _as_promoter(rt: Runtime, policy: Policy | None, env: str) -> Runtime:
+    """`rt` reading history through the promoter keys `policy` names; refuses a move it could not sign
+    with one of them (its event would never count: the environment would look moved outside modelpack)."""
+    keys = policy.promoter_keys() if policy is not None else ()
+    if not keys:
+        return rt
+    ids = {k.keyid for k in keys}
+    if rt.key is None or rt.key.public.keyid not in ids:
+        given = f"the key given ({rt.key.public.keyid[:12]}) is not one" if rt.key else "no --key was given"
+        named = ", ".join(sorted(i[:12] for i in ids))
+        raise PromotionError(
+            f"{env}'s policy requires moves signed by a promoter key ({named}); {given}; nothing was changed",
+            hint="pass --key with a promoter's private key",
+        )
+    return replace(rt, promoters=keys)
 
 
 def _enforce(
@@ -140,6 +161,7 @@ def rollback(
     force: bool = False,
     runtime: Runtime | None = None,
     checkers: Checkers | None = None,
+    owner_keys: Sequence[PublicKey] = (),
 ) -> MoveResult:
     """Point `env` back at `version`, or without one at what it named before its last recorded move. The
     policy of `env` is checked and its unmet requirements said, never enforced: except for a `version`
@@ -150,8 +172,9 @@ def rollback(
     if force and not reason.strip():
         raise UsageError("--force needs --reason TEXT: a forced rollback is recorded with its reason")
     notes = ["rollback checks no test report: it is the incident tool"]
+    policy = read_policy(place.target, env, place.name, owner_keys)
+    rt = _as_promoter(rt, policy, env)
     with ThreadPoolExecutor(2) as pool:
-        ruling = pool.submit(read_policy, place.target, env, place.name)
         if version is None:
             state = read_state(place, env, rt)
             release, label, why = _previous(place, env, state)
@@ -161,7 +184,6 @@ def rollback(
             tagged = pool.submit(_get, place.target, version)
             state = reading.result()
             release, label = _recorded(place, env, version, state, tagged.result(), notes)
-        policy = ruling.result()
     if version is not None and not _ran(state, release.digest):
         return _forward(
             place, env, version, release, label, policy, reason, force, dry_run, rt, state, checkers

@@ -15,12 +15,13 @@ verdict. It raises only when the registry itself fails, so "cannot tell" is neve
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from modelpack.errors import ContentError, DigestMismatchError, InputError, NotFoundError
 from modelpack.evidence import evidence
+from modelpack.oci import canonical
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor
 from modelpack.oci.target import Target
@@ -117,7 +118,7 @@ def read_report(target: Target, referrer: Descriptor, max_size: int = 4 * 1024 *
             doc = parse_statement(open_envelope(payload).statement(), TEST_RESULT_PREDICATE)
             report = doc["predicate"].get("modelpack")
         else:
-            report = json.loads(payload)
+            report = canonical.loads(payload)
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise ContentError(f"test report {referrer.digest} cannot be read: {e}") from None
     if not isinstance(report, dict):
@@ -126,10 +127,15 @@ def read_report(target: Target, referrer: Descriptor, max_size: int = 4 * 1024 *
 
 
 def check_test_evidence(
-    target: Target, index_digest: str, keys: Iterable[PublicKey], runtime: str | None = None
+    target: Target,
+    index_digest: str,
+    keys: Iterable[PublicKey],
+    runtime: str | None = None,
+    shortfalls: Callable[[Mapping[str, Any]], Sequence[str]] | None = None,
 ) -> Check:
     """The newest test report of `index_digest` (of `runtime` when given): signed by one of `keys` when
-    keys are given, a statement over exactly `index_digest`, and passed."""
+    keys are given, a statement over exactly `index_digest`, passed, and (when `shortfalls` is given)
+    lacking nothing it names in the report the statement carries."""
     keys = list(keys)
     found = [
         d
@@ -151,6 +157,11 @@ def check_test_evidence(
             "test", False, f"test report {_short(newest.digest)} cannot be read: {e}", evidence=newest.digest
         )
     if media_type != mt.DSSE_ENVELOPE:
+        if shortfalls is not None:  # plain JSON from before evidence: no statement to hold minimums to
+            detail = (
+                f"test report {_short(newest.digest)} predates test evidence: its minimums cannot be checked"
+            )
+            return Check("test", False, detail, evidence=newest.digest)
         return _old_report(newest, payload, index_digest, keys)
     opened = _open(payload, keys, "test report", newest.digest, TEST_RESULT_PREDICATE)
     if isinstance(opened, Check):
@@ -173,6 +184,11 @@ def check_test_evidence(
     ran = str((doc["predicate"].get("modelpack") or {}).get("runtime") or evidence.runtime_of(newest))
     if runtime is not None and ran != runtime:
         detail = f"test report {_short(newest.digest)} is annotated {runtime} but its statement says {ran}"
+        return Check("test", False, detail, signer, newest.digest)
+    report = doc["predicate"].get("modelpack")
+    short = list(shortfalls(report if isinstance(report, dict) else {})) if shortfalls else []
+    if short:
+        detail = f"test report {_short(newest.digest)} passed, but {'; '.join(short)}"
         return Check("test", False, detail, signer, newest.digest)
     how = f"signed by {signer[:12]}" if signer else "unsigned"
     return Check(
@@ -229,7 +245,7 @@ def check_sbom(target: Target, index_digest: str) -> Check:
         return Check("sbom", False, f"no CycloneDX SBOM attached to {_short(index_digest)}")
     try:
         _, payload = evidence.read_layer(target, newest, max_size=16 * 1024 * 1024)
-        doc = json.loads(payload)
+        doc = canonical.loads(payload)
     except (*BAD_CONTENT, NotFoundError, ValueError) as e:
         return Check(
             "sbom", False, f"SBOM {_short(newest.digest)} cannot be read: {e}", evidence=newest.digest
@@ -295,7 +311,7 @@ def _old_report(d: Descriptor, payload: bytes, index_digest: str, keys: list[Pub
             evidence=d.digest,
         )
     try:
-        body = json.loads(payload)
+        body = canonical.loads(payload)
     except ValueError:
         body = None
     said = (body.get("release") or {}).get("digest") if isinstance(body, dict) else None

@@ -7,11 +7,11 @@ the base's registry; they never land in the local store.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from modelpack.errors import BuildError, InputError
+from modelpack.oci import canonical
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor, Index, Manifest, parse
 from modelpack.oci.target import Target
@@ -66,7 +66,7 @@ def _read_json(target: Target, desc: Descriptor, name: str) -> dict[str, Any]:
     with target.read_blob(desc) as chunks:
         data = b"".join(chunks)
     try:
-        obj = json.loads(data)
+        obj = canonical.loads(data)
     except ValueError:
         raise BuildError(f"base image {name} has a config that is not JSON") from None
     if not isinstance(obj, dict):

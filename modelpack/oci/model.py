@@ -8,7 +8,6 @@ or a copy always sends `raw` back unchanged. Objects we create serialise to cano
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Self
@@ -223,7 +222,7 @@ def parse(raw: bytes, media_type: str | None = None) -> Manifest | Index:
             f"manifest of {len(raw)} bytes is over the {MAX_MANIFEST_BYTES}-byte limit; refused"
         )
     try:
-        obj = json.loads(raw)
+        obj = canonical.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise ContentError(f"manifest is not valid JSON: {e}") from None
     except RecursionError:  # `[[[[...` from a hostile registry: nested past what json can decode

@@ -8,6 +8,7 @@ re-read after a few seconds (modelpack/portal/cache.py).
 from __future__ import annotations
 
 import ipaddress
+import re
 import secrets
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 
     from modelpack.api import Targets
     from modelpack.portal.data import Source
+    from modelpack.portal.server import Limits
+    from modelpack.portal.static import Exported
 
 DEFAULT_PORT = 8765
 
@@ -51,7 +54,8 @@ def check_listen(host: str, token: str | None) -> None:
     if not loopback and not token:
         raise RefusedError(
             f"--host {host}: listening beyond this machine needs --token",
-            hint="add --token $(openssl rand -hex 16), or keep the default 127.0.0.1",
+            hint="export MODELPACK_UI_TOKEN=$(openssl rand -hex 16) (not --token: argv shows in ps), "
+            "or keep the default 127.0.0.1",
         )
 
 
@@ -63,31 +67,42 @@ def open_server(
     port: int = DEFAULT_PORT,
     token: str | None = None,
     log: Callable[[str], None] | None = None,
+    limits: Limits | None = None,
 ) -> ThreadingHTTPServer:
     """A server ready to `serve_forever()`; `server_address` says where it listens (port 0: any free)."""
-    from modelpack.portal.server import make_server
+    from modelpack.portal.server import Limits, make_server
     from modelpack.portal.views import Pages
 
     check_listen(host, token)
     if token is not None and len(token) < 16:
         raise UsageError("--token is too short: use at least 16 characters", hint="openssl rand -hex 16")
+    if token is not None and not _TOKEN.fullmatch(token):  # it becomes a cookie value as it is
+        raise UsageError(
+            "the token holds a character a cookie cannot carry: use letters, digits and - _ . ~ + / =",
+            hint="openssl rand -hex 16",
+        )
     source = open_source(targets, repositories)
     for repo in repositories:  # the registry clients exist before threads share them
         targets.open(repo)
     try:
-        return make_server(Pages(source), host, port, token=token, log=log or (lambda _: None))
+        return make_server(
+            Pages(source), host, port, token=token, log=log or (lambda _: None), limits=limits or Limits()
+        )
     except OSError as e:
         raise UsageError(
             f"cannot listen on {host}:{port}: {e.strerror}", hint="choose another --port"
         ) from None
 
 
+_TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]+")
+
+
 def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-def export(targets: Targets, repositories: Sequence[str], dest: Path) -> int:
-    """The portal's pages as a static site under `dest`; returns how many pages were written."""
-    from modelpack.portal.export import export_site
+def export(targets: Targets, repositories: Sequence[str], dest: Path) -> Exported:
+    """The portal's pages as a static site under `dest`: how many pages, and what was skipped and why."""
+    from modelpack.portal.static import export_site
 
     return export_site(open_source(targets, repositories, ttl=3600.0), Path(dest))

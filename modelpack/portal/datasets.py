@@ -33,4 +33,3 @@ def linked(entry: dict[str, Any], slug_of: dict[str, str]) -> tuple[str, str] | 
 def file_name(digest: str) -> str:
     """A digest as a page's file name: no colon, which some file systems and static hosts refuse."""
     return digest.replace(":", "-")
-

@@ -7,13 +7,24 @@ tuning, a thread per connection) do not matter at this load. What does matter is
 and HEAD, bounded request lines (the stdlib's own limit), no credential ever rendered (the registries are
 read with the user's docker credentials, which never reach a page), the token compared in constant time,
 and a Content-Security-Policy that lets no script run at all: the pages need none.
+
+A thread per connection is a resource a client can hold, so connections are bounded as the serving runtime
+bounds them (`Limits`): the request head must arrive within a deadline, a connection that sends nothing
+for the idle timeout is closed, an answer the client does not read is dropped, and past the cap a new
+connection gets a 503 at once instead of a thread (one request per connection: HTTP/1.0, no keep-alive).
 """
 
 from __future__ import annotations
 
 import hmac
+import io
 import re
+import socket
+import sys
+import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -23,14 +34,25 @@ from markupsafe import escape
 
 from modelpack.errors import ModelpackError, NotFoundError, UsageError
 from modelpack.portal.data import Query
+from modelpack.portal.views import CSP as PAGE_CSP
 from modelpack.portal.views import Pages
 from modelpack.text import clean
 
 COOKIE = "modelpack_portal"
-CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
-)
+CSP = PAGE_CSP + "; frame-ancestors 'none'"
+MAX_QUERY_FIELDS = 32
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one client may hold. Page renders are registry reads: the deadline covers the request's
+    arrival, not the answer's computation."""
+
+    request_timeout_s: float = 10.0  # the request line and headers must have arrived within this
+    idle_timeout_s: float = 5.0  # nothing arriving (or nothing of the answer read) for this long: closed
+    max_connections: int = 64  # connections handled at once; one more gets a 503 without a thread
+
+
 _TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 ROUTES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^/(index\.html)?$"), "index"),
@@ -89,13 +111,20 @@ def make_server(
     *,
     token: str | None = None,
     log: Callable[[str], None] = lambda _: None,
+    limits: Limits = Limits(),
 ) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         server_version = "modelpack-portal"
         sys_version = ""
 
+        def setup(self) -> None:
+            super().setup()
+            self.rfile.close()  # the stdlib's reader, replaced (the socket closes only when no file holds it)
+            deadline = time.monotonic() + limits.request_timeout_s
+            self.rfile = io.BufferedReader(_DeadlineReader(self.connection, deadline, limits.idle_timeout_s))
+
         def log_message(self, format: str, *args: Any) -> None:
-            log(_TOKEN_IN_LOG.sub(r"\1token=***", clean(format % args)))  # the token never reaches a log
+            log(clean(redact(format % args)))  # the token never reaches a log, however it is spelt
 
         def do_HEAD(self) -> None:
             self._serve(body=False)
@@ -122,9 +151,10 @@ def make_server(
                 name, _, value = part.strip().partition("=")
                 if name == COOKIE:
                     offered.append(value)
-            from_query = query.get("token", [])
-            ok = any(hmac.compare_digest(o.encode(), token.encode()) for o in offered + from_query)
-            return ok, ok and bool(from_query)
+            from_query = any(_same(q, token) for q in query.get("token", []))
+            # a cookie alone lets a request in, but only a matching ?token= is swapped for a cookie: a wrong
+            # one beside a good cookie must not reach Set-Cookie (header injection, cookie tossing, logout)
+            return from_query or any(_same(o, token) for o in offered), from_query
 
         def _serve(self, body: bool) -> None:
             parts = urlsplit(self.path)
@@ -132,13 +162,18 @@ def make_server(
                 # DNS rebinding: a web page whose name now resolves to 127.0.0.1 must not read the portal
                 self._send(421, _page("421", "this portal answers only to its loopback address"), body)
                 return
-            query = parse_qs(parts.query, max_num_fields=32)
+            try:
+                query = parse_qs(parts.query, max_num_fields=MAX_QUERY_FIELDS)
+            except ValueError:
+                self._send(400, _page("400", f"more than {MAX_QUERY_FIELDS} query fields"), body)
+                return
             allowed, swap = self._authorized(query)
             if not allowed:
                 self._send(401, _page("401", "this portal needs its token: open it with ?token=TOKEN"), body)
                 return
             if swap:  # the token leaves the address bar (and the history) for an HttpOnly cookie
-                cookie = f"{COOKIE}={query['token'][0]}; HttpOnly; SameSite=Strict; Path=/"
+                assert token is not None
+                cookie = f"{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/"  # ours, never the request's
                 self._send(303, "", body, {"Location": parts.path or "/", "Set-Cookie": cookie})
                 return
             try:
@@ -156,6 +191,8 @@ def make_server(
 
         def _send(self, status: int, html: str, body: bool, headers: dict[str, str] | None = None) -> None:
             data = html.encode()
+            # the answer goes out under the idle timeout: a client that reads none of it is dropped
+            self.connection.settimeout(limits.idle_timeout_s)
             self.send_response(status)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
@@ -169,12 +206,87 @@ def make_server(
             if body:
                 self.wfile.write(data)
 
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    return server
+    return _Server((host, port), Handler, limits.max_connections, log)
 
 
-_TOKEN_IN_LOG = re.compile(r"([?&])token=[^&\s\"]*")
+class _DeadlineReader(io.RawIOBase):
+    """A socket's reads, each bounded by the idle timeout and all of them by one deadline: a client
+    trickling a byte a second keeps no thread past the deadline (a socket timeout alone would let it)."""
+
+    def __init__(self, sock: socket.socket, deadline: float, idle_s: float) -> None:
+        self._sock, self._deadline, self._idle = sock, deadline, idle_s
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("request not complete within the deadline")
+        self._sock.settimeout(min(self._idle, left))
+        return self._sock.recv_into(buffer)
+
+
+_BUSY = (
+    b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: text/plain\r\nRetry-After: 1\r\n"
+    b"Content-Length: 27\r\nConnection: close\r\n\r\nthe portal is busy: retry\r\n"
+)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # the stdlib's 5 leaves a burst unaccepted, its deadlines not yet started
+
+    def __init__(
+        self, address: tuple[str, int], handler: Any, max_connections: int, log: Callable[[str], None]
+    ) -> None:
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._log = log
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):  # at the cap: answered and closed on the accept thread
+            try:
+                request.setblocking(False)
+                request.send(_BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # one line, never a traceback with a client's bytes in it
+        self._log(f"portal: connection from {client_address[0]} dropped: {clean(repr(sys.exc_info()[1]))}")
+
+
+def _same(offered: str, token: str) -> bool:
+    return hmac.compare_digest(offered.encode(), token.encode())
+
+
+_QUERY_FIELD = re.compile(r"(?<=[?&])([^=&\s'\"]*)=([^&\s'\"]*)")
+
+
+def redact(line: str) -> str:
+    """`line` with the value of every query field that parse_qs would read as `token` replaced by ***
+    (`?%74oken=` and `?to%6Ben=` are the token to the server, so they are to the log)."""
+
+    def sub(m: re.Match[str]) -> str:
+        return f"{m[1]}=***" if unquote(m[1].replace("+", " ")) == "token" else m[0]
+
+    return _QUERY_FIELD.sub(sub, line)
+
+
 _LOOPBACK_NAMES = {"127.0.0.1", "localhost", "[::1]"}
 
 

@@ -25,6 +25,11 @@ from modelpack.portal.data import Query, Source
 from modelpack.text import clean
 
 LATENCY = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
+# No script runs on any page: the served pages get it as a header (with frame-ancestors, which a meta tag
+# cannot carry), an export as a meta tag, since a static host sets no header of ours.
+CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; base-uri 'none'"
+)
 
 
 @dataclass(frozen=True)
@@ -100,7 +105,7 @@ class Pages:
     def _render(self, name: str, depth: int, **ctx: Any) -> str:
         root = "../" * depth
         return _ENV.get_template(name).render(
-            root=root, links=self.links, dataset_link=self.dataset_link, **ctx
+            root=root, links=self.links, dataset_link=self.dataset_link, csp=CSP, **ctx
         )
 
     def dataset_link(self, entry: dict[str, Any]) -> str | None:

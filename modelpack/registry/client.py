@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import secrets
 import tempfile
@@ -16,8 +15,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from modelpack.errors import DigestMismatchError, NotFoundError, RegistryError
+from modelpack.oci import canonical, mediatypes
 from modelpack.oci import digest as digests
-from modelpack.oci import mediatypes
 from modelpack.oci.model import MAX_MANIFEST_BYTES, Descriptor, Manifest
 from modelpack.oci.target import BlobCopy, Progress, ProgressFn, RawManifest, Target, no_progress
 from modelpack.registry import referrers as _referrers
@@ -182,7 +181,7 @@ class RegistryRepository:
             response.close()
         media_type = response.headers.get("content-type", "").split(";")[0].strip()
         try:
-            media_type = json.loads(raw).get("mediaType") or media_type
+            media_type = canonical.loads(raw).get("mediaType") or media_type
         except (ValueError, AttributeError, RecursionError):
             raise RegistryError(f"{_what(ref)} in {self.describe()} is not valid JSON") from None
         actual = digests.of_bytes(raw)
@@ -334,7 +333,6 @@ class RegistryRepository:
 
     def referrers(self, digest: str, artifact_type: str | None = None) -> list[Descriptor]:
         return _referrers.list_referrers(self, digest, artifact_type)
-
 
 
 def _prepend(first: bytes, chunks: Iterator[bytes]) -> Iterator[bytes]:

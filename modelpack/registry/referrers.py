@@ -6,7 +6,6 @@ artifactType and annotations), which is what oras, regclient and cosign read and
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 from modelpack.errors import NotFoundError, RegistryError
@@ -127,7 +126,7 @@ def add_referrer(repo: RegistryRepository, desc: Descriptor, subject_digest: str
 def subject_of(raw: RawManifest) -> str | None:
     """The digest a manifest's `subject` names, or None for a manifest that refers to nothing."""
     try:
-        subject = json.loads(raw.raw).get("subject")
+        subject = canonical.loads(raw.raw).get("subject")
     except (ValueError, AttributeError, RecursionError):
         return None
     digest = subject.get("digest") if isinstance(subject, dict) else None
@@ -136,7 +135,7 @@ def subject_of(raw: RawManifest) -> str | None:
 
 def descriptor_of(raw: RawManifest) -> Descriptor:
     """The descriptor a referrers index lists for a manifest: with its artifactType and annotations."""
-    obj = json.loads(raw.raw)
+    obj = canonical.loads(raw.raw)
     artifact_type = obj.get("artifactType") or (obj.get("config") or {}).get("mediaType")
     return Descriptor(
         media_type=raw.media_type,

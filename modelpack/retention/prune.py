@@ -22,11 +22,16 @@ Why children after D: registries such as ECR refuse to delete a manifest an inde
 child left behind by a failure is an untagged manifest, which every registry's own gc collects.
 A version whose digest a kept tag names is untagged only (`delete_tag`: its manifest and evidence stay).
 Before the first DELETE the registry is asked whether it allows deletes (a 405 is one clear line, and
-nothing was touched) and every environment tag is read again: one that moved since the plan was made
-stops the run before it deletes anything. On the first refused DELETE the run stops; the outcome says
-what was deleted, and everything after it (and everything kept) is untouched.
-Residual risk, stated: an environment moved to a version in the plan between that re-read and the
-DELETE of that version loses its release; promoting while pruning the same repository is not supported.
+nothing was touched) and every environment tag is read again by name: those the listing showed, those a
+second listing shows, and the well-known names (place.WELL_KNOWN), so a listing that omitted `prod` (a
+hostile or flaky registry) is caught: an environment the plan did not know of, or one that moved since
+the plan was made, stops the run before it deletes anything (its rollback targets were never computed).
+Right before each version's DELETE, every environment tag is read by name once more, and a version one
+of them names then is not deleted: the run stops there. On the first refused DELETE the run stops; the
+outcome says what was deleted, and everything after it (and everything kept) is untouched.
+Residual risk, stated: an environment moved to a version between that last read and its DELETE (a few
+milliseconds) loses its release, and an environment with a name outside WELL_KNOWN that every listing
+omits is not known; promoting while pruning the same repository is not supported.
 
 In the local store or an `oci:` layout deleting is dropping the tag from index.json; the referrers and
 blobs nobody reaches any more are freed by `modelpack gc` (store/gc.py drops a referrer whose subject is
@@ -36,7 +41,6 @@ gone).
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Mapping, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -44,12 +48,13 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from modelpack.environment.history import load_history, short
+from modelpack.environment.history import has_history, load_history, short
 from modelpack.environment.move import digest_of
-from modelpack.environment.place import Place, environments
+from modelpack.environment.place import WELL_KNOWN, Place, environments, is_environment_name
 from modelpack.environment.promote import undo_stack
 from modelpack.errors import ContentError, ModelpackError, NotFoundError, RefusedError
 from modelpack.evidence import labels
+from modelpack.oci import canonical
 from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Index, parse
@@ -129,7 +134,7 @@ def read_version(tag: str, raw: RawManifest, display: str) -> Version:
     ann = doc.annotations or {}
     record: dict[str, Any] = {}
     try:
-        loaded = json.loads(ann.get(mt.ANN_RECORD) or "{}")
+        loaded = canonical.loads(ann.get(mt.ANN_RECORD) or "{}")
         record = loaded if isinstance(loaded, dict) else {}
     except (ValueError, RecursionError):
         pass  # a damaged record: nothing to learn from it, the version is still a version
@@ -177,7 +182,8 @@ def _epoch(value: object) -> float | None:
 
 def rollback_targets(place: Place, environments: Sequence[str], depth: int) -> dict[str, tuple[str, ...]]:
     """digest -> why it is a rollback target: among an environment's last `depth` events, or among the
-    `depth` releases below the top of its undo stack (what repeated `rollback` walks back through)."""
+    `depth` releases below the top of its undo stack (what repeated `rollback` walks back through), or
+    named by any event of it that is not in effect (superseded or unverified)."""
     why: dict[str, dict[str, str]] = {}
 
     def add(dgst: str | None, env: str, reason: str) -> None:
@@ -192,6 +198,11 @@ def rollback_targets(place: Place, environments: Sequence[str], depth: int) -> d
         for e in history.chain[-depth:] if depth else []:
             add(e.to_digest, env, f"in {env}'s last {depth} events ({e.action} {e.when})")
             add(e.from_digest, env, f"in {env}'s last {depth} events (before the {e.action} of {e.version})")
+        # An event outside the chain (lost a race, or forged to push the real history out of it) still
+        # names what it names: prune keeps it, so no event written by hand can get prod's releases deleted.
+        for e in (*history.superseded, *history.unverified):
+            add(e.to_digest, env, f"named by an event of {env} not in effect ({e.action} {e.when})")
+            add(e.from_digest, env, f"named by an event of {env} not in effect (before the {e.action})")
 
     with ThreadPoolExecutor(max(1, min(WORKERS, len(environments) or 1))) as pool:
         list(pool.map(one, environments))
@@ -245,13 +256,16 @@ def execute(place: Place, plan: Plan, repo: Repository) -> Outcome:
     target = place.target
     if isinstance(target, RegistryRepository):
         target.check_deletes()  # 405: the one clear line, before anything is touched
-    _check_environments(place, repo)
+    envs = _check_environments(place, repo)
+    guard = partial(
+        _not_named_now, place, envs, {v.digest: v.children for v in (*repo.versions, *repo.others)}
+    )
     done: list[Deleted] = []
     try:
         if isinstance(target, RegistryRepository):
-            _delete_on_registry(target, plan, repo, done)
+            _delete_on_registry(target, plan, repo, done, guard)
         else:
-            for d in reversed(plan.deleted):  # oldest first, as on a registry
+            for d in reversed(plan.deleted):  # oldest first, as on a registry (a tag only: nothing to guard)
                 if _gone_ok(partial(target.delete_tag, d.tag)):
                     done.append(Deleted("tag", d.digest, d.tag))
     except ModelpackError as e:
@@ -264,19 +278,58 @@ def execute(place: Place, plan: Plan, repo: Repository) -> Outcome:
     return Outcome(tuple(done), None)
 
 
-def _check_environments(place: Place, repo: Repository) -> None:
-    for env, dgst in sorted(repo.environments.items()):
-        now = digest_of(place.target, env)
-        if now != dgst:
+def _check_environments(place: Place, repo: Repository) -> tuple[str, ...]:
+    """Every environment tag read by name (module doc: which); the names that exist. Refuses when one the
+    plan did not know of exists, or one it knew moved."""
+    listed_again = [t for t in place.target.list_tags() if is_environment_name(t)]
+    names = sorted({*repo.environments, *listed_again, *WELL_KNOWN})
+    now = _read_by_name(place, names)
+    for env in names:
+        dgst = repo.environments.get(env)
+        if (
+            dgst is None
+            and now[env] is not None
+            and env not in repo.tags
+            and has_history(place.target, env, place.name)
+        ):
             raise RefusedError(
-                f"{place.ref_text(env)} moved from {short(dgst)} to {short(now)} while prune was planning; "
-                "nothing was deleted",
+                f"{place.ref_text(env)} names {short(now[env])} but the tag listing prune planned from "
+                "omitted it: its release and rollback targets were never protected; nothing was deleted",
+                hint="the registry's tag listing is incomplete (flaky or tampered with); run prune again",
+            )
+        if dgst is not None and now[env] != dgst:
+            raise RefusedError(
+                f"{place.ref_text(env)} moved from {short(dgst)} to {short(now[env])} while prune was "
+                "planning; nothing was deleted",
                 hint="run prune again",
+            )
+    return tuple(env for env in names if now[env] is not None)
+
+
+def _read_by_name(place: Place, names: Sequence[str]) -> dict[str, str | None]:
+    with ThreadPoolExecutor(max(1, min(WORKERS, len(names)))) as pool:
+        return dict(zip(names, pool.map(partial(digest_of, place.target), names), strict=True))
+
+
+def _not_named_now(
+    place: Place, envs: Sequence[str], children_of: Mapping[str, frozenset[str]], dgst: str, tag: str
+) -> None:
+    """Right before `tag` (`dgst`) is deleted: no environment tag names it, or a manifest it holds, now."""
+    for env, named in _read_by_name(place, envs).items():
+        if named is not None and (named == dgst or named in children_of.get(dgst, frozenset())):
+            raise RefusedError(
+                f"{place.ref_text(env)} names {short(named)} now, which prune was about to delete "
+                f"({tag}); not deleted",
+                hint="an environment moved while prune ran; run prune again",
             )
 
 
 def _delete_on_registry(
-    target: RegistryRepository, plan: Plan, repo: Repository, done: list[Deleted]
+    target: RegistryRepository,
+    plan: Plan,
+    repo: Repository,
+    done: list[Deleted],
+    guard: Callable[[str, str], None],
 ) -> None:
     children_of = {v.digest: v.children for v in (*repo.versions, *repo.others)}
     removed: set[str] = set()
@@ -295,6 +348,7 @@ def _delete_on_registry(
             continue
         if d.digest in removed:
             continue  # another tag of the same digest: deleted with it
+        guard(d.digest, d.tag)
         children = sorted(children_of.get(d.digest, frozenset()) - plan.protected)
         for node in [*children, d.digest]:
             refs = _referrers_deep(target, node)

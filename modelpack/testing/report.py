@@ -23,6 +23,7 @@ from modelpack.trust.intoto import test_result_statement
 from modelpack.trust.keys import PrivateKey
 
 REPORT_VERSION = 1
+NOTHING_TESTED = "nothing tested: the release declares no golden case and no gate"
 
 
 @dataclass(frozen=True)
@@ -50,16 +51,23 @@ class TestReport:
     gates: tuple[GateResult, ...]
     latency: Latency | None
     image_size_mb: float | None
+    cases_digest: str | None = None  # sha256 of the cases file the run read, for a policy to pin
+
+    @property
+    def tested(self) -> bool:
+        """Whether anything was tested: a release declaring no case and no gate certifies nothing."""
+        return bool(self.cases or self.gates)
 
     @property
     def passed(self) -> bool:
-        return all(c.passed for c in self.cases) and all(g.passed for g in self.gates)
+        return self.tested and all(c.passed for c in self.cases) and all(g.passed for g in self.gates)
 
     @property
     def failures(self) -> tuple[str, ...]:
-        """Names of what failed: `case NAME`, `gate TEXT`."""
+        """Names of what failed: `case NAME`, `gate TEXT`, or that nothing was tested."""
         return tuple(
-            [f"case {c.name}" for c in self.cases if not c.passed]
+            ([] if self.tested else [NOTHING_TESTED])
+            + [f"case {c.name}" for c in self.cases if not c.passed]
             + [f"gate {g.gate}" for g in self.gates if not g.passed]
         )
 
@@ -85,6 +93,7 @@ class TestReport:
             "gates": [g.to_json() for g in self.gates],
             "latency": self.latency.to_json() if self.latency else None,
             "imageSizeMb": self.image_size_mb,
+            "casesDigest": self.cases_digest,
             "passed": self.passed,
         }
 

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from modelpack.errors import RegistryError, TestNotRunError, UsageError
+from modelpack.oci import digest as digests
 from modelpack.oci.model import Descriptor
 from modelpack.oci.target import Target
 from modelpack.record.cases import Case, load_cases
@@ -99,7 +100,7 @@ def run_test(
     runtime, note = choose_runtime(resolved, release, options.runtime, engine_answers)
     info(f"testing {resolved.display} ({release.digest[:19]}) with the {runtime} runtime: {note}")
     files = release_files(resolved.target, release, cache_root, code_only=runtime == "docker")
-    cases = _cases(release, files.root, resolved.display)
+    cases, cases_digest = _cases(release, files.root, resolved.display)
     tests = release.record.tests
     n = options.requests or (tests.latency_requests if tests else None) or DEFAULT_LATENCY_REQUESTS
     if n < 1:
@@ -129,6 +130,7 @@ def run_test(
         gates=gates,
         latency=latency,
         image_size_mb=size_mb,
+        cases_digest=cases_digest,
     )
     attached, attach_note = _attach(resolved, report, options.attach, options.key)
     return TestOutcome(report, attached, attach_note)
@@ -272,11 +274,14 @@ def _inferrer(http: httpx.Client, url: str, name: str) -> Callable[[dict[str, An
     return infer
 
 
-def _cases(release: ReleaseView, root: Path, display: str) -> tuple[Case, ...]:
+def _cases(release: ReleaseView, root: Path, display: str) -> tuple[tuple[Case, ...], str | None]:
+    """The golden cases and the sha256 of the file they were read from (the bytes the run used)."""
     path = release.record.tests.cases if release.record.tests else None
     if not path:
-        return ()
-    return load_cases(root / str(path), display=f"{display}: {path}")
+        return (), None
+    cases = load_cases(root / str(path), display=f"{display}: {path}")
+    with open(root / str(path), "rb") as f:
+        return cases, digests.of_stream(f)[0]
 
 
 def image_size_mb(target: Target, release: ReleaseView) -> float | None:

@@ -10,7 +10,6 @@ second `modelpack test` running in parallel) never sees half an entry.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tarfile
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from modelpack.image.config import DEPS_DIR, RUNTIME_DIR
 from modelpack.image.gzlayer import gunzip, is_gzip
+from modelpack.oci import canonical
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor, Manifest
 from modelpack.oci.target import Target
@@ -112,7 +112,7 @@ def _image_env(target: Target, image: Manifest) -> dict[str, str]:
     with target.read_blob(image.config) as chunks:
         data = b"".join(chunks)
     try:
-        raw = json.loads(data).get("config", {}).get("Env") or []
+        raw = canonical.loads(data).get("config", {}).get("Env") or []
     except (ValueError, AttributeError):
         return {}
     env: dict[str, str] = {}

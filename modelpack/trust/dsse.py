@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelpack.errors import ContentError
+from modelpack.oci import canonical
 from modelpack.oci import mediatypes as mt
 from modelpack.trust.keys import PrivateKey, PublicKey
 
@@ -51,7 +52,7 @@ class Opened:
     def statement(self) -> Mapping[str, Any]:
         """The payload as an in-toto statement (a JSON object)."""
         try:
-            doc = json.loads(self.payload)
+            doc = canonical.loads(self.payload)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ContentError(f"DSSE payload is not JSON: {e}") from None
         if not isinstance(doc, dict):
@@ -62,7 +63,7 @@ class Opened:
 def open_envelope(raw: bytes | Mapping[str, Any], keys: Iterable[PublicKey] = ()) -> Opened:
     """Parses an envelope and checks each signature against each key (a key verifies a signature or it
     does not; the keyid is a hint, never trusted on its own)."""
-    doc = json.loads(raw) if isinstance(raw, bytes | bytearray) else raw
+    doc = canonical.loads(raw) if isinstance(raw, bytes | bytearray) else raw
     if not isinstance(doc, Mapping):
         raise ContentError("DSSE envelope is not a JSON object")
     try:

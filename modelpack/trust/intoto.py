@@ -43,6 +43,8 @@ def test_result_statement(report: Mapping[str, Any], index_digest: str, name: st
     tests = [(f"case {c['name']}", bool(c["passed"])) for c in cases] + [
         (f"gate {g['gate']}", bool(g["passed"])) for g in gates
     ]
+    if not tests:  # nothing tested is not a pass: the statement says so by name
+        tests = [("nothing tested", False)]
     release = report.get("release") or {}
     configuration = [
         subject(f"{name} bundle", release["bundle"]) if release.get("bundle") else None,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from modelpack.errors import ContentError
+from modelpack.oci import canonical
 from modelpack.oci import mediatypes as mt
 from modelpack.trust import dsse
 from modelpack.trust.check import Check
@@ -61,7 +62,7 @@ def open_bundle(raw: bytes, keys: Iterable[PublicKey] = ()) -> Opened:
     if len(raw) > MAX_BUNDLE_BYTES:
         raise ContentError(f"the signature bundle is over {MAX_BUNDLE_BYTES // (1024 * 1024)} MiB")
     try:
-        doc = json.loads(raw)
+        doc = canonical.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ContentError(f"the signature bundle is not JSON: {e}") from None
     if not isinstance(doc, dict) or not str(doc.get("mediaType", "")).startswith(mt.SIGSTORE_BUNDLE_FAMILY):

@@ -12,12 +12,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 
 Refuse = Callable[[str, str], bool]  # (method, path) -> answer 500?
+Rewrite = Callable[[str, str, bytes], bytes]  # (method, path, upstream body) -> the body the client gets
 _HOP = {"connection", "keep-alive", "transfer-encoding", "content-encoding", "content-length", "host"}
 
 
 @contextlib.contextmanager
-def refusing_proxy(upstream: str, refuse: Refuse) -> Iterator[str]:
-    """Serves on 127.0.0.1; yields its host:port. `upstream` is the registry's host:port."""
+def refusing_proxy(upstream: str, refuse: Refuse, rewrite: Rewrite | None = None) -> Iterator[str]:
+    """Serves on 127.0.0.1; yields its host:port. `upstream` is the registry's host:port; `rewrite` changes
+    the bodies of forwarded answers (a registry that lies in a listing)."""
     client = httpx.Client(base_url=f"http://{upstream}", timeout=60.0)
     refused: list[str] = []
 
@@ -38,7 +40,8 @@ def refusing_proxy(upstream: str, refuse: Refuse) -> Iterator[str]:
             if "location" in r.headers:  # keep the client talking to the proxy
                 out = {k: v for k, v in out.items() if k.lower() != "location"}
                 out["Location"] = r.headers["location"].replace(upstream, host)
-            self._answer(r.status_code, out, r.content)
+            body = rewrite(self.command, self.path, r.content) if rewrite else r.content
+            self._answer(r.status_code, out, body)
 
         def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
             self.send_response(status)
