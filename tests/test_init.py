@@ -413,3 +413,25 @@ def test_init_writes_the_chosen_source_warns_of_a_loopback_registry_and_fetches_
     assert not any("loopback" in n for n in plain.notes)
     other = yaml.safe_load((tmp_path / "other" / ".github/workflows/modelpack.yml").read_text())
     assert "with" not in other["jobs"]["release"]["steps"][0]  # no LFS, no lfs fetch
+
+
+def test_the_workflow_trains_when_the_packfile_names_a_training_command(tmp_path: Path) -> None:
+    """Weights were assumed to be in git; a packfile's training.command now makes them in CI."""
+    proj = tmp_path / "house"
+    scaffold.init(proj, handler="python", modelpack_from="1.0.0")
+    workflow = yaml.safe_load((proj / ".github/workflows/modelpack.yml").read_text())
+    names = [s.get("name") for s in workflow["jobs"]["release"]["steps"]]
+    train = names.index("Train (when modelpack.yaml names training.command)")
+    assert train < names.index(next(n for n in names if n and n.startswith("Build")))
+    step = workflow["jobs"]["release"]["steps"][train]
+    packfile = proj / "modelpack.yaml"
+    packfile.write_text(packfile.read_text() + '\ntraining: {command: "echo trained > made-by-ci.txt"}\n')
+    assert load_packfile(proj).training_command == "echo trained > made-by-ci.txt"
+    done = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", step["run"]], cwd=proj, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert (proj / "made-by-ci.txt").read_text() == "trained\n"
+    packfile.write_text(packfile.read_text().replace('"echo trained > made-by-ci.txt"', '""'))
+    with pytest.raises(InputError, match=r"training\.command: must not be empty"):
+        load_packfile(proj)

@@ -44,7 +44,7 @@ from modelpack.record.located import compose_yaml
 
 TOP_KEYS = (
     "name", "version", "description", "license", "authors", "model", "code", "dependencies",
-    "datasets", "metrics", "params", "docs", "tests", "serving", "security",
+    "datasets", "metrics", "params", "docs", "tests", "serving", "security", "training",
 )  # fmt: skip
 _NAME = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 _HANDLER = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
@@ -144,9 +144,18 @@ class _Reader:
             tests=self.tests(top.get("tests")),
             serving=self.serving(top.get("serving"), dependencies.python),
             security=self.security(top.get("security")),
+            training_command=self.training(top.get("training")),
         )
 
     # --- sections -------------------------------------------------------------------------------------
+
+    def training(self, node: yaml.Node | None) -> str | None:
+        """`training: {command: ...}`: how CI makes the weights (the generated workflow runs it before the
+        build); modelpack build itself runs nothing and reads the files the command wrote."""
+        if node is None or is_null(node):
+            return None
+        m = self.doc.mapping(node, "training", ("command",), required=("command",))
+        return self.doc.string(m["command"], "training.command").strip()  # Doc.string refuses an empty one
 
     def name(self, node: yaml.Node) -> str:
         name = self.doc.string(node, "name")
