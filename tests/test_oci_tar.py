@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -175,11 +176,15 @@ def _outside(tmp_path: Path, dest: Path) -> set[Path]:
 def test_extract_round_trip_in_chunks_and_from_a_file(tmp_path: Path) -> None:
     root = _tree(tmp_path / "src", 5, 0o022)
     entries = [e for e in _plan(root) if e.kind != "symlink"]  # layers hold none: see the next test
+    before = time.time()
     names = safe_extract(tar_chunks(entries), tmp_path / "out")
     assert names == sorted(e.arcname for e in entries)
     out = tmp_path / "out"
     assert (out / "models/w.bin").read_bytes() == b"w" * 3000
-    assert os.stat(out / "models/w.bin").st_mtime == 0  # the header's, not the source's
+    # not the source's (5); the header's 0 means "no time", so the file keeps when it was written, not 1970
+    assert os.stat(out / "models/w.bin").st_mtime >= before - 2
+    dated = safe_extract(tar_chunks(entries, 1_700_000_000), tmp_path / "dated")
+    assert dated and os.stat(tmp_path / "dated/models/w.bin").st_mtime == 1_700_000_000  # a header's time
     assert (out / LONG).read_bytes() == b"long name"
     assert os.stat(out / "models/run.sh").st_mode & 0o777 == 0o755
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
