@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from modelpack.errors import NotFoundError, UsageError
+from modelpack.errors import AuthError, ModelpackError, NotFoundError, RegistryError, UsageError
 from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Index, parse
@@ -198,6 +199,30 @@ class Targets:
                 hint="see `modelpack list`; a registry needs its host, e.g. ghcr.io/acme/iris",
             )
         return Location(repo, ref_in, name, "store")
+
+    @contextmanager
+    def pulled_copy_hint(self, text: str, *, local: bool = False) -> Iterator[None]:
+        """Around a read of a registry release: when the registry cannot be reached (or errs) and the local
+        store holds a pulled copy under that name, the error says so and how to read it (`--local`)."""
+        try:
+            yield
+        except RegistryError as e:
+            if local or isinstance(e, AuthError) or not has_registry_host(text) or not self._pulled(text):
+                raise
+            hint = f"a pulled copy of {text} exists in the local store: add --local"
+            raise type(e)(e.message, hint=hint) from None
+
+    def _pulled(self, text: str) -> bool:
+        try:
+            name, ref_in = split_name(text)
+            repo = self.store_repository(parse_reference(name).name)
+            if not repo.exists():
+                return False
+            if ref_in is not None:
+                repo.get_manifest(ref_in)
+            return True
+        except ModelpackError:
+            return False
 
     def open_base(self, text: str) -> Location:
         """A base image: docker's short-name rule (`python:3.11-slim` is Docker Hub's)."""

@@ -60,8 +60,12 @@ if TYPE_CHECKING:
     from modelpack.api._deploy import env_show as env_show
     from modelpack.api._deploy import undeploy as undeploy
     from modelpack.api._environments import HistoryResult as HistoryResult
+    from modelpack.api._environments import LabelResult as LabelResult
+    from modelpack.api._environments import NamingResult as NamingResult
     from modelpack.api._environments import PolicyResult as PolicyResult
+    from modelpack.api._environments import archive as archive
     from modelpack.api._environments import history as history
+    from modelpack.api._environments import naming as naming
     from modelpack.api._environments import policy_set as policy_set
     from modelpack.api._environments import policy_show as policy_show
     from modelpack.api._environments import promote as promote

@@ -10,7 +10,7 @@ from typing import Any
 
 from modelpack.api._attest import BuildInputs, attest
 from modelpack.bundle.build import BundleResult, FromRun, build_bundle
-from modelpack.errors import UsageError
+from modelpack.errors import AuthError, RegistryError, UsageError
 from modelpack.image import wheels
 from modelpack.image.base import resolve_base
 from modelpack.image.build import ImageResult, build_image
@@ -141,7 +141,18 @@ def build(
             return BuildResult(bundle=bundle, image=None, index=None, tag=bundle.tag)
         base_ref = base_reference(pf, base, environ)
         where = targets.open_base(base_ref)
-        base_image = resolve_base(where.target, where.ref or "latest", base_ref)
+        try:
+            base_image = resolve_base(where.target, where.ref or "latest", base_ref)
+        except RegistryError as e:
+            if isinstance(e, AuthError):
+                raise
+            # An image `docker images` lists is not where modelpack looks: say so, with the way out.
+            raise type(e)(
+                f"base image {base_ref}: {e.message}",
+                hint="base images are read from a registry, never from the local Docker engine: push it to "
+                f"one this machine reaches (docker tag {base_ref} HOST/{base_ref.rsplit('/', 1)[-1]}; "
+                f"docker push HOST/...) and pass --base HOST/... or set {BASE_ENV}",
+            ) from None
         platform = wheels.TargetPlatform(python=pf.dependencies.python)
         request = ImageRequest(
             bundle=bundle,

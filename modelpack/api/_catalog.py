@@ -26,6 +26,7 @@ from modelpack.oci.target import RawManifest, Target
 from modelpack.targets import Location, Targets
 
 if TYPE_CHECKING:
+    from modelpack.evidence.labels import Label
     from modelpack.evidence.signatures import Listed
     from modelpack.release.query import Version
     from modelpack.release.view import ReleaseView
@@ -75,6 +76,7 @@ class CatalogEntry:
     tested: Mapping[str, float]  # the newest report's test-run metrics (latency, image size)
     artifacts: tuple[Artifact, ...]  # every referrer, newest report first
     signatures: tuple[Listed, ...] = ()  # release and model signatures, listed (`verify` checks them)
+    labels: Mapping[str, Label] = field(default_factory=dict)  # labels on (archived), with who and why
 
     @property
     def signed(self) -> bool:
@@ -95,6 +97,7 @@ class CatalogEntry:
             "signed": self.signed,
             "signatures": [s.to_json() for s in self.signatures],
             "artifacts": [a.to_json() for a in self.artifacts],
+            "labels": {name: lb.to_json() for name, lb in sorted(self.labels.items())},
         }
 
 
@@ -173,7 +176,7 @@ def catalog(
 
 
 def _entry(target: Target, tag: str, release: ReleaseView) -> tuple[Version, CatalogEntry]:
-    from modelpack.evidence import evidence, signatures
+    from modelpack.evidence import evidence, labels, signatures
     from modelpack.packfile.gates import MEASURED
     from modelpack.release.query import Version
 
@@ -195,8 +198,9 @@ def _entry(target: Target, tag: str, release: ReleaseView) -> tuple[Version, Cat
         desc = Descriptor(evidence.REPORT_TYPE, newest.digest, newest.size, annotations=newest.annotations)
         tested = {k: x for k, x in evidence.measured(desc).items() if k in MEASURED}
     signed = signatures.classify(referrers)
-    entry = CatalogEntry(tag, release, passed, tested, tuple(reports + others), signed)
-    return Version(tag, release, tested, passed), entry
+    on = labels.current(referrers)
+    entry = CatalogEntry(tag, release, passed, tested, tuple(reports + others), signed, on)
+    return Version(tag, release, tested, passed, on), entry
 
 
 def _artifact(d: Descriptor) -> Artifact:

@@ -22,10 +22,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HistoryResult",
+    "LabelResult",
     "MoveResult",
+    "NamingResult",
     "PolicyResult",
     "Runtime",
+    "archive",
     "history",
+    "naming",
     "policy_set",
     "policy_show",
     "promote",
@@ -81,12 +85,14 @@ def rollback(
     *,
     reason: str = "",
     dry_run: bool = False,
+    force: bool = False,
     runtime: Runtime | None = None,
     policy_key: str | None = None,
     key: str | None = None,
 ) -> MoveResult:
-    """Move `env` back to `version`, or to what was in effect before its current release; `key` signs the
-    event (the promoter's private key)."""
+    """Move `env` back to `version`, or to what was in effect before its current release; a version `env`
+    never ran needs `force` and a reason, and meets the policy; `key` signs the event (the promoter's
+    private key)."""
     check_env(env)
     return _rollback(
         _repository(targets, repository),
@@ -94,6 +100,7 @@ def rollback(
         version,
         reason=reason,
         dry_run=dry_run,
+        force=force,
         runtime=_signing(targets, runtime, key),
         owner_keys=owner_keys(targets, policy_key),
     )
@@ -275,3 +282,91 @@ def _repository(targets: Targets, text: str) -> Place:
             hint=f"give the repository alone, e.g. {where.repository}",
         )
     return Place.of(where)
+
+
+@dataclass(frozen=True)
+class LabelResult:
+    repository: str
+    label: str
+    on: bool  # set (True) or cleared
+    versions: tuple[tuple[str, str], ...]  # (tag, digest) labelled, in the order asked
+    who: str
+    when: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repository": self.repository,
+            "label": self.label,
+            "on": self.on,
+            "who": self.who,
+            "when": self.when,
+            "reason": self.reason,
+            "versions": [{"tag": t, "digest": d} for t, d in self.versions],
+        }
+
+
+def archive(
+    targets: Targets,
+    repository: str,
+    versions: Sequence[str],
+    *,
+    reason: str,
+    clear: bool = False,
+    runtime: Runtime | None = None,
+) -> LabelResult:
+    """Set (or `clear`) the `archived` label on many versions at once, recorded with who and why; ls and
+    the portal show it, prune counts an archived version out of `--keep-last`. Every version is read
+    before any is labelled, so a typo labels nothing."""
+    from modelpack.environment.actor import who
+    from modelpack.errors import NotFoundError
+    from modelpack.evidence import labels
+    from modelpack.oci.model import Descriptor
+
+    labels.check(labels.ARCHIVED, reason)
+    if not versions:
+        raise UsageError(
+            "name the versions to archive", hint="e.g. modelpack archive REPO 1.0.0 1.1.0 --reason ..."
+        )
+    rt = runtime or Runtime()
+    place = _repository(targets, repository)
+    found = []
+    for v in dict.fromkeys(versions):
+        try:
+            raw = place.target.get_manifest(v)
+        except NotFoundError:
+            raise NotFoundError(f"{place.ref_text(v)} does not exist: nothing was labelled") from None
+        found.append((v, Descriptor(raw.media_type, raw.digest, len(raw.raw))))
+    actor = rt.actor or who(rt.environ)
+    label = labels.Label(labels.ARCHIVED, not clear, actor, format_when(rt.clock()), reason.strip())
+    for _, desc in found:
+        labels.write(place.target, desc, label)
+    return LabelResult(
+        place.display, label.name, label.on, tuple((t, d.digest) for t, d in found), label.who, label.when,
+        label.reason,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NamingResult:
+    repository: str
+    naming: Any  # environment.naming.Naming, or None: the repository declares no rule
+
+    def to_json(self) -> dict[str, Any]:
+        return {"repository": self.repository, "naming": self.naming.to_json() if self.naming else None}
+
+
+def naming(
+    targets: Targets, repository: str, pattern: str | None = None, *, runtime: Runtime | None = None
+) -> NamingResult:
+    """The repository's naming rule for version tags; with `pattern`, declare it (push then refuses a tag
+    that does not match it in full)."""
+    from modelpack.environment import naming as rule
+    from modelpack.environment.actor import who
+
+    place = _repository(targets, repository)
+    if pattern is None:
+        return NamingResult(place.display, rule.read_naming(place.target, place.name))
+    rt = runtime or Runtime()
+    declared = rule.Naming(rule.check_pattern(pattern), rt.actor or who(rt.environ), format_when(rt.clock()))
+    return NamingResult(place.display, rule.write_naming(place.target, declared, place.name))

@@ -106,6 +106,10 @@ class StoreEntry:
 
     @property
     def kind(self) -> str:
+        from modelpack.oci import mediatypes as mt
+
+        if self.artifact_type == mt.DATASET_ARTIFACT:
+            return "dataset"
         return "bundle" if self.artifact_type else "release"
 
     def to_json(self) -> dict[str, Any]:
@@ -141,7 +145,8 @@ def inspect(targets: Targets, reference: str, *, local: bool = False) -> Inspect
     from modelpack.evidence import attestations, signatures
 
     where, ref = _release(targets, reference, local)
-    view = load_release(where.target, ref, where=where.display)
+    with targets.pulled_copy_hint(reference, local=local):
+        view = load_release(where.target, ref, where=where.display)
     # three independent reads at once (latency, not bytes), so at most three connections; the evidence is
     # one listing of the index's referrers (reports, signatures, attestations), plus the bundle's, where
     # the model signature hangs
@@ -255,8 +260,8 @@ def ls(
     envs = environments(Place.of(place), tags)
     if not records and not (sort or wheres or columns):
         return LsResult(place.repository, tuple(tags), (), environments=envs)
-    reports = records or query.needs_reports(sort, wheres)
-    read = query.read_versions(place.target, tags, reports=reports)
+    # one referrers listing per version: the newest test report and the labels (archived) shown beside it
+    read = query.read_versions(place.target, tags, reports=True)
     versions, notes = choose(read, wheres, sort, asc)
     _check_columns(read, columns)
     return LsResult(
@@ -337,6 +342,7 @@ def _version_json(v: query.Version, environment: bool) -> dict[str, Any]:
         "alias": v.alias,
         "environment": environment,
         "test": {"passed": v.test_passed, "metrics": dict(v.tested)} if v.test_passed is not None else None,
+        "labels": {name: lb.to_json() for name, lb in sorted(v.labels.items())},
         "digest": v.release.digest,
         "created": rec.created,
         "metrics": {k: {"value": m.value, "dataset": m.dataset} for k, m in sorted(rec.metrics.items())},

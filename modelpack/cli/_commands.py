@@ -25,6 +25,8 @@ COMMANDS = {
     "promote": "env_cmds",
     "rollback": "env_cmds",
     "history": "env_cmds",
+    "archive": "env_cmds",
+    "naming": "env_cmds",
     "policy": "policy_cmds",
     "env": "deploy_cmds",  # a typer group: env set | show (the deployment spec)
     "deploy": "deploy_cmds",

@@ -24,8 +24,19 @@ if TYPE_CHECKING:
     from modelpack.testing.testrun import TestOutcome
 
 
-def metric_text(value: float, dataset: str | None) -> str:
-    return f"{value:g}" + (f" ({dataset})" if dataset else "")
+def metric_text(value: float, dataset: str | None, rec: Record | None = None) -> str:
+    return f"{value:g}" + (f" ({dataset_label(rec, dataset)})" if dataset else "")
+
+
+def dataset_label(rec: Record | None, name: str | None) -> str:
+    """`iris-test@1a2b3c4d5e6f`: a dataset as a record used it, its version beside its name (two versions
+    of one name are not the same evaluation)."""
+    from modelpack.release.diff import dataset_version, short_version
+
+    if not name:
+        return ""
+    version = dataset_version(rec, name) if rec is not None else None
+    return f"{name}@{short_version(version)}" if version else name
 
 
 def release(display: str, view: ReleaseView, extra: InspectResult | None = None) -> None:
@@ -84,7 +95,7 @@ def release(display: str, view: ReleaseView, extra: InspectResult | None = None)
         (
             "METRICS",
             ["NAME", "VALUE", "DATASET"],
-            [[k, f"{m.value:g}", m.dataset or ""] for k, m in sorted(rec.metrics.items())],
+            [[k, f"{m.value:g}", dataset_label(rec, m.dataset)] for k, m in sorted(rec.metrics.items())],
         ),
         ("TRAINING CURVES", ["METRIC", "POINTS", "FIRST", "LAST", "MIN", "MAX", "BEST"], _curve_rows(rec)),
         ("PARAMS", ["KEY", "VALUE"], [[k, v] for k, v in sorted(_flat(rec.params).items())]),
@@ -136,9 +147,12 @@ def diff(a: str, b: str, d: RecordDiff) -> None:
         change = ""
         if m.delta is not None:
             change = f"{m.delta:+g}" + (f" ({m.relative:+.1%})" if m.relative is not None else "")
-        note = f"dataset {m.old_dataset} -> {m.new_dataset}" if m.dataset_changed else (m.new_dataset or "")
+        old_ds, new_ds = dataset_label(d.old, m.old_dataset), dataset_label(d.new, m.new_dataset)
+        note = f"dataset {old_ds or '-'} -> {new_ds or '-'}" if m.dataset_changed else (new_ds or old_ds)
         status = (m.direction or m.status) + (" REGRESSED" if m.regressed else "")
-        metric_rows.append([m.name, _num(m.old), _num(m.new), change, status, note or m.old_dataset or ""])
+        if m.delta is not None and not m.comparable:
+            status = "not comparable"  # another evaluation dataset: up or down says nothing of the model
+        metric_rows.append([m.name, _num(m.old), _num(m.new), change, status, note])
     sections = [
         ("METRICS", ["NAME", "A", "B", "CHANGE", "STATUS", "DATASET"], metric_rows),
         ("DATASETS", ["NAME", "STATUS", "A", "B"], _change_rows(d.datasets)),
@@ -187,19 +201,29 @@ def versions(result: LsResult, repository: str, filtered: bool) -> None:
     for v in result.versions:
         assert v.release is not None
         rec = v.release.record
-        metrics = (
-            [metric_text(rec.metrics[sort].value, rec.metrics[sort].dataset) if sort in rec.metrics else "-"]
-            if sort
-            else [" ".join(f"{k}={m.value:g}" for k, m in sorted(rec.metrics.items()))]
-        )
+        if sort:
+            m = rec.metrics.get(sort)
+            metrics = [metric_text(m.value, m.dataset, rec) if m is not None else "-"]
+        else:
+            metrics = [_metrics_text(rec)]
         note = f"-> {rec.version}" if v.alias else ""
         if v.tag in result.environments:
             note += " (environment)"
+        if "archived" in v.labels:
+            note += f" ({v.labels['archived'].describe()})"
         params = flatten(rec.params)
         shown = [_param_text(params[c]) if c in params else "-" for c in result.columns]
         rows.append([v.tag, *metrics, *shown, rec.created, v.release.digest[:19], note])
     heads = [c.upper() for c in result.columns]
     _output.table(["TAG", sort.upper() if sort else "METRICS", *heads, "CREATED", "DIGEST", ""], rows)
+
+
+def _metrics_text(rec: Record) -> str:
+    """`accuracy=0.97 f1=0.96 (iris-test@1a2b3c4d5e6f)`: metrics grouped by the dataset measured on."""
+    groups: dict[str, list[str]] = {}
+    for k, m in sorted(rec.metrics.items()):
+        groups.setdefault(dataset_label(rec, m.dataset), []).append(f"{k}={m.value:g}")
+    return " ".join(" ".join(vals) + (f" ({label})" if label else "") for label, vals in groups.items())
 
 
 def _param_text(value: object) -> str:
@@ -237,7 +261,9 @@ def history(result: HistoryResult, env: str) -> None:
         status = action + (" (forced)" if e.forced else "") + ("" if entry.in_effect else lost)
         when = e.when[:19].replace("T", " ")
         arrow = f"{short(e.from_digest)} -> {short(e.to_digest)}"
-        checked = " ".join(f"{c.kind}:{'ok' if c.ok else 'MISSING'}" for c in e.evidence) or "-"
+        # the built-in test rule and a policy's test requirement are two checks of one kind: said once
+        said = dict.fromkeys(f"{c.kind}:{'ok' if c.ok else 'MISSING'}" for c in e.evidence)
+        checked = " ".join(said) or "-"
         rows.append(["*" if entry.current else "", when, status, e.version, arrow, e.who, checked, e.reason])
     _output.table(["", "WHEN (UTC)", "ACTION", "VERSION", "FROM -> TO", "WHO", "CHECKED", "REASON"], rows)
     if result.moved_outside:

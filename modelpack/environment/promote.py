@@ -2,11 +2,14 @@
 
 promote refuses a release with no passing test report attached to exactly its index digest
 (`evidence.passing_report`), unless forced with a reason, which is recorded. rollback is the incident tool:
-it checks no report and says so; without a version it goes to what the environment named before its last
-recorded move. The move itself (retag, event, race settlement) is `move.move`, shared by both.
+it goes back to what the environment ran (without a version, to what it named before its last recorded
+move), checks no report and says so. A version the environment never ran is no rollback but a promotion
+under another name: refused unless `--force --reason` (recorded as forced), and then held to the policy as
+promote holds it. The move itself (retag, event, race settlement) is `move.move`, shared by both.
 
 An environment with a policy (environment/policy.py) adds its requirements: promote refuses a release that
-lacks one, forced or not; rollback warns and goes ahead. Either way the event records what was checked.
+lacks one, forced or not; rollback to what ran before warns and goes ahead. The event records what was
+checked.
 """
 
 from __future__ import annotations
@@ -21,7 +24,14 @@ from modelpack.environment.move import MoveResult, Runtime, State, digest_of, mo
 from modelpack.environment.place import Place, check_env
 from modelpack.environment.policy import Checkers, Policy, read_policy, unmet
 from modelpack.errors import NotFoundError, PromotionError, UsageError
-from modelpack.evidence.evidence import passing_report, runtime_of
+from modelpack.evidence.evidence import (
+    ANN_CREATED,
+    ANN_PASSED,
+    failed_summary,
+    newest_report,
+    passing_report,
+    runtime_of,
+)
 from modelpack.oci.target import RawManifest, Target
 from modelpack.release.view import release_version
 from modelpack.trust.check import Check
@@ -75,6 +85,12 @@ def promote(
             what = f"from the {require_runtime} runtime " if require_runtime else ""
             other = passing_report(place.target, release.digest) if require_runtime else None
             also = f" (there is one from the {runtime_of(other)} runtime)" if other is not None else ""
+            newest = newest_report(place.target, release.digest) if other is None else None
+            if newest is not None and (newest.annotations or {}).get(ANN_PASSED) != "true":
+                also = (
+                    f": the newest report ({runtime_of(newest)} runtime, "
+                    f"{(newest.annotations or {}).get(ANN_CREATED, 'undated')}) {failed_summary(newest)}"
+                )
             raise PromotionError(
                 f"refusing to promote {place.ref_text(ref)}: no passing test report {what}is attached to "
                 f"{release.digest}{also}",
@@ -179,15 +195,19 @@ def rollback(
     *,
     reason: str = "",
     dry_run: bool = False,
+    force: bool = False,
     runtime: Runtime | None = None,
     checkers: Checkers | None = None,
     owner_keys: Sequence[PublicKey] = (),
 ) -> MoveResult:
     """Point `env` back at `version`, or without one at what it named before its last recorded move. The
-    policy of `env` is checked and its unmet requirements said, never enforced."""
+    policy of `env` is checked and its unmet requirements said, never enforced: except for a `version`
+    `env` never ran, which needs `force` (and a reason) and meets the policy as a promotion would."""
     rt = runtime or Runtime()
     check_env(env)
     _check_reason(reason)
+    if force and not reason.strip():
+        raise UsageError("--force needs --reason TEXT: a forced rollback is recorded with its reason")
     notes = ["rollback checks no test report: it is the incident tool"]
     policy = read_policy(place.target, env, place.name, owner_keys)
     rt = _as_promoter(rt, policy, env)
@@ -205,6 +225,10 @@ def rollback(
             tagged = pool.submit(_get, place.target, version)
             state = reading.result()
             release, label = _recorded(place, env, version, state, tagged.result(), notes)
+    if version is not None and not _ran(state, release.digest):
+        return _forward(
+            place, env, version, release, label, policy, reason, force, dry_run, rt, state, checkers
+        )
     evidence: tuple[Check, ...] = ()
     if policy is not None:
         # the model signature is checked by rehashing every layer: minutes for a large model, so the
@@ -236,6 +260,48 @@ def _abort(
     stable = state.current
     label = _version_of(stable, short(stable.digest))
     return move(place, env, stable, label, "abort", reason, False, dry_run, rt, notes, state)
+
+
+def _ran(state: State, digest: str) -> bool:
+    return any(e.to_digest == digest for e in state.history.chain)
+
+
+def _forward(
+    place: Place,
+    env: str,
+    version: str,
+    release: RawManifest,
+    label: str,
+    policy: Policy | None,
+    reason: str,
+    force: bool,
+    dry_run: bool,
+    rt: Runtime,
+    state: State,
+    checkers: Checkers | None,
+) -> MoveResult:
+    """`rollback ENV VERSION` to a release ENV never ran: a promotion by another name, so it meets what a
+    forced promotion meets (a reason, recorded as forced; the policy, which --force does not override)."""
+    if not force:
+        raise PromotionError(
+            f"refusing to roll {env} back to {version}: {env} never ran it ({short(release.digest)}), "
+            "so this is no rollback but an untested move; nothing was changed",
+            hint=f"promote it (`modelpack promote {place.ref_text(version)} {env}` checks its test report "
+            f"and {env}'s policy), or pass --force --reason TEXT (recorded; the policy still applies)",
+        )
+    evidence = _enforce(place, env, version, release.digest, policy, checkers or _checkers(rt))
+    report = passing_report(place.target, release.digest)
+    builtin = (
+        Check("test", True, f"passing test report {short(report.digest)}", evidence=report.digest)
+        if report is not None
+        else Check("test", False, "no passing test report: forced")
+    )
+    notes = [
+        f"warning: {env} never ran {version}: forced with a reason, recorded as forced",
+        *(f"policy: {c.detail}" for c in evidence),
+    ]
+    evidence = (builtin, *evidence)
+    return move(place, env, release, label, "rollback", reason, True, dry_run, rt, notes, state, evidence)
 
 
 def undo_stack(history: History) -> list[Event]:
@@ -303,7 +369,6 @@ def _recorded(
                 "never ran it; nothing was changed",
                 hint=f"see `modelpack history {place.display} {env}` for what it ran",
             )
-        notes.append(f"warning: {version} was never promoted to {env} before")
         return tagged, _version_of(tagged, version)
     try:
         release = place.target.get_manifest(ran.to_digest)

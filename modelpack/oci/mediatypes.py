@@ -45,6 +45,10 @@ DEPLOY_STEP_ARTIFACT = "application/vnd.modelpack.deploy-step.v1+json"  # what a
 DEPLOYMENT_BUNDLE_ARTIFACT = "application/vnd.modelpack.kubernetes-manifests.v1"
 FLUX_CONTENT_TGZ = "application/vnd.cncf.flux.content.v1.tar+gzip"
 POLICY_ARTIFACT = "application/vnd.modelpack.promotion-policy.v1+json"  # what an environment requires
+# A version label set or cleared (`archived`), its meaning in the annotations (evidence/labels.py).
+LABEL_ARTIFACT = "application/vnd.modelpack.label.v1+json"
+# A repository's naming rule for version tags, on its repository anchor (environment/naming.py).
+NAMING_ARTIFACT = "application/vnd.modelpack.naming-rule.v1+json"
 # The per-environment subject that events and policies refer to (environment/history.py: anchor).
 ENV_ANCHOR = "application/vnd.modelpack.env-anchor.v1"
 # Pushed over a tag to untag it on registries without tag deletion (registry/client.py).

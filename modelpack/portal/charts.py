@@ -74,15 +74,19 @@ def line_chart(title: str, points: Sequence[Point], *, css_class: str = "chart")
                 f'<circle class="point" cx="{x(i):.1f}" cy="{y(p.value):.1f}" r="3">'
                 f"<title>{text(p.label)}: {p.value:.6g}</title></circle>"
             )
+        # labels stay inside the chart: the right half's run leftwards, the edges' away from the edge
+        right = x(i) > PAD_L + plot_w / 2
         for k, env in enumerate(p.marks):
+            at = f'x="{x(i) - 3:.1f}" text-anchor="end"' if right else f'x="{x(i) + 3:.1f}"'
             parts.append(
                 f'<g class="env-mark" data-env="{text(env)}">'
                 f'<line x1="{x(i):.1f}" y1="{PAD_T}" x2="{x(i):.1f}" y2="{PAD_T + plot_h}"/>'
-                f'<text x="{x(i) + 3:.1f}" y="{PAD_T + 10 + 11 * k}">{text(env)}</text></g>'
+                f'<text {at} y="{PAD_T + 10 + 11 * k}">{text(env)}</text></g>'
             )
         if i % step == 0 or i == n - 1:
+            anchor = "start" if i == 0 and n > 1 else ("end" if i == n - 1 and n > 1 else "middle")
             parts.append(
-                f'<text class="tick" x="{x(i):.1f}" y="{H - PAD_B + 16}" text-anchor="middle">'
+                f'<text class="tick" x="{x(i):.1f}" y="{H - PAD_B + 16}" text-anchor="{anchor}">'
                 f"{text(_short(p.label))}</text>"
             )
     parts.append("</svg>")

@@ -7,7 +7,7 @@ own in an export (which has no server to sort for it).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -85,6 +85,16 @@ def _finalize(value: Any) -> Any:
     return clean(value)
 
 
+def dataset_label(record: Mapping[str, Any], name: str | None) -> str:
+    """`iris-test@1a2b3c4d5e6f`: the dataset a record used, its version (artifact digest, else the files'
+    hash) beside its name, so V2 and V3 of one name never read alike."""
+    if not name:
+        return ""
+    entry = next((d for d in record.get("datasets") or () if d.get("name") == name), None)
+    version = (entry.get("digest") or entry.get("sha256")) if entry else None
+    return f"{name}@{str(version).split(':', 1)[-1][:12]}" if version else name
+
+
 _ENV = Environment(
     loader=PackageLoader("modelpack.portal", "templates"),
     autoescape=select_autoescape(default=True, default_for_string=True),
@@ -92,6 +102,7 @@ _ENV = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+_ENV.globals["ds"] = dataset_label
 
 
 class Pages:

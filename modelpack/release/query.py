@@ -20,7 +20,8 @@ from packaging.version import InvalidVersion
 from packaging.version import Version as PackagingVersion
 
 from modelpack.errors import ContentError, NotFoundError, UsageError
-from modelpack.evidence import evidence
+from modelpack.evidence import evidence, labels
+from modelpack.evidence.labels import Label
 from modelpack.oci.target import Target
 from modelpack.packfile.gates import MEASURED as TEST_METRICS
 from modelpack.record import where as q
@@ -39,6 +40,9 @@ class Version:
     release: ReleaseView | None  # None when records were not read
     tested: Mapping[str, float] = field(default_factory=dict)  # metrics of the newest test report
     test_passed: bool | None = None  # None: no report attached (or reports were not read)
+    labels: Mapping[str, Label] = field(
+        default_factory=dict
+    )  # labels on (archived), when referrers were read
 
     @property
     def alias(self) -> bool:
@@ -78,7 +82,7 @@ def subject(v: Version, tags: Iterable[str] = ()) -> Subject:
         params=flatten(rec.params),
         metrics={**v.tested, **{k: m.value for k, m in rec.metrics.items()}},
         measured_on={k: m.dataset for k, m in rec.metrics.items() if m.dataset is not None},
-        tags=frozenset({v.tag, *tags}),
+        tags=frozenset({v.tag, *tags, *v.labels}),  # `tag=archived` finds the archived
         datasets=tuple(q.DatasetFact(d.name, d.sha256, d.digest, d.ref) for d in rec.datasets),
     )
 
@@ -168,8 +172,14 @@ def check_metric(versions: Sequence[Version], name: str, flag: str) -> None:
 
 
 def _with_report(target: Target, v: Version) -> Version:
+    """The newest test report's verdict and metrics, and the labels on: from one referrers listing."""
     assert v.release is not None
-    newest = evidence.newest_report(target, v.release.digest)
+    referrers = target.referrers(v.release.digest)
+    v = replace(v, labels=labels.current(referrers))
+    reports = [d for d in referrers if d.artifact_type == evidence.REPORT_TYPE]
+    newest = max(
+        reports, key=lambda d: ((d.annotations or {}).get(evidence.ANN_CREATED, ""), d.digest), default=None
+    )
     if newest is None:
         return v
     passed = (newest.annotations or {}).get(evidence.ANN_PASSED) == "true"
