@@ -405,4 +405,7 @@ def test_sigterm_to_a_local_test_run_leaves_no_runtime(
             cli.kill()
             cli.wait()
     assert cli.returncode == 130 and "interrupted" in err, err
+    deadline = time.monotonic() + 5  # multiprocessing's resource tracker exits a moment after its parent
+    while [pid for pid in runtime if _alive(pid)] and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert not [pid for pid in runtime if _alive(pid)]
