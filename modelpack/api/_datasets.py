@@ -153,11 +153,24 @@ def dataset_pull(
 ) -> DatasetPullResult:
     """Write the dataset's files (those `glob` selects) into `dest`, every layer digest and every file's
     sha256 verified against the record before anything is moved into place."""
+    where, view = _open(targets, reference)
+    return pull_view(where, view, dest, glob=glob, force=force, progress=progress)
+
+
+def pull_view(
+    where: Location,
+    view: DatasetView,
+    dest: Path,
+    *,
+    glob: str | None = None,
+    force: bool = False,
+    progress: ProgressFn = no_progress,
+) -> DatasetPullResult:
+    """`dataset_pull` of a dataset already opened (so a caller that read its record pulls those bytes)."""
     from modelpack.dataset.read import layers_for, selector, verify_files
     from modelpack.errors import InputError
     from modelpack.unpack import extract
 
-    where, view = _open(targets, reference)
     keep = selector(glob)
     wanted = [f.path for f in view.record.files if keep(f.path)]
     if not wanted:

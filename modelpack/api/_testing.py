@@ -6,7 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from modelpack.errors import InputError, TestFailedError, UsageError
+from modelpack.record.evaluation import EvaluationPlan
 from modelpack.targets import Targets
+from modelpack.testing.evaluate import DatasetFile
 from modelpack.testing.testrun import TestOptions, TestOutcome, check_runtime, release_ref, run_test
 
 __all__ = ["TestOptions", "TestOutcome", "serve", "test"]
@@ -42,8 +44,59 @@ def test(
     ref = release_ref(resolved)
     if ref is None:
         raise UsageError(f"{reference}: name a release tag or digest")
-    return run_test(
-        resolved, ref, options, cache_root=targets.store_path / "cache", bases=targets.base_sources, info=info
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="modelpack-eval-") as scratch:
+        return run_test(
+            resolved,
+            ref,
+            options,
+            cache_root=targets.store_path / "cache",
+            bases=targets.base_sources,
+            info=info,
+            fetch_dataset=lambda plan: evaluation_file(targets, plan, Path(scratch), info),
+        )
+
+
+def fnmatch_escape(path: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in path)
+
+
+def evaluation_file(
+    targets: Targets, plan: EvaluationPlan, scratch: Path, info: Callable[[str], None] = _quiet
+) -> DatasetFile:
+    """The plan's file pulled from its dataset version into `scratch`: every layer digest and the file's
+    sha256 verified against the dataset record before the evaluation reads a byte of it."""
+    from modelpack.api._datasets import _open, pull_view
+
+    where, view = _open(targets, plan.dataset)
+    paths = [f.path for f in view.record.files]
+    if plan.file is not None:
+        if plan.file not in paths:
+            raise InputError(
+                f"{where.display} has no file {plan.file!r} (tests.evaluate.file)",
+                hint=f"its files: {', '.join(paths[:10])}{' ...' if len(paths) > 10 else ''}",
+            )
+        chosen = plan.file
+    else:
+        csvs = [p for p in paths if p.lower().endswith(".csv")]
+        if len(csvs) != 1:
+            raise InputError(
+                f"{where.display} holds {len(csvs)} CSV files; tests.evaluate.file must name one",
+                hint=", ".join(csvs[:10]) or "a dataset of CSV files is needed",
+            )
+        chosen = csvs[0]
+    info(f"pulling {chosen} from {where.display} ({view.digest[:19]})")
+    pulled = pull_view(where, view, scratch / "dataset", glob=fnmatch_escape(chosen))
+    entry = next(f for f in view.record.files if f.path == chosen)
+    return DatasetFile(
+        reference=where.display,
+        digest=pulled.digest,
+        name=view.record.name,
+        version=view.record.version,
+        file=chosen,
+        sha256=entry.sha256,
+        path=scratch / "dataset" / chosen,
     )
 
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from modelpack.record.record import Record
     from modelpack.release.diff import RecordDiff
     from modelpack.release.view import ReleaseView
+    from modelpack.testing.evaluate import Evaluation
     from modelpack.testing.report import TestReport
     from modelpack.testing.testrun import TestOutcome
 
@@ -299,6 +300,44 @@ def report(r: TestReport) -> None:
             f"latency over {lat.requests} requests: p50 {lat.p50_ms:.2f} ms, p95 {lat.p95_ms:.2f} ms, "
             f"p99 {lat.p99_ms:.2f} ms"
         )
+    if r.evaluation is not None:
+        evaluation(r.evaluation)
+    if r.load is not None:
+        ld = r.load
+        memory = f", peak memory {ld.peak_memory_mb:.1f} MB" if ld.peak_memory_mb is not None else ""
+        _output.info(
+            f"load: {ld.connections} connections for {ld.duration_s:.1f} s: {ld.requests} requests, "
+            f"{ld.throughput_rps:.1f} req/s, p50 {ld.p50_ms:.2f} ms, p95 {ld.p95_ms:.2f} ms, "
+            f"p99 {ld.p99_ms:.2f} ms, error rate {ld.error_rate:.2%}{memory}"
+        )
+
+
+def evaluation(e: Evaluation) -> None:
+    m, d = e.measurement, e.dataset
+    where = f"{d.name} {d.version} ({d.digest[:19]}, {d.file}, {m.rows} rows)"
+    rows = [(k, f"{v:.4f}", next((f"{c.recorded:.4f}" for c in e.claims if c.metric == k), ""))
+            for k, v in m.metrics.items()]  # fmt: skip
+    _output.table(("METRIC", "MEASURED", "RECORDED"), rows, title=f"measured on {where}")
+    for line in e.flagged():
+        _output.info(f"gap: {line}")
+    if m.slices:
+        names = list(m.metrics)
+        _output.table(
+            ("SLICE", "ROWS", *names),
+            [
+                (
+                    f"{s.column}={s.value}",
+                    str(s.rows),
+                    *(f"{s.metrics.get(n, float('nan')):.4f}" for n in names),
+                )
+                for s in m.slices
+            ],
+            title="per slice",
+        )
+    for k, v in m.fairness.items():
+        _output.info(f"fairness: {k} {v:.4f}")
+    for note in m.notes:
+        _output.info(f"note: {note}")
 
 
 def _attested(extra: InspectResult) -> str:

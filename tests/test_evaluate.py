@@ -1,0 +1,244 @@
+"""`modelpack test` measuring the served model: a dataset version pushed to the real registry, every row
+through a running runtime (the local one here: fast; tests/test_evaluate_engine.py runs the image), the
+metrics checked against scikit-learn and fairlearn computed here on predictions made independently."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
+from fixtures.registry import RegistryProcess
+from sklearn import metrics as skm
+from support.clirun import run_cli
+
+from modelpack import api
+from modelpack.errors import InputError
+from modelpack.packfile import load_packfile
+from modelpack.record.record import TestPlan
+from modelpack.targets import Targets
+from modelpack.testing.testrun import TestOptions
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
+COUNT_FILE = "modelpack-eval-predicts.log"
+
+# A deliberately biased classifier: the same score gets a +0.3 boost when sex == 1.
+HANDLER = """
+import os
+import tempfile
+
+import numpy as np
+
+
+class Biased:
+    def load(self, model_dir):
+        self.count = os.path.join(tempfile.gettempdir(), "modelpack-eval-predicts.log")
+
+    def predict(self, inputs):
+        with open(self.count, "a") as f:  # one line per request: what the runtime served
+            f.write("1\\n")
+        x = np.asarray(inputs["input"], dtype=np.float32)
+        p = np.clip(x[:, 0] + 0.3 * x[:, 1], 0.0, 1.0)
+        return {
+            "label": (p >= 0.5).astype(np.int64),
+            "probabilities": np.stack([1.0 - p, p], axis=1).astype(np.float32),
+        }
+"""
+
+
+def biased_predict(score: float, sex: int) -> tuple[int, float]:
+    p = min(1.0, max(0.0, float(np.float32(score) + np.float32(0.3) * np.float32(sex))))
+    return int(p >= 0.5), p
+
+
+def make_dataset(path: Path, rows: int = 300) -> list[dict[str, str]]:
+    rnd = random.Random(7)
+    out = []
+    for _ in range(rows):
+        score = round(rnd.random(), 4)
+        sex = rnd.randint(0, 1)
+        truth = int(score >= 0.5) if rnd.random() > 0.1 else int(score < 0.5)  # 10% label noise
+        band = rnd.choice(["18-30", "31-50", "51+"])
+        out.append({"score": str(score), "sex": str(sex), "age_band": band, "label": str(truth)})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["score,sex,age_band,label", *(",".join(r.values()) for r in out)]
+    path.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def make_project(root: Path, dataset: str, *, recorded: str = "", gates: str = "", extra: str = "") -> Path:
+    root.mkdir(parents=True)
+    (root / "handler.py").write_text(HANDLER)
+    (root / "weights.json").write_text("{}\n")
+    shutil.copy(EXAMPLES / "custom-handler" / "requirements.lock", root / "requirements.lock")
+    (root / "modelpack.yaml").write_text(
+        textwrap.dedent(f"""\
+        name: biased
+        version: 1.0.0
+        model: {{paths: [weights.json], format: other}}
+        code: {{paths: [handler.py], handler: "handler:Biased"}}
+        dependencies: {{lockfile: requirements.lock}}
+        metrics:
+          values: {{{recorded or "accuracy: 0.5"}}}
+        tests:
+          gates: [{gates}]
+          evaluate:
+            dataset: {dataset}
+            features: [score, sex]
+            target: label
+            scores: probabilities
+            prediction: label
+            slices: [sex, age_band]
+            batch: 32
+        """)
+        + extra
+    )
+    return root
+
+
+@pytest.fixture
+def published(registry: RegistryProcess, repo: str, tmp_path: Path) -> tuple[str, list[dict[str, str]]]:
+    rows = make_dataset(tmp_path / "data" / "eval.csv")
+    ref = f"{registry.host}/{repo}-data:1.0.0"
+    with Targets() as targets:
+        api.dataset_push(targets, tmp_path / "data", ref, label="label", environ=EPOCH)
+    return ref, rows
+
+
+def _build(tmp_path: Path, project: Path) -> tuple[Targets, str]:
+    targets = Targets(store_path=tmp_path / "store")
+    built = api.build(targets, project, environ=EPOCH)
+    return targets, built.tag
+
+
+def test_every_metric_and_gap_matches_sklearn_and_fairlearn_on_the_same_predictions(
+    published: tuple[str, list[dict[str, str]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref, rows = published
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    project = make_project(
+        tmp_path / "p",
+        ref,
+        recorded="accuracy: 0.99, f1_macro: 0.99",
+        gates="measured.accuracy >= 0.5, gap.f1_macro <= 0.02, fairness.demographic_parity_difference <= 1",
+    )
+    targets, tag = _build(tmp_path, project)
+    with targets:
+        outcome = api.test(targets, tag, TestOptions(runtime="local", requests=2, attach=False))
+    report = outcome.report
+    assert report.runtime == "local" and report.evaluation is not None
+    e = report.evaluation
+    assert e.dataset.name.endswith("-data") and e.dataset.version == "1.0.0"
+    assert e.dataset.digest.startswith("sha256:") and e.requests == -(-len(rows) // 32)
+
+    # the same predictions, made here without the server, measured by scikit-learn and fairlearn
+    truth = [r["label"] for r in rows]
+    made = [biased_predict(float(r["score"]), int(r["sex"])) for r in rows]
+    pred = [str(m[0]) for m in made]
+    proba = np.array([[1 - m[1], m[1]] for m in made])
+    m = e.measurement.metrics
+    assert m["accuracy"] == pytest.approx(skm.accuracy_score(truth, pred))
+    assert m["f1_macro"] == pytest.approx(skm.f1_score(truth, pred, average="macro"))
+    assert m["precision_macro"] == pytest.approx(skm.precision_score(truth, pred, average="macro"))
+    assert m["recall_macro"] == pytest.approx(skm.recall_score(truth, pred, average="macro"))
+    assert m["roc_auc"] == pytest.approx(skm.roc_auc_score([t == "1" for t in truth], proba[:, 1]), abs=1e-6)
+    assert m["log_loss"] == pytest.approx(skm.log_loss(truth, proba, labels=["0", "1"]), abs=1e-5)
+    assert [list(r) for r in e.measurement.confusion] == skm.confusion_matrix(truth, pred).tolist()
+    per_class = skm.f1_score(truth, pred, average=None, labels=["0", "1"])
+    assert [e.measurement.per_class[c]["f1"] for c in ("0", "1")] == pytest.approx(list(per_class))
+
+    # per slice: every metric on that slice's rows
+    women = [i for i, r in enumerate(rows) if r["sex"] == "1"]
+    (s1,) = [s for s in e.measurement.slices if (s.column, s.value) == ("sex", "1")]
+    assert s1.rows == len(women)
+    sub_t, sub_p = [truth[i] for i in women], [pred[i] for i in women]
+    assert s1.metrics["accuracy"] == pytest.approx(skm.accuracy_score(sub_t, sub_p))
+    assert s1.metrics["f1_macro"] == pytest.approx(skm.f1_score(sub_t, sub_p, average="macro"))
+    assert {s.value for s in e.measurement.slices if s.column == "age_band"} == {"18-30", "31-50", "51+"}
+
+    # fairness: the boost for sex == 1 shows as a gap fairlearn measures the same
+    sex = [r["sex"] for r in rows]
+    t01, p01 = [int(t) for t in truth], [int(p) for p in pred]
+    dpd = demographic_parity_difference(t01, p01, sensitive_features=sex)
+    eod = equalized_odds_difference(t01, p01, sensitive_features=sex)
+    assert dpd > 0.15  # the constructed bias is visible
+    by = e.measurement.fairness_by_column["sex"]
+    assert by["demographic_parity_difference"] == pytest.approx(dpd)
+    assert by["equalized_odds_difference"] == pytest.approx(eod)
+    assert e.measurement.fairness["demographic_parity_difference"] >= dpd  # worst over sex and age_band
+
+    # the record claims 0.99: the served model is worse, flagged and failing the gap gate
+    (flag,) = [f for f in e.flagged() if "f1_macro" in f]
+    assert flag.startswith("served f1_macro ") and "vs recorded 0.990 on" in flag and "1.0.0" in flag
+    gates = {g.gate: g for g in report.gates}
+    assert gates["measured.accuracy >= 0.5"].passed
+    assert not gates["gap.f1_macro <= 0.02"].passed
+    assert gates["gap.f1_macro <= 0.02"].value == pytest.approx(0.99 - m["f1_macro"])
+    assert not report.passed and "gate gap.f1_macro <= 0.02" in report.failures
+
+    # the report (version 2) carries it all and names the runtime
+    body = report.to_json()
+    assert body["reportVersion"] == 2 and body["runtime"] == "local"
+    assert body["evaluation"]["dataset"]["digest"] == e.dataset.digest
+    assert body["evaluation"]["confusionMatrix"] == skm.confusion_matrix(truth, pred).tolist()
+    ann = report.annotations()
+    assert ann["dev.modelpack.test.evaluation.dataset"] == e.dataset.digest
+    assert float(ann["dev.modelpack.test.metric.measured.accuracy"]) == pytest.approx(m["accuracy"], rel=1e-5)
+
+
+def test_load_counts_match_what_the_runtime_served(
+    published: tuple[str, list[dict[str, str]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref, _ = published
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    project = make_project(
+        tmp_path / "p", ref, gates="load.error_rate <= 0, load.p99_ms <= 100000",
+        extra="  load: {connections: 4, duration: 1s}\n",
+    )  # fmt: skip
+    targets, tag = _build(tmp_path, project)
+    with targets:
+        outcome = api.test(targets, tag, TestOptions(runtime="local", requests=1, attach=False))
+    load = outcome.report.load
+    assert load is not None and load.connections == 4 and load.errors == 0
+    assert load.requests > 4 and load.throughput_rps > 0 and load.p50_ms <= load.p99_ms
+    assert load.peak_memory_mb is not None and load.peak_memory_mb > 10
+    assert outcome.report.evaluation is not None
+    served = (tmp_path / COUNT_FILE).read_text().count("\n")
+    # the handler counted every request it served: the evaluation's batches and the load's requests (no
+    # golden case, so no latency requests)
+    assert served == outcome.report.evaluation.requests + load.requests
+    assert all(g.passed for g in outcome.report.gates), outcome.report.gates
+
+
+def test_a_column_the_dataset_lacks_is_one_line_naming_it(
+    published: tuple[str, list[dict[str, str]]], tmp_path: Path
+) -> None:
+    ref, _ = published
+    project = make_project(tmp_path / "p", ref)
+    packfile = project / "modelpack.yaml"
+    packfile.write_text(packfile.read_text().replace("features: [score, sex]", "features: [score, gender]"))
+    targets, tag = _build(tmp_path, project)
+    targets.close()
+    cli = run_cli("test", tag, "--runtime", "local", "--no-attach", "--store", str(tmp_path / "store"))
+    assert cli.returncode == 2, cli.stderr
+    errors = [line for line in cli.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "no column 'gender'" in errors[0] and "Traceback" not in cli.stderr
+
+
+def test_evaluate_option_without_a_plan_and_unknown_gate_names(tmp_path: Path) -> None:
+    project = make_project(tmp_path / "p", "127.0.0.1:1/d/x:1.0.0", gates="measured.f1_macr >= 0.9")
+    with pytest.raises(InputError) as caught:
+        api.build(Targets(store_path=tmp_path / "store"), project, environ=EPOCH)
+    assert "measured.f1_macro" in (caught.value.hint or "")  # did you mean
+    # a record written before evaluation reads as no plan; one with a plan round-trips
+    assert TestPlan.from_json({"cases": None, "gates": []}).evaluate is None
+    pf = load_packfile(project / "modelpack.yaml")
+    assert pf.tests.evaluate is not None
+    plan = TestPlan(None, (), None, pf.tests.evaluate)
+    assert TestPlan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
