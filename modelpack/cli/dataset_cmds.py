@@ -218,7 +218,9 @@ def used_by(
         result = api.dataset_used_by(targets, reference, repositories)
     if as_json:
         return _output.emit_json(result.to_json())
-    rows = [[f"{u.repository}:{u.tag}", u.entry, u.role, u.matched, _metrics(u.metrics)] for u in result.uses]
+    rows = [
+        [f"{u.repository}:{u.tag}", u.entry, u.role, u.matched, _metrics(u.metrics)] for u in result.uses
+    ]
     if not rows:
         return _output.info(f"no version of {', '.join(repositories)} records {result.reference}")
     _output.table(["MODEL", "AS", "ROLE", "MATCHED", "METRICS"], rows)

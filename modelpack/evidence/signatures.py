@@ -145,7 +145,7 @@ def classify(referrers: Iterable[Descriptor]) -> tuple[Listed, ...]:
 
 
 def kind_of(d: Descriptor) -> str | None:
-    """ "release" or "model" for a signature referrer, from its descriptor alone; None for anything else."""
+    """"release" or "model" for a signature referrer, from its descriptor alone; None for anything else."""
     if not _is_signature(d):
         return None
     return "release" if _predicate(d) == cosign.PREDICATE_TYPE else "model"

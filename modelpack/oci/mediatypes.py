@@ -67,6 +67,7 @@ CYCLONEDX_JSON = "application/vnd.cyclonedx+json"
 SBOM_ARTIFACT = CYCLONEDX_JSON
 
 
+
 @dataclass(frozen=True)
 class LayerKind:
     name: str  # as `inspect` lists it

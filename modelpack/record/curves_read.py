@@ -132,7 +132,7 @@ def _jsonl(text: str, where: str) -> tuple[list[str], _Rows]:
         if len(parsed) > MAX_ROWS:
             break
     if not parsed:
-        raise InputError(f'{where}: is empty; expected lines such as {{"step": 1, "loss": 0.5}}')
+        raise InputError(f"{where}: is empty; expected lines such as {{\"step\": 1, \"loss\": 0.5}}")
     return list(names), iter(parsed)
 
 

@@ -146,7 +146,9 @@ def compose_yaml(text: str, where: str) -> yaml.Node | None:
             _check_expansion(node, loader.nodes + MAX_ALIAS_NODES, where)
         return node
     except _TooManyAliases:
-        raise InputError(f"{where}: more than {MAX_ALIASES} YAML aliases (*name)", hint=_ALIAS_HINT) from None
+        raise InputError(
+            f"{where}: more than {MAX_ALIASES} YAML aliases (*name)", hint=_ALIAS_HINT
+        ) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = f":{mark.line + 1}" if mark else ""

@@ -346,6 +346,7 @@ def _own(name: str) -> bool:
     return name in _OWN_NAMES or name.startswith((".index.json.", ".oci-layout."))  # temps of _atomic_write
 
 
+
 def _verified(chunks: Iterator[bytes], verifier: digest.Verifier) -> Iterator[bytes]:
     for chunk in chunks:
         verifier.update(chunk)

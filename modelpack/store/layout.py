@@ -189,6 +189,7 @@ class LayoutStore(BlobStore):
         return gc.collect(self, grace_seconds=grace_seconds, now=self._clock())
 
 
+
 def _referrer_type(doc: Manifest | Index) -> str | None:
     """The referrers API's artifactType: the manifest's own, else its config's media type."""
     if doc.artifact_type or isinstance(doc, Index):
