@@ -193,27 +193,32 @@ def test_every_metric_and_gap_matches_sklearn_and_fairlearn_on_the_same_predicti
 
 
 def test_load_counts_match_what_the_runtime_served(
-    published: tuple[str, list[dict[str, str]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    published: tuple[str, list[dict[str, str]]], tmp_path: Path
 ) -> None:
     ref, _ = published
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
     project = make_project(
         tmp_path / "p", ref, gates="load.error_rate <= 0, load.p99_ms <= 100000",
-        extra="  load: {connections: 4, duration: 1s}\n",
+        extra="  load: {connections: 2, duration: 30s}\n",
     )  # fmt: skip
     targets, tag = _build(tmp_path, project)
-    with targets:
-        outcome = api.test(targets, tag, TestOptions(runtime="local", requests=1, attach=False))
-    load = outcome.report.load
-    assert load is not None and load.connections == 4 and load.errors == 0
-    assert load.requests > 4 and load.throughput_rps > 0 and load.p50_ms <= load.p99_ms
-    assert load.peak_memory_mb is not None and load.peak_memory_mb > 10
-    assert outcome.report.evaluation is not None
+    targets.close()
+    # --load overrides the record's 30 s; --json is checked against the documented shape
+    cli = run_cli(
+        "test", tag, "--runtime", "local", "--no-attach", "--load", "4x1s", "--json",
+        "--store", str(tmp_path / "store"), env={"TMPDIR": str(tmp_path)},
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    body = json.loads(cli.stdout)
+    load = body["load"]
+    assert load["connections"] == 4 and load["errors"] == 0 and load["durationSeconds"] < 10
+    assert load["requests"] > 4 and load["throughput_rps"] > 0 and load["p50_ms"] <= load["p99_ms"]
+    assert load["peak_memory_mb"] > 10  # the runtime process's VmHWM
     served = (tmp_path / COUNT_FILE).read_text().count("\n")
     # the handler counted every request it served: the evaluation's batches and the load's requests (no
     # golden case, so no latency requests)
-    assert served == outcome.report.evaluation.requests + load.requests
-    assert all(g.passed for g in outcome.report.gates), outcome.report.gates
+    assert served == body["evaluation"]["requests"] + load["requests"]
+    assert all(g["passed"] for g in body["gates"]), body["gates"]
+    assert "load: 4 connections for 1 s" in cli.stderr  # progress on stderr, data on stdout
 
 
 def test_a_column_the_dataset_lacks_is_one_line_naming_it(
