@@ -103,7 +103,7 @@ def dataset_push(
         label=label,
         source=source,
         description=description,
-        git=git_info(path if path.is_dir() else path.parent),
+        git=git_info(path if path.is_dir() else path.parent, project=Path.cwd()),
     )
     store = targets.store
     with store.writing(), StatCache(store.stat_cache_path) as cache:
@@ -167,10 +167,11 @@ def pull_view(
     progress: ProgressFn = no_progress,
 ) -> DatasetPullResult:
     """`dataset_pull` of a dataset already opened (so a caller that read its record pulls those bytes)."""
-    from modelpack.dataset.read import layers_for, selector, verify_files
+    from modelpack.dataset.read import layers_for, refuse_vcs_paths, selector, verify_files
     from modelpack.errors import InputError
     from modelpack.unpack import extract
 
+    refuse_vcs_paths(view.record, where.display)
     keep = selector(glob)
     wanted = [f.path for f in view.record.files if keep(f.path)]
     if not wanted:
@@ -186,7 +187,7 @@ def pull_view(
         force=force,
         progress=progress,
         keep=chosen.__contains__,
-        check=lambda staging, paths: verify_files(view.record, staging, paths),
+        check=lambda staging, paths: verify_files(view.record, staging, paths, wanted),
     )
     size = sum(f.size for f in view.record.files if f.path in chosen)
     return DatasetPullResult(where.display, view.digest, dest, tuple(sorted(written)), len(layers), size)
