@@ -247,3 +247,58 @@ def test_evaluate_option_without_a_plan_and_unknown_gate_names(tmp_path: Path) -
     assert pf.tests.evaluate is not None
     plan = TestPlan(None, (), None, pf.tests.evaluate)
     assert TestPlan.from_json(json.loads(json.dumps(plan.to_json()))) == plan
+
+
+def test_diff_inspect_and_policy_read_the_measured_numbers(
+    published: tuple[str, list[dict[str, str]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref, _ = published
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    other = ref.replace(":1.0.0", ":2.0.0")
+    make_dataset(tmp_path / "data2" / "eval.csv", rows=120)  # another version: other rows, other digest
+    with Targets() as targets:
+        api.dataset_push(targets, tmp_path / "data2", other, label="label", environ=EPOCH)
+    project = make_project(tmp_path / "p", ref, gates="measured.accuracy >= 0.5")
+    store = tmp_path / "store"
+    with Targets(store_path=store) as targets:
+        api.build(targets, project, environ=EPOCH)
+        api.build(targets, project, version="2.0.0", environ=EPOCH)
+        one = api.test(targets, "biased:1.0.0", TestOptions(runtime="local", requests=1))
+        two = api.test(targets, "biased:2.0.0", TestOptions(runtime="local", requests=1))
+        assert one.attached is not None and two.attached is not None
+        measured = api.diff(targets, "biased:1.0.0", "biased:2.0.0").measured
+        assert measured is not None and measured.comparable and measured.why_not == ""
+        (acc,) = [m for m in measured.metrics if m.name == "measured.accuracy"]
+        assert two.report.evaluation is not None
+        served_two = two.report.evaluation.measurement.metrics["accuracy"]
+        assert acc.old == acc.new == pytest.approx(served_two, rel=1e-5)
+        (newest, *_) = api.inspect(targets, "biased:2.0.0").reports
+        assert newest.evaluation_dataset == two.report.evaluation.dataset.digest
+        assert dict(newest.measured)["measured.accuracy"] == pytest.approx(acc.new)
+
+        # v2 measured again on dataset 2.0.0: its newest evaluation no longer compares with v1's
+        again = api.test(targets, "biased:2.0.0", TestOptions(runtime="local", requests=1, evaluate=other))
+        assert again.report.evaluation is not None and again.report.evaluation.dataset.version == "2.0.0"
+        measured = api.diff(targets, "biased:1.0.0", "biased:2.0.0").measured
+        assert measured is not None and not measured.comparable and measured.metrics == ()
+        assert measured.why_not.startswith("not comparable: measured on different dataset versions")
+    cli = run_cli("diff", "biased:1.0.0", "biased:2.0.0", "--store", str(store))
+    assert cli.returncode == 0 and "MEASURED: not comparable" in cli.stdout, cli.stderr
+    cli = run_cli("diff", "biased:1.0.0", "biased:2.0.0", "--store", str(store), "--json")
+    assert json.loads(cli.stdout)["measured"]["comparable"] is False
+
+    # a policy holds the served number to its own minimum, whatever gate the release declares
+    from modelpack.environment.policy import parse_requirements
+
+    assert one.report.evaluation is not None
+    served = one.report.evaluation.measurement.metrics["accuracy"]
+    (lax,) = parse_requirements("test:gate=measured.accuracy>=0.5")
+    above = round(served + 0.01, 4)
+    (strict,) = parse_requirements(f"test:gate=measured.accuracy>={above}")
+    (named,) = parse_requirements("test:gate=measured.f1_macro")
+    body = one.report.to_json()
+    assert lax.shortfalls(body) == []
+    assert strict.shortfalls(body) == [
+        f"measured.accuracy is {served:g} in the report; the policy requires >= {above:g}"
+    ]
+    assert named.shortfalls(body) == ["no passing gate on measured.f1_macro"]

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from modelpack.environment.move import MoveResult
     from modelpack.record.record import Record
     from modelpack.release.diff import RecordDiff
+    from modelpack.release.measured import MeasuredDiff
     from modelpack.release.view import ReleaseView
     from modelpack.testing.evaluate import Evaluation
     from modelpack.testing.report import TestReport
@@ -58,6 +59,9 @@ def release(display: str, view: ReleaseView, extra: InspectResult | None = None)
             else "no report attached"
         )
         fields.append(("tested", tested))
+        if newest is not None and newest.evaluation_dataset:
+            shown = ", ".join(f"{k} {v:g}" for k, v in newest.measured)
+            fields.append(("measured", f"{shown} (dataset {newest.evaluation_dataset[:19]})"))
         fields.append(("signed", _signed(extra)))
         fields.append(("attested", _attested(extra)))
     if rec.lock is not None:
@@ -152,6 +156,23 @@ def diff(a: str, b: str, d: RecordDiff) -> None:
         if c is not None:
             _output.echo()
             _output.echo(f"{label}: {c.old or '-'} -> {c.new or '-'}")
+
+
+def measured_diff(m: MeasuredDiff | None) -> None:
+    """The served model's numbers (attached reports), measured against measured."""
+    if m is None or (m.old.report is None and m.new.report is None):
+        return
+    _output.echo()
+    if not m.comparable:
+        _output.echo(f"MEASURED: {m.why_not}")
+        return
+    rows = []
+    for d in m.metrics:
+        change = f"{d.delta:+g}" if d.delta is not None else ""
+        rows.append([d.name, _num(d.old), _num(d.new), change, (d.direction or d.status)
+                     + (" REGRESSED" if d.regressed else "")])  # fmt: skip
+    title = f"MEASURED (dataset {(m.old.dataset or '')[:19]})"
+    _output.table(["NAME", "A", "B", "CHANGE", "STATUS"], rows, title=title)
 
 
 def _change_rows(changes: Any, short: bool = True) -> list[list[Any]]:

@@ -27,7 +27,6 @@ from modelpack.trust.keys import PrivateKey
 # 2: `evaluation` (the served model measured on a dataset version) and `load`; version 1 reports have
 # neither and read as "not measured".
 REPORT_VERSION = 2
-ANN_EVAL_DATASET = "dev.modelpack.test.evaluation.dataset"  # the evaluation dataset's manifest digest
 NOTHING_TESTED = "nothing tested: the release declares no golden case and no gate"
 
 
@@ -118,7 +117,7 @@ class TestReport:
             m = self.evaluation.measurement
             measured.update({f"measured.{k}": v for k, v in m.metrics.items()})
             measured.update({f"fairness.{k}": v for k, v in m.fairness.items()})
-            extra[ANN_EVAL_DATASET] = self.evaluation.dataset.digest
+            extra[evidence.ANN_EVAL_DATASET] = self.evaluation.dataset.digest
         if self.load is not None:
             measured.update({f"load.{k}": v for k, v in self.load.metrics().items()})
         return {
