@@ -302,3 +302,33 @@ def test_diff_inspect_and_policy_read_the_measured_numbers(
         f"measured.accuracy is {served:g} in the report; the policy requires >= {above:g}"
     ]
     assert named.shortfalls(body) == ["no passing gate on measured.f1_macro"]
+
+
+def test_the_portal_version_page_shows_the_evaluation(
+    published: tuple[str, list[dict[str, str]]],
+    registry: RegistryProcess,
+    repo: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ref, rows = published
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    project = make_project(
+        tmp_path / "p", ref, recorded="accuracy: 0.99", extra="  load: {connections: 2, duration: 0.5s}\n"
+    )
+    with Targets(store_path=tmp_path / "store") as targets:
+        built = api.build(targets, project, environ=EPOCH)
+        pushed = api.push(targets, f"{registry.host}/{repo}", source=built.tag).destination
+        outcome = api.test(targets, pushed, TestOptions(runtime="local", requests=1))
+    assert outcome.attached is not None and outcome.report.evaluation is not None
+    site = tmp_path / "site"
+    cli = run_cli("ui", "--export", str(site), f"{registry.host}/{repo}")
+    assert cli.returncode == 0, cli.stderr
+    (page,) = site.glob("r/*/v/1.0.0.html")
+    html = page.read_text()
+    m = outcome.report.evaluation.measurement
+    assert f"{rows.__len__()} rows" in html and "local runtime" in html
+    assert "confusion matrix" in html and all(f"<td>{n}</td>" in html for row in m.confusion for n in row)
+    assert "sex=1" in html and "age_band=51+" in html  # the per-slice table
+    assert "demographic_parity_difference" in html and "gap: served accuracy" in html
+    assert 'class="load"' in html
