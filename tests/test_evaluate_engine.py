@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fixtures.registry import RegistryProcess
 from sklearn import metrics as skm
-from test_evaluate import EPOCH, biased_predict, make_dataset, make_project
+from support.evaluation import EPOCH, biased_predict, make_dataset, make_project
 
 from modelpack import api
 from modelpack.store.layout import LayoutStore
