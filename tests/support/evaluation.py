@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
 COUNT_FILE = "modelpack-eval-predicts.log"
 
