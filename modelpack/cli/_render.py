@@ -59,9 +59,15 @@ def release(display: str, view: ReleaseView, extra: InspectResult | None = None)
             else "no report attached"
         )
         fields.append(("tested", tested))
-        if newest is not None and newest.evaluation_dataset:
-            shown = ", ".join(f"{k} {v:g}" for k, v in newest.measured)
-            fields.append(("measured", f"{shown} (dataset {newest.evaluation_dataset[:19]})"))
+        if newest is not None and newest.measured:
+            for source in ("measured", "fairness", "load"):
+                shown = ", ".join(
+                    f"{k.split('.', 1)[1]} {v:g}" for k, v in newest.measured if k.startswith(f"{source}.")
+                )
+                dataset = newest.evaluation_dataset
+                on = f" (dataset {dataset[:19]})" if dataset and source == "measured" else ""
+                if shown:
+                    fields.append((source, shown + on))
         fields.append(("signed", _signed(extra)))
         fields.append(("attested", _attested(extra)))
     if rec.lock is not None:
