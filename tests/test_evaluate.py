@@ -20,6 +20,7 @@ from modelpack.errors import InputError
 from modelpack.packfile import load_packfile
 from modelpack.record.record import TestPlan
 from modelpack.targets import Targets
+from modelpack.testing.report import statement
 from modelpack.testing.testrun import TestOptions
 
 
@@ -108,6 +109,9 @@ def test_every_metric_and_gap_matches_sklearn_and_fairlearn_on_the_same_predicti
     assert body["reportVersion"] == 2 and body["runtime"] == "local"
     assert body["evaluation"]["dataset"]["digest"] == e.dataset.digest
     assert body["evaluation"]["confusionMatrix"] == skm.confusion_matrix(truth, pred).tolist()
+    predicate = statement(report)["predicate"]  # the in-toto test result: the dataset was configuration
+    assert predicate["modelpack"]["reportVersion"] == 2 and predicate["result"] == "FAILED"
+    assert any(c["digest"] == {"sha256": e.dataset.digest[7:]} for c in predicate["configuration"])
     ann = report.annotations()
     assert ann["dev.modelpack.test.evaluation.dataset"] == e.dataset.digest
     assert float(ann["dev.modelpack.test.metric.measured.accuracy"]) == pytest.approx(m["accuracy"], rel=1e-5)
