@@ -160,6 +160,15 @@ def test_a_column_the_dataset_lacks_is_one_line_naming_it(
     errors = [line for line in cli.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "no column 'gender'" in errors[0] and "Traceback" not in cli.stderr
 
+    # --evaluate on a release that declares no evaluation: nothing says which columns are features
+    text = packfile.read_text()
+    packfile.write_text(text[: text.index("  evaluate:")].replace("tests:\n  gates: []\n", "") + "\n")
+    with Targets(store_path=tmp_path / "store") as t:
+        api.build(t, project, version="0.9.0", environ=EPOCH)
+    cli = run_cli("test", "biased:0.9.0", "--evaluate", ref, "--runtime", "local", "--no-attach",
+                  "--store", str(tmp_path / "store"))  # fmt: skip
+    assert cli.returncode == 2 and "declares no tests.evaluate" in cli.stderr, cli.stderr
+
 
 def test_evaluate_option_without_a_plan_and_unknown_gate_names(tmp_path: Path) -> None:
     project = make_project(tmp_path / "p", "127.0.0.1:1/d/x:1.0.0", gates="measured.f1_macr >= 0.9")

@@ -61,21 +61,6 @@ class LoadResult:
             "requests": self.requests,
         }
 
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> LoadResult:
-        return cls(
-            connections=int(obj["connections"]),
-            duration_s=float(obj["durationSeconds"]),
-            requests=int(obj["requests"]),
-            errors=int(obj["errors"]),
-            throughput_rps=float(obj["throughput_rps"]),
-            p50_ms=float(obj["p50_ms"]),
-            p95_ms=float(obj["p95_ms"]),
-            p99_ms=float(obj["p99_ms"]),
-            peak_memory_mb=None if obj.get("peak_memory_mb") is None else float(obj["peak_memory_mb"]),
-            first_error=str(obj.get("firstError") or ""),
-        )
-
 
 def run_load(url: str, body: dict[str, Any], plan: LoadPlan, memory: MemoryProbe) -> LoadResult:
     return asyncio.run(_run(url, body, plan, memory))

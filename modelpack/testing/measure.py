@@ -50,24 +50,6 @@ class Measurement:
             "notes": list(self.notes),
         }
 
-    @classmethod
-    def from_json(cls, obj: Mapping[str, Any]) -> Measurement:
-        return cls(
-            task=str(obj.get("task", "")),
-            rows=int(obj.get("rows", 0)),
-            metrics={str(k): float(v) for k, v in (obj.get("metrics") or {}).items()},
-            labels=tuple(str(x) for x in obj.get("labels") or ()),
-            per_class={str(k): dict(v) for k, v in (obj.get("perClass") or {}).items()},
-            confusion=tuple(tuple(int(x) for x in r) for r in obj.get("confusionMatrix") or ()),
-            slices=tuple(
-                SliceResult(str(s["column"]), str(s["value"]), int(s["rows"]), dict(s["metrics"]))
-                for s in obj.get("slices") or ()
-            ),
-            fairness={str(k): float(v) for k, v in (obj.get("fairness") or {}).items()},
-            fairness_by_column={str(k): dict(v) for k, v in (obj.get("fairnessByColumn") or {}).items()},
-            notes=tuple(str(n) for n in obj.get("notes") or ()),
-        )
-
 
 def label(value: object) -> str:
     """One spelling per class: the CSV's "2", the model's 2 and 2.0 are the same class "2"."""
