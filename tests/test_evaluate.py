@@ -159,6 +159,7 @@ def test_a_column_the_dataset_lacks_is_one_line_naming_it(
     assert cli.returncode == 2, cli.stderr
     errors = [line for line in cli.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "no column 'gender'" in errors[0] and "Traceback" not in cli.stderr
+    assert "starting the local runtime" not in cli.stderr  # refused before the runtime started
 
     # --evaluate on a release that declares no evaluation: nothing says which columns are features
     text = packfile.read_text()

@@ -212,20 +212,40 @@ def _flat(data: Any) -> list[Any]:
     return [data]
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """The evaluation file read and checked: every named column present, features and (for regression)
+    targets numbers. Made before the runtime starts, so a wrong column costs a second, not a start-up."""
+
+    plan: EvaluationPlan
+    data: DatasetFile
+    table: Table
+    x: list[list[float]]
+    y: list[float] | None  # regression targets
+
+    @property
+    def where(self) -> str:
+        return f"{self.data.reference}: {self.data.file}"
+
+
+def prepare(plan: EvaluationPlan, data: DatasetFile) -> Prepared:
+    where = f"{data.reference}: {data.file}"
+    table = read_table(data.path, plan, where)
+    y = numbers(table, plan.target, where) if plan.task == "regression" else None
+    return Prepared(plan, data, table, features(table, plan, where), y)
+
+
 def evaluate(
-    plan: EvaluationPlan,
-    data: DatasetFile,
+    prepared: Prepared,
     infer: Infer,
     recorded: Mapping[str, float],
     info: Callable[[str], None] = lambda _m: None,
 ) -> Evaluation:
-    where = f"{data.reference}: {data.file}"
-    table = read_table(data.path, plan, where)
-    x = features(table, plan, where)
-    info(f"evaluating on {len(x)} rows of {data.name} {data.version} in batches of {plan.batch}")
-    predictions, scores, sent = predict(x, plan, infer)
+    plan, data, table = prepared.plan, prepared.data, prepared.table
+    info(f"evaluating on {len(prepared.x)} rows of {data.name} {data.version} in batches of {plan.batch}")
+    predictions, scores, sent = predict(prepared.x, plan, infer)
     slices = {c: [label(v) for v in table.column(c)] for c in plan.slices}
-    if plan.task == "classification":
+    if prepared.y is None:
         measurement = classification(
             [label(v) for v in table.column(plan.target)],
             [label(v) for v in predictions],
@@ -234,8 +254,7 @@ def evaluate(
             plan.positive,
         )
     else:
-        truth = numbers(table, plan.target, where)
-        measurement = regression(truth, [float(v) for v in predictions], slices)
+        measurement = regression(prepared.y, [float(v) for v in predictions], slices)
     return Evaluation(data, plan, measurement, claims(recorded, measurement.metrics, plan.tolerance), sent)
 
 

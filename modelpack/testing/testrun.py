@@ -26,7 +26,7 @@ from modelpack.record.evaluation import EvaluationPlan, LoadPlan
 from modelpack.release.view import ReleaseView, load_release
 from modelpack.targets import Location
 from modelpack.testing.cases import CaseResult, LatencyError, measure_latency, run_cases
-from modelpack.testing.evaluate import DatasetFile, Evaluation, evaluate
+from modelpack.testing.evaluate import DatasetFile, Evaluation, Prepared, evaluate, prepare
 from modelpack.testing.gates import GateResult, Latency, evaluate_gates
 from modelpack.testing.load import LoadResult, MemoryProbe, container_peak_mb, local_peak_mb, run_load
 from modelpack.testing.report import ReleaseInfo, TestReport, attach_report
@@ -120,7 +120,9 @@ def run_test(
     plan = evaluation_plan(release, options.evaluate, resolved.display)
     load_plan = options.load or (tests.load if tests else None)
     recorded = {k: m.value for k, m in release.record.metrics.items()}
-    data = fetch_dataset(plan) if plan else None  # before the server: a bad dataset fails in a second
+    # before the server: a missing column or a bad dataset fails in a second
+    prepared = prepare(plan, fetch_dataset(plan)) if plan else None
+    load_body = _load_request(cases, prepared) if load_plan else None
     server = _server(bases, resolved, release, runtime, files, cache_root, options, info)
     evaluation: Evaluation | None = None
     load: LoadResult | None = None
@@ -128,14 +130,13 @@ def run_test(
         note = f"{note}; {detail}" if detail else note
         results, latency, latency_problem = _exercise(url, release.record.name, cases, n, info)
         endpoint = f"{url}/v2/models/{release.record.name}/infer"
-        if plan is not None and data is not None:
+        if prepared is not None:
             with httpx.Client(timeout=120.0) as http:
                 infer = _inferrer(http, url, release.record.name)
-                evaluation = evaluate(plan, data, infer, recorded, info)
-        if load_plan is not None:
-            body = _load_request(cases, plan, evaluation)
+                evaluation = evaluate(prepared, infer, recorded, info)
+        if load_plan is not None and load_body is not None:
             info(f"load: {load_plan.connections} connections for {load_plan.duration_s:g} s")
-            load = run_load(endpoint, body, load_plan, memory)
+            load = run_load(endpoint, load_body, load_plan, memory)
     size_mb = image_size_mb(resolved.target, release)
     gates = _gates(release, latency, latency_problem, size_mb, evaluation, load)
     report = TestReport(
@@ -204,18 +205,14 @@ def evaluation_plan(release: ReleaseView, dataset: str | None, display: str) -> 
     return dataclasses.replace(plan, dataset=dataset)
 
 
-def _load_request(
-    cases: tuple[Case, ...], plan: EvaluationPlan | None, evaluation: Evaluation | None
-) -> dict[str, Any]:
+def _load_request(cases: tuple[Case, ...], prepared: Prepared | None) -> dict[str, Any]:
     """What the load sends: the first golden case's request, else one row of the evaluation."""
     if cases:
         return cases[0].request()
-    if plan is not None and evaluation is not None:
-        from modelpack.testing.evaluate import features, read_table
-
-        table = read_table(evaluation.dataset.path, plan, evaluation.dataset.reference)
-        row = features(table, plan, evaluation.dataset.reference)[0]
-        return {"inputs": [{"name": plan.input, "shape": [1, len(row)], "datatype": "FP32", "data": row}]}
+    if prepared is not None:
+        row = prepared.x[0]
+        name = prepared.plan.input
+        return {"inputs": [{"name": name, "shape": [1, len(row)], "datatype": "FP32", "data": row}]}
     raise UsageError(
         "a load test needs a request to send: declare golden cases (tests.cases) or tests.evaluate"
     )
