@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelpack.errors import InputError, TestFailedError, UsageError
-from modelpack.record.evaluation import EvaluationPlan
 from modelpack.targets import Targets
-from modelpack.testing.evaluate import DatasetFile
 from modelpack.testing.testrun import TestOptions, TestOutcome, check_runtime, release_ref, run_test
+
+if TYPE_CHECKING:
+    from modelpack.record.evaluation import EvaluationPlan
+    from modelpack.testing.evaluate import DatasetFile
 
 __all__ = ["TestOptions", "TestOutcome", "serve", "test"]
 
@@ -46,6 +49,11 @@ def test(
         raise UsageError(f"{reference}: name a release tag or digest")
     import tempfile
 
+    def fetch(plan: EvaluationPlan, scratch: Path) -> DatasetFile:
+        from modelpack.api._datasets import evaluation_file  # only a run that evaluates pays for it
+
+        return evaluation_file(targets, plan, scratch, info)
+
     with tempfile.TemporaryDirectory(prefix="modelpack-eval-") as scratch:
         return run_test(
             resolved,
@@ -54,50 +62,8 @@ def test(
             cache_root=targets.store_path / "cache",
             bases=targets.base_sources,
             info=info,
-            fetch_dataset=lambda plan: evaluation_file(targets, plan, Path(scratch), info),
+            fetch_dataset=lambda plan: fetch(plan, Path(scratch)),
         )
-
-
-def fnmatch_escape(path: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in path)
-
-
-def evaluation_file(
-    targets: Targets, plan: EvaluationPlan, scratch: Path, info: Callable[[str], None] = _quiet
-) -> DatasetFile:
-    """The plan's file pulled from its dataset version into `scratch`: every layer digest and the file's
-    sha256 verified against the dataset record before the evaluation reads a byte of it."""
-    from modelpack.api._datasets import _open, pull_view
-
-    where, view = _open(targets, plan.dataset)
-    paths = [f.path for f in view.record.files]
-    if plan.file is not None:
-        if plan.file not in paths:
-            raise InputError(
-                f"{where.display} has no file {plan.file!r} (tests.evaluate.file)",
-                hint=f"its files: {', '.join(paths[:10])}{' ...' if len(paths) > 10 else ''}",
-            )
-        chosen = plan.file
-    else:
-        csvs = [p for p in paths if p.lower().endswith(".csv")]
-        if len(csvs) != 1:
-            raise InputError(
-                f"{where.display} holds {len(csvs)} CSV files; tests.evaluate.file must name one",
-                hint=", ".join(csvs[:10]) or "a dataset of CSV files is needed",
-            )
-        chosen = csvs[0]
-    info(f"pulling {chosen} from {where.display} ({view.digest[:19]})")
-    pulled = pull_view(where, view, scratch / "dataset", glob=fnmatch_escape(chosen))
-    entry = next(f for f in view.record.files if f.path == chosen)
-    return DatasetFile(
-        reference=where.display,
-        digest=pulled.digest,
-        name=view.record.name,
-        version=view.record.version,
-        file=chosen,
-        sha256=entry.sha256,
-        path=scratch / "dataset" / chosen,
-    )
 
 
 test.__test__ = False  # type: ignore[attr-defined]  # not a pytest test when imported into a test module
