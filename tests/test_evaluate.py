@@ -5,6 +5,9 @@ metrics checked against scikit-learn and fairlearn computed here on predictions 
 from __future__ import annotations
 
 import json
+import random
+import shutil
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +16,7 @@ from fairlearn.metrics import demographic_parity_difference, equalized_odds_diff
 from fixtures.registry import RegistryProcess
 from sklearn import metrics as skm
 from support.clirun import run_cli
-from support.evaluation import COUNT_FILE, EPOCH, biased_predict, make_dataset, make_project
+from support.evaluation import COUNT_FILE, EPOCH, EXAMPLES, biased_predict, make_dataset, make_project
 
 from modelpack import api
 from modelpack.errors import InputError
@@ -267,3 +270,57 @@ def test_the_portal_version_page_shows_the_evaluation(
     assert "sex=1" in html and "age_band=51+" in html  # the per-slice table
     assert "demographic_parity_difference" in html and "gap: served accuracy" in html
     assert 'class="load"' in html
+
+
+def test_regression_on_the_custom_handler_example(
+    registry: RegistryProcess, repo: str, tmp_path: Path
+) -> None:
+    rnd = random.Random(11)
+    rows = []
+    for _ in range(120):
+        rooms, area, age = rnd.randint(1, 6), rnd.randint(20, 200), rnd.randint(0, 80)
+        rows.append(
+            (rooms, area, age, round(12.5 * rooms + 2.25 * area - 1.5 * age + 40 + rnd.gauss(0, 4), 3))
+        )
+    data = tmp_path / "houses"
+    data.mkdir()
+    lines = ["rooms,area_m2,age_years,price", *(",".join(map(str, r)) for r in rows)]
+    (data / "houses.csv").write_text("\n".join(lines) + "\n")
+    ref = f"{registry.host}/{repo}-houses:1.0.0"
+    with Targets() as targets:
+        api.dataset_push(targets, data, ref, environ=EPOCH)
+    project = tmp_path / "house"
+    shutil.copytree(EXAMPLES / "custom-handler", project)
+    packfile = project / "modelpack.yaml"
+    evaluate = textwrap.indent(
+        textwrap.dedent(f"""\
+        evaluate:
+          dataset: {ref}
+          features: [rooms, area_m2, age_years]
+          target: price
+          task: regression
+          input: features
+          prediction: price
+        """),
+        "  ",
+    )
+    text = packfile.read_text()
+    assert "    - latency_p95_ms <= 20\n" in text
+    packfile.write_text(
+        text.replace("    - latency_p95_ms <= 20\n", "    - measured.rmse <= 10\n" + evaluate)
+    )
+    with Targets(store_path=tmp_path / "store") as targets:
+        api.build(targets, project, environ=EPOCH)
+        outcome = api.test(
+            targets, "house-prices:0.1.0", TestOptions(runtime="local", requests=2, attach=False)
+        )
+    e = outcome.report.evaluation
+    assert e is not None and e.measurement.task == "regression" and e.measurement.rows == 120
+    truth = np.array([r[3] for r in rows])
+    pred = np.array([np.float32(12.5 * r[0] + 2.25 * r[1] - 1.5 * r[2] + 40) for r in rows], dtype=np.float64)
+    err = pred - truth
+    assert e.measurement.metrics["mae"] == pytest.approx(np.abs(err).mean(), rel=1e-5)
+    assert e.measurement.metrics["rmse"] == pytest.approx(np.sqrt((err**2).mean()), rel=1e-5)
+    r2 = 1 - (err**2).sum() / ((truth - truth.mean()) ** 2).sum()
+    assert e.measurement.metrics["r2"] == pytest.approx(r2, rel=1e-5)
+    assert outcome.report.passed, outcome.report.failures
