@@ -214,6 +214,10 @@ def test_diff_inspect_and_policy_read_the_measured_numbers(
         assert newest.evaluation_dataset == two.report.evaluation.dataset.digest
         assert dict(newest.measured)["measured.accuracy"] == pytest.approx(acc.new)
 
+        # ls sorts and filters on the served number, read from the reports' annotations
+        listed = api.ls(targets, "biased", sort="measured.accuracy", where=["measured.accuracy>=0.5"])
+        assert set(listed.tags) == {"1.0.0", "2.0.0"}
+
         # v2 measured again on dataset 2.0.0: its newest evaluation no longer compares with v1's
         again = api.test(targets, "biased:2.0.0", TestOptions(runtime="local", requests=1, evaluate=other))
         assert again.report.evaluation is not None and again.report.evaluation.dataset.version == "2.0.0"
