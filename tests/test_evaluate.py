@@ -4,6 +4,7 @@ metrics checked against scikit-learn and fairlearn computed here on predictions 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import shutil
@@ -20,11 +21,15 @@ from support.evaluation import COUNT_FILE, EPOCH, EXAMPLES, biased_predict, make
 
 from modelpack import api
 from modelpack.errors import InputError
+from modelpack.evidence.attestations import attach_envelope
+from modelpack.evidence.evidence import REPORT_TYPE
+from modelpack.oci.model import Descriptor
 from modelpack.packfile import load_packfile
 from modelpack.record.record import TestPlan
 from modelpack.targets import Targets
 from modelpack.testing.report import statement
 from modelpack.testing.testrun import TestOptions
+from modelpack.trust.intoto import test_result_statement
 
 
 @pytest.fixture
@@ -263,6 +268,16 @@ def test_the_portal_version_page_shows_the_evaluation(
         pushed = api.push(targets, f"{registry.host}/{repo}", source=built.tag).destination
         outcome = api.test(targets, pushed, TestOptions(runtime="local", requests=1))
     assert outcome.attached is not None and outcome.report.evaluation is not None
+    # a report written before evaluation (version 1: no evaluation, no load) still reads beside it
+    old = dataclasses.replace(outcome.report, evaluation=None, load=None, finished="2000-01-01T00:00:00Z")
+    body = {**old.to_json(), "reportVersion": 1}
+    del body["evaluation"], body["load"]
+    r = old.release
+    with Targets() as targets:
+        target = targets.open(pushed).target
+        attach_envelope(target, Descriptor(r.media_type, r.digest, r.size), REPORT_TYPE,
+                        test_result_statement(body, r.digest, f"{r.name}:{r.version}"), None,
+                        old.annotations())  # fmt: skip
     site = tmp_path / "site"
     cli = run_cli("ui", "--export", str(site), f"{registry.host}/{repo}")
     assert cli.returncode == 0, cli.stderr
@@ -274,6 +289,7 @@ def test_the_portal_version_page_shows_the_evaluation(
     assert "sex=1" in html and "age_band=51+" in html  # the per-slice table
     assert "demographic_parity_difference" in html and "gap: served accuracy" in html
     assert 'class="load"' in html
+    assert html.count('class="report"') == 2 and html.count('class="evaluation"') == 1
 
 
 def test_regression_on_the_custom_handler_example(
