@@ -8,19 +8,21 @@ recorded as a referrer, like `push --force`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from modelpack.dataset.compare import DatasetDiff, Use, diff_records, uses_in
 from modelpack.dataset.read import DatasetView, load_dataset
-from modelpack.errors import UsageError
+from modelpack.errors import InputError, UsageError
 from modelpack.oci import digest as digests
 from modelpack.oci.copy import CopyResult, copy_graph
 from modelpack.oci.target import ProgressFn, no_progress
 from modelpack.record.dataset import DatasetRecord
+from modelpack.record.evaluation import EvaluationPlan
 from modelpack.targets import Location, Targets
+from modelpack.testing.evaluate import DatasetFile
 
 __all__ = [
     "DatasetDiffResult",
@@ -153,11 +155,24 @@ def dataset_pull(
 ) -> DatasetPullResult:
     """Write the dataset's files (those `glob` selects) into `dest`, every layer digest and every file's
     sha256 verified against the record before anything is moved into place."""
+    where, view = _open(targets, reference)
+    return pull_view(where, view, dest, glob=glob, force=force, progress=progress)
+
+
+def pull_view(
+    where: Location,
+    view: DatasetView,
+    dest: Path,
+    *,
+    glob: str | None = None,
+    force: bool = False,
+    progress: ProgressFn = no_progress,
+) -> DatasetPullResult:
+    """`dataset_pull` of a dataset already opened (so a caller that read its record pulls those bytes)."""
     from modelpack.dataset.read import layers_for, refuse_vcs_paths, selector, verify_files
     from modelpack.errors import InputError
     from modelpack.unpack import extract
 
-    where, view = _open(targets, reference)
     refuse_vcs_paths(view.record, where.display)
     keep = selector(glob)
     wanted = [f.path for f in view.record.files if keep(f.path)]
@@ -304,3 +319,43 @@ def _open(targets: Targets, reference: str) -> tuple[Location, DatasetView]:
     where = targets.open(reference)
     view = load_dataset(where.target, where.need_ref("read"), where=where.display)
     return where, view
+
+
+def fnmatch_escape(path: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in path)
+
+
+def evaluation_file(
+    targets: Targets, plan: EvaluationPlan, scratch: Path, info: Callable[[str], None] = lambda _m: None
+) -> DatasetFile:
+    """The plan's file pulled from its dataset version into `scratch`: every layer digest and the file's
+    sha256 verified against the dataset record before the evaluation reads a byte of it."""
+    where, view = _open(targets, plan.dataset)
+    paths = [f.path for f in view.record.files]
+    if plan.file is not None:
+        if plan.file not in paths:
+            raise InputError(
+                f"{where.display} has no file {plan.file!r} (tests.evaluate.file)",
+                hint=f"its files: {', '.join(paths[:10])}{' ...' if len(paths) > 10 else ''}",
+            )
+        chosen = plan.file
+    else:
+        csvs = [p for p in paths if p.lower().endswith(".csv")]
+        if len(csvs) != 1:
+            raise InputError(
+                f"{where.display} holds {len(csvs)} CSV files; tests.evaluate.file must name one",
+                hint=", ".join(csvs[:10]) or "a dataset of CSV files is needed",
+            )
+        chosen = csvs[0]
+    info(f"pulling {chosen} from {where.display} ({view.digest[:19]})")
+    pulled = pull_view(where, view, scratch / "dataset", glob=fnmatch_escape(chosen))
+    entry = next(f for f in view.record.files if f.path == chosen)
+    return DatasetFile(
+        reference=where.display,
+        digest=pulled.digest,
+        name=view.record.name,
+        version=view.record.version,
+        file=chosen,
+        sha256=entry.sha256,
+        path=scratch / "dataset" / chosen,
+    )

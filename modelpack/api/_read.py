@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from modelpack.oci.model import Descriptor
     from modelpack.record.where import Condition
     from modelpack.release import query
+    from modelpack.release.measured import MeasuredDiff
 
 _BARE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
@@ -30,6 +31,8 @@ class ReportInfo:
     passed: bool
     runtime: str
     created: str
+    measured: tuple[tuple[str, float], ...] = ()  # measured./fairness./load. numbers, from annotations
+    evaluation_dataset: str | None = None  # the dataset version's digest the evaluation ran on
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -37,6 +40,8 @@ class ReportInfo:
             "passed": self.passed,
             "runtime": self.runtime,
             "created": self.created,
+            "measured": dict(self.measured),
+            "evaluationDataset": self.evaluation_dataset,
         }
 
 
@@ -69,9 +74,12 @@ class DiffResult:
     a: str
     b: str
     diff: RecordDiff
+    measured: MeasuredDiff | None = None  # the served model's numbers, from attached reports
 
     def to_json(self) -> dict[str, Any]:
-        return {"a": self.a, "b": self.b, **self.diff.to_json()}
+        out = {"a": self.a, "b": self.b, **self.diff.to_json()}
+        out["measured"] = self.measured.to_json() if self.measured else None
+        return out
 
 
 @dataclass(frozen=True)
@@ -195,6 +203,8 @@ def _reports(referrers: Sequence[Descriptor]) -> tuple[ReportInfo, ...]:
             (d.annotations or {}).get(evidence.ANN_PASSED) == "true",
             evidence.runtime_of(d),
             (d.annotations or {}).get(evidence.ANN_CREATED) or "",
+            tuple(sorted((k, v) for k, v in evidence.measured(d).items() if "." in k)),
+            evidence.evaluation_dataset(d),
         )
         for d in referrers
         if d.artifact_type == evidence.REPORT_TYPE
@@ -230,7 +240,10 @@ def diff(targets: Targets, a: str, b: str, *, local: bool = False, better: Seque
     wb, ref_b = _release(targets, b_text, local or (wa.is_local and b_text != b))
     old = load_release(wa.target, ref_a, layers=False, where=wa.display)
     new = load_release(wb.target, ref_b, layers=False, where=wb.display)
-    return DiffResult(wa.display, wb.display, diff_records(old.record, new.record, directions))
+    from modelpack.release.measured import diff_measured, measured_side
+
+    measured = diff_measured(measured_side(wa.target, old.digest), measured_side(wb.target, new.digest))
+    return DiffResult(wa.display, wb.display, diff_records(old.record, new.record, directions), measured)
 
 
 def ls(

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modelpack.errors import InputError, TestFailedError, UsageError
 from modelpack.targets import Targets
 from modelpack.testing.testrun import TestOptions, TestOutcome, check_runtime, release_ref, run_test
+
+if TYPE_CHECKING:
+    from modelpack.record.evaluation import EvaluationPlan
+    from modelpack.testing.evaluate import DatasetFile
 
 __all__ = ["TestOptions", "TestOutcome", "serve", "test"]
 
@@ -42,9 +47,23 @@ def test(
     ref = release_ref(resolved)
     if ref is None:
         raise UsageError(f"{reference}: name a release tag or digest")
-    return run_test(
-        resolved, ref, options, cache_root=targets.store_path / "cache", bases=targets.base_sources, info=info
-    )
+    import tempfile
+
+    def fetch(plan: EvaluationPlan, scratch: Path) -> DatasetFile:
+        from modelpack.api._datasets import evaluation_file  # only a run that evaluates pays for it
+
+        return evaluation_file(targets, plan, scratch, info)
+
+    with tempfile.TemporaryDirectory(prefix="modelpack-eval-") as scratch:
+        return run_test(
+            resolved,
+            ref,
+            options,
+            cache_root=targets.store_path / "cache",
+            bases=targets.base_sources,
+            info=info,
+            fetch_dataset=lambda plan: fetch(plan, Path(scratch)),
+        )
 
 
 test.__test__ = False  # type: ignore[attr-defined]  # not a pytest test when imported into a test module

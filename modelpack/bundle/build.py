@@ -225,6 +225,8 @@ def build_bundle(
             cases=f"code/{_rel(pf.tests.cases, pf.root)}" if pf.tests.cases else None,
             gates=tuple(str(g) for g in pf.tests.gates),
             latency_requests=pf.tests.latency_requests,
+            evaluate=pf.tests.evaluate,
+            load=pf.tests.load,
         ),
         serving=ServingInfo(
             handler=pf.code.handler,

@@ -19,7 +19,9 @@ if TYPE_CHECKING:
     from modelpack.environment.move import MoveResult
     from modelpack.record.record import Record
     from modelpack.release.diff import RecordDiff
+    from modelpack.release.measured import MeasuredDiff
     from modelpack.release.view import ReleaseView
+    from modelpack.testing.evaluate import Evaluation
     from modelpack.testing.report import TestReport
     from modelpack.testing.testrun import TestOutcome
 
@@ -71,6 +73,15 @@ def release(display: str, view: ReleaseView, extra: InspectResult | None = None)
             else "no report attached"
         )
         fields.append(("tested", tested))
+        if newest is not None and newest.measured:
+            for source in ("measured", "fairness", "load"):
+                shown = ", ".join(
+                    f"{k.split('.', 1)[1]} {v:g}" for k, v in newest.measured if k.startswith(f"{source}.")
+                )
+                dataset = newest.evaluation_dataset
+                on = f" (dataset {dataset[:19]})" if dataset and source == "measured" else ""
+                if shown:
+                    fields.append((source, shown + on))
         fields.append(("signed", _signed(extra)))
         fields.append(("attested", _attested(extra)))
     if rec.lock is not None:
@@ -168,6 +179,23 @@ def diff(a: str, b: str, d: RecordDiff) -> None:
         if c is not None:
             _output.echo()
             _output.echo(f"{label}: {c.old or '-'} -> {c.new or '-'}")
+
+
+def measured_diff(m: MeasuredDiff | None) -> None:
+    """The served model's numbers (attached reports), measured against measured."""
+    if m is None or (m.old.report is None and m.new.report is None):
+        return
+    _output.echo()
+    if not m.comparable:
+        _output.echo(f"MEASURED: {m.why_not}")
+        return
+    rows = []
+    for d in m.metrics:
+        change = f"{d.delta:+g}" if d.delta is not None else ""
+        rows.append([d.name, _num(d.old), _num(d.new), change, (d.direction or d.status)
+                     + (" REGRESSED" if d.regressed else "")])  # fmt: skip
+    title = f"MEASURED (dataset {(m.old.dataset or '')[:19]})"
+    _output.table(["NAME", "A", "B", "CHANGE", "STATUS"], rows, title=title)
 
 
 def _change_rows(changes: Any, short: bool = True) -> list[list[Any]]:
@@ -340,6 +368,44 @@ def report(r: TestReport) -> None:
             f"latency over {lat.requests} requests: p50 {lat.p50_ms:.2f} ms, p95 {lat.p95_ms:.2f} ms, "
             f"p99 {lat.p99_ms:.2f} ms"
         )
+    if r.evaluation is not None:
+        evaluation(r.evaluation)
+    if r.load is not None:
+        ld = r.load
+        memory = f", peak memory {ld.peak_memory_mb:.1f} MB" if ld.peak_memory_mb is not None else ""
+        _output.info(
+            f"load: {ld.connections} connections for {ld.duration_s:.1f} s: {ld.requests} requests, "
+            f"{ld.throughput_rps:.1f} req/s, p50 {ld.p50_ms:.2f} ms, p95 {ld.p95_ms:.2f} ms, "
+            f"p99 {ld.p99_ms:.2f} ms, error rate {ld.error_rate:.2%}{memory}"
+        )
+
+
+def evaluation(e: Evaluation) -> None:
+    m, d = e.measurement, e.dataset
+    where = f"{d.name} {d.version} ({d.digest[:19]}, {d.file}, {m.rows} rows)"
+    rows = [(k, f"{v:.4f}", next((f"{c.recorded:.4f}" for c in e.claims if c.metric == k), ""))
+            for k, v in m.metrics.items()]  # fmt: skip
+    _output.table(("METRIC", "MEASURED", "RECORDED"), rows, title=f"measured on {where}")
+    for line in e.flagged():
+        _output.info(f"gap: {line}")
+    if m.slices:
+        names = list(m.metrics)
+        _output.table(
+            ("SLICE", "ROWS", *names),
+            [
+                (
+                    f"{s.column}={s.value}",
+                    str(s.rows),
+                    *(f"{s.metrics.get(n, float('nan')):.4f}" for n in names),
+                )
+                for s in m.slices
+            ],
+            title="per slice",
+        )
+    for k, v in m.fairness.items():
+        _output.info(f"fairness: {k} {v:.4f}")
+    for note in m.notes:
+        _output.info(f"note: {note}")
 
 
 def _attested(extra: InspectResult) -> str:

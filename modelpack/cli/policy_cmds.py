@@ -36,9 +36,9 @@ def set_(
         typer.Option(
             "--require",
             metavar="REQS",
-            help="Comma-separated: test[:docker|local][:cases=N][:gate=METRIC][:cases-digest=sha256:HEX]"
-            "[:KEY.pub], signature:KEY.pub[@YYYY-MM-DD], model-signature:KEY.pub, provenance[:KEY.pub], "
-            "sbom, promoter:KEY.pub.",
+            help="Comma-separated: test[:docker|local][:cases=N][:gate=METRIC][:gate=METRIC>=N]"
+            "[:cases-digest=sha256:HEX][:KEY.pub], signature:KEY.pub[@YYYY-MM-DD], "
+            "model-signature:KEY.pub, provenance[:KEY.pub], sbom, promoter:KEY.pub.",
         ),
     ],
     key: Annotated[

@@ -84,7 +84,9 @@ def diff(
         _output.emit_json(result.to_json())
     else:
         _render.diff(result.a, result.b, result.diff)
-    if exit_code and result.diff.regressions:
+        _render.measured_diff(result.measured)
+    measured_regressed = result.measured is not None and any(m.regressed for m in result.measured.metrics)
+    if exit_code and (result.diff.regressions or measured_regressed):
         raise typer.Exit(1)
 
 

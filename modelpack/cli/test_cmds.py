@@ -69,6 +69,26 @@ def test_release(
             show_default=False,
         ),
     ] = None,
+    evaluate: Annotated[
+        str | None,
+        typer.Option(
+            "--evaluate",
+            metavar="DATASET",
+            help="Measure the served model on this dataset version (REG/REPO:VERSION) instead of the one "
+            "tests.evaluate names (its features and target still come from the release).",
+            show_default=False,
+        ),
+    ] = None,
+    load: Annotated[
+        str | None,
+        typer.Option(
+            "--load",
+            metavar="NxDURATION",
+            help="Load the runtime with N concurrent connections for DURATION (e.g. 8x10s), instead of "
+            "tests.load.",
+            show_default=False,
+        ),
+    ] = None,
     ready_timeout: ReadyOpt = 90.0,
     local: LocalOpt = False,
     as_json: JsonOpt = False,
@@ -91,15 +111,28 @@ def test_release(
       modelpack test iris-onnx:1.0.0 --runtime local --report report.json
 
       modelpack test 127.0.0.1:5000/acme/iris:1.0.0 --key env://MODELPACK_SIGNING_KEY
+
+      modelpack test iris-onnx:1.0.0 --runtime local --evaluate 127.0.0.1:5000/data/iris:2.0.0 --load 8x10s
+
+    With tests.evaluate (docs/evaluation.md) every row of a dataset version goes through the running model
+    and the metrics are measured (gates `measured.f1_macro >= 0.9`, `gap.f1_macro <= 0.02`,
+    `fairness.equalized_odds_difference <= 0.05`); with tests.load or --load, `load.p99_ms <= 50`.
     """
     from modelpack import api
 
     _output.said_local(local)
     from modelpack.api._testing import failure
+    from modelpack.testing.load import parse_load
     from modelpack.testing.report import junit_xml
 
     options = api.TestOptions(
-        runtime=runtime, requests=requests, attach=not no_attach, ready_timeout=ready_timeout, local=local
+        runtime=runtime,
+        requests=requests,
+        attach=not no_attach,
+        ready_timeout=ready_timeout,
+        local=local,
+        evaluate=evaluate,
+        load=parse_load(load) if load else None,
     )
     with access.targets() as targets:
         password = key_password(key) if key else None

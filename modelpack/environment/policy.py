@@ -21,8 +21,11 @@ Requirements (`--require`, comma-separated):
                                  local) when given, its in-toto evidence signed by KEY when given; the
                                  minimums a release cannot lower by declaring less (each repeatable
                                  where it makes sense): cases=N (at least N golden cases passed),
-                                 gate=METRIC (a passing gate on METRIC), cases-digest=sha256:HEX (the
-                                 cases file the run read, as the report's casesDigest says)
+                                 gate=METRIC (a passing gate on METRIC), gate=METRIC>=N (one whose
+                                 value also meets N: gate=measured.f1_macro>=0.9 holds the served
+                                 model to 0.9 whatever gate the release declares),
+                                 cases-digest=sha256:HEX (the cases file the run read, as the
+                                 report's casesDigest says)
     signature:KEY.pub[@DATE]     a release signature over the index digest by KEY; the key is trusted
                                  until DATE (YYYY-MM-DD) when given, after which promote refuses it
     model-signature:KEY.pub      an OpenSSF model signature of the bundle's files by KEY
@@ -92,10 +95,20 @@ class Requirement:
         passed = sum(1 for c in cases if c.get("passed") is True)
         if self.min_cases is not None and passed < self.min_cases:
             out.append(f"{passed} golden case(s) passed, at least {self.min_cases} required")
-        gated = {
-            _gate_metric(str(g.get("gate"))) for g in report.get("gates") or [] if g.get("passed") is True
-        }
-        out += [f"no passing gate on {m}" for m in self.gates if m not in gated]
+        gated: dict[str, list[float]] = {}
+        for g in report.get("gates") or []:
+            if isinstance(g, dict) and g.get("passed") is True:
+                value = g.get("value")
+                values = gated.setdefault(_gate_metric(str(g.get("gate"))), [])
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    values.append(float(value))
+        for wanted in self.gates:
+            metric, op, threshold = _gate_minimum(wanted)
+            if metric not in gated:
+                out.append(f"no passing gate on {metric}")
+            elif op and not any(_meets(v, op, threshold) for v in gated[metric]):
+                shown = ", ".join(f"{v:g}" for v in gated[metric]) or "no value"
+                out.append(f"{metric} is {shown} in the report; the policy requires {op} {threshold:g}")
         if self.cases_digest is not None and report.get("casesDigest") != self.cases_digest:
             ran = report.get("casesDigest") or "not recorded"
             out.append(f"the cases file run was {ran}, not {self.cases_digest}")
@@ -215,14 +228,14 @@ def _parse_one(item: str, load_key: Callable[[str], PublicKey]) -> Requirement:
                 key_paths.append(arg)
             elif name == "cases" and value.isdigit() and int(value) > 0:
                 min_cases = int(value)
-            elif name == "gate" and _METRIC.fullmatch(value):
+            elif name == "gate" and _GATE_MINIMUM.fullmatch(value):
                 gates.append(value)
             elif name == "cases-digest" and _DIGEST.fullmatch(_with_algorithm(value)):
                 cases_digest = _with_algorithm(value)
             else:
                 raise UsageError(
-                    f"--require {item!r}: {arg!r} is not a test minimum; use cases=N, gate=METRIC or "
-                    "cases-digest=sha256:HEX"
+                    f"--require {item!r}: {arg!r} is not a test minimum; use cases=N, gate=METRIC, "
+                    "gate=METRIC>=N (e.g. gate=measured.f1_macro>=0.9) or cases-digest=sha256:HEX"
                 )
     elif kind in ("signature", "model-signature", "promoter"):
         if len(args) != 1:
@@ -267,6 +280,26 @@ def _rejoin_digests(args: list[str]) -> list[str]:
 
 def _with_algorithm(value: str) -> str:
     return value if ":" in value else f"sha256:{value}"  # a bare sha256sum is accepted too
+
+
+_GATE_MINIMUM = re.compile(
+    r"(?P<metric>[A-Za-z_][A-Za-z0-9_.\-]{0,127})(?:(?P<op>>=|<=|>|<|==)(?P<n>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?))?"
+)
+
+
+def _gate_minimum(text: str) -> tuple[str, str, float]:
+    """`measured.f1_macro>=0.9` -> (metric, op, threshold); a bare METRIC has op "" (any passing gate):
+    with a threshold, a release cannot satisfy the policy by declaring a lax gate of its own."""
+    m = _GATE_MINIMUM.fullmatch(text)
+    if m is None or not m.group("op"):
+        return _gate_metric(text), "", 0.0
+    return m.group("metric"), m.group("op"), float(m.group("n"))
+
+
+def _meets(value: float, op: str, threshold: float) -> bool:
+    from modelpack.packfile.schema import GATE_OPS  # the gates' own comparison; only a threshold pays for it
+
+    return GATE_OPS[op](value, threshold)
 
 
 def _gate_metric(text: str) -> str:

@@ -28,6 +28,7 @@ ANN_PASSED = "dev.modelpack.test.passed"
 ANN_CREATED = "dev.modelpack.test.created"
 ANN_RUNTIME = "dev.modelpack.test.runtime"
 ANN_METRIC = "dev.modelpack.test.metric."  # + a test-run metric name: what the run measured
+ANN_EVAL_DATASET = "dev.modelpack.test.evaluation.dataset"  # the evaluation dataset's manifest digest
 ANN_FAILED = "dev.modelpack.test.failed"  # what failed (`case NAME; gate TEXT`), cut to MAX_FAILED_TEXT
 MAX_FAILED_TEXT = 400
 
@@ -135,6 +136,21 @@ def passing_report(target: Target, index_digest: str, runtime: str | None = None
         return None
     # RFC 3339 UTC timestamps of one format sort as strings; the digest breaks ties deterministically
     return max(found, key=lambda d: (_annotations(d).get(ANN_CREATED, ""), d.digest))
+
+
+def evaluation_dataset(report: Descriptor) -> str | None:
+    """The digest of the dataset version a report's evaluation ran on (None: no evaluation, or older)."""
+    return _annotations(report).get(ANN_EVAL_DATASET)
+
+
+def newest_evaluation(target: Target, digest: str) -> Descriptor | None:
+    """The newest report attached to `digest` that measured the served model on a dataset."""
+    found = [
+        d
+        for d in target.referrers(digest, REPORT_TYPE)
+        if d.artifact_type == REPORT_TYPE and evaluation_dataset(d) is not None
+    ]
+    return max(found, key=lambda d: (_annotations(d).get(ANN_CREATED, ""), d.digest)) if found else None
 
 
 def runtime_of(report: Descriptor) -> str:

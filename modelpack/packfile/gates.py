@@ -1,4 +1,8 @@
-"""Gates: `accuracy >= 0.9`, `latency_p95_ms <= 50`, parsed into frozen `Gate(metric, op, threshold)`."""
+"""Gates: `accuracy >= 0.9`, `latency_p95_ms <= 50`, parsed into frozen `Gate(metric, op, threshold)`.
+
+A bare name means what it always meant (a recorded metric, or one of MEASURED); a prefixed name says where
+the number comes from: `recorded.f1_macro`, `measured.f1_macro` (the served model on the evaluation
+dataset), `gap.f1_macro`, `fairness.equalized_odds_difference`, `load.p99_ms`."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from modelpack.errors import InputError
 from modelpack.packfile.nodes import did_you_mean
 from modelpack.packfile.schema import GATE_OPS, Gate
+from modelpack.record.evaluation import gate_names
 
 # The metrics `modelpack test` measures itself, on top of the record's: a gate may name them although the
 # packfile does not (the runner reads this list, so a gate the build accepts is one the run can evaluate).
@@ -38,7 +43,8 @@ def parse_gate(text: str) -> Gate:
 def check_gate_metrics(gates: Sequence[Gate], metrics: Iterable[str], *, where: str) -> None:
     """Refuse a gate naming a metric neither the packfile's metrics nor a test run will have: at test time
     it could only fail, after the release was built and pushed."""
-    known = sorted({*metrics, *MEASURED})
+    recorded = list(metrics)
+    known = sorted({*recorded, *MEASURED, *gate_names(recorded)})
     for i, gate in enumerate(gates):
         if gate.metric in known:
             continue

@@ -17,6 +17,7 @@ import yaml
 
 from modelpack.errors import InputError
 from modelpack.packfile import files
+from modelpack.packfile.evaluation import optional, read_evaluate, read_load
 from modelpack.packfile.files import Locator
 from modelpack.packfile.gates import parse_gate
 from modelpack.packfile.lineage import LineageReader
@@ -254,7 +255,7 @@ class _Reader:
         d = self.doc
         if node is None or is_null(node):
             return TestsSpec()
-        m = d.mapping(node, "tests", ("cases", "gates", "latency_requests"))
+        m = d.mapping(node, "tests", ("cases", "gates", "latency_requests", "evaluate", "load"))
         cases = None
         if "cases" in m:
             cases, text = self.loc.path(m["cases"], "tests.cases", inside=True, kind="file")
@@ -268,7 +269,9 @@ class _Reader:
         requests = DEFAULT_LATENCY_REQUESTS
         if "latency_requests" in m:
             requests = d.integer(m["latency_requests"], "tests.latency_requests", 1, 100_000)
-        return TestsSpec(cases, tuple(gates), requests)
+        evaluate = read_evaluate(d, m["evaluate"]) if optional(m.get("evaluate")) else None
+        load = read_load(d, m["load"]) if optional(m.get("load")) else None
+        return TestsSpec(cases, tuple(gates), requests, evaluate, load)
 
     def serving(self, node: yaml.Node | None, python: str) -> ServingSpec:
         d = self.doc

@@ -29,7 +29,9 @@ The fields, as written in modelpack.yaml (see examples/iris-onnx/modelpack.yaml 
     params:       a file name (JSON/YAML), or an inline mapping of scalars
     docs:         paths
     tests:        cases (golden cases file, see record/cases.py), gates (list like "accuracy >= 0.9"),
-                  latency_requests (requests timed for latency_p50/p95/p99_ms, default 100)
+                  latency_requests (requests timed for latency_p50/p95/p99_ms, default 100),
+                  evaluate (a published dataset version the served model is measured on, see
+                  docs/evaluation.md), load (connections, duration: concurrent requests against it)
     serving:      base_image (default python:<dependencies.python>-slim), port (default 8080), env
                   (mapping), system_packages (list; needs builder: docker), builder (daemonless | docker);
                   the runtime: workers (default 0: one per CPU of the container's quota), metrics
@@ -52,6 +54,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from modelpack.record.evaluation import EvaluationPlan, LoadPlan
 from modelpack.record.record import Metric, ParamValue
 
 MODEL_FORMATS = ("onnx", "safetensors", "pytorch", "gguf", "sklearn-pickle", "other")
@@ -145,6 +148,8 @@ class TestsSpec:
     cases: Path | None = None
     gates: tuple[Gate, ...] = ()
     latency_requests: int = DEFAULT_LATENCY_REQUESTS
+    evaluate: EvaluationPlan | None = None
+    load: LoadPlan | None = None
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from modelpack import __version__
 from modelpack.errors import ContentError
 from modelpack.oci import canonical
 from modelpack.record.curves import HistorySummary
+from modelpack.record.evaluation import EvaluationPlan, LoadPlan
 from modelpack.record.frameworks import VersionCheck
 from modelpack.record.git import GitInfo, opt_str
 
@@ -73,11 +74,17 @@ class TestPlan:
     cases: str | None  # bundle path, e.g. "code/cases.json"
     gates: tuple[str, ...] = ()  # e.g. "accuracy >= 0.9"
     latency_requests: int | None = None  # absent from records built before latency was measured
+    evaluate: EvaluationPlan | None = None  # absent from records built before evaluation
+    load: LoadPlan | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"cases": self.cases, "gates": list(self.gates)}
         if self.latency_requests is not None:
             out["latencyRequests"] = self.latency_requests
+        if self.evaluate is not None:
+            out["evaluate"] = self.evaluate.to_json()
+        if self.load is not None:
+            out["load"] = self.load.to_json()
         return out
 
     @classmethod
@@ -87,6 +94,8 @@ class TestPlan:
             cases=opt_str(obj.get("cases")),
             gates=tuple(str(g) for g in obj.get("gates") or ()),
             latency_requests=None if latency is None else int(latency),
+            evaluate=EvaluationPlan.from_json(obj["evaluate"]) if obj.get("evaluate") else None,
+            load=LoadPlan.from_json(obj["load"]) if obj.get("load") else None,
         )
 
 

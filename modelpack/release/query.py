@@ -69,8 +69,13 @@ def _tag_order(tag: str) -> tuple[int, Any, str]:
         return (1, 0, tag)
 
 
+def _tested(name: str | None) -> bool:
+    """A number only a test report has: latency and size, or the served model's (`measured.f1_macro`)."""
+    return name is not None and (name in TEST_METRICS or name.startswith(("measured.", "fairness.", "load.")))
+
+
 def needs_reports(sort: str | None, wheres: Sequence[Condition]) -> bool:
-    return sort in TEST_METRICS or any(w.kind in ("name", "metric") and w.key in TEST_METRICS for w in wheres)
+    return _tested(sort) or any(w.kind in ("name", "metric") and _tested(w.key) for w in wheres)
 
 
 def subject(v: Version, tags: Iterable[str] = ()) -> Subject:
@@ -162,6 +167,7 @@ def check_metric(versions: Sequence[Version], name: str, flag: str) -> None:
     for v in versions:
         if v.release is not None:
             known |= set(v.release.record.metrics)
+        known |= set(v.tested)
     if name in known:
         return
     close = difflib.get_close_matches(name, sorted(known), n=1)
@@ -183,5 +189,5 @@ def _with_report(target: Target, v: Version) -> Version:
     if newest is None:
         return v
     passed = (newest.annotations or {}).get(evidence.ANN_PASSED) == "true"
-    tested = {k: x for k, x in evidence.measured(newest).items() if k in TEST_METRICS}
+    tested = {k: x for k, x in evidence.measured(newest).items() if _tested(k)}
     return replace(v, tested=tested, test_passed=passed)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from modelpack.errors import InputError
 from modelpack.packfile.gates import MEASURED, parse_gate
 
+SOURCES = ("measured", "gap", "fairness", "load")  # prefixes of what a run measures (not the record)
+
 
 @dataclass(frozen=True)
 class GateResult:
@@ -70,7 +72,7 @@ def evaluate_gates(gates: Sequence[str], metrics: Mapping[str, float]) -> tuple[
             known = ", ".join(sorted(metrics)) or "none"
             why = (
                 "was not measured in this run"
-                if gate.metric in MEASURED
+                if gate.metric in MEASURED or gate.metric.split(".", 1)[0] in SOURCES
                 else "is not a metric of this release"
             )
             results.append(GateResult(text, None, False, f"{gate.metric} {why} (known: {known})"))

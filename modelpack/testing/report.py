@@ -18,11 +18,15 @@ from modelpack.evidence.attestations import attach_envelope
 from modelpack.oci.model import Descriptor
 from modelpack.oci.target import Target
 from modelpack.testing.cases import CaseResult
+from modelpack.testing.evaluate import Evaluation
 from modelpack.testing.gates import GateResult, Latency
+from modelpack.testing.load import LoadResult
 from modelpack.trust.intoto import test_result_statement
 from modelpack.trust.keys import PrivateKey
 
-REPORT_VERSION = 1
+# 2: `evaluation` (the served model measured on a dataset version) and `load`; version 1 reports have
+# neither and read as "not measured".
+REPORT_VERSION = 2
 NOTHING_TESTED = "nothing tested: the release declares no golden case and no gate"
 
 
@@ -52,6 +56,8 @@ class TestReport:
     latency: Latency | None
     image_size_mb: float | None
     cases_digest: str | None = None  # sha256 of the cases file the run read, for a policy to pin
+    evaluation: Evaluation | None = None
+    load: LoadResult | None = None
 
     @property
     def tested(self) -> bool:
@@ -94,6 +100,8 @@ class TestReport:
             "latency": self.latency.to_json() if self.latency else None,
             "imageSizeMb": self.image_size_mb,
             "casesDigest": self.cases_digest,
+            "evaluation": self.evaluation.to_json() if self.evaluation else None,
+            "load": self.load.to_json() if self.load else None,
             "passed": self.passed,
         }
 
@@ -104,14 +112,25 @@ class TestReport:
         measured: dict[str, float] = dict(self.latency.metrics() if self.latency else {})
         if self.image_size_mb is not None:
             measured["image_size_mb"] = self.image_size_mb
-        return evidence.report_annotations(
-            passed=self.passed,
-            created=self.finished,
-            runtime=self.runtime,
-            version=self.release.version,
-            measured=measured,
-            failures=self.failures,
-        )
+        extra: dict[str, str] = {}
+        if self.evaluation is not None:
+            m = self.evaluation.measurement
+            measured.update({f"measured.{k}": v for k, v in m.metrics.items()})
+            measured.update({f"fairness.{k}": v for k, v in m.fairness.items()})
+            extra[evidence.ANN_EVAL_DATASET] = self.evaluation.dataset.digest
+        if self.load is not None:
+            measured.update({f"load.{k}": v for k, v in self.load.metrics().items()})
+        return {
+            **evidence.report_annotations(
+                passed=self.passed,
+                created=self.finished,
+                runtime=self.runtime,
+                version=self.release.version,
+                measured=measured,
+                failures=self.failures,
+            ),
+            **extra,
+        }
 
 
 def junit_xml(report: TestReport) -> bytes:

@@ -7,6 +7,7 @@ this module gets the place the release is in, never a name.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,10 +22,13 @@ from modelpack.oci import digest as digests
 from modelpack.oci.model import Descriptor
 from modelpack.oci.target import Target
 from modelpack.record.cases import Case, load_cases
+from modelpack.record.evaluation import EvaluationPlan, LoadPlan
 from modelpack.release.view import ReleaseView, load_release
 from modelpack.targets import Location
 from modelpack.testing.cases import CaseResult, LatencyError, measure_latency, run_cases
+from modelpack.testing.evaluate import DatasetFile, Evaluation, Prepared, evaluate, prepare
 from modelpack.testing.gates import GateResult, Latency, evaluate_gates
+from modelpack.testing.load import LoadResult, MemoryProbe, container_peak_mb, local_peak_mb, run_load
 from modelpack.testing.report import ReleaseInfo, TestReport, attach_report
 from modelpack.testing.unpacked import ReleaseFiles, image_runtime, release_files
 from modelpack.trust.keys import PrivateKey
@@ -44,6 +48,8 @@ class TestOptions:
     ready_timeout: float = 90.0
     local: bool = False  # read a registry name from the store's pulled copy
     key: PrivateKey | None = None  # signs the attached evidence
+    evaluate: str | None = None  # --evaluate: the dataset version to measure on, instead of the record's
+    load: LoadPlan | None = None  # --load: instead of the record's tests.load
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,11 @@ def now_rfc3339() -> str:
 
 
 BaseSources = Callable[[Target, str], list[Target]]  # (store, image ref) -> where its base layers live
+FetchDataset = Callable[[EvaluationPlan], DatasetFile]  # pulls and verifies the evaluation file
+
+
+def _no_datasets(plan: EvaluationPlan) -> DatasetFile:
+    raise UsageError(f"tests.evaluate names {plan.dataset}, but this run cannot pull datasets")
 
 
 def run_test(
@@ -93,6 +104,7 @@ def run_test(
     info: Callable[[str], None] = lambda _m: None,
     engine_answers: Callable[[], bool] = docker_answers,
     clock: Callable[[], str] = now_rfc3339,
+    fetch_dataset: FetchDataset = _no_datasets,
 ) -> TestOutcome:
     check_runtime(options.runtime)
     started = clock()
@@ -105,12 +117,28 @@ def run_test(
     n = options.requests or (tests.latency_requests if tests else None) or DEFAULT_LATENCY_REQUESTS
     if n < 1:
         raise UsageError(f"--requests {n}: must be at least 1")
+    plan = evaluation_plan(release, options.evaluate, resolved.display)
+    load_plan = options.load or (tests.load if tests else None)
+    recorded = {k: m.value for k, m in release.record.metrics.items()}
+    # before the server: a missing column or a bad dataset fails in a second
+    prepared = prepare(plan, fetch_dataset(plan)) if plan else None
+    load_body = _load_request(cases, prepared) if load_plan else None
     server = _server(bases, resolved, release, runtime, files, cache_root, options, info)
-    with server as (url, detail):
+    evaluation: Evaluation | None = None
+    load: LoadResult | None = None
+    with server as (url, detail, memory):
         note = f"{note}; {detail}" if detail else note
         results, latency, latency_problem = _exercise(url, release.record.name, cases, n, info)
+        endpoint = f"{url}/v2/models/{release.record.name}/infer"
+        if prepared is not None:
+            with httpx.Client(timeout=120.0) as http:
+                infer = _inferrer(http, url, release.record.name)
+                evaluation = evaluate(prepared, infer, recorded, info)
+        if load_plan is not None and load_body is not None:
+            info(f"load: {load_plan.connections} connections for {load_plan.duration_s:g} s")
+            load = run_load(endpoint, load_body, load_plan, memory)
     size_mb = image_size_mb(resolved.target, release)
-    gates = _gates(release, latency, latency_problem, size_mb)
+    gates = _gates(release, latency, latency_problem, size_mb, evaluation, load)
     report = TestReport(
         reference=resolved.display,
         release=ReleaseInfo(
@@ -131,6 +159,8 @@ def run_test(
         latency=latency,
         image_size_mb=size_mb,
         cases_digest=cases_digest,
+        evaluation=evaluation,
+        load=load,
     )
     attached, attach_note = _attach(resolved, report, options.attach, options.key)
     return TestOutcome(report, attached, attach_note)
@@ -162,13 +192,45 @@ def _exercise(
             return results, None, str(e)
 
 
+def evaluation_plan(release: ReleaseView, dataset: str | None, display: str) -> EvaluationPlan | None:
+    """The record's tests.evaluate, on `dataset` instead when --evaluate names one."""
+    plan = release.record.tests.evaluate if release.record.tests else None
+    if dataset is None:
+        return plan
+    if plan is None:
+        raise UsageError(
+            f"--evaluate {dataset}: {display} declares no tests.evaluate (its features and target)",
+            hint="add tests.evaluate to modelpack.yaml and rebuild",
+        )
+    return dataclasses.replace(plan, dataset=dataset)
+
+
+def _load_request(cases: tuple[Case, ...], prepared: Prepared | None) -> dict[str, Any]:
+    """What the load sends: the first golden case's request, else one row of the evaluation."""
+    if cases:
+        return cases[0].request()
+    if prepared is not None:
+        row = prepared.x[0]
+        name = prepared.plan.input
+        return {"inputs": [{"name": name, "shape": [1, len(row)], "datatype": "FP32", "data": row}]}
+    raise UsageError(
+        "a load test needs a request to send: declare golden cases (tests.cases) or tests.evaluate"
+    )
+
+
 def _gates(
-    release: ReleaseView, latency: Latency | None, latency_problem: str, size_mb: float | None
+    release: ReleaseView,
+    latency: Latency | None,
+    latency_problem: str,
+    size_mb: float | None,
+    evaluation: Evaluation | None = None,
+    load: LoadResult | None = None,
 ) -> tuple[GateResult, ...]:
     metrics = {k: m.value for k, m in release.record.metrics.items()}
     metrics.update(latency.metrics() if latency else {})
     if size_mb is not None:
         metrics["image_size_mb"] = size_mb
+    metrics.update(sourced_metrics(metrics, evaluation, load))
     gates = evaluate_gates(list(release.record.tests.gates if release.record.tests else ()), metrics)
     if not latency_problem:
         return gates
@@ -179,6 +241,21 @@ def _gates(
         else g
         for g in gates
     )
+
+
+def sourced_metrics(
+    recorded: dict[str, float], evaluation: Evaluation | None, load: LoadResult | None
+) -> dict[str, float]:
+    """The prefixed gate names: where each number comes from (packfile/gates.py lists them)."""
+    out = {f"recorded.{k}": v for k, v in recorded.items()}
+    if evaluation is not None:
+        m = evaluation.measurement
+        out.update({f"measured.{k}": v for k, v in m.metrics.items()})
+        out.update({f"gap.{c.metric}": c.gap for c in evaluation.claims})
+        out.update({f"fairness.{k}": v for k, v in m.fairness.items()})
+    if load is not None:
+        out.update({f"load.{k}": v for k, v in load.metrics().items()})
+    return out
 
 
 def choose_runtime(
@@ -217,7 +294,7 @@ def _server(
     cache_root: Path,
     options: TestOptions,
     info: Callable[[str], None],
-) -> Iterator[tuple[str, str]]:
+) -> Iterator[tuple[str, str, MemoryProbe]]:
     if runtime == "docker":
         with _docker_server(bases, resolved, release, options, info) as served:
             yield served
@@ -228,7 +305,7 @@ def _server(
     command = release_command(release, files, image)
     info(f"starting the local runtime: {command.note}")
     with local_server(command, ready_timeout=options.ready_timeout) as running:
-        yield running.url, command.note
+        yield running.url, command.note, lambda: local_peak_mb(running.pid)
 
 
 @contextmanager
@@ -238,7 +315,7 @@ def _docker_server(
     release: ReleaseView,
     options: TestOptions,
     info: Callable[[str], None],
-) -> Iterator[tuple[str, str]]:
+) -> Iterator[tuple[str, str, MemoryProbe]]:
     """The serving image in a container: pulled by digest from its registry, or loaded from the store."""
     from modelpack.testing.container import serving_container
     from modelpack.testing.engine import engine_client, loaded, pulled
@@ -256,7 +333,8 @@ def _docker_server(
             detail = f"image {release.image.digest} loaded from {resolved.display}"
         info(f"starting {detail}")
         with source as image, serving_container(image, env=env, ready_timeout=options.ready_timeout) as up:
-            yield up.url, detail
+            container = client.containers.get(up.container_id)
+            yield up.url, detail, lambda: container_peak_mb(container)
     finally:
         client.close()
 

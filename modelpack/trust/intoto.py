@@ -46,9 +46,13 @@ def test_result_statement(report: Mapping[str, Any], index_digest: str, name: st
     if not tests:  # nothing tested is not a pass: the statement says so by name
         tests = [("nothing tested", False)]
     release = report.get("release") or {}
+    dataset = (report.get("evaluation") or {}).get("dataset") or {}  # report version 2 on
     configuration = [
         subject(f"{name} bundle", release["bundle"]) if release.get("bundle") else None,
         subject(f"{name} image", release["image"]) if release.get("image") else None,
+        subject(f"evaluation dataset {dataset.get('name')} {dataset.get('version')}", dataset["digest"])
+        if dataset.get("digest")
+        else None,
     ]
     predicate = {
         "result": "PASSED" if report.get("passed") else "FAILED",
