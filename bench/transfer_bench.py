@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/transfer_bench.py --quick          # 128 MiB, 1 round
     .venv/bin/python bench/transfer_bench.py                  # 1 GiB, 3 rounds (by hand: minutes)
+    .venv/bin/python bench/transfer_bench.py --only-unpack    # 1 GiB unpack vs curl, 3 rounds
 
 Needs the Debian packages docker-registry, skopeo and curl, and oras-py in the venv. One registry
 (distribution 2.8, 127.0.0.1, temporary storage) holds an artifact whose one layer is N MiB of random
@@ -213,11 +214,19 @@ def timed_run(tool: str, argv: Sequence[str], cwd: Path | None = None) -> Run:
 
 
 def one_round(
-    work: Path, n: int, art: Path, bundle: Path, throttled: bool, loopback: bool
+    work: Path, n: int, art: Path, bundle: Path, throttled: bool, loopback: bool, unpack_only: bool = False
 ) -> dict[str, Run]:
     runs: dict[str, Run] = {}
     art_blobs, bundle_blobs = blobs_of(art, "big"), blobs_of(bundle, "bench-transfer:1.0.0")
     with Registry(work / f"registry-{n}") as reg:
+        if unpack_only:  # the bundle in the registry, then its unpack against curl of the same blobs
+            bundle_ref = f"{reg.host}/bench/bundle:1.0.0"
+            timed_run("modelpack push", [*ME, "_push", str(bundle), "bench-transfer:1.0.0", bundle_ref])
+            out = work / f"out-{n}-loopback"
+            out.mkdir()
+            runs.update(_unpacks(out, reg.host, bundle_blobs))
+            shutil.rmtree(out)
+            return runs
         loopback_runs = _pushes(reg.host, art, bundle, art_blobs, bundle_blobs)
         if loopback:
             runs.update(loopback_runs)
@@ -269,14 +278,18 @@ def _pulls(out: Path, label: str, host: str, art_blobs: Blobs, bundle_blobs: Blo
         ),
     }
     if label == "loopback":
-        runs["unpack loopback: modelpack"] = timed_run(
-            "modelpack unpack", [*ME, "_unpack", f"{host}/bench/bundle:1.0.0", str(out / "unpacked")]
-        )
-        runs["unpack loopback: curl GET"] = timed_run(
-            "curl GET", curl_get(host, "bench/bundle", bundle_blobs, out)
-        )
+        runs.update(_unpacks(out, host, bundle_blobs))
     shutil.rmtree(out)
     return runs
+
+
+def _unpacks(out: Path, host: str, bundle_blobs: Blobs) -> dict[str, Run]:
+    return {
+        "unpack loopback: modelpack": timed_run(
+            "modelpack unpack", [*ME, "_unpack", f"{host}/bench/bundle:1.0.0", str(out / "unpacked")]
+        ),
+        "unpack loopback: curl GET": timed_run("curl GET", curl_get(host, "bench/bundle", bundle_blobs, out)),
+    }
 
 
 # (operation, modelpack row, curl row, peer row, the target as a multiple of curl: issue 13 items 2-3;
@@ -341,6 +354,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=None, help="default 3 (1 with --quick)")
     parser.add_argument("--no-throttle", action="store_true", help="skip the throttled pulls")
     parser.add_argument("--only-throttled", action="store_true", help="only the throttled pulls")
+    parser.add_argument("--only-unpack", action="store_true", help="only unpack against curl")
     parser.add_argument("--workdir", type=Path, default=None)
     opts = parser.parse_args(args)
     size_mib = 128 if opts.quick else opts.size_mib
@@ -350,12 +364,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         work = Path(tmp)
         t0 = time.perf_counter()
         art = work / "art-layout"
-        make_artifact(art, size_mib << 20, "big")
+        make_artifact(art, (1 if opts.only_unpack else size_mib) << 20, "big")
         bundle = make_bundle(work, size_mib << 20)
         print(f"{size_mib} MiB artifact and bundle made in {time.perf_counter() - t0:.1f} s", flush=True)
         rounds = []
         for n in range(rounds_n):
-            runs = one_round(work, n, art, bundle, not opts.no_throttle, not opts.only_throttled)
+            runs = one_round(
+                work, n, art, bundle, not opts.no_throttle, not opts.only_throttled, opts.only_unpack
+            )
             done = ", ".join(f"{k} {r.seconds:.2f}s" for k, r in runs.items())
             print(f"round {n + 1}: {done}", flush=True)
             rounds.append(runs)

@@ -20,7 +20,7 @@ from modelpack.errors import DigestMismatchError, InputError, UsageError
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor
 from modelpack.oci.target import Progress, ProgressFn, Target, no_progress
-from modelpack.oci.untar import safe_extract
+from modelpack.oci.untar import Refuse, bundle_path, safe_extract, vcs_path
 from modelpack.release.view import ReleaseView, load_release
 
 # `--filter` names -> the layer media types they select, in the order of mediatypes.LAYER_KINDS.
@@ -80,7 +80,7 @@ def unpack(
     assert release.bundle_manifest is not None  # load_release reads it when layers are asked for
     wanted = frozenset().union(*(FILTERS[k] for k in kinds))
     layers = tuple(d for d in release.bundle_manifest.layers if d.media_type in wanted)
-    files = extract(target, layers, dest, force=force, progress=progress)
+    files = extract(target, layers, dest, force=force, progress=progress, refuse=bundle_path)
     return UnpackResult(release, dest, layers, tuple(sorted(files)))
 
 
@@ -93,11 +93,13 @@ def extract(
     progress: ProgressFn = no_progress,
     keep: Callable[[str], bool] | None = None,
     check: Callable[[Path, list[str]], None] | None = None,
+    refuse: Refuse = vcs_path,
 ) -> list[str]:
     """Stage `layers` inside `dest`, every digest verified, then move them in; the files written.
 
     `keep` selects files by path (the others, and folders left empty, are not moved); `check` sees the
-    staging folder and the kept files before anything moves, and refuses by raising."""
+    staging folder and the kept files before anything moves, and refuses by raising; `refuse` names the
+    member paths no layer may hold (safe_extract)."""
     if dest.exists() and not dest.is_dir():
         raise InputError(f"{dest} exists and is not a folder", hint="name a new or existing folder")
     created = not dest.exists()
@@ -105,7 +107,7 @@ def extract(
     staging = Path(tempfile.mkdtemp(prefix=".modelpack-unpack-", dir=dest))
     try:
         for desc in layers:
-            _extract_layer(target, desc, staging, progress)
+            _extract_layer(target, desc, staging, progress, refuse)
         entries = _staged(staging)
         if keep is not None:
             entries = _kept(entries, staging, keep)
@@ -130,18 +132,20 @@ def _kept(entries: Sequence[str], staging: Path, keep: Callable[[str], bool]) ->
     return [e for e in entries if e in chosen]
 
 
-def _extract_layer(target: Target, desc: Descriptor, staging: Path, progress: ProgressFn) -> None:
+def _extract_layer(
+    target: Target, desc: Descriptor, staging: Path, progress: ProgressFn, refuse: Refuse
+) -> None:
     with target.read_blob(desc) as chunks:
         counted = _counting(chunks, desc, progress)
         try:
             # Later layers win within one release, as in an image; DIR itself is only checked later.
-            safe_extract(counted, staging, force=True)
+            safe_extract(counted, staging, force=True, refuse=refuse)
         except InputError:
             # A corrupted blob usually breaks the tar first: say the real cause when the digest settles it.
             for _ in counted:
                 pass
             raise
-        # tarfile stops at the end-of-archive marker; read to the end so the digest check runs.
+        # extraction stops at the end-of-archive marker; read to the end so the digest check runs.
         for _ in counted:
             pass
 

@@ -174,15 +174,15 @@ def _outside(tmp_path: Path, dest: Path) -> set[Path]:
 
 def test_extract_round_trip_in_chunks_and_from_a_file(tmp_path: Path) -> None:
     root = _tree(tmp_path / "src", 5, 0o022)
-    entries = _plan(root)
+    entries = [e for e in _plan(root) if e.kind != "symlink"]  # layers hold none: see the next test
     names = safe_extract(tar_chunks(entries), tmp_path / "out")
     assert names == sorted(e.arcname for e in entries)
     out = tmp_path / "out"
     assert (out / "models/w.bin").read_bytes() == b"w" * 3000
-    assert os.readlink(out / "models/latest.bin") == "w.bin"
+    assert os.stat(out / "models/w.bin").st_mtime == 0  # the header's, not the source's
     assert (out / LONG).read_bytes() == b"long name"
     assert os.stat(out / "models/run.sh").st_mode & 0o777 == 0o755
-    assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
     # the same bytes from a file object, into a second folder: identical tree
     safe_extract(io.BytesIO(_bytes(entries)), tmp_path / "out2")
     assert sorted(p.relative_to(tmp_path / "out2") for p in (tmp_path / "out2").rglob("*")) == sorted(

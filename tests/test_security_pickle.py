@@ -260,3 +260,197 @@ def test_a_plain_pickle_named_bin_is_still_scanned(tmp_path: Path) -> None:
     bad.write_bytes(pickle.dumps(Evil(), protocol=4))
     (found,) = scan_file(bad, "models/pytorch_model.bin")
     assert found.dangerous == ("posix.system",)
+
+
+# --- issue 21 item 2: the six bypasses, each refused; real models still pass ------------------------------
+
+
+def _hidden_after_joblib_array(marker: Path) -> bytes:
+    """A joblib file whose f8 array's dtype state claims 64-byte items: a scanner that believes the state
+    skips 256 bytes where numpy (and so joblib) reads 32, and a posix.system call hides in between."""
+    buf = io.BytesIO()
+    joblib.dump({"a": np.arange(4.0)}, buf)
+    data = buf.getvalue()
+    state = data.index(b"NNNJ\xff\xff\xff\xff") + 3  # the dtype state's elsize: -1 (numpy's own)
+    data = data[:state] + b"J\x40\x00\x00\x00" + data[state + 5 :]
+    start = data.index(b"numpy_array_alignment_bytes") + len("numpy_array_alignment_bytes") + 5
+    pad = data[start]
+    end = start + 1 + pad + 32  # the array's real bytes end here
+    hidden = f"cposix\nsystem\n(S'touch {marker}'\ntR0".encode()
+    if len(hidden) % 2:
+        hidden = hidden.replace(b"touch ", b"touch  ")
+    gap = 4 * 64 - 32
+    return data[:end] + hidden + b"N0" * ((gap - len(hidden)) // 2) + data[end:]
+
+
+def _legacy_pt_with_a_protocol_0_second_pickle(marker: Path) -> bytes:
+    from modelpack.bundle.pickleops import TORCH_LEGACY_MAGIC
+
+    return b"".join(
+        [pickle.dumps(TORCH_LEGACY_MAGIC, 2), pickle.dumps(Exploit(marker), 0), pickle.dumps({}, 2),
+         pickle.dumps(collections.OrderedDict(), 2), pickle.dumps([], 2), b"\x00" * 64]
+    )  # fmt: skip
+
+
+class _Global:
+    """Pickles as a bare reference to `module.name` (what a hostile pickle names)."""
+
+    def __init__(self, module: str, name: str, *args: object) -> None:
+        self.module, self.name, self.args = module, name, args
+
+    def __reduce__(self) -> tuple[Any, tuple[object, ...]]:
+        import importlib
+
+        return (getattr(importlib.import_module(self.module), self.name), self.args)
+
+
+def _bypasses(marker: Path) -> dict[str, tuple[str, bytes, str]]:
+    """Name -> (file name, bytes, the global the refusal names)."""
+    import gzip
+
+    from sklearn.datasets import _base
+
+    assert _base.urlretrieve.__module__ == "urllib.request"  # why a package is no reason to trust a name
+    return {
+        "pydoc.pipepager": ("model.pkl", pickle.dumps(_Global("pydoc", "pipepager", "x", f"touch {marker}")),
+                            "pydoc.pipepager"),
+        "logging.config.dictConfig": ("model.pkl", pickle.dumps(_Global("logging.config", "dictConfig", {})),
+                                      "logging.config.dictConfig"),
+        "sklearn urlretrieve": ("model.pkl", _sklearn_urlretrieve(), "sklearn.datasets._base.urlretrieve"),
+        "joblib dtype size": ("model.joblib", _hidden_after_joblib_array(marker), "posix.system"),
+        "pkl.gz": ("model.pkl.gz", gzip.compress(pickle.dumps(Exploit(marker)), mtime=0), "posix.system"),
+        "legacy pt": ("model.pt", _legacy_pt_with_a_protocol_0_second_pickle(marker), "posix.system"),
+    }  # fmt: skip
+
+
+def _sklearn_urlretrieve() -> bytes:
+    # pickle names a function by its __module__; a hostile file names it where sklearn re-exports it
+    return b"\x80\x04csklearn.datasets._base\nurlretrieve\n(S'http://127.0.0.1:9/x'\nS'/tmp/x'\ntR."
+
+
+@pytest.mark.parametrize("case", ["pydoc.pipepager", "logging.config.dictConfig", "sklearn urlretrieve",
+                                  "joblib dtype size", "pkl.gz", "legacy pt"])  # fmt: skip
+def test_the_six_bypasses_are_refused_by_the_build(tmp_path: Path, case: str) -> None:
+    marker = tmp_path / MARKER
+    name, data, named = _bypasses(marker)[case]
+    proj = _project(tmp_path, {name: data})
+    with pytest.raises(InputError) as err:
+        api.build(Targets(store_path=tmp_path / "store"), proj, environ=ENV)
+    message, hint = str(err.value), err.value.hint or ""
+    assert f"models/{name}" in message and named in message and "refused" in message, message
+    assert f"allow_pickle_imports: ['{named}']" in hint  # how to allow it, by that exact name
+    assert not marker.exists()
+
+
+def test_the_joblib_and_legacy_bypasses_are_real(tmp_path: Path) -> None:
+    """The crafted files run their command when loaded by the real loaders: the refusals above are of
+    working attacks, not of malformed files (run in a child process)."""
+    marker = tmp_path / MARKER
+    files = _bypasses(marker)
+    (tmp_path / "a.joblib").write_bytes(files["joblib dtype size"][1])
+    (tmp_path / "b.pt").write_bytes(files["legacy pt"][1])
+    code = (
+        "import joblib, pickle, sys\n"
+        "joblib.load(sys.argv[1])\n"
+        "f = open(sys.argv[2], 'rb'); pickle.load(f); pickle.load(f)\n"
+    )
+    import subprocess
+    import sys
+
+    for step in ("a.joblib", "b.pt"):
+        marker.unlink(missing_ok=True)
+        args = [str(tmp_path / "a.joblib"), str(tmp_path / "b.pt")]
+        if step == "b.pt":
+            code_ = code.replace("joblib.load(sys.argv[1])\n", "")
+        else:
+            code_ = code.split("f = open")[0]
+        subprocess.run([sys.executable, "-c", code_, *args], check=False, capture_output=True, timeout=60)
+        assert marker.exists(), step
+
+
+def test_an_unknown_global_is_one_line_naming_it_and_allowed_by_name(tmp_path: Path) -> None:
+    data = pickle.dumps(_Global("logging.config", "dictConfig", {"version": 1}))
+    proj = _project(tmp_path, {"model.pkl": data})
+    result = run_cli("build", str(proj), "--no-image", "--store", str(tmp_path / "store"))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(
+        "error: models/model.pkl: the pickle imports logging.config.dictConfig, which is not on modelpack's "
+        "list of safe globals; refused ("
+    )
+    assert (
+        "allow it by name in modelpack.yaml: security: {allow_pickle_imports: ['logging.config.dictConfig']}"
+        in (result.stderr)
+    )
+    allowed = _project(tmp_path / "again", {"model.pkl": data}, allow=["logging.config.dictConfig"])
+    built = api.build(Targets(store_path=tmp_path / "store2"), allowed, environ=ENV)
+    record = load_release(LayoutStore(tmp_path / "store2"), built.tag).record
+    assert record is not None and record.security is not None
+    assert record.security.allowed == ("logging.config.dictConfig",)
+    assert record.security.pickles[0].unknown == ("logging.config.dictConfig",)
+
+
+def test_nothing_is_trusted_by_prefix() -> None:
+    assert classify("sklearn.datasets._base", "urlretrieve") == "unknown"
+    assert classify("sklearn.utils", "Bunch") == "unknown"  # a re-export: only where it is defined
+    assert classify("sklearn.utils._bunch", "Bunch") == "safe"
+    assert classify("torch.nn.modules.linear", "Linear") == "unknown"
+    assert classify("xgboost.core", "Booster") == "unknown"
+
+
+def test_a_gzipped_pickle_is_found_by_content_whatever_its_name(tmp_path: Path) -> None:
+    import bz2
+    import gzip
+    import lzma
+
+    payload = pickle.dumps(Exploit(tmp_path / MARKER), protocol=4)
+    for name, data in (("w.gz", gzip.compress(payload)), ("w.data", bz2.compress(payload)),
+                       ("weights", lzma.compress(payload)), ("w.safetensors", payload)):  # fmt: skip
+        (tmp_path / name).write_bytes(data)
+        (found,) = scan_file(tmp_path / name, f"models/{name}")
+        assert found.dangerous == ("posix.system",), name
+    csv = tmp_path / "d.csv.gz"
+    csv.write_bytes(gzip.compress(b"a,b\n1,2\n"))
+    assert scan_file(csv, "datasets/d/d.csv.gz") == []  # a compressed CSV holds no pickle
+
+
+def test_every_pickle_in_a_file_is_followed_to_its_end(tmp_path: Path) -> None:
+    two = tmp_path / "two.pkl"
+    two.write_bytes(pickle.dumps([1], 2) + pickle.dumps(Exploit(tmp_path / MARKER), 0))
+    (found,) = scan_file(two, "models/two.pkl")
+    assert found.dangerous == ("posix.system",)
+    junk = tmp_path / "junk.pkl"
+    junk.write_bytes(pickle.dumps([1], 2) + b"\x00garbage")
+    (found,) = scan_file(junk, "models/junk.pkl")
+    assert found.error is not None  # unreadable past the first pickle: refused as unscannable
+
+
+def test_fitted_scikit_learn_models_pass_as_pickle_and_joblib(tmp_path: Path) -> None:
+    from sklearn.cluster import KMeans
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.preprocessing import OneHotEncoder
+    from sklearn.svm import SVC
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(80, 4)), rng.integers(0, 3, 80)
+    cats = np.column_stack([x, rng.integers(0, 3, 80)])
+    models = [
+        HistGradientBoostingClassifier(max_iter=5).fit(x, y),
+        GradientBoostingClassifier(n_estimators=3).fit(x, y),
+        KNeighborsClassifier(algorithm="kd_tree").fit(x, y),
+        SVC().fit(x, y),
+        KMeans(n_clusters=2, n_init=1).fit(x),
+        Pipeline([("ct", ColumnTransformer([("oh", OneHotEncoder(), [4])], remainder="passthrough")),
+                  ("lr", LogisticRegression(max_iter=200))]).fit(cats, y),
+    ]  # fmt: skip
+    for i, model in enumerate(models):
+        for how in ("pickle", "joblib-zlib", "joblib-gzip"):
+            path = tmp_path / f"m{i}.{how}.joblib"
+            if how == "pickle":
+                path.write_bytes(pickle.dumps(model, protocol=5))
+            else:
+                joblib.dump(model, path, compress=(how.split("-")[1], 3))
+            findings = scan_file(path, f"models/{path.name}")
+            clean = all(f.error is None and not f.unknown and not f.dangerous for f in findings)
+            assert findings and clean, (type(model).__name__, how, findings)

@@ -103,7 +103,7 @@ def dataset_push(
         label=label,
         source=source,
         description=description,
-        git=git_info(path if path.is_dir() else path.parent),
+        git=git_info(path if path.is_dir() else path.parent, project=Path.cwd()),
     )
     store = targets.store
     with store.writing(), StatCache(store.stat_cache_path) as cache:
@@ -153,11 +153,12 @@ def dataset_pull(
 ) -> DatasetPullResult:
     """Write the dataset's files (those `glob` selects) into `dest`, every layer digest and every file's
     sha256 verified against the record before anything is moved into place."""
-    from modelpack.dataset.read import layers_for, selector, verify_files
+    from modelpack.dataset.read import layers_for, refuse_vcs_paths, selector, verify_files
     from modelpack.errors import InputError
     from modelpack.unpack import extract
 
     where, view = _open(targets, reference)
+    refuse_vcs_paths(view.record, where.display)
     keep = selector(glob)
     wanted = [f.path for f in view.record.files if keep(f.path)]
     if not wanted:
@@ -173,7 +174,7 @@ def dataset_pull(
         force=force,
         progress=progress,
         keep=chosen.__contains__,
-        check=lambda staging, paths: verify_files(view.record, staging, paths),
+        check=lambda staging, paths: verify_files(view.record, staging, paths, wanted),
     )
     size = sum(f.size for f in view.record.files if f.path in chosen)
     return DatasetPullResult(where.display, view.digest, dest, tuple(sorted(written)), len(layers), size)

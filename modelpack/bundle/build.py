@@ -25,6 +25,7 @@ from modelpack.oci import canonical
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor, Manifest
 from modelpack.oci.tar import TarEntry
+from modelpack.oci.untar import bundle_path
 from modelpack.packfile import Packfile
 from modelpack.packfile.files import walk
 from modelpack.packfile.gates import check_gate_metrics
@@ -146,6 +147,10 @@ def build_bundle(
         docs=_entries(pf.doc_files, pf.root, "docs"),
         datasets=dataset_entries,
     )
+    for e in (e for p in plans for e in p.files):
+        why = bundle_path(e.arcname)  # what unpack would refuse (a listed `.hg/hgrc`), refused here first
+        if why:
+            raise InputError(f"{e.arcname}: {why}; a bundle cannot hold it", hint="remove it from the paths")
     # Before anything is stored: a pickle that would run code refuses the build unless the packfile allows it.
     sources = [(e.arcname, e.source) for p in plans for e in p.files if isinstance(e.source, Path)]
     security = enforce(scan_bundle_files(sources), pf.security.allow_pickle_imports, where=pf.path.name)

@@ -22,14 +22,24 @@ class Readable(Protocol):
     def read(self, n: int = -1, /) -> bytes: ...
 
 
+# torch.save's legacy (pre-zip) format: five pickles, the first this number, then raw storage bytes.
+TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_TORCH_LEGACY_PICKLES = 5
+
+
 def scan_stream(f: Readable) -> tuple[Imports, str | None]:
-    """Every global (module, name) the pickles in `f` name (one, or several in a row), and a parse error."""
+    """Every global (module, name) the pickles in `f` name, and a parse error. Pickles are followed to the
+    end of the file, whatever their protocol (a loader may call `pickle.load` again on what follows), except
+    in a legacy torch file, which holds five pickles and then raw tensor bytes no loader unpickles."""
     stream = _Stream(f)
     imports: Imports = set()
     try:
-        _scan_one(stream, imports)
-        while stream.peek(1) == b"\x80":  # another pickle follows (legacy torch files hold five)
+        first = _scan_one(stream, imports)
+        count = 1
+        limit = _TORCH_LEGACY_PICKLES if first == TORCH_LEGACY_MAGIC else None
+        while stream.peek(1) and (limit is None or count < limit):
             _scan_one(stream, imports)
+            count += 1
     except (ValueError, EOFError, IndexError, KeyError, TypeError, OverflowError, zlib.error,
             lzma.LZMAError, OSError) as e:  # fmt: skip
         where = f" at byte {stream.pos}"
@@ -105,8 +115,9 @@ def _ops(stream: _Stream) -> Iterator[tuple[pickletools.OpcodeInfo, Any]]:
         yield op, arg
 
 
-def _scan_one(stream: _Stream, imports: Imports) -> None:
-    """One pickle, to its STOP, following a stack just well enough to find joblib's array buffers."""
+def _scan_one(stream: _Stream, imports: Imports) -> Any:
+    """One pickle, to its STOP, following a stack just well enough to find joblib's array buffers; the
+    value it leaves (a literal, or an opaque stand-in)."""
     stack: list[Any] = []
     memo: dict[int, Any] = {}
     for op, arg in _ops(stream):
@@ -175,7 +186,7 @@ def _scan_one(stream: _Stream, imports: Imports) -> None:
                 if _class_name(obj) == "joblib.numpy_pickle.NumpyArrayWrapper":
                     _skip_joblib_array(stream, state, imports)
         elif name == "STOP":
-            return
+            return stack[-1] if stack else None
         elif name in ("EMPTY_LIST",):
             stack.append([])
         elif name in ("EMPTY_DICT",):
@@ -236,23 +247,66 @@ def _skip_joblib_array(stream: _Stream, state: Any, imports: Imports) -> None:
     if not isinstance(state, dict):
         raise ValueError("joblib array wrapper without a state")
     dtype, shape = state.get("dtype"), state.get("shape")
-    if not isinstance(dtype, _Obj) or not isinstance(dtype.args, tuple) or not dtype.args:
-        raise ValueError("joblib array wrapper with an unreadable dtype")
-    code = str(dtype.args[0])
-    if code.startswith("O"):
+    if _has_object(dtype, 0):  # joblib pickles an array holding objects: scan that pickle
         _scan_one(stream, imports)
         return
     if not isinstance(shape, tuple) or not all(isinstance(n, int) and n >= 0 for n in shape):
         raise ValueError("joblib array wrapper with an unreadable shape")
-    elsize = dtype.state[5] if isinstance(dtype.state, tuple) and len(dtype.state) > 5 else -1
-    if not isinstance(elsize, int) or elsize <= 0:
-        digits = "".join(c for c in code if c.isdigit())
-        if not digits:
-            raise ValueError(f"joblib array of dtype {code!r}: unknown item size")
-        elsize = int(digits)
+    elsize = _itemsize(dtype)
     if state.get("numpy_array_alignment_bytes") is not None:
         pad = stream.read(1)
         if not pad:
             raise EOFError("file ends before an array buffer")
         stream.skip(pad[0])
     stream.skip(math.prod(shape) * elsize)
+
+
+def _dtype_code(dtype: Any) -> str:
+    if not isinstance(dtype, _Obj) or not isinstance(dtype.args, tuple) or not dtype.args:
+        raise ValueError("joblib array wrapper with an unreadable dtype")
+    if not isinstance(dtype.cls, _Global) or dtype.cls.name != "numpy.dtype":
+        raise ValueError("joblib array wrapper whose dtype is not made by numpy.dtype")
+    return str(dtype.args[0])
+
+
+def _has_object(dtype: Any, depth: int) -> bool:
+    """Whether numpy would give the dtype `hasobject` (then joblib pickles the array): an object code, or
+    a structured dtype with an object field at any depth."""
+    if depth > 32:
+        raise ValueError("joblib array dtype nested too deep")
+    if _dtype_code(dtype).startswith("O"):
+        return True
+    fields = dtype.state[4] if isinstance(dtype.state, tuple) and len(dtype.state) > 4 else None
+    if fields is None:
+        return False
+    if not isinstance(fields, dict):
+        raise ValueError("joblib array dtype with unreadable fields")
+    for field in fields.values():
+        if not isinstance(field, tuple) or not field:
+            raise ValueError("joblib array dtype with an unreadable field")
+        if _has_object(field[0], depth + 1):
+            return True
+    return False
+
+
+def _itemsize(dtype: Any) -> int:
+    """The item size numpy gives the unpickled dtype, by numpy's own rules: the code's size for a sized
+    type, whatever the pickled state claims; the state's size only for the flexible kinds (void, bytes,
+    str), whose `__setstate__` takes it. A claimed size the scanner follows and numpy does not would let
+    the scanner skip over a pickle joblib then loads."""
+    try:
+        import numpy
+    except ImportError:
+        raise ValueError("numpy is needed to size a joblib array's buffer") from None
+    code = _dtype_code(dtype)
+    try:
+        made = numpy.dtype(code)
+    except (TypeError, ValueError):
+        raise ValueError(f"joblib array of dtype {code[:40]!r}, which numpy does not make") from None
+    if made.kind not in "VSU":
+        return int(made.itemsize)
+    claimed = dtype.state[5] if isinstance(dtype.state, tuple) and len(dtype.state) > 5 else None
+    elsize = claimed if isinstance(claimed, int) and claimed > 0 else int(made.itemsize)
+    if elsize <= 0:
+        raise ValueError(f"joblib array of dtype {code[:40]!r}: unknown item size")
+    return elsize

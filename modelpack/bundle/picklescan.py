@@ -1,13 +1,16 @@
 """Scan pickle-based weights for imports that run code when unpickled, without unpickling anything.
 
 A pickle names the callables it needs as globals (GLOBAL, STACK_GLOBAL, INST opcodes); `pickle.load`
-imports and calls them. This scanner walks the opcodes with the stdlib `pickletools` and sorts each
-global into safe (reconstruction helpers of numpy, scikit-learn, torch, a few builtins), dangerous
-(anything that reaches the OS, the interpreter or an arbitrary attribute) or unknown (a user's own
-classes: recorded, not refused). Formats followed: plain pickles, several pickles in a row (legacy torch
-files), torch zip archives (each `*.pkl` member), joblib files with the raw numpy buffers joblib writes
-between opcodes, and joblib's gzip/bz2/xz/zlib compression. A pickle that cannot be read to its end is
-reported as unscannable: whatever hides behind the unreadable part was not checked.
+imports and calls them. This scanner walks the opcodes with the stdlib `pickletools` and lets a global
+pass only when it is on an exact list of `module.name` pairs (pickle_allow.py: reconstruction helpers of
+numpy, scikit-learn, torch, a few builtins; nothing trusted for the package it sits in, since a module
+re-exports what it imports). Everything else is refused unless modelpack.yaml allows it by name, and the
+record keeps which were dangerous (reaching the OS, the interpreter or an arbitrary attribute) and which
+only unknown. Files are sniffed, not trusted by name: plain pickles, torch zip archives (each `*.pkl`
+member), joblib files with the raw numpy buffers joblib writes between opcodes (sized by numpy's rules),
+and any of them inside gzip/bz2/xz/zlib. Every pickle in a file is followed to its end (a legacy torch
+file: its five). A pickle that cannot be read to its end is reported as unscannable: whatever hides behind
+the unreadable part was not checked.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from modelpack.bundle.pickle_allow import SAFE_GLOBALS
 from modelpack.bundle.pickleops import Imports, scan_stream
 from modelpack.errors import InputError
 from modelpack.record.record import PickleEntry, SecurityInfo
@@ -37,30 +41,7 @@ _SAFE_BUILTINS = frozenset(
     {"set", "frozenset", "slice", "complex", "range", "bytearray", "bytes", "dict", "list", "tuple",
      "int", "float", "str", "bool", "object", "NoneType", "Ellipsis", "NotImplemented"}
 )  # fmt: skip
-_SAFE_GLOBALS = frozenset(
-    {
-        "collections.OrderedDict", "collections.defaultdict", "collections.deque", "collections.Counter",
-        "copyreg._reconstructor", "copy_reg._reconstructor", "_codecs.encode", "datetime.datetime",
-        "datetime.date", "datetime.timedelta", "datetime.timezone", "decimal.Decimal", "uuid.UUID",
-        "numpy.ndarray", "numpy.dtype", "numpy.core.multiarray._reconstruct",
-        "numpy.core.multiarray.scalar", "numpy._core.multiarray._reconstruct",
-        "numpy._core.multiarray.scalar", "numpy.ma.core._mareconstruct",
-        "joblib.numpy_pickle.NumpyArrayWrapper", "joblib.numpy_pickle_compat.NDArrayWrapper",
-        "torch.Size", "torch.device", "torch.dtype", "torch._tensor._rebuild_from_type_v2",
-        "torch.nn.parameter.Parameter", "torch.storage.UntypedStorage", "torch.storage.TypedStorage",
-        "torch.serialization._get_layout", "numpy.random._pickle.__randomstate_ctor",
-        "numpy.random._pickle.__bit_generator_ctor", "numpy.random._pickle.__generator_ctor",
-    }
-)  # fmt: skip
-# Packages whose top-level names (no dotted attribute walk) are data classes and reconstruction helpers.
-_SAFE_PREFIXES = (
-    "sklearn.", "scipy.sparse.", "numpy.random.", "numpy.core.numeric.", "numpy._core.numeric.",
-    "torch._utils.", "torch.nn.modules.", "xgboost.", "lightgbm.", "pandas.core.", "pandas._libs.",
-)  # fmt: skip
-_TORCH_SCALARS = frozenset(
-    {"float16", "float32", "float64", "bfloat16", "int8", "int16", "int32", "int64", "uint8", "bool",
-     "complex64", "complex128", "half", "float", "double", "long", "int", "short"}
-)  # fmt: skip
+_COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".lzma", ".z", ".zlib")
 # Modules whose globals reach the OS, the interpreter, the network or arbitrary code.
 _DANGEROUS_MODULES = frozenset(
     {
@@ -105,9 +86,12 @@ def is_candidate(name: str) -> bool:
 
 
 def classify(module: str, name: str) -> str:
-    """Sort the global `name` (maybe a dotted attribute walk) of `module`: safe, dangerous or unknown."""
-    full = f"{module}.{name}"
-    if full in _SAFE_GLOBALS:
+    """Sort the global `name` (maybe a dotted attribute walk) of `module`: safe (on the exact list of
+    pickle_allow.py), dangerous (reaches the OS, the interpreter or an arbitrary attribute) or unknown.
+    Only safe passes a build unasked: nothing is trusted for the package it sits in."""
+    if f"{module}.{name}" in SAFE_GLOBALS:
+        return "safe"
+    if module in ("builtins", "__builtin__") and name in _SAFE_BUILTINS:
         return "safe"
     parts = name.split(".")
     # Cython's generated `__pyx_unpickle_<Class>` rebuilds a cdef class from its state: not a dunder hook.
@@ -116,39 +100,47 @@ def classify(module: str, name: str) -> str:
         return "dangerous"
     if any(p in _DANGEROUS_MODULES for p in parts):  # an attribute walk to a module: `x.os.system`
         return "dangerous"
-    for bad in _DANGEROUS_MODULES:
-        if module == bad or module.startswith(bad + "."):
-            if module in ("builtins", "__builtin__") and name in _SAFE_BUILTINS:
-                return "safe"
-            return "dangerous"
-    if "." in name:  # a package vouches only for plain names, not for what their attributes reach
-        return "unknown"
-    if module == "torch" and (name.endswith("Storage") or name in _TORCH_SCALARS):
-        return "safe"
-    if any((module + ".").startswith(p) for p in _SAFE_PREFIXES):
-        return "safe"
+    if any(module == bad or module.startswith(bad + ".") for bad in _DANGEROUS_MODULES):
+        return "dangerous"
     return "unknown"
 
 
 def scan_file(path: Path, display: str) -> list[PickleFinding]:
-    """Findings for one file; [] when a maybe-pickle suffix (.bin) holds no pickle."""
-    suffix = PurePosixPath(display).suffix.lower()
+    """Findings for one file, whatever its name: a pickle is known by its content (a PROTO 2-5 header, a
+    torch zip, or either inside gzip, bz2, xz or zlib) or by a pickle suffix (`.pkl`, `.pkl.gz`, ...;
+    protocols 0 and 1 have no header). [] when the file holds no pickle."""
     with path.open("rb") as f:
-        head = f.read(6)
+        head = f.read(8)
     if head.startswith(b"PK\x03\x04"):
         return _scan_zip(path, display)
-    if suffix in _MAYBE_PICKLE and not _pickle_header(head):
-        return []
-    with _open_decompressed(path, head) as f:
-        imports, error = scan_stream(f)
+    inner = display
+    if _compression(head) is not None and inner.lower().endswith(_COMPRESSED_SUFFIXES):
+        inner = inner.rsplit(".", 1)[0]
+    sure = PurePosixPath(inner).suffix.lower() in PICKLE_SUFFIXES - _MAYBE_PICKLE
+    try:
+        with _open_decompressed(path, head) as f:
+            if not (sure or _pickle_header(f.peek(8)[:2])):
+                return []
+            imports, error = scan_stream(f)
+    except (OSError, EOFError, zlib.error, lzma.LZMAError) as e:
+        if not sure:
+            return []  # a compressed-looking file that is not: no pickle a loader could reach
+        imports, error = set(), f"cannot be decompressed: {e}"
+    if error is not None and not imports and not sure:
+        return []  # looked like one, but a loader fails before importing anything: not a pickle
     return [_finding(display, None, imports, error)]
 
 
-def _pickle_header(head: bytes) -> bool:
-    """PROTO 2-5: how every pickle written by torch.save/pickle.dump since Python 3 begins. A 0x80 byte
-    alone is not enough for a raw weights `.bin`: one raw file in 256 starts with it, and would then be
-    refused as an unreadable pickle."""
-    return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+def _compression(head: bytes) -> str | None:
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"BZh"):
+        return "bz2"
+    if head.startswith(b"\xfd7zXZ") or head.startswith(b"\x5d\x00\x00"):
+        return "xz"
+    if head[:1] == b"\x78" and len(head) > 1 and (head[0] * 256 + head[1]) % 31 == 0:
+        return "zlib"
+    return None
 
 
 def allowed(name: str, allow: Sequence[str]) -> bool:
@@ -172,6 +164,8 @@ def _finding(display: str, member: str | None, imports: Imports, error: str | No
 
 
 def _scan_zip(path: Path, display: str) -> list[PickleFinding]:
+    """Each `*.pkl` member of a zip archive (torch.save's format); [] for a zip with none."""
+    sure = is_candidate(display)
     try:
         with zipfile.ZipFile(path) as archive:
             findings = []
@@ -181,20 +175,28 @@ def _scan_zip(path: Path, display: str) -> list[PickleFinding]:
                 findings.append(_finding(display, member, imports, error))
             return findings
     except (zipfile.BadZipFile, OSError, EOFError) as e:
-        return [_finding(display, None, set(), f"not a readable zip archive: {e}")]
+        return [_finding(display, None, set(), f"not a readable zip archive: {e}")] if sure else []
 
 
-def _open_decompressed(path: Path, head: bytes) -> io.BufferedIOBase:
-    """joblib's compressors, recognised by their magic bytes; anything else is read as is."""
-    if head.startswith(b"\x1f\x8b"):
+def _open_decompressed(path: Path, head: bytes) -> Any:
+    """joblib's compressors (and gzip'd pickles), recognised by their magic bytes; anything else as is.
+    Each reader has `peek`, for the sniff."""
+    kind = _compression(head)
+    if kind == "gzip":
         return gzip.open(path, "rb")
-    if head.startswith(b"BZh"):
+    if kind == "bz2":
         return bz2.open(path, "rb")
-    if head.startswith(b"\xfd7zXZ") or head.startswith(b"\x5d\x00\x00"):
+    if kind == "xz":
         return lzma.open(path, "rb")
-    if head[:1] == b"\x78" and len(head) > 1 and (head[0] * 256 + head[1]) % 31 == 0:
+    if kind == "zlib":
         return io.BufferedReader(_ZlibReader(path.open("rb")))
     return path.open("rb")
+
+
+def _pickle_header(head: bytes) -> bool:
+    """PROTO 2-5: how every pickle written by torch.save/pickle.dump since Python 3 begins. A 0x80 byte
+    alone is not enough for a raw weights `.bin`: one raw file in 256 starts with it."""
+    return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
 
 class _ZlibReader(io.RawIOBase):
@@ -221,34 +223,35 @@ class _ZlibReader(io.RawIOBase):
 
 
 def scan_bundle_files(files: Sequence[tuple[str, Path]]) -> list[PickleFinding]:
-    """Scan every (bundle path, file on disk) whose suffix says it may be a pickle."""
+    """Scan every (bundle path, file on disk): each is sniffed (scan_file), none trusted by its name."""
     findings: list[PickleFinding] = []
     for display, path in sorted(files):
-        if is_candidate(display):
-            findings += scan_file(path, display)
+        findings += scan_file(path, display)
     return findings
 
 
 def enforce(findings: Sequence[PickleFinding], allow: Sequence[str], *, where: str) -> SecurityInfo | None:
-    """Refuse a dangerous import or an unscannable pickle the packfile does not allow (InputError naming
-    the file and the import); else the record's `security` entry (None when no pickle was found)."""
-    hint = "convert the weights to safetensors or ONNX, or, if you trust this file, allow it in {}: " + (
-        "security: {{allow_pickle_imports: [{}]}}"
-    )
+    """Refuse every import not on the safe list, and every unscannable pickle, that the packfile does not
+    allow (InputError naming the file, the import and how to allow it by name); else the record's
+    `security` entry (None when no pickle was found)."""
+    hint = "if you trust it, allow it by name in {}: security: {{allow_pickle_imports: [{}]}}"
     used: set[str] = set()
     for f in findings:
-        for name in f.dangerous:
+        for name, why in [(n, "which can run code when loaded") for n in f.dangerous] + [
+            (n, "which is not on modelpack's list of safe globals") for n in f.unknown
+        ]:
             if not allowed(name, allow):
                 raise InputError(
-                    f"{f.where}: the pickle imports {name}, which can run code when loaded; refused",
-                    hint=hint.format(where, repr(name)),
+                    f"{f.where}: the pickle imports {name}, {why}; refused",
+                    hint="convert the weights to safetensors or ONNX, or, "
+                    + hint.format(where, repr(name)),
                 )
             used.add(name)
         if f.error is not None:
             if "*" not in allow:
                 raise InputError(
                     f"{f.where}: cannot be checked for code it would run ({f.error}); refused",
-                    hint=hint.format(where, "'*'"),
+                    hint="convert the weights to safetensors or ONNX, or, " + hint.format(where, "'*'"),
                 )
             used.add("*")
     if not findings:

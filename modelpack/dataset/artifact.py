@@ -24,6 +24,7 @@ from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor, Manifest
 from modelpack.oci.tar import TarEntry
+from modelpack.oci.untar import vcs_path
 from modelpack.packfile.files import walk
 from modelpack.record.dataset import DatasetRecord
 from modelpack.record.datastats import FileStats, class_totals, file_stats, label_note
@@ -68,6 +69,8 @@ def dataset_files(path: Path) -> tuple[str, list[tuple[str, Path]]]:
     except OSError as e:
         raise InputError(f"cannot read dataset path {path}: {e.strerror}") from None
     if stat.S_ISREG(st.st_mode):
+        if vcs_path(path.name):  # a worktree's `.git` file: `dataset pull` would refuse it
+            raise InputError(f"dataset path {path}: {vcs_path(path.name)}", hint="name the data itself")
         return "file", [(path.name, path)]
     if not stat.S_ISDIR(st.st_mode):
         raise InputError(f"dataset path {path} is neither a file nor a directory")

@@ -13,6 +13,7 @@ from modelpack.oci import canonical
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor, Manifest, parse
 from modelpack.oci.target import Target
+from modelpack.oci.untar import vcs_path
 from modelpack.record.dataset import DatasetRecord
 
 MAX_RECORD_BYTES = 64 << 20  # a record lists every file: a million files fit; a bigger blob is not ours
@@ -80,11 +81,30 @@ def layers_for(view: DatasetView, paths: Sequence[str]) -> tuple[Descriptor, ...
     return tuple(d for d in view.data_layers if d.digest in wanted)
 
 
-def verify_files(record: DatasetRecord, staging: Path, paths: Sequence[str]) -> None:
-    """Each extracted file against the record's sha256: the layers were verified by digest already; this
-    holds the record to them, so a record that lies about its files is refused before anything moves."""
+def refuse_vcs_paths(record: DatasetRecord, where: str) -> None:
+    """A record that lists version-control metadata (`.git/config`: a command the next `git status` runs)
+    is refused whole, before any layer is read; the extractor refuses such members too."""
+    for f in record.files:
+        why = vcs_path(f.path)
+        if why:
+            raise ContentError(f"{where} lists {f.path}: {why}; refused, nothing written")
+
+
+def verify_files(
+    record: DatasetRecord, staging: Path, paths: Sequence[str], wanted: Sequence[str] = ()
+) -> None:
+    """Each extracted file against the record's sha256, and every file of `wanted` (what the record lists
+    for this pull) present: the layers were verified by digest already; this holds the record to them, so
+    a record that lies about its files, or layers that omit some, are refused before anything moves."""
     from modelpack.bundle.datasets import sha256_file
 
+    missing = sorted(set(wanted) - set(paths))
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise ContentError(
+            f"the dataset's layers lack {missing[0]}{more}, which its record lists; nothing written",
+            hint="the version is incomplete: push it again from the source",
+        )
     known = {f.path: f for f in record.files}
     for path in paths:
         entry = known.get(path)

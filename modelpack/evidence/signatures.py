@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from modelpack.errors import ModelpackError, VerificationError
+from modelpack.errors import InputError, ModelpackError, VerificationError
 from modelpack.evidence.evidence import attach, read_payload
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor, Manifest, parse
@@ -122,7 +122,10 @@ def verify_model_signature(
     bundle = parse(raw.raw, raw.media_type)
     if not isinstance(bundle, Manifest):
         return Check(oms.KIND, False, f"the bundle {bundle_digest} is not a manifest")
-    digests = bundle_files(target, bundle, progress)
+    try:
+        digests = bundle_files(target, bundle, progress)
+    except InputError as e:  # a bundle no signature may cover: a verdict, not an error
+        return Check(oms.KIND, False, e.message)
     return _verdict(
         oms.KIND, "model signature", [(d, oms.check_files(_payload(target, d), digests, keys)) for d in found]
     )

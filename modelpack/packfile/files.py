@@ -25,6 +25,7 @@ import yaml
 
 from modelpack.errors import InputError
 from modelpack.oci.filestat import shown
+from modelpack.oci.untar import VCS_DIRS
 from modelpack.packfile.nodes import Doc
 
 # Never part of a model, its code or its docs, and they change between two otherwise identical builds.
@@ -68,7 +69,8 @@ def walk(
     With `ignore` the walk is of files to pack: never-packed folders (module doc) and those whose real path
     is in `skip` are left out, caches (IGNORED_NAMES, *.pyc) skipped, and every link must resolve inside
     `inside` (default `root`). Without it (hashing data that is not shipped) links are followed wherever
-    they go and a folder reached twice is walked once. Names that `sha256sum` would have to escape
+    they go and a folder reached twice is walked once. Version-control folders (VCS_DIRS) are never
+    walked. Names that `sha256sum` would have to escape
     (newline, backslash) or that are not UTF-8 are refused so listings and tars stay as written.
     """
     limit = os.path.realpath(inside or root) if ignore else None
@@ -86,6 +88,10 @@ def walk(
             dirnames[:] = []
             continue
         seen.add((st.st_dev, st.st_ino))
+        # Version-control metadata is never walked, not even for a dataset: it holds tokens and commands
+        # (a `.git/config` fsmonitor), and `dataset pull` refuses it.
+        dirnames[:] = [d for d in dirnames if d not in VCS_DIRS]
+        filenames = [f for f in filenames if f not in VCS_DIRS]
         if limit is not None:
             dirnames[:] = [d for d in dirnames if _descend(Path(dirpath, d), limit, skipped, label)]
         for name in filenames:

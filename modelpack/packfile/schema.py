@@ -33,10 +33,11 @@ The fields, as written in modelpack.yaml (see examples/iris-onnx/modelpack.yaml 
     serving:      base_image (default python:<dependencies.python>-slim), port (default 8080), env
                   (mapping), system_packages (list; needs builder: docker), builder (daemonless | docker)
     security:     allow_pickle_imports: globals a pickle-based weights file (.pkl, .joblib, .pt, .bin...)
-                  may import although they can run code when unpickled, e.g. ["posix.system"]; exact
-                  "module.name", "module.*", or "*" (anything, even a pickle the scanner cannot read).
-                  Without it such a file refuses the build (see bundle/picklescan.py); what was allowed
-                  is written in the record's `security` field.
+                  may import that are not on the scanner's exact safe list (your own classes, or ones
+                  that can run code when unpickled), e.g. ["mylib.model.Net"]; exact "module.name",
+                  "module.*", or "*" (anything, even a pickle the scanner cannot read). Without it such
+                  a file refuses the build (see bundle/picklescan.py); what was allowed is written in
+                  the record's `security` field.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ The remote URL is recorded without any userinfo (CI checkouts often embed a toke
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,13 +16,31 @@ from urllib.parse import urlsplit, urlunsplit
 Runner = Callable[[Sequence[str], Path], "str | None"]
 
 
+# A repository's own config can name commands git runs on `status` (core.fsmonitor), hooks and a pager:
+# the command line wins over every config file, so these switch them off whatever the repository says.
+HARDENED = ("--no-pager", "-c", "core.fsmonitor=", "-c", "core.hooksPath=/dev/null", "-c", "core.pager=cat",
+            "-c", "core.untrackedCache=false")  # fmt: skip
+_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0", "GIT_PAGER": "cat"}
+
+
 def run_git(args: Sequence[str], cwd: Path) -> str | None:
-    """Runs git; None when git is missing, the directory is no checkout, or the command fails."""
+    """Runs git, hardened; None when git is missing, the directory is no checkout, or the command fails."""
+    env = {**os.environ, **_ENV}
     try:
-        out = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30, check=False)
+        out = subprocess.run(["git", *HARDENED, *args], cwd=cwd, capture_output=True, text=True, timeout=30,
+                             check=False, env=env)  # fmt: skip
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
+
+
+def repository_root(directory: Path) -> Path | None:
+    """The nearest folder at or above `directory` holding `.git`, found without running git."""
+    here = Path(os.path.abspath(directory))
+    for folder in (here, *here.parents):
+        if os.path.lexists(folder / ".git"):
+            return folder
+    return None
 
 
 @dataclass(frozen=True)
@@ -83,7 +102,17 @@ def scrub_url(url: str) -> str:
     return url
 
 
-def git_info(directory: Path, run: Runner = run_git) -> GitInfo | None:
+def git_info(directory: Path, run: Runner = run_git, *, project: Path | None = None) -> GitInfo | None:
+    """The commit `directory` is at. With `project` (the folder the user works in), git runs only when the
+    repository is that folder's own or one above it: a repository nested inside it (a pulled or unpacked
+    folder that brought its own `.git`) is not the project's, and its config is never read."""
+    root = repository_root(directory)
+    if root is None:
+        return None
+    if project is not None:
+        mine = Path(os.path.abspath(project))
+        if root != mine and root not in mine.parents and mine in root.parents:
+            return None
     commit = run(["rev-parse", "HEAD"], directory)
     if not commit:
         return None

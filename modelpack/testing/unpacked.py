@@ -24,7 +24,7 @@ from modelpack.oci import canonical
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor, Manifest
 from modelpack.oci.target import Target
-from modelpack.oci.untar import ChunkReader, safe_extract
+from modelpack.oci.untar import ChunkReader, Refuse, bundle_path, safe_extract, vcs_path
 from modelpack.release.view import ReleaseView
 
 # Bundle layers the runtime reads (docs and datasets are not needed to serve).
@@ -68,7 +68,7 @@ def release_files(
     layers = [d for d in release.bundle_manifest.layers if d.media_type in kinds]
     hexdigest = release.bundle.digest.split(":", 1)[1]
     final = cache_root / "releases" / (f"{hexdigest}.code" if code_only else hexdigest)
-    _materialize(target, layers, final)
+    _materialize(target, layers, final, refuse=bundle_path)
     for sub in ("models", "code"):
         (final / sub).mkdir(exist_ok=True)  # a release may have no code of its own
     return ReleaseFiles(final)
@@ -145,7 +145,9 @@ def layer_kind(target: Target, desc: Descriptor) -> str | None:
     return None
 
 
-def _materialize(target: Target, layers: Sequence[Descriptor], final: Path) -> None:
+def _materialize(
+    target: Target, layers: Sequence[Descriptor], final: Path, refuse: Refuse = vcs_path
+) -> None:
     if final.is_dir():
         return
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -155,7 +157,7 @@ def _materialize(target: Target, layers: Sequence[Descriptor], final: Path) -> N
             with target.read_blob(desc) as chunks:
                 # the image's deps and runtime layers are gzip-compressed; the bundle's are plain tars
                 it = gunzip(chunks) if is_gzip(desc) else iter(chunks)
-                safe_extract(it, staging, force=True)
+                safe_extract(it, staging, force=True, refuse=refuse)
                 for _ in it:  # past the end-of-archive marker, so the digest check runs
                     pass
         try:

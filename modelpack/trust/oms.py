@@ -5,7 +5,9 @@ and verifies it: a Sigstore bundle whose DSSE envelope holds an in-toto statemen
 The file list is what `unpack` writes into DIR (every layer kind with an unpack group), hashed by
 streaming the layer tars, never by writing them out. `model_signing`'s verifier rehashes the unpacked
 directory and compares, skipping the paths the statement's `ignore_paths` names: the signature file
-itself (DIR/model.sig) and git's files, which is why those are left out of the list here too.
+itself (DIR/model.sig) and git's files. A bundle may hold none of those (nor version-control metadata
+anywhere: oci/untar.bundle_path): hashing refuses them, so a signature copied onto a bundle with an extra
+`.git/config` fails here instead of passing with the file unchecked, and unpack refuses to write it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from modelpack.errors import ContentError, InputError
 from modelpack.oci.tar import CHUNK, check_arcname
-from modelpack.oci.untar import ChunkReader
+from modelpack.oci.untar import ChunkReader, bundle_path
 from modelpack.trust import cosign, sigstore_bundle
 from modelpack.trust.check import Check
 from modelpack.trust.keys import PrivateKey, PublicKey
@@ -39,6 +41,9 @@ def hash_layer(chunks: Iterable[bytes], into: dict[str, str]) -> None:
         with tarfile.open(fileobj=ChunkReader(chunks), mode="r|") as tf:  # type: ignore[call-overload]
             for member in tf:
                 name = check_arcname(member.name.rstrip("/"))
+                why = bundle_path(name)
+                if why:  # unpack refuses it too; signed or not, it would go unchecked (module doc)
+                    raise InputError(f"the bundle holds {name}: {why}")
                 if member.isdir():
                     continue
                 if member.issym():
@@ -96,7 +101,7 @@ def check_files(raw: bytes, files: Mapping[str, str], keys: Sequence[PublicKey])
         resources = {str(r["name"]): str(r["digest"]) for r in _resources(opened.statement)}
     except (KeyError, TypeError) as e:
         return Check(KIND, False, f"malformed model signature statement: {e}")
-    expected = signed_files(files)
+    expected = dict(files)  # all of them: a file the signature skips is one it does not cover
     if resources != expected:
         why = _difference(resources, expected)
         return Check(KIND, False, f"the model signature is not over the release's files: {why}")
