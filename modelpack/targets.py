@@ -19,18 +19,20 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from modelpack.errors import NotFoundError, UsageError
 from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Index, parse
 from modelpack.oci.target import Target
-from modelpack.registry.client import RegistryRepository
 from modelpack.registry.reference import OCI_SCHEME, Reference, parse_reference
-from modelpack.registry.transport import RegistryClient
 from modelpack.store.layout import LayoutStore, default_store_path
 from modelpack.store.storerepo import StoreRepository
+
+if TYPE_CHECKING:
+    from modelpack.registry.client import RegistryRepository
+    from modelpack.registry.transport import RegistryClient
 
 Kind = Literal["registry", "layout", "store"]
 # A local repository name: the distribution grammar (lowercase components), optionally under a registry
@@ -143,6 +145,8 @@ class Targets:
         return self._store
 
     def client(self, registry: str) -> RegistryClient:
+        from modelpack.registry.transport import RegistryClient  # httpx: only when a registry is used
+
         if registry not in self._clients:
             self._clients[registry] = RegistryClient(
                 registry, ca_file=self.tls.ca_file, insecure=self.tls.insecure, plain_http=self.tls.plain_http
@@ -150,6 +154,8 @@ class Targets:
         return self._clients[registry]
 
     def repository(self, ref: Reference) -> RegistryRepository:
+        from modelpack.registry.client import RegistryRepository
+
         return RegistryRepository(self.client(ref.registry), ref.repository)
 
     def store_repository(self, name: str) -> StoreRepository:
