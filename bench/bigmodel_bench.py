@@ -125,17 +125,15 @@ def main() -> None:
         with Registry(base / "registry") as reg:
             ref = f"{reg.host}/bench/big:1.0.0"
             run("push", [MP, "push", ref], project, store)
-            layout = base / "layout"  # the release's blobs as files, for curl (outside every timing)
-            pulled_store = base / "pull-store"
+            pulled_store = base / "pull-store"  # holds real blobs: curl's files below
             run("pull", [MP, "pull", ref], None, pulled_store)
-            shutil.copytree(pulled_store, layout)
-            blobs = [(d, p) for d, p in blobs_of(layout, f"{reg.host}/bench/big:1.0.0") if p.stat().st_size > 0]
-            shutil.rmtree(pulled_store)
+            blobs = [(d, p) for d, p in blobs_of(pulled_store, ref) if p.stat().st_size > 0]
             out = base / "curl-out"
             out.mkdir()
             run("curl GET", curl_get(reg.host, "bench/big", blobs, out))
             shutil.rmtree(out)
             run("curl PUT", curl_put(reg.host, "bench/curl", blobs))
+            shutil.rmtree(pulled_store)
             run("unpack", [MP, "unpack", ref, str(base / "unpacked")], None, base / "unpack-store")
             shutil.rmtree(base / "unpacked")
             shutil.rmtree(base / "unpack-store", ignore_errors=True)
