@@ -1,6 +1,7 @@
 """Memory flat in the blob's size (issue 26 item 3): a pull and a push of 96 MiB, each in a fresh child,
-peak no more than a few MiB above the same commands at 8 MiB. The 8 GiB figures are bench/bigmodel_bench.py's;
-this is the CI guard that nothing starts holding a blob (or a growing share of it) in memory."""
+peak no more than a few MiB above the same at 32 MiB (both past the range window). The 8 GiB figures are
+bench/bigmodel_bench.py's; this is the CI guard that nothing starts holding a blob, or a growing share of
+it, in memory."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def test_pull_and_push_peak_memory_does_not_grow_with_the_blob(
     registry: RegistryProcess, tmp_path: Path
 ) -> None:
     peaks: dict[tuple[str, int], int] = {}
-    for mib in (8, 96):
+    for mib in (32, 96):
         repo = f"flat/m{mib}"
         with client_for(registry.host) as client:
             push_artifact(RegistryRepository(client, repo), "v1", [os.urandom(mib << 20)])
@@ -55,5 +56,5 @@ def test_pull_and_push_peak_memory_does_not_grow_with_the_blob(
         peaks["pull", mib] = _peak("pull", registry.host, repo, "v1", str(store))
         peaks["push", mib] = _peak("push", registry.host, repo, "v1", str(store))
     for op in ("pull", "push"):
-        grew = peaks[op, 96] - peaks[op, 8]
-        assert grew < 24 << 20, f"{op}: peak RSS grew {grew >> 20} MiB for 88 MiB more blob ({peaks})"
+        grew = peaks[op, 96] - peaks[op, 32]
+        assert grew < 16 << 20, f"{op}: peak RSS grew {grew >> 20} MiB for 64 MiB more blob ({peaks})"
