@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
-from modelpack.bundle.build import created_at, created_epoch
+from modelpack.bundle.epoch import created_at, created_epoch
 from modelpack.bundle.layers import store_layer
 from modelpack.bundle.plan import LayerPlan, group_layer
 from modelpack.errors import InputError
