@@ -142,6 +142,8 @@ class RowCounter:
 
     def result(self) -> tuple[FileStats | None, str | None] | None:
         """(statistics, note) as `file_stats` gives them, or None: ask `file_stats`."""
+        if self._unsure:  # the decoder stopped being fed then: only csv can say what the file is
+            return None
         if not self._not_utf8:
             try:
                 self._decoder.decode(b"", final=True)
@@ -149,8 +151,6 @@ class RowCounter:
                 self._not_utf8 = True
         if self._not_utf8:
             return None, f"{self.rel}: not UTF-8 text, no statistics"
-        if self._unsure:
-            return None
         if self._seen == 0:
             return FileStats(self.rel, self.format, 0, ()), None
         if self._header is None:  # one line, no newline: the header alone
