@@ -25,7 +25,8 @@ from modelpack.oci.tar import (
     tar_size,
     with_parents,
 )
-from modelpack.oci.untar import ChunkReader, safe_extract
+from modelpack.oci.tarread import ChunkReader
+from modelpack.oci.untar import safe_extract
 from modelpack.store.statcache import StatCache
 
 LONG = "d" * 60 + "/" + "e" * 70 + "/" + "f" * 150 + ".bin"  # > 256 bytes: no USTAR prefix split fits

@@ -319,3 +319,27 @@ def test_the_build_refuses_what_unpack_would_and_a_dataset_push_packs_no_vcs_met
     (proj / "gitfile" / ".git").write_text("gitdir: /elsewhere\n")  # a worktree's .git is a file
     out = run_main("dataset", "push", str(proj / "gitfile" / ".git"), f"oci:{tmp_path / 'l'}:v1", env=ENV)
     assert out.returncode == 2 and "version-control metadata" in out.stderr, out.stderr
+
+
+def test_what_the_model_signature_hashes_is_what_unpack_writes(tmp_path: Path) -> None:
+    """A GNU long name followed by a pax path: tarfile takes the long name, a pax-first reader the pax
+    path. Hashing and extraction share one parser (oci/tarread.members), so they cannot disagree on a name."""
+
+    def pad(data: bytes) -> bytes:
+        return data + bytes(-len(data) % 512)
+
+    long = tarfile.TarInfo._create_gnu_long_header(  # type: ignore[attr-defined]
+        "models/from-longname", tarfile.GNUTYPE_LONGNAME, "utf-8", "strict"
+    )
+    pax = tarfile.TarInfo._create_pax_generic_header({"path": "models/from-pax"}, tarfile.XHDTYPE, "utf-8")  # type: ignore[attr-defined]
+    info = tarfile.TarInfo("models/short")
+    info.size = 3
+    layer = long + pax + info.tobuf(tarfile.USTAR_FORMAT) + pad(b"abc") + bytes(1024)
+    hashed: dict[str, str] = {}
+    oms.hash_layer([layer], hashed)
+    written = safe_extract([layer], tmp_path / "out")
+    assert list(hashed) == written == ["models/from-pax"]
+    assert (
+        hashed["models/from-pax"]
+        == hashlib.sha256((tmp_path / "out/models/from-pax").read_bytes()).hexdigest()
+    )

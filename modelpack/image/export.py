@@ -28,7 +28,7 @@ from modelpack.errors import BuildError
 from modelpack.image.gzlayer import file_chunks, store_gzip_layer
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor
-from modelpack.oci.untar import ChunkReader
+from modelpack.oci.tarread import ChunkReader
 from modelpack.store.layout import LayoutStore
 
 MAX_JSON = 4 * 1024 * 1024

@@ -24,7 +24,8 @@ from modelpack.oci import canonical
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Descriptor, Manifest
 from modelpack.oci.target import Target
-from modelpack.oci.untar import ChunkReader, Refuse, bundle_path, safe_extract, vcs_path
+from modelpack.oci.tarread import ChunkReader
+from modelpack.oci.untar import Refuse, bundle_path, safe_extract, vcs_path
 from modelpack.release.view import ReleaseView
 
 # Bundle layers the runtime reads (docs and datasets are not needed to serve).

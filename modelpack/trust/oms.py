@@ -20,9 +20,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from modelpack.errors import ContentError, InputError
-from modelpack.oci.tar import CHUNK, check_arcname
-from modelpack.oci.untar import ChunkReader, bundle_path
+from modelpack.errors import InputError
+from modelpack.oci.tar import check_arcname
+from modelpack.oci.tarread import FILE_TYPES, members
+from modelpack.oci.untar import bundle_path
 from modelpack.trust import cosign, sigstore_bundle
 from modelpack.trust.check import Check
 from modelpack.trust.keys import PrivateKey, PublicKey
@@ -35,35 +36,31 @@ KIND = "model-signature"
 
 
 def hash_layer(chunks: Iterable[bytes], into: dict[str, str]) -> None:
-    """Adds path -> sha256 hex of each regular file in one layer tar (a later layer wins, as in unpack).
-    A symlink is refused: model_signing refuses to hash one, so no signature could ever verify."""
-    try:
-        with tarfile.open(fileobj=ChunkReader(chunks), mode="r|") as tf:  # type: ignore[call-overload]
-            for member in tf:
-                name = check_arcname(member.name.rstrip("/"))
-                why = bundle_path(name)
-                if why:  # unpack refuses it too; signed or not, it would go unchecked (module doc)
-                    raise InputError(f"the bundle holds {name}: {why}")
-                if member.isdir():
-                    continue
-                if member.issym():
-                    raise InputError(f"{name} is a symlink: an OpenSSF model signature cannot cover one")
-                if member.islnk():
-                    linked = check_arcname(member.linkname.rstrip("/"))
-                    if linked not in into:
-                        raise InputError(f"{name} is a hardlink to {linked}, which is not a file before it")
-                    into[name] = into[linked]
-                    continue
-                if not member.isreg():
-                    raise InputError(f"{name} is a special file: not part of a model")
-                reader = tf.extractfile(member)
-                assert reader is not None
-                h = hashlib.sha256()
-                while chunk := reader.read(CHUNK):
-                    h.update(chunk)
-                into[name] = h.hexdigest()
-    except tarfile.TarError as e:
-        raise ContentError(f"a bundle layer is not a valid tar stream: {e}") from None
+    """Adds path -> sha256 hex of each regular file in one layer tar (a later layer wins, as in unpack),
+    read by the extractor's own parser (oci/tarread.members), so what is hashed is what unpack writes.
+    A symlink is refused: model_signing refuses to hash one, so no signature could ever verify; so are
+    the paths a bundle may not hold (module doc)."""
+    for member, body in members(chunks):
+        name = check_arcname(member.name.rstrip("/"))
+        why = bundle_path(name)
+        if why:  # unpack refuses it too; signed or not, it would go unchecked (module doc)
+            raise InputError(f"the bundle holds {name}: {why}")
+        if member.type == tarfile.DIRTYPE:
+            continue
+        if member.type == tarfile.SYMTYPE:
+            raise InputError(f"{name} is a symlink: an OpenSSF model signature cannot cover one")
+        if member.type == tarfile.LNKTYPE:
+            linked = check_arcname(member.linkname.rstrip("/"))
+            if linked not in into:
+                raise InputError(f"{name} is a hardlink to {linked}, which is not a file before it")
+            into[name] = into[linked]
+            continue
+        if member.type not in FILE_TYPES:
+            raise InputError(f"{name} is a special file: not part of a model")
+        h = hashlib.sha256()
+        for piece in body:
+            h.update(piece)
+        into[name] = h.hexdigest()
 
 
 def signed_files(files: Mapping[str, str]) -> dict[str, str]:
