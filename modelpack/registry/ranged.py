@@ -176,6 +176,7 @@ class _Pieces:
                     self.head = i + 1
                     self.cond.notify_all()
                 yield from chunks
+                del chunks  # not held while waiting for the next piece
             if self.verifier is not None:
                 self.verifier.check()
         finally:
@@ -217,6 +218,9 @@ class _Pieces:
             with self.cond:
                 self.fetched[i] = chunks
                 self.cond.notify_all()
+            # Drop this thread's reference: it would keep the piece alive, after the consumer is done
+            # with it, for as long as this worker waits for its next one (4 workers x 4 blobs x 8 MiB).
+            del chunks
 
     def _take_slot(self, i: int) -> bool:
         """A shared slot for piece `i`, or none once `i` is the head; False when stopped meanwhile."""
@@ -276,6 +280,7 @@ class _Pieces:
             try:
                 for chunk in chunks:
                     self.verifier.update(chunk)
+                del chunks  # not held while waiting for the next piece
             except BaseException as e:
                 with self.cond:
                     self.failed[i] = e
