@@ -16,6 +16,9 @@
     ├── PromotionError              exit 1  a promotion or rollback was refused or lost a race
     ├── VerificationError           exit 1  a signature or attestation is missing, tampered with, over
     │                                       another digest, or by a key that was not asked for
+    ├── DeployError                 exit 1  a deployment could not be made (no engine, the proxy's port in
+    │                                       use, a release never ready, a policy not met); what ran before
+    │                                       keeps serving
     ├── TestFailedError             exit 1  the release failed its golden cases or gates
     └── TestNotRunError             exit 3  the test could not run: no engine, the container exited before
                                             ready, the image could not be pulled (a broken runner, not a
@@ -117,6 +120,12 @@ class PromotionError(ModelpackError):
 
 class VerificationError(ModelpackError):
     """A signature or attestation on a release does not verify, or is not there when it must be."""
+
+    exit_code = 1
+
+
+class DeployError(ModelpackError):
+    """A deployment step could not be made; the releases that served before keep serving."""
 
     exit_code = 1
 

@@ -16,13 +16,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelpack import __version__, init_onnx, templates
+from modelpack import init_onnx, init_source, templates
 from modelpack.errors import InputError, UsageError
 
 HANDLERS = ("onnx", "python")
 PYTHON = "3.11"  # the lockfile templates pin wheels for CPython 3.11 on linux/amd64
 VERSION = "0.1.0"
-DISTRIBUTION = "modelpack-release"  # the PyPI name of this package (`modelpack` is another project)
+DISTRIBUTION = init_source.DISTRIBUTION
 HANDLER_MODULE = "handler"
 HANDLER_CLASS = "Model"
 WEIGHTS_FILE = "weights.json"
@@ -62,9 +62,13 @@ def init(
     model: Path | None = None,
     registry: str | None = None,
     force: bool = False,
+    modelpack_from: str | None = None,
 ) -> InitResult:
     """Scaffold a modelpack project in `directory` (created if missing)."""
-    return write(plan(directory, name=name, handler=handler, model=model, registry=registry), force=force)
+    planned = plan(
+        directory, name=name, handler=handler, model=model, registry=registry, modelpack_from=modelpack_from
+    )
+    return write(planned, force=force)
 
 
 def plan(
@@ -74,6 +78,7 @@ def plan(
     handler: str | None = None,
     model: Path | None = None,
     registry: str | None = None,
+    modelpack_from: str | None = None,
 ) -> Plan:
     root = Path(directory).absolute()
     if root.exists() and not root.is_dir():
@@ -136,7 +141,9 @@ def plan(
         add("cases.json", templates.render("cases.json.j2", cases=cases.cases, tolerance=cases.tolerance))
     add("modelpack.yaml", templates.render("modelpack.yaml.j2", cases=bool(cases.cases), **context))
     add("requirements.lock", templates.render(f"requirements-{handler}.lock.j2", python=PYTHON))
-    files.extend(_workflows(root, name, registry))
+    source = init_source.chosen(modelpack_from) if modelpack_from else init_source.running()
+    notes.extend([source.note] if source.note else [])
+    files.extend(_workflows(root, name, registry, source.requirement, notes))
     return Plan(root, tuple(files), tuple(notes))
 
 
@@ -199,13 +206,20 @@ def _onnx_model(root: Path, model: Path | None, files: list[PlannedFile]) -> tup
     return rel, init_onnx.cases_for(source)
 
 
-def _workflows(root: Path, name: str, registry: str | None) -> list[PlannedFile]:
+def _workflows(
+    root: Path, name: str, registry: str | None, requirement: str, notes: list[str]
+) -> list[PlannedFile]:
     repo_root = git_root(root) or root
     project_dir = root.relative_to(repo_root).as_posix() if root != repo_root else "."
     if registry is None:
         host, repository = "ghcr.io", f"ghcr.io/{_GH_OWNER}/{name}"
     else:
         host, repository = _parse_registry(registry)
+        if _loopback(host):
+            notes.append(
+                f"--registry {registry} is a loopback address: a GitHub runner cannot reach this machine, so "
+                "every push from CI would fail; give a registry the runners reach (e.g. ghcr.io/OWNER/NAME)"
+            )
     context = {
         "name": name,
         "registry": host,
@@ -214,7 +228,8 @@ def _workflows(root: Path, name: str, registry: str | None) -> list[PlannedFile]
         "ghcr": host == "ghcr.io",
         "python": PYTHON,
         "project_dir": project_dir,
-        "modelpack_requirement": f"{DISTRIBUTION}=={__version__}",
+        "modelpack_requirement": requirement,
+        "lfs": _uses_lfs(repo_root),
     }
     return [
         PlannedFile(repo_root / rel, templates.render(tpl, **context).encode("utf-8"))
@@ -223,6 +238,20 @@ def _workflows(root: Path, name: str, registry: str | None) -> list[PlannedFile]
             (ROLLBACK_WORKFLOW, "workflows/modelpack-rollback.yml.j2"),
         )
     ]
+
+
+def _loopback(host: str) -> bool:
+    name = host.rsplit(":", 1)[0].strip("[]") if host.count(":") <= 1 or host.startswith("[") else host
+    return name in ("localhost", "::1") or name.startswith("127.")
+
+
+def _uses_lfs(repo_root: Path) -> bool:
+    """The repository stores files with Git LFS (its .gitattributes names the lfs filter): the checkout
+    must fetch them, or the build reads pointer files in place of the weights."""
+    try:
+        return "filter=lfs" in (repo_root / ".gitattributes").read_text(errors="replace")
+    except OSError:
+        return False
 
 
 def _parse_registry(text: str) -> tuple[str, str]:

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from modelpack.errors import NotFoundError, UsageError
+from modelpack.errors import AuthError, ModelpackError, NotFoundError, RegistryError, UsageError
 from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Index, parse
@@ -31,6 +32,8 @@ from modelpack.store.layout import LayoutStore, default_store_path
 from modelpack.store.storerepo import StoreRepository
 
 if TYPE_CHECKING:
+    import httpx
+
     from modelpack.registry.client import RegistryRepository
     from modelpack.registry.transport import RegistryClient
 
@@ -113,16 +116,21 @@ def split_name(text: str) -> tuple[str, str | None]:
 
 
 class Targets:
-    """Resolves names and owns the registry clients (one connection pool per registry); close when done."""
+    """Resolves names and owns the registry clients (one connection pool per registry); close when done.
+
+    `transport` is httpx's seam: every registry client sends through it instead of the network (an
+    in-process registry in tests, a fault-injecting proxy); None is the network."""
 
     def __init__(
         self,
         tls: TlsOptions = TlsOptions(),
         store_path: Path | None = None,
         environ: Mapping[str, str] = os.environ,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.tls = tls
         self.environ = environ
+        self.transport = transport
         self.store_path = store_path or default_store_path(environ)
         self._clients: dict[str, RegistryClient] = {}
         self._store: LayoutStore | None = None
@@ -149,7 +157,11 @@ class Targets:
 
         if registry not in self._clients:
             self._clients[registry] = RegistryClient(
-                registry, ca_file=self.tls.ca_file, insecure=self.tls.insecure, plain_http=self.tls.plain_http
+                registry,
+                ca_file=self.tls.ca_file,
+                insecure=self.tls.insecure,
+                plain_http=self.tls.plain_http,
+                transport=self.transport,
             )
         return self._clients[registry]
 
@@ -192,6 +204,30 @@ class Targets:
                 hint="see `modelpack list`; a registry needs its host, e.g. ghcr.io/acme/iris",
             )
         return Location(repo, ref_in, name, "store")
+
+    @contextmanager
+    def pulled_copy_hint(self, text: str, *, local: bool = False) -> Iterator[None]:
+        """Around a read of a registry release: when the registry cannot be reached (or errs) and the local
+        store holds a pulled copy under that name, the error says so and how to read it (`--local`)."""
+        try:
+            yield
+        except RegistryError as e:
+            if local or isinstance(e, AuthError) or not has_registry_host(text) or not self._pulled(text):
+                raise
+            hint = f"a pulled copy of {text} exists in the local store: add --local"
+            raise type(e)(e.message, hint=hint) from None
+
+    def _pulled(self, text: str) -> bool:
+        try:
+            name, ref_in = split_name(text)
+            repo = self.store_repository(parse_reference(name).name)
+            if not repo.exists():
+                return False
+            if ref_in is not None:
+                repo.get_manifest(ref_in)
+            return True
+        except ModelpackError:
+            return False
 
     def open_base(self, text: str) -> Location:
         """A base image: docker's short-name rule (`python:3.11-slim` is Docker Hub's)."""

@@ -59,3 +59,18 @@ def test_the_docstring_example_runs(tmp_path: Path, registry: RegistryProcess, r
     with client_for(registry.host) as client:
         assert RegistryRepository(client, repo).get_manifest("1.0.0").digest == digest
     assert ast.literal_eval(tags) == ("1.0.0",)
+
+
+def test_no_module_imports_a_private_name_of_an_api_module() -> None:
+    """Rules live below the api, in the package that owns them; api modules share nothing private."""
+    package = ROOT / "modelpack"
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("modelpack.api._"):
+                offenders += [
+                    f"{path.relative_to(ROOT)}:{node.lineno} imports {node.module}.{a.name}"
+                    for a in node.names
+                    if a.name.startswith("_")
+                ]
+    assert offenders == []

@@ -134,6 +134,7 @@ def built(
     return result, proj
 
 
+@pytest.mark.engine
 def test_a_build_attaches_signed_provenance_naming_its_inputs(
     built: tuple[api.BuildResult, Path], image_store: LayoutStore, keys: tuple[PrivateKey, PublicKey, Path]
 ) -> None:
@@ -173,6 +174,7 @@ def test_a_build_attaches_signed_provenance_naming_its_inputs(
     assert not refused.ok and "not signed by a given key" in refused.detail
 
 
+@pytest.mark.engine
 def test_the_sbom_validates_as_cyclonedx_1_6_with_the_lock_and_the_model(
     built: tuple[api.BuildResult, Path], image_store: LayoutStore
 ) -> None:
@@ -220,6 +222,7 @@ def test_the_sbom_validates_as_cyclonedx_1_6_with_the_lock_and_the_model(
     assert check.ok and f"{len(expected)} Python packages" in check.detail, check
 
 
+@pytest.mark.engine
 def test_provenance_and_sbom_travel_with_push_and_pull_and_inspect_lists_them(
     built: tuple[api.BuildResult, Path],
     image_store: LayoutStore,
@@ -255,6 +258,7 @@ def test_provenance_and_sbom_travel_with_push_and_pull_and_inspect_lists_them(
     assert f"signed {keys[1].keyid[:12]}" in line and "sbom sha256:" in line
 
 
+@pytest.mark.engine
 def test_modelpack_test_with_a_key_attaches_a_signed_statement(
     built: tuple[api.BuildResult, Path], image_store: LayoutStore, keys: tuple[PrivateKey, PublicKey, Path]
 ) -> None:
@@ -445,6 +449,7 @@ def test_a_report_edited_on_disk_is_a_verdict_not_a_crash(tmp_path: Path) -> Non
     assert not check.ok and "cannot be read" in check.detail and check.evidence == desc.digest, check
 
 
+@pytest.mark.engine
 def test_test_key_on_a_registry_that_refuses_the_report_is_one_line_exit_1(
     built: tuple[api.BuildResult, Path],
     image_store: LayoutStore,
@@ -470,6 +475,7 @@ def test_test_key_on_a_registry_that_refuses_the_report_is_one_line_exit_1(
     assert len(errors) == 1 and "passed but left no evidence" in errors[0], cli.stderr
 
 
+@pytest.mark.engine
 def test_build_json_lists_the_attestations_and_a_rebuild_outside_ci_is_a_local_builder(
     built: tuple[api.BuildResult, Path],
     image_store: LayoutStore,

@@ -158,3 +158,17 @@ def test_bad_input_is_one_clear_error_and_nothing_is_stored(tmp_path: Path, muta
 def test_missing_packfile_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"no modelpack\.yaml"):
         api.build(Targets(store_path=tmp_path / "s"), tmp_path)
+
+
+def test_a_base_image_no_registry_serves_says_base_images_come_from_a_registry(tmp_path: Path) -> None:
+    """A base image only `docker images` lists was looked up in a registry with a bare DNS error."""
+    from fixtures.registry import free_port
+    from support.clirun import run_main
+
+    env = {"MODELPACK_STORE": str(tmp_path / "store"), "SOURCE_DATE_EPOCH": "1700000000"}
+    base = f"127.0.0.1:{free_port()}/library/python:3.11-slim"  # nothing listens there
+    done = run_main("build", str(EXAMPLES / "iris-onnx"), "--base", base, env=env)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert f"base image {base}: cannot connect to" in done.stderr
+    assert "base images are read from a registry, never from the local Docker engine" in done.stderr
+    assert f"docker tag {base} HOST/python:3.11-slim" in done.stderr and "--base HOST/" in done.stderr

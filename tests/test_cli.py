@@ -122,6 +122,12 @@ def test_every_help_has_examples_and_a_plain_usage_line(command: str) -> None:
     assert not re.search(r"[{}<>]", usage), usage  # no {NAME} or <str>
     assert "Examples:" in out.stdout, f"`{command} --help` shows no example"
     assert not re.search(r"<(str|int|float|list\[str\]|path|int range)>", out.stdout), out.stdout
+    # on a narrow terminal every example is still one line, as written (copyable), never cut mid-command
+    wide = run_main(command, "--help", env={"COLUMNS": "300"}).stdout
+    narrow = {line.strip() for line in run_main(command, "--help", env={"COLUMNS": "60"}).stdout.splitlines()}
+    examples = [line.strip() for line in wide.splitlines() if line.strip().startswith("modelpack ")]
+    cut = [e for e in examples if e not in narrow]
+    assert examples and not cut, (command, cut)
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import os
 import secrets
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -73,8 +74,13 @@ def test_push_pull_round_trip_is_checked_by_sha256sum(registry: RegistryProcess,
     assert by_path["test.jsonl"]["columns"] == ["x", "label", "y"]
 
     dest = tmp_path / "pulled"
+    before = time.time()
     pulled = _json("dataset", "pull", ref, str(dest), env=env)
     assert sorted(pulled["files"]) == ["README", "big.bin", "test.jsonl", "train/part-0.csv"]  # type: ignore[arg-type]
+    listed = {r["name"]: r["kind"] for r in _json("list", env=env)["releases"]}  # type: ignore[union-attr]
+    assert "dataset" in listed.values() and "bundle" not in listed.values()  # a dataset is no bundle
+    # dated when written, not 1970 (the layers' mtime 0): make-style staleness checks see them as new
+    assert all((dest / f).stat().st_mtime >= before - 2 for f in pulled["files"])  # type: ignore[union-attr]
     listing = "".join(f"{f['sha256'].split(':')[1]}  {f['path']}\n" for f in record["files"])
     check = subprocess.run(["sha256sum", "-c", "-"], input=listing, cwd=dest, capture_output=True, text=True)
     assert check.returncode == 0 and check.stdout.count(": OK") == 4, check.stdout + check.stderr
@@ -140,6 +146,8 @@ def test_diff_shows_rows_and_class_shift(registry: RegistryProcess, tmp_path: Pa
     _json("dataset", "push", str(path), f"{repo}:v2", "--label", "y", env=env)
     d = _json("dataset", "diff", f"{repo}:v1", f"{repo}:v2", env=env)
     assert d["rowsA"] == 3 and d["rowsB"] == 4 and d["rowsDelta"] == 1
+    short = _json("dataset", "diff", f"{repo}:v1", "v2", env=env)  # a bare tag: in A's repository, as diff
+    assert short == d
     shift = {c["class"]: (c["countA"], c["countB"], c["delta"]) for c in d["classes"]}  # type: ignore[union-attr]
     assert shift == {"a": (2, 1, -1), "b": (1, 2, 1), "c": (0, 1, 1)}
 
@@ -185,6 +193,12 @@ def test_a_model_built_with_ref_records_the_digest_and_is_found(
 
     found = _json("ls", model_repo, "--where", f"dataset={data_repo}:v3", env=env)
     assert sorted(v["tag"] for v in found["versions"]) == ["1.0.0", "1.1.0"]  # type: ignore[union-attr]
+    # The portal's table answers the same: one filter, the published reference resolved to its digest.
+    from modelpack import api
+
+    with api.Targets(store_path=tmp_path / "store", environ={}) as targets:
+        catalog = api.catalog(targets, model_repo, where=[f"dataset={data_repo}:v3"])
+    assert sorted(e.tag for e in catalog.entries) == ["1.0.0", "1.1.0"]
 
     used = _json("dataset", "used-by", f"{data_repo}:v3", model_repo, env=env)
     uses = {u["tag"]: u for u in used["uses"]}  # type: ignore[union-attr]
@@ -325,3 +339,35 @@ def test_the_record_names_the_commit_and_dirty_state_it_came_from(tmp_path: Path
     record = _json("dataset", "inspect", f"oci:{tmp_path / 'layout'}:v1", env=env)["record"]
     assert record["git"]["commit"] == git("rev-parse", "HEAD") and record["git"]["dirty"] is True  # type: ignore[index]
     assert record["rows"] == 2 and record["classes"] == {"x": 1, "y": 1}  # type: ignore[index]
+
+
+def test_the_generated_workflow_pulls_datasets_by_reference(
+    registry: RegistryProcess, tmp_path: Path
+) -> None:
+    """A `ref:` dataset with a local `path:` is not in git: the workflow's step pulls it before the build."""
+    import sys
+
+    from modelpack import init as scaffold
+
+    env = _env(tmp_path)
+    data_repo = _repo(registry, "ci-data")
+    test_csv = EXAMPLES / "iris-onnx" / "data" / "iris-test.csv"
+    _json("dataset", "push", str(test_csv), f"{data_repo}:v3", env=env)
+    project = _iris_with_ref(tmp_path, f"{data_repo}:v3", path="data/iris-test.csv")
+    (project / "data" / "iris-test.csv").unlink()  # as a fresh checkout has it: not in git
+    scaffold.init(tmp_path / "scaffold", modelpack_from="1.0.0")
+    workflow = yaml.safe_load((tmp_path / "scaffold" / ".github/workflows/modelpack.yml").read_text())
+    step = next(s for s in workflow["jobs"]["release"]["steps"] if s.get("name") == "Datasets by reference")
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    done = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", step["run"]],
+        cwd=project,
+        env={**os.environ, **env, "PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (project / "data" / "iris-test.csv").read_bytes() == test_csv.read_bytes()
+    built = run_main("build", str(project), "--no-image", env=env)  # the local copy checks against the ref
+    assert built.returncode == 0, built.stderr

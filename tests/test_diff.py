@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -112,6 +113,21 @@ def test_flatten_nested_params() -> None:
     assert flatten({"a": {"b": {"c": 1}}, "d": [1, 2], "e": {}}) == {"a.b.c": 1, "d": [1, 2], "e": {}}
 
 
+def test_another_version_of_one_dataset_name_is_not_comparable() -> None:
+    """V2 and V3 of a dataset under one name: the delta compares unlike things, so no up, no regression."""
+    v2 = record("1", datasets=(DatasetEntry("test", H["d"], 50, 1),))
+    v3 = record(
+        "2", datasets=(DatasetEntry("test", H["e"], 50, 1),), metrics={"accuracy": Metric(0.5, "test")}
+    )
+    by = {m.name: m for m in diff_records(v2, v3, {"accuracy": "higher"}).metrics}
+    acc = by["accuracy"]
+    assert acc.dataset_changed and not acc.comparable and not acc.regressed and not acc.improved
+    assert acc.to_json()["oldDatasetVersion"] == H["d"] and acc.to_json()["newDatasetVersion"] == H["e"]
+    same = {m.name: m for m in diff_records(v2, record("3", metrics={"accuracy": Metric(0.5, "test")}),
+                                            {"accuracy": "higher"}).metrics}  # fmt: skip
+    assert same["accuracy"].comparable and same["accuracy"].regressed
+
+
 def test_diff_command_between_registry_versions(pushed: Pushed) -> None:  # noqa: F811
     result = run_cli("diff", pushed.ref("1.0.0"), "1.1.0", "--json")  # B as a bare tag of A's repository
     assert result.returncode == 0, result.stderr
@@ -126,12 +142,16 @@ def test_diff_command_between_registry_versions(pushed: Pushed) -> None:  # noqa
 
 
 def test_diff_command_shows_dataset_switch_for_people(pushed: Pushed) -> None:  # noqa: F811
-    result = run_cli("diff", pushed.ref("1.1.0"), pushed.ref("1.2.0"))
-    assert result.returncode == 0, result.stderr
+    result = run_cli("diff", pushed.ref("1.1.0"), pushed.ref("1.2.0"), "--exit-code")
+    assert result.returncode == 0, result.stderr  # 0.95 -> 0.93 on another dataset: no regression
     out = result.stdout
-    assert "accuracy" in out and "down" in out and "-0.02" in out
-    assert "dataset iris-test -> iris-test-v3" in out
+    row = next(line for line in out.splitlines() if line.startswith("accuracy"))
+    assert "-0.02" in row and "not comparable" in row and "REGRESSED" not in row and " down " not in row
+    assert re.search(r"dataset iris-test@[0-9a-f]{12} -> iris-test-v3@[0-9a-f]{12}", row), row
     assert "models/model.onnx" in out and "changed" in out
+    doc = json.loads(run_cli("diff", pushed.ref("1.1.0"), "1.2.0", "--json").stdout)
+    acc = {m["name"]: m for m in doc["metrics"]}["accuracy"]
+    assert acc["comparable"] is False and acc["regressed"] is False and doc["regressions"] == []
 
 
 def test_diff_of_local_and_remote_same_release_is_empty(pushed: Pushed) -> None:  # noqa: F811
@@ -150,10 +170,10 @@ def test_diff_of_local_tags_with_bare_tag_shorthand(pushed: Pushed) -> None:  # 
 
 
 def test_exit_code_fails_ci_on_a_regression_the_gates_define(pushed: Pushed) -> None:  # noqa: F811
-    worse = run_cli("diff", pushed.ref("1.1.0"), "1.2.0", "--exit-code")  # accuracy 0.95 -> 0.93
+    worse = run_cli("diff", pushed.ref("1.3.0"), "1.2.0", "--exit-code")  # accuracy 0.97 -> 0.93, both on v3
     assert worse.returncode == 1, worse.stderr
-    assert "REGRESSED" in worse.stdout and "version: iris-onnx 1.1.0 -> iris-onnx 1.2.0" in worse.stdout
-    doc = json.loads(run_cli("diff", pushed.ref("1.1.0"), "1.2.0", "--json").stdout)
+    assert "REGRESSED" in worse.stdout and "version: iris-onnx 1.3.0 -> iris-onnx 1.2.0" in worse.stdout
+    doc = json.loads(run_cli("diff", pushed.ref("1.3.0"), "1.2.0", "--json").stdout)
     assert "accuracy" in doc["regressions"] and doc["versionChanged"] is True
     better = run_cli("diff", pushed.ref("1.2.0"), "1.3.0", "--exit-code")  # 0.93 -> 0.97
     assert better.returncode == 0, better.stderr
@@ -161,3 +181,16 @@ def test_exit_code_fails_ci_on_a_regression_the_gates_define(pushed: Pushed) -> 
     assert flipped.returncode == 1
     bad = run_cli("diff", pushed.ref("1.2.0"), "1.3.0", "--better", "accuracy=up")
     assert bad.returncode == 2 and "METRIC=higher" in bad.stderr
+
+
+def test_the_packfiles_better_applies_to_metrics_of_the_same_name() -> None:
+    from modelpack.record.curves import ColumnSummary, HistorySummary
+
+    loss = ColumnSummary("loss", 3, None, None, None, None, better="lower")
+    history = HistorySummary("logs/train.csv", H["f"], 10, "step", 3, (loss,))
+    old = record("1", metrics={"loss": Metric(0.2, "test")}, history=history)
+    new = record("2", metrics={"loss": Metric(0.3, "test")}, history=history)
+    m = diff_records(old, new).metrics[0]
+    assert m.better == "lower" and m.regressed and not m.improved
+    assert diff_records(record("1", metrics={"loss": Metric(0.2, "test")}), record("2", metrics={
+        "loss": Metric(0.3, "test")})).metrics[0].better is None  # fmt: skip

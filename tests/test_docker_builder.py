@@ -101,6 +101,7 @@ def _kind(store: LayoutStore, digest: str) -> str:
     return f"mixed: {sorted(files)[:5]}"
 
 
+@pytest.mark.engine
 @pytest.mark.slow
 def test_same_layers_and_run_settings_as_the_daemonless_image(both: Both) -> None:
     assert both.docker.image is not None and both.daemonless.image is not None
@@ -134,6 +135,7 @@ def test_same_layers_and_run_settings_as_the_daemonless_image(both: Both) -> Non
     assert isinstance(index, Index) and str(index.manifests[0].platform) == "linux/amd64"
 
 
+@pytest.mark.engine
 @pytest.mark.slow
 def test_build_is_hermetic_and_streams_its_logs(both: Both) -> None:
     # no system packages: the engine ran every step with no network at all, and pip still installed deps
@@ -143,6 +145,7 @@ def test_build_is_hermetic_and_streams_its_logs(both: Both) -> None:
     assert any(line.startswith("Successfully built") for line in both.logs)
 
 
+@pytest.mark.engine
 @pytest.mark.slow
 def test_pushed_docker_image_serves_its_golden_cases(both: Both, registry, repo: str, docker_engine) -> None:  # type: ignore[no-untyped-def]
     dest = f"{registry.host}/{repo}"
@@ -303,6 +306,7 @@ def test_a_pin_with_no_wheel_is_fetched_as_source_with_pinned_build_tools(tmp_pa
     assert calls[-1][-1] == "antlr4-python3-runtime==4.9.3"
 
 
+@pytest.mark.engine
 @pytest.mark.slow
 def test_the_docker_builder_builds_what_has_no_wheel_offline(docker_engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     # the daemonless builder refuses this lock (tests/test_image.py) and suggests --builder docker
@@ -326,6 +330,7 @@ def test_the_docker_builder_builds_what_has_no_wheel_offline(docker_engine, tmp_
     assert any(n.startswith("opt/modelpack/deps/numpy/") for n in names)
 
 
+@pytest.mark.engine
 @pytest.mark.slow
 def test_system_packages_are_the_layer_after_the_base(docker_engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     proj = tmp_path / "proj"

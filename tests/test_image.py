@@ -61,6 +61,7 @@ def _doc(store: LayoutStore, ref: str) -> Manifest | Index:
     return parse(raw.raw, raw.media_type)
 
 
+@pytest.mark.engine
 def test_release_index_holds_image_and_bundle(iris: Built) -> None:
     index = _doc(iris.store, "iris-onnx:1.0.0")
     assert isinstance(index, Index)
@@ -98,6 +99,7 @@ def _diff_ids(store: LayoutStore, result: api.BuildResult) -> list[str]:
     return ids
 
 
+@pytest.mark.engine
 def test_image_build_is_reproducible(iris: Built, tmp_path: Path) -> None:
     # two checkouts outside git (the record carries git state), in different dirs, with different mtimes;
     # the second store builds its deps layer afresh, the first reuses the session's
@@ -127,6 +129,7 @@ def test_image_build_is_reproducible(iris: Built, tmp_path: Path) -> None:
     assert first.digest == second.digest
 
 
+@pytest.mark.engine
 def test_push_pull_run_serves_the_golden_cases(iris: Built, registry, repo: str, docker_engine) -> None:  # type: ignore[no-untyped-def]
     dest = f"{registry.host}/{repo}"
     with Targets(store_path=iris.store.root) as targets:
@@ -164,6 +167,7 @@ def test_push_pull_run_serves_the_golden_cases(iris: Built, registry, repo: str,
         assert _listeners(port) == {"127.0.0.1"}  # host network, but bound to loopback only
 
 
+@pytest.mark.engine
 def test_a_code_change_uploads_only_small_layers(
     image_store: LayoutStore, docker_engine, registry, repo: str, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -199,6 +203,7 @@ def test_a_code_change_uploads_only_small_layers(
     assert result.bytes_copied < 64 * 1024, result
 
 
+@pytest.mark.engine
 def test_no_wheel_for_the_target_is_a_clear_error(
     image_store: LayoutStore, docker_engine, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]

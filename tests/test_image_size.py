@@ -59,6 +59,7 @@ def _du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+@pytest.mark.engine
 def test_custom_handler_image_is_weights_user_deps_and_a_small_runtime(
     image_store: LayoutStore, docker_engine, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -103,6 +104,7 @@ def test_custom_handler_image_is_weights_user_deps_and_a_small_runtime(
     assert "onnxruntime" not in record.runtime and record.runtime["uvicorn"]
 
 
+@pytest.mark.engine
 def test_onnx_handler_image_has_the_onnx_runtime(image_store: LayoutStore, docker_engine) -> None:  # type: ignore[no-untyped-def]
     built = api.build(
         Targets(store_path=image_store.root), EXAMPLES / "iris-onnx", image=True, base=docker_engine.base_ref,
@@ -115,6 +117,7 @@ def test_onnx_handler_image_has_the_onnx_runtime(image_store: LayoutStore, docke
     assert load_release(image_store, built.tag, layers=False).record.runtime["onnxruntime"] == "1.32.0"
 
 
+@pytest.mark.engine
 def test_a_lock_missing_a_dependency_is_refused_naming_both(
     image_store: LayoutStore, docker_engine, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,8 @@ import pytest
 import yaml
 from support.clirun import run_cli
 
+from modelpack import __version__, templates
 from modelpack import init as scaffold
-from modelpack import templates
 from modelpack.bundle.lockfile import load_lock
 from modelpack.errors import InputError, ModelpackError, UsageError
 from modelpack.packfile import load_packfile
@@ -132,6 +133,9 @@ def test_workflow_pipeline_shape(tmp_path: Path) -> None:
         "modelpack sign",
         "modelpack test",
         "modelpack promote",
+        "modelpack deploy",
+        "modelpack env show",
+        "modelpack deploy",
         "modelpack ui --export",
     ]
     sign = next(st for st in wf["jobs"]["release"]["steps"] if "modelpack sign" in st.get("run", ""))
@@ -146,7 +150,19 @@ def test_workflow_pipeline_shape(tmp_path: Path) -> None:
 
     assert "staging" in step("release", "Promote")["run"]
     assert "'release'" in wf["jobs"]["prod"]["if"] and "'workflow_dispatch'" in wf["jobs"]["prod"]["if"]
-    assert commands("prod")[-3:] == ["modelpack policy set", "modelpack promote", "modelpack ui --export"]
+    assert commands("prod")[-6:] == [
+        "modelpack policy set",
+        "modelpack promote",
+        "modelpack deploy",
+        "modelpack env show",
+        "modelpack deploy",
+        "modelpack ui --export",
+    ]
+    # the GitOps step follows each promotion: manifests and their bundle only for a Kubernetes target
+    for job, env in (("release", "staging"), ("prod", "prod")):
+        gitops = step(job, "GitOps")
+        assert gitops["env"]["DEPLOY_ENV"] == env
+        assert '--kubernetes "$RUNNER_TEMP/deploy"' in gitops["run"] and "kubernetes|kserve)" in gitops["run"]
     assert "prod" in step("prod", "Promote")["run"]
     # the portal of the repository, as the promotion left it, kept as an artifact of each run
     for job in ("release", "prod"):
@@ -160,7 +176,18 @@ def test_workflow_pipeline_shape(tmp_path: Path) -> None:
     inputs = rollback[True]["workflow_dispatch"]["inputs"]
     assert set(rollback[True]) == {"workflow_dispatch"}
     assert inputs["environment"]["required"] is True and inputs["version"]["required"] is False
-    assert "modelpack rollback" in rollback["jobs"]["rollback"]["steps"][-2]["run"]
+    assert "modelpack rollback" in rollback["jobs"]["rollback"]["steps"][-4]["run"]
+    # each promotion and the rollback deploy to the Docker engine the repository variable names, if any
+    for job, env in (("release", "staging"), ("prod", "prod")):
+        deploy = step(job, "Deploy")
+        assert deploy["if"] == "vars.MODELPACK_DOCKER_HOST != ''" and deploy["env"]["ENVIRONMENT"] == env
+        assert deploy["env"]["DOCKER_HOST"] == "${{ vars.MODELPACK_DOCKER_HOST }}"
+    deploy = rollback["jobs"]["rollback"]["steps"][-3]
+    assert deploy["run"] == 'modelpack deploy "$REPO" "$ENVIRONMENT"'
+    assert deploy["env"]["ENVIRONMENT"] == "${{ inputs.environment }}"
+    # the rollback's GitOps step: what the environment names now reaches the cluster's bundle
+    gitops = rollback["jobs"]["rollback"]["steps"][-2]
+    assert gitops["env"]["DEPLOY_ENV"] == "${{ inputs.environment }}" and "modelpack deploy" in gitops["run"]
 
 
 def test_existing_files_are_not_overwritten(tmp_path: Path) -> None:
@@ -351,11 +378,86 @@ def test_a_model_it_cannot_run_gets_no_cases_and_a_note(tmp_path: Path) -> None:
     model.write_bytes(helper.make_model(graph).SerializeToString())
     proj = tmp_path / "proj"
     result = scaffold.init(proj, model=model)
-    assert result.notes == (
-        "no golden cases: the model's input 'text' is not a numeric tensor; write cases.json by hand",
+    assert result.notes[0] == (
+        "no golden cases: the model's input 'text' is not a numeric tensor; write cases.json by hand"
     )
     assert not (proj / "cases.json").exists()
     pf = load_packfile(proj)
     assert pf.tests.cases is None and pf.tests.gates  # the gates stay; the cases line is commented out
     cli = run_cli("init", str(tmp_path / "proj2"), "--model", str(model))
     assert cli.returncode == 0 and "note: no golden cases" in cli.stderr
+
+
+def test_the_workflow_installs_modelpack_from_where_it_came_from() -> None:
+    """It installed `modelpack-release==VERSION` whatever the source: unpublished, every job failed."""
+    from modelpack import init_source as src
+
+    def direct(doc: object) -> Callable[[], str | None]:
+        return lambda: json.dumps(doc)
+
+    assert src.running(lambda: None).requirement == f"modelpack-release=={__version__}"  # from PyPI
+    vcs = {"url": "https://github.com/acme/modelpack", "vcs_info": {"vcs": "git", "commit_id": "ab" * 20}}
+    assert (
+        src.running(direct(vcs)).requirement
+        == f"modelpack-release @ git+https://github.com/acme/modelpack@{'ab' * 20}"
+    )
+    wheel = {"url": "https://files.example/modelpack_release-1.0-py3-none-any.whl", "archive_info": {}}
+    assert src.running(direct(wheel)).requirement.endswith(
+        "@ https://files.example/modelpack_release-1.0-py3-none-any.whl"
+    )
+    local = src.running(direct({"url": "file:///tmp/dist/modelpack_release-1.0-py3-none-any.whl"}))
+    assert local.requirement == f"modelpack-release=={__version__}" and "--modelpack-from" in (
+        local.note or ""
+    )
+
+    def git(cwd: Path, args: list[str]) -> str | None:
+        return {"config": "git@github.com:acme/modelpack.git", "rev-parse": "cd" * 20}[args[0]]
+
+    checkout = src.running(direct({"url": "file:///", "dir_info": {"editable": True}}), git)
+    assert (
+        checkout.requirement == f"modelpack-release @ git+https://github.com/acme/modelpack.git@{'cd' * 20}"
+    )
+    assert src.chosen("1.4.0").requirement == "modelpack-release==1.4.0"
+    assert src.chosen("git+https://x/y@1").requirement == "modelpack-release @ git+https://x/y@1"
+
+
+def test_init_writes_the_chosen_source_warns_of_a_loopback_registry_and_fetches_lfs(tmp_path: Path) -> None:
+    proj = tmp_path / "repo" / "house"
+    (tmp_path / "repo" / ".git").mkdir(parents=True)
+    (tmp_path / "repo" / ".gitattributes").write_text("*.onnx filter=lfs diff=lfs merge=lfs -text\n")
+    result = scaffold.init(proj, registry="127.0.0.1:5000/acme/house", modelpack_from="git+https://x/mp@abc")
+    workflow = yaml.safe_load((tmp_path / "repo" / ".github/workflows/modelpack.yml").read_text())
+    assert workflow["env"]["MODELPACK"] == "modelpack-release @ git+https://x/mp@abc"
+    checkout = workflow["jobs"]["release"]["steps"][0]
+    assert checkout["uses"].startswith("actions/checkout") and checkout["with"]["lfs"] is True
+    assert any("127.0.0.1:5000/acme/house is a loopback address" in n for n in result.notes)
+    names = [s.get("name") for s in workflow["jobs"]["release"]["steps"]]
+    assert names.index("Datasets by reference") < names.index(
+        next(n for n in names if n and n.startswith("Build"))
+    )
+    plain = scaffold.init(tmp_path / "other", registry="ghcr.io/acme/other", modelpack_from="1.0.0")
+    assert not any("loopback" in n for n in plain.notes)
+    other = yaml.safe_load((tmp_path / "other" / ".github/workflows/modelpack.yml").read_text())
+    assert "with" not in other["jobs"]["release"]["steps"][0]  # no LFS, no lfs fetch
+
+
+def test_the_workflow_trains_when_the_packfile_names_a_training_command(tmp_path: Path) -> None:
+    """Weights were assumed to be in git; a packfile's training.command now makes them in CI."""
+    proj = tmp_path / "house"
+    scaffold.init(proj, handler="python", modelpack_from="1.0.0")
+    workflow = yaml.safe_load((proj / ".github/workflows/modelpack.yml").read_text())
+    names = [s.get("name") for s in workflow["jobs"]["release"]["steps"]]
+    train = names.index("Train (when modelpack.yaml names training.command)")
+    assert train < names.index(next(n for n in names if n and n.startswith("Build")))
+    step = workflow["jobs"]["release"]["steps"][train]
+    packfile = proj / "modelpack.yaml"
+    packfile.write_text(packfile.read_text() + '\ntraining: {command: "echo trained > made-by-ci.txt"}\n')
+    assert load_packfile(proj).training_command == "echo trained > made-by-ci.txt"
+    done = subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", step["run"]], cwd=proj, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert (proj / "made-by-ci.txt").read_text() == "trained\n"
+    packfile.write_text(packfile.read_text().replace('"echo trained > made-by-ci.txt"', '""'))
+    with pytest.raises(InputError, match=r"training\.command: must not be empty"):
+        load_packfile(proj)

@@ -306,3 +306,35 @@ def test_release_example_workflow_runs_against_the_test_registry(
     report = json.loads((tmp_path / "runner-iris-ddddddd" / "report.json").read_text())
     assert report["passed"] is True and len(report["cases"]) == 6
     assert "1.0.0" in steps[-1].stdout  # the history of staging names the promoted version
+
+
+def test_workflow_build_tags_sort_by_commit_time_as_prune_orders_them(tmp_path: Path) -> None:
+    """The tags the generated workflow writes for two commits of one version: the later commit sorts
+    newer both as text and in prune's order (an all-digit short sha was a PEP 440 post-release there)."""
+    from modelpack.retention.retention import Version, order_newest_first
+
+    proj = tmp_path / "house-prices"
+    scaffold.init(proj, handler="python", registry="127.0.0.1:5000/acme/house-prices")
+    workflow = yaml.safe_load((proj / ".github/workflows/modelpack.yml").read_text())
+    step = next(s for s in workflow["jobs"]["release"]["steps"] if s.get("name") == "Version and repository")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    tags = []
+    for when in ("2026-12-01T09:00:00+0100", "2026-12-02T08:00:00+0000"):
+        env = {**os.environ, "GIT_COMMITTER_DATE": when, "GIT_AUTHOR_DATE": when}
+        if not (proj / ".git").exists():
+            subprocess.run([*git, "init", "-q"], cwd=proj, check=True)
+        subprocess.run([*git, "add", "-A"], cwd=proj, check=True)
+        subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", when], cwd=proj, check=True, env=env)
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=proj, capture_output=True, text=True).stdout
+        github_env = tmp_path / "github-env"
+        github_env.write_text("")
+        run_env = {**os.environ, "GITHUB_SHA": sha.strip(), "GITHUB_ENV": str(github_env), "REPOSITORY": "r"}
+        done = subprocess.run(
+            ["bash", "-eo", "pipefail", "-c", step["run"]], cwd=proj, env=run_env, text=True
+        )
+        assert done.returncode == 0
+        tags.append(dict(line.split("=", 1) for line in github_env.read_text().splitlines())["VERSION"])
+    assert tags[0] == f"0.1.0-20261201080000-{tags[0][-7:]}"  # UTC
+    assert tags[1].startswith("0.1.0-20261202080000-") and sorted(tags) == tags
+    ordered = order_newest_first(Version(t, f"sha256:{i:064x}") for i, t in enumerate(tags))
+    assert [v.tag for v in ordered] == tags[::-1]

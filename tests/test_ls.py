@@ -14,10 +14,12 @@ from support.clirun import run_main as run_cli  # in process: the console script
 from support.release_fixtures import ACCURACY, ON_V3, Pushed, pushed  # noqa: F401  (pushed is the fixture)
 
 from modelpack.errors import UsageError
+from modelpack.record import where as q
 from modelpack.record.record import DatasetEntry, Metric, Record
 from modelpack.registry.client import RegistryRepository
 from modelpack.registry.transport import RegistryClient
-from modelpack.release.query import Where, read_versions, release_tags, select
+from modelpack.release.query import Version, read_versions, release_tags, select, subject
+from modelpack.release.view import ReleaseView
 
 BY_ACCURACY = sorted(ACCURACY, key=lambda v: ACCURACY[v], reverse=True)  # 1.3.0 1.1.0 1.2.0 1.0.0
 
@@ -87,6 +89,27 @@ def test_where_param_and_combined(pushed: Pushed) -> None:  # noqa: F811
     assert none.returncode == 0 and none.stdout == "" and "no release" in none.stderr
 
 
+def test_where_typed_ranges_tags_notes_and_columns(pushed: Pushed) -> None:  # noqa: F811
+    repo = f"{pushed.host}/{pushed.repo}"
+    assert {r["tag"] for r in _ls(repo, "--where", "param.lr<0.05")} == {"1.1.0", "1.3.0"}
+    assert {r["tag"] for r in _ls(repo, "--where", "param=lr=1e-2")} == {"1.1.0", "1.3.0"}  # not text
+    assert {r["tag"] for r in _ls(repo, "--where", "tag=prod")} == {"1.0.0", "prod"}  # tags of one digest
+    bare = run_cli("ls", repo, "--where", "lr<0.05", "--json")
+    assert bare.returncode == 0, bare.stderr
+    body = json.loads(bare.stdout)
+    assert {r["tag"] for r in body["versions"]} == {"1.1.0", "1.3.0"}
+    assert body["notes"] == ["--where lr<0.05: 'lr' is a param, not a metric: compared as param.lr"]
+    table = run_cli("ls", repo, "--where", "lr<0.05", "--columns", "lr,seed", "--sort", "accuracy")
+    assert table.returncode == 0, table.stderr
+    assert "'lr' is a param" in table.stderr
+    head, first, second = table.stdout.splitlines()[:3]
+    assert head.split()[:4] == ["TAG", "ACCURACY", "LR", "SEED"]
+    assert first.split()[:2] == ["1.3.0", "0.97"] and first.split()[3:5] == ["0.01", "42"]  # (on dataset)
+    assert second.split()[0] == "1.1.0"
+    typo = run_cli("ls", repo, "--columns", "seeed")
+    assert typo.returncode == 2 and "did you mean 'seed'" in typo.stderr, typo.stderr
+
+
 def test_plain_ls_lists_tags_without_reading_records(pushed: Pushed) -> None:  # noqa: F811
     result = run_cli("ls", f"{pushed.host}/{pushed.repo}")
     assert result.returncode == 0, result.stderr
@@ -110,7 +133,9 @@ def test_unknown_repository_and_bad_where(pushed: Pushed) -> None:  # noqa: F811
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert "does-not-exist" in result.stderr
     bad = run_cli("ls", f"{pushed.host}/{pushed.repo}", "--where", "colour=blue")
-    assert bad.returncode == 2 and "dataset=NAME, param=KEY=VALUE or a gate" in bad.stderr
+    assert bad.returncode == 2 and "no version records the metric or param 'colour'" in bad.stderr
+    odd = run_cli("ls", f"{pushed.host}/{pushed.repo}", "--where", "dataset")
+    assert odd.returncode == 2 and "tag=NAME, dataset=NAME" in odd.stderr
     tagged = run_cli("ls", pushed.ref("1.0.0"))
     assert tagged.returncode == 2 and "not a release" in tagged.stderr
 
@@ -127,32 +152,43 @@ def _rec(version: str, metrics: dict[str, Metric], datasets: tuple[str, ...] = (
     )
 
 
+def _sub(record: Record) -> q.Subject:
+    from modelpack.oci import mediatypes as mt
+    from modelpack.oci.model import Descriptor
+
+    bundle = Descriptor(mt.OCI_MANIFEST, "sha256:" + "0" * 64, 1)
+    return subject(Version("t", ReleaseView(bundle.digest, bundle.media_type, False, record, bundle, None)))
+
+
+def _m(text: str, record: Record, metric: str | None = None) -> bool:
+    return q.matches(q.parse(text), _sub(record), metric)
+
+
 def test_where_dataset_rules() -> None:
-    w = Where.parse("dataset=v3")
     on_v3 = _rec("1", {"acc": Metric(0.9, "v3")}, ("v3",))
     other = _rec("2", {"acc": Metric(0.9, "v2"), "loss": Metric(0.1, "v3")}, ("v2", "v3"))
     unlabelled = _rec("3", {"acc": Metric(0.9)}, ("v3",))
-    assert w.matches(on_v3, "acc")
-    assert not w.matches(other, "acc")  # acc was measured on v2, whatever else v3 served for
-    assert w.matches(other)  # without a sorted metric: some metric was measured on v3
-    assert w.matches(unlabelled, "acc")  # no dataset on the metric: the record lists v3
-    by_hash = Where.parse("dataset=sha256:33333333")  # v3's hash, as a dataset version may be named
-    assert by_hash.matches(on_v3) and by_hash.matches(on_v3, "acc")
-    assert not by_hash.matches(_rec("4", {"acc": Metric(0.9, "v2")}, ("v2",)), "acc")
-    assert not Where.parse("dataset=sha256:333").matches(on_v3)  # too short a prefix to mean anything
+    assert _m("dataset=v3", on_v3, "acc")
+    assert not _m("dataset=v3", other, "acc")  # acc was measured on v2, whatever else v3 served for
+    assert _m("dataset=v3", other)  # without a sorted metric: some metric was measured on v3
+    assert _m("dataset=v3", unlabelled, "acc")  # no dataset on the metric: the record lists v3
+    by_hash = "dataset=sha256:33333333"  # v3's hash, as a dataset version may be named
+    assert _m(by_hash, on_v3) and _m(by_hash, on_v3, "acc")
+    assert not _m(by_hash, _rec("4", {"acc": Metric(0.9, "v2")}, ("v2",)), "acc")
+    assert not _m("dataset=sha256:333", on_v3)  # too short a prefix to mean anything
 
 
 def test_where_param_typing_and_parse_errors() -> None:
     r = _rec("1", {}, params={"lr": 0.1, "opt": {"name": "adam"}, "shuffle": True, "epochs": 3})
-    assert Where.parse("param=lr=0.10").matches(r)
-    assert Where.parse("param=opt.name=adam").matches(r)
-    assert Where.parse("param=shuffle=true").matches(r)
-    assert Where.parse("param=epochs=3.0").matches(r)
-    assert not Where.parse("param=lr=0.2").matches(r)
-    assert not Where.parse("param=missing=1").matches(r)
-    for bad in ("dataset=", "param=lr", "param==1", "lr=0.1", "dataset"):
+    assert _m("param=lr=0.10", r)
+    assert _m("param=opt.name=adam", r)
+    assert _m("param=shuffle=true", r)
+    assert _m("param=epochs=3.0", r)
+    assert not _m("param=lr=0.2", r)
+    assert not _m("param=missing=1", r)
+    for bad in ("dataset=", "param=lr", "param.=1", "dataset", "lr<abc", "metric.acc=high"):
         with pytest.raises(UsageError):
-            Where.parse(bad)
+            q.parse(bad)
 
 
 def test_release_tags_hides_referrer_fallback_tags() -> None:

@@ -60,6 +60,9 @@ def test_a_pulled_release_is_usable_by_its_name_with_the_registry_gone(
     assert [r["name"] for r in listed] == [ref]
     offline = run_main("inspect", ref, env=env)
     assert offline.returncode == 1 and own.host in offline.stderr  # the registry itself is gone
+    assert "a pulled copy of" in offline.stderr and "exists in the local store: add --local" in offline.stderr
+    down = run_main("unpack", ref, str(tmp_path / "never"), env=env)
+    assert down.returncode == 1 and "add --local" in down.stderr and not (tmp_path / "never").exists()
     shown = run_main("inspect", ref, "--local", "--json", env=env)
     assert shown.returncode == 0, shown.stderr
     doc = json.loads(shown.stdout)
@@ -167,3 +170,31 @@ def test_script_the_whole_path_from_the_api(tmp_path: Path, registry_repo: str) 
         assert [e["action"] for e in hist.to_json()["events"]] == ["promote"]
         listed = api.ls(targets, registry_repo)
         assert listed.tags == (built.bundle.version, "staging")
+
+
+def test_a_repository_declares_a_naming_pattern_that_push_enforces(
+    tmp_path: Path, registry_repo: str
+) -> None:
+    """Team names were read by their shape; a repository now says what its version tags look like."""
+    from support.places import make_release
+
+    layout = LayoutStore(tmp_path / "layout")
+    for v in ("model-bert-sst2-acc92-v5", "bert-5"):
+        make_release(layout, v, v)
+    env = {"MODELPACK_ACTOR": "ops@ci", **_store(tmp_path)}
+    none = run_main("naming", registry_repo, "--json", env=env)
+    assert none.returncode == 0 and json.loads(none.stdout)["naming"] is None
+    pattern = "model-bert-[a-z0-9]+-acc[0-9]+-v[0-9]+"
+    declared = run_main("naming", registry_repo, pattern, "--json", env=env)
+    assert declared.returncode == 0, declared.stderr
+    assert json.loads(declared.stdout)["naming"]["who"] == "ops@ci"
+    good = run_main("push", f"{registry_repo}:model-bert-sst2-acc92-v5", "--from",
+                    f"oci:{layout.root}:model-bert-sst2-acc92-v5", env=env)  # fmt: skip
+    assert good.returncode == 0, good.stderr
+    bad = run_main("push", f"{registry_repo}:bert-5", "--from", f"oci:{layout.root}:bert-5", env=env)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
+    assert f"this repository names versions by {pattern!r} (declared by ops@ci on " in bad.stderr
+    shown = run_main("naming", registry_repo, env=env)
+    assert pattern in shown.stdout
+    typo = run_main("naming", registry_repo, "model-(", env=env)
+    assert typo.returncode == 2 and "is not a regular expression" in typo.stderr

@@ -238,6 +238,20 @@ def test_handler_module_must_be_in_code_paths(tmp_path: Path) -> None:
     assert "code.handler: 'handler' is neither a built-in nor module:Class" in load_error(tmp_path, text)
 
 
+def test_a_handler_class_typo_is_found_at_build_not_in_the_container(tmp_path: Path) -> None:
+    code = "import numpy as np\nfrom base import Shared as Imported\n\nclass Model:\n    pass\n"
+    text = MINIMAL + "code:\n  paths: [handler.py]\n  handler: handler:Modle\n"
+    msg = load_error(tmp_path / "typo", text, {"handler.py": code})
+    assert ":9: code.handler: handler.py defines no 'Modle' (did you mean 'Model'?)" in msg
+    for name in ("Model", "Imported"):  # defined, or imported at the top: found by reading, never running
+        make_project(tmp_path / name, MINIMAL + f"code:\n  paths: [handler.py]\n  handler: handler:{name}\n",
+                     {"handler.py": code})  # fmt: skip
+        assert load_packfile(tmp_path / name).code.class_name == name
+    fixed = text.replace("Modle", "Model")
+    broken = load_error(tmp_path / "broken", fixed, {"handler.py": "class Model(:\n"})
+    assert "code.handler: handler.py line 1 does not parse as Python" in broken
+
+
 def test_non_onnx_model_needs_a_handler(tmp_path: Path) -> None:
     msg = load_error(tmp_path, MINIMAL.replace("format: onnx", "format: safetensors"))
     assert "code: is required for model.format safetensors" in msg

@@ -4,6 +4,7 @@ evidence in tests/test_policy_evidence.py; here the rules themselves, on the thr
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,25 @@ def test_a_signed_provenance_holds_beside_a_newer_unsigned_one(kind: Kind, tmp_p
     attach_envelope(place.target, desc, ptype, doc, signer, ann("2026-12-02T00:00:01Z"))
     held = check_provenance(place.target, release.digest, [signer.public])
     assert held.ok and held.signer == signer.public.keyid
+
+
+def test_history_says_each_kind_of_check_once(registry_repo: str, tmp_path: Path) -> None:
+    """The built-in test rule and a policy's test:docker both passed: CHECKED read `test:ok test:ok`."""
+    from modelpack import api
+
+    with api.Targets(store_path=tmp_path / "store", environ={}) as targets:
+        target = targets.open(registry_repo).target
+        release = make_release(target, "1.0.0", "1.0.0")
+        subject = Descriptor(release.media_type, release.digest, len(release.raw))
+        when = "2026-12-01T00:00:00Z"
+        ann = report_annotations(passed=True, created=when, runtime="docker", version="1.0.0")
+        attach(target, subject, mt.TEST_REPORT_ARTIFACT, b'{"passed": true}', "application/json", ann)
+    assert run_main("policy", "set", registry_repo, "prod", "--require", "test:docker").returncode == 0
+    assert run_main("promote", f"{registry_repo}:1.0.0", "prod").returncode == 0
+    shown = run_main("history", registry_repo, "prod")
+    assert shown.returncode == 0, shown.stderr
+    row = next(line for line in shown.stdout.splitlines() if "promote" in line)
+    assert row.count("test:ok") == 1, row
+    doc = json.loads(run_main("history", registry_repo, "prod", "--json").stdout)
+    evidence = doc["events"][0]["evidence"]
+    assert [c["kind"] for c in evidence] == ["test", "test"]  # both checks stay in the record

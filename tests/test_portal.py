@@ -159,6 +159,49 @@ def test_training_curves_on_the_version_page_and_overlaid_on_compare(
     assert "overlaid when both versions carry a training history" in one_sided
 
 
+def _delta_row(html: str, metric: str) -> str:
+    m = re.search(rf'<tr class="delta[^"]*" data-metric="{re.escape(metric)}">.*?</tr>', html, re.S)
+    assert m is not None, metric
+    return m.group(0)
+
+
+def test_compare_colours_only_known_directions_and_says_when_datasets_differ(
+    served: Served, portal_repo: PortalRepo
+) -> None:
+    """A falling number was red and a rising one green whatever the metric, while `better` said '?'; and
+    1.0.0 (measured on iris-test) against 1.1.0 (on iris-test-v3) was called up."""
+    slug = served.slugs[portal_repo.repo]
+    same = _get(served.url(f"r/{slug}/compare/1.1.0/1.2.0.html"))[1]  # both measured on iris-test-v3
+    f1 = _delta_row(same, "f1_macro")  # 0.93 -> 0.91, a gate says higher is better
+    assert 'class="delta regressed"' in f1 and '<td class="down">' in f1 and "higher" in f1
+    loss = _delta_row(same, "train_loss")  # 0.07 -> 0.09: no gate, no `better:`: no colour, no verdict
+    assert '<td class="">' in loss and "unknown" in loss
+    assert "regressed" not in loss and "improved" not in loss
+    switched = _get(served.url(f"r/{slug}/compare/1.0.0/1.1.0.html"))[1]
+    f1 = _delta_row(switched, "f1_macro")  # 0.88 -> 0.93, but on another dataset
+    assert "not comparable" in f1 and "improved" not in f1 and '<td class="">' in f1
+    assert re.search(r"dataset iris-test@[0-9a-f]{12} → iris-test-v3@[0-9a-f]{12}", f1), f1
+    table = _get(served.url(f"r/{slug}/"))[1]
+    assert re.search(r"\(iris-test-v3@[0-9a-f]{12}\)", table)  # metrics say which dataset version
+
+
+def test_pages_show_values_as_people_read_them(served: Served, portal_repo: PortalRepo) -> None:
+    """`python ?`, `dirty: False` (a Python repr), unrounded latency, chart labels past the edge and a
+    versions table wider than the page, as the trial saw them."""
+    slug = served.slugs[portal_repo.repo]
+    page = _get(served.url(f"r/{slug}/v/1.1.0.html"))[1]
+    assert "dirty: False" not in page and "python ?" not in page and "False<br>" not in page
+    latency = page[page.index('class="latency"') :].split("</table>")[0]
+    assert all(len(v.split(".")[-1]) <= 2 for v in re.findall(r"<td>([0-9.]+)</td>", latency)), latency
+    repo_page = _get(served.url(f"r/{slug}/"))[1]
+    assert '<div class="scroll" id="versions-scroll"><table id="versions">' in repo_page
+    chart = repo_page[repo_page.index('<svg class="chart"') :].split("</svg>")[0]
+    ticks = re.findall(r'<text class="tick" x="[^"]+" y="188" text-anchor="(\w+)">', chart)  # the x axis
+    assert ticks[0] == "start" and ticks[-1] == "end", ticks  # the edge labels stay inside
+    for anchor_x in re.findall(r'<g class="env-mark"[^>]*>.*?<text x="([0-9.]+)" text-anchor="end"', chart):
+        assert float(anchor_x) <= 640
+
+
 def test_a_dataset_entry_links_to_its_dataset_version_when_the_portal_has_its_repository(
     served: Served, portal_repo: PortalRepo
 ) -> None:

@@ -149,14 +149,16 @@ def test_compare_overlays_training_curves_with_a_legend(
 def test_compare_view(browser: Any, served: Served, portal_repo: PortalRepo) -> None:
     slug = served.slugs[portal_repo.repo]
     browser.get(served.url(f"r/{slug}/index.html"))
-    link = next(a for a in _css(browser, "a.compare") if a.text == "vs 1.0.0")
+    link = next(a for a in _css(browser, "a.compare") if a.text == "vs 1.1.0")
     link.click()
     _wait(browser, lambda d: "/compare/" in d.current_url and _css(d, "#metric-deltas"))
-    assert "1.0.0 → 1.1.0" in _css(browser, "h1")[0].text
+    assert "1.1.0 → 1.2.0" in _css(browser, "h1")[0].text
     rows = {r.get_attribute("data-metric"): r for r in _css(browser, "#metric-deltas tr.delta")}
-    f1 = rows["f1_macro"]
-    assert "+0.05" in f1.text and "improved" in f1.get_attribute("class")  # the gate says higher is better
-    assert f1.find_elements("css selector", "td.up")
+    f1 = rows["f1_macro"]  # both on iris-test-v3; the gate says higher is better
+    assert "-0.02" in f1.text and "regressed" in f1.get_attribute("class")
+    assert f1.find_elements("css selector", "td.down")
+    loss = rows["train_loss"]  # rising, with no known direction: no colour
+    assert not loss.find_elements("css selector", "td.up, td.down") and "unknown" in loss.text
     assert "lr" in _css(browser, "#changes-params")[0].text
     screenshot(browser, "compare")
 

@@ -227,6 +227,23 @@ def test_require_runtime_refuses_a_local_only_report_and_says_which_it_found(kin
     assert any("(local runtime)" in n for n in done.notes)
 
 
+def test_promote_after_a_failed_report_says_what_failed(kind: Kind) -> None:
+    """It said only 'no passing test report is attached', as if the release were untested."""
+    from support.portal_fixtures import runner_report
+
+    from modelpack.testing.report import attach_report as attach_test_report
+
+    place = kind.place
+    release = make_release(place.target, "1.0.0", "1.0.0")
+    report = runner_report("1.0.0", release.digest, release.media_type, len(release.raw), passed=False)
+    attach_test_report(place.target, report)
+    with pytest.raises(PromotionError) as e:
+        promote(place, "1.0.0", "prod", runtime=runtime())
+    assert "the newest report (local runtime, 2026-12-01T05:00:01Z) FAILED (1 check: case virginica)" in str(
+        e.value
+    )
+
+
 def test_one_rule_says_which_tags_are_environments(kind: Kind) -> None:
     """An environment is a tag with an environment's name and promotion history: `latest` (never promoted)
     is not one, a version tag never is; ls, inspect, the catalog and prune all ask this one function."""

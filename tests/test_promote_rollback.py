@@ -8,8 +8,9 @@ from support.places import Kind, attach_report, event_count, make_release, runti
 
 from modelpack.environment.history import load_history
 from modelpack.environment.place import Place
+from modelpack.environment.policy import Policy, parse_requirements, write_policy
 from modelpack.environment.promote import Runtime, promote, rollback
-from modelpack.errors import PromotionError
+from modelpack.errors import PromotionError, UsageError
 
 
 def _promoted(place: Place, versions: list[str], rt: Runtime) -> dict[str, str]:
@@ -44,13 +45,35 @@ def test_rollback_to_a_named_version(kind: Kind) -> None:
     assert not any(n.startswith("warning") for n in result.notes)  # 1.0.0 was promoted to prod before
 
 
-def test_rollback_to_a_version_never_promoted_is_allowed_with_a_warning(kind: Kind) -> None:
+def test_rollback_to_a_version_never_run_is_refused_without_force_and_recorded_with_it(kind: Kind) -> None:
     place, rt = kind.place, runtime()
-    _promoted(place, ["1.0.0"], rt)
-    never = make_release(place.target, "0.9.0", "0.9.0")  # no report either: not needed
-    result = rollback(place, "prod", "0.9.0", runtime=rt)
+    d = _promoted(place, ["1.0.0"], rt)
+    never = make_release(place.target, "0.9.0", "0.9.0")  # never in prod, no test report
+    with pytest.raises(PromotionError, match=r"prod never ran it .*nothing was changed") as e:
+        rollback(place, "prod", "0.9.0", runtime=rt)
+    assert "modelpack promote" in (e.value.hint or "") and "--force --reason" in (e.value.hint or "")
+    assert tag_digest(place, "prod") == d["1.0.0"] and event_count(place, "prod") == 1
+    with pytest.raises(UsageError, match="--force needs --reason"):
+        rollback(place, "prod", "0.9.0", force=True, runtime=rt)
+    forced = rollback(place, "prod", "0.9.0", force=True, reason="hotfix again", runtime=rt)
     assert tag_digest(place, "prod") == never.digest
-    assert any("0.9.0 was never promoted to prod" in n for n in result.notes)
+    head = load_history(place.target, "prod", place.name).head
+    assert head is not None and head.forced and (head.action, head.reason) == ("rollback", "hotfix again")
+    assert [(c.kind, c.ok) for c in head.evidence] == [("test", False)]  # no report: recorded as forced
+    assert any("never ran 0.9.0" in n for n in forced.notes)
+    back = rollback(place, "prod", runtime=rt)  # the undo stack stays unconditional
+    assert back.changed and tag_digest(place, "prod") == d["1.0.0"]
+
+
+def test_rollback_to_a_version_never_run_meets_the_policy_as_promote_does(kind: Kind) -> None:
+    place, rt = kind.place, runtime()
+    d = _promoted(place, ["1.0.0"], rt)
+    make_release(place.target, "0.9.0", "0.9.0")  # untested
+    policy = Policy("prod", parse_requirements("test"), "ops@ci", "2026-12-01T00:00:00.000000Z")
+    write_policy(place.target, policy, place.name)
+    with pytest.raises(PromotionError, match="its policy requires what it lacks"):
+        rollback(place, "prod", "0.9.0", force=True, reason="trying", runtime=rt)
+    assert tag_digest(place, "prod") == d["1.0.0"] and event_count(place, "prod") == 1
 
 
 def test_rollback_to_a_version_whose_tag_is_gone_goes_to_the_digest_history_recorded(kind: Kind) -> None:

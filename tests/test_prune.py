@@ -164,6 +164,54 @@ def _with_record(target: Target, tag: str, record: dict[str, object]) -> RawMani
     return raw
 
 
+def _release_at(target: Target, tag: str, version: str, created: str) -> str:
+    release = make_release(target, f"{tag}-base", version)
+    index = parse(release.raw, release.media_type)
+    assert isinstance(index, Index)
+    doc = Index(manifests=index.manifests, annotations={mt.ANN_VERSION: version, mt.ANN_CREATED: created})
+    target.put_manifest(tag, RawManifest(doc.to_bytes(), doc.media_type, doc.digest))
+    target.delete_tag(f"{tag}-base")
+    return doc.digest
+
+
+def test_what_is_a_version_comes_from_the_artifact_not_the_tag_shape(
+    registry: RegistryProcess, repo: str, targets: Targets
+) -> None:
+    """Team names (`model-bert-sst2-acc92-v5`, `dataset-v1.0.0`) were taken for environments and never
+    pruned, silently; workflow builds `<version>-<sha>` were ordered by PEP 440 and the newest deleted."""
+    where = targets.open(f"{registry.host}/{repo}")
+    target = where.target
+    assert isinstance(target, RegistryRepository)
+    day = "2026-12-0{}T00:00:00Z"
+    _release_at(target, "model-bert-sst2-acc90-v4", "model-bert-sst2-acc90-v4", day.format(1))
+    newest = _release_at(target, "model-bert-sst2-acc92-v5", "model-bert-sst2-acc92-v5", day.format(3))
+    _release_at(target, "1.0.0-1234567", "1.0.0-1234567", day.format(2))  # an all-digit sha
+    target.put_manifest(
+        "latest", target.get_manifest("model-bert-sst2-acc92-v5")
+    )  # an alias, never a version
+    for i, v in enumerate(("dataset-v1.0.0", "dataset-v1.1.0")):
+        ann = {mt.ANN_CREATED: day.format(i + 1)}
+        push_artifact(target, v, [v.encode()], artifact_type=mt.DATASET_ARTIFACT, annotations=ann)
+    make_release(target, "staging-ish", "9.9.9")  # env-shaped, but no history: a release, so a version
+    release = make_release(target, "2.0.0", "2.0.0")
+    attach_report(target, release)
+    api.promote(targets, f"{registry.host}/{repo}:2.0.0", "qa", runtime=runtime())
+    plan_ = api.prune(targets, f"{registry.host}/{repo}", keep_last=2, dry_run=True)
+    actions = {d.tag: d.to_json()["action"] for d in plan_.decisions}
+    assert set(actions) >= {
+        "model-bert-sst2-acc90-v4",
+        "model-bert-sst2-acc92-v5",
+        "dataset-v1.0.0",
+        "staging-ish",
+    }
+    assert "latest" not in actions and "qa" not in actions  # an alias and an environment: never versions
+    assert actions["model-bert-sst2-acc92-v5"] == "keep" and actions["2.0.0"] == "keep"
+    assert actions["dataset-v1.0.0"] == "delete" and actions["model-bert-sst2-acc90-v4"] == "delete"
+    assert actions["1.0.0-1234567"] == "keep"  # second newest by creation time
+    assert actions["dataset-v1.1.0"] == actions["staging-ish"] == "delete"  # (no creation time: oldest)
+    assert newest in {d.digest for d in plan_.decisions if d.keep}
+
+
 def test_a_dataset_version_a_kept_model_records_is_kept(
     registry: RegistryProcess, repo: str, targets: Targets
 ) -> None:

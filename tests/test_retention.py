@@ -145,3 +145,48 @@ def test_the_plan_is_frozen() -> None:
     p = plan(versions(2), Facts(), Rule(keep_last=1))
     with pytest.raises(AttributeError):
         p.decisions = ()  # type: ignore[misc]
+
+
+def test_workflow_build_tags_tie_on_their_version_and_go_by_creation_time() -> None:
+    """`<version>-<short sha>`: an all-digit sha read as a PEP 440 post-release, a sha with a letter as no
+    version, so --keep-last 1 kept an old build and deleted the newest push."""
+    vs = [
+        Version("1.0.0-1234567", d(1), NOW - 3 * DAY),  # all digits: was "1.0.0.post1234567", the newest
+        Version("1.0.0-abc1234", d(2), NOW - 1 * DAY),  # a letter: was "no version", the oldest
+        Version("1.0.0-7654321", d(3), NOW - 2 * DAY),
+    ]
+    p = plan(vs, Facts(), Rule(keep_last=1))
+    assert [x.tag for x in p.decisions] == ["1.0.0-abc1234", "1.0.0-7654321", "1.0.0-1234567"]
+    assert actions(p)["1.0.0-abc1234"] == "keep"
+    later = Version("1.1.0-0000001", d(4), NOW - 9 * DAY)  # a higher version wins over a newer build
+    assert plan([*vs, later], Facts(), Rule(keep_last=1)).decisions[0].tag == "1.1.0-0000001"
+    stamped = [  # the generated workflow's tags now: <version>-<UTC commit time>-<short sha>
+        Version("1.0.0-20261201090000-1234567", d(5)),
+        Version("1.0.0-20261203090000-abcdef0", d(6)),
+        Version("1.0.0-20261202090000-7777777", d(7)),
+    ]
+    order = [x.tag for x in plan(stamped, Facts(), Rule(keep_last=1)).decisions]
+    assert order == sorted(order, reverse=True) and order[0].startswith("1.0.0-20261203")
+    assert [
+        x.tag for x in plan([*vs[:1], Version("1.2.0-rc1", d(8))], Facts(), Rule(keep_last=1)).decisions
+    ] == [
+        "1.2.0-rc1",
+        "1.0.0-1234567",
+    ]
+
+
+def test_team_names_that_are_no_versions_go_by_creation_time() -> None:
+    vs = [
+        Version("model-bert-sst2-acc92-v5", d(1), NOW - 1 * DAY),
+        Version("model-bert-sst2-acc90-v4", d(2), NOW - 2 * DAY),
+        Version("1.0.0", d(3), NOW - 3 * DAY),
+        Version("model-bert-sst2-acc91-v6", d(4)),  # no creation time: the oldest
+    ]
+    p = plan(vs, Facts(), Rule(keep_last=2))
+    assert [x.tag for x in p.decisions] == [
+        "model-bert-sst2-acc92-v5",
+        "model-bert-sst2-acc90-v4",
+        "1.0.0",
+        "model-bert-sst2-acc91-v6",
+    ]
+    assert [x.tag for x in p.deleted] == ["1.0.0", "model-bert-sst2-acc91-v6"]

@@ -221,3 +221,18 @@ def test_runtime_choice(tmp_path: Path) -> None:
             choose_runtime(remote, _view(False), "docker", up)
         with pytest.raises(TestNotRunError, match="no Docker engine answers"):
             choose_runtime(remote, _view(True), "docker", down)
+
+
+def test_a_remote_engine_publishes_the_port_a_local_one_shares_the_host_network() -> None:
+    """`modelpack test` against a remote engine (a CI service container) used host networking, which
+    puts the runtime on the engine's machine, where nothing here can reach it. The engine here has no
+    bridge (no port publishing), so the published path is decided here and not run."""
+    from modelpack.testing.container import placement
+
+    for local in (None, "", "unix:///var/run/docker.sock", "npipe:////./pipe/docker", "tcp://127.0.0.1:2375",
+                  "tcp://localhost:2376", "tcp://[::1]:2375"):  # fmt: skip
+        p = placement(local)
+        assert p.host_network and p.bind == "127.0.0.1", local
+    for remote in ("tcp://docker:2375", "tcp://10.0.0.5:2376", "ssh://ci@build-host"):
+        p = placement(remote)
+        assert not p.host_network and p.bind == "0.0.0.0", remote

@@ -35,6 +35,7 @@ def exiting_image(docker_engine: Engine) -> Iterator[str]:
         docker_engine.client.images.remove(tag, force=True)
 
 
+@pytest.mark.engine
 def test_a_container_that_exits_at_once_is_reported_at_once_with_its_logs(
     exiting_image: str, docker_engine: Engine
 ) -> None:
@@ -58,6 +59,7 @@ def test_no_engine_is_test_not_run(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert err.value.exit_code == 3 and "--runtime local" in str(err.value)
 
 
+@pytest.mark.engine
 def test_an_image_the_engine_cannot_pull_is_exit_3(registry: RegistryProcess, docker_engine: Engine) -> None:
     pinned = f"{registry.host}/t/never-pushed-{secrets.token_hex(3)}@sha256:{'e' * 64}"
     with pytest.raises(TestNotRunError, match="could not pull") as err, pulled(docker_engine.client, pinned):
@@ -65,6 +67,7 @@ def test_an_image_the_engine_cannot_pull_is_exit_3(registry: RegistryProcess, do
     assert err.value.exit_code == 3 and pinned in str(err.value)
 
 
+@pytest.mark.engine
 def test_an_image_the_engine_already_had_is_kept(docker_engine: Engine) -> None:
     present = docker_engine.client.images.get(docker_engine.base_ref)
     with pulled(docker_engine.client, docker_engine.base_ref) as image:

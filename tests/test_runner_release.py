@@ -109,6 +109,7 @@ def _junit(path: Path) -> ET.Element:
     return suite
 
 
+@pytest.mark.engine
 def test_docker_runtime_on_a_pushed_release_passes_and_attaches(
     runner_store: Store,
     iris_release: api.BuildResult,
@@ -166,6 +167,7 @@ def test_docker_runtime_on_a_pushed_release_passes_and_attaches(
     assert any((d / "opt" / "modelpack" / "deps").is_dir() for d in (fresh / "cache" / "layers").iterdir())
 
 
+@pytest.mark.engine
 def test_serve_a_release_reference(runner_store: Store, iris_release: api.BuildResult) -> None:
     port = free_port()
     proc = subprocess.Popen(
@@ -202,6 +204,7 @@ def test_serve_a_release_reference(runner_store: Store, iris_release: api.BuildR
     assert "serving image's packages" in err
 
 
+@pytest.mark.engine
 def test_docker_runtime_on_the_local_store_loads_the_image_and_removes_it(
     runner_store: Store,
     iris_release: api.BuildResult,
@@ -242,6 +245,7 @@ def test_docker_runtime_on_the_local_store_loads_the_image_and_removes_it(
         assert "into the Docker engine (" in cli.stderr and image_id not in images_after
 
 
+@pytest.mark.engine
 def test_local_runtime_runs_on_the_image_deps_layer(runner_store: Store, tmp_path: Path) -> None:
     proj = _variant(tmp_path, "custom-handler", "where-numpy")
     (proj / "where.py").write_text(WHERE_HANDLER)
@@ -275,6 +279,7 @@ def test_local_runtime_runs_on_the_image_deps_layer(runner_store: Store, tmp_pat
     assert outputs["probe"] == "from-the-image"  # the image's Env (serving.env) reaches the process
 
 
+@pytest.mark.engine
 def test_a_failing_gate_exits_1_naming_it(runner_store: Store, tmp_path: Path) -> None:
     proj = _variant(tmp_path, "iris-onnx", "iris-strict")
     packfile = proj / "modelpack.yaml"
@@ -297,6 +302,7 @@ def test_a_failing_gate_exits_1_naming_it(runner_store: Store, tmp_path: Path) -
         assert targets.store.referrers(built.digest, REPORT_TYPE) == []
 
 
+@pytest.mark.engine
 def test_a_wrong_golden_case_fails_naming_the_case(runner_store: Store, tmp_path: Path) -> None:
     proj = _variant(tmp_path, "custom-handler", "house-wrong")
     cases = json.loads((proj / "cases.json").read_text())
@@ -318,6 +324,7 @@ def test_a_wrong_golden_case_fails_naming_the_case(runner_store: Store, tmp_path
         assert passing_report(targets.store, built.digest) is None
 
 
+@pytest.mark.engine
 def test_a_runtime_that_never_gets_ready_shows_its_output(
     runner_store: Store, registry: RegistryProcess, repo: str, tmp_path: Path
 ) -> None:

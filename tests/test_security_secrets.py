@@ -38,6 +38,7 @@ def _file_texts(root: Path) -> list[bytes]:
     return [p.read_bytes() for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
 
 
+@pytest.mark.engine
 @pytest.mark.slow
 def test_verbose_commands_and_written_files_hold_no_secret(
     tls_registry: RegistryProcess,

@@ -89,7 +89,8 @@ def test_not_ready_until_loaded(tmp_path: Path) -> None:
     [
         ("GET", "/v2/models/other", 404, "serves 'affine'"),
         ("POST", "/v2/models/other/infer", 404, "serves 'affine'"),
-        ("GET", "/v2/models/affine/versions/9/ready", 404, "serves 'affine'"),
+        ("GET", "/v2/models/affine/versions/9/ready", 404, "serves 'affine' version 3 "),
+        ("POST", "/v2/models/affine/versions/9/infer", 404, "(/v2/models/affine/versions/3, or"),
         ("GET", "/nothing", 404, "no route /nothing"),
         ("GET", "/v2/models/affine/infer", 405, "use POST"),
         ("POST", "/v2/health/live", 405, "use GET"),

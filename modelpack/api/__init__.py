@@ -53,13 +53,25 @@ if TYPE_CHECKING:
     from modelpack.api._datasets import dataset_pull as dataset_pull
     from modelpack.api._datasets import dataset_push as dataset_push
     from modelpack.api._datasets import dataset_used_by as dataset_used_by
+    from modelpack.api._deploy import DeployResult as DeployResult
+    from modelpack.api._deploy import EnvResult as EnvResult
+    from modelpack.api._deploy import deploy as deploy
+    from modelpack.api._deploy import env_set as env_set
+    from modelpack.api._deploy import env_show as env_show
+    from modelpack.api._deploy import undeploy as undeploy
     from modelpack.api._environments import HistoryResult as HistoryResult
+    from modelpack.api._environments import LabelResult as LabelResult
+    from modelpack.api._environments import NamingResult as NamingResult
     from modelpack.api._environments import PolicyResult as PolicyResult
+    from modelpack.api._environments import archive as archive
     from modelpack.api._environments import history as history
+    from modelpack.api._environments import naming as naming
     from modelpack.api._environments import policy_set as policy_set
     from modelpack.api._environments import policy_show as policy_show
     from modelpack.api._environments import promote as promote
     from modelpack.api._environments import rollback as rollback
+    from modelpack.api._kubernetes import KubernetesResult as KubernetesResult
+    from modelpack.api._kubernetes import kubernetes_manifests as kubernetes_manifests
     from modelpack.api._read import DiffResult as DiffResult
     from modelpack.api._read import InspectResult as InspectResult
     from modelpack.api._read import ListResult as ListResult
@@ -70,6 +82,20 @@ if TYPE_CHECKING:
     from modelpack.api._read import ls as ls
     from modelpack.api._retention import PruneResult as PruneResult
     from modelpack.api._retention import prune as prune
+    from modelpack.api._runs import RunResult as RunResult
+    from modelpack.api._runs import RunsDiffResult as RunsDiffResult
+    from modelpack.api._runs import RunShowResult as RunShowResult
+    from modelpack.api._runs import RunsImportResult as RunsImportResult
+    from modelpack.api._runs import RunsLsResult as RunsLsResult
+    from modelpack.api._runs import RunsPruneResult as RunsPruneResult
+    from modelpack.api._runs import RunsPushResult as RunsPushResult
+    from modelpack.api._runs import run_command as run_command
+    from modelpack.api._runs import runs_diff as runs_diff
+    from modelpack.api._runs import runs_import as runs_import
+    from modelpack.api._runs import runs_ls as runs_ls
+    from modelpack.api._runs import runs_prune as runs_prune
+    from modelpack.api._runs import runs_push as runs_push
+    from modelpack.api._runs import runs_show as runs_show
     from modelpack.api._store import gc as gc
     from modelpack.api._store import init as init
     from modelpack.api._store import login as login

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from modelpack.api._attest import BuildInputs, attest
-from modelpack.bundle.build import BundleResult, build_bundle
-from modelpack.errors import UsageError
+from modelpack.bundle.build import BundleResult, FromRun, build_bundle
+from modelpack.errors import AuthError, RegistryError, UsageError
 from modelpack.image import wheels
 from modelpack.image.base import resolve_base
 from modelpack.image.build import ImageResult, build_image
@@ -21,6 +21,7 @@ from modelpack.packfile.loader import PACKFILE, find_packfile
 from modelpack.record.dataset import PublishedDataset
 from modelpack.record.git import git_info
 from modelpack.release.index import release_index
+from modelpack.store.layout import LayoutStore
 from modelpack.store.statcache import StatCache
 from modelpack.targets import Targets
 
@@ -95,17 +96,26 @@ def build(
     log: Callable[[str], None] = lambda _line: None,
     key: str | None = None,
     password: bytes | None = None,
+    run: str | None = None,
+    checkpoint: str | None = None,
+    allow_version_mismatch: bool = False,
 ) -> BuildResult:
     """Build the bundle and, with `image`, the serving image and the release index over both, with its
     SLSA provenance (signed by the private key `key` names, when given) and CycloneDX SBOM as referrers.
 
     `builder` is "daemonless" or "docker" (None: the packfile's serving.builder). The Docker builder uses
     the `docker` client given (else one from the environment) and streams the engine's output to `log`.
-    The release is written into `targets.store`; `environ` defaults to `targets.environ`."""
+    The release is written into `targets.store`; `environ` defaults to `targets.environ`.
+    `run` (`build --run`): the weights from the run's checkpoint (`checkpoint`, else its last), the
+    record's datasets, params, metrics and curves from the run."""
     store = targets.store
     environ = targets.environ if environ is None else environ
-    # A store inside the project must not pack itself: each build would carry the one before.
-    pf = load_packfile(find_packfile(Path(project)), skip=(store.root,))
+    from_run = None
+    if run is not None:
+        pf, from_run = _from_run(targets, Path(project), store, run, checkpoint)
+    else:
+        # A store inside the project must not pack itself: each build would carry the one before.
+        pf = load_packfile(find_packfile(Path(project)), skip=(store.root,))
     builder = builder or pf.serving.builder
     signing = None
     if key is not None:
@@ -124,13 +134,25 @@ def build(
     with store.writing(), StatCache(store.stat_cache_path) as cache:
         published = _published(pf, cache, targets)
         bundle = build_bundle(
-            pf, store, cache, version=version, git=git_info(pf.root), environ=environ, published=published
-        )
+            pf, store, cache, version=version, git=git_info(pf.root), environ=environ, published=published,
+            from_run=from_run, allow_version_mismatch=allow_version_mismatch,
+        )  # fmt: skip
         if not image:
             return BuildResult(bundle=bundle, image=None, index=None, tag=bundle.tag)
         base_ref = base_reference(pf, base, environ)
         where = targets.open_base(base_ref)
-        base_image = resolve_base(where.target, where.ref or "latest", base_ref)
+        try:
+            base_image = resolve_base(where.target, where.ref or "latest", base_ref)
+        except RegistryError as e:
+            if isinstance(e, AuthError):
+                raise
+            # An image `docker images` lists is not where modelpack looks: say so, with the way out.
+            raise type(e)(
+                f"base image {base_ref}: {e.message}",
+                hint="base images are read from a registry, never from the local Docker engine: push it to "
+                f"one this machine reaches (docker tag {base_ref} HOST/{base_ref.rsplit('/', 1)[-1]}; "
+                f"docker push HOST/...) and pass --base HOST/... or set {BASE_ENV}",
+            ) from None
         platform = wheels.TargetPlatform(python=pf.dependencies.python)
         request = ImageRequest(
             bundle=bundle,
@@ -167,3 +189,20 @@ def _published(pf: Packfile, cache: StatCache, targets: Targets) -> dict[str, Pu
     from modelpack.dataset.published import resolve_refs
 
     return resolve_refs(targets, pf.datasets, hash_file=cache.file_digest)
+
+
+def _from_run(
+    targets: Targets, project: Path, store: LayoutStore, run: str, checkpoint: str | None
+) -> tuple[Packfile, FromRun]:
+    """`build --run`: the run's checkpoint written back into the project (so the packfile finds its model
+    files), then what the record takes from the run; the packfile keeps the datasets the run did not read."""
+    from modelpack.api._runs import open_run
+    from modelpack.runs import release
+
+    packfile = find_packfile(project)
+    place, view = open_run(targets, run)
+    chosen = release.choose_checkpoint(view, checkpoint)
+    release.restore_checkpoint(place.target, view, chosen, packfile.parent)
+    pf = load_packfile(packfile, skip=(store.root,))
+    taken, left = release.inputs(targets, place.target, view, place.display, chosen, pf.datasets)
+    return dataclasses.replace(pf, datasets=left), taken

@@ -26,6 +26,7 @@ from modelpack.oci.target import RawManifest, Target
 from modelpack.targets import Location, Targets
 
 if TYPE_CHECKING:
+    from modelpack.evidence.labels import Label
     from modelpack.evidence.signatures import Listed
     from modelpack.release.query import Version
     from modelpack.release.view import ReleaseView
@@ -75,6 +76,7 @@ class CatalogEntry:
     tested: Mapping[str, float]  # the newest report's test-run metrics (latency, image size)
     artifacts: tuple[Artifact, ...]  # every referrer, newest report first
     signatures: tuple[Listed, ...] = ()  # release and model signatures, listed (`verify` checks them)
+    labels: Mapping[str, Label] = field(default_factory=dict)  # labels on (archived), with who and why
 
     @property
     def signed(self) -> bool:
@@ -95,6 +97,7 @@ class CatalogEntry:
             "signed": self.signed,
             "signatures": [s.to_json() for s in self.signatures],
             "artifacts": [a.to_json() for a in self.artifacts],
+            "labels": {name: lb.to_json() for name, lb in sorted(self.labels.items())},
         }
 
 
@@ -104,11 +107,13 @@ class CatalogResult:
     entries: tuple[CatalogEntry, ...]  # in `ls` order, or sorted and filtered as asked
     environments: Mapping[str, str]  # environment tag (with promotion history) -> the digest it names
     sort: str | None = None
+    notes: tuple[str, ...] = ()  # how the where conditions were read, as ls says them
 
     def to_json(self) -> dict[str, Any]:
         return {
             "repository": self.repository,
             "sort": self.sort,
+            "notes": list(self.notes),
             "environments": dict(sorted(self.environments.items())),
             "versions": [e.to_json() for e in self.entries],
         }
@@ -135,10 +140,11 @@ def catalog(
 ) -> CatalogResult:
     """Every release of `repository` with its test verdict, evidence and environments, filtered by `where`
     and ordered by `sort` exactly as `ls --where/--sort` does."""
+    from modelpack.api._read import choose, parse_where
     from modelpack.environment.place import Place, environments
     from modelpack.release import query
 
-    wheres = [query.Where.parse(w) for w in where]
+    wheres = parse_where(targets, where)  # as ls reads them: a published dataset by its digest
     place = targets.open(repository)
     if place.ref is not None:
         raise UsageError(
@@ -158,21 +164,19 @@ def catalog(
         found = [x for x in pool.map(one, tags) if x is not None]
         envs = environments(Place.of(place), [e.tag for _, e in found])
     versions = [v for v, _ in found]
-    for name, flag in [(sort, "--sort")] + [(w.key, "--where") for w in wheres if w.field == "gate"]:
-        if name is not None:
-            query.check_metric(versions, name, flag)
     by_tag = {e.tag: e for _, e in found}
-    chosen = query.select(versions, wheres, sort, asc)
+    chosen, notes = choose(versions, wheres, sort, asc)
     return CatalogResult(
         place.repository,
         tuple(by_tag[v.tag] for v in chosen),
         {e.tag: e.release.digest for _, e in found if e.tag in envs},
         sort,
+        notes,
     )
 
 
 def _entry(target: Target, tag: str, release: ReleaseView) -> tuple[Version, CatalogEntry]:
-    from modelpack.evidence import evidence, signatures
+    from modelpack.evidence import evidence, labels, signatures
     from modelpack.packfile.gates import MEASURED
     from modelpack.release.query import Version
 
@@ -194,8 +198,9 @@ def _entry(target: Target, tag: str, release: ReleaseView) -> tuple[Version, Cat
         desc = Descriptor(evidence.REPORT_TYPE, newest.digest, newest.size, annotations=newest.annotations)
         tested = {k: x for k, x in evidence.measured(desc).items() if k in MEASURED}
     signed = signatures.classify(referrers)
-    entry = CatalogEntry(tag, release, passed, tested, tuple(reports + others), signed)
-    return Version(tag, release, tested, passed), entry
+    on = labels.current(referrers)
+    entry = CatalogEntry(tag, release, passed, tested, tuple(reports + others), signed, on)
+    return Version(tag, release, tested, passed, on), entry
 
 
 def _artifact(d: Descriptor) -> Artifact:

@@ -260,9 +260,12 @@ class DatasetDiffResult:
 
 
 def dataset_diff(targets: Targets, a: str, b: str) -> DatasetDiffResult:
-    """Files added, removed and changed between two versions, row counts, and each class's shift."""
+    """Files added, removed and changed between two versions, row counts, and each class's shift. A bare
+    tag as `b` (`dataset diff REG/REPO:2.0.0 3.0.0`) is that tag in a's repository, as `diff` reads it."""
+    from modelpack.api._read import sibling
+
     wa, va = _open(targets, a)
-    wb, vb = _open(targets, b)
+    wb, vb = _open(targets, sibling(wa, b))
     return DatasetDiffResult(wa.display, wb.display, va.digest, vb.digest, diff_records(va.record, vb.record))
 
 

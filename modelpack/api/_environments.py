@@ -4,25 +4,32 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modelpack.environment.history import Event, History, format_when, load_history
 from modelpack.environment.move import MoveResult, Runtime, event_json
 from modelpack.environment.place import Place, check_env
 from modelpack.environment.policy import Policy, parse_requirements, read_policy, write_policy
+from modelpack.environment.promote import check_weight, verify
 from modelpack.environment.promote import promote as _promote
 from modelpack.environment.promote import rollback as _rollback
-from modelpack.environment.promote import verify
 from modelpack.errors import UsageError
 from modelpack.targets import Targets
 from modelpack.trust.keys import PublicKey
 
+if TYPE_CHECKING:
+    from modelpack.deploy.stored import Step
+
 __all__ = [
     "HistoryResult",
+    "LabelResult",
     "MoveResult",
+    "NamingResult",
     "PolicyResult",
     "Runtime",
+    "archive",
     "history",
+    "naming",
     "policy_set",
     "policy_show",
     "promote",
@@ -42,12 +49,16 @@ def promote(
     require_runtime: str | None = None,
     policy_key: str | None = None,
     key: str | None = None,
+    canary: int | None = None,
 ) -> MoveResult:
     """Point `env` at the release `reference` names; refused without a passing test report for exactly its
     digest (produced by `require_runtime`, "docker" or "local", when given) unless `force` (with a
     `reason`, recorded). `policy_key` (else $MODELPACK_POLICY_KEY): the owner's public key, out of band;
-    only policies it signed count. `key`: the promoter's private key; the event is signed with it."""
+    only policies it signed count. `key`: the promoter's private key; the event is signed with it.
+    With `canary` (1-99), that percent of requests goes to it while the tag stays on the stable
+    release; a later plain promote finishes the canary, a rollback aborts it."""
     check_env(env)
+    check_weight(canary)
     if require_runtime not in (None, "docker", "local"):
         raise UsageError(f"--require-runtime {require_runtime!r}: choose docker or local")
     where = targets.open(reference)
@@ -62,6 +73,7 @@ def promote(
         runtime=_signing(targets, runtime, key),
         require_runtime=require_runtime,
         owner_keys=owner_keys(targets, policy_key),
+        canary=canary,
     )
 
 
@@ -73,12 +85,14 @@ def rollback(
     *,
     reason: str = "",
     dry_run: bool = False,
+    force: bool = False,
     runtime: Runtime | None = None,
     policy_key: str | None = None,
     key: str | None = None,
 ) -> MoveResult:
-    """Move `env` back to `version`, or to what was in effect before its current release; `key` signs the
-    event (the promoter's private key)."""
+    """Move `env` back to `version`, or to what was in effect before its current release; a version `env`
+    never ran needs `force` and a reason, and meets the policy; `key` signs the event (the promoter's
+    private key)."""
     check_env(env)
     return _rollback(
         _repository(targets, repository),
@@ -86,6 +100,7 @@ def rollback(
         version,
         reason=reason,
         dry_run=dry_run,
+        force=force,
         runtime=_signing(targets, runtime, key),
         owner_keys=owner_keys(targets, policy_key),
     )
@@ -105,12 +120,14 @@ class HistoryResult:
     entries: tuple[HistoryEntry, ...]  # newest first
     moved_outside: bool  # the tag names something no recorded event put there
     unverified: frozenset[str] = frozenset()  # events no promoter key the policy names signed
+    steps: tuple[Step, ...] = ()  # what deployment targets did (switch, weight, refused, abort), newest first
 
     def to_json(self) -> dict[str, Any]:
         return {
             "reference": self.reference,
             "current": self.current,
             "movedOutside": self.moved_outside,
+            "steps": [{**s.to_json(), "digest": s.digest} for s in self.steps],
             "events": [
                 {
                     **event_json(e.event),
@@ -127,7 +144,10 @@ class HistoryResult:
 
 def history(targets: Targets, repository: str, env: str, *, policy_key: str | None = None) -> HistoryResult:
     """`env`'s promotions and rollbacks, newest first, from the registry; marks the current one. When the
-    policy names promoter keys, only events they signed are in effect (the rest are "unverified")."""
+    policy names promoter keys, only events they signed are in effect (the rest are "unverified"). With
+    them, the newest deployment steps targets recorded (deploy/stored.py)."""
+    from modelpack.deploy.stored import read_steps
+
     check_env(env)
     place = _repository(targets, repository)
     policy = _in_force(place, env, owner_keys(targets, policy_key))  # unreadable: every event listed
@@ -139,13 +159,14 @@ def history(targets: Targets, repository: str, env: str, *, policy_key: str | No
         HistoryEntry(
             e,
             in_effect,
-            in_effect and head is not None and e.digest == head.digest and e.to_digest == current,
+            in_effect and head is not None and e.digest == head.digest and e.names == current,
         )
         for e, in_effect in hist.newest_first()
     )
-    moved = head is not None and head.to_digest != current
+    moved = head is not None and head.names != current
     unverified = frozenset(e.digest for e in hist.unverified if e.digest)
-    return HistoryResult(place.ref_text(env), current, entries, moved, unverified)
+    steps = tuple(read_steps(place.target, env, place.name, newest=20)) if hist.chain else ()
+    return HistoryResult(place.ref_text(env), current, entries, moved, unverified, steps)
 
 
 @dataclass(frozen=True)
@@ -261,3 +282,91 @@ def _repository(targets: Targets, text: str) -> Place:
             hint=f"give the repository alone, e.g. {where.repository}",
         )
     return Place.of(where)
+
+
+@dataclass(frozen=True)
+class LabelResult:
+    repository: str
+    label: str
+    on: bool  # set (True) or cleared
+    versions: tuple[tuple[str, str], ...]  # (tag, digest) labelled, in the order asked
+    who: str
+    when: str
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repository": self.repository,
+            "label": self.label,
+            "on": self.on,
+            "who": self.who,
+            "when": self.when,
+            "reason": self.reason,
+            "versions": [{"tag": t, "digest": d} for t, d in self.versions],
+        }
+
+
+def archive(
+    targets: Targets,
+    repository: str,
+    versions: Sequence[str],
+    *,
+    reason: str,
+    clear: bool = False,
+    runtime: Runtime | None = None,
+) -> LabelResult:
+    """Set (or `clear`) the `archived` label on many versions at once, recorded with who and why; ls and
+    the portal show it, prune counts an archived version out of `--keep-last`. Every version is read
+    before any is labelled, so a typo labels nothing."""
+    from modelpack.environment.actor import who
+    from modelpack.errors import NotFoundError
+    from modelpack.evidence import labels
+    from modelpack.oci.model import Descriptor
+
+    labels.check(labels.ARCHIVED, reason)
+    if not versions:
+        raise UsageError(
+            "name the versions to archive", hint="e.g. modelpack archive REPO 1.0.0 1.1.0 --reason ..."
+        )
+    rt = runtime or Runtime()
+    place = _repository(targets, repository)
+    found = []
+    for v in dict.fromkeys(versions):
+        try:
+            raw = place.target.get_manifest(v)
+        except NotFoundError:
+            raise NotFoundError(f"{place.ref_text(v)} does not exist: nothing was labelled") from None
+        found.append((v, Descriptor(raw.media_type, raw.digest, len(raw.raw))))
+    actor = rt.actor or who(rt.environ)
+    label = labels.Label(labels.ARCHIVED, not clear, actor, format_when(rt.clock()), reason.strip())
+    for _, desc in found:
+        labels.write(place.target, desc, label)
+    return LabelResult(
+        place.display, label.name, label.on, tuple((t, d.digest) for t, d in found), label.who, label.when,
+        label.reason,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class NamingResult:
+    repository: str
+    naming: Any  # environment.naming.Naming, or None: the repository declares no rule
+
+    def to_json(self) -> dict[str, Any]:
+        return {"repository": self.repository, "naming": self.naming.to_json() if self.naming else None}
+
+
+def naming(
+    targets: Targets, repository: str, pattern: str | None = None, *, runtime: Runtime | None = None
+) -> NamingResult:
+    """The repository's naming rule for version tags; with `pattern`, declare it (push then refuses a tag
+    that does not match it in full)."""
+    from modelpack.environment import naming as rule
+    from modelpack.environment.actor import who
+
+    place = _repository(targets, repository)
+    if pattern is None:
+        return NamingResult(place.display, rule.read_naming(place.target, place.name))
+    rt = runtime or Runtime()
+    declared = rule.Naming(rule.check_pattern(pattern), rt.actor or who(rt.environ), format_when(rt.clock()))
+    return NamingResult(place.display, rule.write_naming(place.target, declared, place.name))

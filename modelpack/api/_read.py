@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from modelpack.evidence.attestations import Listed as AttestationListed
     from modelpack.evidence.signatures import Listed
     from modelpack.oci.model import Descriptor
+    from modelpack.record.where import Condition
     from modelpack.release import query
 
 _BARE_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
@@ -80,10 +81,13 @@ class LsResult:
     versions: tuple[query.Version, ...]  # with records, when they were read (sort, where, json)
     sort: str | None = None
     environments: frozenset[str] = frozenset()  # tags with promotion history
+    notes: tuple[str, ...] = ()  # how --where was read (a name taken as a param, versions a name spans)
+    columns: tuple[str, ...] = ()  # the params `ls --columns` shows
 
     def to_json(self) -> dict[str, Any]:
         return {
             "repository": self.repository,
+            "notes": list(self.notes),
             "versions": [_version_json(v, v.tag in self.environments) for v in self.versions],
         }
 
@@ -102,6 +106,10 @@ class StoreEntry:
 
     @property
     def kind(self) -> str:
+        from modelpack.oci import mediatypes as mt
+
+        if self.artifact_type == mt.DATASET_ARTIFACT:
+            return "dataset"
         return "bundle" if self.artifact_type else "release"
 
     def to_json(self) -> dict[str, Any]:
@@ -137,7 +145,8 @@ def inspect(targets: Targets, reference: str, *, local: bool = False) -> Inspect
     from modelpack.evidence import attestations, signatures
 
     where, ref = _release(targets, reference, local)
-    view = load_release(where.target, ref, where=where.display)
+    with targets.pulled_copy_hint(reference, local=local):
+        view = load_release(where.target, ref, where=where.display)
     # three independent reads at once (latency, not bytes), so at most three connections; the evidence is
     # one listing of the index's referrers (reports, signatures, attestations), plus the bundle's, where
     # the model signature hangs
@@ -233,13 +242,14 @@ def ls(
     where: Sequence[str] = (),
     records: bool = True,
     local: bool = False,
+    columns: Sequence[str] = (),
 ) -> LsResult:
     """A repository's versions; with `records`, every version's record is read (one manifest GET each,
-    in parallel) and filtered by `where` (`dataset=NAME`, `param=KEY=VALUE`) and ordered by `sort`."""
-    from modelpack.release import query  # yaml and the gate parser: only ls needs them
+    in parallel) and filtered by `where` (record/where.py's language) and ordered by `sort`; `columns`
+    names params to show."""
+    from modelpack.release import query  # the query language and the readers: only ls needs them
 
-    wheres = [query.Where.parse(w) for w in where]
-    wheres = [_resolve_dataset(targets, w) if w.published else w for w in wheres]
+    wheres = parse_where(targets, where)
     place = targets.open(repository, local=local)
     if place.ref is not None:
         raise UsageError(
@@ -248,26 +258,63 @@ def ls(
         )
     tags = query.release_tags(place.target.list_tags())
     envs = environments(Place.of(place), tags)
-    if not records and not (sort or wheres):
+    if not records and not (sort or wheres or columns):
         return LsResult(place.repository, tuple(tags), (), environments=envs)
-    reports = records or query.needs_reports(sort, wheres)
-    read = query.read_versions(place.target, tags, reports=reports)
-    for name, flag in [(sort, "--sort")] + [(w.key, "--where") for w in wheres if w.field == "gate"]:
-        if name is not None:
-            query.check_metric(read, name, flag)
-    versions = query.select(read, wheres, sort, asc)
-    return LsResult(place.repository, tuple(v.tag for v in versions), tuple(versions), sort, envs)
+    # one referrers listing per version: the newest test report and the labels (archived) shown beside it
+    read = query.read_versions(place.target, tags, reports=True)
+    versions, notes = choose(read, wheres, sort, asc)
+    _check_columns(read, columns)
+    return LsResult(
+        place.repository, tuple(v.tag for v in versions), tuple(versions), sort, envs, notes, tuple(columns)
+    )
 
 
-def _resolve_dataset(targets: Targets, where: query.Where) -> query.Where:
-    """`--where dataset=REG/REPO:TAG`: the dataset artifact's digest, so records match by content."""
-    import dataclasses
-
+def parse_where(targets: Targets, texts: Sequence[str]) -> list[Condition]:
+    """`--where` texts as conditions, a published dataset (`dataset=REG/REPO:TAG`) resolved to the
+    artifact's digest so records match by content: the one reading `ls` and the portal's catalog share."""
     from modelpack.dataset.read import load_dataset
+    from modelpack.record import where as q
 
-    place = targets.open(where.key)
-    digest = load_dataset(place.target, place.need_ref("match"), where=where.key, full=False).digest
-    return dataclasses.replace(where, value=digest)
+    out = []
+    for text in texts:
+        c = q.parse(text)
+        if c.published:
+            place = targets.open(c.key)
+            c = c.resolved(
+                load_dataset(place.target, place.need_ref("match"), where=c.key, full=False).digest
+            )
+        out.append(c)
+    return out
+
+
+def choose(
+    read: Sequence[query.Version], wheres: Sequence[Condition], sort: str | None, asc: bool
+) -> tuple[list[query.Version], tuple[str, ...]]:
+    """The versions `wheres` keep, ordered by `sort`, and the notes saying how the conditions were read."""
+    from modelpack.release import query
+
+    if sort is not None:
+        query.check_metric(read, sort, "--sort")
+    resolved, notes = query.resolve(wheres, read)
+    chosen = query.select(read, resolved, sort, asc)
+    return chosen, tuple(notes + query.spanning(resolved, chosen))
+
+
+def _check_columns(read: Sequence[query.Version], columns: Sequence[str]) -> None:
+    import difflib
+
+    from modelpack.release import query
+
+    known = {p for s in query.subjects(read).values() for p in s.params}
+    for c in columns:
+        if read and c not in known:
+            close = difflib.get_close_matches(c, sorted(known), n=1)
+            raise UsageError(
+                f"--columns {c!r}: no version records that param",
+                hint=f"did you mean {close[0]!r}?"
+                if close
+                else f"params: {', '.join(sorted(known)) or 'none'}",
+            )
 
 
 def list_store(targets: Targets) -> ListResult:
@@ -295,6 +342,7 @@ def _version_json(v: query.Version, environment: bool) -> dict[str, Any]:
         "alias": v.alias,
         "environment": environment,
         "test": {"passed": v.test_passed, "metrics": dict(v.tested)} if v.test_passed is not None else None,
+        "labels": {name: lb.to_json() for name, lb in sorted(v.labels.items())},
         "digest": v.release.digest,
         "created": rec.created,
         "metrics": {k: {"value": m.value, "dataset": m.dataset} for k, m in sorted(rec.metrics.items())},

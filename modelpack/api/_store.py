@@ -131,10 +131,19 @@ def init(
     model: Path | None = None,
     registry: str | None = None,
     force: bool = False,
+    modelpack_from: str | None = None,
 ) -> InitOutcome:
     """Scaffold a project that builds and tests green as generated (refuses to replace files unless
-    `force`)."""
+    `force`); its CI installs modelpack from where the running one came from, or `modelpack_from`."""
     from modelpack import init as scaffold  # renders templates, imports onnx: only when run
 
-    r = scaffold.init(directory, name=name, handler=handler, model=model, registry=registry, force=force)
+    r = scaffold.init(
+        directory,
+        name=name,
+        handler=handler,
+        model=model,
+        registry=registry,
+        force=force,
+        modelpack_from=modelpack_from,
+    )
     return InitOutcome(r.root, r.created, r.replaced, r.notes)

@@ -135,6 +135,9 @@ def push(
             hint=f"push it as {dest.ref_text(version)}, or pass --any-version to tag it {tag} anyway",
         )
     shown = dest.ref_text(tag)
+    from modelpack.environment.naming import enforce  # one referrers listing: the repository's rule
+
+    enforce(dest.target, tag, shown)
     note = check_overwrite(dest.target, tag, root.digest, shown, force)
     result = copy_graph(
         src.target,
@@ -270,15 +273,16 @@ def unpack(
     its model signature as `dest/model.sig` when it has one and every kind was unpacked (the signature
     covers all the files, so `model_signing verify` on a partial folder could only fail)."""
     where = targets.open(reference, local=local)
-    result = unpacking.unpack(
-        where.target,
-        where.need_ref("unpack"),
-        dest,
-        kinds=kinds,
-        force=force,
-        progress=progress,
-        where=where.display,
-    )
+    with targets.pulled_copy_hint(reference, local=local):
+        result = unpacking.unpack(
+            where.target,
+            where.need_ref("unpack"),
+            dest,
+            kinds=kinds,
+            force=force,
+            progress=progress,
+            where=where.display,
+        )
     if set(kinds) != set(unpacking.ALL):
         return result
     signature = signatures.model_signature(where.target, result.release.bundle.digest)

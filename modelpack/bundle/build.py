@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from modelpack.bundle import plan
+from modelpack.bundle import frameworks, plan
 from modelpack.bundle.datasets import hash_datasets
 from modelpack.bundle.epoch import build_epoch, created_at, created_epoch
 from modelpack.bundle.formats import check_model_format
@@ -29,15 +29,40 @@ from modelpack.oci.untar import bundle_path
 from modelpack.packfile import Packfile
 from modelpack.packfile.files import walk
 from modelpack.packfile.gates import check_gate_metrics
+from modelpack.packfile.schema import DatasetSpec
 from modelpack.packfile.version import resolve_version
+from modelpack.record.curves import Curves
 from modelpack.record.dataset import PublishedDataset
 from modelpack.record.git import GitInfo
-from modelpack.record.record import FileEntry, Record, ServingInfo, TestPlan, build_environment
+from modelpack.record.record import (
+    FileEntry,
+    Metric,
+    ParamValue,
+    Record,
+    RunLink,
+    ServingInfo,
+    TestPlan,
+    build_environment,
+)
 from modelpack.store.layout import LayoutStore
 from modelpack.store.statcache import StatCache
 
 from modelpack.bundle.curves import read_history, store_history  # isort: skip
 from modelpack.bundle.layers import store_layer  # isort: skip
+
+
+@dataclass(frozen=True)
+class FromRun:
+    """What `build --run` takes from the experiment run instead of the project's files: its params, final
+    metrics, curves and the datasets it read (by the digest it read, whatever is on disk now)."""
+
+    link: RunLink
+    params: Mapping[str, ParamValue]
+    metrics: Mapping[str, Metric]
+    curves: Curves | None
+    datasets: tuple[DatasetSpec, ...]
+    published: Mapping[str, PublishedDataset]
+    packages: Mapping[str, str] = field(default_factory=dict)  # the training environment's
 
 
 @dataclass(frozen=True)
@@ -88,20 +113,34 @@ def build_bundle(
     git: GitInfo | None = None,
     environ: Mapping[str, str] | None = None,
     published: Mapping[str, PublishedDataset] | None = None,
+    from_run: FromRun | None = None,
+    allow_version_mismatch: bool = False,
 ) -> BundleResult:
-    """`published`: the packfile's dataset `ref:`s, resolved by the caller (they need a registry)."""
+    """`published`: the packfile's dataset `ref:`s, resolved by the caller (they need a registry).
+    `from_run`: params, metrics, curves and datasets taken from a run instead (`build --run`)."""
     environ = environ or {}
     version = resolve_version(pf.version, version, pf.root, packfile_name=pf.path.name)
     epoch = build_epoch(environ, git)
     # What would otherwise fail only at `modelpack test` or at serve time, checked before any file is hashed.
-    check_gate_metrics(pf.tests.gates, [name for name, _ in pf.metrics], where=pf.path.name)
+    metrics = dict(from_run.metrics) if from_run else dict(pf.metrics)
+    check_gate_metrics(pf.tests.gates, list(metrics), where=pf.path.name)
     models = [(f"models/{f.relative_to(pf.root).as_posix()}", f) for f in pf.model.files]
     check_model_format(pf.model.format, models, where=pf.path.name)
     lock_name = _rel(pf.dependencies.lockfile, pf.root)
     lock = load_lock(pf.dependencies.lockfile, display=lock_name)
     lock.check_python(pf.dependencies.python, where=lock_name)
+    made_with = frameworks.model_versions(models, pf.model.format)
+    if from_run is not None:
+        made_with += frameworks.recorded_versions(from_run.packages, f"run {from_run.link.id}")
+    checks = frameworks.check_versions(lock, made_with, allow=allow_version_mismatch, where=pf.path.name)
     datasets = hash_datasets(pf.datasets, hash_file=cache.file_digest, published=published)
     curves = read_history(pf)
+    if from_run is not None:  # the run's datasets (the packfile keeps those the run did not read)
+        datasets = (
+            *hash_datasets(from_run.datasets, hash_file=cache.file_digest, published=from_run.published),
+            *datasets,
+        )
+        curves = from_run.curves
 
     packaged = [d for d in pf.datasets if d.package and d.path is not None]
     dataset_entries: list[TarEntry] = []
@@ -135,7 +174,8 @@ def build_bundle(
         files += stored.files
         reused += stored.reused
 
-    extra_layers, history = store_history(store, pf, curves)
+    source = f"run {from_run.link.id}" if from_run else None
+    extra_layers, history = store_history(store, pf, curves, source)
     model_files = [f for f in files if f.path.startswith("models/")]
     model_file = next((f.path for f in model_files if f.path.endswith(".onnx")), None)
     record = Record(
@@ -144,8 +184,8 @@ def build_bundle(
         created=created,
         files=tuple(sorted(files, key=lambda f: f.path)),
         datasets=datasets,
-        metrics=dict(pf.metrics),
-        params=dict(pf.params),
+        metrics=metrics,
+        params=dict(from_run.params) if from_run else dict(pf.params),
         git=git.recorded() if git else None,
         lock=lock.summary(f"code/{_rel(pf.dependencies.lockfile, pf.root)}"),
         build=build_environment(),
@@ -163,6 +203,8 @@ def build_bundle(
             format=pf.model.format,
         ),
         history=history,
+        run=from_run.link if from_run else None,
+        frameworks=checks,
     )
     record_bytes = record.to_bytes()
     record_desc = store.put_blob_bytes(record_bytes, mt.RECORD)

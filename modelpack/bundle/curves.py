@@ -27,13 +27,16 @@ def read_history(pf: Packfile) -> Curves | None:
 
 
 def store_history(
-    store: LayoutStore, pf: Packfile, curves: Curves | None
+    store: LayoutStore, pf: Packfile, curves: Curves | None, source: str | None = None
 ) -> tuple[tuple[Descriptor, ...], HistorySummary | None]:
-    """The history layer (none without a history) and the record's summary of it."""
-    if curves is None or pf.metrics_history is None:
+    """The history layer (none without a history) and the record's summary of it. `source` names curves
+    that came from elsewhere than metrics.history (a run, for `build --run`)."""
+    if curves is None or (pf.metrics_history is None and source is None):
         return (), None
     desc = store.put_blob_bytes(curves.to_bytes(), mt.METRICS_HISTORY)
     gates = [(g.metric, g.op) for g in pf.tests.gates]
-    better = directions(gates, dict(pf.metrics_history.better))
-    summary = curves.summary(pf.relative(pf.metrics_history.path), desc.digest, desc.size, better)
+    declared = dict(pf.metrics_history.better) if pf.metrics_history else {}
+    better = directions(gates, declared)
+    shown = source if source is not None else pf.relative(pf.metrics_history.path)  # type: ignore[union-attr]
+    summary = curves.summary(shown, desc.digest, desc.size, better)
     return (desc,), summary

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Annotated
 
 import typer
+import typer._click.formatting as click_formatting  # typer's own copy of click (typer >= 0.29)
 import typer.core
 
 from modelpack import __version__
@@ -26,6 +28,21 @@ def _usage_name(self: typer.core.TyperArgument) -> str:
 typer.core.TyperArgument._usage_display_name = _usage_name  # type: ignore[method-assign]
 typer.core.TyperArgument.display_type = lambda self, ctx: ""  # type: ignore[method-assign]
 _coerce.install()  # plain values without importing pydantic (typer >= 0.29): see _coerce.py
+
+# Help text is rewrapped to the terminal, and an example command cut at a hyphen (`dataset=iris-` /
+# `test-v3`) can no longer be copied. A paragraph that is a command is marked as click's "\b" (keep
+# as written) before wrapping; prose still wraps. tests/test_cli.py checks every command's help.
+_EXAMPLE = re.compile(r"(?m)(?:^|(?<=\n\n))([ \t]*)(modelpack |docker |python )")
+_wrap_text = click_formatting.wrap_text
+
+
+def _keep_examples(text: str, *args: object, **kwargs: object) -> str:
+    if kwargs.get("preserve_paragraphs"):
+        text = _EXAMPLE.sub(lambda m: f"{m.group(1)}\b\n{m.group(2)}", text)
+    return _wrap_text(text, *args, **kwargs)  # type: ignore[arg-type]
+
+
+click_formatting.wrap_text = _keep_examples
 
 app = typer.Typer(
     name="modelpack",

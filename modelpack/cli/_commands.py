@@ -25,7 +25,11 @@ COMMANDS = {
     "promote": "env_cmds",
     "rollback": "env_cmds",
     "history": "env_cmds",
+    "archive": "env_cmds",
+    "naming": "env_cmds",
     "policy": "policy_cmds",
+    "env": "deploy_cmds",  # a typer group: env set | show (the deployment spec)
+    "deploy": "deploy_cmds",
     "prune": "retention_cmds",
     "test": "test_cmds",
     "serve": "test_cmds",
@@ -37,6 +41,8 @@ COMMANDS = {
     "sign": "trust_cmds",
     "verify": "trust_cmds",
     "ui": "ui_cmds",
+    "run": "runs_cmds",  # an experiment run: `modelpack run -- python train.py`
+    "runs": "runs_cmds",  # a typer group: runs ls | show | diff | push
 }
 
 

@@ -11,8 +11,11 @@ from modelpack.cli import _output
 
 if TYPE_CHECKING:
     from modelpack.api._build import BuildResult
+    from modelpack.api._deploy import DeployResult, EnvResult
     from modelpack.api._environments import HistoryResult, PolicyResult
+    from modelpack.api._kubernetes import KubernetesResult
     from modelpack.api._read import InspectResult, LsResult
+    from modelpack.deploy.stored import Step
     from modelpack.environment.move import MoveResult
     from modelpack.record.record import Record
     from modelpack.release.diff import RecordDiff
@@ -21,8 +24,19 @@ if TYPE_CHECKING:
     from modelpack.testing.testrun import TestOutcome
 
 
-def metric_text(value: float, dataset: str | None) -> str:
-    return f"{value:g}" + (f" ({dataset})" if dataset else "")
+def metric_text(value: float, dataset: str | None, rec: Record | None = None) -> str:
+    return f"{value:g}" + (f" ({dataset_label(rec, dataset)})" if dataset else "")
+
+
+def dataset_label(rec: Record | None, name: str | None) -> str:
+    """`iris-test@1a2b3c4d5e6f`: a dataset as a record used it, its version beside its name (two versions
+    of one name are not the same evaluation)."""
+    from modelpack.release.diff import dataset_version, short_version
+
+    if not name:
+        return ""
+    version = dataset_version(rec, name) if rec is not None else None
+    return f"{name}@{short_version(version)}" if version else name
 
 
 def release(display: str, view: ReleaseView, extra: InspectResult | None = None) -> None:
@@ -81,7 +95,7 @@ def release(display: str, view: ReleaseView, extra: InspectResult | None = None)
         (
             "METRICS",
             ["NAME", "VALUE", "DATASET"],
-            [[k, f"{m.value:g}", m.dataset or ""] for k, m in sorted(rec.metrics.items())],
+            [[k, f"{m.value:g}", dataset_label(rec, m.dataset)] for k, m in sorted(rec.metrics.items())],
         ),
         ("TRAINING CURVES", ["METRIC", "POINTS", "FIRST", "LAST", "MIN", "MAX", "BEST"], _curve_rows(rec)),
         ("PARAMS", ["KEY", "VALUE"], [[k, v] for k, v in sorted(_flat(rec.params).items())]),
@@ -133,9 +147,12 @@ def diff(a: str, b: str, d: RecordDiff) -> None:
         change = ""
         if m.delta is not None:
             change = f"{m.delta:+g}" + (f" ({m.relative:+.1%})" if m.relative is not None else "")
-        note = f"dataset {m.old_dataset} -> {m.new_dataset}" if m.dataset_changed else (m.new_dataset or "")
+        old_ds, new_ds = dataset_label(d.old, m.old_dataset), dataset_label(d.new, m.new_dataset)
+        note = f"dataset {old_ds or '-'} -> {new_ds or '-'}" if m.dataset_changed else (new_ds or old_ds)
         status = (m.direction or m.status) + (" REGRESSED" if m.regressed else "")
-        metric_rows.append([m.name, _num(m.old), _num(m.new), change, status, note or m.old_dataset or ""])
+        if m.delta is not None and not m.comparable:
+            status = "not comparable"  # another evaluation dataset: up or down says nothing of the model
+        metric_rows.append([m.name, _num(m.old), _num(m.new), change, status, note])
     sections = [
         ("METRICS", ["NAME", "A", "B", "CHANGE", "STATUS", "DATASET"], metric_rows),
         ("DATASETS", ["NAME", "STATUS", "A", "B"], _change_rows(d.datasets)),
@@ -174,6 +191,8 @@ def _flat(params: Any) -> dict[str, Any]:
 
 
 def versions(result: LsResult, repository: str, filtered: bool) -> None:
+    from modelpack.release.diff import flatten
+
     if not result.versions:
         _output.info(f"no release in {repository} matches" if filtered else f"no releases in {repository}")
         return
@@ -182,16 +201,33 @@ def versions(result: LsResult, repository: str, filtered: bool) -> None:
     for v in result.versions:
         assert v.release is not None
         rec = v.release.record
-        metrics = (
-            [metric_text(rec.metrics[sort].value, rec.metrics[sort].dataset) if sort in rec.metrics else "-"]
-            if sort
-            else [" ".join(f"{k}={m.value:g}" for k, m in sorted(rec.metrics.items()))]
-        )
+        if sort:
+            m = rec.metrics.get(sort)
+            metrics = [metric_text(m.value, m.dataset, rec) if m is not None else "-"]
+        else:
+            metrics = [_metrics_text(rec)]
         note = f"-> {rec.version}" if v.alias else ""
         if v.tag in result.environments:
             note += " (environment)"
-        rows.append([v.tag, *metrics, rec.created, v.release.digest[:19], note])
-    _output.table(["TAG", sort.upper() if sort else "METRICS", "CREATED", "DIGEST", ""], rows)
+        if "archived" in v.labels:
+            note += f" ({v.labels['archived'].describe()})"
+        params = flatten(rec.params)
+        shown = [_param_text(params[c]) if c in params else "-" for c in result.columns]
+        rows.append([v.tag, *metrics, *shown, rec.created, v.release.digest[:19], note])
+    heads = [c.upper() for c in result.columns]
+    _output.table(["TAG", sort.upper() if sort else "METRICS", *heads, "CREATED", "DIGEST", ""], rows)
+
+
+def _metrics_text(rec: Record) -> str:
+    """`accuracy=0.97 f1=0.96 (iris-test@1a2b3c4d5e6f)`: metrics grouped by the dataset measured on."""
+    groups: dict[str, list[str]] = {}
+    for k, m in sorted(rec.metrics.items()):
+        groups.setdefault(dataset_label(rec, m.dataset), []).append(f"{k}={m.value:g}")
+    return " ".join(" ".join(vals) + (f" ({label})" if label else "") for label, vals in groups.items())
+
+
+def _param_text(value: object) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def short(digest: str | None) -> str:
@@ -221,10 +257,13 @@ def history(result: HistoryResult, env: str) -> None:
     for entry in result.entries:
         e = entry.event
         lost = " UNVERIFIED" if e.digest in result.unverified else " SUPERSEDED"
-        status = e.action + (" (forced)" if e.forced else "") + ("" if entry.in_effect else lost)
+        action = f"canary {e.weight}%" if e.action == "canary" else e.action
+        status = action + (" (forced)" if e.forced else "") + ("" if entry.in_effect else lost)
         when = e.when[:19].replace("T", " ")
         arrow = f"{short(e.from_digest)} -> {short(e.to_digest)}"
-        checked = " ".join(f"{c.kind}:{'ok' if c.ok else 'MISSING'}" for c in e.evidence) or "-"
+        # the built-in test rule and a policy's test requirement are two checks of one kind: said once
+        said = dict.fromkeys(f"{c.kind}:{'ok' if c.ok else 'MISSING'}" for c in e.evidence)
+        checked = " ".join(said) or "-"
         rows.append(["*" if entry.current else "", when, status, e.version, arrow, e.who, checked, e.reason])
     _output.table(["", "WHEN (UTC)", "ACTION", "VERSION", "FROM -> TO", "WHO", "CHECKED", "REASON"], rows)
     if result.moved_outside:
@@ -232,6 +271,8 @@ def history(result: HistoryResult, env: str) -> None:
             f"note: {env} names {short(result.current)}, which no recorded event put there (moved outside "
             "modelpack)"
         )
+    if result.steps:
+        _steps(result.steps, title="deployment steps (newest first):")
 
 
 def policy(result: PolicyResult) -> None:
@@ -309,3 +350,83 @@ def _attested(extra: InspectResult) -> str:
             signed = f" (signed {a.signer[:12]})" if a.signer else " (unsigned)"
             newest[a.kind] = f"{a.kind} {a.digest[:19]}{signed if a.kind != 'sbom' else ''}"
     return "; ".join(newest[k] for k in ("provenance", "sbom", "test") if k in newest) or "nothing attached"
+
+
+def env_spec(result: EnvResult) -> None:
+    s = result.spec
+    if result.written:
+        _output.info(
+            f"set the deployment spec of {result.reference}, by {s.who} at "
+            f"{s.created[:19].replace('T', ' ')} UTC"
+        )
+    elif not result.stored:
+        _output.info(f"{result.reference} has no deployment spec: the defaults apply")
+    steps = ",".join(str(x) for x in s.canary_steps)
+    rows = [
+        ["target", s.target],
+        ["strategy", s.strategy],
+        ["canary steps", f"{steps} (pause {s.pause_s:g} s)"],
+        ["keep warm", f"{s.keep_warm_s:g} s"],
+        ["proxy", f"{s.address}:{s.port} on network {s.network} ({s.proxy_image or 'default image'})"],
+        ["ready timeout", f"{s.ready_timeout_s:g} s (drain {s.drain_s:g} s)"],
+        [
+            "analysis",
+            f"error rate <= stable + {s.bounds.max_error_rate_increase:g}, p99 <= stable x "
+            f"{s.bounds.max_p99_ratio:g} + {s.bounds.p99_slack_s * 1000:g} ms, "
+            f"after {s.bounds.min_requests} requests",
+        ],
+    ]
+    _output.table(["SPEC", "VALUE"], rows)
+    st = result.state
+    if st is not None:
+        if st.stable is None:
+            _output.info(f"{st.env} names no release")
+        else:
+            running = ", ".join(f"{w}% {short(d)}" for d, w in st.weights().items())
+            canary = f"; canary {st.canary.version} at {st.canary.weight}%" if st.canary else ""
+            _output.info(f"{st.env} names {st.stable_version or short(st.stable)} ({running}){canary}")
+    if result.steps:
+        _steps(result.steps)
+    if result.written and s.digest:
+        _output.echo(s.digest)
+
+
+def _steps(steps: tuple[Step, ...], title: str | None = None) -> None:
+    rows = [
+        [
+            x.when[:19].replace("T", " "),
+            x.action,
+            ", ".join(f"{w}% {short(d)}" for d, w in x.weights.items()),
+            x.who,
+            x.detail,
+        ]
+        for x in steps
+    ]
+    _output.table(["WHEN (UTC)", "STEP", "SHARES", "WHO", "DETAIL"], rows, title=title)
+
+
+def deployed(result: DeployResult) -> None:
+    for note in result.notes:
+        _output.info(note)
+    shares = ", ".join(f"{w}% to {short(d)}" for d, w in result.weights.items())
+    verb = "deployed" if result.changed else "already running"
+    _output.info(f"{verb} {result.reference} on {result.host}: http://127.0.0.1:{result.port} sends {shares}")
+    _output.echo(result.state.stable or "")
+
+
+def kubernetes(result: KubernetesResult) -> None:
+    running = f"{result.stable_version} ({short(result.stable)})"
+    if result.canary is not None:
+        running += f", canary {result.canary_version} ({short(result.canary)}) at {result.weight}%"
+    _output.info(f"{result.env} runs {running}")
+    _output.info(f"wrote {_output.count(len(result.files), 'file')} under {result.directory}:")
+    for f in result.files:
+        _output.echo(f"  {f}")
+    if result.bundle is not None:
+        _output.info(f"pushed the deployment bundle {result.bundle} (tag {result.bundle_tag})")
+    if result.apply_command is not None:
+        _output.info("applied: " + " ".join(result.apply_command))
+        if result.applied:
+            _output.echo(result.applied.rstrip("\n"))
+    else:
+        _output.info(f"not applied: a GitOps tool applies overlays/{result.env} (or run with --apply)")

@@ -51,6 +51,28 @@ def build(
             show_default=False,
         ),
     ] = None,
+    run: Annotated[
+        str | None,
+        typer.Option(
+            "--run",
+            metavar="RUN",
+            help="Build from an experiment run (REPO:run-<id>): its checkpoint is the weights, its params, "
+            "metrics, curves and datasets the record's; the record links the run.",
+            show_default=False,
+        ),
+    ] = None,
+    checkpoint: Annotated[
+        str | None,
+        typer.Option("--checkpoint", metavar="NAME", help="With --run: this checkpoint (default: the last)."),
+    ] = None,
+    allow_version_mismatch: Annotated[
+        bool,
+        typer.Option(
+            "--allow-version-mismatch",
+            help="Build although the model was made with another scikit-learn (or, with --run, framework) "
+            "version than the lock installs; recorded in the release.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
     *,
     access: Access,
@@ -71,6 +93,8 @@ def build(
 
       modelpack build --key env://SIGNING_KEY  # signed provenance (CI: the key from a secret)
 
+      modelpack build --run 127.0.0.1:5000/acme/iris-runs:run-20261206T101500-1a2b3c4d  # weights from a run
+
     The Docker builder runs with no network unless serving.system_packages needs apt-get; then the
     engine's default network, or $MODELPACK_DOCKER_NETWORK (e.g. host) when it has no default bridge.
     """
@@ -87,6 +111,9 @@ def build(
             key=key,
             password=key_password(key) if key else None,
             log=_output.info,  # the engine's build output, as it comes (escaped, never markup)
+            run=run,
+            checkpoint=checkpoint,
+            allow_version_mismatch=allow_version_mismatch,
         )
     for warning in result.bundle.warnings:  # on stderr in both modes: stdout stays the digest or the JSON
         _output.info(f"warning: {warning}")

@@ -169,7 +169,7 @@ def ls(
 @access_options
 def diff(
     a: Annotated[str, typer.Argument(metavar="A", help="The older version.")],
-    b: Annotated[str, typer.Argument(metavar="B", help="The newer version.")],
+    b: Annotated[str, typer.Argument(metavar="B", help="The newer version (a bare tag: in A's repository).")],
     as_json: JsonOpt = False,
     *,
     access: Access,
@@ -179,6 +179,8 @@ def diff(
     Examples:
 
       modelpack dataset diff ghcr.io/acme/iris-data:v2 ghcr.io/acme/iris-data:v3
+
+      modelpack dataset diff ghcr.io/acme/iris-data:v2 v3
     """
     from modelpack import api
 
@@ -218,8 +220,10 @@ def used_by(
         result = api.dataset_used_by(targets, reference, repositories)
     if as_json:
         return _output.emit_json(result.to_json())
+    version = result.digest.split(":", 1)[-1][:12]  # the entry names this version: say which, by digest
     rows = [
-        [f"{u.repository}:{u.tag}", u.entry, u.role, u.matched, _metrics(u.metrics)] for u in result.uses
+        [f"{u.repository}:{u.tag}", f"{u.entry}@{version}", u.role, u.matched, _metrics(u.metrics)]
+        for u in result.uses
     ]
     if not rows:
         return _output.info(f"no version of {', '.join(repositories)} records {result.reference}")

@@ -51,6 +51,16 @@ def init(
             show_default=False,
         ),
     ] = None,
+    modelpack_from: Annotated[
+        str | None,
+        typer.Option(
+            "--modelpack-from",
+            metavar="SPEC",
+            help="What CI installs: a version, git+URL@COMMIT or a wheel URL (default: where this one came "
+            "from).",
+            show_default=False,
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace files that already exist.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -63,10 +73,20 @@ def init(
       modelpack init sentiment --handler python
 
       modelpack init . --model model.onnx --registry ghcr.io/acme/sentiment
+
+      modelpack init . --modelpack-from git+https://github.com/acme/modelpack@1a2b3c4
     """
     from modelpack import api
 
-    result = api.init(directory, name=name, handler=handler, model=model, registry=registry, force=force)
+    result = api.init(
+        directory,
+        name=name,
+        handler=handler,
+        model=model,
+        registry=registry,
+        force=force,
+        modelpack_from=modelpack_from,
+    )
     if as_json:
         return _output.emit_json(result.to_json())
     for path in sorted([*result.created, *result.replaced]):

@@ -107,8 +107,13 @@ def ls_cmd(
         typer.Option(
             "--where",
             metavar="COND",
-            help="dataset=NAME, param=KEY=VALUE or a gate (accuracy>=0.9); repeat to require all.",
+            help="param.KEY<VALUE, a metric gate (f1>=0.9), tag=NAME, dataset=NAME or REG/REPO:TAG;"
+            " repeat to require all.",
         ),
+    ] = None,
+    columns: Annotated[
+        list[str] | None,
+        typer.Option("--columns", metavar="PARAMS", help="Params to show as columns, comma-separated."),
     ] = None,
     local: LocalOpt = False,
     as_json: JsonOpt = False,
@@ -123,6 +128,8 @@ def ls_cmd(
 
       modelpack ls ghcr.io/acme/iris --where 'latency_p95_ms<=5' --sort accuracy
 
+      modelpack ls ghcr.io/acme/iris --where 'param.alpha<0.001' --columns alpha,max_iter
+
       modelpack ls iris                       # a repository of the local store
     """
     from modelpack import api
@@ -135,10 +142,19 @@ def ls_cmd(
         )
     with access.targets() as targets:
         result = api.ls(
-            targets, repository, sort=sort, asc=asc, where=where or (), records=as_json, local=local
+            targets,
+            repository,
+            sort=sort,
+            asc=asc,
+            where=where or (),
+            records=as_json,
+            local=local,
+            columns=[c.strip() for text in columns or () for c in text.split(",") if c.strip()],
         )
     if as_json:
         return _output.emit_json(result.to_json())
+    for note in result.notes:
+        _output.info(note)
     if result.versions or not result.tags:
         return _render.versions(result, result.repository, bool(where))
     for t in result.tags:

@@ -56,7 +56,10 @@ EVENT_MEDIA_TYPE = "application/json"
 ANN_ENV = "dev.modelpack.env"
 ANN_NAME = "dev.modelpack.name"
 _PREFIX = "dev.modelpack.event."
-ACTIONS = ("promote", "rollback")
+ACTIONS = ("promote", "rollback", "canary", "abort")
+# Actions that move the environment tag. A canary sends a share of requests (`weight`) to `to_digest`
+# while the tag keeps naming the stable release (`from_digest`); an abort ends a canary, the tag unmoved.
+MOVES = ("promote", "rollback")
 MAX_REASON = 1000
 MAX_EVENT_BYTES = 64 * 1024  # an event payload is a few hundred bytes; a bigger one is not ours
 MAX_EVIDENCE = 64  # checks recorded per event: a policy has at most 32 requirements
@@ -90,7 +93,17 @@ class Event:
     previous_event: str | None = None  # digest of the event this one follows
     digest: str | None = field(default=None, compare=False)  # of the stored event manifest
     evidence: tuple[Check, ...] = ()  # what promote or rollback checked (the policy's requirements)
+    weight: int | None = None  # canary only: the percent of requests sent to `to_digest`
     signer: str | None = field(default=None, compare=False)  # keyid of a trusted key that verified it
+
+    @property
+    def names(self) -> str | None:
+        """What the environment tag names after this event (a canary leaves it on the stable release)."""
+        return self.from_digest if self.action == "canary" else self.to_digest
+
+    @property
+    def moves_tag(self) -> bool:
+        return self.action in MOVES
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -106,6 +119,7 @@ class Event:
             "previous_event": self.previous_event,
             # only when something was checked, so events written before policies keep their bytes
             **({"evidence": [c.to_json() for c in self.evidence]} if self.evidence else {}),
+            **({"weight": self.weight} if self.weight is not None else {}),
         }
 
     def payload(self) -> bytes:
@@ -143,6 +157,7 @@ class Event:
                 previous_event=_digest_field(obj, "previous_event", digest),
                 digest=digest,
                 evidence=_evidence(obj.get("evidence"), digest),
+                weight=_weight(obj.get("weight"), action, digest),
             )
         except (KeyError, TypeError, AttributeError):
             raise InputError(f"promotion event {digest} is missing fields") from None
@@ -164,6 +179,18 @@ def _digest_field(obj: Mapping[str, Any], key: str, event: str | None, required:
     if not isinstance(value, str) or not digests.is_digest(value):
         raise InputError(f"promotion event {event}: {key} {value!r} is not a digest")
     return value
+
+
+def _weight(value: object, action: str, event: str | None) -> int | None:
+    if action != "canary":
+        return None
+    try:
+        weight = int(str(value))
+    except ValueError:
+        raise InputError(f"promotion event {event}: canary weight {value!r} is not a number") from None
+    if not 1 <= weight <= 99:
+        raise InputError(f"promotion event {event}: canary weight {weight} is outside 1-99")
+    return weight
 
 
 def _evidence(value: object, event: str | None) -> tuple[Check, ...]:
@@ -341,12 +368,17 @@ class History:
             both, key=lambda p: (p[0].when, rank.get(p[0].digest, -1), p[0].digest or ""), reverse=True
         )
 
+    @property
+    def moves(self) -> tuple[Event, ...]:
+        """The events in effect that moved the tag (promote, rollback), oldest first."""
+        return tuple(e for e in self.chain if e.moves_tag)
+
     def last_move_to(self, digest: str) -> Event | None:
         """The newest event in effect that moved the environment to `digest`."""
-        return next((e for e in reversed(self.chain) if e.to_digest == digest), None)
+        return next((e for e in reversed(self.moves) if e.to_digest == digest), None)
 
     def ever_moved_to(self, digest: str) -> bool:
-        return any(e.to_digest == digest for e in self.chain)
+        return any(e.to_digest == digest for e in self.moves)
 
 
 def winner(siblings: list[Event]) -> Event:

@@ -110,6 +110,7 @@ def event_json(e: Event) -> dict[str, Any]:
         "previousEvent": e.previous_event,
         "eventDigest": e.digest,
         "evidence": [c.to_json() for c in e.evidence],
+        "weight": e.weight,
     }
 
 
@@ -132,14 +133,16 @@ def move(
     notes: list[str],
     state: State | None = None,
     evidence: tuple[Check, ...] = (),
+    weight: int | None = None,
 ) -> MoveResult:
-    """Point `env` at `release` and record `action`; `state` is what the caller already read, if any."""
+    """Point `env` at `release` and record `action`; `state` is what the caller already read, if any.
+    A canary (`weight`) or an abort records the event alone: the tag keeps naming the stable release."""
     target = place.target
     state = state or read_state(place, env, rt)
     rt.after_read()
     head = state.history.head
     before = state.current.digest if state.current is not None else None
-    if head is not None and before is not None and head.to_digest != before:
+    if head is not None and before is not None and head.names != before:
         notes.append(f"note: {env} was moved outside modelpack since its last recorded event")
     event = Event(
         env=env,
@@ -153,15 +156,17 @@ def move(
         forced=forced,
         previous_event=head.digest if head is not None else None,
         evidence=evidence,
+        weight=weight,
     )
     result = MoveResult(env, place.ref_text(env), event, changed=False, dry_run=dry_run, notes=tuple(notes))
-    if before == release.digest:
+    if before == release.digest and event.moves_tag and not _ends_canary(state.history):
         return replace(result, notes=(*notes, f"{env} already names {version}: nothing to do"))
     if dry_run:
         return result
     started = rt.monotonic()
     try:
-        target.put_manifest(env, RawManifest(release.raw, release.media_type, release.digest))
+        if event.moves_tag and before != release.digest:
+            target.put_manifest(env, RawManifest(release.raw, release.media_type, release.digest))
     except ModelpackError as e:
         raise PromotionError(
             f"{action} of {env} failed: {target.describe()} refused the tag PUT ({e.message}); "
@@ -183,6 +188,12 @@ def move(
     return _settle(place, env, stored, replace(result, event=stored, changed=True), rt)
 
 
+def _ends_canary(history: History) -> bool:
+    """Whether a canary is in effect: a promote of what the tag already names then still records that
+    the canary ended (the stable release takes every request again)."""
+    return history.head is not None and history.head.action == "canary"
+
+
 def _settle(place: Place, env: str, mine: Event, result: MoveResult, rt: Runtime) -> MoveResult:
     """Re-read the history after the settle time and make the tag agree with the event in effect."""
     with ThreadPoolExecutor(1) as pool:
@@ -191,11 +202,11 @@ def _settle(place: Place, env: str, mine: Event, result: MoveResult, rt: Runtime
         now = tagged.result()
     head = history.head
     if history.is_in_effect(mine.digest):
-        if head is not None and head.digest == mine.digest:
-            _point(place, env, mine.to_digest, now, rt)
+        if head is not None and head.digest == mine.digest and mine.names is not None:
+            _point(place, env, mine.names, now, rt)
         return result
     won = next((e for e in history.chain if e.previous_event == mine.previous_event), head)
-    final = head.to_digest if head is not None else None
+    final = head.names if head is not None else None
     if final is not None:
         _point(place, env, final, now, rt)
     who = f"{won.version} promoted by {won.who} at {won.when}" if won else "another run"

@@ -81,12 +81,6 @@ def environments(place: Place, tags: Iterable[str], *, naming: str | None = None
     return frozenset(t for t, f in zip(candidates, flags, strict=True) if f)
 
 
-def is_version_tag(tag: str) -> bool:
-    """Looks like a version (1.4.0, v2, 2024.01.05-rc1), not a referrers fallback tag: what prune may
-    delete; environments and other names (latest) never are."""
-    return bool(_VERSIONISH.match(tag))
-
-
 def check_env(env: str) -> str:
     """An environment name must be a tag that cannot be mistaken for a version or a referrers tag."""
     if not _ENV.match(env):

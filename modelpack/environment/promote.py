@@ -2,11 +2,14 @@
 
 promote refuses a release with no passing test report attached to exactly its index digest
 (`evidence.passing_report`), unless forced with a reason, which is recorded. rollback is the incident tool:
-it checks no report and says so; without a version it goes to what the environment named before its last
-recorded move. The move itself (retag, event, race settlement) is `move.move`, shared by both.
+it goes back to what the environment ran (without a version, to what it named before its last recorded
+move), checks no report and says so. A version the environment never ran is no rollback but a promotion
+under another name: refused unless `--force --reason` (recorded as forced), and then held to the policy as
+promote holds it. The move itself (retag, event, race settlement) is `move.move`, shared by both.
 
 An environment with a policy (environment/policy.py) adds its requirements: promote refuses a release that
-lacks one, forced or not; rollback warns and goes ahead. Either way the event records what was checked.
+lacks one, forced or not; rollback to what ran before warns and goes ahead. The event records what was
+checked.
 """
 
 from __future__ import annotations
@@ -21,13 +24,20 @@ from modelpack.environment.move import MoveResult, Runtime, State, digest_of, mo
 from modelpack.environment.place import Place, check_env
 from modelpack.environment.policy import Checkers, Policy, read_policy, unmet
 from modelpack.errors import NotFoundError, PromotionError, UsageError
-from modelpack.evidence.evidence import passing_report, runtime_of
+from modelpack.evidence.evidence import (
+    ANN_CREATED,
+    ANN_PASSED,
+    failed_summary,
+    newest_report,
+    passing_report,
+    runtime_of,
+)
 from modelpack.oci.target import RawManifest, Target
 from modelpack.release.view import release_version
 from modelpack.trust.check import Check
 from modelpack.trust.keys import PublicKey
 
-__all__ = ["MoveResult", "Runtime", "promote", "rollback", "verify"]
+__all__ = ["MoveResult", "Runtime", "canary_in_effect", "check_weight", "promote", "rollback", "verify"]
 
 
 def promote(
@@ -42,14 +52,17 @@ def promote(
     require_runtime: str | None = None,
     checkers: Checkers | None = None,
     owner_keys: Sequence[PublicKey] = (),
+    canary: int | None = None,
 ) -> MoveResult:
     """Point `env` at the release `ref` (tag or digest) of `place`; refuses one with no passing test report
     attached to exactly its digest (from `require_runtime`, "docker" or "local", when given), unless `force`
     (which needs a `reason` and is recorded), and one that lacks what `env`'s policy requires, forced or
-    not."""
+    not. With `canary` (1-99) the tag stays on the stable release and the event sends that percent of
+    requests to `ref`; a later plain promote of `ref` finishes the canary, a rollback aborts it."""
     rt = runtime or Runtime()
     check_env(env)
     _check_reason(reason)
+    check_weight(canary)
     if force and not reason.strip():
         raise UsageError("--force needs --reason TEXT: a forced promotion is recorded with its reason")
     by_digest = ref.startswith("sha256:")
@@ -72,6 +85,12 @@ def promote(
             what = f"from the {require_runtime} runtime " if require_runtime else ""
             other = passing_report(place.target, release.digest) if require_runtime else None
             also = f" (there is one from the {runtime_of(other)} runtime)" if other is not None else ""
+            newest = newest_report(place.target, release.digest) if other is None else None
+            if newest is not None and (newest.annotations or {}).get(ANN_PASSED) != "true":
+                also = (
+                    f": the newest report ({runtime_of(newest)} runtime, "
+                    f"{(newest.annotations or {}).get(ANN_CREATED, 'undated')}) {failed_summary(newest)}"
+                )
             raise PromotionError(
                 f"refusing to promote {place.ref_text(ref)}: no passing test report {what}is attached to "
                 f"{release.digest}{also}",
@@ -91,7 +110,41 @@ def promote(
         if current.current is None:
             _refuse_case_twin(place, env)
     evidence = (builtin, *evidence)
+    if canary is not None:
+        _check_canary(place, env, current, release.digest)
+        notes.append(f"canary: {canary}% of requests to {version}, the rest to what {env} names")
+        action = "canary"
+        return move(
+            place, env, release, version, action, reason, force, dry_run, rt, notes, current, evidence, canary
+        )
     return move(place, env, release, version, "promote", reason, force, dry_run, rt, notes, current, evidence)
+
+
+def check_weight(weight: int | None) -> None:
+    if weight is not None and not 1 <= weight <= 99:
+        raise UsageError(
+            f"--canary {weight}: a canary weight is a percent from 1 to 99",
+            hint="promote without --canary to send every request to the release",
+        )
+
+
+def _check_canary(place: Place, env: str, state: State, digest: str) -> None:
+    if state.current is None:
+        raise PromotionError(
+            f"{place.ref_text(env)} does not exist: a canary needs a stable release beside it",
+            hint=f"promote a release to {env} first (without --canary)",
+        )
+    if state.current.digest == digest:
+        raise PromotionError(
+            f"{env} already names {short(digest)}: a canary of it would split traffic with itself",
+            hint="promote another release with --canary",
+        )
+
+
+def canary_in_effect(history: History) -> Event | None:
+    """The canary event in effect, when the newest event is one (a promote, rollback or abort ends it)."""
+    head = history.head
+    return head if head is not None and head.action == "canary" else None
 
 
 def _as_promoter(rt: Runtime, policy: Policy | None, env: str) -> Runtime:
@@ -142,21 +195,29 @@ def rollback(
     *,
     reason: str = "",
     dry_run: bool = False,
+    force: bool = False,
     runtime: Runtime | None = None,
     checkers: Checkers | None = None,
     owner_keys: Sequence[PublicKey] = (),
 ) -> MoveResult:
     """Point `env` back at `version`, or without one at what it named before its last recorded move. The
-    policy of `env` is checked and its unmet requirements said, never enforced."""
+    policy of `env` is checked and its unmet requirements said, never enforced: except for a `version`
+    `env` never ran, which needs `force` (and a reason) and meets the policy as a promotion would."""
     rt = runtime or Runtime()
     check_env(env)
     _check_reason(reason)
+    if force and not reason.strip():
+        raise UsageError("--force needs --reason TEXT: a forced rollback is recorded with its reason")
     notes = ["rollback checks no test report: it is the incident tool"]
     policy = read_policy(place.target, env, place.name, owner_keys)
     rt = _as_promoter(rt, policy, env)
+    if version is None:
+        state = read_state(place, env, rt)
+        aborted = _abort(place, env, state, reason, dry_run, rt, notes)
+        if aborted is not None:
+            return aborted
     with ThreadPoolExecutor(2) as pool:
         if version is None:
-            state = read_state(place, env, rt)
             release, label, why = _previous(place, env, state)
             notes.append(why)
         else:
@@ -164,6 +225,10 @@ def rollback(
             tagged = pool.submit(_get, place.target, version)
             state = reading.result()
             release, label = _recorded(place, env, version, state, tagged.result(), notes)
+    if version is not None and not _ran(state, release.digest):
+        return _forward(
+            place, env, version, release, label, policy, reason, force, dry_run, rt, state, checkers
+        )
     evidence: tuple[Check, ...] = ()
     if policy is not None:
         # the model signature is checked by rehashing every layer: minutes for a large model, so the
@@ -183,12 +248,68 @@ def rollback(
     return move(place, env, release, label, "rollback", reason, False, dry_run, rt, notes, state, evidence)
 
 
+def _abort(
+    place: Place, env: str, state: State, reason: str, dry_run: bool, rt: Runtime, notes: list[str]
+) -> MoveResult | None:
+    """A rollback while a canary is in effect aborts it: every request goes back to the stable release,
+    which the tag never stopped naming; None when no canary is in effect."""
+    canary = canary_in_effect(state.history)
+    if canary is None or state.current is None or canary.from_digest != state.current.digest:
+        return None
+    notes.append(f"aborting the canary of {canary.version} ({canary.weight}%): every request to the stable")
+    stable = state.current
+    label = _version_of(stable, short(stable.digest))
+    return move(place, env, stable, label, "abort", reason, False, dry_run, rt, notes, state)
+
+
+def _ran(state: State, digest: str) -> bool:
+    return any(e.to_digest == digest for e in state.history.chain)
+
+
+def _forward(
+    place: Place,
+    env: str,
+    version: str,
+    release: RawManifest,
+    label: str,
+    policy: Policy | None,
+    reason: str,
+    force: bool,
+    dry_run: bool,
+    rt: Runtime,
+    state: State,
+    checkers: Checkers | None,
+) -> MoveResult:
+    """`rollback ENV VERSION` to a release ENV never ran: a promotion by another name, so it meets what a
+    forced promotion meets (a reason, recorded as forced; the policy, which --force does not override)."""
+    if not force:
+        raise PromotionError(
+            f"refusing to roll {env} back to {version}: {env} never ran it ({short(release.digest)}), "
+            "so this is no rollback but an untested move; nothing was changed",
+            hint=f"promote it (`modelpack promote {place.ref_text(version)} {env}` checks its test report "
+            f"and {env}'s policy), or pass --force --reason TEXT (recorded; the policy still applies)",
+        )
+    evidence = _enforce(place, env, version, release.digest, policy, checkers or _checkers(rt))
+    report = passing_report(place.target, release.digest)
+    builtin = (
+        Check("test", True, f"passing test report {short(report.digest)}", evidence=report.digest)
+        if report is not None
+        else Check("test", False, "no passing test report: forced")
+    )
+    notes = [
+        f"warning: {env} never ran {version}: forced with a reason, recorded as forced",
+        *(f"policy: {c.detail}" for c in evidence),
+    ]
+    evidence = (builtin, *evidence)
+    return move(place, env, release, label, "rollback", reason, True, dry_run, rt, notes, state, evidence)
+
+
 def undo_stack(history: History) -> list[Event]:
     """The environment's releases as an undo stack, replayed from the events in effect: a promote (or a
     rollback to a release that is not the one below the top) pushes; a rollback to the release below the
     top pops. So a second rollback goes further back, never back to the release just rolled away from."""
     stack: list[Event] = []
-    for e in history.chain:
+    for e in history.moves:
         if e.action == "rollback" and len(stack) >= 2 and stack[-2].to_digest == e.to_digest:
             stack.pop()
         else:
@@ -240,7 +361,7 @@ def _recorded(
 ) -> tuple[RawManifest, str]:
     """`rollback ENV VERSION` goes to the digest ENV's history recorded for VERSION, not to whatever the
     version tag names today (it may have been overwritten); a version ENV never ran is taken from its tag."""
-    ran = next((e for e in reversed(state.history.chain) if e.version == version), None)
+    ran = next((e for e in reversed(state.history.moves) if e.version == version), None)
     if ran is None:
         if tagged is None:
             raise PromotionError(
@@ -248,7 +369,6 @@ def _recorded(
                 "never ran it; nothing was changed",
                 hint=f"see `modelpack history {place.display} {env}` for what it ran",
             )
-        notes.append(f"warning: {version} was never promoted to {env} before")
         return tagged, _version_of(tagged, version)
     try:
         release = place.target.get_manifest(ran.to_digest)

@@ -13,7 +13,7 @@ version. Attestations (signed test evidence, provenance, the SBOM) are in `attes
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from modelpack.errors import InputError
 from modelpack.oci import mediatypes as mt
@@ -28,6 +28,8 @@ ANN_PASSED = "dev.modelpack.test.passed"
 ANN_CREATED = "dev.modelpack.test.created"
 ANN_RUNTIME = "dev.modelpack.test.runtime"
 ANN_METRIC = "dev.modelpack.test.metric."  # + a test-run metric name: what the run measured
+ANN_FAILED = "dev.modelpack.test.failed"  # what failed (`case NAME; gate TEXT`), cut to MAX_FAILED_TEXT
+MAX_FAILED_TEXT = 400
 
 
 def attach(
@@ -71,17 +73,34 @@ def read_layer(target: Target, referrer: Descriptor, max_size: int = 4 * 1024 * 
 
 
 def report_annotations(
-    *, passed: bool, created: str, runtime: str, version: str, measured: Mapping[str, float] | None = None
+    *,
+    passed: bool,
+    created: str,
+    runtime: str,
+    version: str,
+    measured: Mapping[str, float] | None = None,
+    failures: Sequence[str] = (),
 ) -> dict[str, str]:
-    """What a test report's referrer descriptor says of it: enough for `passing_report` to decide, and
-    for `ls --sort latency_p95_ms` to sort without fetching a report blob."""
+    """What a test report's referrer descriptor says of it: enough for `passing_report` to decide, for
+    `ls --sort latency_p95_ms` to sort, and for promote to say what failed, without fetching a blob."""
+    failed = f"{len(failures)}: " + "; ".join(failures) if failures else ""
     return {
         ANN_PASSED: "true" if passed else "false",
         ANN_CREATED: created,
         ANN_RUNTIME: runtime,
         mt.ANN_VERSION: version,
         **{f"{ANN_METRIC}{k}": f"{v:g}" for k, v in (measured or {}).items()},
+        **({ANN_FAILED: failed[:MAX_FAILED_TEXT]} if failed else {}),
     }
+
+
+def failed_summary(report: Descriptor) -> str:
+    """`FAILED (2 checks: case a; gate f1 >= 0.9)` for a failed report, as its annotations say."""
+    failed = _annotations(report).get(ANN_FAILED, "")
+    count, _, names = failed.partition(": ")
+    if not count.isdigit():
+        return "FAILED"
+    return f"FAILED ({count} {'check' if count == '1' else 'checks'}: {names})"
 
 
 def newest_report(target: Target, digest: str) -> Descriptor | None:

@@ -38,7 +38,17 @@ TEST_REPORT_ARTIFACT = "application/vnd.modelpack.test-report.v1+json"
 PROMOTION_EVENT_ARTIFACT = "application/vnd.modelpack.promotion.v1+json"
 # A version tag replaced with --force: attached to the release that replaced it (who, when, what it named).
 OVERWRITE_ARTIFACT = "application/vnd.modelpack.tag-overwrite.v1+json"
+DEPLOY_SPEC_ARTIFACT = "application/vnd.modelpack.deploy-spec.v1+json"  # how an environment runs
+DEPLOY_STEP_ARTIFACT = "application/vnd.modelpack.deploy-step.v1+json"  # what a target did (switch, ...)
+# The Kubernetes manifests of an environment (kustomize base + overlay), a referrer of the release they run.
+# Its one layer is Flux's content type (RFC-0003), so Flux's OCIRepository takes it as it takes `flux push`.
+DEPLOYMENT_BUNDLE_ARTIFACT = "application/vnd.modelpack.kubernetes-manifests.v1"
+FLUX_CONTENT_TGZ = "application/vnd.cncf.flux.content.v1.tar+gzip"
 POLICY_ARTIFACT = "application/vnd.modelpack.promotion-policy.v1+json"  # what an environment requires
+# A version label set or cleared (`archived`), its meaning in the annotations (evidence/labels.py).
+LABEL_ARTIFACT = "application/vnd.modelpack.label.v1+json"
+# A repository's naming rule for version tags, on its repository anchor (environment/naming.py).
+NAMING_ARTIFACT = "application/vnd.modelpack.naming-rule.v1+json"
 # The per-environment subject that events and policies refer to (environment/history.py: anchor).
 ENV_ANCHOR = "application/vnd.modelpack.env-anchor.v1"
 # Pushed over a tag to untag it on registries without tag deletion (registry/client.py).
@@ -65,7 +75,14 @@ DSSE_ENVELOPE = "application/vnd.dsse.envelope.v1+json"
 PROVENANCE_ARTIFACT = "application/vnd.modelpack.provenance.v1+json"
 CYCLONEDX_JSON = "application/vnd.cyclonedx+json"
 SBOM_ARTIFACT = CYCLONEDX_JSON
-
+# Experiment runs (modelpack/runs): a run is an artifact of its own, tagged `run-<id>` in its experiment's
+# repository; its summary rides in the manifest's ANN_RUN annotation, and the listing indexes
+# (RUN_LISTING, tagged `runs-index-<x>`) copy those descriptors so one read per shard lists every run.
+RUN_ARTIFACT = "application/vnd.modelpack.run.v1+json"
+RUN_RECORD = "application/vnd.modelpack.run-record.v1+json"
+RUN_SYSTEM = "application/vnd.modelpack.run-system.v1+json"  # sampled CPU, RSS, GPU over time
+RUN_CHECKPOINT_FILE = "application/vnd.modelpack.run-checkpoint-file.v1"  # one file of a checkpoint, raw
+RUN_LISTING = "application/vnd.modelpack.run-listing.v1+json"
 
 
 @dataclass(frozen=True)
@@ -104,6 +121,8 @@ ANN_REF_NAME = "org.opencontainers.image.ref.name"
 ANN_RECORD = "dev.modelpack.record"
 ANN_DATASET = "dev.modelpack.dataset"  # a dataset artifact's record summary (no per-file lists)
 ANN_PREDICATE_TYPE = "dev.modelpack.predicateType"  # an in-toto referrer's predicateType
+ANN_RUN = "dev.modelpack.run"  # a run manifest's summary (canonical JSON): status, params, metrics, tags
+ANN_CHECKPOINT = "dev.modelpack.checkpoint"  # a checkpoint file layer's checkpoint name
 ANN_SIGNER = "dev.modelpack.signer"  # keyid the envelope claims: a hint for listings, never trusted
 # A serving image's base (OCI image-spec annotations): the store keeps images without the base's layers,
 # which stay in this registry; copies and `test` read them back from there.

@@ -156,7 +156,11 @@ class _Tree:
                              dir_fd=parent)  # fmt: skip
                 try:
                     _write_all(fd, body)
-                    os.utime(fd, (m.mtime, m.mtime))
+                    # mtime 0 is the deterministic layers' "no time" (dataset layers write it whatever the
+                    # commit): a file dated 1970 looks ancient to make-style staleness checks, so it keeps
+                    # the time it was written
+                    if m.mtime > 0:
+                        os.utime(fd, (m.mtime, m.mtime))
                 finally:
                     os.close(fd)
             os.replace(tmp, leaf, src_dir_fd=parent, dst_dir_fd=parent)

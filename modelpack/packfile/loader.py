@@ -7,6 +7,7 @@ not hash anything (that is the build's job) and never raises anything but InputE
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 from collections.abc import Iterable
@@ -43,7 +44,7 @@ from modelpack.record.located import compose_yaml
 
 TOP_KEYS = (
     "name", "version", "description", "license", "authors", "model", "code", "dependencies",
-    "datasets", "metrics", "params", "docs", "tests", "serving", "security",
+    "datasets", "metrics", "params", "docs", "tests", "serving", "security", "training",
 )  # fmt: skip
 _NAME = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 _HANDLER = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$")
@@ -143,9 +144,18 @@ class _Reader:
             tests=self.tests(top.get("tests")),
             serving=self.serving(top.get("serving"), dependencies.python),
             security=self.security(top.get("security")),
+            training_command=self.training(top.get("training")),
         )
 
     # --- sections -------------------------------------------------------------------------------------
+
+    def training(self, node: yaml.Node | None) -> str | None:
+        """`training: {command: ...}`: how CI makes the weights (the generated workflow runs it before the
+        build); modelpack build itself runs nothing and reads the files the command wrote."""
+        if node is None or is_null(node):
+            return None
+        m = self.doc.mapping(node, "training", ("command",), required=("command",))
+        return self.doc.string(m["command"], "training.command").strip()  # Doc.string refuses an empty one
 
     def name(self, node: yaml.Node) -> str:
         name = self.doc.string(node, "name")
@@ -203,10 +213,29 @@ class _Reader:
         candidates = [self.root / rel.with_suffix(".py"), self.root / rel / "__init__.py"]
         for candidate in candidates:
             if candidate.is_file() and any(candidate == p or p in candidate.parents for p in paths):
+                self.check_class(handler, candidate, node)
                 return
         names = " or ".join(c.relative_to(self.root).as_posix() for c in candidates)
         raise self.doc.error(node, "code.handler", f"module {module!r} is not in code.paths",
                              hint=f"add {names} to code.paths")  # fmt: skip
+
+    def check_class(self, handler: str, module_file: Path, node: yaml.Node) -> None:
+        """The class a handler names is defined (or imported) at the top of its module: read, never run,
+        so `handler:Modle` is found at build and not in the container."""
+        cls = handler.split(":", 1)[1]
+        shown = module_file.relative_to(self.root).as_posix()
+        try:
+            tree = ast.parse(module_file.read_bytes(), filename=shown)
+        except (SyntaxError, ValueError) as e:
+            line = getattr(e, "lineno", None)
+            raise self.doc.error(node, "code.handler", f"{shown}{f' line {line}' if line else ''} does not "
+                                 f"parse as Python: {getattr(e, 'msg', e)}") from None  # fmt: skip
+        names = _top_level_names(tree)
+        if cls in names or "__getattr__" in names or "*" in names:
+            return
+        classes = sorted(n.name for n in tree.body if isinstance(n, ast.ClassDef))
+        hint = did_you_mean(cls, classes) or f"classes there: {', '.join(classes) or 'none'}"
+        raise self.doc.error(node, "code.handler", f"{shown} defines no {cls!r}", hint=hint)
 
     def dependencies(self, node: yaml.Node) -> DependenciesSpec:
         d = self.doc
@@ -285,3 +314,17 @@ class _Reader:
 
 
 __all__ = ["load_packfile", "parse_packfile"]
+
+
+def _top_level_names(tree: ast.Module) -> set[str]:
+    """Names a module binds at its top level (classes, functions, assignments, imports)."""
+    out: set[str] = set()
+    for n in tree.body:
+        if isinstance(n, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            out.add(n.name)
+        elif isinstance(n, ast.Assign | ast.AnnAssign):
+            targets = n.targets if isinstance(n, ast.Assign) else [n.target]
+            out.update(t.id for t in targets if isinstance(t, ast.Name))
+        elif isinstance(n, ast.Import | ast.ImportFrom):
+            out.update((a.asname or a.name).split(".")[0] for a in n.names)
+    return out

@@ -181,6 +181,7 @@ class Packfile:
     tests: TestsSpec = field(default_factory=TestsSpec)
     serving: ServingSpec = field(default_factory=ServingSpec)
     security: SecuritySpec = field(default_factory=SecuritySpec)
+    training_command: str | None = None  # `training.command`: what CI runs to make the weights
 
     def metrics_dict(self) -> dict[str, Metric]:
         return dict(self.metrics)

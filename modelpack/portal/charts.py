@@ -74,15 +74,19 @@ def line_chart(title: str, points: Sequence[Point], *, css_class: str = "chart")
                 f'<circle class="point" cx="{x(i):.1f}" cy="{y(p.value):.1f}" r="3">'
                 f"<title>{text(p.label)}: {p.value:.6g}</title></circle>"
             )
+        # labels stay inside the chart: the right half's run leftwards, the edges' away from the edge
+        right = x(i) > PAD_L + plot_w / 2
         for k, env in enumerate(p.marks):
+            at = f'x="{x(i) - 3:.1f}" text-anchor="end"' if right else f'x="{x(i) + 3:.1f}"'
             parts.append(
                 f'<g class="env-mark" data-env="{text(env)}">'
                 f'<line x1="{x(i):.1f}" y1="{PAD_T}" x2="{x(i):.1f}" y2="{PAD_T + plot_h}"/>'
-                f'<text x="{x(i) + 3:.1f}" y="{PAD_T + 10 + 11 * k}">{text(env)}</text></g>'
+                f'<text {at} y="{PAD_T + 10 + 11 * k}">{text(env)}</text></g>'
             )
         if i % step == 0 or i == n - 1:
+            anchor = "start" if i == 0 and n > 1 else ("end" if i == n - 1 and n > 1 else "middle")
             parts.append(
-                f'<text class="tick" x="{x(i):.1f}" y="{H - PAD_B + 16}" text-anchor="middle">'
+                f'<text class="tick" x="{x(i):.1f}" y="{H - PAD_B + 16}" text-anchor="{anchor}">'
                 f"{text(_short(p.label))}</text>"
             )
     parts.append("</svg>")
@@ -209,3 +213,46 @@ def lineage_graph(columns: Sequence[tuple[str, Sequence[str]]], edges: Mapping[s
 
 def _short_id(label: str) -> str:
     return label if len(label) <= 24 else label[:23] + "…"
+
+
+def scatter_chart(title: str, x_name: str, y_name: str, points: Sequence[tuple[float, float, str]]) -> Markup:
+    """One dot per run at (param, metric): which value of a param gave the best metric. Each dot names
+    its run (`data-run`)."""
+    head = (
+        f'<svg class="chart scatter" role="img" viewBox="0 0 {W} {H}" width="{W}" height="{H}" '
+        f'xmlns="http://www.w3.org/2000/svg" data-x="{text(x_name)}" data-y="{text(y_name)}">'
+        f"<title>{text(title)}</title>"
+        f'<text x="{PAD_L}" y="14" class="chart-title">{text(title)}</text>'
+    )
+    if not points:
+        return Markup(head + f'<text x="{PAD_L}" y="{H // 2}">no values</text></svg>')
+    xs, ys = [p[0] for p in points], [p[1] for p in points]
+    x_lo, x_hi, lo, hi = min(xs), max(xs), min(ys), max(ys)
+    if hi == lo:
+        lo, hi = lo - (abs(lo) * 0.05 or 0.5), hi + (abs(hi) * 0.05 or 0.5)
+    plot_w, plot_h = W - PAD_L - PAD_R, H - PAD_T - PAD_B
+
+    def px(x: float) -> float:
+        return PAD_L + (plot_w * (x - x_lo) / (x_hi - x_lo) if x_hi > x_lo else plot_w / 2)
+
+    def py(v: float) -> float:
+        return PAD_T + plot_h * (1 - (v - lo) / (hi - lo))
+
+    parts = [
+        head,
+        f'<line class="axis" x1="{PAD_L}" y1="{PAD_T + plot_h}" x2="{W - PAD_R}" y2="{PAD_T + plot_h}"/>'
+        f'<line class="axis" x1="{PAD_L}" y1="{PAD_T}" x2="{PAD_L}" y2="{PAD_T + plot_h}"/>'
+        f'<text class="tick" x="{PAD_L - 4}" y="{py(hi) + 4:.1f}" text-anchor="end">{hi:.4g}</text>'
+        f'<text class="tick" x="{PAD_L - 4}" y="{py(lo) + 4:.1f}" text-anchor="end">{lo:.4g}</text>'
+        f'<text class="tick" x="{PAD_L}" y="{H - PAD_B + 16}">{x_lo:.6g}</text>'
+        f'<text class="tick" x="{W - PAD_R}" y="{H - PAD_B + 16}" text-anchor="end">{x_hi:.6g}</text>'
+        f'<text class="tick" x="{PAD_L + plot_w / 2:.1f}" y="{H - PAD_B + 16}" '
+        f'text-anchor="middle">{text(x_name)}</text>',
+    ]
+    for x, v, run in points[:MAX_POINTS]:
+        parts.append(
+            f'<circle class="point" data-run="{text(run)}" cx="{px(x):.1f}" cy="{py(v):.1f}" r="3">'
+            f"<title>{text(run)}: {text(x_name)}={x:.6g}, {text(y_name)}={v:.6g}</title></circle>"
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))

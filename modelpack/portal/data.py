@@ -109,6 +109,21 @@ class Source:
         self.disk.put(key, json.dumps(out).encode())
         return out
 
+    def runs(self, repo: str, q: Query = Query()) -> dict[str, Any]:
+        """An experiment's runs (`api.runs_ls`): the where conditions and the sort of the page's query."""
+
+        def read() -> dict[str, Any]:
+            return api.runs_ls(self.targets, repo, where=q.where, sort=q.sort, asc=q.asc).to_json()
+
+        return self.memo.get(("runs", repo, q), read)
+
+    def run(self, repo: str, run_id: str) -> dict[str, Any]:
+        """One run with its curves (`api.runs_show`); a finished run never changes, so it is kept by id."""
+        key = ("run", repo, run_id)
+        return self.memo.get(
+            key, lambda: api.runs_show(self.targets, f"{repo}:{run_id}", curves=True).to_json()
+        )
+
     def dataset_versions(self, repo: str) -> dict[str, Any]:
         return self.memo.get(("datasets", repo), lambda: api.dataset_ls(self.targets, repo).to_json())
 

@@ -63,6 +63,8 @@ ROUTES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(rf"^/r/(?P<slug>[^/]+)/env/(?P<env>{_TAG})\.html$"), "environment"),
     (re.compile(r"^/r/(?P<slug>[^/]+)/lineage\.html$"), "lineage"),
     (re.compile(r"^/r/(?P<slug>[^/]+)/d/(?P<digest>sha256-[0-9a-f]{64})\.html$"), "dataset"),
+    (re.compile(r"^/r/(?P<slug>[^/]+)/runs\.html$"), "runs"),
+    (re.compile(r"^/r/(?P<slug>[^/]+)/run/(?P<run>[A-Za-z0-9][A-Za-z0-9_.-]{0,120})\.html$"), "run"),
 ]
 
 
@@ -80,13 +82,7 @@ def route(pages: Pages, path: str, query: dict[str, list[str]]) -> tuple[int, st
             return 200, pages.index(), None
         assert slug is not None
         if name == "repository":
-            q = Query(
-                (query.get("sort") or [""])[0] or None,
-                (query.get("asc") or [""])[0] in ("1", "true", "on"),
-                # one box holds several conditions, as `ls` takes several --where: all must hold
-                tuple(w for text in query.get("where", []) for w in text.split()),
-            )
-            return 200, pages.repository(slug, q), None
+            return 200, pages.repository(slug, _query(query)), None
         if name == "version":
             return 200, pages.version(slug, args["tag"]), None
         if name == "compare":
@@ -98,10 +94,23 @@ def route(pages: Pages, path: str, query: dict[str, list[str]]) -> tuple[int, st
             return 302, "", f"compare/{a}/{b}.html"
         if name == "environment":
             return 200, pages.environment(slug, args["env"], next(iter(query.get("metric", [])), None)), None
+        if name == "runs":
+            return 200, pages.experiment(slug, _query(query)), None
+        if name == "run":
+            return 200, pages.run(slug, args["run"]), None
         if name == "dataset":
             return 200, pages.dataset(slug, args["digest"].replace("-", ":", 1)), None
         return 200, pages.lineage(slug), None
     raise NotFoundError(f"no page {path}")
+
+
+def _query(query: dict[str, list[str]]) -> Query:
+    return Query(
+        (query.get("sort") or [""])[0] or None,
+        (query.get("asc") or [""])[0] in ("1", "true", "on"),
+        # one box holds several conditions, as `ls` takes several --where: all must hold
+        tuple(w for text in query.get("where", []) for w in text.split()),
+    )
 
 
 def make_server(

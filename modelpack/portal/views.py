@@ -7,7 +7,7 @@ own in an export (which has no server to sort for it).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -19,7 +19,7 @@ from packaging.version import InvalidVersion
 from packaging.version import Version as PV
 
 from modelpack.errors import ModelpackError, NotFoundError
-from modelpack.portal import charts, datasets
+from modelpack.portal import charts, datasets, experiments
 from modelpack.portal.charts import Point
 from modelpack.portal.data import Query, Source
 from modelpack.text import clean
@@ -66,6 +66,14 @@ class Links:
     def lineage(self, slug: str) -> str:
         return f"r/{slug}/lineage.html"
 
+    def runs(self, slug: str, q: Query = Query()) -> str:
+        args = [("sort", q.sort)] if q.sort else []
+        args += [("where", w) for w in q.where]
+        return f"r/{slug}/runs.html" + (f"?{urlencode(args)}" if args else "")
+
+    def run(self, slug: str, run_id: str) -> str:
+        return f"r/{slug}/run/{quote(run_id)}.html"
+
     def dataset(self, slug: str, digest: str) -> str:
         return f"r/{slug}/d/{datasets.file_name(digest)}.html"
 
@@ -77,6 +85,16 @@ def _finalize(value: Any) -> Any:
     return clean(value)
 
 
+def dataset_label(record: Mapping[str, Any], name: str | None) -> str:
+    """`iris-test@1a2b3c4d5e6f`: the dataset a record used, its version (artifact digest, else the files'
+    hash) beside its name, so V2 and V3 of one name never read alike."""
+    if not name:
+        return ""
+    entry = next((d for d in record.get("datasets") or () if d.get("name") == name), None)
+    version = (entry.get("digest") or entry.get("sha256")) if entry else None
+    return f"{name}@{str(version).split(':', 1)[-1][:12]}" if version else name
+
+
 _ENV = Environment(
     loader=PackageLoader("modelpack.portal", "templates"),
     autoescape=select_autoescape(default=True, default_for_string=True),
@@ -84,6 +102,7 @@ _ENV = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+_ENV.globals["ds"] = dataset_label
 
 
 class Pages:
@@ -93,8 +112,9 @@ class Pages:
 
     def _render(self, name: str, depth: int, **ctx: Any) -> str:
         root = "../" * depth
+        run_link = experiments.run_link(self.src, self.links)
         return _ENV.get_template(name).render(
-            root=root, links=self.links, dataset_link=self.dataset_link, csp=CSP, **ctx
+            root=root, links=self.links, dataset_link=self.dataset_link, run_link=run_link, csp=CSP, **ctx
         )
 
     def dataset_link(self, entry: dict[str, Any]) -> str | None:
@@ -111,11 +131,12 @@ class Pages:
     def index(self) -> str:
         repos: list[dict[str, Any]] = []
         data: list[dict[str, Any]] = []
+        experiments: list[dict[str, Any]] = []
         for repo, cat in self.src.catalogs().items():
             if isinstance(cat, str):
                 repos.append({"name": repo, "slug": self.src.slug_of[repo], "error": cat})
                 continue
-            if not cat["versions"]:  # no model release: perhaps a dataset repository
+            if not cat["versions"]:  # no model release: perhaps a dataset repository, or an experiment
                 try:
                     found = self.src.dataset_versions(repo)["versions"]
                 except ModelpackError:
@@ -123,11 +144,24 @@ class Pages:
                 if found:
                     data.append({"name": repo, "slug": self.src.slug_of[repo], "versions": found})
                     continue
+                try:
+                    total = self.src.runs(repo)["total"]
+                except ModelpackError:
+                    total = 0
+                if total:
+                    experiments.append({"name": repo, "slug": self.src.slug_of[repo], "runs": total})
+                    continue
             versions = {e["digest"]: e["version"] for e in cat["versions"]}
             envs = [{"name": n, "version": versions.get(d, "?"), "digest": d} for n, d in _envs(cat)]
             count = sum(1 for e in cat["versions"] if not e["alias"])
             repos.append({"name": repo, "slug": self.src.slug_of[repo], "envs": envs, "count": count})
-        return self._render("index.html", 0, repos=repos, data=data)
+        return self._render("index.html", 0, repos=repos, data=data, experiments=experiments)
+
+    def experiment(self, slug: str, q: Query = Query()) -> str:
+        return experiments.experiment(self.src, self._render, slug, q)
+
+    def run(self, slug: str, run_id: str) -> str:
+        return experiments.run(self.src, self._render, slug, run_id)
 
     def repository(self, slug: str, q: Query = Query()) -> str:
         repo = self.src.repo_of[slug]
@@ -179,6 +213,7 @@ class Pages:
             env_names=[n for n, _ in _envs(cat)],
             q=q,
             error=error,
+            notes=cat.get("notes", ()),
             charts=chart_list,
             static=self.links.static,
         )

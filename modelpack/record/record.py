@@ -18,6 +18,7 @@ from modelpack import __version__
 from modelpack.errors import ContentError
 from modelpack.oci import canonical
 from modelpack.record.curves import HistorySummary
+from modelpack.record.frameworks import VersionCheck
 from modelpack.record.git import GitInfo, opt_str
 
 RECORD_VERSION = 1
@@ -176,6 +177,25 @@ class SecurityInfo:
 
 
 @dataclass(frozen=True)
+class RunLink:
+    """The run a release was built from: where it is, its id, and the run manifest's digest. Absent from
+    records built from a project alone, so their JSON is unchanged."""
+
+    ref: str  # HOST/REPO:run-<id> (or a store NAME:run-<id>)
+    id: str
+    digest: str
+    checkpoint: str | None = None  # the checkpoint whose files are the weights
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"ref": self.ref, "id": self.id, "digest": self.digest, "checkpoint": self.checkpoint}
+        return _drop_none(out)
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> RunLink:
+        return cls(str(obj["ref"]), str(obj["id"]), str(obj["digest"]), obj.get("checkpoint"))
+
+
+@dataclass(frozen=True)
 class Record:
     name: str
     version: str
@@ -193,6 +213,8 @@ class Record:
     # the serving runtime's own packages in the image (name -> version); only in the release index's copy
     runtime: Mapping[str, str] = field(default_factory=dict)
     history: HistorySummary | None = None  # the training curves' summary; None: no metrics.history
+    run: RunLink | None = None  # the experiment run it was built from (`build --run`)
+    frameworks: tuple[VersionCheck, ...] = ()  # framework versions the model was made with vs the lock
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -227,6 +249,10 @@ class Record:
             out["runtime"] = {"packages": dict(sorted(self.runtime.items()))}
         if self.history is not None:
             out["history"] = self.history.to_json()
+        if self.run is not None:
+            out["run"] = self.run.to_json()
+        if self.frameworks:
+            out["frameworks"] = [c.to_json() for c in self.frameworks]
         return out
 
     def to_bytes(self) -> bytes:
@@ -267,6 +293,8 @@ class Record:
                 serving=ServingInfo.from_json(serving) if serving else None,
                 runtime=_runtime(obj.get("runtime")),
                 history=HistorySummary.from_json(obj["history"]) if obj.get("history") else None,
+                run=RunLink.from_json(obj["run"]) if obj.get("run") else None,
+                frameworks=tuple(VersionCheck.from_json(c) for c in obj.get("frameworks") or ()),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ContentError(f"malformed modelpack record: {e}") from None

@@ -26,14 +26,27 @@ class MetricDelta:
     old_dataset: str | None = None
     new_dataset: str | None = None
     better: str | None = None  # "higher" or "lower": from the gates, or as the caller said; None: unknown
+    old_dataset_version: str | None = None  # the evaluation dataset's digest (or content hash), if known
+    new_dataset_version: str | None = None
 
     @property
     def regressed(self) -> bool:
-        """Moved the wrong way (only known where `better` is)."""
+        """Moved the wrong way (only known where `better` is, and only between comparable numbers)."""
         d = self.delta
-        if d is None or self.better is None or d == 0:
+        if d is None or self.better is None or d == 0 or not self.comparable:
             return False
         return d < 0 if self.better == HIGHER else d > 0
+
+    @property
+    def improved(self) -> bool:
+        d = self.delta
+        return d is not None and d != 0 and self.better is not None and self.comparable and not self.regressed
+
+    @property
+    def comparable(self) -> bool:
+        """Both sides measured on the same evaluation dataset (name, and version where both are known):
+        otherwise the delta compares unlike things and says nothing about the model."""
+        return not self.dataset_changed
 
     @property
     def status(self) -> str:
@@ -68,8 +81,13 @@ class MetricDelta:
 
     @property
     def dataset_changed(self) -> bool:
-        """Both sides measured, but on differently named datasets: the delta compares unlike things."""
-        return self.old is not None and self.new is not None and self.old_dataset != self.new_dataset
+        """Both sides measured, but on another dataset, or another version of it (V2 and V3 of one name)."""
+        if self.old is None or self.new is None:
+            return False
+        if self.old_dataset != self.new_dataset:
+            return True
+        o, n = self.old_dataset_version, self.new_dataset_version
+        return o is not None and n is not None and o != n
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -84,7 +102,11 @@ class MetricDelta:
             "direction": self.direction,
             "better": self.better,
             "regressed": self.regressed,
+            "improved": self.improved,
             "datasetChanged": self.dataset_changed,
+            "comparable": self.comparable,
+            "oldDatasetVersion": self.old_dataset_version,
+            "newDatasetVersion": self.new_dataset_version,
         }
 
 
@@ -159,8 +181,12 @@ class RecordDiff:
 
 
 def gate_directions(record: Record) -> dict[str, str]:
-    """Which way is better for each metric a gate names: `accuracy >= 0.9` says higher."""
+    """Which way is better for each metric a gate names (`accuracy >= 0.9` says higher), and for each
+    metric named like a training-history column whose way the packfile's `metrics.history.better` gave."""
     out: dict[str, str] = {}
+    for column in record.history.columns if record.history else ():
+        if column.better is not None:
+            out[column.name] = column.better
     for text in record.tests.gates if record.tests else ():
         metric, _, rest = str(text).partition(" ")
         op = rest.split(" ", 1)[0]
@@ -182,6 +208,8 @@ def diff_records(old: Record, new: Record, better: Mapping[str, str] | None = No
             old.metrics[name].dataset if name in old.metrics else None,
             new.metrics[name].dataset if name in new.metrics else None,
             directions.get(name),
+            dataset_version(old, old.metrics[name].dataset if name in old.metrics else None),
+            dataset_version(new, new.metrics[name].dataset if name in new.metrics else None),
         )
         for name in sorted({*old.metrics, *new.metrics})
     )
@@ -210,6 +238,18 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = value
     return out
+
+
+def dataset_version(record: Record, name: str | None) -> str | None:
+    """The version of the dataset `name` a record used: its artifact digest when published, else the hash
+    of its files; None when the record lists no such dataset."""
+    entry = next((d for d in record.datasets if d.name == name), None) if name else None
+    return (entry.digest or entry.sha256) if entry else None
+
+
+def short_version(version: str | None) -> str:
+    """A dataset version as people read it beside a name: the first 12 hex digits."""
+    return version.split(":", 1)[-1][:12] if version else ""
 
 
 def _changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[Change, ...]:

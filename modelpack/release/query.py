@@ -1,10 +1,10 @@
 """`ls --sort/--where`: read every version's record (manifest GETs in parallel, no blob) and select.
 
 Answers "which version scored best on dataset v3?": `ls REPO --sort accuracy --where dataset=v3` keeps the
-versions whose accuracy was measured on v3 and orders them best first. Conditions are `dataset=NAME`,
-`param=KEY=VALUE`, or a gate (`accuracy>=0.9`, `latency_p95_ms<=5`); the test-run metrics come from the
-newest test report attached to each version (its annotations: one referrers listing, no blob), read only
-when a sort or condition names one or the caller asks for them.
+versions whose accuracy was measured on v3 and orders them best first. The conditions are the typed query
+language of `record/where.py` (params, metrics, tags, datasets) matched against each version's `subject`;
+the test-run metrics come from the newest test report attached to each version (its annotations: one
+referrers listing, no blob), read only when a sort or condition names one or the caller asks for them.
 """
 
 from __future__ import annotations
@@ -16,16 +16,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import yaml
 from packaging.version import InvalidVersion
 from packaging.version import Version as PackagingVersion
 
-from modelpack.errors import ContentError, InputError, NotFoundError, UsageError
-from modelpack.evidence import evidence
+from modelpack.errors import ContentError, NotFoundError, UsageError
+from modelpack.evidence import evidence, labels
+from modelpack.evidence.labels import Label
 from modelpack.oci.target import Target
 from modelpack.packfile.gates import MEASURED as TEST_METRICS
-from modelpack.packfile.gates import parse_gate
-from modelpack.record.record import Record
+from modelpack.record import where as q
+from modelpack.record.where import Condition, Subject
 from modelpack.release.diff import flatten
 from modelpack.release.view import ReleaseView, load_release
 
@@ -34,65 +34,15 @@ WORKERS = 8
 _REFERRER_TAG = re.compile(r"^sha(256-[0-9a-f]{64}|512-[0-9a-f]{128})(\..*)?$")
 
 
-_GATE_OP = re.compile(r"(>=|<=|==|>|<)")
-
-
-@dataclass(frozen=True)
-class Where:
-    """One `--where` condition: `dataset=NAME` (or a `sha256:` hash prefix), `param=KEY=VALUE`, or a gate
-    on a metric (`accuracy>=0.9`)."""
-
-    field: str
-    key: str
-    value: Any = None
-
-    @property
-    def published(self) -> bool:
-        """`dataset=REG/REPO:TAG`: a published dataset, matched by the digest the caller resolves."""
-        return self.field == "dataset" and "/" in self.key
-
-    @classmethod
-    def parse(cls, text: str) -> Where:
-        if _GATE_OP.search(text) and not text.startswith(("param=", "dataset=")):
-            try:
-                gate = parse_gate(text)
-            except InputError as e:
-                raise UsageError(f"--where {e.message}", hint=e.hint) from None
-            return cls("gate", gate.metric, gate)
-        kind, sep, rest = text.partition("=")
-        if sep and kind == "dataset" and rest:
-            return cls("dataset", rest)
-        if sep and kind == "param":
-            key, sep2, value = rest.partition("=")
-            if sep2 and key:
-                return cls("param", key, _typed(value))
-        raise UsageError(
-            f"--where {text!r} is not understood",
-            hint="use dataset=NAME, param=KEY=VALUE or a gate such as accuracy>=0.9",
-        )
-
-    def matches(
-        self, record: Record, metric: str | None = None, tested: Mapping[str, float] | None = None
-    ) -> bool:
-        """`tested`: the metrics of the version's test report, for gates on latency or image size."""
-        if self.field == "gate":
-            m = record.metrics.get(self.key)
-            value = m.value if m is not None else (tested or {}).get(self.key)
-            return value is not None and bool(self.value.passes(value))
-        if self.field == "param":
-            params = flatten(record.params)
-            return self.key in params and _equal(params[self.key], self.value)
-        if self.value is not None:  # a published dataset's reference, resolved to its digest
-            return _on_published(record, str(self.value), metric)
-        return _on_dataset(record, self.key, metric)
-
-
 @dataclass(frozen=True)
 class Version:
     tag: str
     release: ReleaseView | None  # None when records were not read
     tested: Mapping[str, float] = field(default_factory=dict)  # metrics of the newest test report
     test_passed: bool | None = None  # None: no report attached (or reports were not read)
+    labels: Mapping[str, Label] = field(
+        default_factory=dict
+    )  # labels on (archived), when referrers were read
 
     @property
     def alias(self) -> bool:
@@ -119,8 +69,31 @@ def _tag_order(tag: str) -> tuple[int, Any, str]:
         return (1, 0, tag)
 
 
-def needs_reports(sort: str | None, wheres: Sequence[Where]) -> bool:
-    return sort in TEST_METRICS or any(w.field == "gate" and w.key in TEST_METRICS for w in wheres)
+def needs_reports(sort: str | None, wheres: Sequence[Condition]) -> bool:
+    return sort in TEST_METRICS or any(w.kind in ("name", "metric") and w.key in TEST_METRICS for w in wheres)
+
+
+def subject(v: Version, tags: Iterable[str] = ()) -> Subject:
+    """What `--where` reads of a version: its record's params, metrics (with the test report's), datasets,
+    and `tags` (every tag naming the same release)."""
+    assert v.release is not None
+    rec = v.release.record
+    return Subject(
+        params=flatten(rec.params),
+        metrics={**v.tested, **{k: m.value for k, m in rec.metrics.items()}},
+        measured_on={k: m.dataset for k, m in rec.metrics.items() if m.dataset is not None},
+        tags=frozenset({v.tag, *tags, *v.labels}),  # `tag=archived` finds the archived
+        datasets=tuple(q.DatasetFact(d.name, d.sha256, d.digest, d.ref) for d in rec.datasets),
+    )
+
+
+def subjects(versions: Sequence[Version]) -> dict[str, Subject]:
+    """Each read version's subject by tag, with the tags that name the same digest."""
+    by_digest: dict[str, set[str]] = {}
+    for v in versions:
+        if v.release is not None:
+            by_digest.setdefault(v.release.digest, set()).add(v.tag)
+    return {v.tag: subject(v, by_digest[v.release.digest]) for v in versions if v.release is not None}
 
 
 def read_versions(
@@ -146,19 +119,35 @@ def read_versions(
     return [v for v in found if v is not None]
 
 
+def resolve(wheres: Sequence[Condition], versions: Sequence[Version]) -> tuple[list[Condition], list[str]]:
+    """Each condition checked against what `versions` record (a typo is an error with a suggestion; a bare
+    name that is a param, not a metric, becomes the param and a note says so)."""
+    subs = list(subjects(versions).values())
+    out: list[Condition] = []
+    notes: list[str] = []
+    for w in wheres:
+        c, note = q.resolve(w, subs, TEST_METRICS)
+        out.append(c)
+        notes += [note] if note else []
+    return out, notes
+
+
+def spanning(wheres: Sequence[Condition], chosen: Sequence[Version]) -> list[str]:
+    """A note for each `dataset=NAME` whose answer mixes dataset versions under that name."""
+    subs = list(subjects(chosen).values())
+    return [n for n in (q.note_spanned(w, subs) for w in wheres) if n]
+
+
 def select(
     versions: Sequence[Version],
-    wheres: Sequence[Where] = (),
+    wheres: Sequence[Condition] = (),
     sort: str | None = None,
     ascending: bool = False,
 ) -> list[Version]:
-    """Versions meeting every condition; with `sort`, by that metric (best first unless `ascending`),
-    versions without the metric last."""
-    kept = [
-        v
-        for v in versions
-        if v.release is not None and all(w.matches(v.release.record, sort, v.tested) for w in wheres)
-    ]
+    """Versions meeting every (resolved) condition; with `sort`, by that metric (best first unless
+    `ascending`), versions without the metric last."""
+    subs = subjects(versions)
+    kept = [v for v in versions if v.tag in subs and all(q.matches(w, subs[v.tag], sort) for w in wheres)]
     if sort is None:
         return kept
     scored = [v for v in kept if v.metric(sort) is not None]
@@ -183,62 +172,16 @@ def check_metric(versions: Sequence[Version], name: str, flag: str) -> None:
 
 
 def _with_report(target: Target, v: Version) -> Version:
+    """The newest test report's verdict and metrics, and the labels on: from one referrers listing."""
     assert v.release is not None
-    newest = evidence.newest_report(target, v.release.digest)
+    referrers = target.referrers(v.release.digest)
+    v = replace(v, labels=labels.current(referrers))
+    reports = [d for d in referrers if d.artifact_type == evidence.REPORT_TYPE]
+    newest = max(
+        reports, key=lambda d: ((d.annotations or {}).get(evidence.ANN_CREATED, ""), d.digest), default=None
+    )
     if newest is None:
         return v
     passed = (newest.annotations or {}).get(evidence.ANN_PASSED) == "true"
     tested = {k: x for k, x in evidence.measured(newest).items() if k in TEST_METRICS}
     return replace(v, tested=tested, test_passed=passed)
-
-
-def _on_dataset(record: Record, name: str, metric: str | None) -> bool:
-    """Measured on `name`: the sort metric's dataset is `name`; when the metric names no dataset (or no
-    metric is sorted on), the record lists `name` among its datasets or another metric was measured on it."""
-    if metric is not None and metric in record.metrics and record.metrics[metric].dataset is not None:
-        return _same_dataset(record, record.metrics[metric].dataset, name)
-    if any(_same_dataset(record, m.dataset, name) for m in record.metrics.values() if m.dataset):
-        return True
-    return any(d.name == name or _hash_match(d.sha256, name) for d in record.datasets)
-
-
-def _on_published(record: Record, digest: str, metric: str | None) -> bool:
-    """Like `_on_dataset`, for `dataset=REG/REPO:TAG` resolved to its artifact digest: entries match by
-    that digest whatever the model calls them, so a dataset renamed in modelpack.yaml still matches."""
-    names = {d.name for d in record.datasets if d.digest == digest}
-    if metric is not None and metric in record.metrics and record.metrics[metric].dataset is not None:
-        return record.metrics[metric].dataset in names
-    return bool(names)
-
-
-def _same_dataset(record: Record, dataset: str | None, wanted: str) -> bool:
-    if dataset == wanted:
-        return True
-    entry = next((d for d in record.datasets if d.name == dataset), None)
-    return entry is not None and _hash_match(entry.sha256, wanted)
-
-
-def _hash_match(sha256: str | None, wanted: str) -> bool:
-    # A dataset version may be named by its hash: `dataset=sha256:1a2b3c4d` (a prefix of 8+ hex digits).
-    return (
-        sha256 is not None
-        and wanted.startswith("sha256:")
-        and len(wanted) >= 15
-        and sha256.startswith(wanted)
-    )
-
-
-def _typed(text: str) -> Any:
-    """`lr=0.1` means the number 0.1, `shuffle=true` the boolean: read the value as YAML scalars are."""
-    try:
-        return yaml.safe_load(text) if text else ""
-    except yaml.YAMLError:
-        return text
-
-
-def _equal(actual: Any, wanted: Any) -> bool:
-    if actual == wanted:
-        return True
-    if isinstance(actual, int | float) and isinstance(wanted, int | float):
-        return float(actual) == float(wanted)
-    return str(actual) == str(wanted)

@@ -3,9 +3,12 @@
 Reading. Every tag's manifest is read once (parallel GETs, bounded as every manifest read is): its digest,
 its children (an index names the serving image and the bundle), and from the record annotation the
 created time and the datasets it names (`datasets[i].digest`, `datasets[i].ref`, read from the JSON so a
-record written before those fields existed reads as naming none). Environments are the tags
-`place.environments` says are (an environment's name and promotion history: the rule ls uses too); their
-histories and undo stacks (history.load_history, promote.undo_stack) give the rollback targets.
+record written before those fields existed reads as naming none). What a tag is comes from what it names,
+not from its shape (`is_version`): environments are the tags `place.environments` says are (an
+environment's name and promotion history: the rule ls uses too; their histories and undo stacks give the
+rollback targets); a tag naming a release or a dataset record is a version whatever its name, unless it
+is an alias (`latest` naming the release whose own version tag is here too); another artifact is a
+version only under a tag that reads as one.
 
 Deleting, on a registry, for one version digest D, in this order:
 1. the referrers of D's children and of D (deepest first: a signature of a report before the report),
@@ -38,18 +41,19 @@ gone).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
 from typing import Any
 
 from modelpack.environment.history import has_history, load_history, short
 from modelpack.environment.move import digest_of
-from modelpack.environment.place import WELL_KNOWN, Place, environments, is_environment_name, is_version_tag
+from modelpack.environment.place import WELL_KNOWN, Place, environments, is_environment_name
 from modelpack.environment.promote import undo_stack
 from modelpack.errors import ContentError, ModelpackError, NotFoundError, RefusedError
+from modelpack.evidence import labels
 from modelpack.oci import canonical
 from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes as mt
@@ -58,7 +62,7 @@ from modelpack.oci.target import RawManifest, Target
 from modelpack.registry.client import RegistryRepository
 from modelpack.registry.referrers import fallback_tag
 from modelpack.release.query import release_tags
-from modelpack.retention.retention import Facts, Plan, Version
+from modelpack.retention.retention import Facts, Plan, Version, parse_version
 
 WORKERS = 8
 MAX_REFERRER_DEPTH = 4
@@ -87,15 +91,38 @@ def read_repository(place: Place, *, refs_to: str | None = None, workers: int = 
             raw = place.target.get_manifest(tag)
         except NotFoundError:
             return None  # deleted since the listing
-        return read_version(tag, raw, display)
+        v = read_version(tag, raw, display)
+        if v.kind == "other":
+            return v
+        on = labels.read(place.target, raw.digest)  # one referrers listing: is it archived?
+        return replace(v, archived=on[labels.ARCHIVED].describe()) if labels.ARCHIVED in on else v
 
     with ThreadPoolExecutor(max(1, min(workers, len(named) or 1))) as pool:
         found = [v for v in pool.map(one, named) if v is not None]
-    versions = tuple(v for v in found if is_version_tag(v.tag))
-    others = tuple(v for v in found if not is_version_tag(v.tag))
-    envs_named = environments(place, [v.tag for v in others])
-    envs = {v.tag: v.digest for v in others if v.tag in envs_named}
+    env_tags = environments(place, [v.tag for v in found])
+    digest_of_tag = {v.tag: v.digest for v in found}
+    versions = tuple(v for v in found if is_version(v, env_tags, digest_of_tag))
+    others = tuple(v for v in found if v not in versions)
+    envs = {v.tag: v.digest for v in others if v.tag in env_tags}
     return Repository(versions, others, envs, tuple(tags))
+
+
+def is_version(v: Version, envs: Set[str], tags: Mapping[str, str]) -> bool:
+    """A tag prune may delete: no environment, and either it names a release or a dataset record (whatever
+    the team calls it: `dataset-v1.0.0`, `model-bert-sst2-acc92-v5`) and is no alias (a name that reads
+    as no version, `latest`, naming a release whose own version tag names the same digest), or it reads
+    as a version (another artifact under a version tag, as prune always took)."""
+    if v.tag in envs:
+        return False
+    if v.kind == "other":
+        return parse_version(v.tag) is not None
+    alias = (
+        v.kind == "release"
+        and v.version not in (None, v.tag)
+        and tags.get(v.version or "") == v.digest
+        and parse_version(v.tag) is None
+    )
+    return not alias
 
 
 def read_version(tag: str, raw: RawManifest, display: str) -> Version:
@@ -129,7 +156,19 @@ def read_version(tag: str, raw: RawManifest, display: str) -> Version:
                 uses_t.add(rest)
     children = frozenset(d.digest for d in doc.manifests) if isinstance(doc, Index) else frozenset()
     artifact = not isinstance(doc, Index) and mt.ANN_RECORD not in ann
-    return Version(tag, raw.digest, created, frozenset(uses_d), frozenset(uses_t), children, artifact)
+    kinds = {d.artifact_type for d in doc.manifests} if isinstance(doc, Index) else {doc.artifact_type}
+    if mt.ANN_RECORD in ann or mt.MODEL_ARTIFACT in kinds:
+        kind = "release"
+    elif mt.DATASET_ARTIFACT in kinds:
+        kind = "dataset"
+    else:
+        kind = "other"
+    stated = record.get("version") or ann.get(mt.ANN_VERSION)
+    version = stated if isinstance(stated, str) else None
+    return Version(
+        tag, raw.digest, created, frozenset(uses_d), frozenset(uses_t), children, artifact, kind, version
+    )
+
 
 
 def _epoch(value: object) -> float | None:

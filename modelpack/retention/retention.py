@@ -11,8 +11,17 @@ the reasons are listed:
   it among the K releases a repeated `rollback` walks back through: the rollback targets;
 - it matches a `--keep` pattern (milestones, fnmatch syntax: `1.0.0`, `*-lts`);
 - it is a dataset version that a kept model's record names (by manifest digest or by `ref`).
-A version of unknown age is kept under `--older-than`: age is never guessed. "Newest" is version order
-(`_order`), not push time, which registries do not keep.
+A version of unknown age is kept under `--older-than`: age is never guessed. An archived version
+(evidence/labels.py) takes no place among the newest `keep_last`: those are the newest live versions, and
+an archived one is deleted unless something above protects it (`--older-than` judges it as any other).
+
+"Newest" (`newest_first`): when every tag reads as a version, version order (1.10.0 after 1.9.0); tags
+that tie on their version (the generated workflow's `<version>-<UTC commit time>-<short sha>`, or the
+older `<version>-<short sha>`, whose sha may be all digits) are ordered by the build stamp, then by the
+record's creation time. When some tag does not read as a version (team names such as `dataset-v1.0.0`,
+`model-bert-sst2-acc92-v5`), there is no common version scale and every tag is ordered by the record's
+creation time (then version, then name). A version without a creation time counts as the oldest.
+Registries keep no push time, so creation time is the last word.
 
 Registries delete a manifest by digest, and that removes every tag naming it. So a deleted tag whose digest
 a kept tag also names is deleted as a tag only (`tag_only`): the manifest and its referrers stay.
@@ -65,6 +74,14 @@ class Version:
     uses_tags: frozenset[str] = frozenset()  # dataset tags of this repository its record names (by ref)
     children: frozenset[str] = frozenset()  # manifests it names (an index: the image and the bundle)
     artifact: bool = False  # no modelpack record: a dataset or another plain artifact
+    kind: str = "release"  # what the tag names: "release", "dataset" (a dataset record) or "other"
+    version: str | None = None  # the version its record states (a release's), when it states one
+    archived: str | None = None  # "archived by WHO on DAY: WHY" when the archived label is on
+
+
+# `<version>-<short sha>` or `<version>-<YYYYMMDDHHMMSS>-<short sha>`: a build of <version>, not a PEP 440
+# post-release (an all-digit sha parses as one) nor "no version" (a sha with a letter does not parse).
+_BUILD = re.compile(r"^(?P<base>.+?)-(?:(?P<stamp>[0-9]{14})-)?(?P<sha>[0-9a-f]{7,40})$")
 
 
 @dataclass(frozen=True)
@@ -131,13 +148,15 @@ class Plan:
 def plan(versions: Iterable[Version], facts: Facts, rule: Rule) -> Plan:
     rule.check()
     by_tag = {v.tag: v for v in versions}
-    newest_first = sorted(by_tag.values(), key=_order, reverse=True)
+    newest_first = order_newest_first(by_tag.values())
     envs_of: dict[str, list[str]] = {}
     for env, dgst in sorted(facts.environments.items()):
         envs_of.setdefault(dgst, []).append(env)
     first: dict[str, tuple[bool, list[str]]] = {}
-    for rank, v in enumerate(newest_first):
-        first[v.tag] = _judge(v, rank, facts, envs_of, rule)
+    rank = 0
+    for v in newest_first:  # an archived version takes no --keep-last place: the newest N are live ones
+        first[v.tag] = _judge(v, None if v.archived else rank, facts, envs_of, rule)
+        rank += 0 if v.archived else 1
     # Datasets a kept model names are kept: a model here, or one of the repositories the caller read.
     kept_models = [v for v in newest_first if first[v.tag][0]] + list(facts.other_tags)
     used_d = {d: f"recorded by kept model {m.tag}" for m in kept_models for d in m.uses_digests}
@@ -166,17 +185,44 @@ def plan(versions: Iterable[Version], facts: Facts, rule: Rule) -> Plan:
     return Plan(tuple(decisions), protected)
 
 
-def _order(v: Version) -> tuple[int, Any, str]:
-    """Version order (1.10.0 after 1.9.0); a tag that is no PEP 440 version (1.0.0-bundle) counts as older
-    than every one that is, so `--keep-last` counts real versions."""
+def parse_version(tag: str) -> tuple[Pep440, str] | None:
+    """(version, build stamp) of a tag, or None when it reads as no version; a build tag's version is its
+    base (`1.2.0-20261206120000-1a2b3c4` and `1.2.0-1234567` are builds of 1.2.0)."""
+    m = _BUILD.match(tag)
+    if m:
+        try:
+            return Pep440(m["base"]), m["stamp"] or ""
+        except InvalidVersion:
+            pass
     try:
-        return (1, Pep440(v.tag), v.tag)
+        return Pep440(tag), ""
     except InvalidVersion:
-        return (0, 0, v.tag)
+        return None
+
+
+def order_newest_first(versions: Iterable[Version]) -> list[Version]:
+    """Newest first, by the module doc's rule: versions, then build stamp and creation time where they
+    tie; creation time alone when some tag reads as no version."""
+    vs = list(versions)
+    parsed = {v.tag: parse_version(v.tag) for v in vs}
+    created = {v.tag: v.created if v.created is not None else float("-inf") for v in vs}
+    if all(parsed.values()):
+
+        def by_version(v: Version) -> tuple[Any, ...]:
+            version, stamp = parsed[v.tag] or (Pep440("0"), "")
+            return (version, stamp, created[v.tag], v.tag)
+
+        return sorted(vs, key=by_version, reverse=True)
+
+    def by_time(v: Version) -> tuple[Any, ...]:
+        p = parsed[v.tag]
+        return (created[v.tag], 1 if p else 0, p[0] if p else Pep440("0"), p[1] if p else "", v.tag)
+
+    return sorted(vs, key=by_time, reverse=True)
 
 
 def _judge(
-    v: Version, rank: int, facts: Facts, envs_of: Mapping[str, list[str]], rule: Rule
+    v: Version, rank: int | None, facts: Facts, envs_of: Mapping[str, list[str]], rule: Rule
 ) -> tuple[bool, list[str]]:
     protect = [f"{env} names it now" for env in envs_of.get(v.digest, [])]
     protect += list(facts.rollback.get(v.digest, ()))
@@ -186,7 +232,9 @@ def _judge(
     keep: list[str] = []
     drop: list[str] = []
     if rule.keep_last is not None:
-        if rank < rule.keep_last:
+        if rank is None:
+            drop.append(f"{v.archived}: archived versions take no --keep-last place")
+        elif rank < rule.keep_last:
             keep.append(f"among the newest {rule.keep_last}")
         else:
             drop.append(f"not among the newest {rule.keep_last}")

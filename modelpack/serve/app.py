@@ -150,7 +150,7 @@ class ServingApp:
         if path not in self._model_paths:
             base, _, action = path.rpartition("/")
             if action not in ("ready", "infer") or base not in self._model_paths:
-                raise RequestError(f"model not found at {path}; this server serves '{self.config.name}'", 404)
+                raise RequestError(f"model not found at {path}; this server serves {self._served()}", 404)
         wanted = "POST" if action == "infer" else "GET"
         if method != wanted:
             raise RequestError(f"method {method} not allowed on {path}; use {wanted}", 405)
@@ -167,6 +167,15 @@ class ServingApp:
             return 200, self._answer(model, body)
         loop = asyncio.get_running_loop()
         return 200, await loop.run_in_executor(self._large, self._answer, model, body)
+
+    def _served(self) -> str:
+        """`'iris' version 1.2.0 (/v2/models/iris/versions/1.2.0)`: what a caller asking for another version
+        (or model) should ask for instead."""
+        c = self.config
+        if not c.version:
+            return f"'{c.name}' (/v2/models/{c.name})"
+        at = f"/v2/models/{c.name}"
+        return f"'{c.name}' version {c.version} ({at}/versions/{c.version}, or {at})"
 
     def _reserve(self, held: list[int], size: int) -> None:
         # Reserved before the bytes are read, so a request over budget is refused without buffering it.

@@ -1,8 +1,12 @@
 """A release's serving image in a throwaway container, reachable on 127.0.0.1.
 
-The container shares the host network (an engine run with --bridge=none has no port publishing) and
-binds loopback only; the port is passed in PORT. It is removed in `finally` whatever happens, so the
-runner works with testcontainers' reaper off (as here) or on (GitHub's runners).
+On a local engine (DOCKER_HOST unset, a unix socket, or a loopback address) the container shares the host
+network (an engine run with --bridge=none has no port publishing) and binds loopback only; the port is
+passed in PORT. On a remote engine (tcp:// or ssh:// to another machine, a CI service container such as
+docker:dind) the engine's host network is not this machine's: the container binds all its interfaces
+inside its own network and the port is published, reached at the engine's address (`placement`). It is
+removed in `finally` whatever happens, so the runner works with testcontainers' reaper off (as here) or
+on (GitHub's runners).
 """
 
 from __future__ import annotations
@@ -51,6 +55,26 @@ def wait_ready(
     return False
 
 
+@dataclass(frozen=True)
+class Placement:
+    """How a serving container is reached: host networking on loopback, or a published port."""
+
+    host_network: bool
+    bind: str  # the HOST the runtime listens on inside the container
+
+
+def placement(docker_host: str | None) -> Placement:
+    """Host networking only when the engine runs on this machine: a unix socket (or none: the default
+    one), an npipe, or a tcp address on loopback; anything else publishes the port."""
+    text = (docker_host or "").strip()
+    if not text or text.startswith(("unix://", "npipe://")):
+        return Placement(True, "127.0.0.1")
+    host = text.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+    if host in ("localhost", "127.0.0.1", "::1") or host.startswith("127."):
+        return Placement(True, "127.0.0.1")
+    return Placement(False, "0.0.0.0")  # inside the container's own network; the port is published
+
+
 @contextmanager
 def serving_container(
     image: str,
@@ -67,18 +91,22 @@ def serving_container(
         # reach; the `finally` below removes the container anyway. Set the variable to opt back in.
         testcontainers_config.ryuk_disabled = True
     port = port or free_port()
-    container: Any = DockerContainer(
-        image,
-        env={"PORT": str(port), "HOST": "127.0.0.1", **(env or {})},
-        network_mode="host",
-    )
+    where = placement(os.environ.get("DOCKER_HOST"))
+    extra: dict[str, Any] = {"network_mode": "host"} if where.host_network else {}
+    runtime_env = {"PORT": str(port), "HOST": where.bind, **(env or {})}
+    container: Any = DockerContainer(image, env=runtime_env, **extra)
+    if not where.host_network:
+        container.with_exposed_ports(port)
     try:
         try:
             container.start()
         except Exception as e:  # the SDK raises many types: no engine, pull refused, bad image
             raise TestNotRunError(f"could not start {image}: {type(e).__name__}: {e}") from None
         wrapped = container.get_wrapped_container()
-        url = f"http://127.0.0.1:{port}"
+        if where.host_network:
+            url = f"http://127.0.0.1:{port}"
+        else:  # the engine's address and the port it published
+            url = f"http://{container.get_container_host_ip()}:{container.get_exposed_port(port)}"
 
         def alive() -> bool:
             wrapped.reload()

@@ -110,6 +110,7 @@ class TestReport:
             runtime=self.runtime,
             version=self.release.version,
             measured=measured,
+            failures=self.failures,
         )
 
 

@@ -1,0 +1,95 @@
+"""The framework versions a model was made with, checked against the lock the release installs.
+
+A scikit-learn estimator pickled by 1.9.1 and served by 1.8.0 loads with an InconsistentVersionWarning in a
+container log nobody reads, and may predict differently. The version is read from the pickle's opcodes
+(the `_sklearn_version` entry of each estimator's state), never by unpickling; a build from a run also
+compares the packages the run recorded. A mismatch is an error naming both versions, unless allowed
+(`--allow-version-mismatch`), and every check, allowed or matching, goes into the record.
+
+Not checked: torch's files carry no torch version (the run's recorded one is compared instead), and an
+ONNX model's opset against onnxruntime is not checked here.
+"""
+
+from __future__ import annotations
+
+import pickletools
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from modelpack.bundle.lockfile import Lock
+from modelpack.errors import InputError
+from modelpack.record.frameworks import VersionCheck
+
+# Packages whose version shapes what a saved model means; numpy and the like are left to the lock.
+FRAMEWORKS = (
+    "scikit-learn", "torch", "tensorflow", "keras", "xgboost", "lightgbm", "catboost", "onnxruntime",
+    "transformers",
+)  # fmt: skip
+PICKLE_SUFFIXES = (".pkl", ".pickle", ".joblib")
+MAX_PICKLE_BYTES = 1 << 30  # a larger pickle is left unread here (the pickle scanner still walks it)
+
+
+def pickled_sklearn_versions(path: Path) -> set[str]:
+    """The `_sklearn_version` values a pickle's estimators carry: a string opcode right after the key."""
+    if path.stat().st_size > MAX_PICKLE_BYTES:
+        return set()
+    found: set[str] = set()
+    previous: object = None
+    try:
+        with path.open("rb") as f:
+            for op, arg, _ in pickletools.genops(f):
+                if op.name in ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT"):
+                    continue  # the memo write between the key and its value
+                if isinstance(arg, str) and previous == "_sklearn_version":
+                    found.add(arg)
+                previous = arg if isinstance(arg, str) else None
+                if op.name == "STOP":
+                    break
+    except (ValueError, EOFError, OSError):
+        pass  # not a plain pickle (a joblib archive's raw buffers): what was seen before it counts
+    return found
+
+
+def locked_versions(lock: Lock, package: str) -> set[str]:
+    return {p.version for p in lock.packages if p.name == package}
+
+
+def check_versions(
+    lock: Lock, found: Iterable[tuple[str, str, str]], *, allow: bool, where: str
+) -> tuple[VersionCheck, ...]:
+    """`found`: (package, version, source). A package the lock does not install is not compared (nothing
+    would load the model with another version of it)."""
+    checks: list[VersionCheck] = []
+    for package, version, source in found:
+        locked = locked_versions(lock, package)
+        if not locked:
+            continue
+        if version in locked:
+            checks.append(VersionCheck(package, version, source, version))
+            continue
+        shown = " or ".join(sorted(locked))
+        if not allow:
+            raise InputError(
+                f"{where}: {source} was made with {package} {version}, "
+                f"but the lock installs {package} {shown}",
+                hint=f"lock {package}=={version}, retrain with {shown}, "
+                "or build with --allow-version-mismatch (recorded in the release)",
+            )
+        checks.append(VersionCheck(package, version, source, sorted(locked)[0], allowed=True))
+    return tuple(checks)
+
+
+def model_versions(models: Sequence[tuple[str, Path]], fmt: str) -> list[tuple[str, str, str]]:
+    """(package, version, source) read from the model files themselves."""
+    out = []
+    for arcname, path in models:
+        if fmt == "sklearn-pickle" or path.suffix in PICKLE_SUFFIXES:
+            out += [
+                ("scikit-learn", v, f"{arcname} (pickled)") for v in sorted(pickled_sklearn_versions(path))
+            ]
+    return out
+
+
+def recorded_versions(packages: Mapping[str, str], source: str) -> list[tuple[str, str, str]]:
+    """(package, version, source) of the frameworks a run recorded in its environment."""
+    return [(p, packages[p], source) for p in FRAMEWORKS if p in packages]
