@@ -27,14 +27,15 @@ from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.model import Index, parse
 from modelpack.oci.target import Target
-from modelpack.registry.client import RegistryRepository
 from modelpack.registry.reference import OCI_SCHEME, Reference, parse_reference
-from modelpack.registry.transport import RegistryClient
 from modelpack.store.layout import LayoutStore, default_store_path
 from modelpack.store.storerepo import StoreRepository
 
 if TYPE_CHECKING:
     import httpx
+
+    from modelpack.registry.client import RegistryRepository
+    from modelpack.registry.transport import RegistryClient
 
 Kind = Literal["registry", "layout", "store"]
 # A local repository name: the distribution grammar (lowercase components), optionally under a registry
@@ -152,6 +153,8 @@ class Targets:
         return self._store
 
     def client(self, registry: str) -> RegistryClient:
+        from modelpack.registry.transport import RegistryClient  # httpx: only when a registry is used
+
         if registry not in self._clients:
             self._clients[registry] = RegistryClient(
                 registry,
@@ -163,6 +166,8 @@ class Targets:
         return self._clients[registry]
 
     def repository(self, ref: Reference) -> RegistryRepository:
+        from modelpack.registry.client import RegistryRepository
+
         return RegistryRepository(self.client(ref.registry), ref.repository)
 
     def store_repository(self, name: str) -> StoreRepository:

@@ -94,7 +94,9 @@ def test_a_local_command_converts_its_values_without_pydantic(tmp_path: Path) ->
     """`list` converts all its values and defaults (str, bool, Path): none of them needs pydantic."""
     done = probe(tmp_path, "list", "--json", env={"MODELPACK_STORE": str(tmp_path / "store")})
     assert done["code"] == 0, done["stderr"]
-    assert loaded(done, HEAVY) == []  # httpx: modelpack/targets.py imports the registry client up front
+    assert loaded(done, HEAVY) == []
+    # nor the HTTP stack: the registry client loads when a registry is used (registry/__init__.py)
+    assert loaded(done, ("httpx", "httpcore", "certifi", "modelpack.registry.client")) == []
 
 
 @pytest.fixture

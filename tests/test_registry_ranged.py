@@ -221,3 +221,26 @@ def test_streamed_unpack_with_a_corrupted_range_leaves_no_folder(
         unpack(source, "1.1.0", dest)
     assert not dest.exists()
     source.client.close()
+
+
+def test_blobs_ranged_at_once_share_one_memory_budget_without_deadlock(
+    registry: RegistryProcess, repo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four blobs in parallel ranges at once with one shared slot: each still gets its head piece, so all
+    complete verified, and the slot is given back (issue 26 item 3)."""
+    import threading
+
+    from modelpack.registry import ranged
+
+    budget = threading.BoundedSemaphore(1)
+    monkeypatch.setattr(ranged, "_shared", budget)
+    datas = [os.urandom(SIZE) for _ in range(4)]
+    with client_for(registry.host) as client:
+        push_artifact(RegistryRepository(client, repo), "four", datas)
+    source = _repo(registry, repo, Wrapped())
+    store = LayoutStore(tmp_path / "store")
+    copy_graph(source, store, "four", concurrency=4)
+    assert [store.blob_path(blob(d).digest).read_bytes() == d for d in datas] == [True] * 4
+    assert budget.acquire(blocking=False)  # the one slot is free again
+    budget.release()
+    source.client.close()

@@ -8,7 +8,6 @@ record and for its layer in the same pass that writes the layer into the store.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from modelpack.bundle import frameworks, plan
 from modelpack.bundle.datasets import hash_datasets
+from modelpack.bundle.epoch import build_epoch, created_at, created_epoch
 from modelpack.bundle.formats import check_model_format
 from modelpack.bundle.lockfile import Lock, load_lock
 from modelpack.bundle.modelconfig import model_config
@@ -78,37 +78,6 @@ class BundleResult:
     reused_layers: int = 0  # layers answered from the stat cache without reading a file
     created_from: str = ""  # where `created` came from, for the one line the build says about it
     warnings: tuple[str, ...] = ()  # one line each, for the caller to show: the build went ahead
-
-
-def created_at(epoch: int) -> str:
-    return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def build_epoch(environ: Mapping[str, str], git: GitInfo | None) -> int:
-    """SOURCE_DATE_EPOCH when set (the reproducible-builds convention), else the commit time, else 0."""
-    raw = environ.get("SOURCE_DATE_EPOCH")
-    if raw is not None:
-        if not raw.strip().isdigit():
-            raise InputError(f"SOURCE_DATE_EPOCH={raw!r} is not a whole number of seconds")
-        return int(raw)
-    return git.commit_time if git else 0
-
-
-def created_epoch(
-    environ: Mapping[str, str], git: GitInfo | None, inputs: Sequence[tuple[str, int]]
-) -> tuple[int, str]:
-    """`created` and where it came from: like build_epoch, but outside git the newest input's mtime
-    (seconds, as `inputs` of (name, mtime) give it) rather than 1970. The tar entries keep build_epoch:
-    an mtime in their headers would give an untouched weights layer a new digest whenever any file is
-    saved."""
-    if "SOURCE_DATE_EPOCH" in environ:
-        return build_epoch(environ, git), "SOURCE_DATE_EPOCH"
-    if git and git.commit_time:
-        return git.commit_time, f"the time of commit {git.commit[:12]}"
-    if not inputs:
-        return 0, "no input file"
-    name, when = max(inputs, key=lambda i: (i[1], i[0]))
-    return when, f"the newest input file, {name} (no git commit; set SOURCE_DATE_EPOCH to choose it)"
 
 
 def _input_times(pf: Packfile, plans: Sequence[plan.LayerPlan]) -> list[tuple[str, int]]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from modelpack.oci.model import Descriptor
 from modelpack.oci.tar import TarEntry, header, layer_key, layer_parts, tar_chunks
 from modelpack.record.record import FileEntry
 from modelpack.store.layout import LayoutStore
-from modelpack.store.sourced import FilePart, Part, SourcedBlob, hash_parts
+from modelpack.store.sourced import FilePart, Part, SourcedBlob, Watcher, hash_parts
 from modelpack.store.statcache import StatCache
 
 SOURCED_MIN = LARGE_FILE  # a layer whose files hold this much is kept by reference, not copied
@@ -45,7 +45,16 @@ def _file_key(e: TarEntry) -> list[object]:
     return ["file-sha256", *file_key(e.source, e.stat or FileStat.of(e.source))]
 
 
-def store_layer(store: LayoutStore, cache: StatCache, plan: LayerPlan, mtime: int) -> StoredLayer:
+def store_layer(
+    store: LayoutStore,
+    cache: StatCache,
+    plan: LayerPlan,
+    mtime: int,
+    watch: Mapping[str, Watcher] | None = None,
+) -> StoredLayer:
+    """The layer of `plan` in the store. `watch` (by arcname) sees those files' bytes when they are read:
+    nothing is seen when the answer comes from the stat cache (`reused`)."""
+    watch = watch or {}
     key = layer_key(plan.entries, mtime)
     hit = cache.get(key)
     file_hits = [cache.get(_file_key(e)) if not isinstance(e.source, bytes) else None for e in plan.files]
@@ -62,9 +71,9 @@ def store_layer(store: LayoutStore, cache: StatCache, plan: LayerPlan, mtime: in
         return StoredLayer(_descriptor(plan, str(hit[0]), int(hit[1])), files, reused=True)
 
     if sum(e.size for e in plan.files if isinstance(e.source, Path)) >= SOURCED_MIN:
-        layer_hash, size, file_digests = _by_reference(store, plan, mtime)
+        layer_hash, size, file_digests = _by_reference(store, plan, mtime, watch)
     else:
-        layer_hash, size, file_digests = _ingest(store, plan, mtime)
+        layer_hash, size, file_digests = _ingest(store, plan, mtime, watch)
     stats = [e.stat for e in plan.entries if e.stat is not None]
     cache.put(key, [layer_hash, size], stats=stats)
     for e, (d, n) in zip(plan.files, file_digests, strict=True):
@@ -81,14 +90,16 @@ def _descriptor(plan: LayerPlan, dgst: str, size: int) -> Descriptor:
 class _FileHasher:
     """Splits a tar byte stream back into its members' contents, by the sizes the plan knows."""
 
-    def __init__(self, entries: Sequence[TarEntry], mtime: int) -> None:
+    def __init__(self, entries: Sequence[TarEntry], mtime: int, watch: Mapping[str, Watcher]) -> None:
         # (bytes to skip before, content size) for each file, in stream order
         self._spans: list[tuple[int, int]] = []
+        self._watch: list[Watcher | None] = []
         pending = 0
         for e in sorted(entries, key=lambda x: x.arcname):
             pending += len(header(e, mtime))
             if e.kind == "file":
                 self._spans.append((pending, e.size))
+                self._watch.append(watch.get(e.arcname))
                 pending = -e.size % 512
         self.digests: list[tuple[str, int]] = []
         self._i = 0
@@ -105,6 +116,8 @@ class _FileHasher:
                 continue
             n = min(self._left, len(view))
             self._h.update(view[:n])
+            if (see := self._watch[self._i]) is not None:
+                see(view[:n])
             self._left -= n
             view = view[n:]
             if self._left == 0:
@@ -115,10 +128,12 @@ class _FileHasher:
                     self._skip, self._left = self._spans[self._i]
 
 
-def _ingest(store: LayoutStore, plan: LayerPlan, mtime: int) -> tuple[str, int, list[tuple[str, int]]]:
+def _ingest(
+    store: LayoutStore, plan: LayerPlan, mtime: int, watch: Mapping[str, Watcher]
+) -> tuple[str, int, list[tuple[str, int]]]:
     """One pass over the layer: the store hashes and writes it (under its writer lock) while the file
     hasher takes each member's own digest from the same bytes."""
-    files = _FileHasher(plan.entries, mtime)
+    files = _FileHasher(plan.entries, mtime, watch)
 
     def stream() -> Iterator[bytes]:
         for chunk in tar_chunks(plan.entries, mtime):
@@ -129,16 +144,20 @@ def _ingest(store: LayoutStore, plan: LayerPlan, mtime: int) -> tuple[str, int, 
     return dgst, size, files.digests
 
 
-def _by_reference(store: LayoutStore, plan: LayerPlan, mtime: int) -> tuple[str, int, list[tuple[str, int]]]:
+def _by_reference(
+    store: LayoutStore, plan: LayerPlan, mtime: int, watch: Mapping[str, Watcher]
+) -> tuple[str, int, list[tuple[str, int]]]:
     """One read of each file for both digests; the store records the layer as its parts, copying nothing."""
     parts: list[Part] = []
+    watchers: list[Watcher | None] = []
     for p in layer_parts(plan.entries, mtime):
         if isinstance(p, bytes):
             parts.append(p)
         else:
             assert isinstance(p.source, Path)
             parts.append(FilePart(Path(os.path.abspath(p.source)), p.stat or FileStat.of(p.source)))
-    dgst, size, read = hash_parts(parts)
+            watchers.append(watch.get(p.arcname))
+    dgst, size, read = hash_parts(parts, watchers)
     store.put_sourced(SourcedBlob(dgst, size, tuple(parts)))
     found = iter(read)  # in stream order (by name), as _FileHasher gives them
     in_memory = {e.arcname: e.source for e in plan.files if isinstance(e.source, bytes)}

@@ -16,18 +16,27 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
-from modelpack.bundle.build import created_at, created_epoch
+from modelpack.bundle.epoch import created_at, created_epoch
 from modelpack.bundle.layers import store_layer
 from modelpack.bundle.plan import LayerPlan, group_layer
 from modelpack.errors import InputError
 from modelpack.oci import digest as digests
 from modelpack.oci import mediatypes as mt
+from modelpack.oci.filestat import file_key
 from modelpack.oci.model import Descriptor, Manifest
 from modelpack.oci.tar import TarEntry
 from modelpack.oci.untar import vcs_path
 from modelpack.packfile.files import walk
 from modelpack.record.dataset import DatasetRecord
-from modelpack.record.datastats import FileStats, class_totals, file_stats, label_note
+from modelpack.record.datastats import (
+    FileStats,
+    RowCounter,
+    class_totals,
+    counts_fast,
+    file_stats,
+    format_of,
+    label_note,
+)
 from modelpack.record.git import GitInfo
 from modelpack.record.record import FileEntry
 from modelpack.store.layout import LayoutStore
@@ -106,19 +115,30 @@ def build_dataset(
     """Store the artifact of `path` (untagged: the caller tags it once it is pushed) and return it."""
     kind, found = dataset_files(path)
     entries = [TarEntry.from_file(p, rel) for rel, p in found]
+    known = {e.arcname: _cached_stats(cache, e, given.label) for e in entries}
+    counters = {
+        e.arcname: RowCounter(e.arcname)
+        for e in entries
+        if known[e.arcname] is None and counts_fast(e.arcname, given.label)
+    }
+    watch = {rel: c.feed for rel, c in counters.items()}
     layers: list[Descriptor] = []
     files: list[FileEntry] = []
     reused = 0
     for plan in plan_dataset(entries, large):
-        stored = store_layer(store, cache, plan, 0)
+        stored = store_layer(store, cache, plan, 0, watch)
         layers.append(stored.descriptor)
         files += stored.files
         reused += stored.reused
+        if not stored.reused:
+            for e in plan.files:
+                if e.arcname in counters and (counted := counters[e.arcname].result()) is not None:
+                    known[e.arcname] = _store_stats(cache, e, counted, given.label)
     files.sort(key=lambda f: f.path.encode("utf-8"))
     stats: list[FileStats] = []
     notes: list[str] = []
-    for rel, p in found:
-        got, note = file_stats(rel, p, given.label)
+    for e, (rel, p) in zip(entries, found, strict=True):
+        got, note = known[rel] or _store_stats(cache, e, file_stats(rel, p, given.label), given.label)
         if got is not None:
             stats.append(got)
         if note is not None:
@@ -170,6 +190,31 @@ def build_dataset(
     )
     desc = store.put_document(manifest)
     return BuiltDataset(manifest, desc, record, reused)
+
+
+StatsAnswer = tuple[FileStats | None, str | None]
+
+
+def _stats_key(e: TarEntry, label: str | None) -> list[object]:
+    assert isinstance(e.source, Path) and e.stat is not None
+    return ["dataset-stats", 1, label, e.arcname, *file_key(e.source, e.stat)]
+
+
+def _cached_stats(cache: StatCache, e: TarEntry, label: str | None) -> StatsAnswer | None:
+    """An unchanged file's statistics (or note) from the last push: not read, not parsed again."""
+    if format_of(e.arcname) is None:
+        return None, None
+    hit = cache.get(_stats_key(e, label))
+    if not (isinstance(hit, list) and len(hit) == 2):
+        return None
+    return (FileStats.from_json(hit[0]) if hit[0] else None), (str(hit[1]) if hit[1] else None)
+
+
+def _store_stats(cache: StatCache, e: TarEntry, answer: StatsAnswer, label: str | None) -> StatsAnswer:
+    got, note = answer
+    if e.stat is not None:  # counted: the file matched its stat at both ends of the hasher's read
+        cache.put(_stats_key(e, label), [got.to_json() if got else None, note], stats=[e.stat])
+    return answer
 
 
 def _summary_text(record: DatasetRecord) -> str:

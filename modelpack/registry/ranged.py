@@ -55,6 +55,13 @@ class RangeOptions:
 # A worker notices a stop between chunks; one stuck on a stalled connection is left to its timeout.
 STOP_WAIT = 5.0
 
+# Pieces held ahead of their consumer, across every blob this process downloads at once (a pull copies
+# 4 blobs in parallel: 4 windows of 6 x 8 MiB were 190 MiB of RSS). A blob's head piece, the one its
+# consumer waits for, needs no slot, so every download can always move on: memory stays under
+# (SHARED_PIECES + blobs at once) x piece, whatever the sizes (issue 26 item 3).
+SHARED_PIECES = 6
+_shared = threading.BoundedSemaphore(SHARED_PIECES)
+
 
 def iter_blob_ranged(
     client: RegistryClient,
@@ -142,6 +149,7 @@ class _Pieces:
         self.head = 0  # the piece being handed on
         self.stopped = False
         self.first: httpx.Response | None = first  # the probe's answer: piece 0's body
+        self.slots: set[int] = set()  # pieces holding a slot of _shared, given back when handed on
 
     def bounds(self, i: int) -> tuple[int, int]:
         begin = self.start + i * self.piece
@@ -164,9 +172,11 @@ class _Pieces:
                     if i in self.failed:
                         raise self.failed[i]
                     chunks = self.fetched.pop(i)
+                    self._give_back(i)
                     self.head = i + 1
                     self.cond.notify_all()
                 yield from chunks
+                del chunks  # not held while waiting for the next piece
             if self.verifier is not None:
                 self.verifier.check()
         finally:
@@ -175,6 +185,9 @@ class _Pieces:
                 self.cond.notify_all()
             for t in threads:
                 t.join(STOP_WAIT)
+            with self.cond:
+                for held in list(self.slots):
+                    self._give_back(held)
             with self.cond:
                 first, self.first = self.first, None
             if first is not None:
@@ -191,6 +204,8 @@ class _Pieces:
                 if self.stopped or self.next >= self.count:
                     return
                 i, self.next = self.next, self.next + 1
+            if not self._take_slot(i):
+                return
             try:
                 chunks = self._fetch(i)
             except BaseException as e:  # handed to the consumer, raised in its thread
@@ -203,6 +218,31 @@ class _Pieces:
             with self.cond:
                 self.fetched[i] = chunks
                 self.cond.notify_all()
+            # Drop this thread's reference: it would keep the piece alive, after the consumer is done
+            # with it, for as long as this worker waits for its next one (4 workers x 4 blobs x 8 MiB).
+            del chunks
+
+    def _take_slot(self, i: int) -> bool:
+        """A shared slot for piece `i`, or none once `i` is the head; False when stopped meanwhile."""
+        while True:
+            with self.cond:
+                if self.stopped:
+                    return False
+                if i <= self.head:
+                    return True
+            if _shared.acquire(timeout=0.05):
+                with self.cond:
+                    if self.stopped:
+                        _shared.release()
+                        return False
+                    self.slots.add(i)
+                return True
+
+    def _give_back(self, i: int) -> None:
+        """Release piece `i`'s slot, if it holds one (caller holds self.cond)."""
+        if i in self.slots:
+            self.slots.discard(i)
+            _shared.release()
 
     def _fetch(self, i: int) -> list[bytes] | None:
         begin, end = self.bounds(i)
@@ -240,6 +280,7 @@ class _Pieces:
             try:
                 for chunk in chunks:
                     self.verifier.update(chunk)
+                del chunks  # not held while waiting for the next piece
             except BaseException as e:
                 with self.cond:
                     self.failed[i] = e

@@ -23,7 +23,7 @@ import json
 import os
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,12 +118,19 @@ class SourcedBlob:
             offset = 0
 
 
-def hash_parts(parts: Sequence[Part]) -> tuple[str, int, list[tuple[str, int]]]:
+Watcher = Callable[[bytes | memoryview], None]  # sees a file's bytes as they are read
+
+
+def hash_parts(
+    parts: Sequence[Part], watch: Sequence[Watcher | None] = ()
+) -> tuple[str, int, list[tuple[str, int]]]:
     """(layer digest, layer size, [(file digest, size)] in order) from one read of every file.
 
     The reading thread hashes each file; a worker hashes the whole stream. Reads go into a small ring of
     reused buffers (fresh 4 MiB allocations would fault in new pages on every read), each reused only
     once the worker is past it: the queue holds at most `depth` chunks and the worker one more.
+    `watch[i]`, when given, sees the i-th file's chunks too, in the reading thread (dataset statistics
+    counted from the same read); it must not keep them.
     Raises InputError when a file is not, or stops being while read, what its FilePart says."""
     depth = 4
     work: queue.Queue[bytes | memoryview | None] = queue.Queue(maxsize=depth)
@@ -145,9 +152,12 @@ def hash_parts(parts: Sequence[Part]) -> tuple[str, int, list[tuple[str, int]]]:
                 size += len(p)
                 continue
             h = hashlib.sha256()
+            see = watch[len(files)] if len(files) < len(watch) else None
             for chunk in _file_chunks(p, 0, None, ring):
                 work.put(chunk)
                 h.update(chunk)
+                if see is not None:
+                    see(chunk)
             files.append(("sha256:" + h.hexdigest(), p.size))
             size += p.size
     finally:
