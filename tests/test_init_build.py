@@ -125,6 +125,7 @@ def digest(ref: str) -> str:
 # --- the generated workflows, run step by step against the test registry ---------------------------
 
 _EXPR = re.compile(r"\$\{\{\s*([\w.]+)\s*\}\}")
+_IF = re.compile(r"(vars\.\w+)\s*(!=|==)\s*''")
 
 
 class WorkflowRun:
@@ -172,7 +173,7 @@ class WorkflowRun:
         cwd = self.workdir / self.workflow.get("defaults", {}).get("run", {}).get("working-directory", ".")
         results = []
         for step in self.workflow["jobs"][name]["steps"]:
-            if "run" not in step or step.get("name") in skip:
+            if "run" not in step or step.get("name") in skip or not self._condition(step, context):
                 continue
             script = step["run"]
             for old, new in (replace or {}).items():
@@ -193,6 +194,20 @@ class WorkflowRun:
                 key, _, value = line.partition("=")
                 env[key] = value
         return results
+
+    @staticmethod
+    def _condition(step: Mapping[str, object], context: Mapping[str, str]) -> bool:
+        """A step's `if:` as GitHub evaluates the forms the templates use: `always()`, `vars.X != ''`
+        and `vars.X == ''` (an unset repository variable is the empty string); any other form fails the test
+        rather than run or skip a step by guess."""
+        cond = step.get("if")
+        if cond is None or str(cond).strip() == "always()":  # every earlier step succeeds here
+            return True
+        m = _IF.fullmatch(str(cond).strip())
+        if m is None:
+            pytest.fail(f"step {step.get('name')!r}: if: {cond!r} is not a form this runner evaluates")
+        value = context.get(m.group(1), "")
+        return (value != "") if m.group(2) == "!=" else (value == "")
 
     @staticmethod
     def _eval(value: str, context: Mapping[str, str]) -> str:

@@ -24,7 +24,7 @@ from modelpack.targets import Targets
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EPOCH = {"SOURCE_DATE_EPOCH": "1700000000"}
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.engine]
 
 
 def _project(tmp_path: Path, name: str, *, cases: int | None, gates: bool) -> Path:

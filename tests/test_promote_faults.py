@@ -86,8 +86,9 @@ def test_a_refused_rollback_put_leaves_everything_unchanged(
 ) -> None:
     healthy, digests = setup
     place, _ = _place(registry, repo, _prod_put)
+    # prod never ran 1.1.0: only a forced rollback (with its reason) gets as far as the tag PUT
     with pytest.raises(PromotionError, match="prod is unchanged at"):
-        rollback(place, "prod", "1.1.0", runtime=runtime())
+        rollback(place, "prod", "1.1.0", force=True, reason="incident drill", runtime=runtime())
     with client_for(registry.host) as client:
         check = Place(RegistryRepository(client, repo), None, healthy.display)
         assert tag_digest(check, "prod") == digests["1.0.0"] and event_count(check, "prod") == 1

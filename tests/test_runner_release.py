@@ -381,6 +381,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.engine
 def test_sigterm_to_a_local_test_run_leaves_no_runtime(
     runner_store: Store, iris_release: api.BuildResult
 ) -> None:

@@ -117,7 +117,7 @@ def deploy(
     `watch`, keep following the registry until `stop` is set (`auto`: canary analysis advances or aborts).
     `policy_key` (else $MODELPACK_POLICY_KEY): the policy owner's key, as promote takes it; `key`: the
     promoter key `--auto` signs its moves with when the policy names promoter keys."""
-    from modelpack.api._environments import _signing, owner_keys
+    from modelpack.api._environments import owner_keys, signing_runtime
     from modelpack.deploy.docker import DEFAULT_PROXY_IMAGE, DockerSite
     from modelpack.deploy.engine import connect, engine_host
     from modelpack.deploy.follow import Deployer
@@ -160,7 +160,7 @@ def deploy(
         proxy_image,
         targets.store_path / "cache",
         info,
-        _signing(targets, runtime, key) or Runtime(),
+        signing_runtime(targets, runtime, key) or Runtime(),
         owners=owner_keys(targets, policy_key),
     )
     try:

@@ -70,7 +70,7 @@ def promote(
         force=force,
         reason=reason,
         dry_run=dry_run,
-        runtime=_signing(targets, runtime, key),
+        runtime=signing_runtime(targets, runtime, key),
         require_runtime=require_runtime,
         owner_keys=owner_keys(targets, policy_key),
         canary=canary,
@@ -101,7 +101,7 @@ def rollback(
         reason=reason,
         dry_run=dry_run,
         force=force,
-        runtime=_signing(targets, runtime, key),
+        runtime=signing_runtime(targets, runtime, key),
         owner_keys=owner_keys(targets, policy_key),
     )
 
@@ -247,7 +247,9 @@ def policy_show(
 POLICY_KEY_ENV = "MODELPACK_POLICY_KEY"
 
 
-def _signing(targets: Targets, runtime: Runtime | None, key: str | None) -> Runtime | None:
+def signing_runtime(targets: Targets, runtime: Runtime | None, key: str | None) -> Runtime | None:
+    """The runtime that signs the events it writes with the promoter's `key` (a path, env://NAME or -);
+    shared by promote, rollback and deploy, so every event is signed by one rule."""
     if key is None:
         return runtime
     from dataclasses import replace
