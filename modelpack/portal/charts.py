@@ -6,7 +6,7 @@ goes through `text()`: control characters made visible, then HTML-escaped.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from markupsafe import Markup, escape
@@ -112,8 +112,34 @@ def curves_chart(
     )
     if not ys:
         return Markup(head + f'<text x="{PAD_L}" y="{H // 2}">no values</text></svg>')
-    x_lo, x_hi = min(xs), max(xs)
-    lo, hi = min(ys), max(ys)
+    parts, px, py = _axes(head, x_name, min(xs), max(xs), min(ys), max(ys))
+    for i, (name, pts) in enumerate(drawn):
+        coords = " ".join(f"{px(x):.1f},{py(v):.1f}" for x, v in pts)
+        if len(pts) > 1:
+            parts.append(f'<polyline class="line series-{i}" data-series="{text(name)}" points="{coords}"/>')
+        elif pts:  # one value: a dot, a line needs two
+            parts.append(
+                f'<circle class="point series-{i}" data-series="{text(name)}" '
+                f'cx="{px(pts[0][0]):.1f}" cy="{py(pts[0][1]):.1f}" r="3"/>'
+            )
+    if len(drawn) > 1:
+        for i, (name, _) in enumerate(drawn):
+            lx = PAD_L + 8 + 150 * i
+            parts.append(
+                f'<g class="legend" data-series="{text(name)}"><rect class="series-{i}" x="{lx}" '
+                f'y="{H - 18}" width="12" height="4"/><text x="{lx + 16}" y="{H - 13}">'
+                f"{text(_short(name))}</text></g>"
+            )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+
+def _axes(
+    head: str, x_name: str, x_lo: float, x_hi: float, lo: float, hi: float
+) -> tuple[list[str], Callable[[float], float], Callable[[float], float]]:
+    """The frame every x/y chart shares (axes, min and max ticks, the x name) and its two scales; a flat
+    series gets a band around its value so it is drawn, not divided by zero."""
     if hi == lo:
         lo, hi = lo - (abs(lo) * 0.05 or 0.5), hi + (abs(hi) * 0.05 or 0.5)
     plot_w, plot_h = W - PAD_L - PAD_R, H - PAD_T - PAD_B
@@ -135,26 +161,7 @@ def curves_chart(
         f'<text class="tick" x="{PAD_L + plot_w / 2:.1f}" y="{H - PAD_B + 16}" '
         f'text-anchor="middle">{text(x_name)}</text>',
     ]
-    for i, (name, pts) in enumerate(drawn):
-        coords = " ".join(f"{px(x):.1f},{py(v):.1f}" for x, v in pts)
-        if len(pts) > 1:
-            parts.append(f'<polyline class="line series-{i}" data-series="{text(name)}" points="{coords}"/>')
-        elif pts:  # one value: a dot, a line needs two
-            parts.append(
-                f'<circle class="point series-{i}" data-series="{text(name)}" '
-                f'cx="{px(pts[0][0]):.1f}" cy="{py(pts[0][1]):.1f}" r="3"/>'
-            )
-    if len(drawn) > 1:
-        for i, (name, _) in enumerate(drawn):
-            lx = PAD_L + 8 + 150 * i
-            parts.append(
-                f'<g class="legend" data-series="{text(name)}"><rect class="series-{i}" x="{lx}" '
-                f'y="{H - 18}" width="12" height="4"/><text x="{lx + 16}" y="{H - 13}">'
-                f"{text(_short(name))}</text></g>"
-            )
-    parts.append("</svg>")
-    return Markup("".join(parts))
-
+    return parts, px, py
 
 def _thin(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
     if len(points) <= MAX_POINTS:
@@ -227,28 +234,7 @@ def scatter_chart(title: str, x_name: str, y_name: str, points: Sequence[tuple[f
     if not points:
         return Markup(head + f'<text x="{PAD_L}" y="{H // 2}">no values</text></svg>')
     xs, ys = [p[0] for p in points], [p[1] for p in points]
-    x_lo, x_hi, lo, hi = min(xs), max(xs), min(ys), max(ys)
-    if hi == lo:
-        lo, hi = lo - (abs(lo) * 0.05 or 0.5), hi + (abs(hi) * 0.05 or 0.5)
-    plot_w, plot_h = W - PAD_L - PAD_R, H - PAD_T - PAD_B
-
-    def px(x: float) -> float:
-        return PAD_L + (plot_w * (x - x_lo) / (x_hi - x_lo) if x_hi > x_lo else plot_w / 2)
-
-    def py(v: float) -> float:
-        return PAD_T + plot_h * (1 - (v - lo) / (hi - lo))
-
-    parts = [
-        head,
-        f'<line class="axis" x1="{PAD_L}" y1="{PAD_T + plot_h}" x2="{W - PAD_R}" y2="{PAD_T + plot_h}"/>'
-        f'<line class="axis" x1="{PAD_L}" y1="{PAD_T}" x2="{PAD_L}" y2="{PAD_T + plot_h}"/>'
-        f'<text class="tick" x="{PAD_L - 4}" y="{py(hi) + 4:.1f}" text-anchor="end">{hi:.4g}</text>'
-        f'<text class="tick" x="{PAD_L - 4}" y="{py(lo) + 4:.1f}" text-anchor="end">{lo:.4g}</text>'
-        f'<text class="tick" x="{PAD_L}" y="{H - PAD_B + 16}">{x_lo:.6g}</text>'
-        f'<text class="tick" x="{W - PAD_R}" y="{H - PAD_B + 16}" text-anchor="end">{x_hi:.6g}</text>'
-        f'<text class="tick" x="{PAD_L + plot_w / 2:.1f}" y="{H - PAD_B + 16}" '
-        f'text-anchor="middle">{text(x_name)}</text>',
-    ]
+    parts, px, py = _axes(head, x_name, min(xs), max(xs), min(ys), max(ys))
     for x, v, run in points[:MAX_POINTS]:
         parts.append(
             f'<circle class="point" data-run="{text(run)}" cx="{px(x):.1f}" cy="{py(v):.1f}" r="3">'

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from modelpack.record.metrics import flatten
 from modelpack.record.record import Record
 
 ADDED, REMOVED, CHANGED = "added", "removed", "changed"
@@ -227,17 +228,6 @@ def diff_records(old: Record, new: Record, better: Mapping[str, str] | None = No
         python=python,
     )
 
-
-def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested params as dotted keys ({"opt": {"lr": 0.1}} -> {"opt.lr": 0.1}), so a change names its leaf."""
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
 
 
 def dataset_version(record: Record, name: str | None) -> str | None:

@@ -25,8 +25,8 @@ from modelpack.evidence.labels import Label
 from modelpack.oci.target import Target
 from modelpack.packfile.gates import MEASURED as TEST_METRICS
 from modelpack.record import where as q
+from modelpack.record.metrics import flatten
 from modelpack.record.where import Condition, Subject
-from modelpack.release.diff import flatten
 from modelpack.release.view import ReleaseView, load_release
 
 WORKERS = 8

@@ -17,6 +17,7 @@ from typing import Any
 from modelpack.errors import ContentError
 from modelpack.oci import canonical
 from modelpack.record.git import GitInfo, opt_str
+from modelpack.record.metrics import flatten
 
 SCHEMA = "dev.modelpack.run/v1"
 RUNNING, FINISHED, FAILED, KILLED = "running", "finished", "failed", "killed"
@@ -342,17 +343,6 @@ class Summary:
             tuple(get("datasetRefs") or ()), get("commit"), int(get("checkpoints") or 0), digest,
         )  # fmt: skip
 
-
-def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested params as dotted keys ({"opt": {"lr": 0.1}} -> {"opt.lr": 0.1})."""
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
 
 
 def last_values(rows: Sequence[tuple[int, Mapping[str, float]]]) -> dict[str, float]:
