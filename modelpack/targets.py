@@ -167,8 +167,12 @@ class Targets:
 
     def repository(self, ref: Reference) -> RegistryRepository:
         from modelpack.registry.client import RegistryRepository
+        from modelpack.store.uploads import UploadSessions
 
-        return RegistryRepository(self.client(ref.registry), ref.repository)
+        # a push killed half-way continues where the registry stopped on the next run
+        return RegistryRepository(
+            self.client(ref.registry), ref.repository, sessions=UploadSessions(self.store_path)
+        )
 
     def store_repository(self, name: str) -> StoreRepository:
         return StoreRepository(self.store, name)

@@ -32,13 +32,15 @@ from modelpack.registry.upload import (
     try_mount,
 )
 from modelpack.registry.upload_source import OneShotSource
+from modelpack.store.uploads import UploadSessions
 
 ANN_TAG_TOMBSTONE = "dev.modelpack.tag-tombstone"
 MANIFEST_BLOB_UNKNOWN_RETRIES = 3
 
 
 class RegistryRepository:
-    """`client` is shared by every repository of one registry; `name` is the repository path."""
+    """`client` is shared by every repository of one registry; `name` is the repository path; `sessions`
+    keeps chunked uploads from re-readable sources resumable across runs (the local store's record)."""
 
     def __init__(
         self,
@@ -47,9 +49,11 @@ class RegistryRepository:
         *,
         upload: UploadOptions = UploadOptions(),
         ranges: RangeOptions = RangeOptions(),
+        sessions: UploadSessions | None = None,
     ) -> None:
         self.client = client
         self.name = name
+        self.sessions = sessions
         self.upload_options = upload
         self.range_options = ranges
 
@@ -116,6 +120,7 @@ class RegistryRepository:
             progress=progress,
             mount_from=mount_from,
             options=self.upload_options,
+            sessions=self.sessions,
         )
 
     def mount_blob(self, desc: Descriptor, source: Target) -> bool:
@@ -147,6 +152,7 @@ class RegistryRepository:
             progress=progress,
             options=self.upload_options,
             check_exists=False,
+            sessions=self.sessions,
         )
 
     def write_blob(

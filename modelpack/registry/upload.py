@@ -4,6 +4,10 @@ Resume follows the distribution spec: after a 416 or a torn connection, `GET <lo
 `Range` the registry holds and the upload continues from there. Some registries (distribution 2.8
 among them) invalidate the session when a PATCH breaks after part of its body was stored; then the
 upload starts again from a new session, bounded by `max_restarts`.
+
+Across runs: given `sessions` (the local store's record, store/uploads.py), a chunked upload records its
+session after every confirmed chunk, and the next push of that blob asks the registry where the session
+stands and continues from there; a session the registry no longer knows starts over.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 import httpx
 
@@ -23,6 +27,7 @@ from modelpack.oci.model import Descriptor
 from modelpack.oci.target import BlobCopy, Progress, ProgressFn, no_progress
 from modelpack.registry.auth import repository_scope
 from modelpack.registry.transport import ConnectionLost, RegistryClient
+from modelpack.store.uploads import UploadSession, UploadSessions
 
 log = logging.getLogger("modelpack.registry")
 
@@ -58,6 +63,7 @@ def push_blob(
     mount_from: str | None = None,
     options: UploadOptions = UploadOptions(),
     check_exists: bool = True,
+    sessions: UploadSessions | None = None,
 ) -> BlobCopy:
     where = f"{client.registry}/{repository}"
     if check_exists and blob_exists(client, repository, desc.digest):
@@ -66,23 +72,35 @@ def push_blob(
     scopes = [repository_scope(repository, "pull", "push")]
     if mount_from and mount_from != repository:
         scopes.append(repository_scope(mount_from, "pull"))
+    chunked = desc.size > options.monolithic_max
+    journal = _Journal(client, where, desc.digest, sessions) if chunked and sessions is not None else None
     sent = 0
     for restart in range(options.max_restarts + 1):
-        response = _start(client, repository, desc, scopes, mount_from if restart == 0 else None)
-        if response.status_code == 201:
-            progress(Progress(desc.digest, desc.size, desc.size, "mount"))
-            return BlobCopy("mount", desc.digest, 0)
-        location = _location(response, client, f"upload of {desc.digest}", where)
         counter = _Counter(desc, progress)
         try:
-            if desc.size <= options.monolithic_max:
+            resumed = journal.resume(scopes, desc) if journal is not None and restart == 0 else None
+            if resumed is not None:
+                location, offset = resumed
+                log.debug("continuing the upload of %s from a previous run at %d", desc.digest, offset)
+                _chunked(client, location, desc, open_at, scopes, counter, where, options, 0, offset, journal)
+                return BlobCopy("upload", desc.digest, sent + counter.sent)
+            response = _start(client, repository, desc, scopes, mount_from if restart == 0 else None)
+            if response.status_code == 201:
+                progress(Progress(desc.digest, desc.size, desc.size, "mount"))
+                return BlobCopy("mount", desc.digest, 0)
+            location = _location(response, client, f"upload of {desc.digest}", where)
+            if not chunked:
                 _monolithic(client, location, desc, open_at, scopes, counter, where)
             else:
                 min_chunk = int(response.headers.get("oci-chunk-min-length") or 0)
-                _chunked(client, location, desc, open_at, scopes, counter, where, options, min_chunk)
+                _chunked(
+                    client, location, desc, open_at, scopes, counter, where, options, min_chunk, 0, journal
+                )
             return BlobCopy("upload", desc.digest, sent + counter.sent)
         except _Restart:
             sent += counter.sent
+            if journal is not None:
+                journal.drop()
             log.debug("upload session for %s lost; starting again (%d)", desc.digest, restart + 1)
             client.backoff(restart + 1)
     raise RegistryError(f"upload of {desc.digest} to {where} kept failing; gave up after {sent} bytes sent")
@@ -203,9 +221,11 @@ def _chunked(
     where: str,
     options: UploadOptions,
     min_chunk: int,
+    offset: int = 0,
+    journal: _Journal | None = None,
 ) -> None:
     chunk = max(options.chunk_size, min_chunk)
-    offset, resumes = 0, 0
+    resumes = 0
     while offset < desc.size:
         length = min(chunk, desc.size - offset)
         start = offset
@@ -227,6 +247,8 @@ def _chunked(
         if response is not None and response.status_code == 202:
             location = _location(response, client, f"upload of {desc.digest}", where)
             offset = _range_end(response.headers.get("range"), start + length)
+            if journal is not None:
+                journal.save(location, offset)
             continue
         if response is not None and response.status_code not in (416, 500, 502, 503, 504):
             if response.status_code == 404:
@@ -241,6 +263,8 @@ def _chunked(
         "PUT", _with_digest(location, desc.digest), scopes=scopes, headers={"Content-Length": "0"}
     )
     _check_committed(client, response, desc, where)
+    if journal is not None:
+        journal.drop()
 
 
 def _piece(counter: _Counter, open_at: BlobOpener, start: int, length: int) -> Iterator[bytes]:
@@ -286,3 +310,54 @@ def _check_committed(client: RegistryClient, response: httpx.Response, desc: Des
     reported = response.headers.get("docker-content-digest")
     if reported and reported != desc.digest:
         raise DigestMismatchError(f"{where} stored blob {desc.digest} as {reported}; refused")
+
+
+# Query parameters that may carry a credential: a Location holding one is never written to disk.
+_SECRET_PARAMS = ("token", "signature", "sig", "credential", "x-amz-", "auth", "key", "password")
+
+
+class _Journal:
+    """One blob's upload session as kept across runs in the local store (store/uploads.py)."""
+
+    def __init__(self, client: RegistryClient, where: str, digest: str, sessions: UploadSessions) -> None:
+        self.client, self.where, self.digest, self.sessions = client, where, digest, sessions
+
+    def resume(self, scopes: list[str], desc: Descriptor) -> tuple[str, int] | None:
+        """The saved session's location and the registry's own offset, or None to start a new one."""
+        saved = self.sessions.load(self.where, self.digest)
+        if saved is None:
+            return None
+        location = self.client.base_url + saved.path
+        try:
+            location, offset = _resume_point(self.client, location, scopes, desc, self.where)
+        except _Restart:
+            self.drop()  # the registry no longer knows it (purged, or invalidated by a torn PATCH)
+            return None
+        if not 0 < offset <= desc.size:
+            self.drop()  # nothing held, or more than the blob: a session that is not this blob's
+            return None
+        return location, offset
+
+    def save(self, location: str, offset: int) -> None:
+        path = _persistable(self.client, location)
+        if path is None:
+            self.drop()
+        else:
+            self.sessions.save(self.digest, UploadSession(self.where, path, offset))
+
+    def drop(self) -> None:
+        self.sessions.drop(self.digest)
+
+
+def _persistable(client: RegistryClient, location: str) -> str | None:
+    """The location's path and query when it is on the registry's own origin and carries nothing that
+    looks like a credential; None otherwise (that session is then not kept across runs)."""
+    if not client.on_registry(location):
+        return None
+    parts = urlsplit(location)
+    if parts.username or parts.password:
+        return None
+    for name, _ in parse_qsl(parts.query, keep_blank_values=True):
+        if any(word in name.lower() for word in _SECRET_PARAMS):
+            return None
+    return parts.path + (f"?{parts.query}" if parts.query else "")
