@@ -16,6 +16,7 @@ from support.release_fixtures import Pushed, pushed  # noqa: F401  (pushed is th
 
 from modelpack.errors import DigestMismatchError
 from modelpack.oci.copy import copy_graph
+from modelpack.oci.target import Progress
 from modelpack.registry import RangeOptions, RegistryRepository
 from modelpack.store.layout import LayoutStore
 from modelpack.unpack import unpack
@@ -243,4 +244,36 @@ def test_blobs_ranged_at_once_share_one_memory_budget_without_deadlock(
     assert [store.blob_path(blob(d).digest).read_bytes() == d for d in datas] == [True] * 4
     assert budget.acquire(blocking=False)  # the one slot is free again
     budget.release()
+    source.client.close()
+
+
+class Stop(Exception):
+    """What Ctrl-C is to the pull: an exception from inside its progress callback."""
+
+
+def test_an_interrupted_ranged_pull_keeps_a_verified_prefix_and_resumes_from_it(
+    registry: RegistryProcess, repo: str, tmp_path: Path
+) -> None:
+    """Ranges land at their offsets as they arrive (os.pwrite); stopped half-way, the partial is cut to
+    the hashed contiguous prefix (no holes to read as zeros), and the next pull asks only for the rest."""
+    data, digest = _pushed_blob(registry, repo)
+    store = LayoutStore(tmp_path / "store")
+
+    def stop(p: Progress) -> None:
+        if p.total == SIZE and p.done >= SIZE // 2:
+            raise Stop
+
+    source = _repo(registry, repo, Wrapped())
+    with pytest.raises(Stop):
+        copy_graph(source, store, "big", progress=stop)
+    source.client.close()
+    (partial,) = (tmp_path / "store" / "blobs" / ".tmp").glob("partial-*")
+    held = partial.read_bytes()
+    assert SIZE // 2 <= len(held) < SIZE and data.startswith(held)
+    wire = Wrapped()
+    source = _repo(registry, repo, wire)
+    copy_graph(source, store, "big")
+    assert store.blob_path(digest).read_bytes() == data
+    starts = [int(r.removeprefix("bytes=").split("-")[0]) for r, _ in wire.gets if r]
+    assert starts and min(starts) == len(held)  # nothing before the kept prefix asked for again
     source.client.close()

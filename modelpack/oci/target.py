@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from modelpack.oci.model import Descriptor
 
@@ -48,6 +48,19 @@ class BlobCopy:
     how: str
     digest: str
     bytes_sent: int
+
+
+# advanced(end, data): the bytes written contiguously from the first offset now reach `end`; `data` is
+# the newly covered bytes when the writer had them in hand in order (else None: read them from the file).
+Advanced = Callable[[int, bytes | None], None]
+
+
+@runtime_checkable
+class WritesAtOffsets(Protocol):
+    """A source that writes a blob straight into a file at its offsets (parallel ranges, os.pwrite), so
+    no piece waits in memory for the ones before it; the caller hashes behind the contiguous prefix."""
+
+    def fetch_blob_into(self, desc: Descriptor, fd: int, start: int, advanced: Advanced) -> None: ...
 
 
 class Target(Protocol):

@@ -18,11 +18,11 @@ from modelpack.errors import DigestMismatchError, NotFoundError, RegistryError
 from modelpack.oci import canonical, mediatypes
 from modelpack.oci import digest as digests
 from modelpack.oci.model import MAX_MANIFEST_BYTES, Descriptor, Manifest
-from modelpack.oci.target import BlobCopy, Progress, ProgressFn, RawManifest, Target, no_progress
+from modelpack.oci.target import Advanced, BlobCopy, Progress, ProgressFn, RawManifest, Target, no_progress
 from modelpack.registry import referrers as _referrers
 from modelpack.registry.auth import repository_scope
 from modelpack.registry.pages import pages
-from modelpack.registry.ranged import RangeOptions, iter_blob_ranged
+from modelpack.registry.ranged import RangeOptions, fetch_ranged_into, iter_blob_ranged
 from modelpack.registry.transport import RegistryClient
 from modelpack.registry.upload import (
     BlobOpener,
@@ -87,6 +87,11 @@ class RegistryRepository:
         """Ranged GETs from `offset`: this repository as the resumable source of an upload (unverified
         here: the destination registry checks the digest when the upload completes)."""
         return iter_blob_ranged(self.client, self.name, desc, offset, options=self.range_options)
+
+    def fetch_blob_into(self, desc: Descriptor, fd: int, start: int, advanced: Advanced) -> None:
+        """Write the blob from `start` into `fd` at its offsets (the store's pull: ranges land as they
+        arrive, nothing held in memory); unverified here: the caller hashes behind `advanced`."""
+        fetch_ranged_into(self.client, self.name, desc, fd, start, advanced, options=self.range_options)
 
     def download_blob(self, desc: Descriptor, dest: Path, progress: ProgressFn = no_progress) -> None:
         """Stream a blob to `dest`; it appears there only once its digest and size were verified."""

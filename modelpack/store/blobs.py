@@ -26,7 +26,7 @@ from typing import BinaryIO
 from modelpack.errors import DigestMismatchError, NotFoundError, StoreError
 from modelpack.oci import canonical, digest, mediatypes
 from modelpack.oci.model import Descriptor, Index
-from modelpack.oci.target import BlobCopy, Progress, ProgressFn, Target, no_progress
+from modelpack.oci.target import BlobCopy, Progress, ProgressFn, Target, WritesAtOffsets, no_progress
 from modelpack.store import sourced
 from modelpack.store.atomic import atomic_write, fsync_dir, space
 from modelpack.store.sourced import SourcedBlob
@@ -350,10 +350,13 @@ class BlobStore:
                 progress(Progress(desc.digest, have, desc.size))
                 try:
                     with space(final):
-                        for chunk in source.read_blob_at(desc, have) if have < desc.size else ():
-                            verifier.update(chunk)
-                            f.write(chunk)
-                            progress(Progress(desc.digest, verifier.size, desc.size))
+                        if have < desc.size and isinstance(source, WritesAtOffsets):
+                            _fetch_into(source, desc, f, have, verifier, progress)
+                        else:
+                            for chunk in source.read_blob_at(desc, have) if have < desc.size else ():
+                                verifier.update(chunk)
+                                f.write(chunk)
+                                progress(Progress(desc.digest, verifier.size, desc.size))
                         verifier.check()
                         f.flush()
                         os.fsync(f.fileno())
@@ -387,6 +390,36 @@ class BlobStore:
         return data
 
 
+def _fetch_into(
+    source: WritesAtOffsets,
+    desc: Descriptor,
+    f: BinaryIO,
+    have: int,
+    verifier: digest.Verifier,
+    progress: ProgressFn,
+) -> None:
+    """Let `source` write the rest at its offsets (parallel ranges land as they arrive) and hash just
+    behind the contiguous prefix, reading back from the file (page cache) what was not handed over in
+    order. Interrupted, the partial is cut to the hashed prefix, so the next pull resumes from there."""
+    fd = f.fileno()
+
+    def advanced(end: int, data: bytes | None) -> None:
+        if data is not None and end - len(data) == verifier.size:
+            verifier.update(data)
+        while verifier.size < end:
+            piece = os.pread(fd, min(digest.CHUNK, end - verifier.size), verifier.size)
+            if not piece:
+                raise StoreError(f"partial file of blob {desc.digest} ended before byte {end}")
+            verifier.update(piece)
+        progress(Progress(desc.digest, verifier.size, desc.size))
+
+    try:
+        source.fetch_blob_into(desc, fd, have, advanced)
+    except BaseException:
+        os.ftruncate(fd, verifier.size)  # holes past the prefix would read as zeros on the next run
+        raise
+
+
 def _rehash(f: BinaryIO, verifier: digest.Verifier, size: int) -> int:
     """Feed what a partial file holds (at most `size` bytes) to `verifier`; cut anything past it and
     leave `f` at its end. Returns how many bytes it holds."""
@@ -403,7 +436,6 @@ def _rehash(f: BinaryIO, verifier: digest.Verifier, size: int) -> int:
 
 def _own(name: str) -> bool:
     return name in _OWN_NAMES or name.startswith((".index.json.", ".oci-layout."))  # temps of _atomic_write
-
 
 
 def _verified(chunks: Iterator[bytes], verifier: digest.Verifier) -> Iterator[bytes]:
