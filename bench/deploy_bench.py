@@ -21,8 +21,7 @@ answered each one:
   - failed requests during --switches blue-green switches and as many rollbacks (goal 0).
   - the canary's share: `promote --canary 10`, --canary-requests sequential requests, percent answered by
     the canary; the figure is its distance from 10, in points (limit 3).
-Not measured here: deploy-to-ready for a 3 GB model (the anchor, KServe's modelcar at 10 s) needs a 3 GB
-release on this 2-core machine; time it with a real model.
+Deploy-to-ready for a 3 GB model (the anchor, KServe's modelcar at 10 s): bench/deploy_big_bench.py.
 Peak RSS of this process is printed at the end.
 """
 
