@@ -133,6 +133,7 @@ def build_bundle(
     if from_run is not None:
         made_with += frameworks.recorded_versions(from_run.packages, f"run {from_run.link.id}")
     checks = frameworks.check_versions(lock, made_with, allow=allow_version_mismatch, where=pf.path.name)
+    checks += frameworks.check_opsets(lock, models, allow=allow_version_mismatch, where=pf.path.name)
     datasets = hash_datasets(pf.datasets, hash_file=cache.file_digest, published=published)
     curves = read_history(pf)
     if from_run is not None:  # the run's datasets (the packfile keeps those the run did not read)

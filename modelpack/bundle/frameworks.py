@@ -6,16 +6,22 @@ container log nobody reads, and may predict differently. The version is read fro
 compares the packages the run recorded. A mismatch is an error naming both versions, unless allowed
 (`--allow-version-mismatch`), and every check, allowed or matching, goes into the record.
 
-Not checked: torch's files carry no torch version (the run's recorded one is compared instead), and an
-ONNX model's opset against onnxruntime is not checked here.
+An ONNX model's opsets (ai.onnx, and ai.onnx.ml when it imports it) are checked against the highest the
+locked onnxruntime runs (bundle/opsets.py, from onnxruntime's compatibility table): a model needing a newer
+opset is an error naming both, allowed and recorded the same way; an onnxruntime newer than the table is
+recorded as unchecked. Like any framework, an onnxruntime the lock does not pin is not compared.
+
+Not checked: torch's files carry no torch version (the run's recorded one is compared instead).
 """
 
 from __future__ import annotations
 
 import pickletools
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
+from modelpack.bundle import opsets
 from modelpack.bundle.lockfile import Lock
 from modelpack.errors import InputError
 from modelpack.record.frameworks import VersionCheck
@@ -93,3 +99,34 @@ def model_versions(models: Sequence[tuple[str, Path]], fmt: str) -> list[tuple[s
 def recorded_versions(packages: Mapping[str, str], source: str) -> list[tuple[str, str, str]]:
     """(package, version, source) of the frameworks a run recorded in its environment."""
     return [(p, packages[p], source) for p in FRAMEWORKS if p in packages]
+
+
+def check_opsets(
+    lock: Lock, models: Sequence[tuple[str, Path]], *, allow: bool, where: str
+) -> tuple[VersionCheck, ...]:
+    """The opsets of each `.onnx` model file against every onnxruntime the lock installs."""
+    runtimes = sorted(locked_versions(lock, "onnxruntime"))
+    onnx_files = [(a, p) for a, p in models if p.suffix == ".onnx"]
+    if not runtimes or not onnx_files:
+        return ()
+    checks: list[VersionCheck] = []
+    for arcname, path in onnx_files:
+        source = f"{arcname} (opset)"
+        for domain, opset in sorted(opsets.model_opsets(path, display=arcname).items()):
+            for ort in runtimes:
+                highest = opsets.runtime_max_opset(ort, domain)
+                check = VersionCheck(domain, str(opset), source, None if highest is None else str(highest),
+                                     runtime=f"onnxruntime {ort}")  # fmt: skip
+                if highest is not None and opset > highest:
+                    if not allow:
+                        first = opsets.first_runtime_for(opset, domain)
+                        newer = f"onnxruntime>={first}" if first else "a newer onnxruntime"
+                        raise InputError(
+                            f"{where}: {arcname} needs {domain} opset {opset}, but the lock installs "
+                            f"onnxruntime {ort}, which runs {domain} up to opset {highest}",
+                            hint=f"lock {newer}, export the model at opset {highest}, "
+                            "or build with --allow-version-mismatch (recorded in the release)",
+                        )
+                    check = replace(check, allowed=True)
+                checks.append(check)
+    return tuple(checks)
