@@ -159,3 +159,11 @@ def test_the_iris_example_passes_with_its_opsets_recorded(tmp_path: Path) -> Non
     built = api.build(Targets(store_path=tmp_path / "store"), proj, image=False)
     known = {c.package: (c.found, c.locked, c.matches) for c in built.bundle.record.frameworks}
     assert known == {"ai.onnx": ("17", "21", True), "ai.onnx.ml": ("1", "4", True)}
+
+
+def test_opsets_are_read_through_zero_padding_and_junk_is_left_uncompared(tmp_path: Path) -> None:
+    path = tmp_path / "model.onnx"
+    path.write_bytes((EXAMPLES / "iris-onnx" / "model.onnx").read_bytes() + b"\0" * 3)
+    assert opsets.model_opsets(path) == {"ai.onnx": 17, "ai.onnx.ml": 1}
+    path.write_bytes(b"\x08\x07fake-onnx-bytes")
+    assert opsets.model_opsets(path) == {}

@@ -112,7 +112,7 @@ def check_opsets(
     checks: list[VersionCheck] = []
     for arcname, path in onnx_files:
         source = f"{arcname} (opset)"
-        for domain, opset in sorted(opsets.model_opsets(path, display=arcname).items()):
+        for domain, opset in sorted(opsets.model_opsets(path).items()):
             for ort in runtimes:
                 highest = opsets.runtime_max_opset(ort, domain)
                 check = VersionCheck(domain, str(opset), source, None if highest is None else str(highest),

@@ -12,8 +12,6 @@ from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
 
-from modelpack.errors import InputError
-
 DEFAULT_DOMAIN = "ai.onnx"
 ML_DOMAIN = "ai.onnx.ml"
 
@@ -33,16 +31,24 @@ ORT_OPSETS: dict[tuple[int, int], tuple[int, int]] = {
 _COLUMN = {DEFAULT_DOMAIN: 0, ML_DOMAIN: 1}
 
 
-def model_opsets(path: Path, *, display: str) -> dict[str, int]:
-    """The highest opset the model imports per checked domain (`""` is ai.onnx), read without running it."""
+def model_opsets(path: Path) -> dict[str, int]:
+    """The highest opset the model imports per checked domain (`""` is ai.onnx), read without running it.
+    Empty when protobuf cannot parse the file: the format check owns refusing files that are not ONNX,
+    and what cannot be read is not compared (as for pickles)."""
     import onnx  # deferred: a build without ONNX models never loads protobuf
 
     try:
         model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf's DecodeError and friends: the file is not an ONNX model
-        raise InputError(
-            f"{display}: cannot be read as an ONNX model ({exc})", hint="export the model again"
-        ) from exc
+    except Exception:  # protobuf's DecodeError (google.protobuf has no type stubs here)
+        # Zero padding some tools append: onnxruntime's stream parser stops at the first 0 tag, the
+        # Python parser refuses it, so parse what comes before the padding.
+        data = path.read_bytes()
+        if not data.endswith(b"\0"):
+            return {}
+        try:
+            model = onnx.load_model_from_string(data.rstrip(b"\0"))
+        except Exception:
+            return {}
     found: dict[str, int] = {}
     for imp in model.opset_import:
         domain = imp.domain or DEFAULT_DOMAIN
