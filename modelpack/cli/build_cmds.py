@@ -70,7 +70,8 @@ def build(
         typer.Option(
             "--allow-version-mismatch",
             help="Build although the model was made with another scikit-learn (or, with --run, framework) "
-            "version than the lock installs; recorded in the release.",
+            "version than the lock installs, or needs a newer ONNX opset than the locked onnxruntime runs; "
+            "recorded in the release.",
         ),
     ] = False,
     as_json: JsonOpt = False,
