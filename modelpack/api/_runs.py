@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from modelpack.errors import NotFoundError, UsageError
-from modelpack.record.metrics import flatten
+from modelpack.record.record import flatten
 from modelpack.runs.artifact import RunView, load_run, read_curves, read_system, run_tag
 from modelpack.runs.record import RunRecord, Summary
 from modelpack.targets import Location, Targets

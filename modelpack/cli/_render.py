@@ -213,13 +213,13 @@ def _num(v: float | None) -> str:
 
 
 def _flat(params: Any) -> dict[str, Any]:
-    from modelpack.record.metrics import flatten
+    from modelpack.record.record import flatten
 
     return flatten(params)
 
 
 def versions(result: LsResult, repository: str, filtered: bool) -> None:
-    from modelpack.record.metrics import flatten
+    from modelpack.record.record import flatten
 
     if not result.versions:
         _output.info(f"no release in {repository} matches" if filtered else f"no releases in {repository}")

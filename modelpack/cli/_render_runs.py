@@ -77,7 +77,7 @@ def one(result: RunShowResult) -> None:
 
 
 def _flat(params: Any) -> dict[str, Any]:
-    from modelpack.record.metrics import flatten
+    from modelpack.record.record import flatten
 
     return flatten(params)
 

@@ -153,15 +153,3 @@ def _show(value: object) -> str:
 def _key(prefix: str) -> str:
     return repr(prefix) if prefix else "top level"
 
-
-def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested params as dotted keys ({"opt": {"lr": 0.1}} -> {"opt.lr": 0.1}): how diff, ls and runs name a
-    param, so a change or a filter names its leaf."""
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping) and value:
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out

@@ -341,3 +341,16 @@ def _runtime(obj: Any) -> dict[str, str]:
 
 def _drop_none(d: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in d.items() if v is not None}
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested params as dotted keys ({"opt": {"lr": 0.1}} -> {"opt.lr": 0.1}): how diff, ls and runs name a
+    param, so a change or a filter names its leaf. Here, not in metrics.py: `inspect` must not import yaml."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out

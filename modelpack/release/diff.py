@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from modelpack.record.metrics import flatten
-from modelpack.record.record import Record
+from modelpack.record.record import Record, flatten
 
 ADDED, REMOVED, CHANGED = "added", "removed", "changed"
 UP, DOWN, SAME = "up", "down", "same"

@@ -25,7 +25,7 @@ from modelpack.evidence.labels import Label
 from modelpack.oci.target import Target
 from modelpack.packfile.gates import MEASURED as TEST_METRICS
 from modelpack.record import where as q
-from modelpack.record.metrics import flatten
+from modelpack.record.record import flatten
 from modelpack.record.where import Condition, Subject
 from modelpack.release.view import ReleaseView, load_release
 

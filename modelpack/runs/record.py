@@ -17,7 +17,7 @@ from typing import Any
 from modelpack.errors import ContentError
 from modelpack.oci import canonical
 from modelpack.record.git import GitInfo, opt_str
-from modelpack.record.metrics import flatten
+from modelpack.record.record import flatten
 
 SCHEMA = "dev.modelpack.run/v1"
 RUNNING, FINISHED, FAILED, KILLED = "running", "finished", "failed", "killed"

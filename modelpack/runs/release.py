@@ -21,8 +21,7 @@ from modelpack.oci import mediatypes as mt
 from modelpack.oci.target import Target
 from modelpack.packfile.schema import DatasetSpec
 from modelpack.record.dataset import PublishedDataset
-from modelpack.record.metrics import flatten
-from modelpack.record.record import Metric, RunLink
+from modelpack.record.record import Metric, RunLink, flatten
 from modelpack.runs.artifact import RunView, read_curves
 from modelpack.runs.record import Checkpoint, DatasetUse
 from modelpack.targets import Targets
