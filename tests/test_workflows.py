@@ -10,7 +10,7 @@ import pytest
 from fixtures.lint import actionlint, shellcheck, workflow_files
 
 ROOT = Path(__file__).resolve().parent.parent
-SHELL_SCRIPTS = ["scripts/test-env", "scripts/test", ".ci/run"]
+SHELL_SCRIPTS = ["scripts/test-env", "scripts/test", "scripts/demo", "scripts/lock", ".ci/run"]
 
 
 def test_workflows_pass_actionlint() -> None:
