@@ -45,15 +45,15 @@ def shard_tag(run_id: str) -> str:
     return f"{SHARD_PREFIX}{hashlib.sha256(run_id.encode()).hexdigest()[:1]}"
 
 
-def write_run(target: Target, manifest: Manifest, blobs: Sequence[Blob], run_id: str) -> str:
-    """Stores the run under `run-<id>` and lists it. A finished run is immutable: another digest under its
-    tag is refused; the same digest again is a no-op (a retried push)."""
+def refuse_rewrite(target: Target, run_id: str, digest: str) -> str | None:
+    """The one rule that keeps a finished run immutable, for a write and a push alike: another digest under
+    `run-<id>` is refused when the run there is finished. Returns the digest there now (None: absent)."""
     tag = run_tag(run_id)
     try:
         existing = target.get_manifest(tag)
     except NotFoundError:
-        existing = None
-    if existing is not None and existing.digest != manifest.digest:
+        return None
+    if existing.digest != digest:
         old = manifest_of(existing, f"{target.describe()}:{tag}")
         summary = summary_of(old.descriptor(annotations=dict(old.annotations)))
         if summary is not None and summary.status in FINAL:
@@ -61,6 +61,14 @@ def write_run(target: Target, manifest: Manifest, blobs: Sequence[Blob], run_id:
                 f"run {run_id} in {target.describe()} is {summary.status}, immutable, and has another digest",
                 hint="a finished run is never rewritten; start a new run",
             )
+    return existing.digest
+
+
+def write_run(target: Target, manifest: Manifest, blobs: Sequence[Blob], run_id: str) -> str:
+    """Stores the run under `run-<id>` and lists it. A finished run is immutable: another digest under its
+    tag is refused; the same digest again is a no-op (a retried push)."""
+    refuse_rewrite(target, run_id, manifest.digest)
+    tag = run_tag(run_id)
     write_blobs(target, blobs)
     put(target, manifest, manifest.digest)
     digest = put(target, manifest, tag)

@@ -11,14 +11,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelpack.errors import ModelpackError, NotFoundError, RefusedError, UsageError
+from modelpack.errors import ModelpackError, NotFoundError, UsageError
 from modelpack.oci import mediatypes as mt
 from modelpack.oci.copy import copy_graph
 from modelpack.oci.target import Target
-from modelpack.runs.artifact import manifest_of, run_manifest, run_tag, summary_of
-from modelpack.runs.listing import RUN_PREFIX, add_to_listing, list_runs, write_run
+from modelpack.runs.artifact import manifest_of, run_manifest, run_tag
+from modelpack.runs.listing import RUN_PREFIX, add_to_listing, list_runs, refuse_rewrite, write_run
 from modelpack.runs.live import Finished, discard
-from modelpack.runs.record import FINAL
 from modelpack.targets import Location, Targets
 
 TRACKING_REPO_ENV = "MODELPACK_TRACKING_REPO"
@@ -72,19 +71,8 @@ def push_run(source: Target, dest: Target, run_id: str) -> str:
     tag = run_tag(run_id)
     raw = source.get_manifest(tag)
     manifest = manifest_of(raw, f"{source.describe()}:{tag}")
-    try:
-        there = dest.get_manifest(tag)
-    except NotFoundError:
-        there = None
-    if there is not None and there.digest != raw.digest:
-        theirs = manifest_of(there, f"{dest.describe()}:{tag}")
-        old = summary_of(theirs.descriptor(annotations=dict(theirs.annotations)))
-        if old is not None and old.status in FINAL:
-            raise RefusedError(
-                f"run {run_id} in {dest.describe()} is {old.status} with another digest",
-                hint="a finished run is immutable",
-            )
-    if there is None or there.digest != raw.digest:
+    there = refuse_rewrite(dest, run_id, raw.digest)
+    if there != raw.digest:
         copy_graph(source, dest, tag)
     desc = manifest.descriptor(artifact_type=mt.RUN_ARTIFACT, annotations=dict(manifest.annotations))
     add_to_listing(dest, desc, run_id)
